@@ -1,0 +1,5 @@
+import sys
+
+from lanon.cli.main import main
+
+sys.exit(main())

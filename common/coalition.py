@@ -1,0 +1,375 @@
+"""The coalition file: what every member and gateway of one lanon must agree on.
+
+All hosts load the same file. Its fingerprint (BLAKE2b of the parsed, normalised content) is
+carried in HELLO and its first four bytes in every frame header, so hosts whose files differ
+do not silently disagree: their frames are rejected as foreign and the daemon says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lanon.common import keygraph, wire
+from lanon.common.cell import CELL_HEADER_LEN
+from lanon.common.crypto import decode_public_key
+from lanon.common.errors import ConfigError
+from lanon.common.reservation import ENTRY_LEN
+from lanon.common.settings import (
+    REQUIRED,
+    between,
+    is_name,
+    is_network,
+    load_table,
+    one_of,
+    opt,
+)
+
+IP_TCP_HEADERS = 40
+
+
+@dataclass(frozen=True)
+class CoalitionSection:
+    name: str = opt(REQUIRED, "name of the coalition, for logs and metrics", is_name)
+    lan: str = opt(
+        REQUIRED,
+        "the LAN prefix; members' traffic to it is not anonymised, anonymous addresses lie in it",
+        is_network,
+    )
+    lan_mtu: int = opt(
+        1500, "MTU of the LAN in bytes; every lanon frame fits in it", between(576, 9000)
+    )
+    cell_size: int = opt(
+        1400,
+        "bytes per DC-net data slot (fixed; packets are carried in whole cells)",
+        between(256, 9000),
+    )
+    min_members: int = opt(
+        3,
+        "below this many members present the lanon disbands (pauses) rather than run rounds",
+        between(2, 4096),
+    )
+
+
+@dataclass(frozen=True)
+class RoundSection:
+    idle_interval: float = opt(
+        0.02, "seconds between rounds when nobody has data", between(0.001, 10)
+    )
+    deadline: float = opt(
+        0.25,
+        "seconds a round waits for every roster member before it is redone without the late ones",
+        between(0.005, 30),
+    )
+    max_slots: int = opt(16, "most data slots in one round", between(1, 64))
+    reservation_entries: int = opt(
+        64,
+        "entries in each round's reservation vector (more entries, fewer collisions)",
+        between(4, 1024),
+    )
+    max_claims: int = opt(4, "most slots one member claims in one round", between(1, 64))
+    epoch_rounds: int = opt(100_000, "rounds before the pad keys rotate", between(1, 2**31))
+    epoch_seconds: float = opt(600.0, "seconds before the pad keys rotate", between(1, 86400 * 7))
+    forgive_rounds: int = opt(
+        200,
+        "rounds an absent member keeps its place before it is treated as resigned",
+        between(0, 10**7),
+    )
+    clock_tolerance: float = opt(
+        1.0,
+        "seconds hosts' clocks may differ; a member also waits this long after start before it "
+        "contributes, so that a replayed round can never reuse its pads",
+        between(0.05, 60),
+    )
+    heartbeat_interval: float = opt(0.1, "seconds between gateway heartbeats", between(0.01, 10))
+    gateway_timeout: float = opt(
+        0.4, "seconds of silence after which a gateway is taken for dead", between(0.03, 60)
+    )
+
+
+@dataclass(frozen=True)
+class FlowSection:
+    tcp_established_timeout: float = opt(
+        7440.0, "idle seconds before an open TCP flow frees its port (RFC 5382)", between(1, 86400)
+    )
+    tcp_transitory_timeout: float = opt(
+        240.0, "idle seconds for a TCP flow that is opening or closing", between(1, 86400)
+    )
+    tcp_closed_linger: float = opt(
+        10.0, "seconds a closed TCP flow keeps its port for late segments", between(0, 3600)
+    )
+    udp_timeout: float = opt(
+        300.0, "idle seconds before a UDP flow frees its port (RFC 4787)", between(1, 86400)
+    )
+    icmp_timeout: float = opt(
+        60.0, "idle seconds before an ICMP echo flow frees its identifier", between(1, 86400)
+    )
+    port_min: int = opt(1024, "lowest anonymous port handed out", between(1, 65535))
+    port_max: int = opt(65535, "highest anonymous port handed out", between(1, 65535))
+
+
+@dataclass(frozen=True)
+class KeyGraphSection:
+    kind: str = opt(
+        "full",
+        "'full' mesh, 'regular' (Harary graph of `degree`), or explicit 'edges'",
+        one_of("full", "regular", "edges"),
+    )
+    degree: int = opt(4, "links per member when kind = 'regular'", between(2, 4096))
+    edges: list[tuple[str, str]] = opt([], "member pairs that share a pad, when kind = 'edges'")
+
+
+@dataclass(frozen=True)
+class GatewayEntry:
+    name: str = opt(REQUIRED, "gateway host name", is_name)
+    public_key: str = opt(REQUIRED, "the gateway's public key (lanon keygen)")
+    addresses: list[str] = opt(
+        REQUIRED, "this gateway's share of the anonymous addresses (prefixes)", is_network
+    )
+    operator: str = opt("", "who runs this gateway (defaults to its name)")
+
+
+@dataclass(frozen=True)
+class MemberEntry:
+    name: str = opt(REQUIRED, "member host name", is_name)
+    public_key: str = opt(REQUIRED, "the member's public key (lanon keygen)")
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    index: int
+    name: str
+    public: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayPeer:
+    index: int
+    name: str
+    public: bytes
+    operator: str
+    addresses: tuple[ipaddress.IPv4Address, ...]  # its share
+
+
+@dataclass(frozen=True)
+class Coalition:
+    """A loaded, checked coalition file and everything derived from it."""
+
+    path: Path
+    coalition: CoalitionSection
+    rounds: RoundSection
+    flows: FlowSection
+    members: tuple[Peer, ...]
+    gateways: tuple[GatewayPeer, ...]
+    edges: frozenset[keygraph.Edge]
+    connectivity: keygraph.Connectivity
+    fingerprint: bytes
+
+    @property
+    def id(self) -> int:
+        return int.from_bytes(self.fingerprint[:4], "big")
+
+    @property
+    def lan(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.coalition.lan)
+
+    @property
+    def anonymous(self) -> tuple[ipaddress.IPv4Address, ...]:
+        return tuple(sorted(a for g in self.gateways for a in g.addresses))
+
+    @property
+    def part_size(self) -> int:
+        """Vector bytes carried by one CONTRIB or OUTPUT_PART frame."""
+        return self.coalition.lan_mtu - max(wire.CONTRIB_OVERHEAD, wire.OUTPUT_PART_OVERHEAD)
+
+    @property
+    def cell_capacity(self) -> int:
+        """IP packet bytes one cell carries."""
+        return self.coalition.cell_size - CELL_HEADER_LEN
+
+    @property
+    def inbound_capacity(self) -> int:
+        """IP packet bytes one INBOUND frame carries."""
+        return self.coalition.lan_mtu - wire.INBOUND_OVERHEAD
+
+    @property
+    def mss(self) -> int:
+        """TCP MSS that makes every segment fit one cell and one inbound frame."""
+        return min(self.cell_capacity, self.inbound_capacity) - IP_TCP_HEADERS
+
+    def member(self, name: str) -> Peer:
+        for m in self.members:
+            if m.name == name:
+                return m
+        raise ConfigError(
+            f"{self.path}: no member named {name!r} (members: {', '.join(m.name for m in self.members)})"
+        )
+
+    def gateway(self, name: str) -> GatewayPeer:
+        for g in self.gateways:
+            if g.name == name:
+                return g
+        raise ConfigError(
+            f"{self.path}: no gateway named {name!r} (gateways: {', '.join(g.name for g in self.gateways)})"
+        )
+
+    def vector_len(self, nslots: int, nentries: int) -> int:
+        return nentries * ENTRY_LEN + nslots * self.coalition.cell_size
+
+
+def load(path: Path) -> Coalition:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read coalition file: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(raw, path)
+
+
+_TOP = {"coalition", "rounds", "flows", "key_graph", "gateways", "members"}
+
+
+def parse(raw: dict[str, Any], path: Path) -> Coalition:
+    unknown = sorted(set(raw) - _TOP)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown table {unknown[0]!r}; expected: {', '.join(sorted(_TOP))}"
+        )
+    if "coalition" not in raw:
+        raise ConfigError(f"{path}: missing table [coalition]")
+    section = load_table(CoalitionSection, raw["coalition"], f"{path}: [coalition]")
+    rounds = load_table(RoundSection, raw.get("rounds", {}), f"{path}: [rounds]")
+    flows = load_table(FlowSection, raw.get("flows", {}), f"{path}: [flows]")
+    graph = load_table(KeyGraphSection, raw.get("key_graph", {}), f"{path}: [key_graph]")
+    if flows.port_min > flows.port_max:
+        raise ConfigError(
+            f"{path}: [flows] port_min = {flows.port_min} is above port_max = {flows.port_max}"
+        )
+    if rounds.max_claims > rounds.max_slots:
+        raise ConfigError(
+            f"{path}: [rounds] max_claims = {rounds.max_claims}: expected at most max_slots ({rounds.max_slots})"
+        )
+    if rounds.gateway_timeout <= rounds.heartbeat_interval:
+        raise ConfigError(
+            f"{path}: [rounds] gateway_timeout = {rounds.gateway_timeout}: expected more than heartbeat_interval ({rounds.heartbeat_interval})"
+        )
+
+    members = _entries(raw, "members", MemberEntry, path)
+    gateways = _entries(raw, "gateways", GatewayEntry, path)
+    if not gateways:
+        raise ConfigError(f"{path}: no [[gateways]]: a lanon needs at least one")
+    _unique([m.name for m in members] + [g.name for g in gateways], path, "host name")
+    peers = tuple(
+        Peer(
+            i, m.name, decode_public_key(m.public_key, f"{path}: [[members]] {m.name}: public_key")
+        )
+        for i, m in enumerate(members)
+    )
+    lan = ipaddress.IPv4Network(section.lan)
+    gw_peers = tuple(_gateway_peer(i, g, lan, path) for i, g in enumerate(gateways))
+    _unique([p.public for p in peers] + [g.public for g in gw_peers], path, "public key")
+    _unique([str(a) for g in gw_peers for a in g.addresses], path, "anonymous address")
+
+    if len(peers) < section.min_members:
+        raise ConfigError(
+            f"{path}: {len(peers)} member(s) listed but [coalition] min_members = {section.min_members}: "
+            "a lanon needs at least min_members members"
+        )
+    edges = _edges(graph, members, path)
+    conn = keygraph.connectivity(range(len(peers)), edges)
+    if conn.k < 2:
+        weak = ", ".join(sorted(members[i].name for i in conn.weak))
+        cut = ", ".join(f"{members[a].name}-{members[b].name}" for a, b in conn.cut) or "no link"
+        raise ConfigError(
+            f"{path}: [key_graph] is {conn.k}-connected; expected at least 2-connected: "
+            f"{weak} reach(es) the other members through {cut} only, "
+            "so a single neighbour would know what it sends"
+        )
+    canonical = json.dumps(
+        {
+            "coalition": dataclasses.asdict(section),
+            "rounds": dataclasses.asdict(rounds),
+            "flows": dataclasses.asdict(flows),
+            "edges": sorted(edges),
+            "members": [(p.name, p.public.hex()) for p in peers],
+            "gateways": [
+                (g.name, g.public.hex(), g.operator, [str(a) for a in g.addresses])
+                for g in gw_peers
+            ],
+        },
+        sort_keys=True,
+    ).encode()
+    fingerprint = hashlib.blake2b(
+        canonical, digest_size=wire.FINGERPRINT_LEN, person=b"lanon-coalition"
+    ).digest()
+    return Coalition(path, section, rounds, flows, peers, gw_peers, edges, conn, fingerprint)
+
+
+def _entries(raw: dict[str, Any], key: str, cls: type[Any], path: Path) -> list[Any]:
+    items = raw.get(key, [])
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: {key} must be an array of tables ([[{key}]])")
+    return [load_table(cls, item, f"{path}: [[{key}]] #{i + 1}") for i, item in enumerate(items)]
+
+
+def _unique(values: list[Any], path: Path, what: str) -> None:
+    seen = set()
+    for v in values:
+        if v in seen:
+            shown = v.hex() if isinstance(v, bytes) else v
+            raise ConfigError(f"{path}: {what} {shown!r} appears twice; expected each once")
+        seen.add(v)
+
+
+def _gateway_peer(
+    index: int, g: GatewayEntry, lan: ipaddress.IPv4Network, path: Path
+) -> GatewayPeer:
+    where = f"{path}: [[gateways]] {g.name}"
+    addresses: list[ipaddress.IPv4Address] = []
+    for prefix in g.addresses:
+        net = ipaddress.IPv4Network(prefix)
+        if not net.subnet_of(lan):
+            raise ConfigError(
+                f"{where}: addresses = {prefix!r}: expected a prefix inside lan {lan} "
+                "(the border router must see anonymous addresses as neighbours)"
+            )
+        # every address of a share is usable, except the LAN's own network and broadcast ones
+        addresses.extend(a for a in net if a not in (lan.network_address, lan.broadcast_address))
+    if not addresses:
+        raise ConfigError(f"{where}: addresses: expected at least one anonymous address")
+    public = decode_public_key(g.public_key, f"{where}: public_key")
+    return GatewayPeer(index, g.name, public, g.operator or g.name, tuple(sorted(addresses)))
+
+
+def _edges(
+    graph: KeyGraphSection, members: list[MemberEntry], path: Path
+) -> frozenset[keygraph.Edge]:
+    n = len(members)
+    if graph.kind == "full":
+        return keygraph.full_mesh(n)
+    if graph.kind == "regular":
+        try:
+            return keygraph.harary(n, graph.degree)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: [key_graph] degree = {graph.degree}: {exc}") from None
+    index = {m.name: i for i, m in enumerate(members)}
+    edges = []
+    for a, b in graph.edges:
+        for name in (a, b):
+            if name not in index:
+                raise ConfigError(
+                    f"{path}: [key_graph] edges: {name!r} is not a member; expected one of {', '.join(index)}"
+                )
+        if a == b:
+            raise ConfigError(
+                f"{path}: [key_graph] edges: [{a!r}, {b!r}]: a member cannot share a key with itself"
+            )
+        edges.append((index[a], index[b]))
+    return keygraph.normalize(edges)

@@ -1,0 +1,71 @@
+"""The control socket: a unix socket where `lanon status` asks a running daemon how it is.
+
+One request per connection: the client sends a command line ("status"), the daemon answers
+one JSON document and closes. Unix sockets live in the filesystem, so `lanon status` reaches
+daemons in other network namespaces too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lanon.common.errors import LanonError
+
+
+class ControlServer:
+    def __init__(self, path: Path, handler: Callable[[str], dict[str, Any]]) -> None:
+        self.path = path
+        self.handler = handler
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        os.chmod(path, 0o600)
+        self.sock.listen(8)
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def handle(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return
+        with conn:
+            conn.settimeout(0.5)
+            try:
+                request = conn.recv(256).decode("utf-8", "replace").strip() or "status"
+                answer = self.handler(request)
+                conn.sendall(json.dumps(answer, sort_keys=True).encode() + b"\n")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def query(path: Path, request: str = "status", timeout: float = 2.0) -> dict[str, Any]:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(path))
+            s.sendall(request.encode() + b"\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise LanonError(f"no daemon answers on {path} (is it running?)") from None
+    except OSError as exc:
+        raise LanonError(f"{path}: {exc.strerror or exc}") from None
+    result: dict[str, Any] = json.loads(b"".join(chunks))
+    return result

@@ -1,0 +1,183 @@
+"""Keys, key derivation, pads and authenticators, all through libsodium (PyNaCl) and BLAKE2b.
+
+Every host has one Ed25519 key pair. It signs (gateways: round outputs and inbound broadcasts;
+members: HELLO), and its X25519 form gives the pairwise secrets:
+
+    pair secret  (member i, member j)   BLAKE2b(keyed by X25519(i, j), both public keys)
+    epoch key    (pair, epoch e)        BLAKE2b(keyed by pair secret, e)
+    pad          (epoch key, round t)   ChaCha20 keystream, nonce t (64-bit), from block 1
+    MAC key      (member, gateway)      BLAKE2b(keyed by X25519(member, gateway), both public keys)
+
+The pad is produced by libsodium's original ChaCha20-Poly1305 construction, whose ciphertext is
+the plaintext XOR the ChaCha20 keystream from block 1; the Poly1305 tag is discarded. That XORs a
+whole vector with a pad in one native call (about 1 GB/s here).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+from lanon.common.errors import ConfigError
+from nacl.bindings import (
+    crypto_aead_chacha20poly1305_encrypt,
+    crypto_scalarmult,
+    crypto_sign_ed25519_pk_to_curve25519,
+)
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.signing import SigningKey, VerifyKey
+
+KEY_LEN = 32
+_TAG_LEN = 16
+
+
+class HostKey:
+    """A host's Ed25519 key pair and its X25519 form."""
+
+    __slots__ = ("_signing", "_x_private", "public")
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != KEY_LEN:
+            raise ValueError("an Ed25519 seed is 32 bytes")
+        self._signing = SigningKey(seed)
+        self.public: bytes = bytes(self._signing.verify_key)
+        self._x_private: bytes = bytes(self._signing.to_curve25519_private_key())
+
+    @classmethod
+    def generate(cls) -> HostKey:
+        return cls(os.urandom(KEY_LEN))
+
+    @property
+    def seed(self) -> bytes:
+        return bytes(self._signing)
+
+    def sign(self, message: bytes) -> bytes:
+        return bytes(self._signing.sign(message).signature)
+
+    def exchange(self, peer_public: bytes) -> bytes:
+        """Raw X25519 shared secret with the host whose Ed25519 public key is peer_public."""
+        try:
+            peer_x = crypto_sign_ed25519_pk_to_curve25519(peer_public)
+            return bytes(crypto_scalarmult(self._x_private, peer_x))
+        except (CryptoError, ValueError) as exc:
+            raise ConfigError(f"public key {encode_key(peer_public)} is not usable: {exc}") from exc
+
+
+def _derive(secret: bytes, data: bytes, person: bytes, size: int = KEY_LEN) -> bytes:
+    return hashlib.blake2b(data, key=secret, person=person, digest_size=size).digest()
+
+
+def pair_secret(me: HostKey, peer_public: bytes) -> bytes:
+    """Secret shared by two members (the same on both sides)."""
+    a, b = sorted((me.public, peer_public))
+    return _derive(me.exchange(peer_public), a + b, b"lanon-pair-v1")
+
+
+def mac_key(me: HostKey, peer_public: bytes) -> bytes:
+    """Key that authenticates a member's frames to one gateway (the same on both sides)."""
+    a, b = sorted((me.public, peer_public))
+    return _derive(me.exchange(peer_public), a + b, b"lanon-mac-v1")
+
+
+def epoch_key(pair: bytes, epoch: int) -> bytes:
+    return _derive(pair, epoch.to_bytes(8, "big"), b"lanon-epoch-v1")
+
+
+def round_nonce(rnd: int) -> bytes:
+    return rnd.to_bytes(8, "little")
+
+
+def apply_pads(vector: bytes, keys: Sequence[bytes], rnd: int) -> bytes:
+    """XOR `vector` with the round-`rnd` pad of every key (ChaCha20, nonce = round)."""
+    nonce = round_nonce(rnd)
+    for key in keys:
+        vector = crypto_aead_chacha20poly1305_encrypt(vector, None, nonce, key)[:-_TAG_LEN]
+    return vector
+
+
+def mac(key: bytes, data: bytes) -> bytes:
+    return hashlib.blake2b(data, key=key, digest_size=16).digest()
+
+
+def digest16(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+class Verifier:
+    """Ed25519 verification with the VerifyKey objects kept per public key."""
+
+    def __init__(self) -> None:
+        self._keys: dict[bytes, VerifyKey] = {}
+
+    def verify(self, public: bytes, message: bytes, signature: bytes) -> bool:
+        key = self._keys.get(public)
+        if key is None:
+            key = self._keys[public] = VerifyKey(public)
+        try:
+            key.verify(message, signature)
+        except (BadSignatureError, ValueError):
+            return False
+        return True
+
+
+# --- key files ------------------------------------------------------------------------------
+
+
+def encode_key(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def decode_public_key(text: str, where: str) -> bytes:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != KEY_LEN:
+        raise ConfigError(f"{where}: {text!r} is not a public key (base64 of 32 bytes)")
+    return raw
+
+
+def write_private_key(path: Path, key: HostKey, comment: str) -> None:
+    """Create `path` readable by its owner only; never overwrite an existing key."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"# lanon private key: {comment}\n{encode_key(key.seed)}\n")
+
+
+def write_public_key(path: Path, key: HostKey, comment: str) -> None:
+    path.write_text(f"# lanon public key: {comment}\n{encode_key(key.public)}\n")
+
+
+def read_private_key(path: Path) -> HostKey:
+    try:
+        st = path.stat()
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read private key: {exc.strerror}") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{path}: private key is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"expected 0600: run 'chmod 600 {path}'"
+        )
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    try:
+        seed = base64.b64decode(lines[0], validate=True) if len(lines) == 1 else b""
+    except (binascii.Error, ValueError):
+        seed = b""
+    if len(seed) != KEY_LEN:
+        raise ConfigError(f"{path}: not a lanon private key (expected one base64 line of 32 bytes)")
+    return HostKey(seed)
+
+
+def read_public_key(path: Path) -> bytes:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read public key: {exc.strerror}") from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return decode_public_key(lines[0] if lines else "", str(path))

@@ -1,0 +1,66 @@
+"""Daemon configuration files (one TOML file per daemon), loaded and checked once at start."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lanon.common import coalition as coalition_mod
+from lanon.common.coalition import Coalition
+from lanon.common.crypto import HostKey, read_private_key
+from lanon.common.errors import ConfigError
+from lanon.common.settings import REQUIRED, is_listen, is_name, load_table, one_of, opt, resolve
+
+
+def is_ifname(v: str) -> str | None:
+    ok = 0 < len(v) < 16 and "/" not in v and not any(c.isspace() for c in v)
+    return None if ok else "an interface name of 1 to 15 characters"
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    coalition: str = opt(REQUIRED, "path of the coalition file (relative to this file)")
+    name: str = opt(REQUIRED, "this host's name in the coalition file", is_name)
+    private_key: str = opt(
+        REQUIRED, "path of this host's private key, mode 0600 (relative to this file)"
+    )
+    interface: str = opt("eth0", "the LAN interface", is_ifname)
+    metrics: str = opt(
+        "", "ADDRESS:PORT where Prometheus metrics are served, '' for none", is_listen
+    )
+    control_socket: str = opt("", "unix socket path for 'lanon status', '' for none")
+    log_level: str = opt("info", "log level", one_of("debug", "info", "warning", "error"))
+
+
+S = TypeVar("S", bound=DaemonSettings)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    path: Path
+    coalition: Coalition
+    key: HostKey
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load(cls: type[S], path: Path) -> tuple[S, Loaded]:
+    """Settings of class `cls` from `path`, with the coalition file and key it names."""
+    settings = load_table(cls, read_toml(path), str(path))
+    base = path.parent
+    coalition = coalition_mod.load(resolve(base, settings.coalition))
+    key = read_private_key(resolve(base, settings.private_key))
+    return settings, Loaded(path, coalition, key)
+
+
+def control_path(settings: DaemonSettings, base: Path) -> Path | None:
+    return resolve(base, settings.control_socket) if settings.control_socket else None

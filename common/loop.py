@@ -1,0 +1,65 @@
+"""The daemons' IO loop: a selector, one timer (the engine's), and clean stop on signals.
+
+Deliberately small (ExaBGP's reactor is the model): callbacks read their socket until it is
+empty, feed the engine, and the daemon then carries out the engine's commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("lanon.loop")
+
+
+class Reactor:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.sel = selectors.DefaultSelector()
+        self.stopping = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
+
+    def add_reader(self, fileobj: int | socket.socket, callback: Callable[[], None]) -> None:
+        self.sel.register(fileobj, selectors.EVENT_READ, callback)
+
+    def remove_reader(self, fileobj: int | socket.socket) -> None:
+        self.sel.unregister(fileobj)
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(64):
+                pass
+        except BlockingIOError:
+            pass
+
+    def stop(self) -> None:
+        self.stopping = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def handle_signals(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda signum, frame: self.stop())
+
+    def run(self, tick: Callable[[float], float | None]) -> None:
+        """Run until stop(); `tick(now)` fires due timers and returns the next deadline."""
+        while not self.stopping:
+            deadline = tick(self.clock())
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            for key, _ in self.sel.select(timeout):
+                key.data()
+                if self.stopping:
+                    break
+
+    def close(self) -> None:
+        self.sel.close()
+        self._wake_r.close()
+        self._wake_w.close()

@@ -1,0 +1,279 @@
+"""Prometheus metrics, fed by engine events; the registry is passed in, never a module global.
+
+Names follow the Prometheus conventions: `lanon_` prefix, base units, `_total` counters,
+`_seconds` histograms. Label values are bounded (reasons, protocols, the coalition's own
+anonymous addresses and member names); nothing is labelled per flow or per port.
+
+What a member exports is limited to what every member shares (rounds, their latency, refusals
+and rejected round frames): its own traffic (cells sent, queue, flows, inbound packets) would
+tell whoever scrapes it which member is busy, so those figures stay on the member and are
+shown only by `lanon status` on the member itself.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as PyCounter
+from collections import deque
+
+from lanon.common import __version__
+from lanon.common import events as ev
+from lanon.common.packet import ICMP, TCP, UDP
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+ROUND_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+PROTOCOLS = {TCP: "tcp", UDP: "udp", ICMP: "icmp"}
+
+
+def protocol(proto: int) -> str:
+    return PROTOCOLS.get(proto, "other")
+
+
+class RoundRate:
+    """Rounds per second over the last `window` seconds (for `lanon status`)."""
+
+    def __init__(self, window: float = 10.0) -> None:
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+        self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self._times and now - self._times[0] > self.window:
+            self._times.popleft()
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        return len(self._times) / self.window
+
+
+class BaseMetrics:
+    def __init__(self, registry: CollectorRegistry, role: str, name: str, coalition: str) -> None:
+        self.registry = registry
+        r = registry
+        self.info = Gauge(
+            "lanon_info",
+            "Which daemon this is",
+            ["coalition", "role", "name", "version"],
+            registry=r,
+        )
+        self.info.labels(coalition, role, name, __version__).set(1)
+        self.rejected = Counter(
+            "lanon_frames_rejected_total", "lanon frames dropped, by reason", ["reason"], registry=r
+        )
+        self.epoch = Gauge("lanon_epoch", "Current key epoch", registry=r)
+        self.rounds_rate = RoundRate()
+        self.local: PyCounter[str] = PyCounter()  # figures for `lanon status` only
+
+    def observe(self, e: ev.Event, now: float) -> None:
+        if isinstance(e, ev.FrameRejected):
+            self.rejected.labels(e.reason.value).inc()
+            self.local[f"rejected_{e.reason.value}"] += 1
+        elif isinstance(e, ev.EpochChanged):
+            self.epoch.set(e.epoch)
+
+
+class GatewayMetrics(BaseMetrics):
+    def __init__(self, registry: CollectorRegistry, name: str, coalition: str) -> None:
+        super().__init__(registry, "gateway", name, coalition)
+        r = registry
+        self.completed = Counter(
+            "lanon_rounds_completed_total", "Rounds whose output was published", registry=r
+        )
+        self.aborted = Counter(
+            "lanon_rounds_aborted_total", "Rounds given up, by reason", ["reason"], registry=r
+        )
+        self.duration = Histogram(
+            "lanon_round_duration_seconds",
+            "Time from OPEN to published output",
+            buckets=ROUND_BUCKETS,
+            registry=r,
+        )
+        self.slots = Counter(
+            "lanon_round_slots_total", "Data slots offered in completed rounds", registry=r
+        )
+        self.slots_used = Counter(
+            "lanon_round_slots_used_total", "Data slots that carried a cell", registry=r
+        )
+        self.claims = Counter(
+            "lanon_reservation_claims_total", "Valid reservation claims", registry=r
+        )
+        self.res_collisions = Counter(
+            "lanon_reservation_collisions_total",
+            "Reservation entries where claims collided",
+            registry=r,
+        )
+        self.deferred = Counter(
+            "lanon_reservation_deferred_total",
+            "Valid claims that found no slot in a full round",
+            registry=r,
+        )
+        self.data_collisions = Counter(
+            "lanon_data_collisions_total", "Data slots whose integrity check failed", registry=r
+        )
+        self.members = Gauge("lanon_members", "Coalition members by state", ["state"], registry=r)
+        self.k = Gauge(
+            "lanon_key_graph_connectivity",
+            "Edge connectivity k of the key graph among present members (k colluders needed)",
+            registry=r,
+        )
+        self.leader = Gauge("lanon_leader", "1 if this gateway leads rounds", registry=r)
+        self.disbanded = Gauge(
+            "lanon_disbanded", "1 while too few members are present to run rounds", registry=r
+        )
+        self.held = Gauge(
+            "lanon_anonymous_addresses_held", "Anonymous addresses this gateway holds", registry=r
+        )
+        self.gateways_alive = Gauge(
+            "lanon_gateways_alive", "Gateways heard from, this one included", registry=r
+        )
+        self.arp = Counter(
+            "lanon_arp_replies_total", "ARP requests answered for anonymous addresses", registry=r
+        )
+        self.claimed = Counter(
+            "lanon_address_claims_total",
+            "Anonymous addresses claimed, own share or takeover",
+            ["kind"],
+            registry=r,
+        )
+        self.flows = Gauge(
+            "lanon_flows",
+            "Flows per anonymous address and protocol",
+            ["address", "protocol"],
+            registry=r,
+        )
+        self.port_space = Gauge(
+            "lanon_port_space_ports",
+            "Ports per anonymous address and protocol (the port space)",
+            registry=r,
+        )
+        self.exhausted = Counter(
+            "lanon_port_exhaustion_total",
+            "Flows refused because the port space was full",
+            ["protocol"],
+            registry=r,
+        )
+        self.opened = Counter(
+            "lanon_flows_opened_total", "Flows given an anonymous port", ["protocol"], registry=r
+        )
+        self.closed = Counter(
+            "lanon_flows_closed_total",
+            "Flows whose port was freed",
+            ["protocol", "reason"],
+            registry=r,
+        )
+        self.emitted = Counter(
+            "lanon_emitted_packets_total", "Packets emitted towards the Internet", registry=r
+        )
+        self.emitted_bytes = Counter(
+            "lanon_emitted_bytes_total", "Bytes emitted towards the Internet", registry=r
+        )
+        self.inbound = Counter(
+            "lanon_inbound_broadcast_packets_total",
+            "Inbound packets broadcast to members",
+            registry=r,
+        )
+        self.inbound_bytes = Counter(
+            "lanon_inbound_broadcast_bytes_total", "Inbound bytes broadcast to members", registry=r
+        )
+        self.dropped = Counter(
+            "lanon_packets_dropped_total", "Packets not carried, by reason", ["reason"], registry=r
+        )
+
+    def observe(self, e: ev.Event, now: float) -> None:
+        match e:
+            case ev.RoundCompleted():
+                self.completed.inc()
+                self.rounds_rate.tick(now)
+                self.duration.observe(e.duration)
+                self.slots.inc(e.nslots)
+                self.slots_used.inc(e.used)
+                self.claims.inc(e.claims)
+                self.res_collisions.inc(e.collisions)
+                self.deferred.inc(e.deferred)
+                self.data_collisions.inc(e.garbled)
+            case ev.RoundAborted():
+                self.aborted.labels(e.reason.name.lower()).inc()
+            case ev.LanonDisbanded():
+                self.disbanded.set(1)
+            case ev.LanonResumed():
+                self.disbanded.set(0)
+            case ev.LeadershipChanged():
+                self.leader.set(1 if e.leader else 0)
+            case ev.ArpAnswered():
+                self.arp.inc()
+            case ev.AddressClaimed():
+                self.claimed.labels("takeover" if e.takeover else "share").inc()
+            case ev.PortExhausted():
+                self.exhausted.labels(protocol(e.proto)).inc()
+            case ev.FlowOpened():
+                self.opened.labels(protocol(e.proto)).inc()
+            case ev.FlowClosed():
+                self.closed.labels(protocol(e.proto), e.reason).inc()
+            case ev.PacketEmitted():
+                self.emitted.inc()
+                self.emitted_bytes.inc(e.size)
+            case ev.InboundBroadcast():
+                self.inbound.inc()
+                self.inbound_bytes.inc(e.size)
+            case ev.PacketDropped():
+                self.dropped.labels(e.reason).inc()
+            case _:
+                super().observe(e, now)
+
+
+class MemberMetrics(BaseMetrics):
+    def __init__(self, registry: CollectorRegistry, name: str, coalition: str) -> None:
+        super().__init__(registry, "member", name, coalition)
+        r = registry
+        self.contributed = Counter(
+            "lanon_rounds_contributed_total",
+            "Rounds this member sent its (padded) vector in",
+            registry=r,
+        )
+        self.latency = Histogram(
+            "lanon_round_latency_seconds",
+            "Time from OPEN to the checked output",
+            buckets=ROUND_BUCKETS,
+            registry=r,
+        )
+        self.refused = Counter(
+            "lanon_rounds_refused_total",
+            "Rounds this member declined to join, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.in_roster = Gauge(
+            "lanon_in_roster", "1 if this member took part in the last round", registry=r
+        )
+
+    def observe(self, e: ev.Event, now: float) -> None:
+        match e:
+            case ev.Contributed():
+                self.contributed.inc()
+                self.rounds_rate.tick(now)
+                self.in_roster.set(1)
+            case ev.OutputSeen():
+                self.latency.observe(e.latency)
+            case ev.RoundRefused():
+                self.refused.labels(e.reason.value).inc()
+            case ev.Joining():
+                self.in_roster.set(0)
+                self.local["hellos"] += 1
+            case ev.FrameRejected() if e.frame == "inbound":
+                # Only our own flows' inbound frames are checked: counting their rejections
+                # in public would point at the member that owns a flow.
+                self.local[f"inbound_rejected_{e.reason.value}"] += 1
+            case ev.CellDelivered():
+                self.local["cells_delivered"] += 1
+            case ev.CellRetried():
+                self.local[f"cells_retried_{e.reason.value}"] += 1
+            case ev.PacketQueued():
+                self.local["packets_queued"] += 1
+            case ev.PacketDropped():
+                self.local[f"dropped_{e.reason}"] += 1
+            case ev.InboundDelivered():
+                self.local["inbound_delivered"] += 1
+            case _:
+                super().observe(e, now)

@@ -1,0 +1,106 @@
+"""AF_PACKET sockets on the LAN interface, one per EtherType (the kernel demultiplexes)."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from collections.abc import Iterator
+
+from lanon.common.errors import PrerequisiteError
+
+PACKET_OUTGOING = 4  # pkttype of frames this host sent: never ours to receive
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_AUXDATA = 8
+TP_STATUS_CSUMNOTREADY = 1 << 3
+_AUX = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+MAX_BATCH = 256
+TRY_AGAIN = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
+TRANSIENT_SEND = frozenset({errno.ENOBUFS, errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOMEM})
+
+
+class LinkSocket:
+    """Raw Ethernet frames of one EtherType on one interface."""
+
+    def __init__(self, ifname: str, ethertype: int, rcvbuf: int = 4 << 20) -> None:
+        self.ifname = ifname
+        self.ethertype = ethertype
+        self._type = struct.pack("!H", ethertype)
+        try:
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ethertype))
+            self.sock.bind((ifname, ethertype))
+        except PermissionError:
+            raise PrerequisiteError("raw sockets need root or CAP_NET_RAW") from None
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                raise PrerequisiteError(f"interface {ifname!r} does not exist") from None
+            raise
+        for opt in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
+                break
+            except OSError:
+                continue
+        self.mac: bytes = self.sock.getsockname()[4]
+        self.send_errors = 0
+        self._auxdata = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def promiscuous(self) -> None:
+        ifindex = socket.if_nametoindex(self.ifname)
+        mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
+        self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+
+    def send(self, dst: bytes, payload: bytes) -> bool:
+        try:
+            self.sock.send(dst + self.mac + self._type + payload)
+        except OSError as exc:
+            if exc.errno in TRANSIENT_SEND or exc.errno == errno.EMSGSIZE:
+                self.send_errors += 1
+                return False
+            raise
+        return True
+
+    def receive(self) -> Iterator[tuple[bytes, bytes]]:
+        """(source MAC, payload) of every frame waiting, sent by others."""
+        for _ in range(MAX_BATCH):
+            try:
+                data, addr = self.sock.recvfrom(65536, socket.MSG_DONTWAIT)
+            except OSError as exc:
+                if exc.errno in TRY_AGAIN:
+                    return
+                raise
+            if addr[2] == PACKET_OUTGOING or len(data) < 14:
+                continue
+            yield data[6:12], data[14:]
+
+    def receive_checked(self) -> Iterator[tuple[bytes, bool]]:
+        """(payload, checksum_ready) of every frame waiting: with checksum offload (veth,
+        virtio) the kernel may hand over packets whose TCP/UDP checksum is still partial."""
+        if not self._auxdata:
+            self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            self._auxdata = True
+        space = socket.CMSG_SPACE(_AUX.size)
+        for _ in range(MAX_BATCH):
+            try:
+                data, ancillary, _flags, addr = self.sock.recvmsg(65536, space, socket.MSG_DONTWAIT)
+            except OSError as exc:
+                if exc.errno in TRY_AGAIN:
+                    return
+                raise
+            if addr[2] == PACKET_OUTGOING or len(data) < 14:
+                continue
+            ready = True
+            for level, kind, value in ancillary:
+                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(value) >= _AUX.size:
+                    ready = not _AUX.unpack_from(value)[0] & TP_STATUS_CSUMNOTREADY
+            yield data[14:], ready
+
+    def close(self) -> None:
+        self.sock.close()

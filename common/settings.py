@@ -1,0 +1,167 @@
+"""Typed settings tables: every key has a type, a default and a help line (ExaBGP style).
+
+A settings class is a frozen dataclass whose fields carry `opt(...)` metadata. `load_table`
+checks a TOML table against it once, at start, and raises ConfigError naming the file, the
+table, the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lanon.common.errors import ConfigError
+
+T = TypeVar("T")
+Check = Callable[[Any], str | None]  # returns what was expected, or None if the value is fine
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def opt(default: Any, help: str, check: Check | None = None) -> Any:
+    """A documented setting with a default (use REQUIRED for none)."""
+    meta = {"help": help, "check": check}
+    if default is REQUIRED:
+        return field(metadata=meta)
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+def between(lo: float, hi: float) -> Check:
+    return lambda v: None if lo <= v <= hi else f"a number from {lo} to {hi}"
+
+
+def one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else "one of " + ", ".join(repr(c) for c in choices)
+
+
+def is_name(v: str) -> str | None:
+    return None if NAME_RE.match(v) else "a name of lowercase letters, digits, '-' or '_'"
+
+
+def is_network(v: str) -> str | None:
+    try:
+        ipaddress.IPv4Network(v, strict=True)
+    except ValueError:
+        return "an IPv4 prefix such as 198.18.0.0/24 (host bits zero)"
+    return None
+
+
+def is_listen(v: str) -> str | None:
+    if v == "":
+        return None
+    host, sep, port = v.rpartition(":")
+    if sep and port.isdigit() and 0 < int(port) < 65536:
+        try:
+            ipaddress.IPv4Address(host or "0.0.0.0")
+        except ValueError:
+            pass
+        else:
+            return None
+    return "'ADDRESS:PORT' such as 0.0.0.0:9551, or '' for none"
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        (inner,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    if origin in (types.UnionType, typing.Union):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if origin is tuple:
+        args = typing.get_args(hint)
+        return (
+            isinstance(value, list)
+            and len(value) == len(args)
+            and all(_type_ok(v, h) for v, h in zip(value, args, strict=True))
+        )
+    raise TypeError(f"unsupported settings type {hint!r}")
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        return "a list of " + _describe(typing.get_args(hint)[0]) + "s"
+    if origin is tuple:
+        return "a pair [" + ", ".join(_describe(h) for h in typing.get_args(hint)) + "]"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, str(hint)
+    )
+
+
+def load_table(cls: type[T], table: Any, where: str) -> T:
+    """Build settings class `cls` from a TOML table, or raise ConfigError."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: expected a table, got {table!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}; expected one of: {', '.join(sorted(fields))}"
+        )
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in table:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: missing key {name!r} ({f.metadata.get('help', '')})")
+            continue
+        value = table[name]
+        hint = hints[name]
+        if not _type_ok(value, hint):
+            raise ConfigError(f"{where}: {name} = {value!r}: expected {_describe(hint)}")
+        if hint is float:
+            value = float(value)
+        check = f.metadata.get("check")
+        if check is not None:
+            items = value if typing.get_origin(hint) is list else [value]
+            for item in items:
+                expected = check(item)
+                if expected:
+                    raise ConfigError(f"{where}: {name} = {item!r}: expected {expected}")
+        values[name] = value
+    return cls(**values)
+
+
+def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, help) for every setting of cls, for documentation and --help."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        rows.append((prefix + f.name, default, f.metadata.get("help", "")))
+    return rows
+
+
+def resolve(base: Path, value: str) -> Path:
+    """A path setting, relative to the directory of the file that names it."""
+    p = Path(value)
+    return p if p.is_absolute() else (base / p)

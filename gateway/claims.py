@@ -1,0 +1,84 @@
+"""Which anonymous addresses a gateway holds and whether it leads rounds: a pure policy.
+
+Every gateway broadcasts a heartbeat (addresses held, leading or not). From the heartbeats
+heard within `gateway_timeout`, each gateway decides by the same rules:
+
+- after a start-up listening period, claim the addresses of your share that nobody holds;
+- an address nobody alive holds goes to its owner if alive, else to the lowest-index alive
+  gateway (takeover);
+- an address held by two gateways stays with the lower index (the other releases it);
+- a gateway that comes back finds its addresses held and does not take them back (no flapping);
+- leadership: a leader keeps leading unless a lower-index gateway leads too; with no leader
+  alive, the lowest-index alive gateway starts leading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lanon.common.coalition import Coalition
+
+
+@dataclass(slots=True)
+class PeerView:
+    last_seen: float
+    seq: int
+    leader: bool
+    held: frozenset[int]
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    claim: frozenset[int]
+    release: frozenset[int]
+    lead: bool
+
+
+class ClaimPolicy:
+    def __init__(self, coalition: Coalition, me: int, now: float) -> None:
+        self.c = coalition
+        self.me = me
+        index = {a: i for i, a in enumerate(coalition.anonymous)}
+        self.owner = {index[a]: g.index for g in coalition.gateways for a in g.addresses}
+        self.share = frozenset(i for i, g in self.owner.items() if g == me)
+        self.peers: dict[int, PeerView] = {}
+        self.listen_until = now + coalition.rounds.gateway_timeout
+
+    def heard(self, gateway: int, view: PeerView) -> None:
+        self.peers[gateway] = view
+
+    def alive(self, now: float) -> frozenset[int]:
+        timeout = self.c.rounds.gateway_timeout
+        return frozenset(
+            {self.me} | {g for g, p in self.peers.items() if now - p.last_seen <= timeout}
+        )
+
+    def decide(self, now: float, held: frozenset[int], leading: bool) -> Decision:
+        if now < self.listen_until:
+            return Decision(frozenset(), frozenset(), leading)
+        alive = self.alive(now)
+        others = alive - {self.me}
+        holders: dict[int, set[int]] = {}
+        for g in others:
+            for a in self.peers[g].held:
+                holders.setdefault(a, set()).add(g)
+        claim, release = set(), set()
+        for a, owner in self.owner.items():
+            other_holders = holders.get(a, set())
+            if a in held:
+                if other_holders and min(other_holders) < self.me:
+                    release.add(a)
+            elif not other_holders:
+                responsible = owner if owner in alive else min(alive)
+                if responsible == self.me:
+                    claim.add(a)
+        leaders = {g for g in others if self.peers[g].leader}
+        if leading:
+            lead = not (leaders and min(leaders) < self.me)
+        else:
+            lead = not leaders and self.me == min(alive)
+        return Decision(frozenset(claim), frozenset(release), lead)
+
+    def highest_round(self) -> int:
+        return max((p.round for p in self.peers.values()), default=0)

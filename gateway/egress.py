@@ -1,0 +1,151 @@
+"""From round outputs to packets on the wire (sans-IO, part of the gateway engine).
+
+Every gateway processes every round output, so every gateway's flow table is the same; only
+the gateway holding a packet's anonymous source address emits it. A packet is emitted only if
+its source is an anonymous address: a member cannot make a gateway send anything else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Callable
+
+from lanon.common.cell import Reassembler, SlotState, decode_slot
+from lanon.common.coalition import Coalition
+from lanon.common.engine import EngineBase
+from lanon.common.events import (
+    EmitPacket,
+    FlowClosed,
+    FlowOpened,
+    PacketDropped,
+    PacketEmitted,
+    PortExhausted,
+)
+from lanon.common.packet import (
+    ICMP,
+    ICMP_ECHO_REQUEST,
+    UNREACH_FRAG_NEEDED,
+    UNREACH_PROHIBITED,
+    PacketError,
+    dont_fragment,
+    fragment,
+    icmp_error,
+    normalize_for_emission,
+    parse,
+    set_source,
+)
+from lanon.common.reservation import ENTRY_LEN
+from lanon.gateway.flows import Exhausted, FlowTable, TagConflict
+from lanon.gateway.leader import RoundOutput, SlotStats
+
+SWEEP_INTERVAL = 1.0  # seconds of lanon clock between flow expiry sweeps
+
+
+def address_text(packed: bytes) -> str:
+    return str(ipaddress.IPv4Address(packed))
+
+
+class Egress:
+    def __init__(
+        self,
+        engine: EngineBase,
+        coalition: Coalition,
+        flows: FlowTable,
+        held: Callable[[int], bool],
+        answer: Callable[[int, bytes], None],
+        rng: random.Random,
+    ) -> None:
+        self.e = engine
+        self.c = coalition
+        self.flows = flows
+        self.held = held  # is the address with this index ours to emit?
+        self.answer = answer  # broadcast a packet to the member owning a tag (e.g. ICMP)
+        self.rng = rng
+        self.index = {a.packed: i for i, a in enumerate(coalition.anonymous)}
+        lan = coalition.lan
+        self._lan = (int(lan.network_address), int(lan.netmask))
+        self.cells = Reassembler()
+        self.clock = 0.0  # the leader's clock, from round outputs
+        self.last_round = 0
+        self._next_sweep = 0.0
+
+    def process(self, out: RoundOutput) -> SlotStats:
+        self.last_round = max(self.last_round, out.round)
+        self.clock = max(self.clock, out.leader_ms / 1000)
+        cs = self.c.coalition.cell_size
+        base = out.nentries * ENTRY_LEN
+        used = garbled = 0
+        for s in range(out.nslots):
+            state, cell = decode_slot(out.vector[base + s * cs : base + (s + 1) * cs])
+            if state is SlotState.GARBLED:
+                garbled += 1
+            elif cell is not None:
+                used += 1
+                packet = self.cells.add(cell, self.clock)
+                if packet is not None:
+                    self._egress(cell.tag, packet)
+        if self.clock >= self._next_sweep:
+            self._sweep()
+        return SlotStats(used, garbled)
+
+    def _sweep(self) -> None:
+        self._next_sweep = self.clock + SWEEP_INTERVAL
+        for f in self.flows.expire(self.clock):
+            self.e._event(FlowClosed(f.proto, address_text(f.anon), f.state.close_reason()))
+        for _ in range(self.cells.expire(self.clock)):
+            self.e._event(PacketDropped("reassembly_timeout"))
+
+    def _drop(self, reason: str, detail: str = "") -> None:
+        self.e._event(PacketDropped(reason, detail))
+
+    def _egress(self, tag: int, packet: bytes) -> None:
+        try:
+            p = parse(packet)
+        except PacketError as exc:
+            self._drop("malformed", str(exc))
+            return
+        f = p.flow
+        if p.icmp_error or (f.proto == ICMP and packet[p.ihl] != ICMP_ECHO_REQUEST):
+            self._drop("protocol", "only TCP, UDP and ICMP echo requests leave")
+            return
+        index = self.index.get(f.src)
+        if index is None:
+            self._drop("not_anonymous", "source is not an anonymous address")
+            return
+        net, mask = self._lan
+        if int.from_bytes(f.dst, "big") & mask == net:
+            self._drop("lan_destination", "lanon does not carry traffic to the LAN")
+            return
+        try:
+            flow, created = self.flows.outbound(
+                tag, f.proto, f.src, f.dst, f.dport, p.tcp_flags, self.clock
+            )
+        except Exhausted:
+            self.e._event(PortExhausted(f.proto, address_text(f.src)))
+            if self.held(index):  # the application hears at once, as from a full NAT
+                self.answer(tag, icmp_error(packet, UNREACH_PROHIBITED))
+            return
+        except TagConflict as exc:
+            self._drop("tag_conflict", str(exc))
+            return
+        if created:
+            self.e._event(FlowOpened(f.proto, address_text(f.src)))
+        if not self.held(index):
+            return
+        buf = bytearray(packet)
+        set_source(buf, p, f.src, flow.port)
+        normalize_for_emission(buf, self.rng.getrandbits(16))
+        mtu = self.c.coalition.lan_mtu
+        if len(buf) <= mtu:
+            self._emit(bytes(buf))
+        elif dont_fragment(buf):
+            self.answer(tag, icmp_error(bytes(buf), UNREACH_FRAG_NEEDED, mtu))
+            self._drop("too_large", f"{len(buf)} bytes with DF: answered 'fragmentation needed'")
+        else:
+            for piece in fragment(bytes(buf), mtu):
+                self._emit(piece)
+
+    def _emit(self, packet: bytes) -> None:
+        self.e._commands.append(EmitPacket(packet))
+        self.e._event(PacketEmitted(len(packet)))

@@ -1,0 +1,246 @@
+"""The gateway's sans-IO engine: leader, egress, ingress, ARP claims and heartbeats in one.
+
+Driven by `receive_frame(src, frame, now)` (lanon frames), `receive_packet(packet, now)` (IPv4
+captured on the LAN), `receive_arp(src, payload, now)` and `handle_timer(now)`; it answers with
+commands (SendFrame, SendArp, EmitPacket) and events.
+"""
+
+from __future__ import annotations
+
+import random
+
+from lanon.common import wire
+from lanon.common.coalition import Coalition, GatewayPeer
+from lanon.common.crypto import HostKey
+from lanon.common.engine import EngineBase, signed
+from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
+from lanon.common.events import (
+    AddressClaimed,
+    AddressReleased,
+    ArpAnswered,
+    GatewayChanged,
+    LeadershipChanged,
+    SendArp,
+)
+from lanon.common.output import OutputAssembler
+from lanon.gateway import arp
+from lanon.gateway.claims import ClaimPolicy, PeerView
+from lanon.gateway.egress import Egress, address_text
+from lanon.gateway.flows import FlowTable
+from lanon.gateway.ingress import Ingress
+from lanon.gateway.leader import Leader, Phase, RoundOutput
+
+
+class GatewayEngine(EngineBase):
+    def __init__(
+        self,
+        coalition: Coalition,
+        name: str,
+        key: HostKey,
+        mac: bytes,
+        *,
+        now: float,
+        wall_offset: float,
+        rng: random.Random,
+    ) -> None:
+        super().__init__()
+        self.c = coalition
+        self.me: GatewayPeer = coalition.gateway(name)
+        if key.public != self.me.public:
+            raise ConfigError(
+                f"the private key does not belong to gateway {name!r}: its public key differs "
+                f"from the one in {coalition.path}"
+            )
+        self.key = key
+        self.mac = mac
+        self.wall_offset = wall_offset
+        self.addresses = tuple(a.packed for a in coalition.anonymous)
+        self.held: set[int] = set()
+        # Flow ports derive from the member's secret tag; every gateway uses the same key.
+        self.flows = FlowTable(coalition.flows, coalition.fingerprint)
+        self.egress = Egress(self, coalition, self.flows, self._holds, self._answer, rng)
+        self.ingress = Ingress(
+            self,
+            coalition,
+            key,
+            self.me.index,
+            self.flows,
+            self._holds,
+            lambda: self.egress.clock,
+            self._wall_us(now),
+        )
+        self.leader = Leader(
+            self,
+            coalition,
+            self.me.index,
+            key,
+            wall_offset=wall_offset,
+            process=self.egress.process,
+        )
+        self.policy = ClaimPolicy(coalition, self.me.index, now)
+        self.following: OutputAssembler | None = None
+        self.seen_round = 0
+        self.seen_epoch = 0
+        self.hb_seq = self._wall_us(now)
+        self.next_heartbeat = now
+        self.announcements: list[tuple[float, int]] = []
+        self._alive: frozenset[int] = frozenset({self.me.index})
+
+    def _holds(self, index: int) -> bool:
+        return index in self.held
+
+    def _wall_us(self, now: float) -> int:
+        return int((now + self.wall_offset) * 1e6)
+
+    @property
+    def leading(self) -> bool:
+        return self.leader.phase is not Phase.STOPPED
+
+    # --- input ------------------------------------------------------------------------------
+
+    def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
+        try:
+            header = wire.pull_header(frame)
+            if header.coalition != self.c.id:
+                raise RemoteProtocolError(
+                    RejectReason.FOREIGN,
+                    f"coalition {header.coalition:08x}, ours {self.c.id:08x}: "
+                    "do all hosts use the same coalition file?",
+                )
+            t = header.type
+            if t == wire.MsgType.CONTRIB:
+                if self.leading:
+                    self.leader.receive_contrib(header.sender, frame, now)
+            elif t == wire.MsgType.HELLO:
+                self.leader.receive_hello(header.sender, frame, now)
+            elif t == wire.MsgType.OUTPUT_PART:
+                self._follow_part(wire.pull_part(frame), now)
+            else:
+                self._from_gateway(header, frame, now)
+        except RemoteProtocolError as exc:
+            self._reject(exc, frame)
+
+    def _from_gateway(self, header: wire.Header, frame: bytes, now: float) -> None:
+        if header.sender >= len(self.c.gateways) or header.sender == self.me.index:
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"gateway #{header.sender}")
+        peer = self.c.gateways[header.sender]
+        body = self._verified(peer.public, frame)
+        t = header.type
+        if t == wire.MsgType.HEARTBEAT:
+            hb = wire.pull_heartbeat(body)
+            prev = self.policy.peers.get(peer.index)
+            if prev is not None and hb.seq <= prev.seq:
+                raise RemoteProtocolError(RejectReason.REPLAY, f"heartbeat from {peer.name}")
+            self.policy.heard(peer.index, PeerView(now, hb.seq, hb.leader, hb.held, hb.round))
+            self.seen_round = max(self.seen_round, hb.round)
+        elif t == wire.MsgType.OPEN:
+            o = wire.pull_open(body)
+            self.seen_round = max(self.seen_round, o.round)
+            self.seen_epoch = max(self.seen_epoch, o.epoch)
+        elif t == wire.MsgType.OUTPUT_HEAD:
+            self._follow_head(wire.pull_output_head(body), now)
+        elif t == wire.MsgType.INBOUND:
+            self.ingress.observe(wire.pull_inbound(body))
+        # ABORT: nothing to keep
+
+    def _follow_head(self, head: wire.OutputHead, now: float) -> None:
+        if head.round <= self.egress.last_round:
+            return
+        if self.following is None or self.following.round != head.round:
+            self.following = OutputAssembler(head.round)
+        self.following.add_head(head)
+        self._follow_done()
+
+    def _follow_part(self, part: wire.Part, now: float) -> None:
+        if part.round <= self.egress.last_round or self.leading:
+            return
+        if self.following is None or self.following.round != part.round:
+            self.following = OutputAssembler(part.round)
+        self.following.add_part(part)
+        self._follow_done()
+
+    def _follow_done(self) -> None:
+        f = self.following
+        assert f is not None
+        vector = f.vector()
+        if vector is None or f.head is None:
+            return
+        h = f.head
+        self.following = None
+        self.seen_round = max(self.seen_round, h.round)
+        self.egress.process(RoundOutput(h.round, h.leader_ms, h.nentries, h.nslots, vector))
+
+    def receive_packet(self, packet: bytes, now: float, checksum_ready: bool = True) -> None:
+        self.ingress.receive(packet, now, checksum_ready)
+
+    def receive_arp(self, src: bytes, payload: bytes, now: float) -> None:
+        a = arp.pull_arp(payload)
+        if a is None or a.op != arp.OP_REQUEST or a.sender_ip == a.target_ip:
+            return
+        index = self.ingress.index.get(a.target_ip)
+        if index is None or index not in self.held:
+            return
+        self._commands.append(SendArp(a.sender_mac, arp.reply_to(a, self.mac).encode()))
+        self._event(ArpAnswered(address_text(a.target_ip)))
+
+    def _answer(self, tag: int, packet: bytes) -> None:
+        self.ingress.broadcast(tag, packet)
+
+    # --- timers -----------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        self._heartbeat(now)
+
+    def get_timer(self) -> float:
+        t = self.next_heartbeat
+        lt = self.leader.get_timer()
+        if lt is not None:
+            t = min(t, lt)
+        if self.announcements:
+            t = min(t, self.announcements[0][0])
+        return t
+
+    def handle_timer(self, now: float) -> None:
+        if now >= self.next_heartbeat:
+            self._decide(now)
+            self._heartbeat(now)
+        while self.announcements and self.announcements[0][0] <= now:
+            _, index = self.announcements.pop(0)
+            if index in self.held:
+                a = arp.announcement(self.mac, self.addresses[index])
+                self._commands.append(SendArp(wire.BROADCAST, a.encode()))
+        if self.leading:
+            self.leader.handle_timer(now)
+
+    def _heartbeat(self, now: float) -> None:
+        self.next_heartbeat = now + self.c.rounds.heartbeat_interval
+        self.hb_seq = max(self.hb_seq + 1, self._wall_us(now))
+        rnd = self.leader.round if self.leading else self.seen_round
+        hb = wire.Heartbeat(
+            self.hb_seq, rnd, self.leading, frozenset(self.held), len(self.addresses)
+        )
+        self._send(wire.BROADCAST, signed(self.key, hb.encode(self.c.id, self.me.index)))
+
+    def _decide(self, now: float) -> None:
+        alive = self.policy.alive(now)
+        for g in alive ^ self._alive:
+            self._event(GatewayChanged(self.c.gateways[g].name, g in alive))
+        self._alive = alive
+        d = self.policy.decide(now, frozenset(self.held), self.leading)
+        for index in sorted(d.release):
+            self.held.discard(index)
+            self._event(AddressReleased(address_text(self.addresses[index])))
+        for index in sorted(d.claim):
+            self.held.add(index)
+            takeover = index not in self.policy.share
+            self._event(AddressClaimed(address_text(self.addresses[index]), takeover))
+            for delay in arp.ANNOUNCE_DELAYS:
+                self.announcements.append((now + delay, index))
+        self.announcements.sort()
+        if d.lead and not self.leading:
+            after = max(self.seen_round, self.policy.highest_round(), self.egress.last_round)
+            self.leader.start(now, after, self.seen_epoch)
+            self._event(LeadershipChanged(True, self.leader.round))
+        elif not d.lead and self.leading:
+            self.leader.stop(now)
+            self._event(LeadershipChanged(False, self.leader.round))

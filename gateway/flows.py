@@ -1,0 +1,122 @@
+"""The gateway's flow table and the shared port space (AIP x ports), sans-IO.
+
+A flow is named by the member's random tag; the gateway gives it an anonymous port on the
+anonymous address the member chose, unique per (protocol, address) lanon-wide. The port is
+chosen RFC 6056-style at random, but deterministically from the tag (keyed BLAKE2b, then
+probing): every gateway that processes the same round outputs and inbound broadcasts builds
+the same table, so a standby can take over an address with its established flows intact.
+
+The table is driven by a logical clock (the leader's clock from round outputs), never by the
+local one, for the same reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from lanon.common.coalition import FlowSection
+from lanon.common.flowstate import FlowState
+from lanon.common.packet import ICMP
+
+PROBES = 16
+
+
+@dataclass(slots=True)
+class GatewayFlow:
+    tag: int
+    proto: int
+    anon: bytes
+    port: int
+    remote: bytes
+    remote_port: int
+    state: FlowState
+
+
+class Exhausted(Exception):
+    """No free port for (protocol, address)."""
+
+
+class TagConflict(Exception):
+    """A known tag arrived with other addresses: a member bug or a forgery."""
+
+
+class FlowTable:
+    def __init__(self, settings: FlowSection, key: bytes) -> None:
+        self.s = settings
+        self.key = key
+        self.span = settings.port_max - settings.port_min + 1
+        self.by_tag: dict[int, GatewayFlow] = {}
+        self.by_port: dict[tuple[int, bytes, int], GatewayFlow] = {}
+        self.in_use: dict[tuple[int, bytes], int] = {}  # ports used per (protocol, address)
+
+    def outbound(
+        self, tag: int, proto: int, anon: bytes, remote: bytes, rport: int, flags: int, now: float
+    ) -> tuple[GatewayFlow, bool]:
+        """The flow for an outbound packet, allocated if new: (flow, created)."""
+        flow = self.by_tag.get(tag)
+        remote_port = 0 if proto == ICMP else rport
+        if flow is not None:
+            if (flow.proto, flow.anon, flow.remote, flow.remote_port) != (
+                proto,
+                anon,
+                remote,
+                remote_port,
+            ):
+                raise TagConflict(f"tag {tag:016x} reused for another flow")
+            flow.state.update(flags, True, now)
+            return flow, False
+        port = self._allocate(tag, proto, anon)
+        flow = GatewayFlow(tag, proto, anon, port, remote, remote_port, FlowState(proto, now))
+        flow.state.update(flags, True, now)
+        self.by_tag[tag] = flow
+        self.by_port[(proto, anon, port)] = flow
+        self.in_use[(proto, anon)] = self.in_use.get((proto, anon), 0) + 1
+        return flow, True
+
+    def _allocate(self, tag: int, proto: int, anon: bytes) -> int:
+        if self.in_use.get((proto, anon), 0) >= self.span:
+            raise Exhausted(f"protocol {proto}, address {anon.hex()}")
+        seed = tag.to_bytes(8, "big") + bytes((proto,)) + anon
+        h = 0
+        for i in range(PROBES):
+            h = int.from_bytes(
+                hashlib.blake2b(seed + bytes((i,)), key=self.key, digest_size=4).digest(), "big"
+            )
+            port = self.s.port_min + h % self.span
+            if (proto, anon, port) not in self.by_port:
+                return port
+        start = h % self.span  # nearly full: walk from a random point
+        for j in range(self.span):
+            port = self.s.port_min + (start + j) % self.span
+            if (proto, anon, port) not in self.by_port:
+                return port
+        raise Exhausted(f"protocol {proto}, address {anon.hex()}")  # pragma: no cover
+
+    def inbound(
+        self, proto: int, anon: bytes, port: int, remote: bytes, rport: int
+    ) -> GatewayFlow | None:
+        """The flow an inbound packet belongs to, if its remote end matches."""
+        flow = self.by_port.get((proto, anon, port))
+        if flow is None or flow.remote != remote:
+            return None
+        if proto != ICMP and flow.remote_port != rport:
+            return None
+        return flow
+
+    def expire(self, now: float) -> list[GatewayFlow]:
+        gone = [f for f in self.by_tag.values() if f.state.expired(self.s, now)]
+        for f in gone:
+            self._remove(f)
+        return gone
+
+    def _remove(self, f: GatewayFlow) -> None:
+        del self.by_tag[f.tag]
+        del self.by_port[(f.proto, f.anon, f.port)]
+        self.in_use[(f.proto, f.anon)] -= 1
+
+    def usage(self) -> dict[tuple[int, bytes], int]:
+        return dict(self.in_use)
+
+    def __len__(self) -> int:
+        return len(self.by_tag)

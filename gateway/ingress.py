@@ -1,0 +1,107 @@
+"""From the Internet to the members (sans-IO, part of the gateway engine).
+
+A packet for an anonymous address this gateway holds is matched to its flow and broadcast on
+the LAN in signed INBOUND frames named by the flow's tag; the gateway never learns which member
+takes it. Packets that match no flow are dropped silently: the gateway's own stack never
+answers for an anonymous address (no RST, no ICMP).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lanon.common import wire
+from lanon.common.cell import split_packet
+from lanon.common.coalition import Coalition
+from lanon.common.crypto import HostKey
+from lanon.common.engine import EngineBase, signed
+from lanon.common.events import InboundBroadcast, PacketDropped
+from lanon.common.packet import PacketError, Unsupported, fill_l4_checksum, parse
+from lanon.gateway.defrag import Defragmenter
+from lanon.gateway.flows import FlowTable
+
+
+class Ingress:
+    def __init__(
+        self,
+        engine: EngineBase,
+        coalition: Coalition,
+        key: HostKey,
+        index: int,
+        flows: FlowTable,
+        held: Callable[[int], bool],
+        clock: Callable[[], float],
+        first_seq: int,
+    ) -> None:
+        self.e = engine
+        self.c = coalition
+        self.key = key
+        self.gw = index
+        self.flows = flows
+        self.held = held
+        self.clock = clock
+        self.seq = first_seq
+        self.index = {a.packed: i for i, a in enumerate(coalition.anonymous)}
+        self.defrag = Defragmenter()
+
+    def receive(self, packet: bytes, now: float, checksum_ready: bool = True) -> None:
+        """An IPv4 packet seen on the LAN interface (not sent by us); `checksum_ready` is
+        False when the kernel handed it over with its TCP/UDP checksum still to compute."""
+        if len(packet) < 20:
+            return
+        index = self.index.get(bytes(packet[16:20]))
+        if index is None or not self.held(index):
+            return  # not for an address we hold
+        packet = packet[: (packet[2] << 8) | packet[3]]  # Ethernet may have padded it
+        try:
+            p = parse(packet)
+        except PacketError as exc:
+            if exc.reason is not Unsupported.FRAGMENT:
+                self.e._event(PacketDropped("inbound_" + exc.reason.value, str(exc)))
+                return
+            whole = self.defrag.add(packet, now)
+            if whole is None:
+                return
+            packet = whole
+            try:
+                p = parse(packet)
+            except PacketError as exc2:
+                self.e._event(PacketDropped("inbound_" + exc2.reason.value, str(exc2)))
+                return
+        f = p.flow
+        if p.icmp_error:  # about a packet we sent: its source is our address and port
+            flow = self.flows.inbound(f.proto, f.src, f.sport, f.dst, f.dport)
+        else:
+            flow = self.flows.inbound(f.proto, f.dst, f.dport, f.src, f.sport)
+        if flow is None:
+            self.e._event(PacketDropped("no_flow"))
+            return
+        if not p.icmp_error:
+            flow.state.update(p.tcp_flags, False, self.clock())
+        if not checksum_ready:
+            buf = bytearray(packet)
+            fill_l4_checksum(buf, p)
+            packet = bytes(buf)
+        self.broadcast(flow.tag, packet)
+
+    def broadcast(self, tag: int, packet: bytes) -> None:
+        chunks = split_packet(packet, self.c.inbound_capacity)
+        for i, chunk in enumerate(chunks):
+            self.seq += 1
+            frame = wire.Inbound(self.seq, tag, i, len(chunks), chunk).encode(self.c.id, self.gw)
+            self.e._send(wire.BROADCAST, signed(self.key, frame))
+        self.e._event(InboundBroadcast(len(packet), len(chunks)))
+
+    def observe(self, inbound: wire.Inbound) -> None:
+        """Another gateway broadcast an inbound packet: keep our copy of its flow the same."""
+        if inbound.index != 0:
+            return
+        flow = self.flows.by_tag.get(inbound.tag)
+        if flow is None:
+            return
+        try:
+            p = parse(inbound.payload, partial=inbound.count > 1)
+        except PacketError:
+            return
+        if not p.icmp_error:
+            flow.state.update(p.tcp_flags, False, self.clock())

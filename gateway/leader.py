@@ -1,0 +1,337 @@
+"""The round leader (sans-IO): opens rounds, XORs contributions, publishes the output.
+
+    WAITING ──open──▶ COLLECTING ──all parts in──▶ (output published) ──▶ WAITING
+       ▲                   │
+       │                   └──deadline──▶ ABORT (late members forgiven) ──▶ WAITING
+       └──enough members── DISBANDED ◀──roster too small or key graph < 2-connected──
+
+Rounds follow each other at once while members have data (granted slots, used slots or
+deferred claims), and at `idle_interval` otherwise. The leader is not a DC-net member: it
+knows no pad, only the per-member MAC keys that authenticate contributions.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lanon.common import keygraph, wire
+from lanon.common.coalition import Coalition
+from lanon.common.crypto import HostKey, digest16, mac_key
+from lanon.common.engine import EngineBase, check_mac, signed
+from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
+from lanon.common.events import (
+    EpochChanged,
+    LanonDisbanded,
+    LanonResumed,
+    MemberChanged,
+    MemberState,
+    RoundAborted,
+    RoundCompleted,
+    RoundOpened,
+)
+from lanon.common.reservation import ENTRY_LEN, tally
+
+
+class Phase(enum.Enum):
+    STOPPED = "stopped"  # not the leader
+    WAITING = "waiting"
+    COLLECTING = "collecting"
+    DISBANDED = "disbanded"
+
+
+_TRANSITIONS = {
+    Phase.STOPPED: {Phase.WAITING},
+    Phase.WAITING: {Phase.COLLECTING, Phase.DISBANDED, Phase.STOPPED},
+    Phase.COLLECTING: {Phase.WAITING, Phase.STOPPED},
+    Phase.DISBANDED: {Phase.COLLECTING, Phase.DISBANDED, Phase.STOPPED},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RoundOutput:
+    round: int
+    leader_ms: int
+    nentries: int
+    nslots: int
+    vector: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SlotStats:
+    used: int
+    garbled: int
+
+
+@dataclass(slots=True)
+class MemberRecord:
+    state: MemberState = MemberState.RESIGNED  # nobody is present until it says HELLO
+    absent_since: int = 0
+    last_hello_ms: int = 0
+
+
+@dataclass(slots=True)
+class Collecting:
+    round: int
+    epoch: int
+    leader_ms: int
+    opened: float
+    deadline: float
+    nslots: int
+    nentries: int
+    roster: frozenset[int]
+    part_lens: list[int]
+    acc: list[int]
+    got: dict[int, set[int]] = field(default_factory=dict)
+    remaining: int = 0
+
+
+class Leader:
+    """Runs rounds for the gateway engine that owns it (sharing its outboxes)."""
+
+    def __init__(
+        self,
+        engine: EngineBase,
+        coalition: Coalition,
+        index: int,
+        key: HostKey,
+        *,
+        wall_offset: float,
+        process: Callable[[RoundOutput], SlotStats],
+    ) -> None:
+        self.e = engine
+        self.c = coalition
+        self.index = index
+        self.key = key
+        self.wall_offset = wall_offset
+        self.process = process
+        self.mac_keys = [mac_key(key, m.public) for m in coalition.members]
+        self.members = [MemberRecord() for _ in coalition.members]
+        self.phase = Phase.STOPPED
+        self.round = 0
+        self.epoch = 0
+        self._epoch_round = 0
+        self._epoch_time = 0.0
+        self.next_open = 0.0
+        self.next_nslots = 0
+        self.collecting: Collecting | None = None
+        self._judged: dict[frozenset[int], str | None] = {}
+
+    # --- state ----------------------------------------------------------------------------
+
+    def _to(self, phase: Phase) -> None:
+        if phase not in _TRANSITIONS[self.phase]:
+            raise LocalProtocolError(f"leader: {self.phase.value} -> {phase.value}")
+        self.phase = phase
+
+    @property
+    def present(self) -> frozenset[int]:
+        return frozenset(i for i, m in enumerate(self.members) if m.state is MemberState.PRESENT)
+
+    def start(self, now: float, after_round: int, epoch: int) -> None:
+        """Begin leading; round numbers continue above any seen and above the wall clock (µs)."""
+        self._to(Phase.WAITING)
+        self.round = max(after_round, int((now + self.wall_offset) * 1e6))
+        self.epoch = max(epoch, int((now + self.wall_offset) // self.c.rounds.epoch_seconds))
+        self._epoch_round, self._epoch_time = self.round, now
+        self.next_open = now
+        self.next_nslots = 0
+
+    def stop(self, now: float) -> None:
+        if self.collecting is not None:
+            self._abort(now, wire.AbortReason.LEADER_CHANGE, frozenset())
+        if self.phase is not Phase.STOPPED:
+            self._to(Phase.STOPPED)
+
+    # --- timers -----------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        if self.phase is Phase.COLLECTING:
+            assert self.collecting is not None
+            return self.collecting.deadline
+        if self.phase in (Phase.WAITING, Phase.DISBANDED):
+            return self.next_open
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        if self.phase is Phase.COLLECTING:
+            col = self.collecting
+            assert col is not None
+            if now >= col.deadline:
+                missing = frozenset(
+                    i for i in col.roster if len(col.got.get(i, ())) < len(col.part_lens)
+                )
+                self._abort(now, wire.AbortReason.DEADLINE, missing)
+        if self.phase in (Phase.WAITING, Phase.DISBANDED) and now >= self.next_open:
+            self._open(now)
+
+    # --- rounds -----------------------------------------------------------------------------
+
+    def _judge(self, roster: frozenset[int]) -> str | None:
+        if roster not in self._judged:
+            need = self.c.coalition.min_members
+            if len(roster) < need:
+                verdict: str | None = f"{len(roster)} member(s) present, at least {need} needed"
+            else:
+                k = keygraph.connectivity(roster, self.c.edges).k
+                verdict = None if k >= 2 else f"the present members' key graph is {k}-connected"
+            self._judged[roster] = verdict
+        return self._judged[roster]
+
+    def _open(self, now: float) -> None:
+        roster = self.present
+        problem = self._judge(roster)
+        if problem is not None:
+            if self.phase is not Phase.DISBANDED:
+                self._to(Phase.DISBANDED)
+                self.e._event(LanonDisbanded(len(roster), self.c.coalition.min_members, problem))
+            self.next_open = now + self.c.rounds.idle_interval
+            return
+        if self.phase is Phase.DISBANDED:
+            self.e._event(LanonResumed(len(roster)))
+        self._to(Phase.COLLECTING)
+        self.round += 1
+        r = self.c.rounds
+        if (
+            self.round - self._epoch_round >= r.epoch_rounds
+            or now - self._epoch_time >= r.epoch_seconds
+        ):
+            self.epoch += 1
+            self._epoch_round, self._epoch_time = self.round, now
+            self.e._event(EpochChanged(self.epoch))
+        nentries = r.reservation_entries
+        nslots = self.next_nslots
+        leader_ms = int((now + self.wall_offset) * 1000)
+        o = wire.Open(
+            self.round, self.epoch, leader_ms, nslots, nentries, roster, len(self.members)
+        )
+        self.e._send(wire.BROADCAST, signed(self.key, o.encode(self.c.id, self.index)))
+        total = self.c.vector_len(nslots, nentries)
+        ps = self.c.part_size
+        part_lens = [min(ps, total - i) for i in range(0, total, ps)]
+        self.collecting = Collecting(
+            self.round,
+            self.epoch,
+            leader_ms,
+            now,
+            now + r.deadline,
+            nslots,
+            nentries,
+            roster,
+            part_lens,
+            [0] * len(part_lens),
+            {i: set() for i in roster},
+            len(roster),
+        )
+        self.e._event(RoundOpened(self.round, self.epoch, nslots, len(roster)))
+
+    def receive_contrib(self, sender: int, frame: bytes, now: float) -> None:
+        if sender >= len(self.members):
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
+        part = wire.pull_part(check_mac(self.mac_keys[sender], frame))
+        col = self.collecting
+        if col is None or part.round != col.round:
+            raise RemoteProtocolError(RejectReason.STALE, f"contribution to round {part.round}")
+        got = col.got.get(sender)
+        if got is None:
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"member #{sender} not in round")
+        if part.count != len(col.part_lens) or len(part.payload) != col.part_lens[part.index]:
+            raise RemoteProtocolError(RejectReason.MALFORMED, "contribution of the wrong shape")
+        if part.index in got:
+            raise RemoteProtocolError(RejectReason.REPLAY, "part already received")
+        got.add(part.index)
+        col.acc[part.index] ^= int.from_bytes(part.payload, "big")
+        if len(got) == len(col.part_lens):
+            col.remaining -= 1
+            if col.remaining == 0:
+                self._finish(now)
+
+    def _finish(self, now: float) -> None:
+        col = self.collecting
+        assert col is not None
+        parts = [a.to_bytes(n, "big") for a, n in zip(col.acc, col.part_lens, strict=True)]
+        head = wire.OutputHead(
+            col.round, col.leader_ms, col.nentries, col.nslots, tuple(map(digest16, parts))
+        )
+        self.e._send(wire.BROADCAST, signed(self.key, head.encode(self.c.id, self.index)))
+        for i, payload in enumerate(parts):
+            part = wire.Part(col.round, i, len(parts), payload)
+            self.e._send(
+                wire.BROADCAST, part.encode(wire.MsgType.OUTPUT_PART, self.c.id, self.index)
+            )
+        vector = b"".join(parts)
+        stats = self.process(
+            RoundOutput(col.round, col.leader_ms, col.nentries, col.nslots, vector)
+        )
+        t = tally(vector[: col.nentries * ENTRY_LEN], col.nentries, self.c.rounds.max_slots)
+        self.next_nslots = len(t.granted)
+        self.e._event(
+            RoundCompleted(
+                col.round,
+                now - col.opened,
+                col.nslots,
+                stats.used,
+                stats.garbled,
+                len(t.granted) + len(t.deferred),
+                t.collisions,
+                len(t.deferred),
+            )
+        )
+        busy = self.next_nslots > 0 or stats.used > 0 or t.deferred or t.collisions
+        self.next_open = now if busy else max(now, col.opened + self.c.rounds.idle_interval)
+        self.collecting = None
+        self._to(Phase.WAITING)
+        self._resign_absent()
+
+    def _abort(self, now: float, reason: wire.AbortReason, missing: frozenset[int]) -> None:
+        col = self.collecting
+        assert col is not None
+        abort = wire.Abort(col.round, reason, missing, len(self.members))
+        self.e._send(wire.BROADCAST, signed(self.key, abort.encode(self.c.id, self.index)))
+        for i in sorted(missing):
+            rec = self.members[i]
+            rec.state, rec.absent_since = MemberState.FORGIVEN, col.round
+            self.e._event(MemberChanged(self.c.members[i].name, MemberState.FORGIVEN))
+        self.e._event(
+            RoundAborted(col.round, reason, tuple(self.c.members[i].name for i in sorted(missing)))
+        )
+        self.collecting = None
+        self.next_nslots = 0  # the reservations of a lost round never took effect
+        self.next_open = now
+        self._to(Phase.WAITING)
+
+    def _resign_absent(self) -> None:
+        limit = self.c.rounds.forgive_rounds
+        for i, rec in enumerate(self.members):
+            if rec.state is MemberState.FORGIVEN and self.round - rec.absent_since > limit:
+                rec.state = MemberState.RESIGNED
+                self.e._event(MemberChanged(self.c.members[i].name, MemberState.RESIGNED))
+
+    # --- membership -------------------------------------------------------------------------
+
+    def receive_hello(self, sender: int, frame: bytes, now: float) -> None:
+        if sender >= len(self.members):
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
+        body = self.e._verified(self.c.members[sender].public, frame)
+        hello = wire.pull_hello(body)
+        name = self.c.members[sender].name
+        if hello.fingerprint != self.c.fingerprint:
+            raise RemoteProtocolError(
+                RejectReason.FOREIGN,
+                f"{name}'s coalition file differs from ours (fingerprint "
+                f"{hello.fingerprint.hex()[:16]} vs {self.c.fingerprint.hex()[:16]})",
+            )
+        rec = self.members[sender]
+        wall_ms = int((now + self.wall_offset) * 1000)
+        if (
+            abs(hello.wall_ms - wall_ms) > self.c.rounds.clock_tolerance * 1000
+            or hello.wall_ms <= rec.last_hello_ms
+        ):
+            raise RemoteProtocolError(RejectReason.REPLAY, f"HELLO from {name} is not fresh")
+        rec.last_hello_ms = hello.wall_ms
+        if rec.state is not MemberState.PRESENT:
+            rec.state = MemberState.PRESENT
+            self.e._event(MemberChanged(name, MemberState.PRESENT))
+            if self.phase is Phase.DISBANDED:
+                self.next_open = now

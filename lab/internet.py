@@ -1,0 +1,98 @@
+"""Servers of the lab's "Internet" host: HTTP (files, /whoami, uploads) and UDP echo.
+
+Every HTTP request is logged with the client address the server saw, one line each:
+    <client ip> <client port> <method> <path> <status> <bytes>
+so tests and the demo can show that only anonymous addresses reach the Internet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+_log_lock = threading.Lock()
+
+
+class Handler(SimpleHTTPRequestHandler):
+    log_path: Path
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        if self.path == "/whoami":
+            body = f"{self.client_address[0]}:{self.client_address[1]}\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self._record(200, len(body))
+            return
+        super().do_GET()
+
+    def do_POST(self) -> None:
+        """Uploads: the body is read and its size and BLAKE2b digest returned."""
+        import hashlib
+
+        length = int(self.headers.get("Content-Length", "0"))
+        h = hashlib.blake2b(digest_size=16)
+        left = length
+        while left > 0:
+            chunk = self.rfile.read(min(65536, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
+        body = f"{length - left} {h.hexdigest()}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self._record(200, len(body))
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        self._record(code, size)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _record(self, code: Any, size: Any) -> None:
+        if getattr(self, "_recorded", False):
+            return
+        self._recorded = True
+        line = f"{self.client_address[0]} {self.client_address[1]} {self.command} {self.path} {code} {size}\n"
+        with _log_lock, self.log_path.open("a") as f:
+            f.write(line)
+
+    def handle_one_request(self) -> None:
+        self._recorded = False
+        super().handle_one_request()
+
+
+def udp_echo(address: str, port: int) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((address, port))
+    while True:
+        data, peer = sock.recvfrom(65535)
+        sock.sendto(data, peer)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="lab Internet host servers")
+    ap.add_argument("--address", default="0.0.0.0")
+    ap.add_argument("--root", type=Path, required=True, help="directory served over HTTP")
+    ap.add_argument("--log", type=Path, required=True, help="request log")
+    args = ap.parse_args()
+    Handler.log_path = args.log
+    threading.Thread(target=udp_echo, args=(args.address, 7), daemon=True).start()
+    server = ThreadingHTTPServer((args.address, 80), partial(Handler, directory=str(args.root)))
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,425 @@
+"""The lab: a whole coalition on one machine, in namespaces it creates and always removes.
+
+`Lab.up()` builds the network (topology.py), generates keys and configuration files from the
+shipped templates, starts the Internet host's servers and the gateway and member daemons, and
+returns once the lanon runs rounds with every member. `Lab.down()` stops every process in the
+lab's namespaces and removes them, also when the lab crashed or was half built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lanon.common import control
+from lanon.common.crypto import HostKey, encode_key, write_private_key, write_public_key
+from lanon.common.errors import LanonError, PrerequisiteError
+from lanon.lab import topology
+from lanon.lab.topology import Host
+from pyroute2 import netns
+
+STATE_ROOT = Path("/run/lanon/lab")
+NETNS_ETC = Path("/etc/netns")
+DNS_NAME = "lanon.test"
+READY_TIMEOUT = 45.0
+DAEMON_PORT = 9551
+
+
+@dataclass
+class LabSpec:
+    name: str = "lab"
+    members: int = 3
+    gateways: int = 1
+    idle_interval: float = 0.02
+    deadline: float = 0.25
+    min_members: int = 3
+
+
+def check_prerequisites() -> None:
+    if os.geteuid() != 0:
+        raise PrerequisiteError("the lab needs root (network namespaces, iptables, raw sockets)")
+    missing = [
+        t
+        for t in ("ip", "iptables", "ip6tables", "iptables-restore", "sysctl")
+        if shutil.which(t) is None
+    ]
+    if missing:
+        raise PrerequisiteError(
+            f"missing tools: {', '.join(missing)} (apt-get install iproute2 iptables procps)"
+        )
+    if not Path("/dev/net/tun").exists():
+        raise PrerequisiteError("/dev/net/tun is missing (modprobe tun)")
+
+
+def _valid_name(name: str) -> str:
+    if not name or len(name) > 24 or not all(c.isalnum() or c == "-" for c in name):
+        raise LanonError(f"lab name {name!r}: expected up to 24 letters, digits or '-'")
+    return name
+
+
+class Lab:
+    def __init__(self, name: str = "lab") -> None:
+        self.name = _valid_name(name)
+        self.dir = STATE_ROOT / self.name
+        self.spec = LabSpec(name)
+        self.hosts: list[Host] = []
+        self.pids: dict[str, int] = {}
+        state = self.dir / "lab.json"
+        if state.exists():
+            data = json.loads(state.read_text())
+            self.spec = LabSpec(**data["spec"])
+            self.hosts = [Host(**h) for h in data["hosts"]]
+            self.pids = data["pids"]
+
+    # --- names and paths --------------------------------------------------------------------
+
+    def ns(self, host: str) -> str:
+        return topology.ns_name(self.name, host)
+
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        names = ", ".join(h.name for h in self.hosts) or "none: is the lab up?"
+        raise LanonError(f"lab {self.name!r} has no host {name!r} (hosts: {names})")
+
+    @property
+    def members(self) -> list[Host]:
+        return [h for h in self.hosts if h.kind == "member"]
+
+    @property
+    def gateways(self) -> list[Host]:
+        return [h for h in self.hosts if h.kind == "gateway"]
+
+    def socket_path(self, host: str) -> Path:
+        return self.dir / f"{host}.sock"
+
+    def log_path(self, host: str) -> Path:
+        return self.dir / "logs" / f"{host}.log"
+
+    @property
+    def www(self) -> Path:
+        return self.dir / "www"
+
+    @property
+    def http_log(self) -> Path:
+        return self.dir / "internet-http.log"
+
+    def is_up(self) -> bool:
+        return bool(topology.lab_namespaces(self.name))
+
+    def _save(self) -> None:
+        data = {
+            "spec": asdict(self.spec),
+            "hosts": [asdict(h) for h in self.hosts],
+            "pids": self.pids,
+        }
+        (self.dir / "lab.json").write_text(json.dumps(data, indent=1))
+
+    # --- up ---------------------------------------------------------------------------------
+
+    def up(self, spec: LabSpec, progress: Any = None) -> None:
+        say = progress or (lambda msg: None)
+        check_prerequisites()
+        if not 3 <= spec.members <= topology.MAX_MEMBERS:
+            raise LanonError(
+                f"--members {spec.members}: expected 3 to {topology.MAX_MEMBERS} (a lanon needs 3)"
+            )
+        if not 1 <= spec.gateways <= topology.MAX_GATEWAYS:
+            raise LanonError(f"--gateways {spec.gateways}: expected 1 to {topology.MAX_GATEWAYS}")
+        if self.is_up():
+            raise LanonError(
+                f"lab {self.name!r} is already up: 'lanon lab down --name {self.name}' first"
+            )
+        self.spec = spec
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        (self.dir / "logs").mkdir(parents=True, mode=0o700)
+        try:
+            say(
+                f"building the network ({spec.members} members, {spec.gateways} gateway(s), router, internet)"
+            )
+            self.hosts = topology.build(self.name, spec.members, spec.gateways)
+            self._save()
+            self._write_configs()
+            self._start_internet()
+            say("starting gateways and members")
+            for g in self.gateways:
+                self.start_daemon(g.name)
+            for m in self.members:
+                self.start_daemon(m.name)
+            self.wait_ready(say)
+        except BaseException:
+            self.down()
+            raise
+
+    def _write_configs(self) -> None:
+        from lanon.lab import configs
+
+        keys = {h.name: HostKey.generate() for h in self.hosts if h.kind in ("member", "gateway")}
+        kdir = self.dir / "keys"
+        kdir.mkdir(mode=0o700)
+        for name, key in keys.items():
+            write_private_key(kdir / f"{name}.key", key, f"{name} of lab {self.name}")
+            write_public_key(kdir / f"{name}.pub", key, f"{name} of lab {self.name}")
+        coalition = configs.coalition_toml(
+            self.name,
+            str(topology.LAN),
+            [(m.name, encode_key(keys[m.name].public)) for m in self.members],
+            [
+                (g.name, encode_key(keys[g.name].public), topology.share(g.index))
+                for g in self.gateways
+            ],
+            idle_interval=self.spec.idle_interval,
+            deadline=self.spec.deadline,
+            min_members=self.spec.min_members,
+        )
+        (self.dir / "coalition.toml").write_text(coalition)
+        for h in self.hosts:
+            if h.kind in ("member", "gateway"):
+                text = configs.daemon_toml(
+                    h.kind,
+                    h.name,
+                    coalition="coalition.toml",
+                    key=f"keys/{h.name}.key",
+                    metrics=f"{h.address}:{DAEMON_PORT}",
+                    control=str(self.socket_path(h.name)),
+                )
+                (self.dir / f"{h.name}.toml").write_text(text)
+            if h.kind == "member":  # members resolve names through the lanon too
+                etc = NETNS_ETC / self.ns(h.name)
+                etc.mkdir(parents=True, exist_ok=True)
+                (etc / "resolv.conf").write_text(f"nameserver {topology.INTERNET_HOST}\n")
+
+    def _start_internet(self) -> None:
+        self.www.mkdir()
+        (self.www / "index.html").write_text(
+            "<html><body><h1>Hello from the lab Internet</h1>"
+            "<p>You reached 203.0.113.10 through the lanon.</p></body></html>\n"
+        )
+        with (self.www / "5mb.bin").open("wb") as f:
+            f.write(os.urandom(5 * 1024 * 1024))
+        self.http_log.touch()
+        self._spawn(
+            "internet",
+            "internet-http",
+            [
+                sys.executable,
+                "-m",
+                "lanon.lab.internet",
+                "--address",
+                topology.INTERNET_HOST,
+                "--root",
+                str(self.www),
+                "--log",
+                str(self.http_log),
+            ],
+        )
+        if shutil.which("dnsmasq"):
+            self._spawn(
+                "internet",
+                "internet-dns",
+                [
+                    "dnsmasq",
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--no-poll",
+                    "--bind-interfaces",
+                    f"--listen-address={topology.INTERNET_HOST}",
+                    "--user=root",
+                    f"--address=/{DNS_NAME}/{topology.INTERNET_HOST}",
+                    f"--pid-file={self.dir / 'dnsmasq.pid'}",
+                    "--log-facility=-",
+                ],
+            )
+        if shutil.which("iperf3"):
+            self._spawn(
+                "internet",
+                "internet-iperf3",
+                ["iperf3", "--server", "--bind", topology.INTERNET_HOST],
+            )
+
+    def _spawn(self, host: str, label: str, argv: list[str]) -> int:
+        log = self.log_path(label).open("ab")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns(host), *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.dir,
+        )
+        log.close()
+        self.pids[label] = proc.pid
+        self._save()
+        return proc.pid
+
+    def start_daemon(self, host: str) -> int:
+        h = self.host(host)
+        config = self.dir / f"{h.name}.toml"
+        return self._spawn(
+            h.name, h.name, [sys.executable, "-m", "lanon.cli", h.kind, "--config", str(config)]
+        )
+
+    def stop_daemon(self, host: str, sig: int = signal.SIGTERM, wait: float = 5.0) -> None:
+        pid = self.pids.pop(host, None)
+        self._save()
+        if pid is not None:
+            _kill_group(pid, sig, wait)
+
+    def wait_ready(self, say: Any = None, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
+        """Wait until the leading gateway runs rounds with every member of the lab."""
+        want = {m.name for m in self.members}
+        end = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        first_round = None
+        while time.monotonic() < end:
+            for label, pid in self.pids.items():
+                if not _alive(pid):
+                    raise LanonError(f"{label} exited during start-up:\n{self.tail(label)}")
+            for g in self.gateways:
+                with contextlib.suppress(LanonError):
+                    st = control.query(self.socket_path(g.name))
+                    if st.get("leading"):
+                        last = st
+            if last and set(last.get("members_present", ())) == want:
+                if first_round is None:
+                    first_round = last["rounds_completed"]
+                elif last["rounds_completed"] >= first_round + 3:
+                    if say:
+                        say(
+                            f"lanon running: {len(want)} members, round rate {last['round_rate']}/s"
+                        )
+                    return last
+            time.sleep(0.1)
+        logs = "\n".join(self.tail(h.name) for h in self.gateways + self.members)
+        raise LanonError(
+            f"the lanon did not start within {timeout:.0f} s; last gateway status: {last}\n{logs}"
+        )
+
+    def tail(self, label: str, lines: int = 15) -> str:
+        try:
+            text = self.log_path(label).read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return f"--- {label}: no log"
+        return f"--- {label} (last {len(text)} lines of {self.log_path(label)}):\n" + "\n".join(
+            text
+        )
+
+    # --- use --------------------------------------------------------------------------------
+
+    def argv(self, host: str, command: list[str]) -> list[str]:
+        self.host(host)
+        return ["ip", "netns", "exec", self.ns(host), *command]
+
+    def run(
+        self, host: str, command: list[str], timeout: float = 120, check: bool = False, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.argv(host, command),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+            **kw,
+        )
+
+    def popen(self, host: str, command: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.argv(host, command), **kw)
+
+    def status(self, host: str) -> dict[str, Any]:
+        return control.query(self.socket_path(host))
+
+    def leader_status(self) -> dict[str, Any]:
+        for g in self.gateways:
+            with contextlib.suppress(LanonError):
+                st = control.query(self.socket_path(g.name))
+                if st.get("leading"):
+                    return st
+        raise LanonError(f"no gateway of lab {self.name!r} leads rounds")
+
+    def http_clients(self) -> list[str]:
+        """Client addresses in the Internet host's HTTP log, one per request."""
+        return [line.split()[0] for line in self.http_log.read_text().splitlines() if line.strip()]
+
+    # --- down -------------------------------------------------------------------------------
+
+    def down(self) -> list[str]:
+        """Stop everything in the lab's namespaces and remove them; returns what was removed."""
+        for label in list(self.pids):
+            _kill_group(self.pids[label], signal.SIGTERM, wait=0)
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in self.pids.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in self.pids.values():
+            _kill_group(pid, signal.SIGKILL, wait=0)
+        # whatever else still runs in the lab's namespaces (a crashed lab, a test's tcpdump)
+        prefix = f"lanon-{self.name}-"
+        for ns, pids in netns.ns_pids().items():
+            if ns.startswith(prefix):
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+        removed = topology.destroy(self.name)
+        for h in self.hosts or [Host(n[len(prefix) :], "", 0, "", "") for n in removed]:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(NETNS_ETC / self.ns(h.name))
+        for etc in NETNS_ETC.glob(f"{prefix}*") if NETNS_ETC.exists() else []:
+            shutil.rmtree(etc, ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.pids = {}
+        return removed
+
+
+def all_labs() -> list[str]:
+    names = set()
+    for ns in netns.listnetns():
+        if ns.startswith("lanon-") and ns.endswith("-lan"):
+            names.add(ns[len("lanon-") : -len("-lan")])
+    if STATE_ROOT.exists():
+        names |= {p.name for p in STATE_ROOT.iterdir() if p.is_dir()}
+    return sorted(names)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        waited = 0
+    if waited == pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie that is not our child
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _kill_group(pid: int, sig: int, wait: float) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+    end = time.monotonic() + wait
+    while wait and _alive(pid) and time.monotonic() < end:
+        time.sleep(0.05)
+    if wait and _alive(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def quote(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)

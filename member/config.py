@@ -1,0 +1,24 @@
+"""The member daemon's configuration file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lanon.common.daemon_config import DaemonSettings, is_ifname
+from lanon.common.settings import between, opt
+
+
+@dataclass(frozen=True)
+class MemberSettings(DaemonSettings):
+    queue: int = opt(0, "NFQUEUE number the outbound rules send packets to", between(0, 65535))
+    tun: str = opt("lanon0", "TUN device that inbound packets are injected through", is_ifname)
+    manage_rules: bool = opt(
+        True,
+        "install the iptables rules at start; they stay after the daemon exits (fail-closed): "
+        "'lanon member --remove-rules' takes them away",
+    )
+    max_queue: int = opt(
+        512,
+        "cells that may wait for a slot; beyond, packets are dropped (counted)",
+        between(8, 1 << 20),
+    )

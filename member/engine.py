@@ -1,0 +1,453 @@
+"""The member's sans-IO engine: packets in, DC-net contributions out; inbound packets back in.
+
+Driven by `submit_packet(packet, now)` (from NFQUEUE), `receive_frame(src, frame, now)` (from
+the LAN) and `handle_timer(now)`; it answers with commands (SendFrame, InjectPacket) and events.
+No sockets, no clock reads.
+
+In every round it is asked into, the member sends the same number of same-size frames:
+its reservation claims and the cells it was granted, XORed with one pad per key-graph
+neighbour in the roster. What it sends alone is indistinguishable from random.
+
+Safety rules (each prevents reuse of a pad, which would reveal a member's message):
+- it never contributes twice to one round number (rounds must strictly increase);
+- it refuses rounds whose leader clock is older than its own start (a replayed OPEN).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from lanon.common import keygraph, wire
+from lanon.common.cell import encode_cell, split_packet
+from lanon.common.coalition import Coalition, GatewayPeer
+from lanon.common.crypto import HostKey, apply_pads, mac_key
+from lanon.common.engine import EngineBase, maced, signed
+from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
+from lanon.common.events import (
+    CellDelivered,
+    CellRetried,
+    Contributed,
+    EpochChanged,
+    InboundDelivered,
+    InjectPacket,
+    Joining,
+    OutputSeen,
+    PacketDropped,
+    PacketQueued,
+    RefuseReason,
+    RetryReason,
+    RoundRefused,
+)
+from lanon.common.output import OutputAssembler
+from lanon.common.packet import (
+    ICMP,
+    ICMP_ECHO_REQUEST,
+    TCP,
+    Flow,
+    PacketError,
+    clamp_mss,
+    parse,
+    restore_icmp_error,
+    set_destination,
+    set_source,
+)
+from lanon.common.reservation import ENTRY_LEN, make_claim, tally, write_claims
+from lanon.member.flows import MemberFlows
+from lanon.member.pads import PadKeys
+
+HELLO_INTERVAL = 0.5  # seconds between HELLOs while we are not in the roster
+HOUSEKEEPING = 1.0  # seconds between flow and reassembly expiry sweeps
+INBOUND_REASSEMBLY_TIMEOUT = 5.0
+MAX_PACKET = 4000  # NFQUEUE copies about 4 KB of a packet
+MAX_BACKOFF_EXP = 5
+
+
+@dataclass(slots=True)
+class Pending:
+    cell: bytes
+    queued: float
+
+
+@dataclass(slots=True)
+class RoundView:
+    """A round this member contributed to, until its output is seen or it is lost."""
+
+    round: int
+    gateway: int
+    opened: float
+    nslots: int
+    nentries: int
+    slots: dict[int, Pending]
+    claims: dict[int, bytes]
+    output: OutputAssembler
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    round: int  # the round the granted slots are in
+    slots: tuple[int, ...]
+    nslots: int
+
+
+@dataclass(slots=True)
+class _Inbound:
+    first: float
+    parts: list[bytes | None] = field(default_factory=list)
+
+
+class MemberEngine(EngineBase):
+    def __init__(
+        self,
+        coalition: Coalition,
+        name: str,
+        key: HostKey,
+        *,
+        now: float,
+        wall_offset: float,
+        rng: random.Random,
+        max_queue: int = 512,
+    ) -> None:
+        super().__init__()
+        self.c = coalition
+        self.me = coalition.member(name)
+        if key.public != self.me.public:
+            raise ConfigError(
+                f"the private key does not belong to member {name!r}: its public key differs "
+                f"from the one in {coalition.path}"
+            )
+        self.key = key
+        self.rng = rng
+        self.wall_offset = wall_offset
+        self.max_queue = max_queue
+        self.pads = PadKeys(coalition, self.me.index, key)
+        self.mac_keys = {g.index: mac_key(key, g.public) for g in coalition.gateways}
+        self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
+        self.anonymous = tuple(a.packed for a in coalition.anonymous)
+        self.queue: deque[Pending] = deque()
+        # Rounds opened before we started may have used our pads in a previous life.
+        self.min_leader_ms = self._wall_ms(now) + int(coalition.rounds.clock_tolerance * 1000)
+        self.last_round = 0
+        self.epoch = -1
+        self.current: RoundView | None = None
+        self.grant: Grant | None = None
+        self.claim_after = 0
+        self.collisions = 0
+        self.last_in_roster = float("-inf")
+        self.next_hello = now + coalition.rounds.clock_tolerance  # ask to join once we can serve
+        self.next_housekeeping = now + HOUSEKEEPING
+        self.inbound_seq: dict[int, int] = {}
+        self._inbound: dict[tuple[int, int, int], _Inbound] = {}
+        self._packet_id = rng.getrandbits(32)
+        self._roster_checks: dict[frozenset[int], tuple[RefuseReason, str] | None] = {}
+
+    # --- outbound packets ---------------------------------------------------------------
+
+    def submit_packet(self, packet: bytes, now: float) -> None:
+        """An outbound IPv4 packet from this host (its original has been dropped)."""
+        try:
+            p = parse(packet)
+        except PacketError as exc:
+            self._event(PacketDropped(exc.reason.value, str(exc)))
+            return
+        f = p.flow
+        if p.icmp_error or (f.proto == ICMP and packet[p.ihl] != ICMP_ECHO_REQUEST):
+            self._event(PacketDropped("protocol", "only TCP, UDP and ICMP echo requests leave"))
+            return
+        if p.ihl != 20:
+            self._event(PacketDropped("ip_options", "IP options could identify the sender"))
+            return
+        if len(packet) > MAX_PACKET:
+            self._event(PacketDropped("too_large", f"{len(packet)} bytes"))
+            return
+        entry = self.flows.outbound(f, now)
+        if entry is None:
+            self._event(PacketDropped("flow_table_full"))
+            return
+        capacity = self.c.cell_capacity
+        ncells = -(-len(packet) // capacity)
+        if len(self.queue) + ncells > self.max_queue:
+            self._event(PacketDropped("queue_full", f"{len(self.queue)} cells waiting"))
+            return
+        buf = bytearray(packet)
+        if f.proto == TCP:
+            clamp_mss(buf, p.ihl, self.c.mss)
+        set_source(buf, p, entry.anon, 0)
+        entry.state.update(p.tcp_flags, True, now)
+        self._packet_id = (self._packet_id + 1) & 0xFFFFFFFF
+        chunks = split_packet(bytes(buf), capacity)
+        cs = self.c.coalition.cell_size
+        for i, chunk in enumerate(chunks):
+            cell = encode_cell(cs, entry.tag, self._packet_id, i, len(chunks), chunk)
+            self.queue.append(Pending(cell, now))
+        self._event(PacketQueued(len(chunks), len(self.queue)))
+
+    def _choose_address(self, flow: Flow) -> bytes:
+        return self.anonymous[self.rng.randrange(len(self.anonymous))]
+
+    # --- frames -------------------------------------------------------------------------
+
+    def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
+        try:
+            header = wire.pull_header(frame)
+            if header.coalition != self.c.id:
+                raise RemoteProtocolError(
+                    RejectReason.FOREIGN,
+                    f"coalition {header.coalition:08x}, ours {self.c.id:08x}: "
+                    "do all hosts use the same coalition file?",
+                )
+            t = header.type
+            if t in (wire.MsgType.CONTRIB, wire.MsgType.HELLO):
+                return  # other members' frames to the leader: not for us
+            if t == wire.MsgType.OUTPUT_PART:
+                self._on_output_part(wire.pull_part(frame), now)
+                return
+            gateway = self._gateway(header.sender)
+            if t == wire.MsgType.INBOUND:
+                self._on_inbound(gateway, frame, now)
+                return
+            body = self._verified(gateway.public, frame)
+            if t == wire.MsgType.OPEN:
+                self._on_open(header.sender, src, wire.pull_open(body), now)
+            elif t == wire.MsgType.OUTPUT_HEAD:
+                self._on_output_head(wire.pull_output_head(body), now)
+            elif t == wire.MsgType.ABORT:
+                self._on_abort(wire.pull_abort(body))
+            # HEARTBEAT: gateways' liveness matters to gateways; members need nothing from it
+        except RemoteProtocolError as exc:
+            self._reject(exc, frame)
+
+    def _gateway(self, index: int) -> GatewayPeer:
+        if index >= len(self.c.gateways):
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no gateway #{index}")
+        return self.c.gateways[index]
+
+    def _on_open(self, gateway: int, src: bytes, o: wire.Open, now: float) -> None:
+        if o.nmembers != len(self.c.members) or o.nslots > self.c.rounds.max_slots:
+            raise RemoteProtocolError(RejectReason.MALFORMED, "OPEN does not fit our coalition")
+        if o.round <= self.last_round:
+            raise RemoteProtocolError(RejectReason.REPLAY, f"round {o.round} <= {self.last_round}")
+        self._lose_current()
+        grant, self.grant = self.grant, None
+        if grant is not None and (grant.round != o.round or grant.nslots != o.nslots):
+            for _ in grant.slots:  # the cells are still queued: they will be claimed again
+                self._event(CellRetried(RetryReason.ROUND_LOST, 0))
+            grant = None
+        if self.me.index not in o.roster:
+            self._hello(now)
+            return
+        refusal = self._check_round(o, now)
+        if refusal is not None:
+            self._event(RoundRefused(o.round, *refusal))
+            return
+        self.last_in_roster = now
+        if o.epoch != self.epoch:  # any epoch is safe: round numbers alone never repeat
+            self.epoch = o.epoch
+            self._event(EpochChanged(o.epoch))
+
+        slots = {s: self.queue.popleft() for s in (grant.slots if grant else ()) if self.queue}
+        claims: dict[int, bytes] = {}
+        if o.round >= self.claim_after and self.queue:
+            count = min(self.c.rounds.max_claims, len(self.queue), o.nentries)
+            for entry in self.rng.sample(range(o.nentries), count):
+                claims[entry] = make_claim(self.rng.randbytes(4))
+        cs = self.c.coalition.cell_size
+        vector = write_claims(o.nentries, claims)
+        vector += b"".join(slots[s].cell if s in slots else bytes(cs) for s in range(o.nslots))
+        padded = apply_pads(bytes(vector), self.pads.keys(o.epoch, o.roster), o.round)
+        parts = wire.split_vector(padded, self.c.part_size)
+        mkey = self.mac_keys[gateway]
+        for i, payload in enumerate(parts):
+            part = wire.Part(o.round, i, len(parts), payload)
+            self._send(
+                src, maced(mkey, part.encode(wire.MsgType.CONTRIB, self.c.id, self.me.index))
+            )
+        self.last_round = o.round
+        self.current = RoundView(
+            o.round,
+            gateway,
+            now,
+            o.nslots,
+            o.nentries,
+            slots,
+            claims,
+            OutputAssembler(o.round, o.nslots, o.nentries),
+        )
+        self._event(Contributed(o.round, len(parts), len(padded), bool(slots or claims)))
+
+    def _check_round(self, o: wire.Open, now: float) -> tuple[RefuseReason, str] | None:
+        """Refuse rounds that would weaken anonymity or that may be replays."""
+        wall = self._wall_ms(now)
+        tolerance = self.c.rounds.clock_tolerance * 1000
+        if abs(o.leader_ms - wall) > tolerance or o.leader_ms < self.min_leader_ms:
+            return RefuseReason.CLOCK, f"leader clock {o.leader_ms} ms, ours {wall} ms"
+        if o.roster not in self._roster_checks:
+            self._roster_checks[o.roster] = self._judge_roster(o.roster)
+        return self._roster_checks[o.roster]
+
+    def _judge_roster(self, roster: frozenset[int]) -> tuple[RefuseReason, str] | None:
+        need = self.c.coalition.min_members
+        if len(roster) < need:
+            return RefuseReason.ROSTER_TOO_SMALL, f"{len(roster)} members, need {need}"
+        k = keygraph.connectivity(roster, self.c.edges).k
+        if k < 2:
+            return RefuseReason.WEAK_KEY_GRAPH, f"roster key graph is {k}-connected"
+        return None
+
+    def _on_output_head(self, head: wire.OutputHead, now: float) -> None:
+        cur = self.current
+        if cur is None or cur.done or head.round != cur.round:
+            return  # a round we did not take part in
+        cur.output.add_head(head)
+        self._maybe_complete(now)
+
+    def _on_output_part(self, part: wire.Part, now: float) -> None:
+        cur = self.current
+        if cur is None or cur.done or part.round != cur.round:
+            return
+        cur.output.add_part(part)
+        self._maybe_complete(now)
+
+    def _maybe_complete(self, now: float) -> None:
+        cur = self.current
+        assert cur is not None
+        vector = cur.output.vector()
+        if vector is None:
+            return
+        cur.done = True
+        area = vector[: cur.nentries * ENTRY_LEN]
+        t = tally(area, cur.nentries, self.c.rounds.max_slots)
+        slot_of = {entry: s for s, entry in enumerate(t.granted)}
+        granted, collided, deferred = [], 0, 0
+        for entry, value in cur.claims.items():
+            if area[entry * ENTRY_LEN : (entry + 1) * ENTRY_LEN] != value:
+                collided += 1
+            elif entry in slot_of:
+                granted.append(slot_of[entry])
+            else:
+                deferred += 1
+        if granted:
+            self.grant = Grant(cur.round + 1, tuple(sorted(granted)), len(t.granted))
+        if collided:
+            self.collisions += 1
+            backoff = self.rng.randrange(2 ** min(self.collisions, MAX_BACKOFF_EXP))
+            self.claim_after = cur.round + 1 + backoff
+            for _ in range(collided):
+                self._event(CellRetried(RetryReason.RESERVATION_COLLISION, backoff))
+        elif granted:
+            self.collisions = 0
+        for _ in range(deferred):
+            self._event(CellRetried(RetryReason.DEFERRED, 0))
+
+        base = cur.nentries * ENTRY_LEN
+        cs = self.c.coalition.cell_size
+        lost = []
+        for s in sorted(cur.slots):
+            pending = cur.slots[s]
+            if vector[base + s * cs : base + (s + 1) * cs] == pending.cell:
+                self._event(CellDelivered(now - pending.queued))
+            else:
+                lost.append(pending)
+                self._event(CellRetried(RetryReason.DATA_COLLISION, 0))
+        self.queue.extendleft(reversed(lost))
+        self._event(OutputSeen(cur.round, now - cur.opened, cur.nslots))
+
+    def _on_abort(self, abort: wire.Abort) -> None:
+        if self.current is not None and self.current.round == abort.round:
+            self._lose_current()
+
+    def _lose_current(self) -> None:
+        """The current round will not produce an output: its cells go back to the queue front."""
+        cur = self.current
+        if cur is None or cur.done:
+            return
+        cur.done = True
+        lost = [cur.slots[s] for s in sorted(cur.slots)]
+        for _ in lost:
+            self._event(CellRetried(RetryReason.ROUND_LOST, 0))
+        self.queue.extendleft(reversed(lost))
+
+    # --- inbound packets ------------------------------------------------------------------
+
+    def _on_inbound(self, gateway: GatewayPeer, frame: bytes, now: float) -> None:
+        flow = self.flows.by_tag(wire.peek_inbound_tag(frame))
+        if flow is None:
+            return  # another member's packet: nothing to do, nothing to learn
+        inbound = wire.pull_inbound(self._verified(gateway.public, frame))
+        last = self.inbound_seq.get(gateway.index, 0)
+        if inbound.seq <= last:
+            raise RemoteProtocolError(RejectReason.REPLAY, f"inbound seq {inbound.seq} <= {last}")
+        self.inbound_seq[gateway.index] = inbound.seq
+        packet = self._reassemble(gateway.index, inbound, now)
+        if packet is None:
+            return
+        try:
+            p = parse(packet)
+        except PacketError as exc:
+            raise RemoteProtocolError(RejectReason.MALFORMED, f"inbound packet: {exc}") from None
+        if (p.flow.src if p.icmp_error else p.flow.dst) != flow.anon:
+            raise RemoteProtocolError(RejectReason.MALFORMED, "inbound packet not for its flow")
+        buf = bytearray(packet)
+        if p.icmp_error:
+            restore_icmp_error(buf, p, flow.local_addr, flow.local_port)
+        else:
+            set_destination(buf, p, flow.local_addr, flow.local_port)
+            if p.flow.proto == TCP:
+                clamp_mss(buf, p.ihl, self.c.mss)
+            flow.state.update(p.tcp_flags, False, now)
+        self._commands.append(InjectPacket(bytes(buf)))
+        self._event(InboundDelivered(len(buf)))
+
+    def _reassemble(self, gateway: int, inbound: wire.Inbound, now: float) -> bytes | None:
+        if inbound.count == 1:
+            return inbound.payload
+        key = (gateway, inbound.tag, inbound.seq - inbound.index)
+        entry = self._inbound.get(key)
+        if entry is None:
+            entry = self._inbound[key] = _Inbound(now, [None] * inbound.count)
+        if len(entry.parts) != inbound.count:
+            raise RemoteProtocolError(RejectReason.MALFORMED, "inbound part count changed")
+        entry.parts[inbound.index] = inbound.payload
+        if any(p is None for p in entry.parts):
+            return None
+        del self._inbound[key]
+        return b"".join(p for p in entry.parts if p is not None)
+
+    # --- timers ---------------------------------------------------------------------------
+
+    def get_timer(self) -> float:
+        if self._wants_hello(self.next_hello):
+            return min(self.next_hello, self.next_housekeeping)
+        return self.next_housekeeping
+
+    def handle_timer(self, now: float) -> None:
+        if now >= self.next_hello and self._wants_hello(now):
+            self._hello(now)
+        if now >= self.next_housekeeping:
+            self.next_housekeeping = now + HOUSEKEEPING
+            self.flows.expire(now)
+            stale = [
+                k for k, v in self._inbound.items() if now - v.first > INBOUND_REASSEMBLY_TIMEOUT
+            ]
+            for k in stale:
+                del self._inbound[k]
+
+    def _wants_hello(self, now: float) -> bool:
+        # In the roster recently: no need to ask. Otherwise keep asking (the leader may be new).
+        return now - self.last_in_roster > 2 * HELLO_INTERVAL
+
+    def _hello(self, now: float) -> None:
+        if now < self.next_hello:
+            return
+        self.next_hello = now + HELLO_INTERVAL
+        body = wire.Hello(self._wall_ms(now), self.c.fingerprint).encode(self.c.id, self.me.index)
+        self._send(wire.BROADCAST, signed(self.key, body))
+        self._event(Joining(self.last_round))
+
+    def start(self, now: float) -> None:
+        self._hello(now)
+
+    def _wall_ms(self, now: float) -> int:
+        return int((now + self.wall_offset) * 1000)

@@ -1,0 +1,217 @@
+"""A whole coalition in memory: members and gateways wired by a simulated Ethernet.
+
+No sockets, no sleeps: frames are delivered in FIFO order and the clock jumps to the next
+timer any engine asks for. An optional `internet` function answers emitted packets.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lanon.common import coalition as coalition_mod
+from lanon.common.crypto import HostKey, encode_key
+from lanon.common.events import (
+    Command,
+    EmitPacket,
+    Event,
+    InjectPacket,
+    SendArp,
+    SendFrame,
+)
+from lanon.common.wire import BROADCAST
+from lanon.gateway.engine import GatewayEngine
+from lanon.member.engine import MemberEngine
+
+WALL = 1_800_000_000.0  # the simulated wall clock starts here
+
+
+def coalition_dict(
+    members: list[tuple[str, HostKey]],
+    gateways: list[tuple[str, HostKey, list[str]]],
+    **sections: dict[str, Any],
+) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "coalition": {"name": "test", "lan": "198.18.0.0/24", **sections.pop("coalition", {})},
+        "members": [{"name": n, "public_key": encode_key(k.public)} for n, k in members],
+        "gateways": [
+            {"name": n, "public_key": encode_key(k.public), "addresses": a} for n, k, a in gateways
+        ],
+    }
+    raw.update(sections)
+    return raw
+
+
+def make_coalition(
+    n_members: int = 3, n_gateways: int = 1, seed: int = 1, **sections: dict[str, Any]
+) -> tuple[coalition_mod.Coalition, dict[str, HostKey]]:
+    rng = random.Random(seed)
+    keys = {f"member{i + 1}": HostKey(rng.randbytes(32)) for i in range(n_members)}
+    gkeys = {f"gateway{j + 1}": HostKey(rng.randbytes(32)) for j in range(n_gateways)}
+    shares = [[f"198.18.0.{192 + 4 * j}/30"] for j in range(n_gateways)]
+    raw = coalition_dict(
+        list(keys.items()),
+        [(n, k, shares[j]) for j, (n, k) in enumerate(gkeys.items())],
+        **sections,
+    )
+    return coalition_mod.parse(raw, Path("test-coalition.toml")), {**keys, **gkeys}
+
+
+def mac_of(i: int) -> bytes:
+    return bytes((2, 0, 0, 0, 0, i))
+
+
+@dataclass
+class Host:
+    name: str
+    mac: bytes
+    engine: Any
+    events: list[Event] = field(default_factory=list)
+    injected: list[bytes] = field(default_factory=list)
+    down: bool = False
+
+
+class Lan:
+    def __init__(
+        self,
+        coalition: coalition_mod.Coalition,
+        keys: dict[str, HostKey],
+        *,
+        seed: int = 7,
+        start: float = 100.0,
+        internet: Callable[[bytes], list[bytes]] | None = None,
+    ) -> None:
+        self.c = coalition
+        self.now = start
+        self.rng = random.Random(seed)
+        self.internet = internet
+        self.hosts: dict[bytes, Host] = {}
+        self.emitted: list[tuple[str, bytes]] = []
+        self.wire_log: list[tuple[bytes, bytes, bytes]] = []  # (src, dst, frame)
+        self.queue: list[tuple[bytes, Command]] = []
+        self.dropped_frames = 0
+        offset = WALL - start
+        n = 0
+        for g in coalition.gateways:
+            n += 1
+            eng = GatewayEngine(
+                coalition,
+                g.name,
+                keys[g.name],
+                mac_of(n),
+                now=self.now,
+                wall_offset=offset,
+                rng=random.Random(self.rng.random()),
+            )
+            self.hosts[mac_of(n)] = Host(g.name, mac_of(n), eng)
+        for m in coalition.members:
+            n += 1
+            eng = MemberEngine(
+                coalition,
+                m.name,
+                keys[m.name],
+                now=self.now,
+                wall_offset=offset,
+                rng=random.Random(self.rng.random()),
+            )
+            self.hosts[mac_of(n)] = Host(m.name, mac_of(n), eng)
+        for h in self.hosts.values():
+            h.engine.start(self.now)
+        self._collect()
+
+    # --- access ---------------------------------------------------------------------------
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts.values() if h.name == name)
+
+    def member(self, name: str) -> MemberEngine:
+        eng = self.host(name).engine
+        assert isinstance(eng, MemberEngine)
+        return eng
+
+    def gateway(self, name: str = "gateway1") -> GatewayEngine:
+        eng = self.host(name).engine
+        assert isinstance(eng, GatewayEngine)
+        return eng
+
+    def events(self, name: str, kind: type[Event] | None = None) -> list[Event]:
+        evs = self.host(name).events
+        return [e for e in evs if kind is None or isinstance(e, kind)]
+
+    def all_events(self, kind: type[Event]) -> list[Event]:
+        return [e for h in self.hosts.values() for e in h.events if isinstance(e, kind)]
+
+    # --- driving --------------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        for h in self.hosts.values():
+            for cmd in h.engine.pop_commands():
+                if not h.down:
+                    self.queue.append((h.mac, cmd))
+            h.events.extend(h.engine.pop_events())
+
+    def deliver(self) -> None:
+        """Carry out every pending command (and what it causes) at the current time."""
+        while self.queue:
+            src, cmd = self.queue.pop(0)
+            sender = self.hosts[src]
+            if isinstance(cmd, SendFrame):
+                self.wire_log.append((src, cmd.dst, cmd.frame))
+                targets = (
+                    [h for m, h in self.hosts.items() if m != src]
+                    if cmd.dst == BROADCAST
+                    else [self.hosts[cmd.dst]]
+                    if cmd.dst in self.hosts
+                    else []
+                )
+                for h in targets:
+                    if not h.down:
+                        h.engine.receive_frame(src, cmd.frame, self.now)
+            elif isinstance(cmd, EmitPacket):
+                self.emitted.append((sender.name, cmd.packet))
+                if self.internet is not None:
+                    for reply in self.internet(cmd.packet):
+                        for h in self.hosts.values():
+                            if isinstance(h.engine, GatewayEngine) and not h.down:
+                                h.engine.receive_packet(reply, self.now)
+            elif isinstance(cmd, InjectPacket):
+                sender.injected.append(cmd.packet)
+            elif isinstance(cmd, SendArp):
+                pass
+            else:
+                raise RuntimeError(f"unexpected command {cmd!r}")
+            self._collect()
+
+    def advance(self) -> None:
+        """Jump to the earliest timer and fire every timer that is due."""
+        self.deliver()
+        timers = [h.engine.get_timer() for h in self.hosts.values() if not h.down]
+        self.now = max(self.now, min(t for t in timers if t is not None))
+        for h in self.hosts.values():
+            if not h.down:
+                h.engine.handle_timer(self.now)
+        self._collect()
+        self.deliver()
+
+    def run(self, seconds: float) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.advance()
+
+    def run_until(self, predicate: Callable[[], bool], limit: float = 30.0) -> None:
+        end = self.now + limit
+        while not predicate():
+            if self.now > end:
+                raise AssertionError(f"condition not met within {limit} simulated seconds")
+            self.advance()
+
+    def submit(self, name: str, packet: bytes) -> None:
+        self.member(name).submit_packet(packet, self.now)
+        self._collect()
+        self.deliver()
+
+    def kill(self, name: str) -> None:
+        self.host(name).down = True
