@@ -105,7 +105,9 @@ def _type_ok(value: Any, hint: Any) -> bool:
 def _describe(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin is list:
-        return "a list of " + _describe(typing.get_args(hint)[0]) + "s"
+        inner = typing.get_args(hint)[0]
+        plural = {str: "strings", int: "integers", float: "numbers", bool: "booleans"}
+        return "a list of " + plural.get(inner, _describe(inner))
     if origin is tuple:
         return "a pair [" + ", ".join(_describe(h) for h in typing.get_args(hint)) + "]"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(

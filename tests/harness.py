@@ -93,6 +93,7 @@ class Lan:
         self.wire_log: list[tuple[bytes, bytes, bytes]] = []  # (src, dst, frame)
         self.queue: list[tuple[bytes, Command]] = []
         self.dropped_frames = 0
+        self._start = start
         offset = WALL - start
         n = 0
         for g in coalition.gateways:
@@ -215,3 +216,34 @@ class Lan:
 
     def kill(self, name: str) -> None:
         self.host(name).down = True
+
+    def restart(self, name: str) -> None:
+        """The host comes back as a new process: same key, no memory."""
+        h = self.host(name)
+        h.down = False
+        old = h.engine
+        offset = WALL - self._start
+        if isinstance(old, MemberEngine):
+            h.engine = MemberEngine(
+                self.c,
+                name,
+                old.key,
+                now=self.now,
+                wall_offset=offset,
+                rng=random.Random(self.rng.random()),
+            )
+        else:
+            h.engine = GatewayEngine(
+                self.c,
+                name,
+                old.key,
+                h.mac,
+                now=self.now,
+                wall_offset=offset,
+                rng=random.Random(self.rng.random()),
+            )
+        h.engine.start(self.now)
+        self._collect()
+
+    def frames(self, mtype: int) -> list[tuple[bytes, bytes, bytes]]:
+        return [(src, dst, f) for src, dst, f in self.wire_log if len(f) > 1 and f[1] == mtype]

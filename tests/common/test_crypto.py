@@ -1,0 +1,68 @@
+import os
+from pathlib import Path
+
+import pytest
+from lanon.common import crypto
+from lanon.common.errors import ConfigError
+
+
+def test_pair_secrets_agree_and_pads_cancel() -> None:
+    a, b, c = (crypto.HostKey(bytes([i]) * 32) for i in (1, 2, 3))
+    ab = crypto.pair_secret(a, b.public)
+    assert ab == crypto.pair_secret(b, a.public)
+    assert ab != crypto.pair_secret(a, c.public)
+    k = crypto.epoch_key(ab, 5)
+    message = os.urandom(3000)
+    once = crypto.apply_pads(message, [k], 77)
+    assert once != message
+    assert crypto.apply_pads(once, [k], 77) == message  # the same pad applied twice cancels
+    assert crypto.apply_pads(once, [k], 78) != message  # another round: another pad
+    assert crypto.epoch_key(ab, 6) != k
+
+
+def test_mac_keys_agree() -> None:
+    m, g = crypto.HostKey.generate(), crypto.HostKey.generate()
+    assert crypto.mac_key(m, g.public) == crypto.mac_key(g, m.public)
+
+
+def test_signatures() -> None:
+    k = crypto.HostKey.generate()
+    sig = k.sign(b"data")
+    v = crypto.Verifier()
+    assert v.verify(k.public, b"data", sig)
+    assert not v.verify(k.public, b"datb", sig)
+    assert not v.verify(crypto.HostKey.generate().public, b"data", sig)
+
+
+def test_key_files(tmp_path: Path) -> None:
+    k = crypto.HostKey.generate()
+    crypto.write_private_key(tmp_path / "a.key", k, "a")
+    crypto.write_public_key(tmp_path / "a.pub", k, "a")
+    assert (tmp_path / "a.key").stat().st_mode & 0o777 == 0o600
+    assert crypto.read_private_key(tmp_path / "a.key").public == k.public
+    assert crypto.read_public_key(tmp_path / "a.pub") == k.public
+    with pytest.raises(FileExistsError):
+        crypto.write_private_key(tmp_path / "a.key", k, "a")
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o644, 0o604, 0o660])
+def test_private_key_readable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "k.key"
+    crypto.write_private_key(path, crypto.HostKey.generate(), "k")
+    path.chmod(mode)
+    with pytest.raises(ConfigError, match=r"readable by others .*expected 0600"):
+        crypto.read_private_key(path)
+
+
+@pytest.mark.parametrize("text", ["", "not base64!\n", "QUJD\n", "QUJD\nQUJD\n"])
+def test_bad_private_key_files(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "k.key"
+    path.write_text(text)
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match="not a lanon private key"):
+        crypto.read_private_key(path)
+
+
+def test_missing_key_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        crypto.read_private_key(tmp_path / "nope.key")

@@ -1,0 +1,159 @@
+"""The gateway engine: what it emits, what it broadcasts, what it answers, with one or two gateways."""
+
+import random
+import socket
+
+from lanon.common.events import (
+    AddressClaimed,
+    ArpAnswered,
+    EmitPacket,
+    LeadershipChanged,
+    OutputSeen,
+    PacketDropped,
+    SendArp,
+)
+from lanon.gateway import arp
+from lanon.gateway.engine import GatewayEngine
+from scapy.layers.inet import IP, TCP
+
+from tests.harness import WALL, Lan, make_coalition
+from tests.packets import echo_internet, tcp, udp
+
+
+def running_lan(members: int = 3, gateways: int = 1) -> Lan:
+    c, keys = make_coalition(members, gateways)
+    lan = Lan(c, keys, internet=echo_internet)
+    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * members)
+    return lan
+
+
+def test_gateway_claims_its_share_and_leads() -> None:
+    lan = running_lan()
+    claimed = [e.address for e in lan.events("gateway1", AddressClaimed)]  # type: ignore[attr-defined]
+    assert claimed == ["198.18.0.192", "198.18.0.193", "198.18.0.194", "198.18.0.195"]
+    assert lan.events("gateway1", LeadershipChanged)
+
+
+def test_arp_is_answered_for_held_addresses_only() -> None:
+    lan = running_lan()
+    gw = lan.gateway()
+    router = bytes.fromhex("021a00030001")
+    ask = arp.Arp(
+        arp.OP_REQUEST, router, bytes([198, 18, 0, 1]), arp.ZERO_MAC, bytes([198, 18, 0, 193])
+    )
+    gw.receive_arp(router, ask.encode(), lan.now)
+    other = arp.Arp(
+        arp.OP_REQUEST, router, bytes([198, 18, 0, 1]), arp.ZERO_MAC, bytes([198, 18, 0, 11])
+    )
+    gw.receive_arp(router, other.encode(), lan.now)
+    cmds = [c for c in gw.pop_commands() if isinstance(c, SendArp)]
+    assert len(cmds) == 1 and cmds[0].dst == router
+    reply = arp.pull_arp(cmds[0].payload)
+    assert (
+        reply is not None
+        and reply.op == arp.OP_REPLY
+        and reply.sender_mac == gw.mac
+        and reply.target_mac == router
+    )
+    assert len([e for e in gw.pop_events() if isinstance(e, ArpAnswered)]) == 1
+
+
+def test_announcements_are_request_style_gratuitous_arp() -> None:
+    c, keys = make_coalition(3, 1)
+    mac = bytes.fromhex("020000000001")
+    g = GatewayEngine(
+        c, "gateway1", keys["gateway1"], mac, now=0.0, wall_offset=WALL, rng=random.Random(1)
+    )
+    g.start(0.0)
+    sent: list[SendArp] = []
+    while (t := g.get_timer()) < 2.0:
+        g.handle_timer(t)
+        sent += [a for a in g.pop_commands() if isinstance(a, SendArp)]
+    announced = [arp.pull_arp(a.payload) for a in sent]
+    assert len(announced) == 4 * len(arp.ANNOUNCE_DELAYS)  # four addresses, each announced thrice
+    for a in announced:
+        assert (
+            a is not None
+            and a.op == arp.OP_REQUEST
+            and a.sender_ip == a.target_ip
+            and a.sender_mac == mac
+        )
+
+
+def test_egress_never_emits_a_source_outside_the_anonymous_set() -> None:
+    lan = running_lan()
+    eng = lan.member("member1")
+    # a misbehaving member: its cell carries its real address
+    eng.anonymous = (bytes([198, 18, 0, 11]),)
+    lan.submit("member1", udp())
+    lan.run(1.0)
+    assert lan.emitted == []
+    assert "not_anonymous" in [e.reason for e in lan.events("gateway1", PacketDropped)]  # type: ignore[attr-defined]
+
+
+def test_egress_refuses_lan_destinations() -> None:
+    lan = running_lan()
+    lan.submit("member1", udp(dst="198.18.0.12"))
+    lan.run(1.0)
+    assert lan.emitted == []
+    assert "lan_destination" in [e.reason for e in lan.events("gateway1", PacketDropped)]  # type: ignore[attr-defined]
+
+
+def test_unsolicited_inbound_is_dropped_silently() -> None:
+    lan = running_lan()
+    gw = lan.gateway()
+    gw.pop_events()
+    syn = tcp(src="203.0.113.66", dst="198.18.0.193", sport=1234, dport=22)
+    gw.receive_packet(syn, lan.now)
+    assert gw.pop_commands() == []  # no RST, no ICMP, no broadcast
+    assert [e.reason for e in gw.pop_events() if isinstance(e, PacketDropped)] == ["no_flow"]
+
+
+def test_emitted_packets_are_rewritten_and_normalized() -> None:
+    lan = running_lan()
+    lan.submit("member1", tcp(options=[("MSS", 1460)]))
+    lan.run_until(lambda: bool(lan.emitted))
+    out = IP(lan.emitted[0][1])
+    assert out.src in {str(a) for a in lan.c.anonymous} and out.ttl == 64
+    assert out[TCP].sport >= 1024 and out[TCP].sport != 40000
+
+
+def test_two_gateways_split_the_set_and_agree_on_flows() -> None:
+    lan = running_lan(3, 2)
+    g1, g2 = lan.gateway("gateway1"), lan.gateway("gateway2")
+    assert g1.leading and not g2.leading
+    assert g1.held == {0, 1, 2, 3} and g2.held == {4, 5, 6, 7}
+    for i in range(40):
+        lan.submit(
+            f"member{1 + i % 3}", udp(src=f"198.18.0.{11 + i % 3}", sport=30000 + i, payload=b"m")
+        )
+    lan.run(2.0)
+    emitters = {name for name, _ in lan.emitted}
+    assert emitters == {"gateway1", "gateway2"}
+    for name, p in lan.emitted:  # each emits the addresses it holds
+        held = lan.gateway(name).held
+        assert lan.gateway(name).addresses.index(socket.inet_aton(IP(p).src)) in held
+    assert {t: (f.anon, f.port) for t, f in g1.flows.by_tag.items()} == {
+        t: (f.anon, f.port) for t, f in g2.flows.by_tag.items()
+    }
+    assert sum(len(lan.host(f"member{i}").injected) for i in (1, 2, 3)) == 40
+
+
+def test_standby_takes_over_a_silent_gateway_and_the_returning_one_does_not_fight() -> None:
+    lan = running_lan(3, 2)
+    lan.submit("member1", udp(sport=5000))
+    lan.run_until(lambda: bool(lan.host("member1").injected))
+    lan.kill("gateway1")
+    lan.run(1.5)
+    g2 = lan.gateway("gateway2")
+    assert g2.leading and g2.held == set(range(8))
+    takeovers = [e for e in lan.events("gateway2", AddressClaimed) if e.takeover]  # type: ignore[attr-defined]
+    assert len(takeovers) == 4
+    lan.host("member1").injected.clear()
+    lan.submit("member1", udp(sport=5000))  # the same flow, through the other gateway
+    lan.run_until(lambda: bool(lan.host("member1").injected), limit=5)
+    lan.restart("gateway1")
+    lan.run(2.0)
+    g1 = lan.gateway("gateway1")
+    assert not g1.leading and g1.held == set() and g2.held == set(range(8))
+    assert [c for c in g1.pop_commands() if isinstance(c, EmitPacket)] == []

@@ -1,0 +1,144 @@
+"""The leader's faults and membership, in memory."""
+
+from lanon.common import wire
+from lanon.common.crypto import HostKey
+from lanon.common.engine import maced, signed
+from lanon.common.errors import RejectReason
+from lanon.common.events import (
+    CellDelivered,
+    FrameRejected,
+    LanonDisbanded,
+    LanonResumed,
+    MemberChanged,
+    MemberState,
+    OutputSeen,
+    RoundAborted,
+    RoundCompleted,
+)
+
+from tests.harness import WALL, Lan, make_coalition
+from tests.packets import echo_internet, udp
+
+
+def running_lan(n: int = 4, **kw) -> Lan:  # type: ignore[no-untyped-def]
+    c, keys = make_coalition(n, 1, **kw)
+    lan = Lan(c, keys, internet=echo_internet)
+    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n)
+    lan.keys = keys  # type: ignore[attr-defined]
+    return lan
+
+
+def test_a_silent_member_costs_one_round_then_the_others_go_on() -> None:
+    lan = running_lan(4, rounds={"forgive_rounds": 20})
+    lan.kill("member4")
+    lan.submit("member1", udp(payload=b"during the fault"))
+    lan.run(2.0)
+    aborted = lan.events("gateway1", RoundAborted)
+    assert len(aborted) == 1 and aborted[0].missing == ("member4",)  # type: ignore[attr-defined]
+    assert lan.events("member1", CellDelivered)
+    assert lan.host("member1").injected
+    changes = [(e.name, e.state) for e in lan.events("gateway1", MemberChanged)]  # type: ignore[attr-defined]
+    assert ("member4", MemberState.FORGIVEN) in changes and (
+        "member4",
+        MemberState.RESIGNED,
+    ) in changes
+
+
+def test_the_silent_member_comes_back() -> None:
+    lan = running_lan(4)
+    lan.kill("member4")
+    lan.run(1.0)
+    lan.restart("member4")
+    lan.run_until(lambda: 3 in lan.gateway().leader.present, limit=5)
+    before = len(lan.events("member4", OutputSeen))
+    lan.run(0.5)
+    assert len(lan.events("member4", OutputSeen)) > before
+
+
+def test_below_min_members_the_lanon_disbands_and_resumes() -> None:
+    lan = running_lan(3)
+    lan.kill("member3")
+    lan.run(2.0)
+    assert lan.events("gateway1", LanonDisbanded)
+    done = len(lan.events("gateway1", RoundCompleted))
+    lan.run(1.0)
+    assert len(lan.events("gateway1", RoundCompleted)) == done  # no rounds while disbanded
+    lan.restart("member3")
+    lan.run_until(lambda: bool(lan.events("gateway1", LanonResumed)), limit=5)
+    lan.submit("member1", udp(payload=b"resumed"))
+    lan.run_until(lambda: bool(lan.host("member1").injected))
+
+
+def _rejections(lan: Lan) -> list[RejectReason]:
+    return [e.reason for e in lan.gateway().pop_events() if isinstance(e, FrameRejected)]
+
+
+def hold_a_round_open(lan: Lan) -> None:
+    """Silence member3: the next round waits for it (until the deadline)."""
+    lan.kill("member3")
+    lan.wire_log.clear()
+    lan.run_until(
+        lambda: (
+            lan.gateway().leader.collecting is not None and bool(lan.frames(wire.MsgType.CONTRIB))
+        )
+    )
+
+
+def test_contributions_are_authenticated_and_checked() -> None:
+    lan = running_lan(3)
+    gw = lan.gateway()
+    hold_a_round_open(lan)
+    col = gw.leader.collecting
+    assert col is not None
+    key = gw.leader.mac_keys[0]
+    good = wire.Part(col.round, 0, len(col.part_lens), bytes(col.part_lens[0]))
+    frame = maced(key, good.encode(wire.MsgType.CONTRIB, lan.c.id, 0))
+    src = lan.host("member1").mac
+    gw.pop_events()
+    gw.receive_frame(src, frame[:-1] + bytes([frame[-1] ^ 1]), lan.now)  # bad MAC
+    gw.receive_frame(
+        src, maced(key, good.encode(wire.MsgType.CONTRIB, lan.c.id, 9)), lan.now
+    )  # no member 9
+    stale = wire.Part(col.round - 1, 0, len(col.part_lens), bytes(col.part_lens[0]))
+    gw.receive_frame(src, maced(key, stale.encode(wire.MsgType.CONTRIB, lan.c.id, 0)), lan.now)
+    short = wire.Part(col.round, 0, len(col.part_lens), b"x")
+    gw.receive_frame(src, maced(key, short.encode(wire.MsgType.CONTRIB, lan.c.id, 0)), lan.now)
+    assert _rejections(lan) == [
+        RejectReason.BAD_AUTH,
+        RejectReason.NOT_IN_ROSTER,
+        RejectReason.STALE,
+        RejectReason.MALFORMED,
+    ]
+
+
+def test_a_duplicate_part_is_a_replay() -> None:
+    lan = running_lan(3)
+    hold_a_round_open(lan)
+    gw = lan.gateway()
+    src, _dst, frame = lan.frames(wire.MsgType.CONTRIB)[-1]
+    assert gw.leader.collecting is not None
+    assert wire.pull_part(frame[: -wire.MAC_LEN]).round == gw.leader.collecting.round
+    gw.pop_events()
+    gw.receive_frame(src, frame, lan.now)
+    assert _rejections(lan) == [RejectReason.REPLAY]
+
+
+def test_hello_with_another_coalition_file_is_refused() -> None:
+    lan = running_lan(3)
+    key: HostKey = lan.keys["member1"]  # type: ignore[attr-defined]
+    wall_ms = int((lan.now + WALL - 100) * 1000) + 5000
+    hello = wire.Hello(wall_ms, b"\x01" * 16).encode(lan.c.id, 0)
+    gw = lan.gateway()
+    gw.pop_events()
+    gw.receive_frame(lan.host("member1").mac, signed(key, hello), lan.now)
+    events = [e for e in gw.pop_events() if isinstance(e, FrameRejected)]
+    assert events[0].reason is RejectReason.FOREIGN and "coalition file differs" in events[0].detail
+
+
+def test_a_replayed_hello_is_refused() -> None:
+    lan = running_lan(3)
+    src, _dst, hello = lan.frames(wire.MsgType.HELLO)[-1]
+    gw = lan.gateway()
+    gw.pop_events()
+    gw.receive_frame(src, hello, lan.now)
+    assert _rejections(lan) == [RejectReason.REPLAY]

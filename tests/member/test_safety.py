@@ -1,0 +1,194 @@
+"""A member never reuses a pad, never joins a round that would expose it, never crashes."""
+
+import random
+
+from lanon.common import wire
+from lanon.common.engine import signed
+from lanon.common.errors import RejectReason
+from lanon.common.events import (
+    CellDelivered,
+    FrameRejected,
+    OutputSeen,
+    PacketDropped,
+    RefuseReason,
+    RoundRefused,
+    SendFrame,
+)
+from lanon.member.engine import MemberEngine
+from scapy.layers.inet import IP, UDP, IPOption_RR
+
+from tests.harness import WALL, Lan, make_coalition
+from tests.packets import echo_internet, udp
+
+
+def running_lan(n: int = 3, **kw) -> Lan:  # type: ignore[no-untyped-def]
+    c, keys = make_coalition(n, 1, **kw)
+    lan = Lan(c, keys, internet=echo_internet)
+    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n)
+    lan.keys = keys  # type: ignore[attr-defined]
+    return lan
+
+
+def rejections(lan: Lan, name: str) -> list[RejectReason]:
+    return [e.reason for e in lan.events(name, FrameRejected)]  # type: ignore[attr-defined]
+
+
+def last_open(lan: Lan) -> tuple[bytes, bytes]:
+    src, _dst, frame = lan.frames(wire.MsgType.OPEN)[-1]
+    return src, frame
+
+
+def deliver(lan: Lan, name: str, src: bytes, frame: bytes) -> list[object]:
+    eng = lan.member(name)
+    eng.receive_frame(src, frame, lan.now)
+    return eng.pop_commands()
+
+
+def test_a_replayed_open_gets_no_second_contribution() -> None:
+    lan = running_lan()
+    src, frame = last_open(lan)
+    assert deliver(lan, "member1", src, frame) == []
+    assert RejectReason.REPLAY in [
+        e.reason for e in lan.member("member1").pop_events() if isinstance(e, FrameRejected)
+    ]
+
+
+def test_a_restarted_member_refuses_rounds_opened_before_it_started() -> None:
+    lan = running_lan()
+    src, frame = last_open(lan)  # recorded by an attacker
+    old = lan.member("member1")
+    reborn = MemberEngine(
+        lan.c,
+        "member1",
+        old.key,
+        now=lan.now + 0.01,
+        wall_offset=WALL - 100.0,
+        rng=random.Random(1),
+    )
+    reborn.receive_frame(src, frame, lan.now + 0.01)
+    assert not [
+        c
+        for c in reborn.pop_commands()
+        if isinstance(c, SendFrame) and c.frame[1] == wire.MsgType.CONTRIB
+    ]
+    assert [e.reason for e in reborn.pop_events() if isinstance(e, RoundRefused)] == [
+        RefuseReason.CLOCK
+    ]
+
+
+def test_restarted_member_rejoins_and_traffic_flows() -> None:
+    lan = running_lan()
+    lan.restart("member2")
+    lan.run(3.0)
+    lan.submit("member2", udp(src="198.18.0.12", payload=b"back again"))
+    lan.run_until(lambda: bool(lan.host("member2").injected))
+
+
+def test_forged_and_foreign_opens_are_rejected() -> None:
+    lan = running_lan()
+    src, frame = last_open(lan)
+    forged = frame[:-1] + bytes([frame[-1] ^ 1])
+    assert deliver(lan, "member1", src, forged) == []
+    foreign = frame[:2] + b"\x00\x00\x00\x00" + frame[6:]
+    assert deliver(lan, "member1", src, foreign) == []
+    reasons = [e.reason for e in lan.member("member1").pop_events() if isinstance(e, FrameRejected)]
+    assert reasons == [RejectReason.BAD_AUTH, RejectReason.FOREIGN]
+
+
+def _open_from_leader(lan: Lan, roster: frozenset[int], rnd_bump: int = 1000) -> bytes:
+    gw = lan.gateway()
+    o = wire.Open(
+        gw.leader.round + rnd_bump,
+        gw.leader.epoch,
+        int((lan.now + WALL - 100) * 1000),
+        0,
+        64,
+        roster,
+        len(lan.c.members),
+    )
+    return signed(gw.key, o.encode(lan.c.id, 0))
+
+
+def test_a_roster_too_small_is_refused_even_from_the_leader() -> None:
+    lan = running_lan(4)
+    frame = _open_from_leader(lan, frozenset({0, 1}))
+    cmds = deliver(lan, "member1", lan.host("gateway1").mac, frame)
+    assert cmds == []
+    refused = [e for e in lan.member("member1").pop_events() if isinstance(e, RoundRefused)]
+    assert refused and refused[0].reason is RefuseReason.ROSTER_TOO_SMALL
+
+
+def test_a_roster_whose_key_graph_is_1_connected_is_refused() -> None:
+    ring = {
+        "kind": "edges",
+        "edges": [
+            ["member1", "member2"],
+            ["member2", "member3"],
+            ["member3", "member4"],
+            ["member4", "member1"],
+        ],
+    }
+    lan = running_lan(4, key_graph=ring)
+    frame = _open_from_leader(lan, frozenset({0, 1, 2}))  # a path: member2 alone links 1 and 3
+    assert deliver(lan, "member1", lan.host("gateway1").mac, frame) == []
+    refused = [e for e in lan.member("member1").pop_events() if isinstance(e, RoundRefused)]
+    assert refused and refused[0].reason is RefuseReason.WEAK_KEY_GRAPH
+
+
+def test_inbound_replays_and_forgeries_are_not_injected() -> None:
+    lan = running_lan()
+    lan.submit("member1", udp(payload=b"ping"))
+    lan.run_until(lambda: bool(lan.host("member1").injected))
+    src, _dst, inbound = lan.frames(wire.MsgType.INBOUND)[-1]
+    eng = lan.member("member1")
+    eng.receive_frame(src, inbound, lan.now)
+    forged = bytearray(inbound)
+    forged[40] ^= 0xFF
+    eng.receive_frame(src, bytes(forged), lan.now)
+    assert eng.pop_commands() == []
+    reasons = [e.reason for e in eng.pop_events() if isinstance(e, FrameRejected)]
+    assert reasons == [RejectReason.REPLAY, RejectReason.BAD_AUTH]
+
+
+def test_random_and_mutated_frames_never_crash_anyone() -> None:
+    lan = running_lan()
+    rng = random.Random(9)
+    samples = [f for _s, _d, f in lan.wire_log[-200:]]
+    for _ in range(4000):
+        if rng.random() < 0.5:
+            frame = bytearray(rng.choice(samples))
+            for _ in range(rng.randrange(1, 4)):
+                frame[rng.randrange(len(frame))] ^= 1 << rng.randrange(8)
+            frame = frame[: rng.randrange(len(frame) + 1)] if rng.random() < 0.2 else frame
+        else:
+            frame = bytearray(rng.randbytes(rng.randrange(0, 120)))
+        for h in lan.hosts.values():
+            h.engine.receive_frame(b"\x02\x99\x99\x99\x99\x99", bytes(frame), lan.now)
+            h.engine.pop_commands()
+            h.engine.pop_events()
+    lan.submit("member1", udp(payload=b"still alive"))
+    lan.run_until(lambda: bool(lan.events("member1", CellDelivered)))
+
+
+def test_what_cannot_be_carried_is_dropped_and_counted() -> None:
+    lan = running_lan()
+    eng = lan.member("member1")
+    eng.submit_packet(bytes.fromhex("4500"), lan.now)
+    eng.submit_packet(b"\x60" + bytes(39), lan.now)  # IPv6
+    eng.submit_packet(
+        bytes(IP(src="198.18.0.11", dst="203.0.113.10", options=[IPOption_RR()]) / UDP()), lan.now
+    )
+    reasons = [e.reason for e in eng.pop_events() if isinstance(e, PacketDropped)]
+    assert reasons == ["truncated", "not_ipv4", "ip_options"]
+
+
+def test_a_full_queue_drops_and_counts() -> None:
+    c, keys = make_coalition(3, 1)
+    eng = MemberEngine(
+        c, "member1", keys["member1"], now=0.0, wall_offset=WALL, rng=random.Random(1), max_queue=8
+    )
+    for i in range(10):
+        eng.submit_packet(udp(sport=1000 + i), 0.0)
+    drops = [e for e in eng.pop_events() if isinstance(e, PacketDropped)]
+    assert [d.reason for d in drops] == ["queue_full", "queue_full"]
+    assert len(eng.queue) == 8
