@@ -24,7 +24,7 @@ def cmd_member(args: argparse.Namespace) -> int:
         rules.remove()
         print("lanon member rules removed: this host's traffic now leaves with its own address")
         return 0
-    settings, loaded = load(MemberSettings, args.config)
+    settings, loaded = load(MemberSettings, args.config, "member")
     if args.check:
         print(
             f"{args.config}: member {settings.name} of coalition {loaded.coalition.coalition.name}: ok"
@@ -42,7 +42,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from lanon.common.daemon_config import load
     from lanon.gateway.config import GatewaySettings
 
-    settings, loaded = load(GatewaySettings, args.config)
+    settings, loaded = load(GatewaySettings, args.config, "gateway")
     if args.check:
         print(
             f"{args.config}: gateway {settings.name} of coalition {loaded.coalition.coalition.name}: ok"
@@ -96,10 +96,39 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             f"{args.file}: neither a coalition file ([coalition] table) nor a daemon file (coalition = PATH, name = ...)"
         )
     c = coalition_mod.load(resolve(args.file.parent, raw["coalition"]))
-    cls: Any = MemberSettings if raw["name"] in {m.name for m in c.members} else GatewaySettings
-    settings, _ = load(cls, args.file)
-    role = "member" if cls is MemberSettings else "gateway"
+    role = "member" if raw["name"] in {m.name for m in c.members} else "gateway"
+    cls: Any = MemberSettings if role == "member" else GatewaySettings
+    settings, _ = load(cls, args.file, role)
     print(f"{args.file}: {role} {settings.name} of coalition {c.coalition.name}: ok")
+    return 0
+
+
+def cmd_config_keys(args: argparse.Namespace) -> int:
+    from lanon.common import coalition as c
+    from lanon.common.settings import describe
+    from lanon.gateway.config import GatewaySettings
+    from lanon.member.config import MemberSettings
+
+    groups = [
+        (
+            "coalition file",
+            [
+                ("[coalition] ", c.CoalitionSection),
+                ("[rounds] ", c.RoundSection),
+                ("[flows] ", c.FlowSection),
+                ("[key_graph] ", c.KeyGraphSection),
+                ("[[gateways]] ", c.GatewayEntry),
+                ("[[members]] ", c.MemberEntry),
+            ],
+        ),
+        ("daemon files", [("member: ", MemberSettings), ("gateway: ", GatewaySettings)]),
+    ]
+    for title, sections in groups:
+        print(f"# {title}")
+        for prefix, cls in sections:
+            for key, default, text in describe(cls, prefix):
+                print(f"{key} = {default}\n    {text}")
+        print()
     return 0
 
 
@@ -272,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("file", type=Path)
     c.set_defaults(func=cmd_config_check)
+    k = csub.add_parser(
+        "keys",
+        help="list every setting",
+        description="List every setting of the coalition and daemon files, with its default and meaning.",
+    )
+    k.set_defaults(func=cmd_config_keys)
 
     p = sub.add_parser(
         "status",

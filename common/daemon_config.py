@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from lanon.common import coalition as coalition_mod
 from lanon.common.coalition import Coalition
-from lanon.common.crypto import HostKey, read_private_key
+from lanon.common.crypto import HostKey, encode_key, read_private_key
 from lanon.common.errors import ConfigError
 from lanon.common.settings import REQUIRED, is_listen, is_name, load_table, one_of, opt, resolve
 
@@ -53,12 +53,20 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def load(cls: type[S], path: Path) -> tuple[S, Loaded]:
-    """Settings of class `cls` from `path`, with the coalition file and key it names."""
+def load(cls: type[S], path: Path, role: str) -> tuple[S, Loaded]:
+    """Settings of class `cls` from `path`, with the coalition file and key it names, checked
+    against each other: the name is a `role` of the coalition and the key is that host's."""
     settings = load_table(cls, read_toml(path), str(path))
     base = path.parent
     coalition = coalition_mod.load(resolve(base, settings.coalition))
-    key = read_private_key(resolve(base, settings.private_key))
+    peer = coalition.member(settings.name) if role == "member" else coalition.gateway(settings.name)
+    key_path = resolve(base, settings.private_key)
+    key = read_private_key(key_path)
+    if key.public != peer.public:
+        raise ConfigError(
+            f"{key_path}: this key is not {role} {settings.name}'s: its public key "
+            f"{encode_key(key.public)} is not the one in {coalition.path}"
+        )
     return settings, Loaded(path, coalition, key)
 
 

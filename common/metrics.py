@@ -34,8 +34,11 @@ class RoundRate:
     def __init__(self, window: float = 10.0) -> None:
         self.window = window
         self._times: deque[float] = deque()
+        self._first: float | None = None
 
     def tick(self, now: float) -> None:
+        if self._first is None:
+            self._first = now
         self._times.append(now)
         self._trim(now)
 
@@ -45,7 +48,10 @@ class RoundRate:
 
     def rate(self, now: float) -> float:
         self._trim(now)
-        return len(self._times) / self.window
+        if self._first is None:
+            return 0.0
+        span = min(self.window, now - self._first)
+        return len(self._times) / span if span > 0.5 else 0.0
 
 
 class BaseMetrics:

@@ -74,6 +74,7 @@ class Lab:
         self.spec = LabSpec(name)
         self.hosts: list[Host] = []
         self.pids: dict[str, int] = {}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}  # ours to reap, if we started them
         state = self.dir / "lab.json"
         if state.exists():
             data = json.loads(state.read_text())
@@ -261,6 +262,7 @@ class Lab:
             cwd=self.dir,
         )
         log.close()
+        self._procs[label] = proc
         self.pids[label] = proc.pid
         self._save()
         return proc.pid
@@ -277,6 +279,13 @@ class Lab:
         self._save()
         if pid is not None:
             _kill_group(pid, sig, wait)
+        self._reap(host)
+
+    def _reap(self, label: str) -> None:
+        proc = self._procs.pop(label, None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
 
     def wait_ready(self, say: Any = None, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
         """Wait until the leading gateway runs rounds with every member of the lab."""
@@ -320,7 +329,11 @@ class Lab:
     # --- use --------------------------------------------------------------------------------
 
     def argv(self, host: str, command: list[str]) -> list[str]:
-        self.host(host)
+        """A command in a lab host, or in "lan": the switch, where whoever runs it watches."""
+        if host != "lan":
+            self.host(host)
+        elif not self.hosts:
+            raise LanonError(f"lab {self.name!r} is not up")
         return ["ip", "netns", "exec", self.ns(host), *command]
 
     def run(
@@ -364,13 +377,19 @@ class Lab:
             time.sleep(0.05)
         for pid in self.pids.values():
             _kill_group(pid, signal.SIGKILL, wait=0)
+        for label in list(self._procs):
+            self._reap(label)
         # whatever else still runs in the lab's namespaces (a crashed lab, a test's tcpdump)
         prefix = f"lanon-{self.name}-"
-        for ns, pids in netns.ns_pids().items():
-            if ns.startswith(prefix):
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+        strays = [
+            pid for ns, pids in netns.ns_pids().items() if ns.startswith(prefix) for pid in pids
+        ]
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while any(_alive(p) for p in strays) and time.monotonic() < deadline:
+            time.sleep(0.02)
         removed = topology.destroy(self.name)
         for h in self.hosts or [Host(n[len(prefix) :], "", 0, "", "") for n in removed]:
             with contextlib.suppress(OSError):

@@ -1,0 +1,149 @@
+"""The command line explains itself and reports user mistakes without a traceback."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lanon.cli.main import main
+from lanon.lab import configs
+
+from tests.harness import make_coalition
+
+LANON = [sys.executable, "-m", "lanon.cli"]
+
+
+def lanon(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LANON, *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["member"],
+        ["gateway"],
+        ["keygen"],
+        ["config"],
+        ["config", "check"],
+        ["config", "keys"],
+        ["status"],
+        ["lab"],
+        ["lab", "up"],
+        ["lab", "down"],
+        ["lab", "exec"],
+        ["lab", "demo"],
+    ],
+)
+def test_every_command_explains_itself(args: list[str]) -> None:
+    r = lanon(*args, "--help")
+    assert r.returncode == 0
+    assert "usage: lanon" in r.stdout and len(r.stdout.splitlines()) > 3
+
+
+def write_lab_like_files(tmp: Path, mode: int = 0o600) -> Path:
+    from lanon.common.crypto import encode_key, write_private_key
+
+    c, keys = make_coalition(3, 1)
+    text = configs.coalition_toml(
+        "test",
+        "198.18.0.0/24",
+        [(m.name, encode_key(m.public)) for m in c.members],
+        [(g.name, encode_key(g.public), "198.18.0.192/30") for g in c.gateways],
+        idle_interval=0.02,
+        deadline=0.25,
+        min_members=3,
+    )
+    (tmp / "coalition.toml").write_text(text)
+    write_private_key(tmp / "member1.key", keys["member1"], "member1")
+    (tmp / "member1.key").chmod(mode)
+    cfg = tmp / "member1.toml"
+    cfg.write_text(
+        configs.daemon_toml(
+            "member",
+            "member1",
+            coalition="coalition.toml",
+            key="member1.key",
+            metrics="",
+            control="",
+        )
+    )
+    return cfg
+
+
+def test_config_check_accepts_good_files(tmp_path: Path) -> None:
+    cfg = write_lab_like_files(tmp_path)
+    r = lanon("config", "check", str(cfg))
+    assert r.returncode == 0 and "member member1 of coalition test: ok" in r.stdout, r.stderr
+    r = lanon("config", "check", str(tmp_path / "coalition.toml"))
+    assert (
+        r.returncode == 0
+        and "3 members, 1 gateway(s), 4 anonymous addresses, key graph 2-connected" in r.stdout
+    )
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (
+            lambda t: t.replace('interface = "eth0"', "interface = 7"),
+            r"member1.toml: interface = 7: expected a string",
+        ),
+        (
+            lambda t: t + "queue = 70000\n",
+            r"member1.toml: queue = 70000: expected a number from 0 to 65535",
+        ),
+        (
+            lambda t: t + "colour = 'blue'\n",
+            r"member1.toml: unknown key 'colour'; expected one of: ",
+        ),
+        (lambda t: t.replace('name = "member1"', 'name = "member9"'), r"no member named 'member9'"),
+        (
+            lambda t: t.replace("coalition.toml", "missing.toml"),
+            r"missing.toml: cannot read coalition file",
+        ),
+        (lambda t: t + "[[[", r"member1.toml: not valid TOML"),
+    ],
+)
+def test_bad_configuration_names_file_key_value_and_expectation(
+    tmp_path: Path, edit, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    cfg = write_lab_like_files(tmp_path)
+    cfg.write_text(edit(cfg.read_text()))
+    r = lanon("member", "--config", str(cfg), "--check")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert re.search(message, r.stderr), r.stderr
+
+
+def test_a_private_key_others_can_read_is_refused(tmp_path: Path) -> None:
+    cfg = write_lab_like_files(tmp_path, mode=0o644)
+    r = lanon("member", "--config", str(cfg), "--check")
+    assert r.returncode == 2 and "readable by others (mode 0644); expected 0600" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_keygen(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keygen", "alice", "--dir", str(tmp_path)]) == 0
+    assert (tmp_path / "alice.key").stat().st_mode & 0o777 == 0o600
+    public = (tmp_path / "alice.pub").read_text().splitlines()[-1]
+    assert public in capsys.readouterr().out
+    assert main(["keygen", "alice", "--dir", str(tmp_path)]) == 1  # never overwrites a key
+    assert "not overwriting" in capsys.readouterr().err
+    assert main(["keygen", "Bad Name", "--dir", str(tmp_path)]) == 2
+
+
+def test_config_keys_documents_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "keys"]) == 0
+    out = capsys.readouterr().out
+    for key in (
+        "[rounds] deadline",
+        "[flows] udp_timeout",
+        "member: queue",
+        "gateway: promiscuous",
+        "[coalition] cell_size",
+    ):
+        assert key in out

@@ -1,0 +1,44 @@
+"""Integration tests: the real kernel, in namespaces the lab creates (root; run in CI).
+
+They are never skipped silently: without root or a needed tool they fail and say what is
+missing. (LANON_SKIP_ROOT_TESTS=1 skips them explicitly, for a developer without root.)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from lanon.lab.lab import Lab, LabSpec
+
+TOOLS = ("ip", "iptables", "curl", "ping", "tcpdump", "dig", "dnsmasq")
+
+
+def require_root_lab() -> None:
+    if os.environ.get("LANON_SKIP_ROOT_TESTS") == "1":
+        pytest.skip("LANON_SKIP_ROOT_TESTS=1: root integration tests skipped on request")
+    if os.geteuid() != 0:
+        pytest.fail(
+            "integration tests need root (namespaces, iptables, NFQUEUE): run 'sudo ./run test'"
+        )
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"integration tests need {', '.join(missing)}: './run test' installs them")
+
+
+def lab_name(tag: str) -> str:
+    return f"t{os.getpid() % 100000}{tag}"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    """A lab with 4 members (one can stop and the lanon goes on) and 1 gateway."""
+    require_root_lab()
+    lab = Lab(lab_name("a"))
+    lab.up(LabSpec(lab.name, members=4, gateways=1))
+    try:
+        yield lab
+    finally:
+        lab.down()

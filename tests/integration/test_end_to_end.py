@@ -1,0 +1,206 @@
+"""The lanon end to end in a real lab: curl, ping, DNS, UDP; fail-closed; uniform frames."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from lanon.common import wire
+from lanon.lab import topology
+from lanon.lab.lab import DNS_NAME, Lab
+from scapy.layers.inet import IP
+from scapy.utils import RawPcapReader, rdpcap
+
+pytestmark = pytest.mark.root
+
+URL = f"http://{topology.INTERNET_HOST}"
+
+
+def digest(path: Path) -> str:
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+
+
+class Capture:
+    """tcpdump in a lab namespace, written to a pcap, stopped on exit."""
+
+    def __init__(self, lab: Lab, host: str, args: list[str], path: Path) -> None:
+        self.path = path
+        # -Z root: Debian's tcpdump otherwise drops to a user that cannot write to pytest's tmp
+        self.proc = lab.popen(
+            host,
+            [
+                "tcpdump",
+                "--immediate-mode",
+                "-B",
+                "32768",
+                "-Z",
+                "root",
+                "-U",
+                "-n",
+                "-w",
+                str(path),
+                *args,
+            ],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+        )
+        lines = []
+        while self.proc.stderr and not (lines and b"listening" in lines[-1]):
+            lines.append(self.proc.stderr.readline())
+            assert lines[-1], b"".join(lines)
+
+    def stop(self) -> list:  # type: ignore[type-arg]
+        time.sleep(0.3)
+        self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=10)
+        assert self.path.exists(), err
+        return list(rdpcap(str(self.path))) if self.path.stat().st_size > 24 else []
+
+    def frames(self) -> list[tuple[bytes, bytes]]:
+        """(source MAC, payload) of every Ethernet frame captured; fails if tcpdump lost any."""
+        time.sleep(0.3)
+        self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=10)
+        assert re.search(rb"^0 packets dropped by kernel", err, re.M), err
+        with RawPcapReader(str(self.path)) as reader:
+            return [(bytes(data[6:12]), bytes(data[14:])) for data, _meta in reader]
+
+
+def test_three_members_fetch_5mb_at_once_and_get_it_intact(lab: Lab, tmp_path: Path) -> None:
+    procs = {}
+    for m in lab.members[:3]:
+        out = tmp_path / f"{m.name}.bin"
+        procs[m.name] = (
+            out,
+            lab.popen(
+                m.name,
+                ["curl", "-sS", "--max-time", "120", "-o", str(out), f"{URL}/5mb.bin"],
+                stderr=subprocess.PIPE,
+            ),
+        )
+    want = digest(lab.www / "5mb.bin")
+    for name, (out, proc) in procs.items():
+        _, err = proc.communicate(timeout=150)
+        assert proc.returncode == 0, f"{name}: {err.decode()}"
+        assert digest(out) == want, f"{name}: the file differs"
+
+
+def test_the_internet_sees_only_anonymous_addresses(lab: Lab, tmp_path: Path) -> None:
+    anonymous = {str(a) for a in topology_anonymous(lab)}
+    cap = Capture(lab, "internet", ["-i", "eth0", "ip"], tmp_path / "internet.pcap")
+    for m in lab.members:
+        r = lab.run(m.name, ["curl", "-sS", "--max-time", "20", f"{URL}/whoami"])
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split(":")[0] in anonymous
+    packets = cap.stop()
+    sources = {p[IP].src for p in packets if IP in p and p[IP].src != topology.INTERNET_HOST}
+    assert sources and sources <= anonymous, sources
+    clients = set(lab.http_clients())
+    assert clients <= anonymous and not clients & {m.address for m in lab.members}
+
+
+def topology_anonymous(lab: Lab) -> list[str]:
+    from lanon.common.coalition import load
+
+    return [str(a) for a in load(lab.dir / "coalition.toml").anonymous]
+
+
+def test_ping_dns_and_udp(lab: Lab) -> None:
+    r = lab.run("member1", ["ping", "-c", "3", "-i", "0.2", "-W", "5", topology.INTERNET_HOST])
+    assert r.returncode == 0 and " 0% packet loss" in r.stdout, r.stdout + r.stderr
+    r = lab.run("member2", ["dig", "+short", "+time=5", "+tries=2", f"www.{DNS_NAME}"])
+    assert r.returncode == 0 and r.stdout.strip() == topology.INTERNET_HOST, r.stdout + r.stderr
+    echo = (
+        "import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.settimeout(5);"
+        f"s.sendto(b'lanon udp', ('{topology.INTERNET_HOST}', 7)); print(s.recvfrom(2048)[0].decode())"
+    )
+    r = lab.run("member3", [sys.executable, "-c", echo])
+    assert r.returncode == 0 and r.stdout.strip() == "lanon udp", r.stderr
+
+
+def test_a_stopped_member_sends_nothing_with_its_own_address(lab: Lab, tmp_path: Path) -> None:
+    victim = lab.members[3]
+    cap = Capture(lab, "router", ["-i", "eth0", f"host {victim.address}"], tmp_path / "router.pcap")
+    lab.stop_daemon(victim.name, signal.SIGKILL)  # a crash: nothing cleans up
+    r = lab.run(victim.name, ["curl", "-sS", "--max-time", "3", f"{URL}/whoami"])
+    assert r.returncode != 0  # its traffic stops...
+    r = lab.run(victim.name, ["ping", "-c", "2", "-W", "1", topology.INTERNET_HOST])
+    assert r.returncode != 0
+    # ...while the other members' goes on
+    r = lab.run("member1", ["curl", "-sS", "--max-time", "20", f"{URL}/whoami"])
+    assert r.returncode == 0, r.stderr
+    assert cap.stop() == []  # not one packet with the member's address reached the router
+    lab.start_daemon(victim.name)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        r = lab.run(victim.name, ["curl", "-sS", "--max-time", "3", f"{URL}/whoami"])
+        if r.returncode == 0:
+            break
+    assert r.returncode == 0, "the restarted member did not rejoin"
+
+
+def test_idle_and_busy_members_send_the_same_frames_per_round(lab: Lab, tmp_path: Path) -> None:
+    # what the operator of the switch sees: each member's port, frames coming in from it
+    caps = [
+        Capture(
+            lab,
+            "lan",
+            ["-i", m.name, "-Q", "in", "ether proto 0x88b5"],
+            tmp_path / f"{m.name}.pcap",
+        )
+        for m in lab.members
+    ]
+    busy = lab.popen(
+        "member1", ["curl", "-sS", "--max-time", "60", "-o", "/dev/null", f"{URL}/5mb.bin"]
+    )
+    assert busy.wait(timeout=90) == 0
+    macs = {bytes.fromhex(m.mac.replace(":", "")): m.name for m in lab.members}
+    shapes: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for src, payload in (frame for cap in caps for frame in cap.frames()):
+        if src in macs and len(payload) > 8 and payload[1] == wire.MsgType.CONTRIB:
+            rnd = wire.pull_part(payload[: -wire.MAC_LEN]).round
+            shapes[rnd][macs[src]].append(len(payload))
+    complete = {r: s for r, s in shapes.items() if len(s) == len(lab.members)}
+    assert len(complete) > 20
+    data_rounds = 0
+    for rnd, by_member in complete.items():
+        assert len({tuple(sorted(v)) for v in by_member.values()}) == 1, (rnd, dict(by_member))
+        data_rounds += len(by_member["member1"]) > 1
+    assert data_rounds > 10  # member1 was busy in these rounds; the others matched it
+
+
+def test_status_and_exec_from_the_command_line(lab: Lab) -> None:
+    lanon = [sys.executable, "-m", "lanon.cli"]
+    r = subprocess.run(
+        [*lanon, "status", "--lab", lab.name], capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 0 and "gateway1" in r.stdout and "leading" in r.stdout, (
+        r.stdout + r.stderr
+    )
+    r = subprocess.run(
+        [
+            *lanon,
+            "lab",
+            "exec",
+            "--name",
+            lab.name,
+            "member2",
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            "20",
+            f"{URL}/whoami",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0 and r.stdout.startswith("198.18.0.19"), r.stdout + r.stderr
