@@ -4,8 +4,12 @@ Every host has one Ed25519 key pair. It signs (gateways: round outputs and inbou
 members: HELLO), and its X25519 form gives the pairwise secrets:
 
     pair secret  (member i, member j)   BLAKE2b(keyed by X25519(i, j), both public keys)
-    epoch key    (pair, epoch e)        BLAKE2b(keyed by pair secret, e)
+    epoch key    (pair, epoch e)        BLAKE2b(keyed by pair secret, e, X25519(eph_i(e), eph_j(e)))
     pad          (epoch key, round t)   ChaCha20 keystream, nonce t (64-bit), from block 1
+
+eph_i(e) is an ephemeral X25519 key member i makes for epoch e, announces signed, and forgets
+once the epoch is over: pads of past epochs cannot be recomputed even from the static keys
+(forward secrecy).
     MAC key      (member, gateway)      BLAKE2b(keyed by X25519(member, gateway), both public keys)
 
 The pad is produced by libsodium's original ChaCha20-Poly1305 construction, whose ciphertext is
@@ -30,6 +34,7 @@ from nacl.bindings import (
     crypto_sign_ed25519_pk_to_curve25519,
 )
 from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.public import PrivateKey
 from nacl.signing import SigningKey, VerifyKey
 
 KEY_LEN = 32
@@ -84,8 +89,32 @@ def mac_key(me: HostKey, peer_public: bytes) -> bytes:
     return _derive(me.exchange(peer_public), a + b, b"lanon-mac-v1")
 
 
-def epoch_key(pair: bytes, epoch: int) -> bytes:
-    return _derive(pair, epoch.to_bytes(8, "big"), b"lanon-epoch-v1")
+def epoch_key(pair: bytes, epoch: int, ephemeral_shared: bytes) -> bytes:
+    return _derive(pair, epoch.to_bytes(8, "big") + ephemeral_shared, b"lanon-epoch-v2")
+
+
+class Ephemeral:
+    """An ephemeral X25519 key pair for one epoch."""
+
+    __slots__ = ("_private", "id", "public")
+
+    def __init__(self) -> None:
+        sk = PrivateKey.generate()
+        self._private = bytes(sk)
+        self.public = bytes(sk.public_key)
+        self.id = key_id(self.public)
+
+    def exchange(self, peer_public: bytes) -> bytes | None:
+        """X25519 with a peer's ephemeral key; None if that key is unusable (a low-order point)."""
+        try:
+            return bytes(crypto_scalarmult(self._private, peer_public))
+        except (CryptoError, RuntimeError, ValueError, TypeError):
+            return None
+
+
+def key_id(public: bytes) -> int:
+    """Short name of an ephemeral public key, as OPEN frames carry it."""
+    return int.from_bytes(hashlib.blake2b(public, digest_size=4).digest(), "big")
 
 
 def round_nonce(rnd: int) -> bytes:

@@ -80,6 +80,7 @@ class RefuseReason(enum.Enum):
     ROSTER_TOO_SMALL = "roster_too_small"
     WEAK_KEY_GRAPH = "weak_key_graph"
     CLOCK = "clock"  # the leader's time is too far from ours: maybe a replayed OPEN
+    MISSING_KEY = "missing_key"  # the round names an ephemeral key we do not have
 
 
 @dataclass(frozen=True, slots=True)

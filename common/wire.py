@@ -33,6 +33,7 @@ SIG_LEN = 64
 MAC_LEN = 16
 DIGEST_LEN = 16
 FINGERPRINT_LEN = 16
+KEYS_INTERVAL = 1.0  # seconds between a member's announcements of its ephemeral keys
 
 
 class MsgType(enum.IntEnum):
@@ -44,6 +45,8 @@ class MsgType(enum.IntEnum):
     INBOUND = 6
     HELLO = 7
     HEARTBEAT = 8
+    KEYS = 9
+    REFUSE = 10
 
 
 SIGNED_TYPES = frozenset(
@@ -54,6 +57,7 @@ SIGNED_TYPES = frozenset(
         MsgType.INBOUND,
         MsgType.HELLO,
         MsgType.HEARTBEAT,
+        MsgType.KEYS,
     }
 )
 
@@ -62,6 +66,7 @@ class AbortReason(enum.IntEnum):
     DEADLINE = 1  # a roster member's contribution did not arrive in time
     LEADER_CHANGE = 2
     SHUTDOWN = 3
+    REFUSED = 4  # a roster member declined the round (e.g. it lacks a neighbour's key)
 
 
 HEADER = struct.Struct("!BBIH")
@@ -71,7 +76,11 @@ _HEAD = struct.Struct("!QQHHH")
 _ABORT = struct.Struct("!QBH")
 _INBOUND = struct.Struct("!QQBB")
 _HELLO = struct.Struct("!Q16s")
-_HEARTBEAT = struct.Struct("!QQBH")
+_HEARTBEAT = struct.Struct("!QQIBH")
+_KEYS = struct.Struct("!QB")
+_KEY_ENTRY = struct.Struct("!I32s")
+_REFUSE = struct.Struct("!QB")
+KEY_ID = struct.Struct("!I")
 
 # Fixed overheads, used to size parts so that every frame fits the LAN MTU.
 CONTRIB_OVERHEAD = HEADER.size + _PART.size + MAC_LEN
@@ -144,6 +153,7 @@ class Open:
     nentries: int  # reservation entries in this round
     roster: frozenset[int]  # member indices expected to contribute
     nmembers: int  # size of the coalition's member list (bitmap width)
+    key_ids: tuple[int, ...]  # ephemeral key id of each roster member, in index order
 
     def encode(self, coalition: int, sender: int) -> bytes:
         return (
@@ -152,15 +162,26 @@ class Open:
                 self.round, self.epoch, self.leader_ms, self.nslots, self.nentries, self.nmembers
             )
             + bitmap_encode(self.roster, self.nmembers)
+            + b"".join(KEY_ID.pack(k) for k in self.key_ids)
         )
+
+    def key_of(self) -> dict[int, int]:
+        """Member index -> the id of the ephemeral key it must use in this round."""
+        return dict(zip(sorted(self.roster), self.key_ids, strict=True))
 
 
 def pull_open(body: bytes) -> Open:
     if len(body) < HEADER.size + _OPEN.size:
         raise malformed("short OPEN")
     rnd, epoch, leader_ms, nslots, nentries, nmembers = _OPEN.unpack_from(body, HEADER.size)
-    roster = bitmap_decode(body[HEADER.size + _OPEN.size :], nmembers)
-    return Open(rnd, epoch, leader_ms, nslots, nentries, roster, nmembers)
+    start = HEADER.size + _OPEN.size
+    nbytes = (nmembers + 7) // 8
+    roster = bitmap_decode(body[start : start + nbytes], nmembers)
+    ids = body[start + nbytes :]
+    if len(ids) != KEY_ID.size * len(roster):
+        raise malformed("OPEN key ids do not match its roster")
+    key_ids = tuple(KEY_ID.unpack_from(ids, i * KEY_ID.size)[0] for i in range(len(roster)))
+    return Open(rnd, epoch, leader_ms, nslots, nentries, roster, nmembers, key_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +328,7 @@ class Heartbeat:
 
     seq: int
     round: int  # the last round it led or saw
+    epoch: int  # the key epoch of that round
     leader: bool
     held: frozenset[int]  # indices into the coalition's sorted anonymous address list
     naddresses: int
@@ -314,7 +336,9 @@ class Heartbeat:
     def encode(self, coalition: int, sender: int) -> bytes:
         return (
             push_header(MsgType.HEARTBEAT, coalition, sender)
-            + _HEARTBEAT.pack(self.seq, self.round, 1 if self.leader else 0, self.naddresses)
+            + _HEARTBEAT.pack(
+                self.seq, self.round, self.epoch, 1 if self.leader else 0, self.naddresses
+            )
             + bitmap_encode(self.held, self.naddresses)
         )
 
@@ -322,9 +346,55 @@ class Heartbeat:
 def pull_heartbeat(body: bytes) -> Heartbeat:
     if len(body) < HEADER.size + _HEARTBEAT.size:
         raise malformed("short HEARTBEAT")
-    seq, rnd, flags, naddresses = _HEARTBEAT.unpack_from(body, HEADER.size)
+    seq, rnd, epoch, flags, naddresses = _HEARTBEAT.unpack_from(body, HEADER.size)
     held = bitmap_decode(body[HEADER.size + _HEARTBEAT.size :], naddresses)
-    return Heartbeat(seq, rnd, bool(flags & 1), held, naddresses)
+    return Heartbeat(seq, rnd, epoch, bool(flags & 1), held, naddresses)
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """A member's ephemeral X25519 public keys, one per epoch (forward secrecy)."""
+
+    wall_ms: int  # the newest announcement of a key for an epoch wins
+    keys: tuple[tuple[int, bytes], ...]  # (epoch, public key)
+
+    def encode(self, coalition: int, sender: int) -> bytes:
+        return (
+            push_header(MsgType.KEYS, coalition, sender)
+            + _KEYS.pack(self.wall_ms, len(self.keys))
+            + b"".join(_KEY_ENTRY.pack(e, k) for e, k in self.keys)
+        )
+
+
+def pull_keys(body: bytes) -> Keys:
+    if len(body) < HEADER.size + _KEYS.size:
+        raise malformed("short KEYS")
+    wall_ms, n = _KEYS.unpack_from(body, HEADER.size)
+    start = HEADER.size + _KEYS.size
+    if n == 0 or len(body) != start + n * _KEY_ENTRY.size:
+        raise malformed("KEYS entries do not match their count")
+    entries = tuple(_KEY_ENTRY.unpack_from(body, start + i * _KEY_ENTRY.size) for i in range(n))
+    return Keys(wall_ms, entries)
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """A member declines round `round`, so that the leader redoes it without waiting."""
+
+    round: int
+    reason: int  # a RefuseReason code (events.RefuseReason order), for the leader's log
+
+    def encode(self, coalition: int, sender: int) -> bytes:
+        return push_header(MsgType.REFUSE, coalition, sender) + _REFUSE.pack(
+            self.round, self.reason
+        )
+
+
+def pull_refuse(body: bytes) -> Refuse:
+    if len(body) != HEADER.size + _REFUSE.size:
+        raise malformed("REFUSE of wrong size")
+    rnd, reason = _REFUSE.unpack_from(body, HEADER.size)
+    return Refuse(rnd, reason)
 
 
 def split_vector(vector: bytes, part_size: int) -> list[bytes]:

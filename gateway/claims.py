@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lanon.common.coalition import Coalition
+from lanon.common.wire import KEYS_INTERVAL
 
 
 @dataclass(slots=True)
@@ -43,7 +44,8 @@ class ClaimPolicy:
         self.owner = {index[a]: g.index for g in coalition.gateways for a in g.addresses}
         self.share = frozenset(i for i, g in self.owner.items() if g == me)
         self.peers: dict[int, PeerView] = {}
-        self.listen_until = now + coalition.rounds.gateway_timeout
+        # listen long enough to hear other gateways and the members' key announcements
+        self.listen_until = now + coalition.rounds.gateway_timeout + KEYS_INTERVAL
 
     def heard(self, gateway: int, view: PeerView) -> None:
         self.peers[gateway] = view

@@ -113,6 +113,11 @@ class GatewayEngine(EngineBase):
                     self.leader.receive_contrib(header.sender, frame, now)
             elif t == wire.MsgType.HELLO:
                 self.leader.receive_hello(header.sender, frame, now)
+            elif t == wire.MsgType.KEYS:  # every gateway keeps them: any may have to lead
+                self.leader.receive_keys(header.sender, frame, now)
+            elif t == wire.MsgType.REFUSE:
+                if self.leading:
+                    self.leader.receive_refuse(header.sender, frame, now)
             elif t == wire.MsgType.OUTPUT_PART:
                 self._follow_part(wire.pull_part(frame), now)
             else:
@@ -133,10 +138,12 @@ class GatewayEngine(EngineBase):
                 raise RemoteProtocolError(RejectReason.REPLAY, f"heartbeat from {peer.name}")
             self.policy.heard(peer.index, PeerView(now, hb.seq, hb.leader, hb.held, hb.round))
             self.seen_round = max(self.seen_round, hb.round)
+            if hb.leader:
+                self.seen_epoch = hb.epoch
         elif t == wire.MsgType.OPEN:
             o = wire.pull_open(body)
             self.seen_round = max(self.seen_round, o.round)
-            self.seen_epoch = max(self.seen_epoch, o.epoch)
+            self.seen_epoch = o.epoch
         elif t == wire.MsgType.OUTPUT_HEAD:
             self._follow_head(wire.pull_output_head(body), now)
         elif t == wire.MsgType.INBOUND:
@@ -215,9 +222,12 @@ class GatewayEngine(EngineBase):
     def _heartbeat(self, now: float) -> None:
         self.next_heartbeat = now + self.c.rounds.heartbeat_interval
         self.hb_seq = max(self.hb_seq + 1, self._wall_us(now))
-        rnd = self.leader.round if self.leading else self.seen_round
+        if self.leading:
+            rnd, epoch = self.leader.round, self.leader.epoch
+        else:
+            rnd, epoch = self.seen_round, self.seen_epoch
         hb = wire.Heartbeat(
-            self.hb_seq, rnd, self.leading, frozenset(self.held), len(self.addresses)
+            self.hb_seq, rnd, epoch, self.leading, frozenset(self.held), len(self.addresses)
         )
         self._send(wire.BROADCAST, signed(self.key, hb.encode(self.c.id, self.me.index)))
 

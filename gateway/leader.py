@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from lanon.common import keygraph, wire
 from lanon.common.coalition import Coalition
-from lanon.common.crypto import HostKey, digest16, mac_key
+from lanon.common.crypto import HostKey, digest16, key_id, mac_key
 from lanon.common.engine import EngineBase, check_mac, signed
 from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
@@ -32,6 +32,8 @@ from lanon.common.events import (
     RoundOpened,
 )
 from lanon.common.reservation import ENTRY_LEN, tally
+
+ROTATION_GRACE = 2.0  # seconds a due rotation waits for every present member's next key
 
 
 class Phase(enum.Enum):
@@ -117,6 +119,9 @@ class Leader:
         self.next_nslots = 0
         self.collecting: Collecting | None = None
         self._judged: dict[frozenset[int], str | None] = {}
+        # member -> epoch -> (announcement time, ephemeral public key): the newest wins
+        self.ephemeral: list[dict[int, tuple[int, bytes]]] = [{} for _ in coalition.members]
+        self._rotation_due: float | None = None
 
     # --- state ----------------------------------------------------------------------------
 
@@ -130,11 +135,14 @@ class Leader:
         return frozenset(i for i, m in enumerate(self.members) if m.state is MemberState.PRESENT)
 
     def start(self, now: float, after_round: int, epoch: int) -> None:
-        """Begin leading; round numbers continue above any seen and above the wall clock (µs)."""
+        """Begin leading; round numbers continue above any seen and above the wall clock (µs);
+        the epoch continues the one seen, or the one members hold keys for."""
         self._to(Phase.WAITING)
         self.round = max(after_round, int((now + self.wall_offset) * 1e6))
-        self.epoch = max(epoch, int((now + self.wall_offset) // self.c.rounds.epoch_seconds))
+        held = [max(keys) - 1 for keys in self.ephemeral if keys]  # members announce e and e+1
+        self.epoch = max([epoch, *held])
         self._epoch_round, self._epoch_time = self.round, now
+        self._rotation_due = None
         self.next_open = now
         self.next_nslots = 0
 
@@ -172,15 +180,40 @@ class Leader:
         if roster not in self._judged:
             need = self.c.coalition.min_members
             if len(roster) < need:
-                verdict: str | None = f"{len(roster)} member(s) present, at least {need} needed"
+                verdict: str | None = (
+                    f"{len(roster)} member(s) present with keys for the epoch, at least {need} needed"
+                )
             else:
                 k = keygraph.connectivity(roster, self.c.edges).k
                 verdict = None if k >= 2 else f"the present members' key graph is {k}-connected"
             self._judged[roster] = verdict
         return self._judged[roster]
 
+    def _rotate(self, now: float) -> None:
+        """Move to the next epoch when due, once present members hold keys for it (or after a
+        grace period, leaving out those that do not)."""
+        r = self.c.rounds
+        if (
+            self.round + 1 - self._epoch_round < r.epoch_rounds
+            and now - self._epoch_time < r.epoch_seconds
+        ):
+            return
+        if self._rotation_due is None:
+            self._rotation_due = now
+        nxt = self.epoch + 1
+        ready = all(nxt in self.ephemeral[i] for i in self.present)
+        if ready or now - self._rotation_due >= ROTATION_GRACE:
+            self.epoch = nxt
+            self._epoch_round, self._epoch_time = self.round + 1, now
+            self._rotation_due = None
+            for keys in self.ephemeral:  # past epochs' keys are of no use to anyone
+                for e in [e for e in keys if e < nxt]:
+                    del keys[e]
+            self.e._event(EpochChanged(self.epoch))
+
     def _open(self, now: float) -> None:
-        roster = self.present
+        self._rotate(now)
+        roster = frozenset(i for i in self.present if self.epoch in self.ephemeral[i])
         problem = self._judge(roster)
         if problem is not None:
             if self.phase is not Phase.DISBANDED:
@@ -193,18 +226,12 @@ class Leader:
         self._to(Phase.COLLECTING)
         self.round += 1
         r = self.c.rounds
-        if (
-            self.round - self._epoch_round >= r.epoch_rounds
-            or now - self._epoch_time >= r.epoch_seconds
-        ):
-            self.epoch += 1
-            self._epoch_round, self._epoch_time = self.round, now
-            self.e._event(EpochChanged(self.epoch))
         nentries = r.reservation_entries
         nslots = self.next_nslots
         leader_ms = int((now + self.wall_offset) * 1000)
+        ids = tuple(key_id(self.ephemeral[i][self.epoch][1]) for i in sorted(roster))
         o = wire.Open(
-            self.round, self.epoch, leader_ms, nslots, nentries, roster, len(self.members)
+            self.round, self.epoch, leader_ms, nslots, nentries, roster, len(self.members), ids
         )
         self.e._send(wire.BROADCAST, signed(self.key, o.encode(self.c.id, self.index)))
         total = self.c.vector_len(nslots, nentries)
@@ -309,6 +336,30 @@ class Leader:
                 self.e._event(MemberChanged(self.c.members[i].name, MemberState.RESIGNED))
 
     # --- membership -------------------------------------------------------------------------
+
+    def receive_keys(self, sender: int, frame: bytes, now: float) -> None:
+        if sender >= len(self.members):
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
+        table = self.ephemeral[sender]
+        unverified = wire.pull_keys(wire.split_auth(frame, wire.SIG_LEN)[0])
+        if all(table.get(e, (0, b""))[1] == k for e, k in unverified.keys):
+            return  # a repeat: no signature check needed
+        keys = wire.pull_keys(self.e._verified(self.c.members[sender].public, frame))
+        limit = int((now + self.wall_offset + self.c.rounds.clock_tolerance) * 1000)
+        if keys.wall_ms > limit:
+            raise RemoteProtocolError(RejectReason.STALE, "KEYS from the future")
+        for epoch, public in keys.keys:
+            if epoch >= self.epoch and keys.wall_ms > table.get(epoch, (0, b""))[0]:
+                table[epoch] = (keys.wall_ms, public)
+
+    def receive_refuse(self, sender: int, frame: bytes, now: float) -> None:
+        if sender >= len(self.members):
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
+        refuse = wire.pull_refuse(check_mac(self.mac_keys[sender], frame))
+        col = self.collecting
+        if col is None or refuse.round != col.round or sender not in col.got:
+            raise RemoteProtocolError(RejectReason.STALE, f"refusal of round {refuse.round}")
+        self._abort(now, wire.AbortReason.REFUSED, frozenset({sender}))
 
     def receive_hello(self, sender: int, frame: bytes, now: float) -> None:
         if sender >= len(self.members):

@@ -10,7 +10,10 @@ neighbour in the roster. What it sends alone is indistinguishable from random.
 
 Safety rules (each prevents reuse of a pad, which would reveal a member's message):
 - it never contributes twice to one round number (rounds must strictly increase);
-- it refuses rounds whose leader clock is older than its own start (a replayed OPEN).
+- pads also depend on ephemeral keys made by this process: a round recorded before a restart
+  names keys the member no longer has, so a replayed OPEN can never reuse a pad.
+It refuses, and tells the leader at once, rounds that would weaken anonymity (roster below
+min_members, key graph below 2-connected) or that it cannot serve (a missing key).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ from lanon.member.pads import PadKeys
 
 HELLO_INTERVAL = 0.5  # seconds between HELLOs while we are not in the roster
 HOUSEKEEPING = 1.0  # seconds between flow and reassembly expiry sweeps
+KEYS_ECHO_GAP = 0.2  # at most this often, new keys from a neighbour make us announce ours
+REFUSE_CODES = {reason: i for i, reason in enumerate(RefuseReason)}
 INBOUND_REASSEMBLY_TIMEOUT = 5.0
 MAX_PACKET = 4000  # NFQUEUE copies about 4 KB of a packet
 MAX_BACKOFF_EXP = 5
@@ -127,16 +132,17 @@ class MemberEngine(EngineBase):
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
         self.anonymous = tuple(a.packed for a in coalition.anonymous)
         self.queue: deque[Pending] = deque()
-        # Rounds opened before we started may have used our pads in a previous life.
-        self.min_leader_ms = self._wall_ms(now) + int(coalition.rounds.clock_tolerance * 1000)
         self.last_round = 0
         self.epoch = -1
+        self.last_open = float("-inf")
+        self.next_keys = float("inf")  # announce once we know the epoch
+        self._key_epoch: int | None = None  # the leader's epoch, from OPEN or heartbeats
         self.current: RoundView | None = None
         self.grant: Grant | None = None
         self.claim_after = 0
         self.collisions = 0
         self.last_in_roster = float("-inf")
-        self.next_hello = now + coalition.rounds.clock_tolerance  # ask to join once we can serve
+        self.next_hello = now
         self.next_housekeeping = now + HOUSEKEEPING
         self.inbound_seq: dict[int, int] = {}
         self._inbound: dict[tuple[int, int, int], _Inbound] = {}
@@ -199,8 +205,11 @@ class MemberEngine(EngineBase):
                     "do all hosts use the same coalition file?",
                 )
             t = header.type
-            if t in (wire.MsgType.CONTRIB, wire.MsgType.HELLO):
+            if t in (wire.MsgType.CONTRIB, wire.MsgType.HELLO, wire.MsgType.REFUSE):
                 return  # other members' frames to the leader: not for us
+            if t == wire.MsgType.KEYS:
+                self._on_keys(header.sender, frame, now)
+                return
             if t == wire.MsgType.OUTPUT_PART:
                 self._on_output_part(wire.pull_part(frame), now)
                 return
@@ -208,6 +217,8 @@ class MemberEngine(EngineBase):
             if t == wire.MsgType.INBOUND:
                 self._on_inbound(gateway, frame, now)
                 return
+            if t == wire.MsgType.HEARTBEAT and now - self.last_open < 1.0:
+                return  # rounds tell us the epoch; heartbeats matter only while there are none
             body = self._verified(gateway.public, frame)
             if t == wire.MsgType.OPEN:
                 self._on_open(header.sender, src, wire.pull_open(body), now)
@@ -215,7 +226,10 @@ class MemberEngine(EngineBase):
                 self._on_output_head(wire.pull_output_head(body), now)
             elif t == wire.MsgType.ABORT:
                 self._on_abort(wire.pull_abort(body))
-            # HEARTBEAT: gateways' liveness matters to gateways; members need nothing from it
+            elif t == wire.MsgType.HEARTBEAT:
+                hb = wire.pull_heartbeat(body)
+                if hb.leader:  # only a leader's epoch is the lanon's
+                    self._follow_epoch(hb.epoch, now)
         except RemoteProtocolError as exc:
             self._reject(exc, frame)
 
@@ -229,6 +243,8 @@ class MemberEngine(EngineBase):
             raise RemoteProtocolError(RejectReason.MALFORMED, "OPEN does not fit our coalition")
         if o.round <= self.last_round:
             raise RemoteProtocolError(RejectReason.REPLAY, f"round {o.round} <= {self.last_round}")
+        self.last_open = now
+        self._follow_epoch(o.epoch, now)
         self._lose_current()
         grant, self.grant = self.grant, None
         if grant is not None and (grant.round != o.round or grant.nslots != o.nslots):
@@ -239,8 +255,18 @@ class MemberEngine(EngineBase):
             self._hello(now)
             return
         refusal = self._check_round(o, now)
-        if refusal is not None:
-            self._event(RoundRefused(o.round, *refusal))
+        keys: list[bytes] | None = None
+        if refusal is None:
+            keys, why = self.pads.keys(o.epoch, o.roster, o.key_of())
+            if keys is None:
+                refusal = RefuseReason.MISSING_KEY, why
+                self._announce_keys(now)
+        if refusal is not None or keys is None:
+            reason, detail = refusal or (RefuseReason.MISSING_KEY, "")
+            self.last_round = o.round  # never answer this round later
+            refuse = wire.Refuse(o.round, REFUSE_CODES[reason]).encode(self.c.id, self.me.index)
+            self._send(src, maced(self.mac_keys[gateway], refuse))
+            self._event(RoundRefused(o.round, reason, detail))
             return
         self.last_in_roster = now
         if o.epoch != self.epoch:  # any epoch is safe: round numbers alone never repeat
@@ -256,7 +282,7 @@ class MemberEngine(EngineBase):
         cs = self.c.coalition.cell_size
         vector = write_claims(o.nentries, claims)
         vector += b"".join(slots[s].cell if s in slots else bytes(cs) for s in range(o.nslots))
-        padded = apply_pads(bytes(vector), self.pads.keys(o.epoch, o.roster), o.round)
+        padded = apply_pads(bytes(vector), keys, o.round)
         parts = wire.split_vector(padded, self.c.part_size)
         mkey = self.mac_keys[gateway]
         for i, payload in enumerate(parts):
@@ -265,6 +291,7 @@ class MemberEngine(EngineBase):
                 src, maced(mkey, part.encode(wire.MsgType.CONTRIB, self.c.id, self.me.index))
             )
         self.last_round = o.round
+        self.pads.keep_only(o.epoch)  # forward secrecy: other epochs' keys are gone
         self.current = RoundView(
             o.round,
             gateway,
@@ -280,8 +307,7 @@ class MemberEngine(EngineBase):
     def _check_round(self, o: wire.Open, now: float) -> tuple[RefuseReason, str] | None:
         """Refuse rounds that would weaken anonymity or that may be replays."""
         wall = self._wall_ms(now)
-        tolerance = self.c.rounds.clock_tolerance * 1000
-        if abs(o.leader_ms - wall) > tolerance or o.leader_ms < self.min_leader_ms:
+        if abs(o.leader_ms - wall) > self.c.rounds.clock_tolerance * 1000:
             return RefuseReason.CLOCK, f"leader clock {o.leader_ms} ms, ours {wall} ms"
         if o.roster not in self._roster_checks:
             self._roster_checks[o.roster] = self._judge_roster(o.roster)
@@ -415,16 +441,53 @@ class MemberEngine(EngineBase):
         del self._inbound[key]
         return b"".join(p for p in entry.parts if p is not None)
 
+    # --- ephemeral keys ---------------------------------------------------------------------
+
+    def _follow_epoch(self, epoch: int, now: float) -> None:
+        """Hold keys for the leader's epoch and the next one; announce new ones at once."""
+        made = self.pads.ensure(epoch) | self.pads.ensure(epoch + 1)
+        self._key_epoch = epoch
+        if made or self.next_keys == float("inf"):
+            self._announce_keys(now)
+
+    def _announce_keys(self, now: float) -> None:
+        epoch = self._key_epoch
+        if epoch is None:
+            return
+        self.next_keys = now + wire.KEYS_INTERVAL
+        keys = wire.Keys(self._wall_ms(now), self.pads.announcement([epoch, epoch + 1]))
+        self._send(wire.BROADCAST, signed(self.key, keys.encode(self.c.id, self.me.index)))
+
+    def _on_keys(self, sender: int, frame: bytes, now: float) -> None:
+        if sender >= len(self.c.members) or sender == self.me.index:
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"KEYS from member #{sender}")
+        unverified = wire.pull_keys(wire.split_auth(frame, wire.SIG_LEN)[0])
+        new = [(e, k) for e, k in unverified.keys if not self.pads.knows(sender, e, k)]
+        if not new or sender not in self.pads.neighbours:
+            return  # repeats of what we know cost no signature check
+        keys = wire.pull_keys(self._verified(self.c.members[sender].public, frame))
+        for epoch, public in keys.keys:
+            if epoch >= self.epoch:
+                self.pads.learn(sender, epoch, public)
+        # A neighbour with new keys (it restarted, or joined) needs ours too: answer soon.
+        if now - (self.next_keys - wire.KEYS_INTERVAL) >= KEYS_ECHO_GAP:
+            self._announce_keys(now)
+        if self._wants_hello(now):
+            self._hello(now)  # we may have been waiting for this key
+
     # --- timers ---------------------------------------------------------------------------
 
     def get_timer(self) -> float:
+        t = min(self.next_housekeeping, self.next_keys)
         if self._wants_hello(self.next_hello):
-            return min(self.next_hello, self.next_housekeeping)
-        return self.next_housekeeping
+            return min(self.next_hello, t)
+        return t
 
     def handle_timer(self, now: float) -> None:
         if now >= self.next_hello and self._wants_hello(now):
             self._hello(now)
+        if now >= self.next_keys:
+            self._announce_keys(now)
         if now >= self.next_housekeeping:
             self.next_housekeeping = now + HOUSEKEEPING
             self.flows.expire(now)

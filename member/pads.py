@@ -1,25 +1,72 @@
-"""A member's pad keys: one pair secret per key-graph neighbour, one key per epoch."""
+"""A member's pad keys: per key-graph neighbour and epoch, from the static pair secret and
+both members' ephemeral keys for the epoch. Own ephemeral private keys and everything derived
+from them are forgotten once their epoch is over (forward secrecy)."""
 
 from __future__ import annotations
 
 from lanon.common import keygraph
 from lanon.common.coalition import Coalition
-from lanon.common.crypto import HostKey, epoch_key, pair_secret
+from lanon.common.crypto import Ephemeral, HostKey, epoch_key, key_id, pair_secret
 
 
 class PadKeys:
     def __init__(self, coalition: Coalition, index: int, key: HostKey) -> None:
+        self.index = index
         self.neighbours = keygraph.neighbours(coalition.edges, index)
         self._pairs = {j: pair_secret(key, coalition.members[j].public) for j in self.neighbours}
-        self._epochs: dict[int, dict[int, bytes]] = {}
+        self.own: dict[int, Ephemeral] = {}
+        self.peers: dict[tuple[int, int], dict[int, bytes]] = {}  # (member, epoch) -> id -> key
+        self._cache: dict[tuple[int, int, int], bytes] = {}  # (member, epoch, id) -> epoch key
 
-    def keys(self, epoch: int, roster: frozenset[int]) -> list[bytes]:
-        """Epoch keys shared with the neighbours that take part in this round."""
-        keys = self._epochs.get(epoch)
-        if keys is None:
-            keys = {j: epoch_key(s, epoch) for j, s in self._pairs.items()}
-            # keep the current and the previous epoch only: old keys are not kept around
-            for old in sorted(self._epochs)[:-1]:
-                del self._epochs[old]
-            self._epochs[epoch] = keys
-        return [keys[j] for j in self.neighbours if j in roster]
+    def ensure(self, epoch: int) -> bool:
+        """Make our ephemeral key for `epoch` if we have none; True if one was made."""
+        if epoch in self.own:
+            return False
+        self.own[epoch] = Ephemeral()
+        return True
+
+    def announcement(self, epochs: list[int]) -> tuple[tuple[int, bytes], ...]:
+        return tuple((e, self.own[e].public) for e in epochs if e in self.own)
+
+    def knows(self, member: int, epoch: int, public: bytes) -> bool:
+        return key_id(public) in self.peers.get((member, epoch), {})
+
+    def learn(self, member: int, epoch: int, public: bytes) -> None:
+        if member in self._pairs:
+            self.peers.setdefault((member, epoch), {})[key_id(public)] = public
+
+    def keys(
+        self, epoch: int, roster: frozenset[int], key_of: dict[int, int]
+    ) -> tuple[list[bytes] | None, str]:
+        """Epoch keys with the roster's neighbours for the keys the round names, or (None, why)."""
+        own = self.own.get(epoch)
+        if own is None or key_of.get(self.index) != own.id:
+            return None, f"the round names another ephemeral key of ours for epoch {epoch}"
+        out = []
+        for j in self.neighbours:
+            if j not in roster:
+                continue
+            kid = key_of[j]
+            cached = self._cache.get((j, epoch, kid))
+            if cached is None:
+                public = self.peers.get((j, epoch), {}).get(kid)
+                shared = own.exchange(public) if public is not None else None
+                if shared is None:
+                    return (
+                        None,
+                        f"no usable ephemeral key {kid:08x} of member #{j} for epoch {epoch}",
+                    )
+                cached = self._cache[(j, epoch, kid)] = epoch_key(self._pairs[j], epoch, shared)
+            out.append(cached)
+        return out, ""
+
+    def keep_only(self, epoch: int) -> None:
+        """Drop every key but those of `epoch` and the next: past (or abandoned) epochs' pads can
+        never be recomputed."""
+        keep = {epoch, epoch + 1}
+        for e in [e for e in self.own if e not in keep]:
+            del self.own[e]
+        for peer in [k for k in self.peers if k[1] not in keep]:
+            del self.peers[peer]
+        for cached in [k for k in self._cache if k[1] not in keep]:
+            del self._cache[cached]

@@ -6,6 +6,7 @@ timer any engine asks for. An optional `internet` function answers emitted packe
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ class Lan:
         seed: int = 7,
         start: float = 100.0,
         internet: Callable[[bytes], list[bytes]] | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.c = coalition
         self.now = start
@@ -91,7 +93,9 @@ class Lan:
         self.hosts: dict[bytes, Host] = {}
         self.emitted: list[tuple[str, bytes]] = []
         self.wire_log: list[tuple[bytes, bytes, bytes]] = []  # (src, dst, frame)
-        self.queue: list[tuple[bytes, Command]] = []
+        self.latency = latency  # seconds each frame takes to arrive (0: at once)
+        self.queue: list[tuple[float, int, bytes, Command]] = []  # a heap by arrival time
+        self._seq = 0
         self.dropped_frames = 0
         self._start = start
         offset = WALL - start
@@ -151,13 +155,14 @@ class Lan:
         for h in self.hosts.values():
             for cmd in h.engine.pop_commands():
                 if not h.down:
-                    self.queue.append((h.mac, cmd))
+                    self._seq += 1
+                    heapq.heappush(self.queue, (self.now + self.latency, self._seq, h.mac, cmd))
             h.events.extend(h.engine.pop_events())
 
     def deliver(self) -> None:
-        """Carry out every pending command (and what it causes) at the current time."""
-        while self.queue:
-            src, cmd = self.queue.pop(0)
+        """Carry out every command due by now (and what it causes, if it is due too)."""
+        while self.queue and self.queue[0][0] <= self.now:
+            _, _, src, cmd = heapq.heappop(self.queue)
             sender = self.hosts[src]
             if isinstance(cmd, SendFrame):
                 self.wire_log.append((src, cmd.dst, cmd.frame))
@@ -189,8 +194,13 @@ class Lan:
     def advance(self) -> None:
         """Jump to the earliest timer and fire every timer that is due."""
         self.deliver()
-        timers = [h.engine.get_timer() for h in self.hosts.values() if not h.down]
-        self.now = max(self.now, min(t for t in timers if t is not None))
+        timers = [
+            t for h in self.hosts.values() if not h.down and (t := h.engine.get_timer()) is not None
+        ]
+        if self.queue:
+            timers.append(self.queue[0][0])
+        self.now = max(self.now, min(timers))
+        self.deliver()
         for h in self.hosts.values():
             if not h.down:
                 h.engine.handle_timer(self.now)

@@ -11,13 +11,23 @@ def test_pair_secrets_agree_and_pads_cancel() -> None:
     ab = crypto.pair_secret(a, b.public)
     assert ab == crypto.pair_secret(b, a.public)
     assert ab != crypto.pair_secret(a, c.public)
-    k = crypto.epoch_key(ab, 5)
+    ea, eb = crypto.Ephemeral(), crypto.Ephemeral()
+    shared = ea.exchange(eb.public)
+    assert shared is not None and shared == eb.exchange(ea.public)
+    k = crypto.epoch_key(ab, 5, shared)
+    assert k == crypto.epoch_key(crypto.pair_secret(b, a.public), 5, shared)
     message = os.urandom(3000)
     once = crypto.apply_pads(message, [k], 77)
     assert once != message
     assert crypto.apply_pads(once, [k], 77) == message  # the same pad applied twice cancels
     assert crypto.apply_pads(once, [k], 78) != message  # another round: another pad
-    assert crypto.epoch_key(ab, 6) != k
+    assert crypto.epoch_key(ab, 6, shared) != k
+    assert crypto.epoch_key(ab, 5, crypto.Ephemeral().exchange(eb.public) or b"") != k
+
+
+def test_a_low_order_ephemeral_key_is_unusable() -> None:
+    assert crypto.Ephemeral().exchange(bytes(32)) is None
+    assert crypto.key_id(b"x" * 32) != crypto.key_id(b"y" * 32)
 
 
 def test_mac_keys_agree() -> None:

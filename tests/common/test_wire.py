@@ -9,11 +9,14 @@ CID, SENDER = 0xDEADBEEF, 3
 
 
 def test_open_roundtrip() -> None:
-    o = wire.Open(10**15, 7, 1_800_000_000_123, 4, 64, frozenset({0, 2, 9}), 10)
+    o = wire.Open(10**15, 7, 1_800_000_000_123, 4, 64, frozenset({0, 2, 9}), 10, (11, 22, 33))
     frame = o.encode(CID, SENDER)
     h = wire.pull_header(frame)
     assert (h.type, h.coalition, h.sender) == (wire.MsgType.OPEN, CID, SENDER)
     assert wire.pull_open(frame) == o
+    assert o.key_of() == {0: 11, 2: 22, 9: 33}
+    with pytest.raises(RemoteProtocolError):
+        wire.pull_open(frame[:-1])
 
 
 def test_parts_heads_aborts_inbound_hello_heartbeat_roundtrip() -> None:
@@ -29,8 +32,12 @@ def test_parts_heads_aborts_inbound_hello_heartbeat_roundtrip() -> None:
     assert wire.peek_inbound_tag(frame) == inbound.tag
     hello = wire.Hello(42, b"f" * 16)
     assert wire.pull_hello(hello.encode(CID, 2)) == hello
-    hb = wire.Heartbeat(9, 8, True, frozenset({0, 5}), 8)
+    hb = wire.Heartbeat(9, 8, 3, True, frozenset({0, 5}), 8)
     assert wire.pull_heartbeat(hb.encode(CID, 1)) == hb
+    keys = wire.Keys(77, ((4, b"k" * 32), (5, b"l" * 32)))
+    assert wire.pull_keys(keys.encode(CID, 2)) == keys
+    refuse = wire.Refuse(12, 3)
+    assert wire.pull_refuse(refuse.encode(CID, 2)) == refuse
 
 
 def test_bitmap() -> None:

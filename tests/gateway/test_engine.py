@@ -66,7 +66,7 @@ def test_announcements_are_request_style_gratuitous_arp() -> None:
     )
     g.start(0.0)
     sent: list[SendArp] = []
-    while (t := g.get_timer()) < 2.0:
+    while (t := g.get_timer()) < 4.0:
         g.handle_timer(t)
         sent += [a for a in g.pop_commands() if isinstance(a, SendArp)]
     announced = [arp.pull_arp(a.payload) for a in sent]

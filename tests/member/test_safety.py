@@ -3,6 +3,7 @@
 import random
 
 from lanon.common import wire
+from lanon.common.crypto import key_id
 from lanon.common.engine import signed
 from lanon.common.errors import RejectReason
 from lanon.common.events import (
@@ -44,6 +45,10 @@ def deliver(lan: Lan, name: str, src: bytes, frame: bytes) -> list[object]:
     return eng.pop_commands()
 
 
+def kinds(commands: list[object]) -> list[int]:
+    return [c.frame[1] for c in commands if isinstance(c, SendFrame)]
+
+
 def test_a_replayed_open_gets_no_second_contribution() -> None:
     lan = running_lan()
     src, frame = last_open(lan)
@@ -53,27 +58,31 @@ def test_a_replayed_open_gets_no_second_contribution() -> None:
     ]
 
 
-def test_a_restarted_member_refuses_rounds_opened_before_it_started() -> None:
+def test_a_restarted_member_never_answers_a_round_recorded_before() -> None:
     lan = running_lan()
     src, frame = last_open(lan)  # recorded by an attacker
     old = lan.member("member1")
     reborn = MemberEngine(
-        lan.c,
-        "member1",
-        old.key,
-        now=lan.now + 0.01,
-        wall_offset=WALL - 100.0,
-        rng=random.Random(1),
+        lan.c, "member1", old.key, now=lan.now, wall_offset=WALL - 100.0, rng=random.Random(1)
     )
-    reborn.receive_frame(src, frame, lan.now + 0.01)
+    reborn.receive_frame(src, frame, lan.now)  # the round names ephemeral keys it no longer has
     assert not [
         c
         for c in reborn.pop_commands()
         if isinstance(c, SendFrame) and c.frame[1] == wire.MsgType.CONTRIB
     ]
     assert [e.reason for e in reborn.pop_events() if isinstance(e, RoundRefused)] == [
-        RefuseReason.CLOCK
+        RefuseReason.MISSING_KEY
     ]
+
+
+def test_a_round_from_a_leader_clock_far_off_is_refused() -> None:
+    lan = running_lan()
+    frame = _open_from_leader(lan, frozenset({0, 1, 2}), leader_ms_shift=60_000)
+    sent = deliver(lan, "member1", lan.host("gateway1").mac, frame)
+    assert not [c for c in sent if isinstance(c, SendFrame) and c.frame[1] == wire.MsgType.CONTRIB]
+    refused = [e for e in lan.member("member1").pop_events() if isinstance(e, RoundRefused)]
+    assert refused and refused[0].reason is RefuseReason.CLOCK
 
 
 def test_restarted_member_rejoins_and_traffic_flows() -> None:
@@ -95,16 +104,16 @@ def test_forged_and_foreign_opens_are_rejected() -> None:
     assert reasons == [RejectReason.BAD_AUTH, RejectReason.FOREIGN]
 
 
-def _open_from_leader(lan: Lan, roster: frozenset[int], rnd_bump: int = 1000) -> bytes:
+def _open_from_leader(
+    lan: Lan, roster: frozenset[int], rnd_bump: int = 1000, leader_ms_shift: int = 0
+) -> bytes:
+    """An OPEN signed by the real leader's key, with whatever roster a test wants."""
     gw = lan.gateway()
+    leader = gw.leader
+    ids = tuple(key_id(leader.ephemeral[i][leader.epoch][1]) for i in sorted(roster))
+    wall_ms = int((lan.now + WALL - 100) * 1000) + leader_ms_shift
     o = wire.Open(
-        gw.leader.round + rnd_bump,
-        gw.leader.epoch,
-        int((lan.now + WALL - 100) * 1000),
-        0,
-        64,
-        roster,
-        len(lan.c.members),
+        leader.round + rnd_bump, leader.epoch, wall_ms, 0, 64, roster, len(lan.c.members), ids
     )
     return signed(gw.key, o.encode(lan.c.id, 0))
 
@@ -112,8 +121,7 @@ def _open_from_leader(lan: Lan, roster: frozenset[int], rnd_bump: int = 1000) ->
 def test_a_roster_too_small_is_refused_even_from_the_leader() -> None:
     lan = running_lan(4)
     frame = _open_from_leader(lan, frozenset({0, 1}))
-    cmds = deliver(lan, "member1", lan.host("gateway1").mac, frame)
-    assert cmds == []
+    assert kinds(deliver(lan, "member1", lan.host("gateway1").mac, frame)) == [wire.MsgType.REFUSE]
     refused = [e for e in lan.member("member1").pop_events() if isinstance(e, RoundRefused)]
     assert refused and refused[0].reason is RefuseReason.ROSTER_TOO_SMALL
 
@@ -130,7 +138,7 @@ def test_a_roster_whose_key_graph_is_1_connected_is_refused() -> None:
     }
     lan = running_lan(4, key_graph=ring)
     frame = _open_from_leader(lan, frozenset({0, 1, 2}))  # a path: member2 alone links 1 and 3
-    assert deliver(lan, "member1", lan.host("gateway1").mac, frame) == []
+    assert kinds(deliver(lan, "member1", lan.host("gateway1").mac, frame)) == [wire.MsgType.REFUSE]
     refused = [e for e in lan.member("member1").pop_events() if isinstance(e, RoundRefused)]
     assert refused and refused[0].reason is RefuseReason.WEAK_KEY_GRAPH
 

@@ -1,0 +1,73 @@
+"""Key epochs: rotation under traffic, forward secrecy, refusals, a leader that restarts."""
+
+from lanon.common.events import (
+    CellDelivered,
+    EpochChanged,
+    OutputSeen,
+    RefuseReason,
+    RoundAborted,
+    RoundRefused,
+)
+from lanon.common.wire import AbortReason
+
+from tests.harness import Lan, make_coalition
+from tests.packets import echo_internet, udp
+
+
+def started(n: int = 4, **kw) -> Lan:  # type: ignore[no-untyped-def]
+    c, keys = make_coalition(n, 1, **kw)
+    lan = Lan(c, keys, internet=echo_internet, latency=0.001)
+    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n)
+    return lan
+
+
+def test_rotation_does_not_interrupt_traffic_and_old_keys_are_gone() -> None:
+    lan = started(4, rounds={"epoch_rounds": 20})
+    first = lan.gateway().leader.epoch
+    sent = 0
+    while lan.gateway().leader.epoch < first + 10:
+        lan.submit("member1", udp(sport=10000 + sent, payload=b"across epochs"))
+        sent += 1
+        lan.run(0.05)
+    lan.run(1.0)
+    assert len(lan.events("member1", CellDelivered)) == sent
+    assert len(lan.host("member1").injected) == sent
+    assert not lan.events("gateway1", RoundAborted)
+    epoch = lan.gateway().leader.epoch
+    assert len(lan.events("gateway1", EpochChanged)) >= 10
+    for i in range(1, 5):  # forward secrecy: no key of a past epoch survives anywhere
+        pads = lan.member(f"member{i}").pads
+        assert set(pads.own) <= {epoch, epoch + 1}
+        assert all(e >= epoch for _m, e in pads.peers)
+    assert all(min(keys) >= epoch for keys in lan.gateway().leader.ephemeral if keys)
+
+
+def test_a_member_missing_a_key_refuses_and_the_round_is_redone_at_once() -> None:
+    lan = started(4)
+    m1 = lan.member("member1")
+    epoch = m1.epoch
+    del m1.pads.peers[(1, epoch)]  # member1 lost member2's key
+    m1.pads._cache.clear()
+    before = lan.now
+    lan.run_until(lambda: bool(lan.events("gateway1", RoundAborted)), limit=2)
+    abort = lan.events("gateway1", RoundAborted)[0]
+    assert abort.reason is AbortReason.REFUSED and abort.missing == ("member1",)  # type: ignore[attr-defined]
+    assert lan.now - before < lan.c.rounds.deadline  # no wait for the deadline
+    assert [e.reason for e in lan.events("member1", RoundRefused)] == [RefuseReason.MISSING_KEY]  # type: ignore[attr-defined]
+    lan.run_until(
+        lambda: 0 in lan.gateway().leader.present and (1, epoch) in m1.pads.peers, limit=5
+    )
+    lan.submit("member1", udp(payload=b"keys again"))
+    lan.run_until(lambda: bool(lan.host("member1").injected), limit=5)
+
+
+def test_a_restarted_leader_finds_the_epoch_and_rounds_resume() -> None:
+    lan = started(4, rounds={"epoch_rounds": 30})
+    lan.run(1.0)
+    epoch = lan.gateway().leader.epoch
+    assert epoch > 0
+    lan.restart("gateway1")
+    lan.run(3.0)
+    assert lan.gateway().leading and lan.gateway().leader.epoch >= epoch
+    lan.submit("member2", udp(src="198.18.0.12", payload=b"new leader"))
+    lan.run_until(lambda: bool(lan.host("member2").injected), limit=5)
