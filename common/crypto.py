@@ -27,7 +27,6 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from lanon.common.errors import ConfigError
 from nacl.bindings import (
     crypto_aead_chacha20poly1305_encrypt,
     crypto_scalarmult,
@@ -36,6 +35,8 @@ from nacl.bindings import (
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey, VerifyKey
+
+from lanon.common.errors import ConfigError
 
 KEY_LEN = 32
 _TAG_LEN = 16

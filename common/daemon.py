@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
+
 from lanon.common import events as ev
 from lanon.common.control import ControlServer
 from lanon.common.daemon_config import DaemonSettings, Loaded, control_path
 from lanon.common.errors import RejectReason
 from lanon.common.loop import Reactor
 from lanon.common.metrics import BaseMetrics
-from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
 
 LOG_EVERY = 10.0  # seconds between repeated warnings of one kind
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections import Counter as PyCounter
 from collections import deque
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
 from lanon.common import __version__
 from lanon.common import events as ev
 from lanon.common.packet import ICMP, TCP, UDP
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 ROUND_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 PROTOCOLS = {TCP: "tcp", UDP: "udp", ICMP: "icmp"}

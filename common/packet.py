@@ -314,15 +314,16 @@ def fragment(pkt: bytes, mtu: int) -> list[bytes]:
     return out
 
 
-def icmp_error(pkt: bytes, code: int, mtu: int = 0) -> bytes:
+def icmp_error(pkt: bytes | bytearray, code: int, mtu: int = 0) -> bytes:
     """ICMP 'destination unreachable' (code 4: fragmentation needed, with `mtu`; 13:
-    administratively prohibited) about `pkt`, addressed back to its source."""
+    administratively prohibited) about `pkt`, as if its destination answered: a source that is
+    the receiver's own address would be dropped as a martian."""
     ihl = (pkt[0] & 0x0F) * 4
-    icmp = bytearray(struct.pack("!BBHHH", ICMP_UNREACH, code, 0, 0, mtu) + pkt[: ihl + 8])
+    icmp = bytearray(struct.pack("!BBHHH", ICMP_UNREACH, code, 0, 0, mtu) + bytes(pkt[: ihl + 8]))
     icmp[2:4] = _H.pack(checksum(icmp))
-    src = bytes(pkt[12:16])
+    src, dst = bytes(pkt[16:20]), bytes(pkt[12:16])
     hdr = bytearray(
-        struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, ICMP, 0, src, src)
+        struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, ICMP, 0, src, dst)
     )
     hdr[10:12] = _H.pack(checksum(hdr))
     return bytes(hdr) + bytes(icmp)

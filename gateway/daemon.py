@@ -8,6 +8,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from lanon.common import keygraph, wire
 from lanon.common.daemon import DaemonBase
 from lanon.common.daemon_config import Loaded
@@ -19,7 +21,6 @@ from lanon.gateway import rules
 from lanon.gateway.config import GatewaySettings
 from lanon.gateway.engine import GatewayEngine
 from lanon.gateway.leader import Phase
-from prometheus_client import CollectorRegistry
 
 REFRESH = 1.0  # seconds between refreshes of state gauges
 

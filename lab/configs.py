@@ -16,6 +16,7 @@ def coalition_toml(
     idle_interval: float,
     deadline: float,
     min_members: int,
+    epoch_seconds: float = 600.0,
 ) -> str:
     lines = [
         f"# lanon coalition file of lab {name}: every host of the coalition loads this same file",
@@ -27,6 +28,7 @@ def coalition_toml(
         "[rounds]",
         f"idle_interval = {idle_interval}",
         f"deadline = {deadline}",
+        f"epoch_seconds = {epoch_seconds}",
         "clock_tolerance = 0.5  # the lab's hosts share one clock",
         "",
         "[key_graph]",

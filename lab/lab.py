@@ -21,12 +21,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pyroute2 import netns
+
 from lanon.common import control
 from lanon.common.crypto import HostKey, encode_key, write_private_key, write_public_key
 from lanon.common.errors import LanonError, PrerequisiteError
 from lanon.lab import topology
 from lanon.lab.topology import Host
-from pyroute2 import netns
 
 STATE_ROOT = Path("/run/lanon/lab")
 NETNS_ETC = Path("/etc/netns")
@@ -43,6 +44,7 @@ class LabSpec:
     idle_interval: float = 0.02
     deadline: float = 0.25
     min_members: int = 3
+    epoch_seconds: float = 600.0
 
 
 def check_prerequisites() -> None:
@@ -184,6 +186,7 @@ class Lab:
             idle_interval=self.spec.idle_interval,
             deadline=self.spec.deadline,
             min_members=self.spec.min_members,
+            epoch_seconds=self.spec.epoch_seconds,
         )
         (self.dir / "coalition.toml").write_text(coalition)
         for h in self.hosts:

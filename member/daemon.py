@@ -6,6 +6,9 @@ import random
 import warnings
 from typing import Any
 
+from netfilterqueue import NetfilterQueue
+from prometheus_client import CollectorRegistry
+
 from lanon.common import wire
 from lanon.common.daemon import DaemonBase
 from lanon.common.daemon_config import Loaded
@@ -17,8 +20,6 @@ from lanon.member import rules
 from lanon.member.config import MemberSettings
 from lanon.member.engine import MemberEngine
 from lanon.member.tun import Tun
-from netfilterqueue import NetfilterQueue
-from prometheus_client import CollectorRegistry
 
 NFQUEUE_MAXLEN = 4096
 

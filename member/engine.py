@@ -48,9 +48,12 @@ from lanon.common.packet import (
     ICMP,
     ICMP_ECHO_REQUEST,
     TCP,
+    UNREACH_FRAG_NEEDED,
     Flow,
     PacketError,
+    Unsupported,
     clamp_mss,
+    icmp_error,
     parse,
     restore_icmp_error,
     set_destination,
@@ -156,6 +159,8 @@ class MemberEngine(EngineBase):
         try:
             p = parse(packet)
         except PacketError as exc:
+            if exc.reason is Unsupported.TRUNCATED and len(packet) >= 28 and packet[0] >> 4 == 4:
+                self._refuse_too_large(packet)  # NFQUEUE copied only the start of it
             self._event(PacketDropped(exc.reason.value, str(exc)))
             return
         f = p.flow
@@ -166,6 +171,7 @@ class MemberEngine(EngineBase):
             self._event(PacketDropped("ip_options", "IP options could identify the sender"))
             return
         if len(packet) > MAX_PACKET:
+            self._refuse_too_large(packet)
             self._event(PacketDropped("too_large", f"{len(packet)} bytes"))
             return
         entry = self.flows.outbound(f, now)
@@ -189,6 +195,11 @@ class MemberEngine(EngineBase):
             cell = encode_cell(cs, entry.tag, self._packet_id, i, len(chunks), chunk)
             self.queue.append(Pending(cell, now))
         self._event(PacketQueued(len(chunks), len(self.queue)))
+
+    def _refuse_too_large(self, packet: bytes) -> None:
+        """Tell our own stack, as the kernel would: 'fragmentation needed', at the LAN MTU."""
+        err = icmp_error(packet, UNREACH_FRAG_NEEDED, self.c.coalition.lan_mtu)
+        self._commands.append(InjectPacket(err))
 
     def _choose_address(self, flow: Flow) -> bytes:
         return self.anonymous[self.rng.randrange(len(self.anonymous))]

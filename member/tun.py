@@ -9,8 +9,9 @@ import os
 import struct
 from pathlib import Path
 
-from lanon.common.errors import PrerequisiteError
 from pyroute2 import IPRoute
+
+from lanon.common.errors import PrerequisiteError
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lanon.gateway.defrag import Defragmenter
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.packet import Raw
+
+from lanon.gateway.defrag import Defragmenter
 
 MEMBER_IP = "198.18.0.11"
 SERVER_IP = "203.0.113.10"

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from lanon.cli.main import main
 from lanon.lab import configs
-
 from tests.harness import make_coalition
 
 LANON = [sys.executable, "-m", "lanon.cli"]

@@ -4,11 +4,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from lanon.common import coalition
 from lanon.common.crypto import HostKey, encode_key
 from lanon.common.errors import ConfigError
 from lanon.common.settings import describe
-
 from tests.harness import coalition_dict
 
 KEYS = [HostKey(bytes([i]) * 32) for i in range(1, 8)]

@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from lanon.common import crypto
 from lanon.common.errors import ConfigError
 

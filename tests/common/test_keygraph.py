@@ -2,6 +2,7 @@ import itertools
 import random
 
 import pytest
+
 from lanon.common import keygraph
 
 

@@ -2,11 +2,11 @@ import random
 import struct
 
 import pytest
-from lanon.common import packet as pk
-from lanon.gateway.defrag import Defragmenter
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, UDPerror
 from scapy.packet import Raw
 
+from lanon.common import packet as pk
+from lanon.gateway.defrag import Defragmenter
 from tests.packets import checksums_ok, ping, tcp, udp
 
 ANON = bytes([198, 18, 0, 193])

@@ -2,6 +2,7 @@ import contextlib
 import random
 
 import pytest
+
 from lanon.common import wire
 from lanon.common.errors import RejectReason, RemoteProtocolError
 

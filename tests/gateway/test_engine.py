@@ -3,6 +3,8 @@
 import random
 import socket
 
+from scapy.layers.inet import IP, TCP
+
 from lanon.common.events import (
     AddressClaimed,
     ArpAnswered,
@@ -14,8 +16,6 @@ from lanon.common.events import (
 )
 from lanon.gateway import arp
 from lanon.gateway.engine import GatewayEngine
-from scapy.layers.inet import IP, TCP
-
 from tests.harness import WALL, Lan, make_coalition
 from tests.packets import echo_internet, tcp, udp
 

@@ -1,6 +1,7 @@
 import random
 
 import pytest
+
 from lanon.common.coalition import FlowSection
 from lanon.common.packet import ICMP, TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, UDP
 from lanon.gateway.flows import Exhausted, FlowTable, TagConflict

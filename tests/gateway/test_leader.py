@@ -15,7 +15,6 @@ from lanon.common.events import (
     RoundAborted,
     RoundCompleted,
 )
-
 from tests.harness import WALL, Lan, make_coalition
 from tests.packets import echo_internet, udp
 

@@ -9,7 +9,6 @@ from lanon.common.events import (
     RoundRefused,
 )
 from lanon.common.wire import AbortReason
-
 from tests.harness import Lan, make_coalition
 from tests.packets import echo_internet, udp
 

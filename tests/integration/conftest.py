@@ -11,9 +11,11 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+
 from lanon.lab.lab import Lab, LabSpec
 
 TOOLS = ("ip", "iptables", "curl", "ping", "tcpdump", "dig", "dnsmasq")
+EPOCH_SECONDS = 3.0  # test labs rotate keys often, so that every transfer crosses rotations
 
 
 def require_root_lab() -> None:
@@ -37,7 +39,7 @@ def lab() -> Iterator[Lab]:
     """A lab with 4 members (one can stop and the lanon goes on) and 1 gateway."""
     require_root_lab()
     lab = Lab(lab_name("a"))
-    lab.up(LabSpec(lab.name, members=4, gateways=1))
+    lab.up(LabSpec(lab.name, members=4, gateways=1, epoch_seconds=EPOCH_SECONDS))
     try:
         yield lab
     finally:

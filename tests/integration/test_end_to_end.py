@@ -12,11 +12,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from scapy.layers.inet import IP
+from scapy.utils import RawPcapReader, rdpcap
+
 from lanon.common import wire
 from lanon.lab import topology
 from lanon.lab.lab import DNS_NAME, Lab
-from scapy.layers.inet import IP
-from scapy.utils import RawPcapReader, rdpcap
 
 pytestmark = pytest.mark.root
 

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from lanon.lab import topology
-from lanon.lab.lab import NETNS_ETC, Lab, LabSpec
 from pyroute2 import netns
 
+from lanon.lab import topology
+from lanon.lab.lab import NETNS_ETC, Lab, LabSpec
 from tests.integration.conftest import lab_name, require_root_lab
 
 pytestmark = pytest.mark.root

@@ -2,12 +2,12 @@
 
 from collections import defaultdict
 
+from scapy.layers.inet import IP, TCP, UDP
+
 from lanon.common import wire
 from lanon.common.cell import SlotState, decode_slot
 from lanon.common.events import CellDelivered, Contributed, FrameRejected, OutputSeen
 from lanon.common.reservation import ENTRY_LEN
-from scapy.layers.inet import IP, TCP, UDP
-
 from tests.harness import Lan, make_coalition
 from tests.packets import checksums_ok, echo_internet, ping, tcp, udp
 

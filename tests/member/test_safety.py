@@ -2,6 +2,8 @@
 
 import random
 
+from scapy.layers.inet import IP, UDP, IPOption_RR
+
 from lanon.common import wire
 from lanon.common.crypto import key_id
 from lanon.common.engine import signed
@@ -16,8 +18,6 @@ from lanon.common.events import (
     SendFrame,
 )
 from lanon.member.engine import MemberEngine
-from scapy.layers.inet import IP, UDP, IPOption_RR
-
 from tests.harness import WALL, Lan, make_coalition
 from tests.packets import echo_internet, udp
 
