@@ -122,8 +122,19 @@ class DaemonBase:
                     "leading" if e.leader else "no longer leading",
                     e.round,
                 )
+            case ev.AddressClaimed() if e.takeover:
+                self.log.warning(
+                    "took over %s, %.0f ms after its gateway fell silent",
+                    e.address,
+                    e.silence * 1000,
+                )
             case ev.AddressClaimed():
-                self.log.info("claimed %s%s", e.address, " (takeover)" if e.takeover else "")
+                self.log.info("claimed %s", e.address)
+            case ev.LinkChanged():
+                (self.log.info if e.up else self.log.warning)(
+                    "LAN link %s",
+                    "up: listening before claiming" if e.up else "down: released every address",
+                )
             case ev.AddressReleased():
                 self.log.info("released %s", e.address)
             case ev.GatewayChanged():

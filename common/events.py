@@ -190,6 +190,7 @@ class PortExhausted(Event):
 class AddressClaimed(Event):
     address: str
     takeover: bool
+    silence: float = 0.0  # takeover: seconds since its previous holder was last heard
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +201,13 @@ class AddressReleased(Event):
 @dataclass(frozen=True, slots=True)
 class ArpAnswered(Event):
     address: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkChanged(Event):
+    """The gateway's LAN link went down (it let go of everything) or came back."""
+
+    up: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,6 +138,13 @@ class GatewayMetrics(BaseMetrics):
         self.arp = Counter(
             "lanon_arp_replies_total", "ARP requests answered for anonymous addresses", registry=r
         )
+        self.takeover = Histogram(
+            "lanon_takeover_seconds",
+            "Silence of a lost gateway before this one took over its address",
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0, 5.0),
+            registry=r,
+        )
+        self.takeovers: deque[tuple[str, float]] = deque(maxlen=32)  # for `lanon status`
         self.claimed = Counter(
             "lanon_address_claims_total",
             "Anonymous addresses claimed, own share or takeover",
@@ -212,6 +219,9 @@ class GatewayMetrics(BaseMetrics):
                 self.arp.inc()
             case ev.AddressClaimed():
                 self.claimed.labels("takeover" if e.takeover else "share").inc()
+                if e.takeover:
+                    self.takeover.observe(e.silence)
+                    self.takeovers.append((e.address, e.silence))
             case ev.PortExhausted():
                 self.exhausted.labels(protocol(e.proto)).inc()
             case ev.FlowOpened():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import socket
 import struct
 from collections.abc import Iterator
@@ -20,7 +21,23 @@ ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
 MAX_BATCH = 256
 TRY_AGAIN = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
-TRANSIENT_SEND = frozenset({errno.ENOBUFS, errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOMEM})
+# Sending can fail for reasons the loop must survive: a full buffer, or a link that is down.
+TRANSIENT_SEND = frozenset(
+    {
+        errno.ENOBUFS,
+        errno.EAGAIN,
+        errno.EWOULDBLOCK,
+        errno.ENOMEM,
+        errno.EMSGSIZE,
+        errno.ENETDOWN,
+        errno.ENXIO,
+        errno.ENODEV,
+        errno.ENETUNREACH,
+    }
+)
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
 
 
 class LinkSocket:
@@ -61,11 +78,20 @@ class LinkSocket:
         try:
             self.sock.send(dst + self.mac + self._type + payload)
         except OSError as exc:
-            if exc.errno in TRANSIENT_SEND or exc.errno == errno.EMSGSIZE:
+            if exc.errno in TRANSIENT_SEND:
                 self.send_errors += 1
                 return False
             raise
         return True
+
+    def link_up(self) -> bool:
+        """Whether the interface is up and has carrier (asked of this socket's namespace)."""
+        try:
+            ifr = fcntl.ioctl(self.sock, SIOCGIFFLAGS, struct.pack("16sH", self.ifname.encode(), 0))
+        except OSError:
+            return False
+        flags = struct.unpack_from("16sH", ifr)[1]
+        return bool(flags & IFF_UP and flags & IFF_RUNNING)
 
     def receive(self) -> Iterator[tuple[bytes, bytes]]:
         """(source MAC, payload) of every frame waiting, sent by others."""

@@ -44,8 +44,14 @@ class ClaimPolicy:
         self.owner = {index[a]: g.index for g in coalition.gateways for a in g.addresses}
         self.share = frozenset(i for i, g in self.owner.items() if g == me)
         self.peers: dict[int, PeerView] = {}
-        # listen long enough to hear other gateways and the members' key announcements
-        self.listen_until = now + coalition.rounds.gateway_timeout + KEYS_INTERVAL
+        self.listen_until = 0.0
+        self.restart(now)
+
+    def restart(self, now: float) -> None:
+        """Start over as a gateway that just came: forget the peers, listen before claiming
+        (long enough to hear other gateways and the members' key announcements)."""
+        self.peers.clear()
+        self.listen_until = now + self.c.rounds.gateway_timeout + KEYS_INTERVAL
 
     def heard(self, gateway: int, view: PeerView) -> None:
         self.peers[gateway] = view
@@ -81,6 +87,11 @@ class ClaimPolicy:
         else:
             lead = not leaders and self.me == min(alive)
         return Decision(frozenset(claim), frozenset(release), lead)
+
+    def previous_holder_silence(self, address: int, now: float) -> float:
+        """Seconds since the last heartbeat of a gateway that held `address` (0 if none did)."""
+        heard = [p.last_seen for p in self.peers.values() if address in p.held]
+        return now - max(heard) if heard else 0.0
 
     def highest_round(self) -> int:
         return max((p.round for p in self.peers.values()), default=0)

@@ -16,13 +16,14 @@ from lanon.common.daemon_config import Loaded
 from lanon.common.errors import PrerequisiteError
 from lanon.common.events import EmitPacket, MemberState, SendArp, SendFrame
 from lanon.common.metrics import GatewayMetrics, protocol
-from lanon.common.rawsock import ETH_P_ARP, ETH_P_IP, LinkSocket
+from lanon.common.rawsock import ETH_P_ARP, ETH_P_IP, TRANSIENT_SEND, LinkSocket
 from lanon.gateway import rules
 from lanon.gateway.config import GatewaySettings
 from lanon.gateway.engine import GatewayEngine
 from lanon.gateway.leader import Phase
 
 REFRESH = 1.0  # seconds between refreshes of state gauges
+LINK_CHECK = 0.05  # seconds between looks at the LAN link's state
 
 
 class Emitter:
@@ -39,14 +40,7 @@ class Emitter:
         try:
             self.sock.sendto(packet, (socket.inet_ntoa(packet[16:20]), 0))
         except OSError as exc:
-            if exc.errno in (
-                errno.ENOBUFS,
-                errno.EAGAIN,
-                errno.EMSGSIZE,
-                errno.ENETUNREACH,
-                errno.EHOSTUNREACH,
-                errno.EPERM,
-            ):
+            if exc.errno in TRANSIENT_SEND or exc.errno in (errno.EHOSTUNREACH, errno.EPERM):
                 self.errors += 1
                 return False
             raise
@@ -66,6 +60,7 @@ class GatewayDaemon(DaemonBase):
         )
         self.metrics.port_space.set(self.c.flows.port_max - self.c.flows.port_min + 1)
         self.next_refresh = 0.0
+        self.next_link_check = 0.0
 
     def run(self) -> None:
         s = self.s
@@ -139,13 +134,17 @@ class GatewayDaemon(DaemonBase):
         self._flush(now)
 
     def _tick(self, now: float) -> float:
+        if now >= self.next_link_check:
+            self.next_link_check = now + LINK_CHECK
+            self.engine.set_link(self.lan.link_up(), now)
+            self._flush(now)
         if now >= self.engine.get_timer():
             self.engine.handle_timer(now)
             self._flush(now)
         if now >= self.next_refresh:
             self.next_refresh = now + REFRESH
             self._refresh()
-        return min(self.engine.get_timer(), self.next_refresh)
+        return min(self.engine.get_timer(), self.next_refresh, self.next_link_check)
 
     # --- output -----------------------------------------------------------------------------
 
@@ -218,6 +217,8 @@ class GatewayDaemon(DaemonBase):
             "rejected": {
                 k[len("rejected_") :]: v for k, v in m.local.items() if k.startswith("rejected_")
             },
+            "link": e.link,
+            "takeovers": [{"address": a, "silence_ms": round(t * 1000)} for a, t in m.takeovers],
         }
 
 

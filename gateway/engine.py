@@ -20,6 +20,7 @@ from lanon.common.events import (
     ArpAnswered,
     GatewayChanged,
     LeadershipChanged,
+    LinkChanged,
     SendArp,
 )
 from lanon.common.output import OutputAssembler
@@ -85,6 +86,7 @@ class GatewayEngine(EngineBase):
         self.next_heartbeat = now
         self.announcements: list[tuple[float, int]] = []
         self._alive: frozenset[int] = frozenset({self.me.index})
+        self.link = True
 
     def _holds(self, index: int) -> bool:
         return index in self.held
@@ -207,10 +209,33 @@ class GatewayEngine(EngineBase):
             t = min(t, self.announcements[0][0])
         return t
 
+    def set_link(self, up: bool, now: float) -> None:
+        """The LAN link went down or came back. Down: let go of every address and of the lead
+        (another gateway takes over). Up: start over like a gateway that just came, claiming
+        only what nobody holds, so it never takes back what was taken over (no flapping)."""
+        if up == self.link:
+            return
+        self.link = up
+        self._event(LinkChanged(up))
+        if up:
+            self.policy.restart(now)
+            return
+        for index in sorted(self.held):
+            self._event(AddressReleased(address_text(self.addresses[index])))
+        self.held.clear()
+        self.announcements.clear()
+        if self.leading:
+            self.leader.stop(now)
+            self._event(LeadershipChanged(False, self.leader.round))
+        self.policy.peers.clear()
+
     def handle_timer(self, now: float) -> None:
         if now >= self.next_heartbeat:
-            self._decide(now)
-            self._heartbeat(now)
+            if self.link:
+                self._decide(now)
+                self._heartbeat(now)
+            else:
+                self.next_heartbeat = now + self.c.rounds.heartbeat_interval
         while self.announcements and self.announcements[0][0] <= now:
             _, index = self.announcements.pop(0)
             if index in self.held:
@@ -243,7 +268,8 @@ class GatewayEngine(EngineBase):
         for index in sorted(d.claim):
             self.held.add(index)
             takeover = index not in self.policy.share
-            self._event(AddressClaimed(address_text(self.addresses[index]), takeover))
+            silence = self.policy.previous_holder_silence(index, now)
+            self._event(AddressClaimed(address_text(self.addresses[index]), takeover, silence))
             for delay in arp.ANNOUNCE_DELAYS:
                 self.announcements.append((now + delay, index))
         self.announcements.sort()

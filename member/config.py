@@ -22,3 +22,8 @@ class MemberSettings(DaemonSettings):
         "cells that may wait for a slot; beyond, packets are dropped (counted)",
         between(8, 1 << 20),
     )
+    gateways: list[str] = opt(
+        [],
+        "leave only through these gateways' addresses (gateway names or operators); empty: all, "
+        "chosen at random. A preference that few members share makes their flows stand out",
+    )

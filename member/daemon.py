@@ -42,6 +42,7 @@ class MemberDaemon(DaemonBase):
             wall_offset=self.wall_offset,
             rng=random.SystemRandom(),
             max_queue=settings.max_queue,
+            gateways=settings.gateways,
         )
 
     def run(self) -> None:

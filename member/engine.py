@@ -117,6 +117,7 @@ class MemberEngine(EngineBase):
         wall_offset: float,
         rng: random.Random,
         max_queue: int = 512,
+        gateways: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.c = coalition
@@ -133,7 +134,7 @@ class MemberEngine(EngineBase):
         self.pads = PadKeys(coalition, self.me.index, key)
         self.mac_keys = {g.index: mac_key(key, g.public) for g in coalition.gateways}
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
-        self.anonymous = tuple(a.packed for a in coalition.anonymous)
+        self.anonymous = self._allowed_addresses(gateways or [])
         self.queue: deque[Pending] = deque()
         self.last_round = 0
         self.epoch = -1
@@ -200,6 +201,20 @@ class MemberEngine(EngineBase):
         """Tell our own stack, as the kernel would: 'fragmentation needed', at the LAN MTU."""
         err = icmp_error(packet, UNREACH_FRAG_NEEDED, self.c.coalition.lan_mtu)
         self._commands.append(InjectPacket(err))
+
+    def _allowed_addresses(self, wanted: list[str]) -> tuple[bytes, ...]:
+        """The anonymous addresses of the gateways (or operators) this member chose; all if none."""
+        known = {g.name for g in self.c.gateways} | {g.operator for g in self.c.gateways}
+        unknown = sorted(set(wanted) - known)
+        if unknown:
+            raise ConfigError(
+                f"gateways = {unknown}: expected gateway names or operators of {self.c.path} "
+                f"({', '.join(sorted(known))})"
+            )
+        chosen = [
+            g for g in self.c.gateways if not wanted or g.name in wanted or g.operator in wanted
+        ]
+        return tuple(sorted(a.packed for g in chosen for a in g.addresses))
 
     def _choose_address(self, flow: Flow) -> bytes:
         return self.anonymous[self.rng.randrange(len(self.anonymous))]

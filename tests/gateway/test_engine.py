@@ -157,3 +157,20 @@ def test_standby_takes_over_a_silent_gateway_and_the_returning_one_does_not_figh
     g1 = lan.gateway("gateway1")
     assert not g1.leading and g1.held == set() and g2.held == set(range(8))
     assert [c for c in g1.pop_commands() if isinstance(c, EmitPacket)] == []
+
+
+def test_a_gateway_whose_link_fails_lets_go_and_does_not_fight_when_it_is_back() -> None:
+    lan = running_lan(3, 2)
+    g1, g2 = lan.gateway("gateway1"), lan.gateway("gateway2")
+    lan.kill("gateway1")  # nothing it sends arrives...
+    g1.set_link(False, lan.now)  # ...and it notices its link is down
+    assert g1.held == set() and not g1.leading
+    lan.run(1.5)
+    assert g2.leading and g2.held == set(range(8))
+    assert {e.silence > 0.3 for e in lan.events("gateway2", AddressClaimed) if e.takeover} == {True}  # type: ignore[attr-defined]
+    lan.host("gateway1").down = False
+    g1.set_link(True, lan.now)
+    lan.run(3.0)
+    assert g1.held == set() and not g1.leading and g2.held == set(range(8))
+    lan.submit("member1", udp(sport=7777, payload=b"after the storm"))
+    lan.run_until(lambda: bool(lan.host("member1").injected), limit=5)
