@@ -203,10 +203,8 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     from lanon.lab.lab import Lab, LabSpec
 
     lab = Lab(args.name)
-    lab.up(
-        LabSpec(args.name, args.members, args.gateways),
-        progress=lambda m: print(f"lab {args.name}: {m}"),
-    )
+    spec = LabSpec(args.name, args.members, args.gateways, prometheus=args.prometheus)
+    lab.up(spec, progress=lambda m: print(f"lab {args.name}: {m}"))
     print(
         f"lab {args.name} is up. Try:\n  lanon lab exec member1 -- curl http://203.0.113.10/whoami\n"
         f"  lanon status\n  lanon lab down" + ("" if args.name == "lab" else f" --name {args.name}")
@@ -335,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--gateways", type=int, default=1, help="gateways (default 1)")
     u.add_argument(
         "--name", default="lab", help="lab name, part of every namespace name (default: lab)"
+    )
+    u.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also run Prometheus (deploy/prometheus) on the switch, scraping every daemon",
     )
     u.set_defaults(func=cmd_lab_up)
     d = lsub.add_parser(

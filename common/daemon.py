@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics, start_
 from lanon.common import events as ev
 from lanon.common.control import ControlServer
 from lanon.common.daemon_config import DaemonSettings, Loaded, control_path
-from lanon.common.errors import RejectReason
+from lanon.common.errors import PrerequisiteError, RejectReason
 from lanon.common.loop import Reactor
 from lanon.common.metrics import BaseMetrics
 
@@ -42,19 +42,27 @@ class DaemonBase:
         self.reactor = Reactor()
         self.wall_offset = time.time() - time.monotonic()
         self.control: ControlServer | None = None
-        self._http: Any = None
+        self._http: list[Any] = []
         self._last_warned: dict[str, float] = {}
         self.metrics: BaseMetrics
 
     # --- serving ----------------------------------------------------------------------------
 
-    def serve_metrics(self) -> None:
-        if not self.settings.metrics:
+    def serve_metrics(
+        self, listen: str | None = None, registry: CollectorRegistry | None = None
+    ) -> None:
+        listen = self.settings.metrics if listen is None else listen
+        if not listen:
             return
-        host, _, port = self.settings.metrics.rpartition(":")
+        host, _, port = listen.rpartition(":")
         ipaddress.IPv4Address(host or "0.0.0.0")
-        server, _thread = start_http_server(int(port), host or "0.0.0.0", registry=self.registry)
-        self._http = server
+        try:
+            server, _thread = start_http_server(
+                int(port), host or "0.0.0.0", registry=registry or self.registry
+            )
+        except OSError as exc:
+            raise PrerequisiteError(f"cannot serve metrics on {listen}: {exc.strerror}") from None
+        self._http.append(server)
         self.log.info("metrics on http://%s:%s/metrics", host or "0.0.0.0", port)
 
     def serve_control(self) -> None:
@@ -75,8 +83,8 @@ class DaemonBase:
     def close_serving(self) -> None:
         if self.control is not None:
             self.control.close()
-        if self._http is not None:
-            self._http.shutdown()
+        for server in self._http:
+            server.shutdown()
 
     # --- events -----------------------------------------------------------------------------
 

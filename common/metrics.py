@@ -22,6 +22,8 @@ from lanon.common import events as ev
 from lanon.common.packet import ICMP, TCP, UDP
 
 ROUND_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+WAIT_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+SLOT_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64)
 PROTOCOLS = {TCP: "tcp", UDP: "udp", ICMP: "icmp"}
 
 
@@ -99,6 +101,12 @@ class GatewayMetrics(BaseMetrics):
         )
         self.slots = Counter(
             "lanon_round_slots_total", "Data slots offered in completed rounds", registry=r
+        )
+        self.slots_per_round = Histogram(
+            "lanon_round_data_slots",
+            "Data slots per completed round",
+            buckets=SLOT_BUCKETS,
+            registry=r,
         )
         self.slots_used = Counter(
             "lanon_round_slots_used_total", "Data slots that carried a cell", registry=r
@@ -202,6 +210,7 @@ class GatewayMetrics(BaseMetrics):
                 self.rounds_rate.tick(now)
                 self.duration.observe(e.duration)
                 self.slots.inc(e.nslots)
+                self.slots_per_round.observe(e.nslots)
                 self.slots_used.inc(e.used)
                 self.claims.inc(e.claims)
                 self.res_collisions.inc(e.collisions)
@@ -241,9 +250,20 @@ class GatewayMetrics(BaseMetrics):
 
 
 class MemberMetrics(BaseMetrics):
-    def __init__(self, registry: CollectorRegistry, name: str, coalition: str) -> None:
+    """A member's metrics in two registries.
+
+    `registry` (public, scraped over the LAN) holds only what every member shares: the rounds
+    it took part in and their latency, refusals, rejected round frames. `private` (served on
+    127.0.0.1 by default) holds this member's own traffic: queue, waits, retries, flows. Those
+    would tell whoever scrapes them which member is busy, so they never go to the public one.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry, private: CollectorRegistry, name: str, coalition: str
+    ) -> None:
         super().__init__(registry, "member", name, coalition)
-        r = registry
+        r, p = registry, private
+        self.private = private
         self.contributed = Counter(
             "lanon_rounds_contributed_total",
             "Rounds this member sent its (padded) vector in",
@@ -264,6 +284,48 @@ class MemberMetrics(BaseMetrics):
         self.in_roster = Gauge(
             "lanon_in_roster", "1 if this member took part in the last round", registry=r
         )
+        # --- private: this member's own traffic ---
+        self.queue = Gauge("lanon_member_queue_cells", "Cells waiting for a slot", registry=p)
+        self.wait = Histogram(
+            "lanon_member_cell_wait_seconds",
+            "Time from queueing to emerging in a round output",
+            buckets=WAIT_BUCKETS,
+            registry=p,
+        )
+        self.delivered = Counter(
+            "lanon_member_cells_delivered_total", "Cells that emerged in a round output", registry=p
+        )
+        self.retries = Counter(
+            "lanon_member_cell_retries_total", "Cells sent again, by reason", ["reason"], registry=p
+        )
+        self.backoffs = Counter(
+            "lanon_member_backoffs_total",
+            "Reservation collisions that made this member wait",
+            registry=p,
+        )
+        self.queued = Counter(
+            "lanon_member_packets_queued_total",
+            "Outbound packets accepted into the queue",
+            registry=p,
+        )
+        self.dropped = Counter(
+            "lanon_member_packets_dropped_total",
+            "Outbound packets not carried, by reason",
+            ["reason"],
+            registry=p,
+        )
+        self.inbound = Counter(
+            "lanon_member_inbound_packets_total",
+            "Inbound packets injected into this host",
+            registry=p,
+        )
+        self.inbound_rejected = Counter(
+            "lanon_member_inbound_rejected_total",
+            "Inbound frames for our flows rejected, by reason",
+            ["reason"],
+            registry=p,
+        )
+        self.flows = Gauge("lanon_member_flows", "This member's flows", registry=p)
 
     def observe(self, e: ev.Event, now: float) -> None:
         match e:
@@ -277,20 +339,34 @@ class MemberMetrics(BaseMetrics):
                 self.refused.labels(e.reason.value).inc()
             case ev.Joining():
                 self.in_roster.set(0)
-                self.local["hellos"] += 1
             case ev.FrameRejected() if e.frame == "inbound":
                 # Only our own flows' inbound frames are checked: counting their rejections
                 # in public would point at the member that owns a flow.
-                self.local[f"inbound_rejected_{e.reason.value}"] += 1
+                self.inbound_rejected.labels(e.reason.value).inc()
             case ev.CellDelivered():
-                self.local["cells_delivered"] += 1
+                self.delivered.inc()
+                self.wait.observe(e.wait)
             case ev.CellRetried():
-                self.local[f"cells_retried_{e.reason.value}"] += 1
+                self.retries.labels(e.reason.value).inc()
+                if e.backoff:
+                    self.backoffs.inc()
             case ev.PacketQueued():
-                self.local["packets_queued"] += 1
+                self.queued.inc()
             case ev.PacketDropped():
-                self.local[f"dropped_{e.reason}"] += 1
+                self.dropped.labels(e.reason).inc()
             case ev.InboundDelivered():
-                self.local["inbound_delivered"] += 1
+                self.inbound.inc()
             case _:
                 super().observe(e, now)
+
+
+def snapshot(registry: CollectorRegistry) -> dict[str, float]:
+    """Every sample of a registry but histogram buckets, as 'name{label="value"}': value."""
+    out = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                continue
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out

@@ -172,10 +172,13 @@ class GatewayDaemon(DaemonBase):
         m.k.set(keygraph.connectivity(e.leader.present, self.c.edges).k)
         m.held.set(len(e.held))
         m.gateways_alive.set(len(e.policy.alive(self.reactor.clock())))
+        # Every gateway tracks every flow (a standby must); each reports those of the
+        # addresses it holds, so that sums over gateways count each flow once.
         usage = e.flows.usage()
-        for a in self.c.anonymous:
+        for i, a in enumerate(self.c.anonymous):
             for proto in (6, 17, 1):
-                m.flows.labels(str(a), protocol(proto)).set(usage.get((proto, a.packed), 0))
+                held = usage.get((proto, a.packed), 0) if i in e.held else 0
+                m.flows.labels(str(a), protocol(proto)).set(held)
 
     def status(self) -> dict[str, Any]:
         e = self.engine

@@ -21,11 +21,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import netns
+from pyroute2 import IPRoute, netns
 
 from lanon.common import control
 from lanon.common.crypto import HostKey, encode_key, write_private_key, write_public_key
 from lanon.common.errors import LanonError, PrerequisiteError
+from lanon.deploy import path as deploy_path
 from lanon.lab import topology
 from lanon.lab.topology import Host
 
@@ -34,6 +35,7 @@ NETNS_ETC = Path("/etc/netns")
 DNS_NAME = "lanon.test"
 READY_TIMEOUT = 45.0
 DAEMON_PORT = 9551
+MONITOR_ADDRESS = "198.18.0.254"  # the switch's own address, where the lab's Prometheus listens
 
 
 @dataclass
@@ -45,6 +47,7 @@ class LabSpec:
     deadline: float = 0.25
     min_members: int = 3
     epoch_seconds: float = 600.0
+    prometheus: bool = False
 
 
 def check_prerequisites() -> None:
@@ -156,6 +159,9 @@ class Lab:
             self._save()
             self._write_configs()
             self._start_internet()
+            if spec.prometheus:
+                say(f"starting Prometheus at http://{MONITOR_ADDRESS}:9090 (on the switch)")
+                self._start_prometheus()
             say("starting gateways and members")
             for g in self.gateways:
                 self.start_daemon(g.name)
@@ -253,6 +259,55 @@ class Lab:
                 "internet-iperf3",
                 ["iperf3", "--server", "--bind", topology.INTERNET_HOST],
             )
+
+    def _start_prometheus(self) -> None:
+        binary = shutil.which(
+            "prometheus",
+            path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        )
+        if binary is None:
+            raise PrerequisiteError(
+                "prometheus is missing: './run test' unpacks Debian's package into .venv"
+            )
+        pdir = self.dir / "prometheus"
+        (pdir / "targets").mkdir(parents=True)
+        (pdir / "prometheus.yml").write_text(
+            deploy_path("prometheus", "prometheus.yml").read_text()
+        )
+        targets = [
+            {"targets": [f"{h.address}:{DAEMON_PORT}"], "labels": {"role": h.kind, "host": h.name}}
+            for h in self.gateways + self.members
+        ]
+        (pdir / "targets" / "lab.json").write_text(json.dumps(targets, indent=1))
+        with IPRoute(netns=self.ns("lan")) as ipr:  # the switch's management address
+            br = ipr.link_lookup(ifname="br0")[0]
+            ipr.addr("add", index=br, address=MONITOR_ADDRESS, prefixlen=topology.LAN.prefixlen)
+        self._spawn(
+            "lan",
+            "prometheus",
+            [
+                binary,
+                f"--config.file={pdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={pdir / 'data'}",
+                f"--web.listen-address={MONITOR_ADDRESS}:9090",
+                "--log.level=warn",
+            ],
+        )
+
+    def prometheus_query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query to the lab's Prometheus; its result vector."""
+        url = f"http://{MONITOR_ADDRESS}:9090/api/v1/query"
+        r = self.run(
+            "lan",
+            ["curl", "-sS", "--max-time", "10", "--get", url, "--data-urlencode", f"query={expr}"],
+        )
+        if r.returncode != 0:
+            raise LanonError(f"Prometheus query failed: {r.stderr.strip()}")
+        answer = json.loads(r.stdout)
+        if answer.get("status") != "success":
+            raise LanonError(f"Prometheus refused {expr!r}: {answer.get('error')}")
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
 
     def _spawn(self, host: str, label: str, argv: list[str]) -> int:
         log = self.log_path(label).open("ab")

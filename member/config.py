@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lanon.common.daemon_config import DaemonSettings, is_ifname
-from lanon.common.settings import between, opt
+from lanon.common.settings import between, is_listen, opt
 
 
 @dataclass(frozen=True)
@@ -26,4 +26,10 @@ class MemberSettings(DaemonSettings):
         [],
         "leave only through these gateways' addresses (gateway names or operators); empty: all, "
         "chosen at random. A preference that few members share makes their flows stand out",
+    )
+    private_metrics: str = opt(
+        "127.0.0.1:9552",
+        "ADDRESS:PORT for this member's own traffic figures (queue, waits, retries); keep it on "
+        "localhost: they tell whoever reads them whether this member is busy. '' for none",
+        is_listen,
     )

@@ -14,7 +14,7 @@ from lanon.common.daemon import DaemonBase
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import PrerequisiteError
 from lanon.common.events import InjectPacket, SendFrame
-from lanon.common.metrics import MemberMetrics
+from lanon.common.metrics import MemberMetrics, snapshot
 from lanon.common.rawsock import LinkSocket
 from lanon.member import rules
 from lanon.member.config import MemberSettings
@@ -22,6 +22,7 @@ from lanon.member.engine import MemberEngine
 from lanon.member.tun import Tun
 
 NFQUEUE_MAXLEN = 4096
+REFRESH = 1.0  # seconds between refreshes of state gauges
 
 
 class MemberDaemon(DaemonBase):
@@ -32,7 +33,11 @@ class MemberDaemon(DaemonBase):
     ) -> None:
         super().__init__(settings, loaded, registry)
         self.s = settings
-        self.metrics = MemberMetrics(self.registry, settings.name, self.c.coalition.name)
+        self.next_refresh = 0.0
+        self.private_registry = CollectorRegistry()
+        self.metrics: MemberMetrics = MemberMetrics(
+            self.registry, self.private_registry, settings.name, self.c.coalition.name
+        )
         now = self.reactor.clock()
         self.engine = MemberEngine(
             self.c,
@@ -72,6 +77,7 @@ class MemberDaemon(DaemonBase):
         r.add_reader(self.queue.get_fd(), self._on_queue)
         r.add_reader(self.tun.fileno(), self.tun.drain)
         self.serve_metrics()
+        self.serve_metrics(s.private_metrics, self.private_registry)
         self.serve_control()
         r.handle_signals()
         self.engine.start(r.clock())
@@ -116,7 +122,10 @@ class MemberDaemon(DaemonBase):
         if now >= self.engine.get_timer():
             self.engine.handle_timer(now)
             self._flush(now)
-        return self.engine.get_timer()
+        if now >= self.next_refresh:
+            self.next_refresh = now + REFRESH
+            self._refresh()
+        return min(self.engine.get_timer(), self.next_refresh)
 
     # --- output -------------------------------------------------------------------------
 
@@ -132,6 +141,7 @@ class MemberDaemon(DaemonBase):
         self.report(self.engine.pop_events(), now)
 
     def status(self) -> dict[str, Any]:
+        self._refresh()
         e = self.engine
         now = self.reactor.clock()
         in_roster = now - e.last_in_roster < 2.0
@@ -148,5 +158,9 @@ class MemberDaemon(DaemonBase):
             "flows": len(e.flows),
             "members": len(self.c.members),
             "k": self.c.connectivity.k,
-            "local": dict(self.metrics.local),
+            "own": snapshot(self.private_registry),  # this member's own traffic: local only
         }
+
+    def _refresh(self) -> None:
+        self.metrics.queue.set(len(self.engine.queue))
+        self.metrics.flows.set(len(self.engine.flows))
