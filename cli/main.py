@@ -132,6 +132,44 @@ def cmd_config_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_template(args: argparse.Namespace) -> int:
+    from lanon.common.templates import template
+
+    print(template(f"{args.kind}.toml"), end="")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from lanon.common import coalition as coalition_mod
+    from lanon.common.settings import is_network
+    from lanon.lab.configs import write_coalition
+
+    members = [m for m in args.members.split(",") if m]
+    gateways = []
+    for item in args.gateways.split(","):
+        name, _, share = item.partition("=")
+        if not share or is_network(share):
+            raise ConfigError(
+                f"--gateways {item!r}: expected NAME=PREFIX, e.g. gateway1=198.18.0.192/30"
+            )
+        gateways.append((name, share))
+    if args.dir.exists() and any(args.dir.iterdir()):
+        raise LanonError(f"{args.dir} is not empty; choose a new directory")
+    args.dir.mkdir(parents=True, exist_ok=True)
+    write_coalition(args.dir, args.name, args.lan, gateways, members)
+    c = coalition_mod.load(args.dir / "coalition.toml")  # what we wrote must hold
+    print(
+        f"coalition {c.coalition.name} in {args.dir}: {len(c.members)} members, "
+        f"{len(c.gateways)} gateway(s), key graph {c.connectivity.k}-connected\n"
+        f"  {args.dir}/coalition.toml    the shared file: give the same one to every host\n"
+        f"  {args.dir}/<host>.toml       each host's daemon file\n"
+        f"  {args.dir}/keys/<host>.key   each host's private key (mode 0600): move it to that host only\n"
+        "On real hosts, prefer: each host runs 'lanon keygen' and you put the public keys in the "
+        "coalition file (lanon config template coalition)."
+    )
+    return 0
+
+
 def _table(rows: list[dict[str, Any]]) -> str:
     cols = ["host", "role", "state", "round rate", "members", "k", "collisions", "flows", "leader"]
     lines = [cols] + [[str(r.get(c, "-")) for c in cols] for r in rows]
@@ -287,9 +325,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser(
+        "init",
+        help="make a whole coalition's keys and files",
+        description="Make a coalition in DIR from the shipped templates: every host's key, the shared coalition file, every host's daemon file. For trials and demo setups; on real hosts each host makes its own key with 'lanon keygen'.",
+    )
+    p.add_argument("dir", type=Path, help="a new, empty directory")
+    p.add_argument("--members", required=True, help="member names, comma-separated (at least 3)")
+    p.add_argument(
+        "--gateways",
+        required=True,
+        help="NAME=PREFIX per gateway, comma-separated, e.g. gateway1=198.18.0.192/30",
+    )
+    p.add_argument("--lan", default="198.18.0.0/24", help="the LAN prefix (default 198.18.0.0/24)")
+    p.add_argument("--name", default="coalition", help="the coalition's name")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser(
         "config",
-        help="check configuration files",
-        description="Check configuration files without starting anything.",
+        help="check configuration files, print templates",
+        description="Check configuration files without starting anything; print documented templates; list every setting.",
     )
     csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     c = csub.add_parser(
@@ -299,6 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("file", type=Path)
     c.set_defaults(func=cmd_config_check)
+    t = csub.add_parser(
+        "template",
+        help="print a documented template",
+        description="Print the documented template of a coalition, member or gateway file (deploy/templates), to copy and edit.",
+    )
+    t.add_argument("kind", choices=["coalition", "member", "gateway"])
+    t.set_defaults(func=cmd_config_template)
     k = csub.add_parser(
         "keys",
         help="list every setting",

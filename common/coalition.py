@@ -83,8 +83,8 @@ class RoundSection:
     )
     clock_tolerance: float = opt(
         1.0,
-        "seconds hosts' clocks may differ; a member also waits this long after start before it "
-        "contributes, so that a replayed round can never reuse its pads",
+        "seconds hosts' clocks may differ; members refuse rounds from a leader whose clock is "
+        "further off (a replayed round, or a host without NTP)",
         between(0.05, 60),
     )
     heartbeat_interval: float = opt(0.1, "seconds between gateway heartbeats", between(0.01, 10))

@@ -59,6 +59,12 @@ def load(cls: type[S], path: Path, role: str) -> tuple[S, Loaded]:
     settings = load_table(cls, read_toml(path), str(path))
     base = path.parent
     coalition = coalition_mod.load(resolve(base, settings.coalition))
+    hosts = coalition.members if role == "member" else coalition.gateways
+    if settings.name not in {h.name for h in hosts}:
+        raise ConfigError(
+            f"{path}: name = {settings.name!r}: expected the name of a {role} of {coalition.path} "
+            f"({', '.join(h.name for h in hosts)})"
+        )
     peer = coalition.member(settings.name) if role == "member" else coalition.gateway(settings.name)
     key_path = resolve(base, settings.private_key)
     key = read_private_key(key_path)

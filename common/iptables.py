@@ -54,3 +54,25 @@ def remove_chain(family: int, table: str, builtin: str, chain: str) -> None:
 def has_jump(family: int, table: str, builtin: str, chain: str) -> bool:
     ipt = tool("iptables" if family == 4 else "ip6tables")
     return run([ipt, "-w", "-t", table, "-C", builtin, "-j", chain], check=False)
+
+
+def shipped_rules(
+    name: str, values: dict[str, str], repeat: dict[str, list[str]] | None = None
+) -> str:
+    """A rules file of deploy/iptables with @NAME@ placeholders filled; a line holding a
+    placeholder of `repeat` is written once for each of its values."""
+    from lanon.deploy import path as deploy_path
+
+    out = []
+    for line in deploy_path("iptables", name).read_text().splitlines():
+        rows = [line]
+        for key, options in (repeat or {}).items():
+            if f"@{key}@" in line:
+                rows = [r.replace(f"@{key}@", v) for r in rows for v in options]
+        for key, value in values.items():
+            rows = [r.replace(f"@{key}@", value) for r in rows]
+        out.extend(rows)
+    text = "\n".join(out) + "\n"
+    if "@" in "".join(line for line in out if not line.startswith("#")):
+        raise ValueError(f"{name}: a placeholder was left unfilled")
+    return text

@@ -22,10 +22,17 @@ class Reactor:
         self.clock = clock
         self.sel = selectors.DefaultSelector()
         self.stopping = False
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self.sel.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
+        # The wake-up pair (for signals) is made when the loop runs: a daemon that fails its
+        # configuration before that leaves nothing open.
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+
+    def _wake_pair(self) -> None:
+        if self._wake_r is None:
+            self._wake_r, self._wake_w = socket.socketpair()
+            self._wake_r.setblocking(False)
+            self._wake_w.setblocking(False)
+            self.sel.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
 
     def add_reader(self, fileobj: int | socket.socket, callback: Callable[[], None]) -> None:
         self.sel.register(fileobj, selectors.EVENT_READ, callback)
@@ -35,22 +42,25 @@ class Reactor:
 
     def _drain_wake(self) -> None:
         try:
-            while self._wake_r.recv(64):
+            while self._wake_r is not None and self._wake_r.recv(64):
                 pass
         except BlockingIOError:
             pass
 
     def stop(self) -> None:
         self.stopping = True
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"\0")
 
     def handle_signals(self) -> None:
+        self._wake_pair()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda signum, frame: self.stop())
 
     def run(self, tick: Callable[[float], float | None]) -> None:
         """Run until stop(); `tick(now)` fires due timers and returns the next deadline."""
+        self._wake_pair()
         while not self.stopping:
             deadline = tick(self.clock())
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
@@ -61,5 +71,6 @@ class Reactor:
 
     def close(self) -> None:
         self.sel.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        for s in (self._wake_r, self._wake_w):
+            if s is not None:
+                s.close()

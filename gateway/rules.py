@@ -16,12 +16,8 @@ CHAIN_OUT = "LANON_GW_OUT"
 
 
 def ruleset(prefixes: Iterable[str]) -> str:
-    lines = ["*raw", f":{CHAIN_IN} - [0:0]", f":{CHAIN_OUT} - [0:0]"]
-    for prefix in prefixes:
-        lines.append(f"-A {CHAIN_IN} -d {prefix} -j DROP")
-        lines.append(f"-A {CHAIN_OUT} -s {prefix} -j CT --notrack")
-    lines += ["COMMIT", ""]
-    return "\n".join(lines)
+    """deploy/iptables/gateway.rules, with its @PREFIX@ lines written for every prefix."""
+    return iptables.shipped_rules("gateway.rules", {}, repeat={"PREFIX": list(prefixes)})
 
 
 def install(prefixes: Iterable[str]) -> None:

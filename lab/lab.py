@@ -24,10 +24,10 @@ from typing import Any
 from pyroute2 import IPRoute, netns
 
 from lanon.common import control
-from lanon.common.crypto import HostKey, encode_key, write_private_key, write_public_key
 from lanon.common.errors import LanonError, PrerequisiteError
 from lanon.deploy import path as deploy_path
 from lanon.lab import topology
+from lanon.lab.configs import write_coalition
 from lanon.lab.topology import Host
 
 STATE_ROOT = Path("/run/lanon/lab")
@@ -173,43 +173,32 @@ class Lab:
             raise
 
     def _write_configs(self) -> None:
-        from lanon.lab import configs
-
-        keys = {h.name: HostKey.generate() for h in self.hosts if h.kind in ("member", "gateway")}
-        kdir = self.dir / "keys"
-        kdir.mkdir(mode=0o700)
-        for name, key in keys.items():
-            write_private_key(kdir / f"{name}.key", key, f"{name} of lab {self.name}")
-            write_public_key(kdir / f"{name}.pub", key, f"{name} of lab {self.name}")
-        coalition = configs.coalition_toml(
+        """Keys and files from the shipped templates, as an operator would make them."""
+        address = {h.name: h.address for h in self.hosts}
+        write_coalition(
+            self.dir,
             self.name,
             str(topology.LAN),
-            [(m.name, encode_key(keys[m.name].public)) for m in self.members],
-            [
-                (g.name, encode_key(keys[g.name].public), topology.share(g.index))
-                for g in self.gateways
-            ],
-            idle_interval=self.spec.idle_interval,
-            deadline=self.spec.deadline,
-            min_members=self.spec.min_members,
-            epoch_seconds=self.spec.epoch_seconds,
+            [(g.name, topology.share(g.index)) for g in self.gateways],
+            [m.name for m in self.members],
+            sections={
+                "coalition": {"min_members": self.spec.min_members},
+                "rounds": {
+                    "idle_interval": self.spec.idle_interval,
+                    "deadline": self.spec.deadline,
+                    "epoch_seconds": self.spec.epoch_seconds,
+                    "clock_tolerance": 0.5,  # the lab's hosts share one clock
+                },
+            },
+            daemon=lambda role, host: {
+                "metrics": f"{address[host]}:{DAEMON_PORT}",
+                "control_socket": str(self.socket_path(host)),
+            },
         )
-        (self.dir / "coalition.toml").write_text(coalition)
-        for h in self.hosts:
-            if h.kind in ("member", "gateway"):
-                text = configs.daemon_toml(
-                    h.kind,
-                    h.name,
-                    coalition="coalition.toml",
-                    key=f"keys/{h.name}.key",
-                    metrics=f"{h.address}:{DAEMON_PORT}",
-                    control=str(self.socket_path(h.name)),
-                )
-                (self.dir / f"{h.name}.toml").write_text(text)
-            if h.kind == "member":  # members resolve names through the lanon too
-                etc = NETNS_ETC / self.ns(h.name)
-                etc.mkdir(parents=True, exist_ok=True)
-                (etc / "resolv.conf").write_text(f"nameserver {topology.INTERNET_HOST}\n")
+        for m in self.members:  # members resolve names through the lanon too
+            etc = NETNS_ETC / self.ns(m.name)
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "resolv.conf").write_text(f"nameserver {topology.INTERNET_HOST}\n")
 
     def _start_internet(self) -> None:
         self.www.mkdir()

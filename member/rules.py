@@ -5,8 +5,9 @@ so nothing leaves with the member's real address. IPv6 beyond the link is refuse
 carries IPv4 only). Conntrack is kept out of the carried flows: their packets leave through the
 DC-net and come back through the TUN device, which conntrack would see as unrelated.
 
-Rules live in chains of their own (LANON_OUT, LANON_RAW, LANON_OUT6) with one jump each from
-the built-in chains, so installing and removing them touches nothing else.
+The rules are the files deploy/iptables/member.rules and member6.rules as they ship. They live
+in chains of their own (LANON_OUT, LANON_RAW, LANON_OUT6) with one jump each from the built-in
+chains, so installing and removing them touches nothing else.
 """
 
 from __future__ import annotations
@@ -20,38 +21,6 @@ CHAIN = "LANON_OUT"
 RAW_CHAIN = "LANON_RAW"
 CHAIN6 = "LANON_OUT6"
 
-IPV4_TEMPLATE = """\
-# lanon member rules (iptables-restore --noflush): outbound Internet traffic to NFQUEUE {queue}
-*raw
-:{raw_chain} - [0:0]
-:{raw_chain}_IN - [0:0]
--A {raw_chain} -o lo -j RETURN
--A {raw_chain} -d {lan} -j RETURN
--A {raw_chain} -j CT --notrack
--A {raw_chain}_IN -i {tun} -j CT --notrack
-COMMIT
-*filter
-:{chain} - [0:0]
--A {chain} -o lo -j RETURN
--A {chain} -d {lan} -j RETURN
--A {chain} -d 255.255.255.255/32 -j RETURN
--A {chain} -d 224.0.0.0/4 -j RETURN
--A {chain} -p udp --sport 68 --dport 67 -j RETURN
--A {chain} -j NFQUEUE --queue-num {queue}
-COMMIT
-"""
-
-IPV6_TEMPLATE = """\
-# lanon member rules (ip6tables-restore --noflush): lanon carries IPv4 only
-*filter
-:{chain6} - [0:0]
--A {chain6} -o lo -j RETURN
--A {chain6} -d fe80::/10 -j RETURN
--A {chain6} -d ff00::/8 -j RETURN
--A {chain6} -j REJECT --reject-with icmp6-adm-prohibited
-COMMIT
-"""
-
 # (table, built-in chain, our chain): the jumps into our chains
 JUMPS_V4 = (
     ("raw", "OUTPUT", RAW_CHAIN),
@@ -62,18 +31,20 @@ JUMPS_V4 = (
 
 @dataclass(frozen=True)
 class MemberRules:
+    """deploy/iptables/member.rules and member6.rules, filled in for this host."""
+
     lan: str
     queue: int
     tun: str
 
     def ipv4(self) -> str:
         ipaddress.IPv4Network(self.lan)
-        return IPV4_TEMPLATE.format(
-            queue=self.queue, lan=self.lan, tun=self.tun, chain=CHAIN, raw_chain=RAW_CHAIN
+        return iptables.shipped_rules(
+            "member.rules", {"LAN": self.lan, "QUEUE": str(self.queue), "TUN": self.tun}
         )
 
     def ipv6(self) -> str:
-        return IPV6_TEMPLATE.format(chain6=CHAIN6)
+        return iptables.shipped_rules("member6.rules", {})
 
 
 def install(rules: MemberRules) -> None:

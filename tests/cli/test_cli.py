@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from lanon.cli.main import main
-from lanon.lab import configs
-from tests.harness import make_coalition
+from lanon.lab.configs import write_coalition
 
 LANON = [sys.executable, "-m", "lanon.cli"]
 
@@ -45,33 +44,16 @@ def test_every_command_explains_itself(args: list[str]) -> None:
 
 
 def write_lab_like_files(tmp: Path, mode: int = 0o600) -> Path:
-    from lanon.common.crypto import encode_key, write_private_key
-
-    c, keys = make_coalition(3, 1)
-    text = configs.coalition_toml(
+    """A coalition of 3 members and 1 gateway from the shipped templates; member1's file."""
+    write_coalition(
+        tmp,
         "test",
         "198.18.0.0/24",
-        [(m.name, encode_key(m.public)) for m in c.members],
-        [(g.name, encode_key(g.public), "198.18.0.192/30") for g in c.gateways],
-        idle_interval=0.02,
-        deadline=0.25,
-        min_members=3,
+        [("gateway1", "198.18.0.192/30")],
+        ["member1", "member2", "member3"],
     )
-    (tmp / "coalition.toml").write_text(text)
-    write_private_key(tmp / "member1.key", keys["member1"], "member1")
-    (tmp / "member1.key").chmod(mode)
-    cfg = tmp / "member1.toml"
-    cfg.write_text(
-        configs.daemon_toml(
-            "member",
-            "member1",
-            coalition="coalition.toml",
-            key="member1.key",
-            metrics="",
-            control="",
-        )
-    )
-    return cfg
+    (tmp / "keys" / "member1.key").chmod(mode)
+    return tmp / "member1.toml"
 
 
 def test_config_check_accepts_good_files(tmp_path: Path) -> None:
@@ -100,7 +82,10 @@ def test_config_check_accepts_good_files(tmp_path: Path) -> None:
             lambda t: t + "colour = 'blue'\n",
             r"member1.toml: unknown key 'colour'; expected one of: ",
         ),
-        (lambda t: t.replace('name = "member1"', 'name = "member9"'), r"no member named 'member9'"),
+        (
+            lambda t: t.replace('name = "member1"', 'name = "member9"'),
+            r"name = 'member9': expected the name of a member",
+        ),
         (
             lambda t: t.replace("coalition.toml", "missing.toml"),
             r"missing.toml: cannot read coalition file",

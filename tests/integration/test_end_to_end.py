@@ -205,3 +205,63 @@ def test_status_and_exec_from_the_command_line(lab: Lab) -> None:
         timeout=30,
     )
     assert r.returncode == 0 and r.stdout.startswith("198.18.0.19"), r.stdout + r.stderr
+
+
+def lanon_chains(ns: str) -> list[str]:
+    """Our chains' rules as iptables-save prints them in a namespace (counters aside)."""
+    out = []
+    for table in ("raw", "filter"):
+        r = subprocess.run(
+            ["ip", "netns", "exec", ns, "iptables-save", "-t", table],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        out += [ln for ln in r.stdout.splitlines() if "LANON" in ln and not ln.startswith("#")]
+    return sorted(re.sub(r"\[\d+:\d+\]", "", ln) for ln in out)
+
+
+def test_members_run_the_shipped_rules_and_files_made_from_the_templates(lab: Lab) -> None:
+    from pyroute2 import netns
+
+    from lanon.common.templates import template
+    from lanon.member.rules import JUMPS_V4, MemberRules
+
+    scratch = f"{lab.ns('lan')}-scratch"
+    netns.create(scratch)
+    try:  # the shipped file, loaded by hand as deploy/iptables/member.rules says
+        rules = MemberRules("198.18.0.0/24", 0, "lanon0")
+        subprocess.run(
+            ["ip", "netns", "exec", scratch, "iptables-restore", "--noflush"],
+            input=rules.ipv4(),
+            text=True,
+            check=True,
+        )
+        for table, builtin, chain in JUMPS_V4:
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    scratch,
+                    "iptables",
+                    "-t",
+                    table,
+                    "-I",
+                    builtin,
+                    "1",
+                    "-j",
+                    chain,
+                ],
+                check=True,
+            )
+        assert lanon_chains(lab.ns("member1")) == lanon_chains(scratch)
+    finally:
+        netns.remove(scratch)
+    header = template("member.toml").splitlines()[0]
+    assert (lab.dir / "member1.toml").read_text().startswith(header)
+    assert (
+        (lab.dir / "coalition.toml")
+        .read_text()
+        .startswith(template("coalition.toml").splitlines()[0])
+    )
