@@ -63,6 +63,14 @@ def is_network(v: str) -> str | None:
     return None
 
 
+def is_address(v: str) -> str | None:
+    try:
+        ipaddress.IPv4Address(v)
+    except ValueError:
+        return "an IPv4 address such as 198.19.255.254"
+    return None
+
+
 def is_listen(v: str) -> str | None:
     if v == "":
         return None

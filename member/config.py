@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lanon.common.daemon_config import DaemonSettings, is_ifname
-from lanon.common.settings import between, is_listen, opt
+from lanon.common.settings import between, is_address, is_listen, opt
 
 
 @dataclass(frozen=True)
@@ -32,4 +32,10 @@ class MemberSettings(DaemonSettings):
         "ADDRESS:PORT for this member's own traffic figures (queue, waits, retries); keep it on "
         "localhost: they tell whoever reads them whether this member is busy. '' for none",
         is_listen,
+    )
+    tun_address: str = opt(
+        "198.19.255.254",
+        "a /32 for the TUN device: reverse-path filtering drops packets arriving on a device "
+        "without an address; it is never used as a source (choose one unused on your network)",
+        is_address,
     )

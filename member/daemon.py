@@ -59,7 +59,7 @@ class MemberDaemon(DaemonBase):
             self.log.warning(
                 "manage_rules = false and no lanon rules installed: traffic is not captured"
             )
-        self.tun = Tun(s.tun)
+        self.tun = Tun(s.tun, s.tun_address)
         self.lan = LinkSocket(s.interface, wire.ETHERTYPE)
         self.queue = NetfilterQueue()
         with warnings.catch_warnings(record=True) as caught:

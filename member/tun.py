@@ -18,12 +18,12 @@ IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 TUN_MTU = 65535  # inbound datagrams are injected whole, up to 64 KB
 # Reverse-path filtering (even loose) drops everything arriving on a device without an IPv4
-# address; this link-local /32 is never a source (no route uses the device).
-TUN_ADDRESS = "169.254.77.77"
+# address, so the device gets a /32 of its own (member setting tun_address); it is never a
+# source, as no route uses the device.
 
 
 class Tun:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, address: str) -> None:
         self.name = name
         try:
             self.fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -44,7 +44,7 @@ class Tun:
         with IPRoute() as ipr:
             index = ipr.link_lookup(ifname=name)[0]
             ipr.link("set", index=index, mtu=TUN_MTU, state="up")
-            ipr.addr("add", index=index, address=TUN_ADDRESS, prefixlen=32)
+            ipr.addr("add", index=index, address=address, prefixlen=32)
         self.errors = 0
 
     def fileno(self) -> int:

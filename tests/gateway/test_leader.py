@@ -140,3 +140,43 @@ def test_a_replayed_hello_is_refused() -> None:
     gw.pop_events()
     gw.receive_frame(src, hello, lan.now)
     assert _rejections(lan) == [RejectReason.REPLAY]
+
+
+def test_a_member_with_another_coalition_file_is_told_so_on_both_sides() -> None:
+    import random
+
+    from lanon.common import coalition as coalition_mod
+    from lanon.gateway.engine import GatewayEngine
+    from lanon.member.engine import MemberEngine
+    from tests.harness import coalition_dict
+
+    c, keys = make_coalition(3, 1)
+    raw = coalition_dict(
+        [(m.name, keys[m.name]) for m in c.members],
+        [(g.name, keys[g.name], ["198.18.0.192/30"]) for g in c.gateways],
+        rounds={"deadline": 0.3},  # one value differs: another file
+    )
+    other = coalition_mod.parse(raw, c.path)
+    assert other.fingerprint != c.fingerprint
+    gw = GatewayEngine(
+        c,
+        "gateway1",
+        keys["gateway1"],
+        b"\x02" * 6,
+        now=0.0,
+        wall_offset=WALL,
+        rng=random.Random(1),
+    )
+    m1 = MemberEngine(
+        other, "member1", keys["member1"], now=0.0, wall_offset=WALL, rng=random.Random(2)
+    )
+    m1.start(0.0)
+    gw.start(0.0)
+    for cmd in m1.pop_commands():
+        gw.receive_frame(b"\x02\x11" * 3, cmd.frame, 0.0)  # type: ignore[attr-defined]
+    for cmd in gw.pop_commands():
+        m1.receive_frame(b"\x02" * 6, cmd.frame, 0.0)  # type: ignore[attr-defined]
+    for eng in (gw, m1):
+        rejected = [e for e in eng.pop_events() if isinstance(e, FrameRejected)]
+        assert rejected and all(e.reason is RejectReason.FOREIGN for e in rejected)
+        assert "do all hosts use the same coalition file?" in rejected[0].detail

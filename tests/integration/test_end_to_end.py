@@ -265,3 +265,18 @@ def test_members_run_the_shipped_rules_and_files_made_from_the_templates(lab: La
         .read_text()
         .startswith(template("coalition.toml").splitlines()[0])
     )
+
+
+def test_remove_rules_on_request_and_the_daemon_puts_them_back(lab: Lab) -> None:
+    lab.stop_daemon("member3")
+    assert lanon_chains(lab.ns("member3"))  # stopped: the rules stay (fail-closed)
+    r = lab.run("member3", [sys.executable, "-m", "lanon.cli", "member", "--remove-rules"])
+    assert r.returncode == 0 and "rules removed" in r.stdout, r.stderr
+    assert lanon_chains(lab.ns("member3")) == []
+    lab.start_daemon("member3")
+    deadline = time.monotonic() + 20
+    while "member3" not in lab.leader_status()["members_present"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lanon_chains(lab.ns("member3"))
+    r = lab.run("member3", ["curl", "-sS", "--max-time", "20", f"{URL}/whoami"])
+    assert r.returncode == 0 and r.stdout.startswith("198.18.0.19"), r.stdout + r.stderr
