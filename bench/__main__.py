@@ -3,7 +3,8 @@
 1. per packet: the functions every packet passes through
 2. per round: one member's and the leader's work, as the coalition grows
 3. a whole coalition in memory (one core, no network): rounds and cells per second
-4. --lab (root): a real lab: ping RTT, one download, eight at once, round rates
+4. star or tree: round time on a switched LAN (simulated network, 1 Gbit/s ports)
+5. --lab (root): a real lab: ping RTT, one download, eight at once, round rates
 """
 
 from __future__ import annotations
@@ -169,11 +170,45 @@ def in_memory() -> None:
         )
 
 
+def schedules() -> None:
+    print(
+        "4. star or tree on a switched LAN (simulated time: 1 Gbit/s ports, 50 µs per hop; CPU not counted)"
+    )
+    for n in (8, 16, 32):
+        for schedule in ("star", "tree"):
+            c, keys = make_coalition(n, 1, rounds={"schedule": schedule, "max_slots": 16})
+            lan = Lan(c, keys, latency=50e-6, bandwidth=125e6)
+            lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n)
+            names = [f"member{i}" for i in range(1, n + 1)]
+            pkt = {
+                m: udp(src=f"198.18.0.{10 + i}", payload=b"x" * 1300)
+                for i, m in enumerate(names, 1)
+            }
+            gw = lan.host("gateway1").mac
+            done0 = len(lan.events("gateway1", RoundCompleted))
+            start_sim, start = lan.now, time.perf_counter()
+            lan.wire_log.clear()
+            while len(lan.events("gateway1", RoundCompleted)) - done0 < 40:
+                for m in names:
+                    eng = lan.member(m)
+                    while len(eng.queue) < 8:
+                        eng.submit_packet(pkt[m], lan.now)
+                lan.advance()
+            rounds = lan.events("gateway1", RoundCompleted)[done0:]
+            sim = lan.now - start_sim
+            ingress = sum(len(f) for _s, d, f in lan.wire_log if d == gw) / len(rounds)
+            slots = statistics.mean(r.nslots for r in rounds)  # type: ignore[attr-defined]
+            row(
+                f"{n:2d} members, {schedule:<4}: round time, leader receives / round",
+                f"{sim / len(rounds) * 1000:6.2f} ms, {ingress / 1000:7.1f} KB ({slots:.0f} slots; {time.perf_counter() - start:.1f} s CPU)",
+            )
+
+
 def lab() -> None:
     from lanon.lab.lab import Lab, LabSpec
 
     print(
-        "4. a real lab (namespaces, NFQUEUE, raw sockets; all processes share this machine's cores)"
+        "5. a real lab (namespaces, NFQUEUE, raw sockets; all processes share this machine's cores)"
     )
     url = "http://203.0.113.10/5mb.bin"
     for members in (3, 8):
@@ -235,6 +270,8 @@ def main() -> None:
     per_round()
     print()
     in_memory()
+    print()
+    schedules()
     if args.lab:
         print()
         lab()

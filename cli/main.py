@@ -241,7 +241,9 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
     from lanon.lab.lab import Lab, LabSpec
 
     lab = Lab(args.name)
-    spec = LabSpec(args.name, args.members, args.gateways, prometheus=args.prometheus)
+    spec = LabSpec(
+        args.name, args.members, args.gateways, prometheus=args.prometheus, schedule=args.schedule
+    )
     lab.up(spec, progress=lambda m: print(f"lab {args.name}: {m}"))
     print(
         f"lab {args.name} is up. Try:\n  lanon lab exec member1 -- curl http://203.0.113.10/whoami\n"
@@ -394,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--gateways", type=int, default=1, help="gateways (default 1)")
     u.add_argument(
         "--name", default="lab", help="lab name, part of every namespace name (default: lab)"
+    )
+    u.add_argument(
+        "--schedule",
+        choices=["star", "tree"],
+        default="star",
+        help="how contributions reach the leader (default star; tree: a reduction tree)",
     )
     u.add_argument(
         "--prometheus",

@@ -91,6 +91,14 @@ class RoundSection:
     gateway_timeout: float = opt(
         0.4, "seconds of silence after which a gateway is taken for dead", between(0.03, 60)
     )
+    schedule: str = opt(
+        "star",
+        "how contributions reach the leader: 'star' (each member to the leader) or 'tree' (each "
+        "member XORs its children's into its own and sends one up: the leader's link carries "
+        "fanout vectors a round instead of one per member; seed 000 §5.3)",
+        one_of("star", "tree"),
+    )
+    tree_fanout: int = opt(2, "children per member when schedule = 'tree'", between(2, 16))
 
 
 @dataclass(frozen=True)
@@ -186,7 +194,10 @@ class Coalition:
     @property
     def part_size(self) -> int:
         """Vector bytes carried by one CONTRIB or OUTPUT_PART frame."""
-        return self.coalition.lan_mtu - max(wire.CONTRIB_OVERHEAD, wire.OUTPUT_PART_OVERHEAD)
+        overheads = [wire.CONTRIB_OVERHEAD, wire.OUTPUT_PART_OVERHEAD]
+        if self.rounds.schedule == "tree":
+            overheads.append(wire.tree_part_overhead(len(self.members)))
+        return self.coalition.lan_mtu - max(overheads)
 
     @property
     def cell_capacity(self) -> int:

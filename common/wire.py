@@ -10,7 +10,11 @@ then a type-specific body, then its authenticator:
     ABORT        leader -> all      round given up, who was missing                   Ed25519
     INBOUND      gateway -> all     one part of an inbound packet for a flow tag      Ed25519
     HELLO        member -> all      asks to join the roster, with config fingerprint  Ed25519
-    HEARTBEAT    gateway -> all     liveness, addresses held, leadership              Ed25519
+    HEARTBEAT    gateway -> all     liveness, addresses held, leadership, epoch       Ed25519
+    KEYS         member -> all      its ephemeral X25519 keys for some epochs         Ed25519
+    REFUSE       member -> leader   it will not take part in this round, and why      MAC16
+    TREE_PART    member -> parent   one part of the XOR of a subtree's vectors        MAC16
+                 (schedule "tree"; the root sends to the leader)
 
 Integers are big-endian. Decoders raise RemoteProtocolError(MALFORMED) on anything short or
 inconsistent; authenticity is checked by the engines, which hold the keys.
@@ -47,6 +51,7 @@ class MsgType(enum.IntEnum):
     HEARTBEAT = 8
     KEYS = 9
     REFUSE = 10
+    TREE_PART = 11
 
 
 SIGNED_TYPES = frozenset(
@@ -80,11 +85,18 @@ _HEARTBEAT = struct.Struct("!QQIBH")
 _KEYS = struct.Struct("!QB")
 _KEY_ENTRY = struct.Struct("!I32s")
 _REFUSE = struct.Struct("!QB")
+_TREE = struct.Struct("!QHHH")
 KEY_ID = struct.Struct("!I")
 
 # Fixed overheads, used to size parts so that every frame fits the LAN MTU.
 CONTRIB_OVERHEAD = HEADER.size + _PART.size + MAC_LEN
 OUTPUT_PART_OVERHEAD = HEADER.size + _PART.size
+
+
+def tree_part_overhead(nmembers: int) -> int:
+    return HEADER.size + _TREE.size + (nmembers + 7) // 8 + MAC_LEN
+
+
 INBOUND_OVERHEAD = HEADER.size + _INBOUND.size + SIG_LEN
 
 
@@ -154,6 +166,7 @@ class Open:
     roster: frozenset[int]  # member indices expected to contribute
     nmembers: int  # size of the coalition's member list (bitmap width)
     key_ids: tuple[int, ...]  # ephemeral key id of each roster member, in index order
+    macs: tuple[bytes, ...] = ()  # tree rounds: each roster member's MAC, in index order
 
     def encode(self, coalition: int, sender: int) -> bytes:
         return (
@@ -163,7 +176,11 @@ class Open:
             )
             + bitmap_encode(self.roster, self.nmembers)
             + b"".join(KEY_ID.pack(k) for k in self.key_ids)
+            + b"".join(self.macs)
         )
+
+    def mac_of(self) -> dict[int, bytes]:
+        return dict(zip(sorted(self.roster), self.macs, strict=True))
 
     def key_of(self) -> dict[int, int]:
         """Member index -> the id of the ephemeral key it must use in this round."""
@@ -177,11 +194,13 @@ def pull_open(body: bytes) -> Open:
     start = HEADER.size + _OPEN.size
     nbytes = (nmembers + 7) // 8
     roster = bitmap_decode(body[start : start + nbytes], nmembers)
-    ids = body[start + nbytes :]
-    if len(ids) != KEY_ID.size * len(roster):
-        raise malformed("OPEN key ids do not match its roster")
+    ids = body[start + nbytes : start + nbytes + KEY_ID.size * len(roster)]
+    rest = body[start + nbytes + KEY_ID.size * len(roster) :]
+    if len(ids) != KEY_ID.size * len(roster) or len(rest) not in (0, 6 * len(roster)):
+        raise malformed("OPEN key ids or MACs do not match its roster")
     key_ids = tuple(KEY_ID.unpack_from(ids, i * KEY_ID.size)[0] for i in range(len(roster)))
-    return Open(rnd, epoch, leader_ms, nslots, nentries, roster, nmembers, key_ids)
+    macs = tuple(rest[i * 6 : (i + 1) * 6] for i in range(len(rest) // 6))
+    return Open(rnd, epoch, leader_ms, nslots, nentries, roster, nmembers, key_ids, macs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +218,38 @@ class Part:
             + _PART.pack(self.round, self.index, self.count)
             + self.payload
         )
+
+
+@dataclass(frozen=True, slots=True)
+class TreePart:
+    """One part of the XOR of the vectors of `contributors` (a subtree), sent up the tree."""
+
+    round: int
+    index: int
+    count: int
+    contributors: frozenset[int]
+    nmembers: int
+    payload: bytes
+
+    def encode(self, coalition: int, sender: int) -> bytes:
+        return (
+            push_header(MsgType.TREE_PART, coalition, sender)
+            + _TREE.pack(self.round, self.index, self.count, self.nmembers)
+            + bitmap_encode(self.contributors, self.nmembers)
+            + self.payload
+        )
+
+
+def pull_tree_part(body: bytes) -> TreePart:
+    if len(body) < HEADER.size + _TREE.size:
+        raise malformed("short TREE_PART")
+    rnd, index, count, nmembers = _TREE.unpack_from(body, HEADER.size)
+    if count == 0 or index >= count:
+        raise malformed(f"tree part {index} of {count}")
+    start = HEADER.size + _TREE.size
+    nbytes = (nmembers + 7) // 8
+    contributors = bitmap_decode(body[start : start + nbytes], nmembers)
+    return TreePart(rnd, index, count, contributors, nmembers, body[start + nbytes :])
 
 
 def pull_part(body: bytes) -> Part:

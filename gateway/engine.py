@@ -114,7 +114,10 @@ class GatewayEngine(EngineBase):
                 if self.leading:
                     self.leader.receive_contrib(header.sender, frame, now)
             elif t == wire.MsgType.HELLO:
-                self.leader.receive_hello(header.sender, frame, now)
+                self.leader.receive_hello(header.sender, frame, now, src)
+            elif t == wire.MsgType.TREE_PART:
+                if self.leading:
+                    self.leader.receive_tree_part(header.sender, frame, now)
             elif t == wire.MsgType.KEYS:  # every gateway keeps them: any may have to lead
                 self.leader.receive_keys(header.sender, frame, now)
             elif t == wire.MsgType.REFUSE:

@@ -32,6 +32,7 @@ from lanon.common.events import (
     RoundOpened,
 )
 from lanon.common.reservation import ENTRY_LEN, tally
+from lanon.common.tree import order, place
 
 ROTATION_GRACE = 2.0  # seconds a due rotation waits for every present member's next key
 
@@ -87,6 +88,9 @@ class Collecting:
     acc: list[int]
     got: dict[int, set[int]] = field(default_factory=dict)
     remaining: int = 0
+    root: int | None = None  # schedule "tree": the member that sends the whole sum
+    subtree: frozenset[int] | None = None  # tree: whose vectors the root's sum contains
+    tree_got: set[int] = field(default_factory=set)  # tree: part indices received from the root
 
 
 class Leader:
@@ -121,6 +125,7 @@ class Leader:
         self._judged: dict[frozenset[int], str | None] = {}
         # member -> epoch -> (announcement time, ephemeral public key): the newest wins
         self.ephemeral: list[dict[int, tuple[int, bytes]]] = [{} for _ in coalition.members]
+        self.member_macs: dict[int, bytes] = {}  # Ethernet addresses, from verified HELLOs
         self._rotation_due: float | None = None
 
     # --- state ----------------------------------------------------------------------------
@@ -167,10 +172,7 @@ class Leader:
             col = self.collecting
             assert col is not None
             if now >= col.deadline:
-                missing = frozenset(
-                    i for i in col.roster if len(col.got.get(i, ())) < len(col.part_lens)
-                )
-                self._abort(now, wire.AbortReason.DEADLINE, missing)
+                self._abort(now, wire.AbortReason.DEADLINE, self._missing(col))
         if self.phase in (Phase.WAITING, Phase.DISBANDED) and now >= self.next_open:
             self._open(now)
 
@@ -211,9 +213,31 @@ class Leader:
                     del keys[e]
             self.e._event(EpochChanged(self.epoch))
 
+    def _missing(self, col: Collecting) -> frozenset[int]:
+        """Who did not contribute in time: in a tree, whoever the root's sum leaves out (or the
+        root itself, if nothing came from it)."""
+        if col.root is None:
+            return frozenset(i for i in col.roster if len(col.got.get(i, ())) < len(col.part_lens))
+        if col.subtree is None:
+            return frozenset({col.root})
+        # A silent member's subtree is lost with it: blame only those whose parent's sum came
+        # (its children keep their place; the next round's tree is another one).
+        absent = col.roster - col.subtree
+        fanout = self.c.rounds.tree_fanout
+        return frozenset(
+            m
+            for m in absent
+            if (p := place(col.roster, col.round, m, fanout).parent) is None or p not in absent
+        )
+
     def _open(self, now: float) -> None:
         self._rotate(now)
-        roster = frozenset(i for i in self.present if self.epoch in self.ephemeral[i])
+        tree = self.c.rounds.schedule == "tree"
+        roster = frozenset(
+            i
+            for i in self.present
+            if self.epoch in self.ephemeral[i] and (not tree or i in self.member_macs)
+        )
         problem = self._judge(roster)
         if problem is not None:
             if self.phase is not Phase.DISBANDED:
@@ -230,8 +254,17 @@ class Leader:
         nslots = self.next_nslots
         leader_ms = int((now + self.wall_offset) * 1000)
         ids = tuple(key_id(self.ephemeral[i][self.epoch][1]) for i in sorted(roster))
+        macs = tuple(self.member_macs[i] for i in sorted(roster)) if tree else ()
         o = wire.Open(
-            self.round, self.epoch, leader_ms, nslots, nentries, roster, len(self.members), ids
+            self.round,
+            self.epoch,
+            leader_ms,
+            nslots,
+            nentries,
+            roster,
+            len(self.members),
+            ids,
+            macs,
         )
         self.e._send(wire.BROADCAST, signed(self.key, o.encode(self.c.id, self.index)))
         total = self.c.vector_len(nslots, nentries)
@@ -250,8 +283,38 @@ class Leader:
             [0] * len(part_lens),
             {i: set() for i in roster},
             len(roster),
+            order(roster, self.round)[0] if tree else None,
         )
         self.e._event(RoundOpened(self.round, self.epoch, nslots, len(roster)))
+
+    def receive_tree_part(self, sender: int, frame: bytes, now: float) -> None:
+        """Schedule "tree": the root's sum of every roster member's vector, part by part."""
+        if sender >= len(self.members):
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
+        part = wire.pull_tree_part(check_mac(self.mac_keys[sender], frame))
+        col = self.collecting
+        if col is None or part.round != col.round:
+            raise RemoteProtocolError(RejectReason.STALE, f"tree part of round {part.round}")
+        if sender != col.root:
+            raise RemoteProtocolError(
+                RejectReason.UNEXPECTED, f"tree part from #{sender}, not the root"
+            )
+        if part.count != len(col.part_lens) or len(part.payload) != col.part_lens[part.index]:
+            raise RemoteProtocolError(RejectReason.MALFORMED, "tree part of the wrong shape")
+        if col.subtree is not None and part.contributors != col.subtree:
+            raise RemoteProtocolError(
+                RejectReason.MALFORMED, "tree parts disagree on their members"
+            )
+        if part.index in col.tree_got:
+            raise RemoteProtocolError(RejectReason.REPLAY, "tree part already received")
+        col.subtree = part.contributors
+        col.tree_got.add(part.index)
+        col.acc[part.index] = int.from_bytes(part.payload, "big")
+        if len(col.tree_got) == len(col.part_lens):
+            if col.subtree == col.roster:
+                self._finish(now)
+            else:  # someone's vector is not in the sum: the pads do not cancel, redo without
+                self._abort(now, wire.AbortReason.DEADLINE, self._missing(col))
 
     def receive_contrib(self, sender: int, frame: bytes, now: float) -> None:
         if sender >= len(self.members):
@@ -361,10 +424,12 @@ class Leader:
             raise RemoteProtocolError(RejectReason.STALE, f"refusal of round {refuse.round}")
         self._abort(now, wire.AbortReason.REFUSED, frozenset({sender}))
 
-    def receive_hello(self, sender: int, frame: bytes, now: float) -> None:
+    def receive_hello(self, sender: int, frame: bytes, now: float, src: bytes = b"") -> None:
         if sender >= len(self.members):
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
         body = self.e._verified(self.c.members[sender].public, frame)
+        if src:
+            self.member_macs[sender] = src
         hello = wire.pull_hello(body)
         name = self.c.members[sender].name
         if hello.fingerprint != self.c.fingerprint:

@@ -48,6 +48,7 @@ class LabSpec:
     min_members: int = 3
     epoch_seconds: float = 600.0
     prometheus: bool = False
+    schedule: str = "star"
 
 
 def check_prerequisites() -> None:
@@ -187,6 +188,7 @@ class Lab:
                     "idle_interval": self.spec.idle_interval,
                     "deadline": self.spec.deadline,
                     "epoch_seconds": self.spec.epoch_seconds,
+                    "schedule": self.spec.schedule,
                     "clock_tolerance": 0.5,  # the lab's hosts share one clock
                 },
             },

@@ -26,7 +26,7 @@ from lanon.common import keygraph, wire
 from lanon.common.cell import encode_cell, split_packet
 from lanon.common.coalition import Coalition, GatewayPeer
 from lanon.common.crypto import HostKey, apply_pads, mac_key
-from lanon.common.engine import EngineBase, maced, signed
+from lanon.common.engine import EngineBase, check_mac, maced, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
     CellDelivered,
@@ -60,8 +60,10 @@ from lanon.common.packet import (
     set_source,
 )
 from lanon.common.reservation import ENTRY_LEN, make_claim, tally, write_claims
+from lanon.common.tree import forward_by, place
 from lanon.member.flows import MemberFlows
 from lanon.member.pads import PadKeys
+from lanon.member.relay import Relay
 
 HELLO_INTERVAL = 0.5  # seconds between HELLOs while we are not in the roster
 HOUSEKEEPING = 1.0  # seconds between flow and reassembly expiry sweeps
@@ -141,6 +143,9 @@ class MemberEngine(EngineBase):
         self.last_open = float("-inf")
         self.next_keys = float("inf")  # announce once we know the epoch
         self._key_epoch: int | None = None  # the leader's epoch, from OPEN or heartbeats
+        self.relay: Relay | None = None  # our place in this round's tree (schedule = "tree")
+        self._tree_dst: tuple[bytes, bytes] = (b"", b"")
+        self._member_macs: dict[int, bytes] = {}
         self.current: RoundView | None = None
         self.grant: Grant | None = None
         self.claim_after = 0
@@ -233,6 +238,9 @@ class MemberEngine(EngineBase):
             t = header.type
             if t in (wire.MsgType.CONTRIB, wire.MsgType.HELLO, wire.MsgType.REFUSE):
                 return  # other members' frames to the leader: not for us
+            if t == wire.MsgType.TREE_PART:
+                self._on_tree_part(header.sender, frame)
+                return
             if t == wire.MsgType.KEYS:
                 self._on_keys(header.sender, frame, now)
                 return
@@ -272,6 +280,7 @@ class MemberEngine(EngineBase):
         self.last_open = now
         self._follow_epoch(o.epoch, now)
         self._lose_current()
+        self.relay = None  # a new round: the last one's tree is gone, sent or not
         grant, self.grant = self.grant, None
         if grant is not None and (grant.round != o.round or grant.nslots != o.nslots):
             for _ in grant.slots:  # the cells are still queued: they will be claimed again
@@ -310,12 +319,15 @@ class MemberEngine(EngineBase):
         vector += b"".join(slots[s].cell if s in slots else bytes(cs) for s in range(o.nslots))
         padded = apply_pads(bytes(vector), keys, o.round)
         parts = wire.split_vector(padded, self.c.part_size)
-        mkey = self.mac_keys[gateway]
-        for i, payload in enumerate(parts):
-            part = wire.Part(o.round, i, len(parts), payload)
-            self._send(
-                src, maced(mkey, part.encode(wire.MsgType.CONTRIB, self.c.id, self.me.index))
-            )
+        if self.c.rounds.schedule == "tree":
+            self._start_relay(o, gateway, src, parts, now)
+        else:
+            mkey = self.mac_keys[gateway]
+            for i, payload in enumerate(parts):
+                part = wire.Part(o.round, i, len(parts), payload)
+                self._send(
+                    src, maced(mkey, part.encode(wire.MsgType.CONTRIB, self.c.id, self.me.index))
+                )
         self.last_round = o.round
         self.pads.keep_only(o.epoch)  # forward secrecy: other epochs' keys are gone
         self.current = RoundView(
@@ -329,6 +341,53 @@ class MemberEngine(EngineBase):
             OutputAssembler(o.round, o.nslots, o.nentries),
         )
         self._event(Contributed(o.round, len(parts), len(padded), bool(slots or claims)))
+
+    # --- the reduction tree (schedule = "tree") ------------------------------------------
+
+    def _start_relay(
+        self, o: wire.Open, gateway: int, src: bytes, parts: list[bytes], now: float
+    ) -> None:
+        if len(o.macs) != len(o.roster):
+            raise RemoteProtocolError(RejectReason.MALFORMED, "a tree round's OPEN without MACs")
+        p = place(o.roster, o.round, self.me.index, self.c.rounds.tree_fanout)
+        if p.parent is None:  # the root: its parent is the leader
+            self._tree_dst = (src, self.mac_keys[gateway])
+        else:
+            self._tree_dst = (o.mac_of()[p.parent], self._member_mac(p.parent))
+        self.relay = Relay(
+            o.round, p, self.me.index, parts, forward_by(now, self.c.rounds.deadline, p)
+        )
+        if self.relay.complete:
+            self._forward(self.relay)
+
+    def _member_mac(self, other: int) -> bytes:
+        key = self._member_macs.get(other)
+        if key is None:
+            key = self._member_macs[other] = mac_key(self.key, self.c.members[other].public)
+        return key
+
+    def _on_tree_part(self, sender: int, frame: bytes) -> None:
+        relay = self.relay
+        if sender >= len(self.c.members) or sender == self.me.index:
+            raise RemoteProtocolError(
+                RejectReason.NOT_IN_ROSTER, f"tree part from member #{sender}"
+            )
+        part = wire.pull_tree_part(check_mac(self._member_mac(sender), frame))
+        if relay is None or relay.sent or part.round != relay.round:
+            raise RemoteProtocolError(RejectReason.STALE, f"tree part of round {part.round}")
+        relay.add(sender, part)
+        if relay.complete:
+            self._forward(relay)
+
+    def _forward(self, relay: Relay) -> None:
+        """Send our subtree's sum up: to our parent, or to the leader if we are the root."""
+        relay.sent = True
+        dst, key = self._tree_dst
+        parts = relay.parts()
+        members = frozenset(relay.contributors)
+        for i, payload in enumerate(parts):
+            tp = wire.TreePart(relay.round, i, len(parts), members, len(self.c.members), payload)
+            self._send(dst, maced(key, tp.encode(self.c.id, self.me.index)))
 
     def _check_round(self, o: wire.Open, now: float) -> tuple[RefuseReason, str] | None:
         """Refuse rounds that would weaken anonymity or that may be replays."""
@@ -505,11 +564,15 @@ class MemberEngine(EngineBase):
 
     def get_timer(self) -> float:
         t = min(self.next_housekeeping, self.next_keys)
+        if self.relay is not None and not self.relay.sent:
+            t = min(t, self.relay.forward_at)
         if self._wants_hello(self.next_hello):
             return min(self.next_hello, t)
         return t
 
     def handle_timer(self, now: float) -> None:
+        if self.relay is not None and not self.relay.sent and now >= self.relay.forward_at:
+            self._forward(self.relay)  # a child is silent: send what we have, the leader will see
         if now >= self.next_hello and self._wants_hello(now):
             self._hello(now)
         if now >= self.next_keys:

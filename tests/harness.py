@@ -85,6 +85,7 @@ class Lan:
         start: float = 100.0,
         internet: Callable[[bytes], list[bytes]] | None = None,
         latency: float = 0.0,
+        bandwidth: float | None = None,
     ) -> None:
         self.c = coalition
         self.now = start
@@ -94,7 +95,9 @@ class Lan:
         self.emitted: list[tuple[str, bytes]] = []
         self.wire_log: list[tuple[bytes, bytes, bytes]] = []  # (src, dst, frame)
         self.latency = latency  # seconds each frame takes to arrive (0: at once)
-        self.queue: list[tuple[float, int, bytes, Command]] = []  # a heap by arrival time
+        self.queue: list[tuple[float, int, bytes, bytes | None, Command]] = []  # heap by arrival
+        self.bandwidth = bandwidth  # bytes/s of each switch port (None: no limit)
+        self._link_free: dict[bytes, float] = {}
         self._seq = 0
         self.dropped_frames = 0
         self._start = start
@@ -151,31 +154,49 @@ class Lan:
 
     # --- driving --------------------------------------------------------------------------
 
+    def _push(self, at: float, src: bytes, target: bytes | None, cmd: Command) -> None:
+        self._seq += 1
+        heapq.heappush(self.queue, (at, self._seq, src, target, cmd))
+
     def _collect(self) -> None:
         for h in self.hosts.values():
             for cmd in h.engine.pop_commands():
-                if not h.down:
-                    self._seq += 1
-                    heapq.heappush(self.queue, (self.now + self.latency, self._seq, h.mac, cmd))
+                if h.down:
+                    continue
+                if not isinstance(cmd, SendFrame):
+                    self._push(self.now + self.latency, h.mac, None, cmd)
+                    continue
+                self.wire_log.append((h.mac, cmd.dst, cmd.frame))
+                targets = (
+                    [m for m in self.hosts if m != h.mac]
+                    if cmd.dst == BROADCAST
+                    else [cmd.dst]
+                    if cmd.dst in self.hosts
+                    else []
+                )
+                for target in targets:
+                    at = self.now + self.latency
+                    if (
+                        self.bandwidth
+                    ):  # the switch port towards `target` carries one frame at a time
+                        at = (
+                            max(at, self._link_free.get(target, 0.0))
+                            + len(cmd.frame) / self.bandwidth
+                        )
+                        self._link_free[target] = at
+                    self._push(at, h.mac, target, cmd)
             h.events.extend(h.engine.pop_events())
 
     def deliver(self) -> None:
         """Carry out every command due by now (and what it causes, if it is due too)."""
         while self.queue and self.queue[0][0] <= self.now:
-            _, _, src, cmd = heapq.heappop(self.queue)
+            _, _, src, target, cmd = heapq.heappop(self.queue)
             sender = self.hosts[src]
             if isinstance(cmd, SendFrame):
-                self.wire_log.append((src, cmd.dst, cmd.frame))
-                targets = (
-                    [h for m, h in self.hosts.items() if m != src]
-                    if cmd.dst == BROADCAST
-                    else [self.hosts[cmd.dst]]
-                    if cmd.dst in self.hosts
-                    else []
-                )
-                for h in targets:
-                    if not h.down:
-                        h.engine.receive_frame(src, cmd.frame, self.now)
+                assert target is not None
+                h = self.hosts[target]
+                if not h.down:
+                    h.engine.receive_frame(src, cmd.frame, self.now)
             elif isinstance(cmd, EmitPacket):
                 self.emitted.append((sender.name, cmd.packet))
                 if self.internet is not None:

@@ -84,3 +84,31 @@ def test_the_demo_runs() -> None:
     assert "demo succeeded" in r.stdout
     assert "no member's own address appears" in r.stdout
     assert topology.lab_namespaces("demo") == []
+
+
+def test_a_lab_with_the_tree_schedule() -> None:
+    require_root_lab()
+    lab = Lab(lab_name("t"))
+    lab.up(LabSpec(lab.name, members=5, gateways=1, schedule="tree", epoch_seconds=3.0))
+    try:
+        procs = [
+            lab.popen(
+                m.name,
+                [
+                    "curl",
+                    "-sS",
+                    "--max-time",
+                    "90",
+                    "-o",
+                    "/dev/null",
+                    "http://203.0.113.10/5mb.bin",
+                ],
+            )
+            for m in lab.members
+        ]
+        assert all(p.wait(timeout=120) == 0 for p in procs)
+        st = lab.leader_status()
+        assert st["rounds_aborted"] == 0 and st["reservation_collisions"] > 0
+        assert len(st["members_present"]) == 5
+    finally:
+        lab.down()
