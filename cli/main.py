@@ -14,45 +14,39 @@ from lanon.common.errors import ConfigError, LanonError, PrerequisiteError
 EXIT_ERROR, EXIT_CONFIG, EXIT_PREREQ = 1, 2, 3
 
 
-def cmd_member(args: argparse.Namespace) -> int:
+def _run_daemon(args: argparse.Namespace, role: str) -> int:
     from lanon.common.daemon import setup_logging
     from lanon.common.daemon_config import load
-    from lanon.member import rules
-    from lanon.member.config import MemberSettings
 
+    if role == "member":
+        from lanon.member.config import MemberSettings as settings_class
+        from lanon.member.daemon import MemberDaemon as daemon_class
+    else:
+        from lanon.gateway.config import GatewaySettings as settings_class  # type: ignore[assignment]
+        from lanon.gateway.daemon import GatewayDaemon as daemon_class  # type: ignore[assignment]
+    settings, loaded = load(settings_class, args.config, role)
+    if args.check:
+        print(
+            f"{args.config}: {role} {settings.name} of coalition {loaded.coalition.coalition.name}: ok"
+        )
+        return 0
+    setup_logging(settings.log_level, f"{role}[{settings.name}]")
+    daemon_class(settings, loaded).run()
+    return 0
+
+
+def cmd_member(args: argparse.Namespace) -> int:
     if args.remove_rules:
+        from lanon.member import rules
+
         rules.remove()
         print("lanon member rules removed: this host's traffic now leaves with its own address")
         return 0
-    settings, loaded = load(MemberSettings, args.config, "member")
-    if args.check:
-        print(
-            f"{args.config}: member {settings.name} of coalition {loaded.coalition.coalition.name}: ok"
-        )
-        return 0
-    from lanon.member.daemon import MemberDaemon
-
-    setup_logging(settings.log_level, f"member[{settings.name}]")
-    MemberDaemon(settings, loaded).run()
-    return 0
+    return _run_daemon(args, "member")
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from lanon.common.daemon import setup_logging
-    from lanon.common.daemon_config import load
-    from lanon.gateway.config import GatewaySettings
-
-    settings, loaded = load(GatewaySettings, args.config, "gateway")
-    if args.check:
-        print(
-            f"{args.config}: gateway {settings.name} of coalition {loaded.coalition.coalition.name}: ok"
-        )
-        return 0
-    from lanon.gateway.daemon import GatewayDaemon
-
-    setup_logging(settings.log_level, f"gateway[{settings.name}]")
-    GatewayDaemon(settings, loaded).run()
-    return 0
+    return _run_daemon(args, "gateway")
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:

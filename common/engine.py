@@ -30,6 +30,17 @@ class EngineBase:
     def _send(self, dst: bytes, frame: bytes) -> None:
         self._commands.append(SendFrame(dst, frame))
 
+    def _header(self, frame: bytes, coalition: int) -> wire.Header:
+        """The frame's header, if the frame is of our coalition and protocol version."""
+        header = wire.pull_header(frame)
+        if header.coalition != coalition:
+            raise RemoteProtocolError(
+                RejectReason.FOREIGN,
+                f"coalition {header.coalition:08x}, ours {coalition:08x}: "
+                "do all hosts use the same coalition file?",
+            )
+        return header
+
     def _reject(self, err: RemoteProtocolError, frame: bytes) -> None:
         kind = frame[1] if len(frame) > 1 else 0
         name = (

@@ -20,7 +20,9 @@ _AUX = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
 MAX_BATCH = 256
-TRY_AGAIN = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
+# Nothing to read now: the socket is empty, or its link is down (it will come back or not; the
+# engine's timers decide what that means).
+TRY_AGAIN = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ENETDOWN, errno.ENXIO})
 # Sending can fail for reasons the loop must survive: a full buffer, or a link that is down.
 TRANSIENT_SEND = frozenset(
     {

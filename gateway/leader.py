@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from lanon.common import keygraph, wire
 from lanon.common.coalition import Coalition
@@ -35,6 +36,7 @@ from lanon.common.reservation import ENTRY_LEN, tally
 from lanon.common.tree import order, place
 
 ROTATION_GRACE = 2.0  # seconds a due rotation waits for every present member's next key
+P = TypeVar("P", wire.Part, wire.TreePart)
 
 
 class Phase(enum.Enum):
@@ -287,20 +289,27 @@ class Leader:
         )
         self.e._event(RoundOpened(self.round, self.epoch, nslots, len(roster)))
 
-    def receive_tree_part(self, sender: int, frame: bytes, now: float) -> None:
-        """Schedule "tree": the root's sum of every roster member's vector, part by part."""
+    def _part_of_round(
+        self, sender: int, frame: bytes, pull: Callable[[bytes], P]
+    ) -> tuple[P, Collecting]:
+        """A member's authenticated part of the round being collected, of the right shape."""
         if sender >= len(self.members):
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
-        part = wire.pull_tree_part(check_mac(self.mac_keys[sender], frame))
+        part = pull(check_mac(self.mac_keys[sender], frame))
         col = self.collecting
         if col is None or part.round != col.round:
-            raise RemoteProtocolError(RejectReason.STALE, f"tree part of round {part.round}")
+            raise RemoteProtocolError(RejectReason.STALE, f"a part of round {part.round}")
+        if part.count != len(col.part_lens) or len(part.payload) != col.part_lens[part.index]:
+            raise RemoteProtocolError(RejectReason.MALFORMED, "a part of the wrong shape")
+        return part, col
+
+    def receive_tree_part(self, sender: int, frame: bytes, now: float) -> None:
+        """Schedule "tree": the root's sum of every roster member's vector, part by part."""
+        part, col = self._part_of_round(sender, frame, wire.pull_tree_part)
         if sender != col.root:
             raise RemoteProtocolError(
                 RejectReason.UNEXPECTED, f"tree part from #{sender}, not the root"
             )
-        if part.count != len(col.part_lens) or len(part.payload) != col.part_lens[part.index]:
-            raise RemoteProtocolError(RejectReason.MALFORMED, "tree part of the wrong shape")
         if col.subtree is not None and part.contributors != col.subtree:
             raise RemoteProtocolError(
                 RejectReason.MALFORMED, "tree parts disagree on their members"
@@ -317,17 +326,10 @@ class Leader:
                 self._abort(now, wire.AbortReason.DEADLINE, self._missing(col))
 
     def receive_contrib(self, sender: int, frame: bytes, now: float) -> None:
-        if sender >= len(self.members):
-            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
-        part = wire.pull_part(check_mac(self.mac_keys[sender], frame))
-        col = self.collecting
-        if col is None or part.round != col.round:
-            raise RemoteProtocolError(RejectReason.STALE, f"contribution to round {part.round}")
+        part, col = self._part_of_round(sender, frame, wire.pull_part)
         got = col.got.get(sender)
         if got is None:
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"member #{sender} not in round")
-        if part.count != len(col.part_lens) or len(part.payload) != col.part_lens[part.index]:
-            raise RemoteProtocolError(RejectReason.MALFORMED, "contribution of the wrong shape")
         if part.index in got:
             raise RemoteProtocolError(RejectReason.REPLAY, "part already received")
         got.add(part.index)

@@ -228,13 +228,7 @@ class MemberEngine(EngineBase):
 
     def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
         try:
-            header = wire.pull_header(frame)
-            if header.coalition != self.c.id:
-                raise RemoteProtocolError(
-                    RejectReason.FOREIGN,
-                    f"coalition {header.coalition:08x}, ours {self.c.id:08x}: "
-                    "do all hosts use the same coalition file?",
-                )
+            header = self._header(frame, self.c.id)
             t = header.type
             if t in (wire.MsgType.CONTRIB, wire.MsgType.HELLO, wire.MsgType.REFUSE):
                 return  # other members' frames to the leader: not for us
