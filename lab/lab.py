@@ -357,7 +357,7 @@ class Lab:
                 elif last["rounds_completed"] >= first_round + 3:
                     if say:
                         say(
-                            f"lanon running: {len(want)} members, round rate {last['round_rate']}/s"
+                            f"lanon running: {len(want)} members, {last['rounds_completed']} rounds so far"
                         )
                     return last
             time.sleep(0.1)
