@@ -145,6 +145,13 @@ class DaemonBase:
                 )
             case ev.AddressReleased():
                 self.log.info("released %s", e.address)
+            case ev.FlowsReceived():
+                self.log.info(
+                    "learned %d flows from %s (%d refused: port taken)",
+                    e.added,
+                    e.sender,
+                    e.refused,
+                )
             case ev.GatewayChanged():
                 self.log.info("gateway %s is %s", e.name, "alive" if e.alive else "silent")
             case ev.RoundRefused():

@@ -270,3 +270,12 @@ class OutputSeen(Event):
     round: int
     latency: float  # seconds from OPEN to complete output
     nslots: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlowsReceived(Event):
+    """A gateway that just came got the leader's flow table."""
+
+    sender: str
+    added: int
+    refused: int  # records whose port another flow holds here

@@ -15,6 +15,7 @@ then a type-specific body, then its authenticator:
     REFUSE       member -> leader   it will not take part in this round, and why      MAC16
     TREE_PART    member -> parent   one part of the XOR of a subtree's vectors        MAC16
                  (schedule "tree"; the root sends to the leader)
+    FLOWS        leader -> gateway  flow table records, for a gateway that just came   Ed25519
 
 Integers are big-endian. Decoders raise RemoteProtocolError(MALFORMED) on anything short or
 inconsistent; authenticity is checked by the engines, which hold the keys.
@@ -52,6 +53,7 @@ class MsgType(enum.IntEnum):
     KEYS = 9
     REFUSE = 10
     TREE_PART = 11
+    FLOWS = 12
 
 
 SIGNED_TYPES = frozenset(
@@ -63,6 +65,7 @@ SIGNED_TYPES = frozenset(
         MsgType.HELLO,
         MsgType.HEARTBEAT,
         MsgType.KEYS,
+        MsgType.FLOWS,
     }
 )
 
@@ -81,11 +84,12 @@ _HEAD = struct.Struct("!QQHHH")
 _ABORT = struct.Struct("!QBH")
 _INBOUND = struct.Struct("!QQBB")
 _HELLO = struct.Struct("!Q16s")
-_HEARTBEAT = struct.Struct("!QQIBH")
+_HEARTBEAT = struct.Struct("!QQIBQH")
 _KEYS = struct.Struct("!QB")
 _KEY_ENTRY = struct.Struct("!I32s")
 _REFUSE = struct.Struct("!QB")
 _TREE = struct.Struct("!QHHH")
+_FLOWS = struct.Struct("!QHH")
 KEY_ID = struct.Struct("!I")
 
 # Fixed overheads, used to size parts so that every frame fits the LAN MTU.
@@ -252,6 +256,33 @@ def pull_tree_part(body: bytes) -> TreePart:
     return TreePart(rnd, index, count, contributors, nmembers, body[start + nbytes :])
 
 
+@dataclass(frozen=True, slots=True)
+class Flows:
+    """Fixed-size flow table records (their layout is the flow table's), sent by the leader to a
+    gateway it has just started to hear, so that it holds every flow and can take over."""
+
+    seq: int
+    records: tuple[bytes, ...]
+
+    def encode(self, coalition: int, sender: int) -> bytes:
+        size = len(self.records[0]) if self.records else 0
+        return (
+            push_header(MsgType.FLOWS, coalition, sender)
+            + _FLOWS.pack(self.seq, len(self.records), size)
+            + b"".join(self.records)
+        )
+
+
+def pull_flows(body: bytes) -> Flows:
+    if len(body) < HEADER.size + _FLOWS.size:
+        raise malformed("short FLOWS")
+    seq, count, size = _FLOWS.unpack_from(body, HEADER.size)
+    start = HEADER.size + _FLOWS.size
+    if len(body) != start + count * size:
+        raise malformed("FLOWS records do not match their count")
+    return Flows(seq, tuple(body[start + i * size : start + (i + 1) * size] for i in range(count)))
+
+
 def pull_part(body: bytes) -> Part:
     if len(body) < HEADER.size + _PART.size:
         raise malformed("short part")
@@ -383,12 +414,15 @@ class Heartbeat:
     leader: bool
     held: frozenset[int]  # indices into the coalition's sorted anonymous address list
     naddresses: int
+    leaving: bool = False  # a clean stop: take over now, do not wait for its silence
+    started_ms: int = 0  # when this gateway process started: a change means it restarted
 
     def encode(self, coalition: int, sender: int) -> bytes:
+        flags = (1 if self.leader else 0) | (2 if self.leaving else 0)
         return (
             push_header(MsgType.HEARTBEAT, coalition, sender)
             + _HEARTBEAT.pack(
-                self.seq, self.round, self.epoch, 1 if self.leader else 0, self.naddresses
+                self.seq, self.round, self.epoch, flags, self.started_ms, self.naddresses
             )
             + bitmap_encode(self.held, self.naddresses)
         )
@@ -397,9 +431,11 @@ class Heartbeat:
 def pull_heartbeat(body: bytes) -> Heartbeat:
     if len(body) < HEADER.size + _HEARTBEAT.size:
         raise malformed("short HEARTBEAT")
-    seq, rnd, epoch, flags, naddresses = _HEARTBEAT.unpack_from(body, HEADER.size)
+    seq, rnd, epoch, flags, started_ms, naddresses = _HEARTBEAT.unpack_from(body, HEADER.size)
     held = bitmap_decode(body[HEADER.size + _HEARTBEAT.size :], naddresses)
-    return Heartbeat(seq, rnd, epoch, bool(flags & 1), held, naddresses)
+    return Heartbeat(
+        seq, rnd, epoch, bool(flags & 1), held, naddresses, bool(flags & 2), started_ms
+    )
 
 
 @dataclass(frozen=True, slots=True)

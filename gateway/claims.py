@@ -27,6 +27,8 @@ class PeerView:
     leader: bool
     held: frozenset[int]
     round: int
+    leaving: bool = False  # it said goodbye: gone now
+    started_ms: int = 0  # its process start, to tell a restart from a pause
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,8 @@ class ClaimPolicy:
     def alive(self, now: float) -> frozenset[int]:
         timeout = self.c.rounds.gateway_timeout
         return frozenset(
-            {self.me} | {g for g, p in self.peers.items() if now - p.last_seen <= timeout}
+            {self.me}
+            | {g for g, p in self.peers.items() if now - p.last_seen <= timeout and not p.leaving}
         )
 
     def decide(self, now: float, held: frozenset[int], leading: bool) -> Decision:

@@ -105,7 +105,7 @@ class GatewayDaemon(DaemonBase):
             r.run(self._tick)
         finally:
             now = r.clock()
-            self.engine.leader.stop(now)
+            self.engine.shutdown(now)  # hand over at once: a goodbye, not a silence
             self._flush(now)
             for sock in (self.lan, self.ip, self.arp):
                 sock.close()

@@ -18,6 +18,7 @@ from lanon.common.events import (
     AddressClaimed,
     AddressReleased,
     ArpAnswered,
+    FlowsReceived,
     GatewayChanged,
     LeadershipChanged,
     LinkChanged,
@@ -27,7 +28,7 @@ from lanon.common.output import OutputAssembler
 from lanon.gateway import arp
 from lanon.gateway.claims import ClaimPolicy, PeerView
 from lanon.gateway.egress import Egress, address_text
-from lanon.gateway.flows import FlowTable
+from lanon.gateway.flows import RECORD, FlowTable
 from lanon.gateway.ingress import Ingress
 from lanon.gateway.leader import Leader, Phase, RoundOutput
 
@@ -83,6 +84,7 @@ class GatewayEngine(EngineBase):
         self.seen_round = 0
         self.seen_epoch = 0
         self.hb_seq = self._wall_us(now)
+        self.started_ms = self._wall_us(now) // 1000
         self.next_heartbeat = now
         self.announcements: list[tuple[float, int]] = []
         self._alive: frozenset[int] = frozenset({self.me.index})
@@ -120,11 +122,11 @@ class GatewayEngine(EngineBase):
             elif t == wire.MsgType.OUTPUT_PART:
                 self._follow_part(wire.pull_part(frame), now)
             else:
-                self._from_gateway(header, frame, now)
+                self._from_gateway(header, src, frame, now)
         except RemoteProtocolError as exc:
             self._reject(exc, frame)
 
-    def _from_gateway(self, header: wire.Header, frame: bytes, now: float) -> None:
+    def _from_gateway(self, header: wire.Header, src: bytes, frame: bytes, now: float) -> None:
         if header.sender >= len(self.c.gateways) or header.sender == self.me.index:
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"gateway #{header.sender}")
         peer = self.c.gateways[header.sender]
@@ -135,7 +137,15 @@ class GatewayEngine(EngineBase):
             prev = self.policy.peers.get(peer.index)
             if prev is not None and hb.seq <= prev.seq:
                 raise RemoteProtocolError(RejectReason.REPLAY, f"heartbeat from {peer.name}")
-            self.policy.heard(peer.index, PeerView(now, hb.seq, hb.leader, hb.held, hb.round))
+            new = peer.index not in self.policy.alive(now) or (
+                prev is not None and prev.started_ms != hb.started_ms
+            )
+            self.policy.heard(
+                peer.index,
+                PeerView(now, hb.seq, hb.leader, hb.held, hb.round, hb.leaving, hb.started_ms),
+            )
+            if new and self.leading and not hb.leaving:
+                self._send_flows(src)  # it may have to take over: give it every flow we know
             self.seen_round = max(self.seen_round, hb.round)
             if hb.leader:
                 self.seen_epoch = hb.epoch
@@ -147,6 +157,9 @@ class GatewayEngine(EngineBase):
             self._follow_head(wire.pull_output_head(body), now)
         elif t == wire.MsgType.INBOUND:
             self.ingress.observe(wire.pull_inbound(body))
+        elif t == wire.MsgType.FLOWS:
+            added, refused = self.flows.merge(list(wire.pull_flows(body).records))
+            self._event(FlowsReceived(peer.name, added, refused))
         # ABORT: nothing to keep
 
     def _follow_head(self, head: wire.OutputHead, now: float) -> None:
@@ -189,6 +202,16 @@ class GatewayEngine(EngineBase):
         self._commands.append(SendArp(a.sender_mac, arp.reply_to(a, self.mac).encode()))
         self._event(ArpAnswered(address_text(a.target_ip)))
 
+    def _send_flows(self, dst: bytes) -> None:
+        records = self.flows.export()
+        per_frame = (self.c.coalition.lan_mtu - wire.HEADER.size - 12 - wire.SIG_LEN) // RECORD.size
+        for i in range(0, len(records), per_frame):
+            self.hb_seq += 1
+            frame = wire.Flows(self.hb_seq, tuple(records[i : i + per_frame])).encode(
+                self.c.id, self.me.index
+            )
+            self._send(dst, signed(self.key, frame))
+
     def _answer(self, tag: int, packet: bytes) -> None:
         self.ingress.broadcast(tag, packet)
 
@@ -206,6 +229,21 @@ class GatewayEngine(EngineBase):
             t = min(t, self.announcements[0][0])
         return t
 
+    def shutdown(self, now: float) -> None:
+        """A clean stop: let go of everything and say so, so that another gateway takes over at
+        its next heartbeat instead of after `gateway_timeout` of silence."""
+        self._let_go(now)
+        self._heartbeat(now, leaving=True)
+
+    def _let_go(self, now: float) -> None:
+        for index in sorted(self.held):
+            self._event(AddressReleased(address_text(self.addresses[index])))
+        self.held.clear()
+        self.announcements.clear()
+        if self.leading:
+            self.leader.stop(now)
+            self._event(LeadershipChanged(False, self.leader.round))
+
     def set_link(self, up: bool, now: float) -> None:
         """The LAN link went down or came back. Down: let go of every address and of the lead
         (another gateway takes over). Up: start over like a gateway that just came, claiming
@@ -217,13 +255,7 @@ class GatewayEngine(EngineBase):
         if up:
             self.policy.restart(now)
             return
-        for index in sorted(self.held):
-            self._event(AddressReleased(address_text(self.addresses[index])))
-        self.held.clear()
-        self.announcements.clear()
-        if self.leading:
-            self.leader.stop(now)
-            self._event(LeadershipChanged(False, self.leader.round))
+        self._let_go(now)
         self.policy.peers.clear()
 
     def handle_timer(self, now: float) -> None:
@@ -241,7 +273,7 @@ class GatewayEngine(EngineBase):
         if self.leading:
             self.leader.handle_timer(now)
 
-    def _heartbeat(self, now: float) -> None:
+    def _heartbeat(self, now: float, leaving: bool = False) -> None:
         self.next_heartbeat = now + self.c.rounds.heartbeat_interval
         self.hb_seq = max(self.hb_seq + 1, self._wall_us(now))
         if self.leading:
@@ -249,7 +281,14 @@ class GatewayEngine(EngineBase):
         else:
             rnd, epoch = self.seen_round, self.seen_epoch
         hb = wire.Heartbeat(
-            self.hb_seq, rnd, epoch, self.leading, frozenset(self.held), len(self.addresses)
+            self.hb_seq,
+            rnd,
+            epoch,
+            self.leading,
+            frozenset(self.held),
+            len(self.addresses),
+            leaving,
+            self.started_ms,
         )
         self._send(wire.BROADCAST, signed(self.key, hb.encode(self.c.id, self.me.index)))
 

@@ -13,13 +13,17 @@ local one, for the same reason.
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 
 from lanon.common.coalition import FlowSection
-from lanon.common.flowstate import FlowState
+from lanon.common.flowstate import FlowState, TcpPhase
 from lanon.common.packet import ICMP
 
 PROBES = 16
+# A flow as a FLOWS record: tag, protocol, anonymous address, port, remote address and port,
+# TCP phase, FIN bits, last activity (leader's clock, milliseconds).
+RECORD = struct.Struct("!QB4sH4sHBBQ")
 
 
 @dataclass(slots=True)
@@ -114,6 +118,49 @@ class FlowTable:
         del self.by_tag[f.tag]
         del self.by_port[(f.proto, f.anon, f.port)]
         self.in_use[(f.proto, f.anon)] -= 1
+
+    def export(self) -> list[bytes]:
+        return [
+            RECORD.pack(
+                f.tag,
+                f.proto,
+                f.anon,
+                f.port,
+                f.remote,
+                f.remote_port,
+                f.state.phase,
+                f.state.fins,
+                int(f.state.last * 1000),
+            )
+            for f in self.by_tag.values()
+        ]
+
+    def merge(self, records: list[bytes]) -> tuple[int, int]:
+        """Add the flows we do not know (another gateway's table); (added, refused): a record
+        whose port is taken by another flow here is refused, never a silent collision."""
+        added = refused = 0
+        for record in records:
+            if len(record) != RECORD.size:
+                refused += 1
+                continue
+            tag, proto, anon, port, remote, rport, phase, fins, last_ms = RECORD.unpack(record)
+            if tag in self.by_tag:
+                continue
+            if (
+                proto,
+                anon,
+                port,
+            ) in self.by_port or not self.s.port_min <= port <= self.s.port_max:
+                refused += 1
+                continue
+            state = FlowState(proto, last_ms / 1000)
+            state.phase, state.fins = TcpPhase(min(phase, TcpPhase.CLOSED)), fins & 3
+            flow = GatewayFlow(tag, proto, anon, port, remote, rport, state)
+            self.by_tag[tag] = flow
+            self.by_port[(proto, anon, port)] = flow
+            self.in_use[(proto, anon)] = self.in_use.get((proto, anon), 0) + 1
+            added += 1
+        return added, refused
 
     def usage(self) -> dict[tuple[int, bytes], int]:
         return dict(self.in_use)

@@ -3,7 +3,7 @@
 import random
 import socket
 
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 
 from lanon.common.events import (
     AddressClaimed,
@@ -174,3 +174,44 @@ def test_a_gateway_whose_link_fails_lets_go_and_does_not_fight_when_it_is_back()
     assert g1.held == set() and not g1.leading and g2.held == set(range(8))
     lan.submit("member1", udp(sport=7777, payload=b"after the storm"))
     lan.run_until(lambda: bool(lan.host("member1").injected), limit=5)
+
+
+def test_a_clean_stop_hands_over_at_the_next_heartbeat() -> None:
+    lan = running_lan(3, 2)
+    g1, g2 = lan.gateway("gateway1"), lan.gateway("gateway2")
+    g1.shutdown(lan.now)
+    lan._collect()
+    stopped = lan.now
+    lan.kill("gateway1")
+    lan.run_until(lambda: g2.leading and g2.held == set(range(8)), limit=1)
+    assert lan.now - stopped <= lan.c.rounds.heartbeat_interval + 0.01  # not gateway_timeout
+    takeovers = [e for e in lan.events("gateway2", AddressClaimed) if e.takeover]  # type: ignore[attr-defined]
+    assert len(takeovers) == 4 and all(e.silence < 0.15 for e in takeovers)  # type: ignore[attr-defined]
+    lan.submit("member1", udp(sport=8888, payload=b"after a planned stop"))
+    lan.run_until(lambda: bool(lan.host("member1").injected), limit=5)
+
+
+def test_a_restarted_gateway_learns_the_flows_and_can_take_them_over() -> None:
+    from lanon.common.events import FlowsReceived
+
+    lan = running_lan(3, 2)
+    for i in range(12):  # flows on both gateways' addresses
+        lan.submit("member1", udp(sport=6000 + i, payload=b"before"))
+    lan.run_until(lambda: len(lan.host("member1").injected) == 12)
+    g1 = lan.gateway("gateway1")
+    before = {t: (f.anon, f.port) for t, f in g1.flows.by_tag.items()}
+    lan.restart("gateway2")  # empty table
+    lan.run(2.5)
+    g2 = lan.gateway("gateway2")
+    assert [e.added for e in lan.events("gateway2", FlowsReceived)] == [12]  # type: ignore[attr-defined]
+    assert {t: (f.anon, f.port) for t, f in g2.flows.by_tag.items()} == before
+    lan.kill("gateway1")
+    lan.run(1.5)
+    assert g2.leading and g2.held == set(range(8))
+    lan.emitted.clear()
+    lan.host("member1").injected.clear()
+    for i in range(12):  # the same flows, now through the gateway that restarted
+        lan.submit("member1", udp(sport=6000 + i, payload=b"after"))
+    lan.run_until(lambda: len(lan.host("member1").injected) == 12, limit=5)
+    seen = {(socket.inet_aton(IP(p).src), IP(p)[UDP].sport) for _, p in lan.emitted}
+    assert seen == set(before.values())  # same anonymous endpoints: the far ends notice nothing

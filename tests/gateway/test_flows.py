@@ -88,3 +88,21 @@ def test_rst_closes() -> None:
     f, _ = t.outbound(1, TCP, A, R, 80, TCP_SYN, 0.0)
     f.state.update(TCP_RST, False, 0.1)
     assert t.expire(11.0) == [f] and f.state.close_reason() == "rst"
+
+
+def test_a_table_travels_in_records_and_merges_without_collisions() -> None:
+    a, b = table(), table()
+    f, _ = a.outbound(1, TCP, A, R, 80, TCP_SYN, 10.0)
+    f.state.update(TCP_SYN | TCP_ACK, False, 11.0)
+    a.outbound(2, UDP, B, R, 53, 0, 12.0)
+    clash, _ = b.outbound(99, UDP, B, R, 53, 0, 12.0)  # b already uses a port a gave another flow?
+    records = a.export()
+    added, refused = b.merge(records)
+    port_of_2 = a.by_tag[2].port
+    expect_refused = 1 if clash.port == port_of_2 else 0
+    assert (added, refused) == (2 - expect_refused, expect_refused)
+    got = b.by_tag[1]
+    assert (got.proto, got.anon, got.port, got.remote, got.remote_port) == (TCP, A, f.port, R, 80)
+    assert got.state.phase == f.state.phase and got.state.last == 11.0
+    assert b.merge(records) == (0, expect_refused)  # a second time adds nothing
+    assert b.merge([b"short"]) == (0, 1)
