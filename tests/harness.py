@@ -20,6 +20,7 @@ from lanon.common.events import (
     EmitPacket,
     Event,
     InjectPacket,
+    OutputSeen,
     SendArp,
     SendFrame,
 )
@@ -88,6 +89,7 @@ class Lan:
         bandwidth: float | None = None,
     ) -> None:
         self.c = coalition
+        self.keys = keys
         self.now = start
         self.rng = random.Random(seed)
         self.internet = internet
@@ -278,3 +280,21 @@ class Lan:
 
     def frames(self, mtype: int) -> list[tuple[bytes, bytes, bytes]]:
         return [(src, dst, f) for src, dst, f in self.wire_log if len(f) > 1 and f[1] == mtype]
+
+
+def running_lan(
+    members: int = 3,
+    gateways: int = 1,
+    *,
+    latency: float = 0.0,
+    echo: bool = True,
+    **sections: dict[str, Any],
+) -> Lan:
+    """A coalition in memory whose rounds already run (each member has seen three outputs);
+    `echo`: a little Internet that answers UDP, pings and SYNs."""
+    from tests.packets import echo_internet
+
+    c, keys = make_coalition(members, gateways, **sections)
+    lan = Lan(c, keys, internet=echo_internet if echo else None, latency=latency)
+    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * members)
+    return lan

@@ -10,21 +10,18 @@ from lanon.common.events import (
     ArpAnswered,
     EmitPacket,
     LeadershipChanged,
-    OutputSeen,
     PacketDropped,
     SendArp,
 )
 from lanon.gateway import arp
 from lanon.gateway.engine import GatewayEngine
 from tests.harness import WALL, Lan, make_coalition
-from tests.packets import echo_internet, tcp, udp
+from tests.harness import running_lan as harness_lan
+from tests.packets import tcp, udp
 
 
 def running_lan(members: int = 3, gateways: int = 1) -> Lan:
-    c, keys = make_coalition(members, gateways)
-    lan = Lan(c, keys, internet=echo_internet)
-    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * members)
-    return lan
+    return harness_lan(members, gateways)
 
 
 def test_gateway_claims_its_share_and_leads() -> None:

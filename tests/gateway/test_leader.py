@@ -1,5 +1,7 @@
 """The leader's faults and membership, in memory."""
 
+from typing import Any
+
 from lanon.common import wire
 from lanon.common.crypto import HostKey
 from lanon.common.engine import maced, signed
@@ -16,15 +18,12 @@ from lanon.common.events import (
     RoundCompleted,
 )
 from tests.harness import WALL, Lan, make_coalition
-from tests.packets import echo_internet, udp
+from tests.harness import running_lan as harness_lan
+from tests.packets import udp
 
 
-def running_lan(n: int = 4, **kw) -> Lan:  # type: ignore[no-untyped-def]
-    c, keys = make_coalition(n, 1, **kw)
-    lan = Lan(c, keys, internet=echo_internet)
-    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n)
-    lan.keys = keys  # type: ignore[attr-defined]
-    return lan
+def running_lan(n: int = 4, **kw: dict[str, Any]) -> Lan:
+    return harness_lan(n, **kw)
 
 
 def test_a_silent_member_costs_one_round_then_the_others_go_on() -> None:
@@ -123,7 +122,7 @@ def test_a_duplicate_part_is_a_replay() -> None:
 
 def test_hello_with_another_coalition_file_is_refused() -> None:
     lan = running_lan(3)
-    key: HostKey = lan.keys["member1"]  # type: ignore[attr-defined]
+    key: HostKey = lan.keys["member1"]
     wall_ms = int((lan.now + WALL - 100) * 1000) + 5000
     hello = wire.Hello(wall_ms, b"\x01" * 16).encode(lan.c.id, 0)
     gw = lan.gateway()

@@ -1,23 +1,22 @@
 """Key epochs: rotation under traffic, forward secrecy, refusals, a leader that restarts."""
 
+from typing import Any
+
 from lanon.common.events import (
     CellDelivered,
     EpochChanged,
-    OutputSeen,
     RefuseReason,
     RoundAborted,
     RoundRefused,
 )
 from lanon.common.wire import AbortReason
-from tests.harness import Lan, make_coalition
-from tests.packets import echo_internet, udp
+from tests.harness import Lan
+from tests.harness import running_lan as harness_lan
+from tests.packets import udp
 
 
-def started(n: int = 4, **kw) -> Lan:  # type: ignore[no-untyped-def]
-    c, keys = make_coalition(n, 1, **kw)
-    lan = Lan(c, keys, internet=echo_internet, latency=0.001)
-    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n)
-    return lan
+def started(n: int = 4, **kw: dict[str, Any]) -> Lan:
+    return harness_lan(n, latency=0.001, **kw)
 
 
 def test_rotation_does_not_interrupt_traffic_and_old_keys_are_gone() -> None:

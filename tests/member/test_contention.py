@@ -1,8 +1,11 @@
 """Many members at once: reservation, collisions, backoff, fairness (in memory, explicit clock)."""
 
-from lanon.common.events import CellDelivered, CellRetried, OutputSeen, RetryReason, RoundCompleted
-from tests.harness import Lan, make_coalition
-from tests.packets import echo_internet, udp
+from typing import Any
+
+from lanon.common.events import CellDelivered, CellRetried, RetryReason, RoundCompleted
+from tests.harness import Lan
+from tests.harness import running_lan as harness_lan
+from tests.packets import udp
 
 SMALL = {
     "coalition": {"cell_size": 256},
@@ -10,11 +13,8 @@ SMALL = {
 }
 
 
-def started(n: int, latency: float = 0.0, echo: bool = True, **kw) -> Lan:  # type: ignore[no-untyped-def]
-    c, keys = make_coalition(n, 1, **kw)
-    lan = Lan(c, keys, latency=latency, internet=echo_internet if echo else None)
-    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n)
-    return lan
+def started(n: int, latency: float = 0.0, echo: bool = True, **kw: dict[str, Any]) -> Lan:
+    return harness_lan(n, latency=latency, echo=echo, **kw)
 
 
 def member_ip(i: int) -> str:

@@ -1,22 +1,21 @@
 """Whole rounds in memory: members and a leader, an explicit clock, no sockets."""
 
 from collections import defaultdict
+from typing import Any
 
 from scapy.layers.inet import IP, TCP, UDP
 
 from lanon.common import wire
 from lanon.common.cell import SlotState, decode_slot
-from lanon.common.events import CellDelivered, Contributed, FrameRejected, OutputSeen
+from lanon.common.events import CellDelivered, Contributed, FrameRejected
 from lanon.common.reservation import ENTRY_LEN
-from tests.harness import Lan, make_coalition
-from tests.packets import checksums_ok, echo_internet, ping, tcp, udp
+from tests.harness import Lan
+from tests.harness import running_lan as harness_lan
+from tests.packets import checksums_ok, ping, tcp, udp
 
 
-def running_lan(n: int = 3, **kw) -> Lan:  # type: ignore[no-untyped-def]
-    c, keys = make_coalition(n, 1, **kw)
-    lan = Lan(c, keys, internet=echo_internet)
-    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n)
-    return lan
+def running_lan(n: int = 3, **kw: dict[str, Any]) -> Lan:
+    return harness_lan(n, **kw)
 
 
 def frames_of(lan: Lan, mtype: wire.MsgType) -> list[tuple[bytes, bytes]]:

@@ -1,6 +1,7 @@
 """A member never reuses a pad, never joins a round that would expose it, never crashes."""
 
 import random
+from typing import Any
 
 from scapy.layers.inet import IP, UDP, IPOption_RR
 
@@ -11,7 +12,6 @@ from lanon.common.errors import RejectReason
 from lanon.common.events import (
     CellDelivered,
     FrameRejected,
-    OutputSeen,
     PacketDropped,
     RefuseReason,
     RoundRefused,
@@ -19,15 +19,12 @@ from lanon.common.events import (
 )
 from lanon.member.engine import MemberEngine
 from tests.harness import WALL, Lan, make_coalition
-from tests.packets import echo_internet, udp
+from tests.harness import running_lan as harness_lan
+from tests.packets import udp
 
 
-def running_lan(n: int = 3, **kw) -> Lan:  # type: ignore[no-untyped-def]
-    c, keys = make_coalition(n, 1, **kw)
-    lan = Lan(c, keys, internet=echo_internet)
-    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n)
-    lan.keys = keys  # type: ignore[attr-defined]
-    return lan
+def running_lan(n: int = 3, **kw: dict[str, Any]) -> Lan:
+    return harness_lan(n, **kw)
 
 
 def rejections(lan: Lan, name: str) -> list[RejectReason]:

@@ -4,17 +4,15 @@ import random
 
 from scapy.layers.inet import ICMP, IP, UDP, IPerror, UDPerror
 
-from lanon.common.events import InjectPacket, OutputSeen, PacketDropped
+from lanon.common.events import InjectPacket, PacketDropped
 from lanon.member.engine import MemberEngine
 from tests.harness import WALL, Lan, make_coalition
-from tests.packets import checksums_ok, echo_internet, udp
+from tests.harness import running_lan as harness_lan
+from tests.packets import checksums_ok, udp
 
 
 def running_lan() -> Lan:
-    c, keys = make_coalition(3, 1)
-    lan = Lan(c, keys, internet=echo_internet)
-    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 9)
-    return lan
+    return harness_lan(3)
 
 
 def test_a_datagram_nfqueue_cut_short_is_refused_with_fragmentation_needed() -> None:

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from lanon.common import tree, wire
-from lanon.common.events import CellDelivered, MemberChanged, MemberState, OutputSeen, RoundAborted
-from tests.harness import Lan, make_coalition
-from tests.packets import echo_internet, udp
+from lanon.common.events import CellDelivered, MemberChanged, MemberState, RoundAborted
+from tests.harness import Lan
+from tests.harness import running_lan as harness_lan
+from tests.packets import udp
 
 TREE = {"rounds": {"schedule": "tree", "tree_fanout": 2}}
 
 
-def tree_lan(n: int = 7, rounds: dict[str, object] | None = None) -> Lan:
-    c, keys = make_coalition(n, 1, rounds={**TREE["rounds"], **(rounds or {})})
-    lan = Lan(c, keys, internet=echo_internet, latency=0.0005)
-    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n)
-    return lan
+def tree_lan(n: int = 7, rounds: dict[str, Any] | None = None) -> Lan:
+    return harness_lan(n, latency=0.0005, rounds={**TREE["rounds"], **(rounds or {})})
 
 
 def test_the_tree_of_a_round() -> None:
