@@ -5,7 +5,8 @@ heard within `gateway_timeout`, each gateway decides by the same rules:
 
 - after a start-up listening period, claim the addresses of your share that nobody holds;
 - an address nobody alive holds goes to its owner if alive, else to the lowest-index alive
-  gateway (takeover);
+  gateway (takeover); a gateway not heard since our start gets BOOT_GRACE to come up first
+  (gateways booting one after the other must not take each other's shares);
 - an address held by two gateways stays with the lower index (the other releases it);
 - a gateway that comes back finds its addresses held and does not take them back (no flapping);
 - leadership: a leader keeps leading unless a lower-index gateway leads too; with no leader
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 
 from lanon.common.coalition import Coalition
 from lanon.common.wire import KEYS_INTERVAL
+
+BOOT_GRACE = 3.0  # seconds after our listening period before we take a never-heard gateway's share
 
 
 @dataclass(slots=True)
@@ -53,10 +56,12 @@ class ClaimPolicy:
         """Start over as a gateway that just came: forget the peers, listen before claiming
         (long enough to hear other gateways and the members' key announcements)."""
         self.peers.clear()
+        self.heard_since_start: set[int] = set()
         self.listen_until = now + self.c.rounds.gateway_timeout + KEYS_INTERVAL
 
     def heard(self, gateway: int, view: PeerView) -> None:
         self.peers[gateway] = view
+        self.heard_since_start.add(gateway)
 
     def alive(self, now: float) -> frozenset[int]:
         timeout = self.c.rounds.gateway_timeout
@@ -82,7 +87,10 @@ class ClaimPolicy:
                     release.add(a)
             elif not other_holders:
                 responsible = owner if owner in alive else min(alive)
-                if responsible == self.me:
+                booting = (
+                    owner not in self.heard_since_start and now < self.listen_until + BOOT_GRACE
+                )
+                if responsible == self.me and (owner == self.me or not booting):
                     claim.add(a)
         leaders = {g for g in others if self.peers[g].leader}
         if leading:

@@ -24,6 +24,7 @@ from typing import Any
 from pyroute2 import IPRoute, netns
 
 from lanon.common import control
+from lanon.common.coalition import load as load_coalition
 from lanon.common.errors import LanonError, PrerequisiteError
 from lanon.deploy import path as deploy_path
 from lanon.lab import topology
@@ -337,8 +338,10 @@ class Lab:
                 proc.wait(timeout=5)
 
     def wait_ready(self, say: Any = None, timeout: float = READY_TIMEOUT) -> dict[str, Any]:
-        """Wait until the leading gateway runs rounds with every member of the lab."""
+        """Wait until every gateway is up, every anonymous address is held, and the leading
+        gateway runs rounds with every member of the lab."""
         want = {m.name for m in self.members}
+        addresses = {str(a) for a in load_coalition(self.dir / "coalition.toml").anonymous}
         end = time.monotonic() + timeout
         last: dict[str, Any] = {}
         first_round = None
@@ -346,12 +349,20 @@ class Lab:
             for label, pid in self.pids.items():
                 if not _alive(pid):
                     raise LanonError(f"{label} exited during start-up:\n{self.tail(label)}")
+            held: set[str] = set()
             for g in self.gateways:
                 with contextlib.suppress(LanonError):
                     st = control.query(self.socket_path(g.name))
+                    held |= set(st.get("held", ()))
                     if st.get("leading"):
                         last = st
-            if last and set(last.get("members_present", ())) == want:
+            gateways_up = len(last.get("gateways_alive", ())) == len(self.gateways)
+            if (
+                last
+                and gateways_up
+                and held == addresses
+                and set(last.get("members_present", ())) == want
+            ):
                 if first_round is None:
                     first_round = last["rounds_completed"]
                 elif last["rounds_completed"] >= first_round + 3:

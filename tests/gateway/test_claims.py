@@ -85,3 +85,18 @@ def test_a_leader_keeps_leading_when_a_lower_gateway_returns() -> None:
     t = LISTEN + 0.05
     hear(p1, 0, t, frozenset(), leader=False)  # gateway 0 is back, but does not lead
     assert p1.decide(t, SHARE[1] | SHARE[0], True).lead
+
+
+def test_a_gateway_never_heard_gets_time_to_boot_before_its_share_is_taken() -> None:
+    from lanon.gateway.claims import BOOT_GRACE
+
+    p0 = policy(0)
+    t = LISTEN + 0.05
+    hear(p0, 2, t, SHARE[2])  # gateway 1 has not come up yet; gateway 2 is there
+    assert p0.decide(t, frozenset(), False).claim == SHARE[0]
+    t = LISTEN + BOOT_GRACE - 0.1
+    hear(p0, 2, t, SHARE[2])
+    assert p0.decide(t, SHARE[0], True).claim == frozenset()  # gateway 1 may still be booting
+    t = LISTEN + BOOT_GRACE + 0.1
+    hear(p0, 2, t, SHARE[2])
+    assert p0.decide(t, SHARE[0], True).claim == SHARE[1]  # it never came: serve its addresses
