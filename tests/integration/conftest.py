@@ -6,8 +6,10 @@ missing. (LANON_SKIP_ROOT_TESTS=1 skips them explicitly, for a developer without
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -44,3 +46,16 @@ def lab() -> Iterator[Lab]:
         yield lab
     finally:
         lab.down()
+
+
+@contextlib.contextmanager
+def reaped(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Whatever happens in the block, the processes end and their pipes close (a failed test
+    must not leave a running curl whose warning would fail a later test)."""
+    try:
+        yield
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
