@@ -178,10 +178,7 @@ class Coalition:
     edges: frozenset[keygraph.Edge]
     connectivity: keygraph.Connectivity
     fingerprint: bytes
-
-    @property
-    def id(self) -> int:
-        return int.from_bytes(self.fingerprint[:4], "big")
+    id: int  # the fingerprint's first four bytes: every frame header carries it
 
     @property
     def lan(self) -> ipaddress.IPv4Network:
@@ -320,7 +317,8 @@ def parse(raw: dict[str, Any], path: Path) -> Coalition:
     fingerprint = hashlib.blake2b(
         canonical, digest_size=wire.FINGERPRINT_LEN, person=b"lanon-coalition"
     ).digest()
-    return Coalition(path, section, rounds, flows, peers, gw_peers, edges, conn, fingerprint)
+    cid = int.from_bytes(fingerprint[:4], "big")
+    return Coalition(path, section, rounds, flows, peers, gw_peers, edges, conn, fingerprint, cid)
 
 
 def _entries(raw: dict[str, Any], key: str, cls: type[Any], path: Path) -> list[Any]:
@@ -384,3 +382,32 @@ def _edges(
             )
         edges.append((index[a], index[b]))
     return keygraph.normalize(edges)
+
+
+class RosterCheck:
+    """Whether a round's roster may run: at least min_members, and a key graph among them at
+    least 2-connected (else a member's neighbour alone would know what it sends). The leader
+    opens no such round and members refuse one; verdicts are kept per roster (bounded)."""
+
+    LIMIT = 256
+
+    def __init__(self, coalition: Coalition) -> None:
+        self.c = coalition
+        self._verdicts: dict[frozenset[int], tuple[str, str] | None] = {}
+
+    def __call__(self, roster: frozenset[int]) -> tuple[str, str] | None:
+        """None if fine, else (reason, detail) with reason 'roster_too_small' or 'weak_key_graph'."""
+        if roster in self._verdicts:
+            return self._verdicts[roster]
+        need = self.c.coalition.min_members
+        verdict: tuple[str, str] | None = None
+        if len(roster) < need:
+            verdict = ("roster_too_small", f"{len(roster)} member(s), at least {need} needed")
+        else:
+            k = keygraph.connectivity(roster, self.c.edges).k
+            if k < 2:
+                verdict = ("weak_key_graph", f"the key graph among them is {k}-connected")
+        if len(self._verdicts) >= self.LIMIT:
+            self._verdicts.clear()
+        self._verdicts[roster] = verdict
+        return verdict

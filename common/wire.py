@@ -97,6 +97,9 @@ CONTRIB_OVERHEAD = HEADER.size + _PART.size + MAC_LEN
 OUTPUT_PART_OVERHEAD = HEADER.size + _PART.size
 
 
+FLOWS_OVERHEAD = HEADER.size + _FLOWS.size + SIG_LEN
+
+
 def tree_part_overhead(nmembers: int) -> int:
     return HEADER.size + _TREE.size + (nmembers + 7) // 8 + MAC_LEN
 

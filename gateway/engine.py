@@ -89,6 +89,7 @@ class GatewayEngine(EngineBase):
         self.announcements: list[tuple[float, int]] = []
         self._alive: frozenset[int] = frozenset({self.me.index})
         self.link = True
+        self.flows_seq: dict[int, int] = {}  # newest FLOWS frame per gateway: no replays
 
     def _holds(self, index: int) -> bool:
         return index in self.held
@@ -158,7 +159,13 @@ class GatewayEngine(EngineBase):
         elif t == wire.MsgType.INBOUND:
             self.ingress.observe(wire.pull_inbound(body))
         elif t == wire.MsgType.FLOWS:
-            added, refused = self.flows.merge(list(wire.pull_flows(body).records))
+            flows = wire.pull_flows(body)
+            if flows.seq <= self.flows_seq.get(peer.index, 0):
+                raise RemoteProtocolError(
+                    RejectReason.REPLAY, f"FLOWS {flows.seq} from {peer.name}"
+                )
+            self.flows_seq[peer.index] = flows.seq
+            added, refused = self.flows.merge(list(flows.records))
             self._event(FlowsReceived(peer.name, added, refused))
         # ABORT: nothing to keep
 
@@ -204,7 +211,7 @@ class GatewayEngine(EngineBase):
 
     def _send_flows(self, dst: bytes) -> None:
         records = self.flows.export()
-        per_frame = (self.c.coalition.lan_mtu - wire.HEADER.size - 12 - wire.SIG_LEN) // RECORD.size
+        per_frame = (self.c.coalition.lan_mtu - wire.FLOWS_OVERHEAD) // RECORD.size
         for i in range(0, len(records), per_frame):
             self.hb_seq += 1
             frame = wire.Flows(self.hb_seq, tuple(records[i : i + per_frame])).encode(

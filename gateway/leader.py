@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from lanon.common import keygraph, wire
-from lanon.common.coalition import Coalition
+from lanon.common import wire
+from lanon.common.coalition import Coalition, RosterCheck
 from lanon.common.crypto import HostKey, digest16, key_id, mac_key
 from lanon.common.engine import EngineBase, check_mac, signed
 from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
@@ -124,7 +124,7 @@ class Leader:
         self.next_open = 0.0
         self.next_nslots = 0
         self.collecting: Collecting | None = None
-        self._judged: dict[frozenset[int], str | None] = {}
+        self.roster_check = RosterCheck(coalition)
         # member -> epoch -> (announcement time, ephemeral public key): the newest wins
         self.ephemeral: list[dict[int, tuple[int, bytes]]] = [{} for _ in coalition.members]
         self.member_macs: dict[int, bytes] = {}  # Ethernet addresses, from verified HELLOs
@@ -180,19 +180,6 @@ class Leader:
 
     # --- rounds -----------------------------------------------------------------------------
 
-    def _judge(self, roster: frozenset[int]) -> str | None:
-        if roster not in self._judged:
-            need = self.c.coalition.min_members
-            if len(roster) < need:
-                verdict: str | None = (
-                    f"{len(roster)} member(s) present with keys for the epoch, at least {need} needed"
-                )
-            else:
-                k = keygraph.connectivity(roster, self.c.edges).k
-                verdict = None if k >= 2 else f"the present members' key graph is {k}-connected"
-            self._judged[roster] = verdict
-        return self._judged[roster]
-
     def _rotate(self, now: float) -> None:
         """Move to the next epoch when due, once present members hold keys for it (or after a
         grace period, leaving out those that do not)."""
@@ -240,8 +227,9 @@ class Leader:
             for i in self.present
             if self.epoch in self.ephemeral[i] and (not tree or i in self.member_macs)
         )
-        problem = self._judge(roster)
-        if problem is not None:
+        verdict = self.roster_check(roster)
+        if verdict is not None:
+            problem = f"{verdict[1]} (present with keys for the epoch)"
             if self.phase is not Phase.DISBANDED:
                 self._to(Phase.DISBANDED)
                 self.e._event(LanonDisbanded(len(roster), self.c.coalition.min_members, problem))

@@ -22,9 +22,9 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
-from lanon.common import keygraph, wire
+from lanon.common import wire
 from lanon.common.cell import encode_cell, split_packet
-from lanon.common.coalition import Coalition, GatewayPeer
+from lanon.common.coalition import Coalition, GatewayPeer, RosterCheck
 from lanon.common.crypto import HostKey, apply_pads, mac_key
 from lanon.common.engine import EngineBase, check_mac, maced, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
@@ -156,7 +156,7 @@ class MemberEngine(EngineBase):
         self.inbound_seq: dict[int, int] = {}
         self._inbound: dict[tuple[int, int, int], _Inbound] = {}
         self._packet_id = rng.getrandbits(32)
-        self._roster_checks: dict[frozenset[int], tuple[RefuseReason, str] | None] = {}
+        self.roster_check = RosterCheck(coalition)
 
     # --- outbound packets ---------------------------------------------------------------
 
@@ -388,18 +388,8 @@ class MemberEngine(EngineBase):
         wall = self._wall_ms(now)
         if abs(o.leader_ms - wall) > self.c.rounds.clock_tolerance * 1000:
             return RefuseReason.CLOCK, f"leader clock {o.leader_ms} ms, ours {wall} ms"
-        if o.roster not in self._roster_checks:
-            self._roster_checks[o.roster] = self._judge_roster(o.roster)
-        return self._roster_checks[o.roster]
-
-    def _judge_roster(self, roster: frozenset[int]) -> tuple[RefuseReason, str] | None:
-        need = self.c.coalition.min_members
-        if len(roster) < need:
-            return RefuseReason.ROSTER_TOO_SMALL, f"{len(roster)} members, need {need}"
-        k = keygraph.connectivity(roster, self.c.edges).k
-        if k < 2:
-            return RefuseReason.WEAK_KEY_GRAPH, f"roster key graph is {k}-connected"
-        return None
+        verdict = self.roster_check(o.roster)
+        return None if verdict is None else (RefuseReason(verdict[0]), verdict[1])
 
     def _on_output_head(self, head: wire.OutputHead, now: float) -> None:
         cur = self.current

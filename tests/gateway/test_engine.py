@@ -212,3 +212,22 @@ def test_a_restarted_gateway_learns_the_flows_and_can_take_them_over() -> None:
     lan.run_until(lambda: len(lan.host("member1").injected) == 12, limit=5)
     seen = {(socket.inet_aton(IP(p).src), IP(p)[UDP].sport) for _, p in lan.emitted}
     assert seen == set(before.values())  # same anonymous endpoints: the far ends notice nothing
+
+
+def test_a_replayed_flows_frame_is_refused() -> None:
+    from lanon.common import wire
+    from lanon.common.errors import RejectReason
+    from lanon.common.events import FrameRejected
+
+    lan = running_lan(3, 2)
+    lan.submit("member1", udp(sport=4321))
+    lan.run_until(lambda: bool(lan.host("member1").injected))
+    lan.restart("gateway2")
+    lan.run(2.5)
+    src, _dst, frame = lan.frames(wire.MsgType.FLOWS)[-1]
+    g2 = lan.gateway("gateway2")
+    g2.pop_events()
+    g2.receive_frame(src, frame, lan.now)
+    assert [e.reason for e in g2.pop_events() if isinstance(e, FrameRejected)] == [
+        RejectReason.REPLAY
+    ]
