@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -36,16 +37,21 @@ def lab_name(tag: str) -> str:
     return f"t{os.getpid() % 100000}{tag}"
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    """A lab with 4 members (one can stop and the lanon goes on) and 1 gateway."""
+def running_lab(tag: str, **spec: Any) -> Iterator[Lab]:
+    """A module's lab (keys rotating every EPOCH_SECONDS), always torn down."""
     require_root_lab()
-    lab = Lab(lab_name("a"))
-    lab.up(LabSpec(lab.name, members=4, gateways=1, epoch_seconds=EPOCH_SECONDS))
+    lab = Lab(lab_name(tag))
+    lab.up(LabSpec(lab.name, epoch_seconds=EPOCH_SECONDS, **spec))
     try:
         yield lab
     finally:
         lab.down()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    """A lab with 4 members (one can stop and the lanon goes on) and 1 gateway."""
+    yield from running_lab("a", members=4, gateways=1)
 
 
 @contextlib.contextmanager

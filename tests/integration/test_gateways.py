@@ -18,8 +18,11 @@ from scapy.utils import RawPcapReader
 
 from lanon.common.coalition import load
 from lanon.lab import topology
-from lanon.lab.lab import Lab, LabSpec
-from tests.integration.conftest import EPOCH_SECONDS, lab_name, reaped, require_root_lab
+from lanon.lab.lab import Lab
+from tests.integration.conftest import (
+    reaped,
+    running_lab,
+)
 from tests.integration.test_end_to_end import Capture
 
 pytestmark = pytest.mark.root
@@ -29,13 +32,7 @@ URL = f"http://{topology.INTERNET_HOST}"
 
 @pytest.fixture(scope="module")
 def lab2() -> Iterator[Lab]:
-    require_root_lab()
-    lab = Lab(lab_name("g"))
-    lab.up(LabSpec(lab.name, members=4, gateways=2, epoch_seconds=EPOCH_SECONDS))
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from running_lab("g", members=4, gateways=2)
 
 
 def shares(lab: Lab) -> dict[str, list[str]]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from lanon.lab import topology
-from lanon.lab.lab import Lab, LabSpec
-from tests.integration.conftest import EPOCH_SECONDS, lab_name, require_root_lab
+from lanon.lab.lab import Lab
+from tests.integration.conftest import running_lab
 from tests.integration.test_end_to_end import Capture
 
 pytestmark = pytest.mark.root
@@ -25,13 +25,7 @@ URL = f"http://{topology.INTERNET_HOST}"
 
 @pytest.fixture(scope="module")
 def lab8() -> Iterator[Lab]:
-    require_root_lab()
-    lab = Lab(lab_name("m"))
-    lab.up(LabSpec(lab.name, members=8, gateways=1, epoch_seconds=EPOCH_SECONDS))
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from running_lab("m", members=8, gateways=1)
 
 
 def fetch_all(

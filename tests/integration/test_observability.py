@@ -13,9 +13,9 @@ import pytest
 
 from lanon.deploy import path as deploy_path
 from lanon.lab import topology
-from lanon.lab.lab import DAEMON_PORT, Lab, LabSpec
+from lanon.lab.lab import DAEMON_PORT, Lab
 from tests.common.test_metrics import promtool
-from tests.integration.conftest import EPOCH_SECONDS, lab_name, require_root_lab
+from tests.integration.conftest import running_lab
 
 pytestmark = pytest.mark.root
 
@@ -25,13 +25,7 @@ SCRAPE = 5.0  # deploy/prometheus/prometheus.yml
 
 @pytest.fixture(scope="module")
 def labp() -> Iterator[Lab]:
-    require_root_lab()
-    lab = Lab(lab_name("p"))
-    lab.up(LabSpec(lab.name, members=4, gateways=1, epoch_seconds=EPOCH_SECONDS, prometheus=True))
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from running_lab("p", members=4, gateways=1, prometheus=True)
 
 
 def scrape(lab: Lab, host: str, port: int = DAEMON_PORT, address: str | None = None) -> str:
