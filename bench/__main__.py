@@ -5,6 +5,12 @@
 3. a whole coalition in memory (one core, no network): rounds and cells per second
 4. star or tree: round time on a switched LAN (simulated network, 1 Gbit/s ports)
 5. --lab (root): a real lab: ping RTT, one download, eight at once, round rates
+
+./run bench --soak SECONDS (root) runs only the soak: a lab of 8 members with mixed traffic,
+memory, open files, flows and queues sampled into a table (flat columns are the point).
+./run bench --fuzz [N] runs only the fuzzer (lanon/lab/fuzz.py): N inputs in all (default
+1,000,000), shared among every decoder and engine entry point; per target, the inputs, how many
+were rejected, the time, and every kind of crash with the command that replays it.
 """
 
 from __future__ import annotations
@@ -258,13 +264,63 @@ def lab() -> None:
             lab.down()
 
 
+def fuzz(total: int, seed: int) -> int:
+    """Every fuzz target, total inputs shared evenly; 1 if anything crashed."""
+    from lanon.lab import fuzz as fz
+
+    start = time.perf_counter()
+    corpus = fz.Corpus.build()
+    print(
+        f"6. fuzz: {total} inputs over {len(fz.TARGETS)} targets, seed {seed} "
+        f"(raw material from two coalitions in memory, built in {time.perf_counter() - start:.1f} s)"
+    )
+    print(f"  {'target':<34} {'inputs':>9} {'rejected':>9} {'seconds':>8} {'µs/input':>9}  crashes")
+    each, extra = divmod(total, len(fz.TARGETS))
+    crashes = 0
+    for i, target in enumerate(fz.TARGETS):
+        r = fz.run_target(target, corpus, each + (i < extra), seed)
+        crashes += r.crash_count
+        per = r.seconds / max(1, r.inputs) * 1e6
+        print(
+            f"  {r.target:<34} {r.inputs:9d} {r.rejected:9d} {r.seconds:8.1f} {per:9.1f}  "
+            f"{r.crash_count}",
+            flush=True,
+        )
+        for c in r.crashes:
+            print(f"      {c.error[:120]} at {c.where}\n      replay: {c.reproducer()}")
+    print(f"  {'all':<34} {total:9d} {'':9} {time.perf_counter() - start:8.1f} {'':9}  {crashes}")
+    return 1 if crashes else 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         prog="bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--lab", action="store_true", help="also measure a real lab (root)")
+    ap.add_argument(
+        "--fuzz",
+        nargs="?",
+        type=int,
+        const=1_000_000,
+        metavar="N",
+        help="only fuzz every decoder and engine entry point, N inputs in all (default 10^6)",
+    )
+    ap.add_argument("--seed", type=int, default=0, help="the fuzzer's seed (default 0)")
+    ap.add_argument(
+        "--soak",
+        type=float,
+        metavar="SECONDS",
+        help="only the soak (root): 8 members, mixed traffic, memory and flows sampled",
+    )
     args = ap.parse_args()
     print(f"lanon benchmark on {os.cpu_count()} core(s), Python {sys.version.split()[0]}\n")
+    if args.fuzz is not None:
+        sys.exit(fuzz(args.fuzz, args.seed))
+    if args.soak is not None:
+        from bench.soak import soak
+
+        soak(args.soak)
+        return
     per_packet()
     print()
     per_round()

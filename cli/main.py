@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import pwd
 import sys
 from pathlib import Path
 from typing import Any
 
 from lanon.common import __version__
 from lanon.common.errors import ConfigError, LanonError, PrerequisiteError
+from lanon.common.wire import VERSION as WIRE_VERSION
 
 EXIT_ERROR, EXIT_CONFIG, EXIT_PREREQ = 1, 2, 3
+DAEMON_USER = "lanon"  # the user the units run the daemons as
 
 
 def _run_daemon(args: argparse.Namespace, role: str) -> int:
@@ -19,11 +24,18 @@ def _run_daemon(args: argparse.Namespace, role: str) -> int:
     from lanon.common.daemon_config import load
 
     if role == "member":
+        from lanon.member import rules
         from lanon.member.config import MemberSettings as settings_class
         from lanon.member.daemon import MemberDaemon as daemon_class
     else:
+        from lanon.gateway import rules  # type: ignore[no-redef]
         from lanon.gateway.config import GatewaySettings as settings_class  # type: ignore[assignment]
         from lanon.gateway.daemon import GatewayDaemon as daemon_class  # type: ignore[assignment]
+    if not args.check:
+        # The rules first, from the least of the configuration, before the key or anything
+        # else that can fail is read; they stay whatever happens next (fail-closed).
+        setup_logging("info", role)
+        rules.install_first(args.config, logging.getLogger(f"lanon.{role}"))
     settings, loaded = load(settings_class, args.config, role)
     if args.check:
         print(
@@ -49,6 +61,52 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return _run_daemon(args, "gateway")
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    """`lanon rules install|check ROLE`: what the boot unit lanon-rules@ROLE runs (as root)."""
+    from lanon.common import iptables
+
+    config = args.config or Path(f"/etc/lanon/{args.role}.toml")
+    rulesets: tuple[iptables.RuleSet, ...]
+    if args.role == "member":
+        from lanon.member import rules as member_rules
+
+        if args.closed:
+            if args.action == "install":
+                member_rules.install(None)
+            rulesets = member_rules.closed()
+            what = "closed: nothing leaves but loopback, broadcast, multicast, link-local"
+        else:
+            try:
+                own, _ = member_rules.from_config(config)
+            except ConfigError as exc:
+                if args.action == "check":
+                    ok = member_rules.in_place()
+                    print(f"lanon: {exc}; lanon rules {'in place' if ok else 'MISSING'}")
+                    return 0 if ok else EXIT_ERROR
+                print(f"lanon: configuration error: {exc}; {member_rules.fall_back()}")
+                return EXIT_CONFIG
+            if args.action == "install":
+                member_rules.install(own)
+            rulesets = own.rulesets()
+            what = f"traffic beyond {own.lan} to NFQUEUE {own.queue}, fail-closed"
+    else:
+        from lanon.gateway import rules as gateway_rules
+
+        if args.closed:
+            raise LanonError("--closed: only a member has closed rules")
+        prefixes = gateway_rules.from_config(config)
+        if args.action == "install":
+            gateway_rules.install(prefixes)
+        rulesets = gateway_rules.rulesets(prefixes)
+        what = f"this host's stack kept away from {len(prefixes)} anonymous addresses"
+    if args.action == "install":
+        print(f"lanon {args.role} rules installed ({what})")
+        return 0
+    ok = iptables.intact(rulesets)
+    print(f"lanon {args.role} rules ({what}): {'in place' if ok else 'MISSING or altered'}")
+    return 0 if ok else EXIT_ERROR
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from lanon.common.crypto import HostKey, encode_key, write_private_key, write_public_key
     from lanon.common.settings import is_name
@@ -56,6 +114,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     expected = is_name(args.name)
     if expected:
         raise ConfigError(f"name {args.name!r}: expected {expected}")
+    owner, note = _key_owner(args.owner)
     args.dir.mkdir(parents=True, exist_ok=True)
     private, public = args.dir / f"{args.name}.key", args.dir / f"{args.name}.pub"
     if private.exists():
@@ -65,8 +124,54 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     key = HostKey.generate()
     write_private_key(private, key, args.name)
     write_public_key(public, key, args.name)
-    print(f"private key: {private} (mode 0600)\npublic key:  {public}\n{encode_key(key.public)}")
+    if owner is not None:
+        for path in (private, public):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    whose = f"owned by {owner.pw_name}" if owner is not None else f"owned by {_user_name()}"
+    print(
+        f"private key: {private} (mode 0600, {whose})\npublic key:  {public}\n"
+        f"{encode_key(key.public)}"
+    )
+    if note:
+        print(note, file=sys.stderr)
     return 0
+
+
+def _user_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
+def _key_owner(wanted: str | None) -> tuple[pwd.struct_passwd | None, str]:
+    """Who the new key should belong to, and a note if it is not what the daemon will need.
+
+    The daemons run as user lanon and refuse keys that others can read: a key made by root
+    must be handed to lanon. Without --owner, root hands it over if the user exists."""
+    name = wanted or DAEMON_USER
+    try:
+        owner = pwd.getpwnam(name)
+    except KeyError:
+        if wanted:
+            raise LanonError(
+                f"--owner {wanted}: no such user (the units' user is made by "
+                "'systemd-sysusers' once 'lanon deploy install' has run)"
+            ) from None
+        owner = None
+    if owner is not None and owner.pw_uid == os.geteuid():
+        return None, ""
+    if os.geteuid() != 0:
+        if wanted:
+            raise LanonError(f"--owner {wanted}: only root can give a file to another user")
+        return None, ""  # an ordinary user's key, for its own daemon or a trial
+    if owner is None:
+        return None, (
+            f"note: the key belongs to root, but the units run the daemon as user "
+            f"{DAEMON_USER}, which does not exist yet: create it (systemd-sysusers), then "
+            f"'chown {DAEMON_USER}: KEY', or run 'lanon keygen --owner USER' for another user"
+        )
+    return owner, ""
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -84,6 +189,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             f"{len(c.anonymous)} anonymous addresses, key graph {c.connectivity.k}-connected, "
             f"fingerprint {c.fingerprint.hex()}"
         )
+        for warning in coalition_mod.warnings(c):
+            print(f"warning: {warning}", file=sys.stderr)
         return 0
     if not isinstance(raw.get("coalition"), str) or not isinstance(raw.get("name"), str):
         raise ConfigError(
@@ -111,6 +218,7 @@ def cmd_config_keys(args: argparse.Namespace) -> int:
                 ("[rounds] ", c.RoundSection),
                 ("[flows] ", c.FlowSection),
                 ("[key_graph] ", c.KeyGraphSection),
+                ("[egress] ", c.EgressSection),
                 ("[[gateways]] ", c.GatewayEntry),
                 ("[[members]] ", c.MemberEntry),
             ],
@@ -176,8 +284,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
 def summarize(st: dict[str, Any]) -> dict[str, Any]:
     if st.get("role") == "gateway":
         present = len(st.get("members_present", []))
-        state = (
-            "disbanded" if st.get("disbanded") else ("leading" if st.get("leading") else "standby")
+        state = st.get("state") or (
+            "paused" if st.get("disbanded") else ("leading" if st.get("leading") else "standby")
         )
         return {
             "host": st["name"],
@@ -190,12 +298,13 @@ def summarize(st: dict[str, Any]) -> dict[str, Any]:
             "flows": st.get("flows"),
             "leader": "yes" if st.get("leading") else "no",
         }
+    heard = st.get("members_heard")
     return {
         "host": st["name"],
         "role": "member",
-        "state": "in roster" if st.get("in_roster") else "joining",
+        "state": st.get("state") or ("running" if st.get("in_roster") else "joining"),
         "round rate": f"{st['round_rate']}/s",
-        "members": st.get("members"),
+        "members": st.get("members") if heard is None else f"{heard}/{st.get('members')}",
         "k": st.get("k"),
         "collisions": "-",
         "flows": st.get("flows"),
@@ -203,31 +312,132 @@ def summarize(st: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def describe_status(statuses: list[dict[str, Any]]) -> str:
+    """The table, then what needs saying: each daemon's condition unless all is well, and
+    which coalition file and version each runs (hosts that differ refuse each other)."""
+    ok = [s for s in statuses if "error" not in s]
+    lines = [_table([summarize(s) for s in ok])] if ok else []
+    for s in ok:
+        if s.get("state") not in (None, "running", "leading", "standby"):
+            lines.append(f"{s['name']}: {s.get('condition', s['state'])}")
+    for s in statuses:
+        if "error" in s:
+            lines.append(f"{s['name']}: {s['error']}")
+    runs: dict[tuple[str, str, str, str], list[str]] = {}
+    for s in ok:
+        key = (
+            s.get("coalition", "?"),
+            s.get("fingerprint", "?")[:16],
+            s.get("version", "?"),
+            str(s.get("wire_version", "?")),
+        )
+        runs.setdefault(key, []).append(s["name"])
+    for (coalition, fingerprint, version, wire_version), names in sorted(runs.items()):
+        who = "" if len(runs) == 1 else f" ({', '.join(names)})"
+        lines.append(
+            f"coalition {coalition}, fingerprint {fingerprint}, lanon {version}, "
+            f"wire version {wire_version}{who}"
+        )
+    if len(runs) > 1:
+        lines.append(
+            "these daemons run different coalition files or versions: they refuse each other"
+        )
+    return "\n".join(lines)
+
+
+def _status_targets(args: argparse.Namespace) -> list[tuple[str, str, Path]]:
+    """(name, role, socket) of the daemons to ask: --socket, else this host's daemons (the
+    units' sockets in /run/lanon), else the lab's."""
+    from lanon.common import control
+
+    if args.socket:
+        return [(str(args.socket), "-", args.socket)]
+    if args.lab is None:
+        found = control.find_sockets()
+        if found:
+            return [(p.stem, "-", p) for p in found]
+    from lanon.lab.lab import Lab
+
+    lab = Lab(args.lab or "lab")
+    if not lab.hosts:
+        if args.lab is None:
+            raise LanonError(
+                f"no daemon's control socket in {control.DEFAULT_DIR} (is a daemon running, "
+                "with control_socket set?); give --socket PATH"
+            )
+        raise LanonError(f"lab {args.lab!r} is not up; give --socket PATH for a daemon")
+    return [(h.name, h.kind, lab.socket_path(h.name)) for h in lab.gateways + lab.members]
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from lanon.common import control
 
     statuses = []
-    if args.socket:
-        statuses.append(control.query(args.socket))
-    else:
-        from lanon.lab.lab import Lab
-
-        lab = Lab(args.lab)
-        if not lab.hosts:
-            raise LanonError(f"lab {args.lab!r} is not up; give --socket PATH for a daemon")
-        for h in lab.gateways + lab.members:
-            try:
-                statuses.append(control.query(lab.socket_path(h.name)))
-            except LanonError as exc:
-                statuses.append({"name": h.name, "role": h.kind, "error": str(exc)})
+    targets = _status_targets(args)
+    for name, role, sock in targets:
+        try:
+            statuses.append(control.query(sock))
+        except LanonError as exc:
+            if len(targets) == 1:
+                raise
+            statuses.append({"name": name, "role": role, "error": str(exc)})
     if args.json:
         print(json.dumps(statuses if len(statuses) > 1 else statuses[0], indent=1, sort_keys=True))
     else:
-        ok = [s for s in statuses if "error" not in s]
-        print(_table([summarize(s) for s in ok]))
-        for s in statuses:
-            if "error" in s:
-                print(f"{s['name']}: {s['error']}")
+        print(describe_status(statuses))
+    return 0
+
+
+def cmd_deploy_path(args: argparse.Namespace) -> int:
+    from lanon.deploy import path as deploy_path
+
+    for name in args.file or [""]:
+        found = deploy_path(*[p for p in name.split("/") if p])
+        if not (found.is_file() or found.is_dir()):
+            raise LanonError(
+                f"{name}: not a shipped deployment file (lanon deploy path lists the directory)"
+            )
+        print(found)
+    return 0
+
+
+def cmd_deploy_install(args: argparse.Namespace) -> int:
+    from lanon.deploy.install import install, installed_lanon
+
+    lanon = args.lanon or installed_lanon()
+    done = install(args.root, lanon)
+    for item in sorted(done, key=lambda d: str(d.path)):
+        if item.change != "unchanged" or args.verbose:
+            print(f"{item.change:9}  {item.path}")
+    changed = sum(1 for d in done if d.change != "unchanged")
+    print(
+        f"{changed} of {len(done)} files installed under {args.root} (units run {lanon}).\n"
+        "Then: systemd-sysusers (the user lanon), systemctl daemon-reload, and the steps of "
+        f"{args.root / 'usr/share/doc/lanon/README.md'}."
+    )
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    import logging
+
+    from lanon.common.daemon_config import read_toml
+    from lanon.common.prepare import prepare
+    from lanon.common.settings import resolve
+
+    logging.basicConfig(level=logging.INFO, format=f"prepare[{args.role}] %(message)s")
+    log = logging.getLogger("lanon.prepare")
+    control_dir: Path | None = None
+    if args.config is not None:
+        try:
+            sock = read_toml(args.config).get("control_socket", "")
+        except ConfigError as exc:  # the daemon says it again, after its fail-closed rules
+            log.warning("%s; no control socket directory made", exc)
+            sock = ""
+        if isinstance(sock, str) and sock:
+            control_dir = resolve(args.config.parent, sock).parent
+    for line in prepare(args.role, args.user, control_dir):
+        log.info("%s", line)
     return 0
 
 
@@ -236,7 +446,12 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
 
     lab = Lab(args.name)
     spec = LabSpec(
-        args.name, args.members, args.gateways, prometheus=args.prometheus, schedule=args.schedule
+        args.name,
+        args.members,
+        args.gateways,
+        prometheus=args.prometheus,
+        schedule=args.schedule,
+        unprivileged=args.unprivileged,
     )
     lab.up(spec, progress=lambda m: print(f"lab {args.name}: {m}"))
     print(
@@ -281,7 +496,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="lanon: the hosts of one LAN share anonymous IP addresses through DC-net rounds.",
         epilog="Start with 'lanon lab demo' (as root) to see a coalition at work.",
     )
-    ap.add_argument("--version", action="version", version=f"lanon {__version__}")
+    ap.add_argument(
+        "--version",
+        action="version",
+        version=f"lanon {__version__} (wire version {WIRE_VERSION})",
+        help="print lanon's version and the wire version of its frames (daemons of different "
+        "wire versions refuse each other), and exit",
+    )
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -310,13 +531,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gateway)
 
     p = sub.add_parser(
+        "rules",
+        help="install or check this host's iptables rules",
+        description="Install or check a member's or gateway's iptables rules, as the boot unit "
+        "lanon-rules@ROLE.service does before any network is up (as root). A member whose "
+        "configuration cannot be read keeps the lanon rules in place, or gets the closed ones. "
+        "Only 'lanon member --remove-rules' takes a member's rules away.",
+    )
+    p.add_argument("action", choices=["install", "check"])
+    p.add_argument("role", choices=["member", "gateway"])
+    p.add_argument(
+        "--config", type=Path, help="the daemon's TOML file (default: /etc/lanon/ROLE.toml)"
+    )
+    p.add_argument(
+        "--closed",
+        action="store_true",
+        help="a member's closed rules, which need no configuration: nothing leaves but "
+        "loopback, broadcast, multicast and link-local traffic",
+    )
+    p.set_defaults(func=cmd_rules)
+
+    p = sub.add_parser(
         "keygen",
         help="make a host key pair",
-        description="Write NAME.key (private, mode 0600) and NAME.pub; print the public key for the coalition file.",
+        description="Write NAME.key (private, mode 0600) and NAME.pub; print the public key for the coalition file. As root, the files go to user lanon (the units' user) if it exists.",
     )
     p.add_argument("name", help="the host's name in the coalition file")
     p.add_argument(
         "--dir", type=Path, default=Path("."), help="where to write the files (default: here)"
+    )
+    p.add_argument(
+        "--owner",
+        metavar="USER",
+        help=f"give the files to USER (as root); default: {DAEMON_USER}, the units' user, if it "
+        "exists, so that the daemon can read the key",
     )
     p.set_defaults(func=cmd_keygen)
 
@@ -368,12 +616,60 @@ def build_parser() -> argparse.ArgumentParser:
         help="show how a coalition is doing",
         description="Show role, round rate, members, k, collisions, flows and leader of running daemons.",
     )
-    p.add_argument("--socket", type=Path, help="a daemon's control socket")
     p.add_argument(
-        "--lab", default="lab", help="a lab's name (default: lab), when no --socket is given"
+        "--socket",
+        type=Path,
+        help="a daemon's control socket (default: every socket in /run/lanon, this host's daemons)",
+    )
+    p.add_argument(
+        "--lab", help="the daemons of a lab (default: lab, when /run/lanon holds no socket)"
     )
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "deploy",
+        help="the shipped units, rules, sysctl files, templates and dashboard",
+        description="Show or install the deployment files that ship inside the package (deploy/ of the source tree).",
+    )
+    dsub = p.add_subparsers(dest="deploy_command", required=True, metavar="ACTION")
+    d = dsub.add_parser(
+        "path",
+        help="print where the shipped files are",
+        description="Print the directory of the shipped deployment files, or of FILE (e.g. systemd/lanon-member.service).",
+    )
+    d.add_argument("file", nargs="*", help="files relative to that directory")
+    d.set_defaults(func=cmd_deploy_path)
+    d = dsub.add_parser(
+        "install",
+        help="install units, sysctl, sysusers, rules, templates, dashboard and the guide",
+        description="Copy the shipped files into place under ROOT: units to /etc/systemd/system (running this installation's lanon), sysctl.d and sysusers.d files to /etc, the guide to /usr/share/doc/lanon, everything to /usr/share/lanon. Replaces lanon's own files (change units with drop-ins); starts nothing.",
+    )
+    d.add_argument(
+        "--root", type=Path, default=Path("/"), help="install under this directory (default /)"
+    )
+    d.add_argument(
+        "--lanon",
+        metavar="PATH",
+        help="the lanon command the units run (default: the one of this installation)",
+    )
+    d.add_argument("-v", "--verbose", action="store_true", help="list unchanged files too")
+    d.set_defaults(func=cmd_deploy_install)
+
+    p = sub.add_parser(
+        "prepare",
+        help="root's part of a daemon's start (the units' ExecStartPre=+)",
+        description="As root, before a daemon starts as USER with only CAP_NET_ADMIN and CAP_NET_RAW: give USER access to /dev/net/tun (member) and to iptables' lock file, and make the control socket's directory. Idempotent.",
+    )
+    p.add_argument("role", choices=["member", "gateway"])
+    p.add_argument("--user", default=DAEMON_USER, help=f"the daemon's user (default {DAEMON_USER})")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="the daemon's file: its control socket's directory is made if missing (the units' "
+        "RuntimeDirectory= makes /run/lanon)",
+    )
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser(
         "lab",
@@ -401,6 +697,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--prometheus",
         action="store_true",
         help="also run Prometheus (deploy/prometheus) on the switch, scraping every daemon",
+    )
+    u.add_argument(
+        "--unprivileged",
+        action="store_true",
+        help="run the daemons as the units do: user lanon, only CAP_NET_ADMIN and CAP_NET_RAW, "
+        "no new privileges, after the units' root pre-start steps",
     )
     u.set_defaults(func=cmd_lab_up)
     d = lsub.add_parser(

@@ -6,6 +6,11 @@
 collision) or a slot garbled by a member that sent junk is detected. An all-zero slot is empty.
 A packet larger than a cell's capacity travels in `count` cells with the same (tag, packet id)
 and is put together again by the gateway.
+
+Slots come from round outputs that any member can write into, so decoding never raises and the
+reassembler is bounded: pending packets in all (`max_pending`), per flow tag (`max_per_tag`),
+bytes held (`max_bytes`) and cells per packet (`max_cells`); what it gives up is counted by
+`CellDrop` in `drops`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import struct
+from collections import Counter
 from dataclasses import dataclass
 
 _CELL = struct.Struct("!QIBBH")
@@ -46,13 +52,18 @@ def encode_cell(
     pad = cell_size - CELL_HEADER_LEN - len(data)
     if pad < 0:
         raise ValueError(f"{len(data)} bytes do not fit a {cell_size}-byte cell")
+    if not 0 <= index < count <= MAX_CELLS_PER_PACKET:
+        raise ValueError(f"cell {index} of {count}")
     rest = _CELL.pack(tag, packet_id, index, count, len(data)) + data + bytes(pad)
     return _check(rest) + rest
 
 
 def decode_slot(slot: bytes) -> tuple[SlotState, Cell | None]:
+    """What a data slot holds; never raises (a short or inconsistent slot is GARBLED)."""
     if not any(slot[:CELL_HEADER_LEN]) and slot.count(0) == len(slot):
         return SlotState.EMPTY, None
+    if len(slot) < CELL_HEADER_LEN:
+        return SlotState.GARBLED, None
     rest = slot[CHECK_LEN:]
     if _check(rest) != slot[:CHECK_LEN]:
         return SlotState.GARBLED, None
@@ -65,43 +76,126 @@ def decode_slot(slot: bytes) -> tuple[SlotState, Cell | None]:
 
 
 def split_packet(packet: bytes, capacity: int) -> list[bytes]:
+    if capacity <= 0:
+        raise ValueError(f"a capacity of {capacity} bytes")
     return [packet[i : i + capacity] for i in range(0, len(packet), capacity)] or [b""]
+
+
+class CellDrop(enum.Enum):
+    """Why the reassembler gave up a packet; bounded, usable as a metric label."""
+
+    MISMATCH = "mismatch"  # cells of one (tag, packet id) disagree: count, or data of an index
+    MALFORMED = "malformed"  # an index or a count no packet can have
+    EVICTED = "evicted"  # made room (pending packets, per tag, or bytes)
+    TIMEOUT = "timeout"
+
+
+@dataclass(slots=True)
+class _Packet:
+    first: float
+    parts: list[bytes | None]
+    have: int = 0  # parts received
+    size: int = 0  # bytes held
 
 
 class Reassembler:
     """Puts multi-cell packets together; gives up on a packet after `timeout` seconds."""
 
-    def __init__(self, timeout: float = 5.0, max_pending: int = 4096) -> None:
+    def __init__(
+        self,
+        timeout: float = 5.0,
+        max_pending: int = 4096,
+        max_per_tag: int = 16,
+        max_bytes: int = 4 << 20,
+        max_cells: int = MAX_CELLS_PER_PACKET,
+    ) -> None:
         self.timeout = timeout
         self.max_pending = max_pending
-        self._pending: dict[tuple[int, int], tuple[float, list[bytes | None]]] = {}
-        self.expired = 0
+        self.max_per_tag = max_per_tag
+        self.max_bytes = max_bytes
+        self.max_cells = max_cells
+        # Insertion order is the order packets began in: oldest first.
+        self._pending: dict[tuple[int, int], _Packet] = {}
+        self._per_tag: dict[
+            int, dict[int, None]
+        ] = {}  # tag -> its pending packet ids, oldest first
+        self.bytes_pending = 0
+        self.drops: Counter[CellDrop] = Counter()  # since the start, by reason
+        self._reported: Counter[CellDrop] = Counter()
+
+    @property
+    def expired(self) -> int:
+        return self.drops[CellDrop.TIMEOUT]
 
     def add(self, cell: Cell, now: float) -> bytes | None:
+        """Feed one cell; the whole packet when its last cell arrives, else None."""
         if cell.count == 1:
             return cell.data
+        if not 0 <= cell.index < cell.count <= self.max_cells:
+            self.drops[CellDrop.MALFORMED] += 1
+            return None
         key = (cell.tag, cell.packet_id)
         entry = self._pending.get(key)
-        if entry is None or len(entry[1]) != cell.count:
-            if len(self._pending) >= self.max_pending:
-                oldest = min(self._pending, key=lambda k: self._pending[k][0])
-                del self._pending[oldest]
-                self.expired += 1
-            entry = (now, [None] * cell.count)
-            self._pending[key] = entry
-        parts = entry[1]
-        parts[cell.index] = cell.data
-        if any(p is None for p in parts):
+        if entry is None:
+            self._make_room(cell.tag)
+            entry = self._pending[key] = _Packet(now, [None] * cell.count)
+            self._per_tag.setdefault(cell.tag, {})[cell.packet_id] = None
+        elif len(entry.parts) != cell.count:
+            self._give_up(key, CellDrop.MISMATCH)
             return None
-        del self._pending[key]
-        return b"".join(p for p in parts if p is not None)
+        old = entry.parts[cell.index]
+        if old is not None:
+            if old != cell.data:
+                self._give_up(key, CellDrop.MISMATCH)
+            return None  # the same cell again
+        entry.parts[cell.index] = cell.data
+        entry.have += 1
+        entry.size += len(cell.data)
+        self.bytes_pending += len(cell.data)
+        if entry.have < len(entry.parts):
+            while self.bytes_pending > self.max_bytes and self._pending:
+                self._give_up(next(iter(self._pending)), CellDrop.EVICTED)
+            return None
+        self._forget(key)
+        return b"".join(p for p in entry.parts if p is not None)
+
+    def _make_room(self, tag: int) -> None:
+        mine = self._per_tag.get(tag)
+        if mine is not None and len(mine) >= self.max_per_tag:
+            self._give_up((tag, next(iter(mine))), CellDrop.EVICTED)
+        while len(self._pending) >= self.max_pending:
+            self._give_up(next(iter(self._pending)), CellDrop.EVICTED)
+
+    def _forget(self, key: tuple[int, int]) -> None:
+        entry = self._pending.pop(key, None)
+        if entry is None:
+            return
+        self.bytes_pending -= entry.size
+        mine = self._per_tag[key[0]]
+        del mine[key[1]]
+        if not mine:
+            del self._per_tag[key[0]]
+
+    def _give_up(self, key: tuple[int, int], reason: CellDrop) -> None:
+        self._forget(key)
+        self.drops[reason] += 1
+
+    def take_drops(self) -> Counter[CellDrop]:
+        """What was given up since the last call, by reason (for events and metrics)."""
+        new = self.drops - self._reported
+        self._reported = self.drops.copy()
+        return new
 
     def expire(self, now: float) -> int:
-        stale = [k for k, (t, _) in self._pending.items() if now - t > self.timeout]
-        for k in stale:
-            del self._pending[k]
-        self.expired += len(stale)
-        return len(stale)
+        """Give up packets begun more than `timeout` seconds ago; how many."""
+        n = 0
+        while self._pending:  # oldest first: stop at the first fresh one
+            key = next(iter(self._pending))
+            if now - self._pending[key].first <= self.timeout:
+                break
+            self._give_up(key, CellDrop.TIMEOUT)
+            n += 1
+        return n
 
     def __len__(self) -> int:
         return len(self._pending)

@@ -24,14 +24,28 @@ from lanon.common.reservation import ENTRY_LEN
 from lanon.common.settings import (
     REQUIRED,
     between,
+    is_address,
     is_name,
     is_network,
     load_table,
     one_of,
     opt,
+    or_empty,
 )
 
 IP_TCP_HEADERS = 40
+
+# Destinations gateways never emit to, whatever the coalition file says (nor to the LAN), by
+# class; then the private ranges, refused unless [egress] allow names them.
+NEVER_EMITTED = (
+    ("broadcast", "255.255.255.255/32"),
+    ("reserved", "0.0.0.0/8"),
+    ("loopback", "127.0.0.0/8"),
+    ("link_local", "169.254.0.0/16"),
+    ("multicast", "224.0.0.0/4"),
+    ("reserved", "240.0.0.0/4"),
+)
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "198.18.0.0/15")
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,11 @@ class CoalitionSection:
         3,
         "below this many members present the lanon disbands (pauses) rather than run rounds",
         between(2, 4096),
+    )
+    router: str = opt(
+        "",
+        "the border router's address on the LAN, '' if not given; no gateway share may contain it",
+        or_empty(is_address),
     )
 
 
@@ -134,6 +153,17 @@ class KeyGraphSection:
 
 
 @dataclass(frozen=True)
+class EgressSection:
+    allow: list[str] = opt(
+        [],
+        "private prefixes gateways may emit to, e.g. '10.0.0.0/8'; they refuse 10/8, 172.16/12, "
+        "192.168/16, 100.64/10 and 198.18/15 unless listed here, and never emit to the LAN, "
+        "loopback, link-local, multicast, broadcast, 0/8 or 240/4",
+        is_network,
+    )
+
+
+@dataclass(frozen=True)
 class GatewayEntry:
     name: str = opt(REQUIRED, "gateway host name", is_name)
     public_key: str = opt(REQUIRED, "the gateway's public key (lanon keygen)")
@@ -141,12 +171,22 @@ class GatewayEntry:
         REQUIRED, "this gateway's share of the anonymous addresses (prefixes)", is_network
     )
     operator: str = opt("", "who runs this gateway (defaults to its name)")
+    address: str = opt(
+        "",
+        "the gateway's own address on the LAN, '' if not given; no share may contain it",
+        or_empty(is_address),
+    )
 
 
 @dataclass(frozen=True)
 class MemberEntry:
     name: str = opt(REQUIRED, "member host name", is_name)
     public_key: str = opt(REQUIRED, "the member's public key (lanon keygen)")
+    address: str = opt(
+        "",
+        "the member's address on the LAN, '' if not given; no gateway share may contain it",
+        or_empty(is_address),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +194,7 @@ class Peer:
     index: int
     name: str
     public: bytes
+    address: str = ""  # on the LAN, if the coalition file gives it
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +204,7 @@ class GatewayPeer:
     public: bytes
     operator: str
     addresses: tuple[ipaddress.IPv4Address, ...]  # its share
+    address: str = ""  # its own, on the LAN, if the coalition file gives it
 
 
 @dataclass(frozen=True)
@@ -179,6 +221,7 @@ class Coalition:
     connectivity: keygraph.Connectivity
     fingerprint: bytes
     id: int  # the fingerprint's first four bytes: every frame header carries it
+    egress: EgressSection = dataclasses.field(default_factory=EgressSection)
 
     @property
     def lan(self) -> ipaddress.IPv4Network:
@@ -230,6 +273,11 @@ class Coalition:
     def vector_len(self, nslots: int, nentries: int) -> int:
         return nentries * ENTRY_LEN + nslots * self.coalition.cell_size
 
+    def part_lens(self, nslots: int, nentries: int) -> list[int]:
+        """The length of each part of a round's vector (contributions and output alike)."""
+        total, ps = self.vector_len(nslots, nentries), self.part_size
+        return [min(ps, total - i) for i in range(0, total, ps)] or [0]
+
 
 def load(path: Path) -> Coalition:
     try:
@@ -241,7 +289,7 @@ def load(path: Path) -> Coalition:
     return parse(raw, path)
 
 
-_TOP = {"coalition", "rounds", "flows", "key_graph", "gateways", "members"}
+_TOP = {"coalition", "rounds", "flows", "key_graph", "egress", "gateways", "members"}
 
 
 def parse(raw: dict[str, Any], path: Path) -> Coalition:
@@ -256,6 +304,7 @@ def parse(raw: dict[str, Any], path: Path) -> Coalition:
     rounds = load_table(RoundSection, raw.get("rounds", {}), f"{path}: [rounds]")
     flows = load_table(FlowSection, raw.get("flows", {}), f"{path}: [flows]")
     graph = load_table(KeyGraphSection, raw.get("key_graph", {}), f"{path}: [key_graph]")
+    egress = load_table(EgressSection, raw.get("egress", {}), f"{path}: [egress]")
     if flows.port_min > flows.port_max:
         raise ConfigError(
             f"{path}: [flows] port_min = {flows.port_min} is above port_max = {flows.port_max}"
@@ -276,7 +325,10 @@ def parse(raw: dict[str, Any], path: Path) -> Coalition:
     _unique([m.name for m in members] + [g.name for g in gateways], path, "host name")
     peers = tuple(
         Peer(
-            i, m.name, decode_public_key(m.public_key, f"{path}: [[members]] {m.name}: public_key")
+            i,
+            m.name,
+            decode_public_key(m.public_key, f"{path}: [[members]] {m.name}: public_key"),
+            m.address,
         )
         for i, m in enumerate(members)
     )
@@ -284,6 +336,8 @@ def parse(raw: dict[str, Any], path: Path) -> Coalition:
     gw_peers = tuple(_gateway_peer(i, g, lan, path) for i, g in enumerate(gateways))
     _unique([p.public for p in peers] + [g.public for g in gw_peers], path, "public key")
     _unique([str(a) for g in gw_peers for a in g.addresses], path, "anonymous address")
+    _check_lan_hosts(section, lan, members, gateways, gw_peers, path)
+    _check_egress(egress, lan, path)
 
     if len(peers) < section.min_members:
         raise ConfigError(
@@ -300,25 +354,30 @@ def parse(raw: dict[str, Any], path: Path) -> Coalition:
             f"{weak} reach(es) the other members through {cut} only, "
             "so a single neighbour would know what it sends"
         )
-    canonical = json.dumps(
-        {
-            "coalition": dataclasses.asdict(section),
-            "rounds": dataclasses.asdict(rounds),
-            "flows": dataclasses.asdict(flows),
-            "edges": sorted(edges),
-            "members": [(p.name, p.public.hex()) for p in peers],
-            "gateways": [
-                (g.name, g.public.hex(), g.operator, [str(a) for a in g.addresses])
-                for g in gw_peers
-            ],
-        },
-        sort_keys=True,
-    ).encode()
+    content: dict[str, Any] = {
+        "coalition": dataclasses.asdict(section),
+        "rounds": dataclasses.asdict(rounds),
+        "flows": dataclasses.asdict(flows),
+        "edges": sorted(edges),
+        "members": [(p.name, p.public.hex()) for p in peers],
+        "gateways": [
+            (g.name, g.public.hex(), g.operator, [str(a) for a in g.addresses]) for g in gw_peers
+        ],
+    }
+    # Keys added since 0.1 count only when set: a file that does not use them keeps its
+    # fingerprint across versions. (Hosts' own addresses are for checks only: not counted.)
+    if not section.router:
+        del content["coalition"]["router"]
+    if egress.allow:
+        content["egress"] = sorted(str(ipaddress.IPv4Network(p)) for p in egress.allow)
+    canonical = json.dumps(content, sort_keys=True).encode()
     fingerprint = hashlib.blake2b(
         canonical, digest_size=wire.FINGERPRINT_LEN, person=b"lanon-coalition"
     ).digest()
     cid = int.from_bytes(fingerprint[:4], "big")
-    return Coalition(path, section, rounds, flows, peers, gw_peers, edges, conn, fingerprint, cid)
+    return Coalition(
+        path, section, rounds, flows, peers, gw_peers, edges, conn, fingerprint, cid, egress
+    )
 
 
 def _entries(raw: dict[str, Any], key: str, cls: type[Any], path: Path) -> list[Any]:
@@ -349,12 +408,107 @@ def _gateway_peer(
                 f"{where}: addresses = {prefix!r}: expected a prefix inside lan {lan} "
                 "(the border router must see anonymous addresses as neighbours)"
             )
-        # every address of a share is usable, except the LAN's own network and broadcast ones
-        addresses.extend(a for a in net if a not in (lan.network_address, lan.broadcast_address))
+        for special, what in (
+            (lan.network_address, "network"),
+            (lan.broadcast_address, "broadcast"),
+        ):
+            if special in net:
+                raise ConfigError(
+                    f"{where}: addresses = {prefix!r} contains {special}, the LAN's {what} "
+                    f"address; expected a prefix of unused host addresses of lan {lan}"
+                )
+        addresses.extend(net)
     if not addresses:
         raise ConfigError(f"{where}: addresses: expected at least one anonymous address")
     public = decode_public_key(g.public_key, f"{where}: public_key")
-    return GatewayPeer(index, g.name, public, g.operator or g.name, tuple(sorted(addresses)))
+    return GatewayPeer(
+        index, g.name, public, g.operator or g.name, tuple(sorted(addresses)), g.address
+    )
+
+
+def _check_lan_hosts(
+    section: CoalitionSection,
+    lan: ipaddress.IPv4Network,
+    members: list[MemberEntry],
+    gateways: list[GatewayEntry],
+    gw_peers: tuple[GatewayPeer, ...],
+    path: Path,
+) -> None:
+    """The router's and hosts' addresses the file gives: in the LAN, distinct, and in no share
+    (a gateway would announce them and take that host's traffic)."""
+    known = [(f"[coalition] router = {section.router!r}", "the border router", section.router)]
+    known += [
+        (f"[[gateways]] {g.name}: address = {g.address!r}", f"gateway {g.name}", g.address)
+        for g in gateways
+    ]
+    known += [
+        (f"[[members]] {m.name}: address = {m.address!r}", f"member {m.name}", m.address)
+        for m in members
+    ]
+    known = [k for k in known if k[2]]
+    for where, _, value in known:
+        a = ipaddress.IPv4Address(value)
+        if a not in lan or a in (lan.network_address, lan.broadcast_address):
+            raise ConfigError(f"{path}: {where}: expected a host address of lan {lan}")
+    _unique([value for _, _, value in known], path, "LAN address")
+    for entry, peer in zip(gateways, gw_peers, strict=True):
+        for prefix in entry.addresses:
+            net = ipaddress.IPv4Network(prefix)
+            for where, who, value in known:
+                if ipaddress.IPv4Address(value) in net:
+                    raise ConfigError(
+                        f"{path}: [[gateways]] {peer.name}: addresses = {prefix!r} contains "
+                        f"{value}, the address of {who} ({where}); expected a share of unused "
+                        "addresses: a gateway would announce it and take that host's traffic"
+                    )
+
+
+def _check_egress(egress: EgressSection, lan: ipaddress.IPv4Network, path: Path) -> None:
+    for prefix in egress.allow:
+        net = ipaddress.IPv4Network(prefix)
+        never = [(what, ipaddress.IPv4Network(p)) for what, p in NEVER_EMITTED]
+        for what, space in [("LAN", lan), *never]:
+            if net.subnet_of(space):
+                raise ConfigError(
+                    f"{path}: [egress] allow = {prefix!r}: expected a prefix gateways may emit "
+                    f"to; it lies in {space} ({what.replace('_', '-')}), never emitted to"
+                )
+
+
+def warnings(c: Coalition) -> list[str]:
+    """What `lanon config check` cannot verify about a valid coalition file, or that looks
+    unintended: printed as warnings, not refused."""
+    out = []
+    unknown = [g.name for g in c.gateways if not g.address]
+    unknown += [m.name for m in c.members if not m.address]
+    if not c.coalition.router:
+        unknown.insert(0, "the router ([coalition] router)")
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        out.append(
+            f"{c.path}: no LAN address given for {shown}: the shares could not be checked against "
+            "them. Gateways refuse their own addresses and their routers', and probe every "
+            "anonymous address before claiming it, but a host that is off then is seen only when "
+            "it speaks: keep the shares out of DHCP pools and static assignments."
+        )
+    private = [ipaddress.IPv4Network(p) for p in PRIVATE_RANGES]
+    never = [ipaddress.IPv4Network(p) for _, p in NEVER_EMITTED] + [c.lan]
+    for prefix in c.egress.allow:
+        net = ipaddress.IPv4Network(prefix)
+        if not any(net.overlaps(p) for p in private):
+            out.append(
+                f"{c.path}: [egress] allow = {prefix!r} has no effect: gateways emit to public "
+                "addresses anyway (allow lists private prefixes they would refuse)"
+            )
+        elif any(net.overlaps(n) for n in never):
+            out.append(
+                f"{c.path}: [egress] allow = {prefix!r} overlaps the LAN or addresses gateways "
+                "never emit to (loopback, link-local, multicast, broadcast, 0/8, 240/4): those "
+                "stay refused"
+            )
+    return out
 
 
 def _edges(

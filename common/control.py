@@ -2,7 +2,8 @@
 
 One request per connection: the client sends a command line ("status"), the daemon answers
 one JSON document and closes. Unix sockets live in the filesystem, so `lanon status` reaches
-daemons in other network namespaces too.
+daemons in other network namespaces too. The units put them in /run/lanon, where `lanon status`
+looks when it is given no socket.
 """
 
 from __future__ import annotations
@@ -15,19 +16,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lanon.common.errors import LanonError
+from lanon.common.errors import LanonError, PrerequisiteError
+
+DEFAULT_DIR = Path("/run/lanon")  # the units' RuntimeDirectory: member.sock, gateway.sock
+SOCKET_MODE = 0o660  # the daemon's user and its group (RuntimeDirectoryMode=0750 keeps others out)
 
 
 class ControlServer:
     def __init__(self, path: Path, handler: Callable[[str], dict[str, Any]]) -> None:
         self.path = path
         self.handler = handler
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        os.chmod(path, 0o600)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            self.sock.bind(str(path))
+            os.chmod(path, SOCKET_MODE)
+        except OSError as exc:
+            self.sock.close()
+            raise PrerequisiteError(
+                f"cannot make the control socket {path}: {exc.strerror}; the units make "
+                f"{DEFAULT_DIR} for user lanon (RuntimeDirectory=lanon); elsewhere give the "
+                "daemon's user a directory ('lanon prepare ROLE --user USER --config FILE' as "
+                "root makes it) or set control_socket = ''"
+            ) from None
         self.sock.listen(8)
         self.sock.setblocking(False)
 
@@ -69,3 +82,11 @@ def query(path: Path, request: str = "status", timeout: float = 2.0) -> dict[str
         raise LanonError(f"{path}: {exc.strerror or exc}") from None
     result: dict[str, Any] = json.loads(b"".join(chunks))
     return result
+
+
+def find_sockets(directory: Path | None = None) -> list[Path]:
+    """The control sockets in `directory` (default: DEFAULT_DIR, this host's daemons)."""
+    try:
+        return sorted(p for p in (directory or DEFAULT_DIR).glob("*.sock") if p.is_socket())
+    except OSError:
+        return []

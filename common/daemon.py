@@ -2,33 +2,73 @@
 
 from __future__ import annotations
 
+import contextlib
+import enum
 import ipaddress
 import logging
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from lanon.common import events as ev
 from lanon.common.control import ControlServer
 from lanon.common.daemon_config import DaemonSettings, Loaded, control_path
-from lanon.common.errors import PrerequisiteError, RejectReason
+from lanon.common.errors import RejectReason
+from lanon.common.iptables import Jump
 from lanon.common.loop import Reactor
 from lanon.common.metrics import BaseMetrics
+from lanon.common.metrics_http import MetricsServer, parse_listen
 
 LOG_EVERY = 10.0  # seconds between repeated warnings of one kind
+PAUSE_WARN_AFTER = 5.0  # seconds a pause lasts before it is a WARNING (restarts pause briefly)
+EXPECTED_REFUSALS = frozenset({ev.RefuseReason.MISSING_KEY, ev.RefuseReason.STALE_ROUND})
+
+
+class Stage(enum.Enum):
+    """Where in a daemon an unexpected error was contained (a metric label)."""
+
+    LAN_FRAME = "lan_frame"  # a lanon frame from the LAN
+    PACKET = "packet"  # an outbound packet from NFQUEUE (member)
+    CAPTURE = "capture"  # an IPv4 packet captured on the LAN (gateway)
+    ARP = "arp"
+    TIMER = "timer"
+    COMMAND = "command"  # carrying out one engine command (a send, an emission, an injection)
+    LOOP = "loop"  # escaped everything else: caught by the reactor
 
 
 def setup_logging(level: str, name: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
         format=f"%(asctime)s {name} %(levelname)s %(message)s",
+        force=True,  # `lanon member` logs before it has read the daemon's name and level
     )
 
 
+class Engine(Protocol):
+    """What the daemon loop needs of a sans-IO engine."""
+
+    def receive_frame(self, src: bytes, frame: bytes, now: float) -> None: ...
+    def get_timer(self) -> float: ...
+    def handle_timer(self, now: float) -> None: ...
+    def pop_commands(self) -> list[ev.Command]: ...
+    def pop_events(self) -> list[ev.Event]: ...
+
+
+class LanSocket(Protocol):
+    def receive(self) -> Iterator[tuple[bytes, bytes]]: ...
+
+
 class DaemonBase:
+    """The loop around an engine: frames from the LAN in, timers, and the engine's commands
+    out through `handlers` (one per command type); every frame, timer and command contained."""
+
     role = "daemon"
+    engine: Engine
+    lan: LanSocket
+    handlers: dict[type[ev.Command], Callable[[Any], object]]
 
     def __init__(
         self, settings: DaemonSettings, loaded: Loaded, registry: CollectorRegistry | None = None
@@ -39,11 +79,13 @@ class DaemonBase:
         self.log = logging.getLogger(f"lanon.{self.role}")
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry()
-        self.reactor = Reactor()
+        self.reactor = Reactor(on_error=self._loop_error)
         self.wall_offset = time.time() - time.monotonic()
         self.control: ControlServer | None = None
         self._http: list[Any] = []
         self._last_warned: dict[str, float] = {}
+        self._paused: tuple[float, str] | None = None  # since when, and why (LanonDisbanded)
+        self._paused_warned = False
         self.metrics: BaseMetrics
 
     # --- serving ----------------------------------------------------------------------------
@@ -54,16 +96,14 @@ class DaemonBase:
         listen = self.settings.metrics if listen is None else listen
         if not listen:
             return
-        host, _, port = listen.rpartition(":")
-        ipaddress.IPv4Address(host or "0.0.0.0")
-        try:
-            server, _thread = start_http_server(
-                int(port), host or "0.0.0.0", registry=registry or self.registry
-            )
-        except OSError as exc:
-            raise PrerequisiteError(f"cannot serve metrics on {listen}: {exc.strerror}") from None
+        lan = self.c.lan
+        address, port = parse_listen(listen, self.settings.interface, lan)
+        clients = [ipaddress.IPv4Network(p) for p in self.settings.metrics_clients] or [lan]
+        server = MetricsServer(address, port, registry or self.registry, clients)
         self._http.append(server)
-        self.log.info("metrics on http://%s:%s/metrics", host or "0.0.0.0", port)
+        self.log.info(
+            "metrics on %s for %s", server.url, ", ".join(str(c) for c in clients) + " and loopback"
+        )
 
     def serve_control(self) -> None:
         path = control_path(self.settings, self.loaded.path.parent)
@@ -86,6 +126,54 @@ class DaemonBase:
         for server in self._http:
             server.shutdown()
 
+    # --- containment ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def contained(self, stage: Stage) -> Iterator[None]:
+        """Whatever one frame, packet, timer or command does wrong stays with it: counted by
+        stage, logged (with its traceback, at most every LOG_EVERY seconds a stage), and the
+        daemon goes on with the next one."""
+        try:
+            yield
+        except Exception as exc:
+            self.metrics.internal_errors.labels(stage.value).inc()
+            now = self.reactor.clock()
+            if now - self._last_warned.get(f"internal-{stage.value}", -LOG_EVERY) >= LOG_EVERY:
+                self._last_warned[f"internal-{stage.value}"] = now
+                self.log.error(
+                    "internal error in %s handling (contained, going on): %r",
+                    stage.value,
+                    exc,
+                    exc_info=exc,
+                )
+
+    def on_lan(self) -> None:
+        now = self.reactor.clock()
+        for src, payload in self.lan.receive():
+            with self.contained(Stage.LAN_FRAME):
+                self.engine.receive_frame(src, payload, now)
+            self.flush(now)
+
+    def run_timers(self, now: float) -> None:
+        if now >= self.engine.get_timer():
+            with self.contained(Stage.TIMER):
+                self.engine.handle_timer(now)
+            self.flush(now)
+
+    def flush(self, now: float) -> None:
+        """Carry out the engine's commands, then report its events."""
+        for cmd in self.engine.pop_commands():
+            handler = self.handlers.get(type(cmd))
+            if handler is None:
+                raise RuntimeError(f"unexpected command {cmd!r}")
+            with self.contained(Stage.COMMAND):
+                handler(cmd)
+        self.report(self.engine.pop_events(), now)
+
+    def _loop_error(self, where: str, exc: BaseException) -> None:
+        with self.contained(Stage.LOOP):
+            raise exc
+
     # --- events -----------------------------------------------------------------------------
 
     def report(self, events: list[ev.Event], now: float) -> None:
@@ -94,9 +182,22 @@ class DaemonBase:
             self.log_event(e, now)
 
     def warn_once(self, key: str, now: float, msg: str, *args: object) -> None:
+        self.say_once(logging.WARNING, key, now, msg, *args)
+
+    def warn_if_paused(self, now: float) -> None:
+        """A WARNING once a pause has lasted PAUSE_WARN_AFTER seconds (called periodically)."""
+        if self._paused is None or self._paused_warned:
+            return
+        since, detail = self._paused
+        if now - since >= PAUSE_WARN_AFTER:
+            self._paused_warned = True
+            self.log.warning("lanon paused for %.0f s: %s", now - since, detail)
+
+    def say_once(self, level: int, key: str, now: float, msg: str, *args: object) -> None:
+        """Log at most once every LOG_EVERY seconds for `key`."""
         if now - self._last_warned.get(key, -LOG_EVERY) >= LOG_EVERY:
             self._last_warned[key] = now
-            self.log.warning(msg, *args)
+            self.log.log(level, msg, *args)
 
     def log_event(self, e: ev.Event, now: float) -> None:
         match e:
@@ -111,10 +212,31 @@ class DaemonBase:
                 )
             case ev.FrameRejected():
                 self.log.debug("rejected %s frame (%s): %s", e.frame, e.reason.value, e.detail)
+            case ev.LanFlooded(active=True):
+                self.log.warning(
+                    "the LAN is flooded with frames we reject: for a while only the %d hosts "
+                    "already verified are heard (a kernel filter); hosts not yet verified "
+                    "cannot join until it ends",
+                    e.trusted,
+                )
+            case ev.LanFlooded():
+                self.log.info("the flood has stopped for now: every host is heard again")
             case ev.LanonDisbanded():
-                self.log.warning("lanon paused: %s", e.detail)
+                # Every start begins paused until members say HELLO, and a member's restart
+                # pauses a lanon of min_members for a second: a WARNING only if it lasts
+                # (warn_if_paused).
+                self._paused, self._paused_warned = (now, e.detail), False
+                self.log.info("lanon paused: %s", e.detail)
             case ev.LanonResumed():
-                self.log.info("lanon running again with %d members", e.present)
+                if self._paused is not None and self._paused_warned:
+                    self.log.info(
+                        "lanon running again with %d members (paused for %.0f s)",
+                        e.present,
+                        now - self._paused[0],
+                    )
+                else:
+                    self.log.info("lanon running again with %d members", e.present)
+                self._paused = None
             case ev.MemberChanged():
                 self.log.info("member %s is %s", e.name, e.state.value)
             case ev.RoundAborted():
@@ -155,7 +277,10 @@ class DaemonBase:
             case ev.GatewayChanged():
                 self.log.info("gateway %s is %s", e.name, "alive" if e.alive else "silent")
             case ev.RoundRefused():
-                self.warn_once(
+                # A missing key or a stale round is what a restart or a leader change looks
+                # like for a moment; if it lasts, the member's health says so (joining).
+                self.say_once(
+                    logging.INFO if e.reason in EXPECTED_REFUSALS else logging.WARNING,
                     f"refuse-{e.reason.value}",
                     now,
                     "refused round %d: %s (%s)",
@@ -171,6 +296,15 @@ class DaemonBase:
                 self.log.debug("epoch %d", e.epoch)
             case _:
                 pass
+
+    def rules_restored(self, jumps: list[Jump]) -> None:
+        """Called from the rules watch's thread: something removed or altered our rules, and
+        the watch has put them back."""
+        self.metrics.rules_restored.inc()
+        self.log.warning(
+            "the lanon rules were removed or altered (%s); put them back",
+            "missing jumps: " + ", ".join(map(str, jumps)) if jumps else "rules in our chains",
+        )
 
     def stop(self) -> None:
         self.reactor.stop()

@@ -11,7 +11,16 @@ from lanon.common import coalition as coalition_mod
 from lanon.common.coalition import Coalition
 from lanon.common.crypto import HostKey, encode_key, read_private_key
 from lanon.common.errors import ConfigError
-from lanon.common.settings import REQUIRED, is_listen, is_name, load_table, one_of, opt, resolve
+from lanon.common.settings import (
+    REQUIRED,
+    is_listen,
+    is_name,
+    is_network,
+    load_table,
+    one_of,
+    opt,
+    resolve,
+)
 
 
 def is_ifname(v: str) -> str | None:
@@ -28,7 +37,16 @@ class DaemonSettings:
     )
     interface: str = opt("eth0", "the LAN interface", is_ifname)
     metrics: str = opt(
-        "", "ADDRESS:PORT where Prometheus metrics are served, '' for none", is_listen
+        "",
+        "ADDRESS:PORT where Prometheus metrics are served; ':PORT' serves them on the IPv4 "
+        "address of `interface` (looked up at start); '' for none",
+        is_listen,
+    )
+    metrics_clients: list[str] = opt(
+        [],
+        "prefixes of the hosts that may read the metrics (where Prometheus runs); empty: the "
+        "coalition's LAN prefix. Other hosts' connections are closed unanswered",
+        is_network,
     )
     control_socket: str = opt("", "unix socket path for 'lanon status', '' for none")
     log_level: str = opt("info", "log level", one_of("debug", "info", "warning", "error"))

@@ -7,7 +7,15 @@ import hmac
 from lanon.common import wire
 from lanon.common.crypto import HostKey, Verifier, mac
 from lanon.common.errors import RejectReason, RemoteProtocolError
-from lanon.common.events import Command, Event, FrameRejected, SendFrame
+from lanon.common.events import (
+    Command,
+    Event,
+    FilterSources,
+    FrameRejected,
+    LanFlooded,
+    SendFrame,
+)
+from lanon.common.guard import Door, SenderKey, SignatureGuard
 
 
 class EngineBase:
@@ -15,6 +23,9 @@ class EngineBase:
         self._commands: list[Command] = []
         self._events: list[Event] = []
         self.verifier = Verifier()
+        self.guard = SignatureGuard()
+        self.door = Door()
+        self._filter: frozenset[bytes] | None = None  # what the daemon's socket lets through
 
     def pop_commands(self) -> list[Command]:
         out, self._commands = self._commands, []
@@ -41,7 +52,31 @@ class EngineBase:
             )
         return header
 
-    def _reject(self, err: RemoteProtocolError, frame: bytes) -> None:
+    def _admit(self, src: bytes, now: float) -> bool:
+        """The door: False for a frame from a source that keeps sending what we reject."""
+        if self.door.open(src, now):
+            return True
+        if self.door.shut(now) and self._filter is None:
+            self._report_turned_away(now)  # shut now: the kernel filter at once, not at a timer
+        return False
+
+    def _report_turned_away(self, now: float) -> None:
+        """Report frames turned away unread, and tell the daemon when the door shut or
+        opened again (the kernel filter follows it)."""
+        n = self.door.take_turned_away()
+        if n:
+            detail = "from sources whose frames kept being rejected"
+            self._events.append(FrameRejected(RejectReason.RATE_LIMITED, "any", detail, n))
+        allow = self.door.filter(now)
+        if allow != self._filter:
+            self._filter = allow
+            self._commands.append(FilterSources(allow))
+            self._events.append(LanFlooded(allow is not None, len(allow or ())))
+
+    def _reject(self, err: RemoteProtocolError, frame: bytes, src: bytes, now: float) -> None:
+        self.door.rejected(src, now)
+        if self.door.shut(now) and self._filter is None:
+            self._report_turned_away(now)  # shut now: the kernel filter at once, not at a timer
         kind = frame[1] if len(frame) > 1 else 0
         name = (
             wire.MsgType(kind).name.lower()
@@ -50,11 +85,29 @@ class EngineBase:
         )
         self._events.append(FrameRejected(err.reason, name, str(err)))
 
-    def _verified(self, public: bytes, frame: bytes) -> bytes:
-        """The signed body of `frame`, or RemoteProtocolError(BAD_AUTH)."""
+    def _verified(
+        self,
+        sender: SenderKey,
+        src: bytes,
+        public: bytes,
+        frame: bytes,
+        now: float,
+        fresh: bool = True,
+    ) -> bytes:
+        """The signed body of `frame`, claimed by `sender` and received from `src`; or
+        RemoteProtocolError: RATE_LIMITED if the source may not make us check more signatures
+        now (cheap checks come before this one), BAD_AUTH if the signature is wrong.
+
+        A good signature on a `fresh` frame (one that passed the replay checks: anybody can
+        replay an old one) says where its sender is now: that source is trusted."""
         body, sig = wire.split_auth(frame, wire.SIG_LEN)
+        if not self.guard.admit(sender, src, now):
+            raise RemoteProtocolError(RejectReason.RATE_LIMITED, f"from {src.hex(':')}")
         if not self.verifier.verify(public, body, sig):
             raise RemoteProtocolError(RejectReason.BAD_AUTH, "bad signature")
+        if fresh:
+            self.guard.verified(sender, src)
+            self.door.trust(src)
         return body
 
 

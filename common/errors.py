@@ -35,6 +35,7 @@ class RejectReason(enum.Enum):
     REPLAY = "replay"
     STALE = "stale"  # a round or frame that is no longer current
     UNEXPECTED = "unexpected"  # a valid frame that this role does not take
+    RATE_LIMITED = "rate_limited"  # its source asked for more signature checks than it may
 
 
 class RemoteProtocolError(LanonError, ValueError):

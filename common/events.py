@@ -46,6 +46,14 @@ class EmitPacket(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class FilterSources(Command):
+    """Let only lanon frames from these Ethernet addresses reach us (a kernel socket filter,
+    while the LAN is flooded), or every frame again (None)."""
+
+    allow: frozenset[bytes] | None
+
+
+@dataclass(frozen=True, slots=True)
 class InjectPacket(Command):
     """Member: hand an IPv4 packet to the local stack as if it had been received."""
 
@@ -81,6 +89,7 @@ class RefuseReason(enum.Enum):
     WEAK_KEY_GRAPH = "weak_key_graph"
     CLOCK = "clock"  # the leader's time is too far from ours: maybe a replayed OPEN
     MISSING_KEY = "missing_key"  # the round names an ephemeral key we do not have
+    STALE_ROUND = "stale_round"  # at or below a round we answered (a leader that paused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,16 @@ class FrameRejected(Event):
     reason: RejectReason
     frame: str  # the frame's type (lowercase MsgType name), "unknown" if unreadable
     detail: str = ""
+    count: int = 1  # frames turned away unread are reported together
+
+
+@dataclass(frozen=True, slots=True)
+class LanFlooded(Event):
+    """Untrusted sources sent more rejected frames than the LAN can hold: only trusted sources
+    are read for a while (`active`), or all are again."""
+
+    active: bool
+    trusted: int  # how many sources still get through
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,3 +298,40 @@ class FlowsReceived(Event):
     sender: str
     added: int
     refused: int  # records whose port another flow holds here
+
+
+# gateway: addresses it will not claim (ARP probing, RFC 5227 style)
+
+
+class ClaimRefusal(enum.Enum):
+    """Why a gateway will not claim an anonymous address."""
+
+    ROUTER = "router"  # the LAN's router (the gateway host's default route goes through it)
+    OWN_ADDRESS = "own_address"  # an address of the gateway host itself
+    IN_USE = "in_use"  # another host answered a probe for it, or sent an ARP from it
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRefused(Event):
+    """The gateway will not claim an anonymous address (in_use: until a probe finds it free)."""
+
+    address: str
+    reason: ClaimRefusal
+    mac: str = ""  # in_use: the host that answered for it or sent an ARP from it
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressDefended(Event):
+    """A host that is not a lanon gateway sent an ARP from an address this gateway holds: it
+    announced the address again (a second conflict soon after makes it give the address up)."""
+
+    address: str
+    mac: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddressFree(Event):
+    """An address refused as in use was probed and nobody answered: it may be claimed."""
+
+    address: str

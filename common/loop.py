@@ -18,8 +18,15 @@ log = logging.getLogger("lanon.loop")
 
 
 class Reactor:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        on_error: Callable[[str, BaseException], None] | None = None,
+    ) -> None:
         self.clock = clock
+        # An exception that escapes a callback or the tick is handed here and the loop goes
+        # on (the daemons contain each frame and packet; this is the last line of defence).
+        self.on_error = on_error
         self.sel = selectors.DefaultSelector()
         self.stopping = False
         # The wake-up pair (for signals) is made when the loop runs: a daemon that fails its
@@ -36,9 +43,6 @@ class Reactor:
 
     def add_reader(self, fileobj: int | socket.socket, callback: Callable[[], None]) -> None:
         self.sel.register(fileobj, selectors.EVENT_READ, callback)
-
-    def remove_reader(self, fileobj: int | socket.socket) -> None:
-        self.sel.unregister(fileobj)
 
     def _drain_wake(self) -> None:
         try:
@@ -61,13 +65,26 @@ class Reactor:
     def run(self, tick: Callable[[float], float | None]) -> None:
         """Run until stop(); `tick(now)` fires due timers and returns the next deadline."""
         self._wake_pair()
+        deadline: float | None = None
         while not self.stopping:
-            deadline = tick(self.clock())
+            try:
+                deadline = tick(self.clock())
+            except Exception as exc:
+                self._failed("tick", exc)
+                deadline = self.clock() + 0.01  # try again soon, without spinning
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             for key, _ in self.sel.select(timeout):
-                key.data()
+                try:
+                    key.data()
+                except Exception as exc:
+                    self._failed("callback", exc)
                 if self.stopping:
                     break
+
+    def _failed(self, where: str, exc: Exception) -> None:
+        if self.on_error is None:
+            raise exc
+        self.on_error(where, exc)
 
     def close(self) -> None:
         self.sel.close()

@@ -1,8 +1,14 @@
 """Collecting one round's output: a signed OUTPUT_HEAD and the OUTPUT_PARTs it vouches for.
 
-The head is verified by the engine (it holds the gateway keys); every part is then checked
-against the digest the head lists for it, so one signature covers the whole round.
-Parts may arrive before their head: they wait (bounded by the part count).
+The assembler is made from what a signed frame said (the round's OPEN, or its head), so it
+knows the round, the part count and every part's length before any part arrives; parts that
+do not fit are rejected at once. The head is verified by the engine (it holds the gateway
+keys); every part is then checked against the digest the head lists for it, so one signature
+covers the whole round.
+
+Parts that arrive before their head fix nothing: they wait as candidates (a few per index),
+and the head picks the one whose digest it lists. A forged part can neither change the
+round's shape nor push out the real part, which the leader sends after its head.
 """
 
 from __future__ import annotations
@@ -11,53 +17,54 @@ from lanon.common.crypto import digest16
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.wire import OutputHead, Part
 
-MAX_PARTS = 1024
+CANDIDATES = 2  # unverified parts kept per index while the head is missing
 
 
 class OutputAssembler:
-    def __init__(self, round: int, nslots: int | None = None, nentries: int | None = None) -> None:
+    def __init__(self, round: int, part_lens: list[int], nslots: int, nentries: int) -> None:
         self.round = round
-        self._expect = (nslots, nentries)
+        self.part_lens = part_lens
+        self.nslots = nslots
+        self.nentries = nentries
         self.head: OutputHead | None = None
         self._parts: dict[int, bytes] = {}
-        self._count: int | None = None
+        self._early: dict[int, list[bytes]] = {}
 
     def add_head(self, head: OutputHead) -> None:
-        nslots, nentries = self._expect
         if head.round != self.round:
             raise RemoteProtocolError(RejectReason.STALE, f"head of round {head.round}")
-        if (nslots is not None and head.nslots != nslots) or (
-            nentries is not None and head.nentries != nentries
-        ):
+        if head.nslots != self.nslots or head.nentries != self.nentries:
             raise RemoteProtocolError(RejectReason.MALFORMED, "output head disagrees with OPEN")
+        if len(head.digests) != len(self.part_lens):
+            raise RemoteProtocolError(RejectReason.MALFORMED, "output head's part count")
         if self.head is not None:
             raise RemoteProtocolError(RejectReason.REPLAY, "second output head")
-        if self._count is not None and self._count != len(head.digests):
-            raise RemoteProtocolError(RejectReason.MALFORMED, "part count differs from head")
         self.head = head
-        self._count = len(head.digests)
-        bad = [i for i, data in self._parts.items() if digest16(data) != head.digests[i]]
-        for i in bad:
-            del self._parts[i]
-        if bad:
-            raise RemoteProtocolError(
-                RejectReason.BAD_AUTH, f"{len(bad)} part(s) do not match head"
-            )
+        for index, candidates in self._early.items():
+            for data in candidates:
+                if digest16(data) == head.digests[index]:
+                    self._parts[index] = data
+                    break
+        self._early.clear()
 
     def add_part(self, part: Part) -> None:
         if part.round != self.round:
             raise RemoteProtocolError(RejectReason.STALE, f"part of round {part.round}")
-        if part.count > MAX_PARTS or (self._count is not None and part.count != self._count):
-            raise RemoteProtocolError(RejectReason.MALFORMED, "part count differs")
-        self._count = part.count
+        if part.count != len(self.part_lens) or len(part.payload) != self.part_lens[part.index]:
+            raise RemoteProtocolError(RejectReason.MALFORMED, "output part of the wrong shape")
         if part.index in self._parts:
             raise RemoteProtocolError(RejectReason.REPLAY, "duplicate output part")
-        if self.head is not None and digest16(part.payload) != self.head.digests[part.index]:
+        if self.head is None:
+            early = self._early.setdefault(part.index, [])
+            if len(early) < CANDIDATES and part.payload not in early:
+                early.append(part.payload)
+            return
+        if digest16(part.payload) != self.head.digests[part.index]:
             raise RemoteProtocolError(RejectReason.BAD_AUTH, "output part does not match head")
         self._parts[part.index] = part.payload
 
     def vector(self) -> bytes | None:
         """The whole output once the head and every part are in, else None."""
-        if self.head is None or len(self._parts) != self._count:
+        if self.head is None or len(self._parts) != len(self.part_lens):
             return None
-        return b"".join(self._parts[i] for i in range(len(self._parts)))
+        return b"".join(self._parts[i] for i in range(len(self.part_lens)))

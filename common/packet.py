@@ -3,6 +3,11 @@
 Members rewrite outbound packets to (anonymous address, port 0) before they enter a cell and
 restore inbound ones; gateways put the allocated anonymous port in. Checksums are updated
 incrementally, so the cost does not grow with the payload.
+
+Packets come from applications and from the Internet: every read stays within the buffer and
+the IP total length, whatever the headers claim, and a packet lanon cannot take raises
+PacketError (a ValueError) and nothing else. `parse` checks the headers once; the rewrites of
+a parsed packet rely on it and check only that they are given the buffer it parsed.
 """
 
 from __future__ import annotations
@@ -79,13 +84,18 @@ def _ip_header(pkt: bytes | bytearray, partial: bool = False) -> int:
     return ihl
 
 
-def _l4(pkt: bytes | bytearray, ihl: int, proto: int) -> tuple[int, int, int]:
-    """(sport, dport, tcp flags) of a TCP or UDP header, or of an ICMP echo."""
-    need = {TCP: 20, UDP: 8, ICMP: 8}.get(proto)
+_L4_HEADER = {TCP: 20, UDP: 8, ICMP: 8}
+
+
+def _l4(pkt: bytes | bytearray, ihl: int, end: int, proto: int) -> tuple[int, int, int]:
+    """(sport, dport, tcp flags) of a TCP or UDP header, or of an ICMP echo, within pkt[:end]."""
+    need = _L4_HEADER.get(proto)
     if need is None:
         raise PacketError(Unsupported.PROTOCOL, f"IP protocol {proto}")
-    if len(pkt) < ihl + need:
+    if end < ihl + need:
         raise PacketError(Unsupported.TRUNCATED, f"short protocol {proto} header")
+    if proto == TCP and not 20 <= (pkt[ihl + 12] >> 4) * 4 <= end - ihl:
+        raise PacketError(Unsupported.TRUNCATED, "TCP data offset outside the packet")
     if proto == ICMP:
         ident = (pkt[ihl + 4] << 8) | pkt[ihl + 5]
         return ident, ident, 0
@@ -99,27 +109,28 @@ def parse(pkt: bytes | bytearray, partial: bool = False) -> Parsed:
     `partial`: pkt is the first part of a longer packet (its headers are all there).
     """
     ihl = _ip_header(pkt, partial)
+    end = min(len(pkt), (pkt[2] << 8) | pkt[3])  # headers must lie within the packet
     proto = pkt[9]
     src = bytes(pkt[12:16])
     dst = bytes(pkt[16:20])
-    if proto == ICMP and len(pkt) >= ihl + 8:
+    if proto == ICMP and end >= ihl + 8:
         icmp_type = pkt[ihl]
         if icmp_type in ICMP_ERRORS:
-            return _parse_icmp_error(pkt, ihl, src, dst)
+            return _parse_icmp_error(pkt, ihl, end, src, dst)
         if icmp_type not in (ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY):
             raise PacketError(Unsupported.PROTOCOL, f"ICMP type {icmp_type}")
-    sport, dport, flags = _l4(pkt, ihl, proto)
+    sport, dport, flags = _l4(pkt, ihl, end, proto)
     return Parsed(Flow(proto, src, sport, dst, dport), ihl, flags, False)
 
 
-def _parse_icmp_error(pkt: bytes | bytearray, ihl: int, src: bytes, dst: bytes) -> Parsed:
+def _parse_icmp_error(pkt: bytes | bytearray, ihl: int, end: int, src: bytes, dst: bytes) -> Parsed:
     """An ICMP error is about the packet it quotes: report that packet's flow (reversed)."""
     inner = ihl + 8
-    if len(pkt) < inner + 28 or pkt[inner] >> 4 != 4:
+    if end < inner + 28 or pkt[inner] >> 4 != 4:
         raise PacketError(Unsupported.TRUNCATED, "ICMP error quotes too little")
     inner_ihl = (pkt[inner] & 0x0F) * 4
     proto = pkt[inner + 9]
-    if inner_ihl < 20 or len(pkt) < inner + inner_ihl + 8:
+    if inner_ihl < 20 or end < inner + inner_ihl + 8:
         raise PacketError(Unsupported.TRUNCATED, "ICMP error quotes too little")
     if proto == ICMP:
         ident = (pkt[inner + inner_ihl + 4] << 8) | pkt[inner + inner_ihl + 5]
@@ -155,6 +166,8 @@ def fill_l4_checksum(buf: bytearray, p: Parsed) -> None:
     if proto not in (TCP, UDP):
         return
     total = (buf[2] << 8) | buf[3]
+    if not ihl + _L4_HEADER[proto] <= total <= len(buf):
+        raise PacketError(Unsupported.TRUNCATED, f"total length {total}, have {len(buf)}")
     off = ihl + (16 if proto == TCP else 6)
     buf[off : off + 2] = b"\0\0"
     pseudo = bytes(buf[12:20]) + struct.pack("!BBH", 0, proto, total - ihl)
@@ -187,12 +200,18 @@ def _adjust(buf: bytearray, csum_off: int, old: bytes, new: bytes, udp: bool = F
 
 
 def _patch(buf: bytearray, off: int, new: bytes, csum_offs: tuple[tuple[int, bool], ...]) -> None:
-    """Write `new` at `off` and update every checksum in csum_offs (offset, is_udp)."""
+    """Write `new` at `off` and update every checksum in csum_offs (offset, is_udp).
+
+    The callers have checked that all of them lie within buf. A last odd byte counts as a word
+    padded with zero, as the checksum itself pads it."""
     start = off & ~1
     end = (off + len(new) + 1) & ~1
     old = bytes(buf[start:end])
     buf[off : off + len(new)] = new
     changed = bytes(buf[start:end])
+    if end > len(buf):
+        old += b"\0"
+        changed += b"\0"
     for csum_off, udp in csum_offs:
         _adjust(buf, csum_off, old, changed, udp)
 
@@ -215,8 +234,14 @@ def _port_csum(proto: int, ihl: int) -> tuple[tuple[int, bool], ...]:
     return ((ihl + 2, False),) if proto == ICMP else _l4_csum(proto, ihl)
 
 
+def _check_l4(buf: bytearray, p: Parsed) -> None:
+    if len(buf) < p.ihl + _L4_HEADER.get(p.flow.proto, 0xFFFF):
+        raise PacketError(Unsupported.TRUNCATED, "the buffer is not the packet parsed")
+
+
 def set_source(buf: bytearray, p: Parsed, address: bytes, port: int) -> None:
     """Rewrite source address and port (ICMP echo: identifier) of a TCP/UDP/ICMP-echo packet."""
+    _check_l4(buf, p)
     ihl, proto = p.ihl, p.flow.proto
     _patch(buf, 12, address, ((10, False), *_l4_csum(proto, ihl)))
     _patch(buf, _port_off(proto, ihl, True), _H.pack(port), _port_csum(proto, ihl))
@@ -224,6 +249,7 @@ def set_source(buf: bytearray, p: Parsed, address: bytes, port: int) -> None:
 
 def set_destination(buf: bytearray, p: Parsed, address: bytes, port: int) -> None:
     """Rewrite destination address and port (ICMP echo reply: identifier)."""
+    _check_l4(buf, p)
     ihl, proto = p.ihl, p.flow.proto
     _patch(buf, 16, address, ((10, False), *_l4_csum(proto, ihl)))
     _patch(buf, _port_off(proto, ihl, False), _H.pack(port), _port_csum(proto, ihl))
@@ -235,11 +261,14 @@ def restore_icmp_error(buf: bytearray, p: Parsed, address: bytes, port: int) -> 
     A rare path: the quoted header's and the ICMP checksums are recomputed whole.
     """
     ihl = p.ihl
-    _patch(buf, 16, address, ((10, False),))
+    total = (buf[2] << 8) | buf[3]
     inner = ihl + 8
-    inner_ihl = (buf[inner] & 0x0F) * 4
-    proto = buf[inner + 9]
+    inner_ihl = (buf[inner] & 0x0F) * 4 if len(buf) > inner else 0
     l4 = inner + inner_ihl
+    if not p.icmp_error or inner_ihl < 20 or l4 + 8 > min(total, len(buf)):
+        raise PacketError(Unsupported.TRUNCATED, "not an ICMP error quoting a whole header")
+    _patch(buf, 16, address, ((10, False),))
+    proto = buf[inner + 9]
     if proto == UDP:  # the quoted UDP checksum is present and covers the pseudo-header
         _adjust(buf, l4 + 6, bytes(buf[inner + 12 : inner + 16]), address, udp=True)
     buf[inner + 12 : inner + 16] = address
@@ -249,36 +278,43 @@ def restore_icmp_error(buf: bytearray, p: Parsed, address: bytes, port: int) -> 
         _patch(buf, l4, _H.pack(port), ((l4 + 6, True),) if proto == UDP else ())
     buf[inner + 10 : inner + 12] = b"\0\0"
     buf[inner + 10 : inner + 12] = _H.pack(checksum(buf[inner:l4]))
-    total = (buf[2] << 8) | buf[3]
     buf[ihl + 2 : ihl + 4] = b"\0\0"
     buf[ihl + 2 : ihl + 4] = _H.pack(checksum(buf[ihl:total]))
 
 
 def normalize_for_emission(buf: bytearray, ident: int, ttl: int = 64) -> None:
     """Gateway: identical IP ID policy and TTL for every member's packets (no OS fingerprint)."""
+    if len(buf) < 20:
+        raise PacketError(Unsupported.TRUNCATED, "shorter than an IPv4 header")
     _patch(buf, 4, _H.pack(ident), ((10, False),))
     _patch(buf, 8, bytes((ttl,)), ((10, False),))
 
 
 def clamp_mss(buf: bytearray, ihl: int, mss: int) -> bool:
-    """Lower the MSS option of a TCP SYN to `mss`; True if it changed."""
-    if len(buf) < ihl + 20 or not buf[ihl + 13] & TCP_SYN:
+    """Lower the MSS option of a TCP SYN to `mss`; True if it changed.
+
+    The option walk stays within the TCP header (its data offset), the IP total length and the
+    buffer, whatever they claim: an option that does not fit ends the walk, changing nothing."""
+    limit = min(len(buf), (buf[2] << 8) | buf[3]) if len(buf) >= 4 else 0
+    if ihl < 20 or limit < ihl + 20 or not buf[ihl + 13] & TCP_SYN:
         return False
-    end = ihl + (buf[ihl + 12] >> 4) * 4
+    end = min(ihl + (buf[ihl + 12] >> 4) * 4, limit)
     i = ihl + 20
-    while i < min(end, len(buf)):
+    while i < end:
         kind = buf[i]
         if kind == 0:
             break
         if kind == 1:
             i += 1
             continue
-        if i + 1 >= end:
+        if i + 2 > end:
             break
         length = buf[i + 1]
-        if length < 2:
+        if length < 2 or i + length > end:
             break
-        if kind == 2 and length == 4 and i + 4 <= end:
+        if kind == 2:
+            if length != 4:
+                break
             value = (buf[i + 2] << 8) | buf[i + 3]
             if value > mss:
                 _patch(buf, i + 2, _H.pack(mss), ((ihl + 16, False),))
@@ -292,22 +328,36 @@ def clamp_mss(buf: bytearray, ihl: int, mss: int) -> bool:
 
 
 def dont_fragment(pkt: bytes | bytearray) -> bool:
-    return bool(pkt[6] & 0x40)
+    return len(pkt) > 6 and bool(pkt[6] & 0x40)
 
 
 def fragment(pkt: bytes, mtu: int) -> list[bytes]:
-    """Split an IPv4 packet without DF into fragments that fit `mtu` (options are not copied)."""
+    """Split an IPv4 packet without DF into fragments that fit `mtu` (options are not copied).
+
+    A packet that is itself a fragment gives fragments of the same datagram."""
+    step = (mtu - 20) & ~7
+    if step <= 0:
+        raise ValueError(f"an MTU of {mtu} bytes leaves no room for a fragment")
+    if len(pkt) < 20:
+        raise PacketError(Unsupported.TRUNCATED, "shorter than an IPv4 header")
     ihl = (pkt[0] & 0x0F) * 4
     total = (pkt[2] << 8) | pkt[3]
+    if ihl < 20 or total < ihl or total > len(pkt):
+        raise PacketError(Unsupported.TRUNCATED, f"header {ihl}, total {total}, have {len(pkt)}")
+    flags_off = (pkt[6] << 8) | pkt[7]
+    base = (flags_off & 0x1FFF) * 8
+    more = flags_off & 0x2000
     payload = pkt[ihl:total]
-    step = (mtu - 20) & ~7
+    if base + len(payload) > 0xFFFF - 20:
+        raise PacketError(Unsupported.TOO_LARGE, f"fragment offset {base}")
     out = []
     for off in range(0, len(payload), step):
         chunk = payload[off : off + step]
         hdr = bytearray(pkt[:20])
         hdr[0] = 0x45
         hdr[2:4] = _H.pack(20 + len(chunk))
-        hdr[6:8] = _H.pack((off // 8) | (0x2000 if off + step < len(payload) else 0))
+        last = off + step >= len(payload)
+        hdr[6:8] = _H.pack((base + off) // 8 | (more if last else 0x2000))
         hdr[10:12] = b"\0\0"
         hdr[10:12] = _H.pack(checksum(hdr))
         out.append(bytes(hdr) + chunk)
@@ -318,6 +368,10 @@ def icmp_error(pkt: bytes | bytearray, code: int, mtu: int = 0) -> bytes:
     """ICMP 'destination unreachable' (code 4: fragmentation needed, with `mtu`; 13:
     administratively prohibited) about `pkt`, as if its destination answered: a source that is
     the receiver's own address would be dropped as a martian."""
+    if len(pkt) < 20:
+        raise PacketError(Unsupported.TRUNCATED, "shorter than an IPv4 header")
+    if not 0 <= mtu <= 0xFFFF:
+        raise ValueError(f"MTU {mtu}")
     ihl = (pkt[0] & 0x0F) * 4
     icmp = bytearray(struct.pack("!BBHHH", ICMP_UNREACH, code, 0, 0, mtu) + bytes(pkt[: ihl + 8]))
     icmp[2:4] = _H.pack(checksum(icmp))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import fcntl
 import socket
@@ -38,6 +40,10 @@ TRANSIENT_SEND = frozenset(
     }
 )
 SIOCGIFFLAGS = 0x8913
+SO_ATTACH_FILTER = 26
+SO_DETACH_FILTER = 27
+_BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter
+_LD_W_ABS, _LD_H_ABS, _JEQ_K, _RET_K = 0x20, 0x28, 0x15, 0x06
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
 
@@ -130,5 +136,34 @@ class LinkSocket:
                     ready = not _AUX.unpack_from(value)[0] & TP_STATUS_CSUMNOTREADY
             yield data[14:], ready
 
+    def allow_only(self, sources: frozenset[bytes] | None) -> None:
+        """Let only frames from these Ethernet addresses reach this socket (a classic BPF
+        filter, checked by the kernel before anything is queued for us), or all (None)."""
+        if sources is None:
+            with contextlib.suppress(OSError):  # no filter attached: nothing to detach
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+            return
+        program = source_filter(sources)
+        buf = ctypes.create_string_buffer(program)
+        fprog = struct.pack("@HP", len(program) // _BPF_INSN.size, ctypes.addressof(buf))
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
     def close(self) -> None:
         self.sock.close()
+
+
+def source_filter(sources: frozenset[bytes]) -> bytes:
+    """A classic BPF program that accepts frames whose source address is one of `sources`:
+    for each, five instructions (compare bytes 6..9, then 10..11, accept), then drop."""
+    insns = []
+    for mac in sorted(sources):
+        high, low = struct.unpack("!IH", mac)
+        insns += [
+            (_LD_W_ABS, 0, 0, 6),
+            (_JEQ_K, 0, 3, high),  # not this address: on to the next one
+            (_LD_H_ABS, 0, 0, 10),
+            (_JEQ_K, 0, 1, low),
+            (_RET_K, 0, 0, 0x40000),  # accept the whole frame
+        ]
+    insns.append((_RET_K, 0, 0, 0))  # nobody we trust: drop
+    return b"".join(_BPF_INSN.pack(*i) for i in insns)

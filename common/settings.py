@@ -71,6 +71,16 @@ def is_address(v: str) -> str | None:
     return None
 
 
+def or_empty(check: Check) -> Check:
+    """`check`, or '' for a setting left unset."""
+
+    def checked(v: Any) -> str | None:
+        expected = None if v == "" else check(v)
+        return f"{expected}, or '' for none" if expected else None
+
+    return checked
+
+
 def is_listen(v: str) -> str | None:
     if v == "":
         return None
@@ -82,7 +92,7 @@ def is_listen(v: str) -> str | None:
             pass
         else:
             return None
-    return "'ADDRESS:PORT' such as 0.0.0.0:9551, or '' for none"
+    return "'ADDRESS:PORT' such as 198.18.0.11:9551, ':PORT' for the address of `interface`, or '' for none"
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

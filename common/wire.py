@@ -17,8 +17,12 @@ then a type-specific body, then its authenticator:
                  (schedule "tree"; the root sends to the leader)
     FLOWS        leader -> gateway  flow table records, for a gateway that just came   Ed25519
 
-Integers are big-endian. Decoders raise RemoteProtocolError(MALFORMED) on anything short or
-inconsistent; authenticity is checked by the engines, which hold the keys.
+Integers are big-endian. Decoders read only within the frame and raise RemoteProtocolError and
+nothing else: MALFORMED on anything short or inconsistent (counts that disagree with the length,
+bitmaps with bits past their width, empty rosters, rounds and epochs whose successor would not
+encode: a receiver adopts them and sends the next), FOREIGN on another protocol version.
+Authenticity is checked by the engines, which hold the keys. tests/common/test_fuzz.py drives
+every decoder.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 from lanon.common.errors import RejectReason, RemoteProtocolError
 
 ETHERTYPE = 0x88B5
-VERSION = 1
+VERSION = 2  # 2: REFUSE says which round and epoch the member expects
 BROADCAST = b"\xff" * 6
 ETH_HEADER_LEN = 14
 SIG_LEN = 64
@@ -39,6 +43,8 @@ MAC_LEN = 16
 DIGEST_LEN = 16
 FINGERPRINT_LEN = 16
 KEYS_INTERVAL = 1.0  # seconds between a member's announcements of its ephemeral keys
+MAX_EPOCH = 2**32 - 2  # the highest epoch a host keeps keys for: epoch + 1 must still encode
+MAX_ROUND = 2**64 - 1
 
 
 class MsgType(enum.IntEnum):
@@ -87,7 +93,7 @@ _HELLO = struct.Struct("!Q16s")
 _HEARTBEAT = struct.Struct("!QQIBQH")
 _KEYS = struct.Struct("!QB")
 _KEY_ENTRY = struct.Struct("!I32s")
-_REFUSE = struct.Struct("!QB")
+_REFUSE = struct.Struct("!QBQI")
 _TREE = struct.Struct("!QHHH")
 _FLOWS = struct.Struct("!QHH")
 KEY_ID = struct.Struct("!I")
@@ -109,6 +115,22 @@ INBOUND_OVERHEAD = HEADER.size + _INBOUND.size + SIG_LEN
 
 def malformed(detail: str) -> RemoteProtocolError:
     return RemoteProtocolError(RejectReason.MALFORMED, detail)
+
+
+# Decoders refuse numbers whose successor would not encode: whoever adopts a round or an epoch
+# from the network must be able to send round + 1 (8 bytes) or epoch + 1 (4 bytes).
+
+
+def _round(rnd: int) -> int:
+    if rnd >= MAX_ROUND:
+        raise malformed(f"round {rnd}")
+    return rnd
+
+
+def _epoch(epoch: int) -> int:
+    if epoch > MAX_EPOCH:
+        raise malformed(f"epoch {epoch}")
+    return epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +174,17 @@ def bitmap_encode(indices: Iterable[int], nbits: int) -> bytes:
     return bytes(out)
 
 
+_BITS = tuple(tuple(k for k in range(8) if b & (0x80 >> k)) for b in range(256))
+
+
 def bitmap_decode(data: bytes, nbits: int) -> frozenset[int]:
-    if len(data) != (nbits + 7) // 8:
+    """The set bits of a bitmap of `nbits` bits; its padding bits must be zero. Costs a step per
+    byte and per set bit (a 65,535-bit bitmap of zeros is cheap)."""
+    if nbits < 0 or len(data) != (nbits + 7) // 8:
         raise malformed("bitmap length does not match its bit count")
-    return frozenset(i for i in range(nbits) if data[i >> 3] & (0x80 >> (i & 7)))
+    if nbits & 7 and data[-1] & (0xFF >> (nbits & 7)):
+        raise malformed("bitmap bits set past its bit count")
+    return frozenset((j << 3) + k for j, b in enumerate(data) if b for k in _BITS[b])
 
 
 # --- message bodies -------------------------------------------------------------------------
@@ -198,9 +227,13 @@ def pull_open(body: bytes) -> Open:
     if len(body) < HEADER.size + _OPEN.size:
         raise malformed("short OPEN")
     rnd, epoch, leader_ms, nslots, nentries, nmembers = _OPEN.unpack_from(body, HEADER.size)
+    _round(rnd)
+    _epoch(epoch)
     start = HEADER.size + _OPEN.size
     nbytes = (nmembers + 7) // 8
     roster = bitmap_decode(body[start : start + nbytes], nmembers)
+    if not roster:
+        raise malformed("OPEN with an empty roster")
     ids = body[start + nbytes : start + nbytes + KEY_ID.size * len(roster)]
     rest = body[start + nbytes + KEY_ID.size * len(roster) :]
     if len(ids) != KEY_ID.size * len(roster) or len(rest) not in (0, 6 * len(roster)):
@@ -253,9 +286,14 @@ def pull_tree_part(body: bytes) -> TreePart:
     rnd, index, count, nmembers = _TREE.unpack_from(body, HEADER.size)
     if count == 0 or index >= count:
         raise malformed(f"tree part {index} of {count}")
+    _round(rnd)
     start = HEADER.size + _TREE.size
     nbytes = (nmembers + 7) // 8
+    if len(body) < start + nbytes:
+        raise malformed("short TREE_PART bitmap")
     contributors = bitmap_decode(body[start : start + nbytes], nmembers)
+    if not contributors:
+        raise malformed("TREE_PART without contributors")
     return TreePart(rnd, index, count, contributors, nmembers, body[start + nbytes :])
 
 
@@ -281,7 +319,7 @@ def pull_flows(body: bytes) -> Flows:
         raise malformed("short FLOWS")
     seq, count, size = _FLOWS.unpack_from(body, HEADER.size)
     start = HEADER.size + _FLOWS.size
-    if len(body) != start + count * size:
+    if (count and not size) or len(body) != start + count * size:
         raise malformed("FLOWS records do not match their count")
     return Flows(seq, tuple(body[start + i * size : start + (i + 1) * size] for i in range(count)))
 
@@ -292,6 +330,7 @@ def pull_part(body: bytes) -> Part:
     rnd, index, count = _PART.unpack_from(body, HEADER.size)
     if count == 0 or index >= count:
         raise malformed(f"part {index} of {count}")
+    _round(rnd)
     return Part(rnd, index, count, body[HEADER.size + _PART.size :])
 
 
@@ -317,6 +356,7 @@ def pull_output_head(body: bytes) -> OutputHead:
     if len(body) < HEADER.size + _HEAD.size:
         raise malformed("short OUTPUT_HEAD")
     rnd, leader_ms, nentries, nslots, nparts = _HEAD.unpack_from(body, HEADER.size)
+    _round(rnd)
     start = HEADER.size + _HEAD.size
     if nparts == 0 or len(body) != start + nparts * DIGEST_LEN:
         raise malformed("OUTPUT_HEAD digest list does not match its count")
@@ -345,6 +385,7 @@ def pull_abort(body: bytes) -> Abort:
     if len(body) < HEADER.size + _ABORT.size:
         raise malformed("short ABORT")
     rnd, reason, nmembers = _ABORT.unpack_from(body, HEADER.size)
+    _round(rnd)
     try:
         why = AbortReason(reason)
     except ValueError:
@@ -435,6 +476,10 @@ def pull_heartbeat(body: bytes) -> Heartbeat:
     if len(body) < HEADER.size + _HEARTBEAT.size:
         raise malformed("short HEARTBEAT")
     seq, rnd, epoch, flags, started_ms, naddresses = _HEARTBEAT.unpack_from(body, HEADER.size)
+    _round(rnd)
+    _epoch(epoch)
+    if naddresses == 0:
+        raise malformed("HEARTBEAT of a coalition without addresses")
     held = bitmap_decode(body[HEADER.size + _HEARTBEAT.size :], naddresses)
     return Heartbeat(
         seq, rnd, epoch, bool(flags & 1), held, naddresses, bool(flags & 2), started_ms
@@ -464,27 +509,47 @@ def pull_keys(body: bytes) -> Keys:
     if n == 0 or len(body) != start + n * _KEY_ENTRY.size:
         raise malformed("KEYS entries do not match their count")
     entries = tuple(_KEY_ENTRY.unpack_from(body, start + i * _KEY_ENTRY.size) for i in range(n))
+    for epoch, _key in entries:
+        _epoch(epoch)
     return Keys(wall_ms, entries)
+
+
+class RefuseCode(enum.IntEnum):
+    """Why a member declines a round, as sent on the wire (explicit values: never reorder)."""
+
+    ROSTER_TOO_SMALL = 1
+    WEAK_KEY_GRAPH = 2
+    CLOCK = 3  # the leader's clock is too far from ours: maybe a replayed OPEN
+    MISSING_KEY = 4  # the round names an ephemeral key we do not have
+    STALE_ROUND = 5  # the round (or its epoch) is at or below one we have answered: see `next`
 
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
-    """A member declines round `round`, so that the leader redoes it without waiting."""
+    """A member declines round `round`, so that the leader redoes it without waiting. With
+    STALE_ROUND, `next_round` and `epoch` say where the lanon is: a leader that paused, or one
+    that took over, adopts them (rounds only move forward, lanon-wide)."""
 
     round: int
-    reason: int  # a RefuseReason code (events.RefuseReason order), for the leader's log
+    reason: RefuseCode
+    next_round: int = 0  # the lowest round this member would answer
+    epoch: int = 0  # the key epoch of the last round this member answered
 
     def encode(self, coalition: int, sender: int) -> bytes:
         return push_header(MsgType.REFUSE, coalition, sender) + _REFUSE.pack(
-            self.round, self.reason
+            self.round, self.reason, self.next_round, self.epoch
         )
 
 
 def pull_refuse(body: bytes) -> Refuse:
     if len(body) != HEADER.size + _REFUSE.size:
         raise malformed("REFUSE of wrong size")
-    rnd, reason = _REFUSE.unpack_from(body, HEADER.size)
-    return Refuse(rnd, reason)
+    rnd, reason, next_round, epoch = _REFUSE.unpack_from(body, HEADER.size)
+    try:
+        code = RefuseCode(reason)
+    except ValueError:
+        raise malformed(f"refusal reason {reason}") from None
+    return Refuse(_round(rnd), code, _round(next_round), _epoch(epoch))
 
 
 def split_vector(vector: bytes, part_size: int) -> list[bytes]:

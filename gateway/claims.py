@@ -9,6 +9,8 @@ heard within `gateway_timeout`, each gateway decides by the same rules:
   (gateways booting one after the other must not take each other's shares);
 - an address held by two gateways stays with the lower index (the other releases it);
 - a gateway that comes back finds its addresses held and does not take them back (no flapping);
+- never claim an address its prober calls unavailable (not probed yet, used by another host,
+  the router's or the gateway host's own: see arp.Prober), and release one that becomes so;
 - leadership: a leader keeps leading unless a lower-index gateway leads too; with no leader
   alive, the lowest-index alive gateway starts leading.
 """
@@ -70,7 +72,13 @@ class ClaimPolicy:
             | {g for g, p in self.peers.items() if now - p.last_seen <= timeout and not p.leaving}
         )
 
-    def decide(self, now: float, held: frozenset[int], leading: bool) -> Decision:
+    def decide(
+        self,
+        now: float,
+        held: frozenset[int],
+        leading: bool,
+        unavailable: frozenset[int] = frozenset(),
+    ) -> Decision:
         if now < self.listen_until:
             return Decision(frozenset(), frozenset(), leading)
         alive = self.alive(now)
@@ -83,9 +91,9 @@ class ClaimPolicy:
         for a, owner in self.owner.items():
             other_holders = holders.get(a, set())
             if a in held:
-                if other_holders and min(other_holders) < self.me:
+                if a in unavailable or (other_holders and min(other_holders) < self.me):
                     release.add(a)
-            elif not other_holders:
+            elif not other_holders and a not in unavailable:
                 responsible = owner if owner in alive else min(alive)
                 booting = (
                     owner not in self.heard_since_start and now < self.listen_until + BOOT_GRACE

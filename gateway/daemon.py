@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import random
 import socket
 from pathlib import Path
@@ -10,13 +11,21 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from lanon.common import keygraph, wire
-from lanon.common.daemon import DaemonBase
+from lanon.common import __version__, iptables, keygraph, wire
+from lanon.common import events as ev
+from lanon.common.daemon import DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import PrerequisiteError
-from lanon.common.events import EmitPacket, MemberState, SendArp, SendFrame
+from lanon.common.events import (
+    ClaimRefusal,
+    EmitPacket,
+    FilterSources,
+    MemberState,
+    SendArp,
+    SendFrame,
+)
 from lanon.common.metrics import GatewayMetrics, protocol
-from lanon.common.rawsock import ETH_P_ARP, ETH_P_IP, TRANSIENT_SEND, LinkSocket
+from lanon.common.rawsock import ETH_P_ARP, ETH_P_IP, LinkSocket
 from lanon.gateway import rules
 from lanon.gateway.config import GatewaySettings
 from lanon.gateway.engine import GatewayEngine
@@ -34,21 +43,22 @@ class Emitter:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         except PermissionError:
             raise PrerequisiteError("raw IP sockets need root or CAP_NET_RAW") from None
-        self.errors = 0
 
-    def send(self, packet: bytes) -> bool:
+    def send(self, packet: bytes) -> str | None:
+        """None if sent, else why not (an errno name). Whatever the kernel says about one
+        packet (EACCES for a broadcast, EPERM from a firewall, ENETUNREACH, EMSGSIZE,
+        ENOBUFS...) costs that packet only: a member's packet never stops the gateway."""
         try:
             self.sock.sendto(packet, (socket.inet_ntoa(packet[16:20]), 0))
         except OSError as exc:
-            if exc.errno in TRANSIENT_SEND or exc.errno in (errno.EHOSTUNREACH, errno.EPERM):
-                self.errors += 1
-                return False
-            raise
-        return True
+            return errno.errorcode.get(exc.errno or 0, "unknown")
+        return None
 
 
 class GatewayDaemon(DaemonBase):
     role = "gateway"
+    engine: GatewayEngine
+    lan: LinkSocket
 
     def __init__(
         self, settings: GatewaySettings, loaded: Loaded, registry: CollectorRegistry | None = None
@@ -65,14 +75,25 @@ class GatewayDaemon(DaemonBase):
     def run(self) -> None:
         s = self.s
         _check_sysctls(s.interface, self.log)
+        # The quiet-stack rules before any address is claimed; a watch puts them back within
+        # a second if anything removes them (a firewall reload, iptables -t raw -F).
+        self.watch: iptables.Watch | None = None
         if s.manage_rules:
-            rules.install(sorted({str(a) + "/32" for a in self.c.anonymous}))
+            own = rules.prefixes(self.c)
+            rules.install(own)
+            self.watch = iptables.Watch(rules.rulesets(own), self.rules_restored)
         self.lan = LinkSocket(s.interface, wire.ETHERTYPE)
         self.ip = LinkSocket(s.interface, ETH_P_IP, rcvbuf=16 << 20)
         self.arp = LinkSocket(s.interface, ETH_P_ARP)
         if s.promiscuous:
             self.ip.promiscuous()
         self.emitter = Emitter()
+        self.handlers = {
+            SendFrame: lambda cmd: self.lan.send(cmd.dst, cmd.frame),
+            FilterSources: lambda cmd: self.lan.allow_only(cmd.allow),
+            EmitPacket: self._emit,
+            SendArp: lambda cmd: self.arp.send(cmd.dst, cmd.payload),
+        }
         r = self.reactor
         now = r.clock()
         self.engine = GatewayEngine(
@@ -84,29 +105,37 @@ class GatewayDaemon(DaemonBase):
             wall_offset=self.wall_offset,
             rng=random.SystemRandom(),
         )
-        r.add_reader(self.lan.fileno(), self._on_lan)
+        self._refuse_host_addresses()
+        r.add_reader(self.lan.fileno(), self.on_lan)
         r.add_reader(self.ip.fileno(), self._on_ip)
         r.add_reader(self.arp.fileno(), self._on_arp)
         self.serve_metrics()
         self.serve_control()
         r.handle_signals()
         self.engine.start(now)
-        self._flush(now)
+        self.flush(now)
         self.log.info(
-            "gateway %s on %s (%s): share %s, coalition %s (%08x)",
+            "gateway %s on %s (%s): share %s, coalition %s (fingerprint %s), lanon %s "
+            "(wire version %d)",
             s.name,
             s.interface,
             self.lan.mac.hex(":"),
             ", ".join(str(a) for a in self.engine.me.addresses),
             self.c.coalition.name,
-            self.c.id,
+            self.c.fingerprint.hex(),
+            __version__,
+            wire.VERSION,
         )
+        if self.watch is not None:
+            self.watch.start()
         try:
             r.run(self._tick)
         finally:
+            if self.watch is not None:
+                self.watch.stop()
             now = r.clock()
             self.engine.shutdown(now)  # hand over at once: a goodbye, not a silence
-            self._flush(now)
+            self.flush(now)
             for sock in (self.lan, self.ip, self.arp):
                 sock.close()
             self.close_serving()
@@ -115,32 +144,27 @@ class GatewayDaemon(DaemonBase):
 
     # --- input ------------------------------------------------------------------------------
 
-    def _on_lan(self) -> None:
-        now = self.reactor.clock()
-        for src, payload in self.lan.receive():
-            self.engine.receive_frame(src, payload, now)
-            self._flush(now)
-
     def _on_ip(self) -> None:
         now = self.reactor.clock()
         for packet, checksum_ready in self.ip.receive_checked():
-            self.engine.receive_packet(packet, now, checksum_ready)
-        self._flush(now)
+            with self.contained(Stage.CAPTURE):
+                self.engine.receive_packet(packet, now, checksum_ready)
+        self.flush(now)
 
     def _on_arp(self) -> None:
         now = self.reactor.clock()
         for src, payload in self.arp.receive():
-            self.engine.receive_arp(src, payload, now)
-        self._flush(now)
+            with self.contained(Stage.ARP):
+                self.engine.receive_arp(src, payload, now)
+        self.flush(now)
 
     def _tick(self, now: float) -> float:
         if now >= self.next_link_check:
             self.next_link_check = now + LINK_CHECK
-            self.engine.set_link(self.lan.link_up(), now)
-            self._flush(now)
-        if now >= self.engine.get_timer():
-            self.engine.handle_timer(now)
-            self._flush(now)
+            with self.contained(Stage.TIMER):
+                self.engine.set_link(self.lan.link_up(), now)
+            self.flush(now)
+        self.run_timers(now)
         if now >= self.next_refresh:
             self.next_refresh = now + REFRESH
             self._refresh()
@@ -148,22 +172,61 @@ class GatewayDaemon(DaemonBase):
 
     # --- output -----------------------------------------------------------------------------
 
-    def _flush(self, now: float) -> None:
-        for cmd in self.engine.pop_commands():
-            match cmd:
-                case SendFrame():
-                    self.lan.send(cmd.dst, cmd.frame)
-                case EmitPacket():
-                    self.emitter.send(cmd.packet)
-                case SendArp():
-                    self.arp.send(cmd.dst, cmd.payload)
-                case _:
-                    raise RuntimeError(f"unexpected command {cmd!r}")
-        self.report(self.engine.pop_events(), now)
+    def _emit(self, cmd: EmitPacket) -> None:
+        error = self.emitter.send(cmd.packet)
+        if error is not None:
+            self.metrics.emit_errors.labels(error).inc()
+            self.warn_once(
+                f"emit-{error}",
+                self.reactor.clock(),
+                "could not emit a packet to %s: %s (counted, going on)",
+                socket.inet_ntoa(cmd.packet[16:20]),
+                error,
+            )
+
+    def _refuse_host_addresses(self) -> None:
+        """This host's own addresses are never claimed nor emitted to; the routers its routes
+        go through are never claimed (the coalition file may not name the router)."""
+        try:
+            own, routers = _host_addresses()
+        except Exception as exc:  # pyroute2 raises netlink errors of its own
+            self.log.warning("cannot read this host's addresses and routes: %r", exc)
+            return
+        self.engine.egress.destinations.refuse_local(own)
+        probes = self.engine.probes
+        for a in own:
+            probes.reserve(a.packed, ClaimRefusal.OWN_ADDRESS, "an address of this host")
+        for a in routers:
+            probes.reserve(a.packed, ClaimRefusal.ROUTER, "a router this host's routes go through")
+
+    def log_event(self, e: ev.Event, now: float) -> None:
+        match e:
+            case ev.AddressRefused(reason=ClaimRefusal.IN_USE):
+                self.log.warning("not claiming %s: in use, %s", e.address, e.detail)
+            case ev.AddressRefused():
+                self.log.warning(
+                    "not claiming %s: %s (%s)",
+                    e.address,
+                    e.reason.value.replace("_", " "),
+                    e.detail,
+                )
+            case ev.AddressDefended():
+                self.log.warning(
+                    "%s sent an ARP from %s, which this gateway holds: announced it again",
+                    e.mac,
+                    e.address,
+                )
+            case ev.AddressFree():
+                self.log.info(
+                    "%s is free again (nobody answered a probe): it may be claimed", e.address
+                )
+            case _:
+                super().log_event(e, now)
 
     def _refresh(self) -> None:
         """State gauges, set from the loop thread (the HTTP thread only reads them)."""
         e, m = self.engine, self.metrics
+        self.warn_if_paused(self.reactor.clock())
         counts = {state: 0 for state in MemberState}
         for rec in e.leader.members:
             counts[rec.state] += 1
@@ -172,6 +235,8 @@ class GatewayDaemon(DaemonBase):
         m.k.set(keygraph.connectivity(e.leader.present, self.c.edges).k)
         m.held.set(len(e.held))
         m.gateways_alive.set(len(e.policy.alive(self.reactor.clock())))
+        for reason, n in e.probes.counts().items():
+            m.refused_addresses.labels(reason.value).set(n)
         # Every gateway tracks every flow (a standby must); each reports those of the
         # addresses it holds, so that sums over gateways count each flow once.
         usage = e.flows.usage()
@@ -188,22 +253,38 @@ class GatewayDaemon(DaemonBase):
         states = {self.c.members[i].name: rec.state.value for i, rec in enumerate(leader.members)}
         m = self.metrics
         value = self.registry.get_sample_value
+        disbanded = leader.phase is Phase.DISBANDED
+        if disbanded:
+            state = "paused"
+            condition = (
+                f"paused: {len(present)} of {len(self.c.members)} members present "
+                f"(min {self.c.coalition.min_members})"
+            )
+        elif e.leading:
+            state, condition = "leading", "leading rounds"
+        else:
+            state, condition = "standby", "standby: following the leading gateway"
         return {
             "role": "gateway",
             "name": self.s.name,
             "coalition": self.c.coalition.name,
+            "fingerprint": self.c.fingerprint.hex(),
+            "version": __version__,
+            "wire_version": wire.VERSION,
             "interface": self.s.interface,
+            "state": state,
+            "condition": condition,
             "leading": e.leading,
             "phase": leader.phase.value,
-            "disbanded": leader.phase is Phase.DISBANDED,
+            "disbanded": disbanded,
             "round": leader.round if e.leading else e.seen_round,
             "epoch": leader.epoch,
             "round_rate": round(m.rounds_rate.rate(now), 2),
             "rounds_completed": int(value("lanon_rounds_completed_total") or 0),
             "rounds_aborted": int(
                 sum(
-                    value("lanon_rounds_aborted_total", {"reason": r}) or 0
-                    for r in ("deadline", "leader_change", "shutdown")
+                    value("lanon_rounds_aborted_total", {"reason": r.name.lower()}) or 0
+                    for r in wire.AbortReason
                 )
             ),
             "members_present": present,
@@ -222,7 +303,28 @@ class GatewayDaemon(DaemonBase):
             },
             "link": e.link,
             "takeovers": [{"address": a, "silence_ms": round(t * 1000)} for a, t in m.takeovers],
+            "refused": e.probes.refused(),  # addresses it will not claim, and why
+            "emit_errors": {
+                s.labels["reason"]: int(s.value)
+                for f in m.emit_errors.collect()
+                for s in f.samples
+                if s.name.endswith("_total")
+            },
         }
+
+
+def _host_addresses() -> tuple[list[ipaddress.IPv4Address], list[ipaddress.IPv4Address]]:
+    """This host's IPv4 addresses (every interface) and the gateways of its routes."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        own = [ipaddress.IPv4Address(a.get_attr("IFA_LOCAL")) for a in ipr.get_addr(family=2)]
+        routers = {
+            ipaddress.IPv4Address(gw)
+            for r in ipr.get_routes(family=2)
+            if (gw := r.get_attr("RTA_GATEWAY"))
+        }
+    return own, sorted(routers)
 
 
 def _check_sysctls(ifname: str, log: Any) -> None:

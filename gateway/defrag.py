@@ -2,11 +2,27 @@
 
 Only the first fragment carries ports; the gateway puts the datagram together before it looks
 up the flow, and broadcasts it whole (members' TUN devices take up to 64 KB).
+
+Fragments come from the Internet, so everything here is bounded and nothing raises:
+
+- a datagram keeps its fragments as byte ranges sorted by offset; a fragment costs a binary
+  search and one list insertion among at most `max_fragments`, and completion is a comparison
+  of the bytes covered with the datagram's length (no resorting, no scan);
+- a fragment that overlaps another with different bytes drops its datagram (RFC 5722 does so
+  for IPv6; overlaps are how fragment attacks evade inspection); an exact duplicate is ignored;
+- at most `max_pending` datagrams and `max_bytes` of fragment data are pending: past either,
+  the oldest datagrams are given up; a datagram is given up `timeout` seconds after its first
+  fragment;
+- every datagram or fragment given up is counted by `DropReason` in `drops`.
 """
 
 from __future__ import annotations
 
+import bisect
+import enum
 import struct
+from collections import Counter
+from dataclasses import dataclass, field
 
 from lanon.common.packet import checksum
 
@@ -14,63 +30,164 @@ _H = struct.Struct("!H")
 MAX_DATAGRAM = 65535
 
 
+class DropReason(enum.Enum):
+    """Why fragments were given up; bounded, usable as a metric label."""
+
+    MALFORMED = "malformed"  # not an IPv4 fragment that can be part of a datagram
+    TOO_LARGE = "too_large"  # the datagram would exceed 65,535 bytes
+    OVERLAP = "overlap"  # two fragments claim the same bytes differently
+    INCONSISTENT = "inconsistent"  # two different ends, or data past the end
+    TOO_MANY_FRAGMENTS = "too_many_fragments"
+    EVICTED = "evicted"  # made room for newer datagrams (pending count or bytes)
+    TIMEOUT = "timeout"
+
+
+@dataclass(slots=True)
+class _Datagram:
+    first: float  # when its first fragment (in time) arrived
+    starts: list[int] = field(default_factory=list)  # sorted fragment offsets
+    chunks: list[bytes] = field(default_factory=list)  # the fragments' data, in that order
+    covered: int = 0  # bytes held (fragments never overlap)
+    header: bytes | None = None  # the IP header of the fragment at offset 0
+    end: int | None = None  # the payload's length, once the last fragment is seen
+
+
 class Defragmenter:
-    def __init__(self, timeout: float = 5.0, max_pending: int = 256) -> None:
+    def __init__(
+        self,
+        timeout: float = 5.0,
+        max_pending: int = 256,
+        max_bytes: int = 4 << 20,
+        max_fragments: int = 64,
+    ) -> None:
         self.timeout = timeout
         self.max_pending = max_pending
-        self._pending: dict[bytes, tuple[float, bytes | None, dict[int, bytes], int | None]] = {}
-        self.dropped = 0
+        self.max_bytes = max_bytes
+        self.max_fragments = max_fragments
+        # Insertion order is arrival order of each datagram's first fragment: oldest first.
+        self._pending: dict[bytes, _Datagram] = {}
+        self.bytes_pending = 0
+        self.drops: Counter[DropReason] = Counter()  # since the start, by reason
+        self._reported: Counter[DropReason] = Counter()
+
+    @property
+    def dropped(self) -> int:
+        """Fragments and datagrams given up, for every reason."""
+        return sum(self.drops.values())
+
+    def __len__(self) -> int:
+        return len(self._pending)
 
     def add(self, pkt: bytes, now: float) -> bytes | None:
         """Feed one fragment; the whole datagram when it is complete, else None."""
+        n = len(pkt)
+        if n < 20 or pkt[0] >> 4 != 4:
+            self.drops[DropReason.MALFORMED] += 1
+            return None
         ihl = (pkt[0] & 0x0F) * 4
         total = (pkt[2] << 8) | pkt[3]
+        if ihl < 20 or total < ihl or total > n:
+            self.drops[DropReason.MALFORMED] += 1
+            return None
         flags_off = (pkt[6] << 8) | pkt[7]
         offset = (flags_off & 0x1FFF) * 8
         more = bool(flags_off & 0x2000)
+        size = total - ihl
+        if more and (size == 0 or size % 8):  # the next fragment could not follow on
+            self.drops[DropReason.MALFORMED] += 1
+            return None
         key = bytes(pkt[12:20]) + bytes(pkt[9:10]) + bytes(pkt[4:6])
-        entry = self._pending.get(key)
-        if entry is None:
-            if len(self._pending) >= self.max_pending:
-                self.expire(now, force_oldest=True)
-            entry = (now, None, {}, None)
-        first, header, chunks, end = entry
-        data = bytes(pkt[ihl:total])
-        if offset + len(data) > MAX_DATAGRAM - 20:
-            self._pending.pop(key, None)
-            self.dropped += 1
+        if offset + size > MAX_DATAGRAM - 20:
+            self._give_up(key, DropReason.TOO_LARGE)
             return None
-        chunks[offset] = data
-        if offset == 0:
-            header = bytes(pkt[:ihl])
+        d = self._pending.get(key)
+        if d is None:
+            self.expire(now)
+            while self._pending and len(self._pending) >= self.max_pending:
+                self._evict_oldest()
+            d = self._pending[key] = _Datagram(now)
         if not more:
-            end = offset + len(data)
-        self._pending[key] = (first, header, chunks, end)
-        if header is None or end is None:
+            if d.end is not None and d.end != offset + size:
+                self._give_up(key, DropReason.INCONSISTENT)
+                return None
+            d.end = offset + size
+            if d.starts and d.starts[-1] + len(d.chunks[-1]) > d.end:
+                self._give_up(key, DropReason.INCONSISTENT)  # data past the end came before
+                return None
+        if d.end is not None and offset + size > d.end:
+            self._give_up(key, DropReason.INCONSISTENT)
             return None
-        pos, out = 0, []
-        for off in sorted(chunks):
-            if off > pos:
-                return None  # a hole
-            piece = chunks[off][pos - off :]
-            out.append(piece)
-            pos = max(pos, off + len(chunks[off]))
-        if pos < end:
+        if size:
+            verdict = self._insert(d, offset, bytes(pkt[ihl:total]))
+            if verdict is not None:
+                self._give_up(key, verdict)
+                return None
+        if offset == 0 and d.header is None:
+            d.header = bytes(pkt[:ihl])
+        if d.header is not None and d.end is not None and len(d.header) + d.end > MAX_DATAGRAM:
+            self._give_up(key, DropReason.TOO_LARGE)  # IP options make the header longer
             return None
-        del self._pending[key]
-        body = b"".join(out)[:end]
-        hdr = bytearray(header)
-        hdr[2:4] = _H.pack(len(hdr) + len(body))
+        while self.bytes_pending > self.max_bytes and self._pending:
+            oldest = next(iter(self._pending))
+            self._evict_oldest()
+            if oldest == key:
+                return None
+        if d.header is None or d.end is None or d.covered != d.end:
+            return None
+        return self._assemble(key, d)
+
+    def _insert(self, d: _Datagram, offset: int, data: bytes) -> DropReason | None:
+        """Put a fragment among the datagram's (no overlap); the reason to drop it, if any."""
+        i = bisect.bisect_left(d.starts, offset)
+        if i < len(d.starts) and d.starts[i] == offset and d.chunks[i] == data:
+            return None  # the same fragment again
+        if i > 0 and d.starts[i - 1] + len(d.chunks[i - 1]) > offset:
+            return DropReason.OVERLAP
+        if i < len(d.starts) and offset + len(data) > d.starts[i]:
+            return DropReason.OVERLAP
+        if len(d.starts) >= self.max_fragments:
+            return DropReason.TOO_MANY_FRAGMENTS
+        d.starts.insert(i, offset)
+        d.chunks.insert(i, data)
+        d.covered += len(data)
+        self.bytes_pending += len(data)
+        return None
+
+    def _assemble(self, key: bytes, d: _Datagram) -> bytes:
+        self._forget(key)
+        assert d.header is not None
+        hdr = bytearray(d.header)
+        hdr[2:4] = _H.pack(len(hdr) + d.covered)
         hdr[6:8] = _H.pack((hdr[6] << 8 | hdr[7]) & 0x4000)  # keep DF, clear MF and offset
         hdr[10:12] = b"\0\0"
         hdr[10:12] = _H.pack(checksum(hdr))
-        return bytes(hdr) + body
+        return bytes(hdr) + b"".join(d.chunks)
 
-    def expire(self, now: float, force_oldest: bool = False) -> int:
-        stale = [k for k, v in self._pending.items() if now - v[0] > self.timeout]
-        if force_oldest and not stale and self._pending:
-            stale = [min(self._pending, key=lambda k: self._pending[k][0])]
-        for k in stale:
-            del self._pending[k]
-        self.dropped += len(stale)
-        return len(stale)
+    def _forget(self, key: bytes) -> None:
+        d = self._pending.pop(key, None)
+        if d is not None:
+            self.bytes_pending -= d.covered
+
+    def _give_up(self, key: bytes, reason: DropReason) -> None:
+        self._forget(key)
+        self.drops[reason] += 1
+
+    def _evict_oldest(self) -> None:
+        self._give_up(next(iter(self._pending)), DropReason.EVICTED)
+
+    def take_drops(self) -> Counter[DropReason]:
+        """What was given up since the last call, by reason (for events and metrics)."""
+        new = self.drops - self._reported
+        self._reported = self.drops.copy()
+        return new
+
+    def expire(self, now: float) -> int:
+        """Give up datagrams whose first fragment is older than `timeout`; how many."""
+        n = 0
+        while self._pending:  # oldest first: stop at the first fresh one
+            key = next(iter(self._pending))
+            if now - self._pending[key].first <= self.timeout:
+                break
+            self._give_up(key, DropReason.TIMEOUT)
+            n += 1
+        return n

@@ -2,17 +2,18 @@
 
 Every gateway processes every round output, so every gateway's flow table is the same; only
 the gateway holding a packet's anonymous source address emits it. A packet is emitted only if
-its source is an anonymous address: a member cannot make a gateway send anything else.
+its source is an anonymous address, and only towards the Internet (`Destinations`): a member
+cannot make a gateway send anything else, nor anywhere else.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from lanon.common.cell import Reassembler, SlotState, decode_slot
-from lanon.common.coalition import Coalition
+from lanon.common.coalition import NEVER_EMITTED, PRIVATE_RANGES, Coalition
 from lanon.common.engine import EngineBase
 from lanon.common.events import (
     EmitPacket,
@@ -28,6 +29,7 @@ from lanon.common.packet import (
     UNREACH_FRAG_NEEDED,
     UNREACH_PROHIBITED,
     PacketError,
+    checksum,
     dont_fragment,
     fragment,
     icmp_error,
@@ -44,6 +46,64 @@ SWEEP_INTERVAL = 1.0  # seconds of lanon clock between flow expiry sweeps
 
 def address_text(packed: bytes) -> str:
     return str(ipaddress.IPv4Address(packed))
+
+
+def _int_net(prefix: str | ipaddress.IPv4Network) -> tuple[int, int]:
+    net = ipaddress.IPv4Network(prefix)
+    return int(net.network_address), int(net.netmask)
+
+
+class Destinations:
+    """Where a gateway emits: only where the Internet is. Refused, by class:
+
+    - always: the LAN's and the limited broadcast ("broadcast"), the LAN itself, so the
+      gateways' and members' own and the anonymous addresses ("lan"), the gateway host's own
+      addresses ("local", given by its daemon), 0/8 and 240/4 ("reserved"), loopback,
+      link-local, multicast;
+    - unless the coalition's `[egress] allow` lists them: the private ranges ("private":
+      10/8, 172.16/12, 192.168/16, 100.64/10, 198.18/15).
+
+    `refused(dst)` is one pass over precomputed (network, mask) integers, once a packet.
+    """
+
+    def __init__(self, coalition: Coalition) -> None:
+        lan = coalition.lan
+        self._never: list[tuple[int, int, str]] = [
+            (int(lan.broadcast_address), 0xFFFFFFFF, "broadcast"),
+            (*_int_net(lan), "lan"),
+        ]
+        self._never += [(*_int_net(p), what) for what, p in NEVER_EMITTED]
+        self._private = [_int_net(p) for p in PRIVATE_RANGES]
+        self._allowed = [_int_net(p) for p in coalition.egress.allow]
+
+    def refuse_local(self, addresses: Iterable[ipaddress.IPv4Address]) -> None:
+        """The gateway host's own addresses (on any interface): never a destination."""
+        for a in addresses:
+            self._never.insert(2, (int(a), 0xFFFFFFFF, "local"))
+
+    def refused(self, dst: bytes) -> str | None:
+        """The class of a refused destination, None if the gateway may emit to it."""
+        d = int.from_bytes(dst, "big")
+        for net, mask, what in self._never:
+            if d & mask == net:
+                return what
+        for net, mask in self._private:
+            if d & mask == net:
+                if any(d & amask == anet for anet, amask in self._allowed):
+                    return None
+                return "private"
+        return None
+
+
+def prohibited(packet: bytes, source: bytes | None = None) -> bytes:
+    """ICMP 'administratively prohibited' about `packet`, from its destination or `source`
+    (a broadcast, multicast, loopback or LAN source would be dropped as a martian)."""
+    err = bytearray(icmp_error(packet, UNREACH_PROHIBITED))
+    if source is not None:
+        err[12:16] = source
+        err[10:12] = b"\0\0"
+        err[10:12] = checksum(err[:20]).to_bytes(2, "big")
+    return bytes(err)
 
 
 class Egress:
@@ -63,8 +123,7 @@ class Egress:
         self.answer = answer  # broadcast a packet to the member owning a tag (e.g. ICMP)
         self.rng = rng
         self.index = {a.packed: i for i, a in enumerate(coalition.anonymous)}
-        lan = coalition.lan
-        self._lan = (int(lan.network_address), int(lan.netmask))
+        self.destinations = Destinations(coalition)
         self.cells = Reassembler()
         self.clock = 0.0  # the leader's clock, from round outputs
         self.last_round = 0
@@ -93,8 +152,10 @@ class Egress:
         self._next_sweep = self.clock + SWEEP_INTERVAL
         for f in self.flows.expire(self.clock):
             self.e._event(FlowClosed(f.proto, address_text(f.anon), f.state.close_reason()))
-        for _ in range(self.cells.expire(self.clock)):
-            self.e._event(PacketDropped("reassembly_timeout"))
+        self.cells.expire(self.clock)
+        for reason, n in self.cells.take_drops().items():
+            for _ in range(n):
+                self.e._event(PacketDropped("cells_" + reason.value))
 
     def _drop(self, reason: str, detail: str = "") -> None:
         self.e._event(PacketDropped(reason, detail))
@@ -113,9 +174,11 @@ class Egress:
         if index is None:
             self._drop("not_anonymous", "source is not an anonymous address")
             return
-        net, mask = self._lan
-        if int.from_bytes(f.dst, "big") & mask == net:
-            self._drop("lan_destination", "lanon does not carry traffic to the LAN")
+        refused = self.destinations.refused(f.dst)
+        if refused is not None:
+            self._drop(f"prohibited_{refused}", f"to {address_text(f.dst)} ({refused})")
+            if self.held(index):  # the application hears at once, as from a firewall
+                self.answer(tag, prohibited(packet, None if refused == "private" else f.src))
             return
         try:
             flow, created = self.flows.outbound(

@@ -8,6 +8,7 @@ commands (SendFrame, SendArp, EmitPacket) and events.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 from lanon.common import wire
 from lanon.common.coalition import Coalition, GatewayPeer
@@ -24,6 +25,7 @@ from lanon.common.events import (
     LinkChanged,
     SendArp,
 )
+from lanon.common.guard import GATEWAY
 from lanon.common.output import OutputAssembler
 from lanon.gateway import arp
 from lanon.gateway.claims import ClaimPolicy, PeerView
@@ -80,6 +82,9 @@ class GatewayEngine(EngineBase):
             process=self.egress.process,
         )
         self.policy = ClaimPolicy(coalition, self.me.index, now)
+        self.probes = arp.Prober(  # which addresses no other host uses (probed before claims)
+            self.addresses, mac, lambda c: self._commands.append(c), self._event, self._holds
+        )
         self.following: OutputAssembler | None = None
         self.seen_round = 0
         self.seen_epoch = 0
@@ -90,6 +95,8 @@ class GatewayEngine(EngineBase):
         self._alive: frozenset[int] = frozenset({self.me.index})
         self.link = True
         self.flows_seq: dict[int, int] = {}  # newest FLOWS frame per gateway: no replays
+        self.inbound_seq: dict[int, int] = {}  # newest INBOUND frame per gateway: no replays
+        self._last_timer = now
 
     def _holds(self, index: int) -> bool:
         return index in self.held
@@ -104,6 +111,8 @@ class GatewayEngine(EngineBase):
     # --- input ------------------------------------------------------------------------------
 
     def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
+        if not self._admit(src, now):
+            return
         try:
             header = self._header(frame, self.c.id)
             t = header.type
@@ -116,73 +125,113 @@ class GatewayEngine(EngineBase):
                 if self.leading:
                     self.leader.receive_tree_part(header.sender, frame, now)
             elif t == wire.MsgType.KEYS:  # every gateway keeps them: any may have to lead
-                self.leader.receive_keys(header.sender, frame, now)
+                self.leader.receive_keys(header.sender, src, frame, now)
             elif t == wire.MsgType.REFUSE:
                 if self.leading:
                     self.leader.receive_refuse(header.sender, frame, now)
             elif t == wire.MsgType.OUTPUT_PART:
-                self._follow_part(wire.pull_part(frame), now)
+                self._follow_part(wire.pull_part(frame))
             else:
                 self._from_gateway(header, src, frame, now)
         except RemoteProtocolError as exc:
-            self._reject(exc, frame)
+            self._reject(exc, frame, src, now)
 
     def _from_gateway(self, header: wire.Header, src: bytes, frame: bytes, now: float) -> None:
+        """A gateway's signed frame: cheap checks on the unverified body first (sequence
+        numbers, rounds already processed), then the signature, then its effect."""
         if header.sender >= len(self.c.gateways) or header.sender == self.me.index:
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"gateway #{header.sender}")
         peer = self.c.gateways[header.sender]
-        body = self._verified(peer.public, frame)
+        body = wire.split_auth(frame, wire.SIG_LEN)[0]
         t = header.type
         if t == wire.MsgType.HEARTBEAT:
             hb = wire.pull_heartbeat(body)
             prev = self.policy.peers.get(peer.index)
             if prev is not None and hb.seq <= prev.seq:
                 raise RemoteProtocolError(RejectReason.REPLAY, f"heartbeat from {peer.name}")
-            new = peer.index not in self.policy.alive(now) or (
-                prev is not None and prev.started_ms != hb.started_ms
-            )
-            self.policy.heard(
-                peer.index,
-                PeerView(now, hb.seq, hb.leader, hb.held, hb.round, hb.leaving, hb.started_ms),
-            )
-            if new and self.leading and not hb.leaving:
-                self._send_flows(src)  # it may have to take over: give it every flow we know
-            self.seen_round = max(self.seen_round, hb.round)
-            if hb.leader:
-                self.seen_epoch = hb.epoch
+            self._verify(peer, src, frame, now)
+            self._on_heartbeat(peer, src, hb, now)
         elif t == wire.MsgType.OPEN:
             o = wire.pull_open(body)
-            self.seen_round = max(self.seen_round, o.round)
-            self.seen_epoch = o.epoch
+            f = self.following
+            if o.round <= self.egress.last_round or (f is not None and o.round <= f.round):
+                raise RemoteProtocolError(RejectReason.STALE, f"OPEN of round {o.round}")
+            self._verify(peer, src, frame, now)
+            self._on_open(o, now)
         elif t == wire.MsgType.OUTPUT_HEAD:
-            self._follow_head(wire.pull_output_head(body), now)
+            head = wire.pull_output_head(body)
+            f = self.following
+            if (
+                head.round <= self.egress.last_round
+                or self.leading
+                or (f is not None and f.round == head.round and f.head is not None)
+            ):
+                return  # done already, our own round, or a replay: no signature to check
+            self._verify(peer, src, frame, now)
+            self._follow_head(head)
         elif t == wire.MsgType.INBOUND:
-            self.ingress.observe(wire.pull_inbound(body))
+            inbound = wire.pull_inbound(body)
+            if inbound.seq <= self.inbound_seq.get(peer.index, 0):
+                raise RemoteProtocolError(RejectReason.REPLAY, f"inbound from {peer.name}")
+            self._verify(peer, src, frame, now)
+            self.inbound_seq[peer.index] = inbound.seq
+            self.ingress.observe(inbound)
         elif t == wire.MsgType.FLOWS:
             flows = wire.pull_flows(body)
             if flows.seq <= self.flows_seq.get(peer.index, 0):
                 raise RemoteProtocolError(
                     RejectReason.REPLAY, f"FLOWS {flows.seq} from {peer.name}"
                 )
+            self._verify(peer, src, frame, now)
             self.flows_seq[peer.index] = flows.seq
             added, refused = self.flows.merge(list(flows.records))
             self._event(FlowsReceived(peer.name, added, refused))
-        # ABORT: nothing to keep
+        # ABORT: nothing to keep, nothing to check
 
-    def _follow_head(self, head: wire.OutputHead, now: float) -> None:
-        if head.round <= self.egress.last_round:
-            return
-        if self.following is None or self.following.round != head.round:
-            self.following = OutputAssembler(head.round)
-        self.following.add_head(head)
+    def _verify(self, peer: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
+        self._verified((GATEWAY, peer.index), src, peer.public, frame, now)
+
+    def _on_heartbeat(self, peer: GatewayPeer, src: bytes, hb: wire.Heartbeat, now: float) -> None:
+        prev = self.policy.peers.get(peer.index)
+        new = peer.index not in self.policy.alive(now) or (
+            prev is not None and prev.started_ms != hb.started_ms
+        )
+        self.policy.heard(
+            peer.index,
+            PeerView(now, hb.seq, hb.leader, hb.held, hb.round, hb.leaving, hb.started_ms),
+        )
+        self.probes.vouch(src, hb.held)  # its ARP for these is normal, not a conflict
+        if new and self.leading and not hb.leaving:
+            self._send_flows(src)  # it may have to take over: give it every flow we know
+        self.seen_round = max(self.seen_round, hb.round)
+        if hb.leader:
+            self.seen_epoch = max(self.seen_epoch, hb.epoch)
+            self.leader.follow(hb.round, hb.epoch, now)
+
+    def _on_open(self, o: wire.Open, now: float) -> None:
+        """Another gateway opened a round: follow its output, and never lead below it."""
+        self.seen_round = max(self.seen_round, o.round)
+        self.seen_epoch = max(self.seen_epoch, o.epoch)
+        self.leader.follow(o.round, o.epoch, now)
+        if self.following is None or o.round > self.following.round:
+            lens = self.c.part_lens(o.nslots, o.nentries)
+            self.following = OutputAssembler(o.round, lens, o.nslots, o.nentries)
+
+    def _follow_head(self, head: wire.OutputHead) -> None:
+        f = self.following
+        if f is None or f.round != head.round:
+            lens = self.c.part_lens(head.nslots, head.nentries)
+            f = self.following = OutputAssembler(head.round, lens, head.nslots, head.nentries)
+        f.add_head(head)
         self._follow_done()
 
-    def _follow_part(self, part: wire.Part, now: float) -> None:
-        if part.round <= self.egress.last_round or self.leading:
+    def _follow_part(self, part: wire.Part) -> None:
+        f = self.following
+        if self.leading or part.round <= self.egress.last_round:
             return
-        if self.following is None or self.following.round != part.round:
-            self.following = OutputAssembler(part.round)
-        self.following.add_part(part)
+        if f is None or part.round != f.round:
+            raise RemoteProtocolError(RejectReason.STALE, f"output part of round {part.round}")
+        f.add_part(part)
         self._follow_done()
 
     def _follow_done(self) -> None:
@@ -201,6 +250,8 @@ class GatewayEngine(EngineBase):
 
     def receive_arp(self, src: bytes, payload: bytes, now: float) -> None:
         a = arp.pull_arp(payload)
+        if a is not None:
+            self.probes.observe(a, now)
         if a is None or a.op != arp.OP_REQUEST or a.sender_ip == a.target_ip:
             return
         index = self.ingress.index.get(a.target_ip)
@@ -225,6 +276,7 @@ class GatewayEngine(EngineBase):
     # --- timers -----------------------------------------------------------------------------
 
     def start(self, now: float) -> None:
+        self.probes.start(now)
         self._heartbeat(now)
 
     def get_timer(self) -> float:
@@ -234,7 +286,7 @@ class GatewayEngine(EngineBase):
             t = min(t, lt)
         if self.announcements:
             t = min(t, self.announcements[0][0])
-        return t
+        return min(t, self.probes.get_timer())
 
     def shutdown(self, now: float) -> None:
         """A clean stop: let go of everything and say so, so that another gateway takes over at
@@ -261,11 +313,16 @@ class GatewayEngine(EngineBase):
         self._event(LinkChanged(up))
         if up:
             self.policy.restart(now)
+            self.probes.start(now)
             return
         self._let_go(now)
         self.policy.peers.clear()
 
     def handle_timer(self, now: float) -> None:
+        self._report_turned_away(now)
+        if now - self._last_timer > self.c.rounds.gateway_timeout:
+            self._after_pause(now)
+        self._last_timer = now
         if now >= self.next_heartbeat:
             if self.link:
                 self._decide(now)
@@ -277,8 +334,27 @@ class GatewayEngine(EngineBase):
             if index in self.held:
                 a = arp.announcement(self.mac, self.addresses[index])
                 self._commands.append(SendArp(wire.BROADCAST, a.encode()))
+        self.probes.handle_timer(now)
         if self.leading:
             self.leader.handle_timer(now)
+
+    def _after_pause(self, now: float) -> None:
+        """Our timers ran late by more than a gateway timeout: this process was frozen (SIGSTOP,
+        a VM migration, a flooded loop). We were away, not the others: keep them alive until
+        they are heard again, and announce our addresses again, which another gateway may
+        have taken over meanwhile (the router may be sending their traffic there)."""
+        timeout = self.c.rounds.gateway_timeout
+        for peer in self.policy.peers.values():
+            if self._last_timer - peer.last_seen <= timeout:  # alive when we froze
+                peer.last_seen = max(peer.last_seen, now)
+        self._announce(self.held, now)
+
+    def _announce(self, indices: Iterable[int], now: float) -> None:
+        pending = {i for _t, i in self.announcements}
+        for index in sorted(set(indices) - pending):
+            for delay in arp.ANNOUNCE_DELAYS:
+                self.announcements.append((now + delay, index))
+        self.announcements.sort()
 
     def _heartbeat(self, now: float, leaving: bool = False) -> None:
         self.next_heartbeat = now + self.c.rounds.heartbeat_interval
@@ -304,7 +380,7 @@ class GatewayEngine(EngineBase):
         for g in alive ^ self._alive:
             self._event(GatewayChanged(self.c.gateways[g].name, g in alive))
         self._alive = alive
-        d = self.policy.decide(now, frozenset(self.held), self.leading)
+        d = self.policy.decide(now, frozenset(self.held), self.leading, self.probes.unavailable())
         for index in sorted(d.release):
             self.held.discard(index)
             self._event(AddressReleased(address_text(self.addresses[index])))
@@ -313,9 +389,10 @@ class GatewayEngine(EngineBase):
             takeover = index not in self.policy.share
             silence = self.policy.previous_holder_silence(index, now)
             self._event(AddressClaimed(address_text(self.addresses[index]), takeover, silence))
-            for delay in arp.ANNOUNCE_DELAYS:
-                self.announcements.append((now + delay, index))
-        self.announcements.sort()
+        # Ours, but another gateway says it holds them too (it took them over while we were
+        # away, and lets go now): the router must learn again where they are.
+        contested = {a for g in alive - {self.me.index} for a in self.policy.peers[g].held}
+        self._announce(d.claim | (self.held & contested), now)
         if d.lead and not self.leading:
             after = max(self.seen_round, self.policy.highest_round(), self.egress.last_round)
             self.leader.start(now, after, self.seen_epoch)

@@ -60,6 +60,9 @@ class Ingress:
                 self.e._event(PacketDropped("inbound_" + exc.reason.value, str(exc)))
                 return
             whole = self.defrag.add(packet, now)
+            for reason, n in self.defrag.take_drops().items():
+                for _ in range(n):
+                    self.e._event(PacketDropped("inbound_fragments_" + reason.value))
             if whole is None:
                 return
             packet = whole

@@ -8,6 +8,13 @@
 Rounds follow each other at once while members have data (granted slots, used slots or
 deferred claims), and at `idle_interval` otherwise. The leader is not a DC-net member: it
 knows no pad, only the per-member MAC keys that authenticate contributions.
+
+Rounds only move forward, lanon-wide, whoever leads: a round is numbered above `floor`, the
+lowest round nobody can have answered yet as far as this leader knows. The floor rises with
+every round this gateway sees another lead (`follow`), with a member's STALE_ROUND refusal
+(which says the round it expects), and to the wall clock in microseconds when this leader
+opens nothing for longer than a gateway timeout (it paused, was partitioned or disbanded).
+Epochs move forward the same way: a leader adopts a later epoch it sees or a member names.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from lanon.common.events import (
     RoundCompleted,
     RoundOpened,
 )
+from lanon.common.guard import MEMBER
 from lanon.common.reservation import ENTRY_LEN, tally
 from lanon.common.tree import order, place
 
@@ -118,9 +126,13 @@ class Leader:
         self.members = [MemberRecord() for _ in coalition.members]
         self.phase = Phase.STOPPED
         self.round = 0
+        self.floor = 0  # the next round opened is at least this
+        self.opened = 0  # rounds this leader opened: counts rotation and forgiveness
+        self._last_opened = float("-inf")
         self.epoch = 0
-        self._epoch_round = 0
+        self._epoch_opened = 0
         self._epoch_time = 0.0
+        self.anchored = False  # the epoch is known (we led, or saw a leader), not guessed
         self.next_open = 0.0
         self.next_nslots = 0
         self.collecting: Collecting | None = None
@@ -145,13 +157,42 @@ class Leader:
         """Begin leading; round numbers continue above any seen and above the wall clock (µs);
         the epoch continues the one seen, or the one members hold keys for."""
         self._to(Phase.WAITING)
-        self.round = max(after_round, int((now + self.wall_offset) * 1e6))
-        held = [max(keys) - 1 for keys in self.ephemeral if keys]  # members announce e and e+1
-        self.epoch = max([epoch, *held])
-        self._epoch_round, self._epoch_time = self.round, now
+        self.raise_floor(max(after_round + 1, self._wall_us(now)), now)
+        if not self.anchored:  # a gateway that just came: the epoch most members hold keys for
+            held = sorted(max(keys) - 1 for keys in self.ephemeral if keys)  # they send e, e+1
+            epoch = max(epoch, held[len(held) // 2] if held else 0)
+        self._set_epoch(max(epoch, self.epoch), now)
+        self.anchored = True
         self._rotation_due = None
         self.next_open = now
         self.next_nslots = 0
+
+    def raise_floor(self, next_round: int, now: float) -> None:
+        """No round below `next_round` will be opened (someone answered the one before); at
+        most up to where honest rounds can be: they start at a leader's wall clock in µs and
+        grow far slower than it (a round beyond that would stall every member)."""
+        bound = self._wall_us(now) + int(2e6 * self.c.rounds.clock_tolerance)
+        self.floor = max(self.floor, min(next_round, bound, wire.MAX_ROUND))
+
+    def follow(self, rnd: int, epoch: int, now: float) -> None:
+        """Another gateway led round `rnd` of `epoch` (a verified OPEN or heartbeat)."""
+        self.raise_floor(rnd + 1, now)
+        self.anchored = True
+        if epoch > self.epoch:
+            self._set_epoch(epoch, now)
+
+    def _set_epoch(self, epoch: int, now: float) -> None:
+        if epoch == self.epoch:
+            return
+        self.epoch = epoch
+        self._epoch_opened, self._epoch_time = self.opened, now
+        for keys in self.ephemeral:  # past epochs' keys are of no use to anyone
+            for e in [e for e in keys if e < epoch]:
+                del keys[e]
+        self.e._event(EpochChanged(epoch))
+
+    def _wall_us(self, now: float) -> int:
+        return int((now + self.wall_offset) * 1e6)
 
     def stop(self, now: float) -> None:
         if self.collecting is not None:
@@ -185,7 +226,7 @@ class Leader:
         grace period, leaving out those that do not)."""
         r = self.c.rounds
         if (
-            self.round + 1 - self._epoch_round < r.epoch_rounds
+            self.opened + 1 - self._epoch_opened < r.epoch_rounds
             and now - self._epoch_time < r.epoch_seconds
         ):
             return
@@ -193,14 +234,10 @@ class Leader:
             self._rotation_due = now
         nxt = self.epoch + 1
         ready = all(nxt in self.ephemeral[i] for i in self.present)
-        if ready or now - self._rotation_due >= ROTATION_GRACE:
-            self.epoch = nxt
-            self._epoch_round, self._epoch_time = self.round + 1, now
+        if (ready or now - self._rotation_due >= ROTATION_GRACE) and nxt <= wire.MAX_EPOCH:
+            self._set_epoch(nxt, now)
+            self._epoch_opened = self.opened + 1
             self._rotation_due = None
-            for keys in self.ephemeral:  # past epochs' keys are of no use to anyone
-                for e in [e for e in keys if e < nxt]:
-                    del keys[e]
-            self.e._event(EpochChanged(self.epoch))
 
     def _missing(self, col: Collecting) -> frozenset[int]:
         """Who did not contribute in time: in a tree, whoever the root's sum leaves out (or the
@@ -238,7 +275,12 @@ class Leader:
         if self.phase is Phase.DISBANDED:
             self.e._event(LanonResumed(len(roster)))
         self._to(Phase.COLLECTING)
-        self.round += 1
+        if now - self._last_opened > self.c.rounds.gateway_timeout:
+            # Nothing opened for a while (paused, cut off, disbanded): others may have led.
+            self.raise_floor(self._wall_us(now), now)
+        self.round = max(self.round + 1, self.floor)
+        self.opened += 1
+        self._last_opened = now
         r = self.c.rounds
         nentries = r.reservation_entries
         nslots = self.next_nslots
@@ -257,9 +299,7 @@ class Leader:
             macs,
         )
         self.e._send(wire.BROADCAST, signed(self.key, o.encode(self.c.id, self.index)))
-        total = self.c.vector_len(nslots, nentries)
-        ps = self.c.part_size
-        part_lens = [min(ps, total - i) for i in range(0, total, ps)]
+        part_lens = self.c.part_lens(nslots, nentries)
         self.collecting = Collecting(
             self.round,
             self.epoch,
@@ -280,20 +320,24 @@ class Leader:
     def _part_of_round(
         self, sender: int, frame: bytes, pull: Callable[[bytes], P]
     ) -> tuple[P, Collecting]:
-        """A member's authenticated part of the round being collected, of the right shape."""
+        """A member's authenticated part of the round being collected, of the right shape
+        (checked before its MAC, which is checked before anything is kept)."""
         if sender >= len(self.members):
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
-        part = pull(check_mac(self.mac_keys[sender], frame))
+        part = pull(wire.split_auth(frame, wire.MAC_LEN)[0])
         col = self.collecting
         if col is None or part.round != col.round:
             raise RemoteProtocolError(RejectReason.STALE, f"a part of round {part.round}")
         if part.count != len(col.part_lens) or len(part.payload) != col.part_lens[part.index]:
             raise RemoteProtocolError(RejectReason.MALFORMED, "a part of the wrong shape")
+        check_mac(self.mac_keys[sender], frame)
         return part, col
 
     def receive_tree_part(self, sender: int, frame: bytes, now: float) -> None:
         """Schedule "tree": the root's sum of every roster member's vector, part by part."""
         part, col = self._part_of_round(sender, frame, wire.pull_tree_part)
+        if part.nmembers != len(self.members) or not part.contributors <= col.roster:
+            raise RemoteProtocolError(RejectReason.MALFORMED, "tree part beyond the roster")
         if sender != col.root:
             raise RemoteProtocolError(
                 RejectReason.UNEXPECTED, f"tree part from #{sender}, not the root"
@@ -371,7 +415,7 @@ class Leader:
         self.e._send(wire.BROADCAST, signed(self.key, abort.encode(self.c.id, self.index)))
         for i in sorted(missing):
             rec = self.members[i]
-            rec.state, rec.absent_since = MemberState.FORGIVEN, col.round
+            rec.state, rec.absent_since = MemberState.FORGIVEN, self.opened
             self.e._event(MemberChanged(self.c.members[i].name, MemberState.FORGIVEN))
         self.e._event(
             RoundAborted(col.round, reason, tuple(self.c.members[i].name for i in sorted(missing)))
@@ -384,57 +428,77 @@ class Leader:
     def _resign_absent(self) -> None:
         limit = self.c.rounds.forgive_rounds
         for i, rec in enumerate(self.members):
-            if rec.state is MemberState.FORGIVEN and self.round - rec.absent_since > limit:
+            if rec.state is MemberState.FORGIVEN and self.opened - rec.absent_since > limit:
                 rec.state = MemberState.RESIGNED
                 self.e._event(MemberChanged(self.c.members[i].name, MemberState.RESIGNED))
 
     # --- membership -------------------------------------------------------------------------
 
-    def receive_keys(self, sender: int, frame: bytes, now: float) -> None:
+    def receive_keys(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
+        """A member's ephemeral keys: only for the current epoch and the next are kept, and
+        only what is new costs a signature check."""
         if sender >= len(self.members):
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
         table = self.ephemeral[sender]
-        unverified = wire.pull_keys(wire.split_auth(frame, wire.SIG_LEN)[0])
-        if all(table.get(e, (0, b""))[1] == k for e, k in unverified.keys):
-            return  # a repeat: no signature check needed
-        keys = wire.pull_keys(self.e._verified(self.c.members[sender].public, frame))
+        keys = wire.pull_keys(wire.split_auth(frame, wire.SIG_LEN)[0])
         limit = int((now + self.wall_offset + self.c.rounds.clock_tolerance) * 1000)
         if keys.wall_ms > limit:
             raise RemoteProtocolError(RejectReason.STALE, "KEYS from the future")
-        for epoch, public in keys.keys:
-            if epoch >= self.epoch and keys.wall_ms > table.get(epoch, (0, b""))[0]:
-                table[epoch] = (keys.wall_ms, public)
+        low, high = (self.epoch, self.epoch + 1) if self.anchored else (0, wire.MAX_EPOCH)
+        new = [
+            (e, k)
+            for e, k in keys.keys
+            if low <= e <= high and keys.wall_ms > table.get(e, (0, b""))[0]
+        ]
+        if all(table.get(e, (0, b""))[1] == k for e, k in new):
+            return  # repeats, and epochs we do not keep, cost no signature check
+        self.e._verified((MEMBER, sender), src, self.c.members[sender].public, frame, now)
+        if not self.anchored:  # not knowing the epoch yet, keep only the newest announcement
+            table.clear()
+        for epoch, public in new:
+            table[epoch] = (keys.wall_ms, public)
 
     def receive_refuse(self, sender: int, frame: bytes, now: float) -> None:
         if sender >= len(self.members):
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
         refuse = wire.pull_refuse(check_mac(self.mac_keys[sender], frame))
         col = self.collecting
+        if refuse.reason is wire.RefuseCode.STALE_ROUND:
+            # The member answered a later round than ours (another led while we paused): move
+            # above it, at most to where honest clocks can be, and redo the round at once.
+            self.raise_floor(refuse.next_round, now)
+            if refuse.epoch == self.epoch + 1:
+                self._set_epoch(refuse.epoch, now)
+            if col is not None and refuse.round == col.round:
+                self._abort(now, wire.AbortReason.REFUSED, frozenset())
+            return
         if col is None or refuse.round != col.round or sender not in col.got:
             raise RemoteProtocolError(RejectReason.STALE, f"refusal of round {refuse.round}")
         self._abort(now, wire.AbortReason.REFUSED, frozenset({sender}))
 
     def receive_hello(self, sender: int, frame: bytes, now: float, src: bytes = b"") -> None:
+        """A member asks to be in the roster. Freshness and fingerprint are checked before the
+        signature, and nothing (not even its Ethernet address) is kept before all three."""
         if sender >= len(self.members):
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
-        body = self.e._verified(self.c.members[sender].public, frame)
-        if src:
-            self.member_macs[sender] = src
-        hello = wire.pull_hello(body)
+        hello = wire.pull_hello(wire.split_auth(frame, wire.SIG_LEN)[0])
         name = self.c.members[sender].name
+        rec = self.members[sender]
+        wall_ms = int((now + self.wall_offset) * 1000)
         if hello.fingerprint != self.c.fingerprint:
             raise RemoteProtocolError(
                 RejectReason.FOREIGN,
                 f"{name}'s coalition file differs from ours (fingerprint "
                 f"{hello.fingerprint.hex()[:16]} vs {self.c.fingerprint.hex()[:16]})",
             )
-        rec = self.members[sender]
-        wall_ms = int((now + self.wall_offset) * 1000)
         if (
             abs(hello.wall_ms - wall_ms) > self.c.rounds.clock_tolerance * 1000
             or hello.wall_ms <= rec.last_hello_ms
         ):
             raise RemoteProtocolError(RejectReason.REPLAY, f"HELLO from {name} is not fresh")
+        self.e._verified((MEMBER, sender), src, self.c.members[sender].public, frame, now)
+        if src:
+            self.member_macs[sender] = src
         rec.last_hello_ms = hello.wall_ms
         if rec.state is not MemberState.PRESENT:
             rec.state = MemberState.PRESENT

@@ -28,7 +28,8 @@ def write_coalition(
 ) -> dict[str, HostKey]:
     """Keys in dest/keys, dest/coalition.toml, and dest/<host>.toml for every host.
 
-    `gateways` are (name, share prefix); `daemon(role, name)` gives a host's own settings.
+    `gateways` are (name, share: prefixes separated by commas); `daemon(role, name)` gives a
+    host's own settings.
     """
     hosts = [(g, "gateway") for g, _ in gateways] + [(m, "member") for m in members]
     for host, _ in hosts:
@@ -47,7 +48,7 @@ def write_coalition(
     text = coalition_file(
         all_sections,
         [
-            {"name": g, "public_key": encode_key(keys[g].public), "addresses": [share]}
+            {"name": g, "public_key": encode_key(keys[g].public), "addresses": share.split(",")}
             for g, share in gateways
         ],
         [{"name": m, "public_key": encode_key(keys[m].public)} for m in members],

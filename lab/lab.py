@@ -9,11 +9,14 @@ lab's namespaces and removes them, also when the lab crashed or was half built.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import pwd
 import shlex
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import time
@@ -37,6 +40,8 @@ DNS_NAME = "lanon.test"
 READY_TIMEOUT = 45.0
 DAEMON_PORT = 9551
 MONITOR_ADDRESS = "198.18.0.254"  # the switch's own address, where the lab's Prometheus listens
+DAEMON_USER = "lanon"  # the units' user (deploy/sysusers.d/lanon.conf)
+CAPABILITIES = "net_admin,net_raw"  # the units' AmbientCapabilities=, CapabilityBoundingSet=
 
 
 @dataclass
@@ -50,6 +55,11 @@ class LabSpec:
     epoch_seconds: float = 600.0
     prometheus: bool = False
     schedule: str = "star"
+    # run the daemons as the units do: user lanon, only CAP_NET_ADMIN and CAP_NET_RAW, no new
+    # privileges, after the units' root pre-start steps (sysctl, `lanon prepare`)
+    unprivileged: bool = False
+    # each gateway's share, prefixes separated by commas (default: topology.share)
+    shares: tuple[str, ...] = ()
 
 
 def check_prerequisites() -> None:
@@ -110,7 +120,12 @@ class Lab:
         return [h for h in self.hosts if h.kind == "gateway"]
 
     def socket_path(self, host: str) -> Path:
-        return self.dir / f"{host}.sock"
+        return self.run_dir / f"{host}.sock"
+
+    @property
+    def run_dir(self) -> Path:
+        """The control sockets' directory: the units' /run/lanon (RuntimeDirectory=lanon)."""
+        return self.dir / "run"
 
     def log_path(self, host: str) -> Path:
         return self.dir / "logs" / f"{host}.log"
@@ -153,7 +168,11 @@ class Lab:
         if self.dir.exists():
             shutil.rmtree(self.dir)
         (self.dir / "logs").mkdir(parents=True, mode=0o700)
+        self.run_dir.mkdir(mode=0o750)
         try:
+            if spec.unprivileged:
+                owner = daemon_user()
+                os.chown(self.run_dir, owner.pw_uid, owner.pw_gid)  # as RuntimeDirectory= does
             say(
                 f"building the network ({spec.members} members, {spec.gateways} gateway(s), router, internet)"
             )
@@ -176,12 +195,17 @@ class Lab:
 
     def _write_configs(self) -> None:
         """Keys and files from the shipped templates, as an operator would make them."""
-        address = {h.name: h.address for h in self.hosts}
         write_coalition(
             self.dir,
             self.name,
             str(topology.LAN),
-            [(g.name, topology.share(g.index)) for g in self.gateways],
+            [
+                (
+                    g.name,
+                    self.spec.shares[g.index - 1] if self.spec.shares else topology.share(g.index),
+                )
+                for g in self.gateways
+            ],
             [m.name for m in self.members],
             sections={
                 "coalition": {"min_members": self.spec.min_members},
@@ -194,10 +218,16 @@ class Lab:
                 },
             },
             daemon=lambda role, host: {
-                "metrics": f"{address[host]}:{DAEMON_PORT}",
+                "metrics": f":{DAEMON_PORT}",  # as the templates: the address of `interface`
                 "control_socket": str(self.socket_path(host)),
             },
         )
+        if (
+            self.spec.unprivileged
+        ):  # the keys belong to the daemons' user, as `lanon keygen` makes them
+            owner = daemon_user()
+            for path in [self.dir / "keys", *(self.dir / "keys").iterdir()]:
+                os.chown(path, owner.pw_uid, owner.pw_gid)
         for m in self.members:  # members resolve names through the lanon too
             etc = NETNS_ETC / self.ns(m.name)
             etc.mkdir(parents=True, exist_ok=True)
@@ -320,9 +350,33 @@ class Lab:
     def start_daemon(self, host: str) -> int:
         h = self.host(host)
         config = self.dir / f"{h.name}.toml"
-        return self._spawn(
-            h.name, h.name, [sys.executable, "-m", "lanon.cli", h.kind, "--config", str(config)]
-        )
+        argv = [sys.executable, "-m", "lanon.cli", h.kind, "--config", str(config)]
+        if self.spec.unprivileged:
+            self.pre_start(h)
+            user = daemon_user()
+            argv = unprivileged(user, [*lanon_command(user), h.kind, "--config", str(config)])
+        return self._spawn(h.name, h.name, argv)
+
+    def pre_start(self, h: Host) -> None:
+        """What the unit runs as root before the daemon (ExecStartPre=+): its sysctl file,
+        then `lanon prepare`."""
+        sysctl_file = deploy_path("sysctl.d", f"90-lanon-{h.kind}.conf")
+        steps = [
+            ["sysctl", "-q", "-p", str(sysctl_file)],
+            [
+                *(sys.executable, "-m", "lanon.cli", "prepare", h.kind),
+                *("--user", DAEMON_USER, "--config", str(self.dir / f"{h.name}.toml")),
+            ],
+        ]
+        with self.log_path(h.name).open("ab") as log:
+            for step in steps:
+                r = subprocess.run(
+                    self.argv(h.name, step), stdout=log, stderr=subprocess.STDOUT, timeout=60
+                )
+                if r.returncode != 0:
+                    raise LanonError(
+                        f"{h.name}: pre-start step failed: {quote(step)}\n{self.tail(h.name)}"
+                    )
 
     def stop_daemon(self, host: str, sig: int = signal.SIGTERM, wait: float = 5.0) -> None:
         pid = self.pids.pop(host, None)
@@ -350,17 +404,19 @@ class Lab:
                 if not _alive(pid):
                     raise LanonError(f"{label} exited during start-up:\n{self.tail(label)}")
             held: set[str] = set()
+            refused: set[str] = set()  # addresses a gateway will not claim (in use, its own...)
             for g in self.gateways:
                 with contextlib.suppress(LanonError):
                     st = control.query(self.socket_path(g.name))
                     held |= set(st.get("held", ()))
+                    refused |= set(st.get("refused", ()))
                     if st.get("leading"):
                         last = st
             gateways_up = len(last.get("gateways_alive", ())) == len(self.gateways)
             if (
                 last
                 and gateways_up
-                and held == addresses
+                and held == addresses - refused
                 and set(last.get("members_present", ())) == want
             ):
                 if first_round is None:
@@ -459,6 +515,83 @@ class Lab:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.pids = {}
         return removed
+
+
+def daemon_user() -> pwd.struct_passwd:
+    """The units' user, made from the shipped sysusers.d file if this machine lacks it."""
+    try:
+        return pwd.getpwnam(DAEMON_USER)
+    except KeyError:
+        pass
+    conf = deploy_path("sysusers.d", "lanon.conf")
+    sysusers = shutil.which("systemd-sysusers")
+    if sysusers is not None:
+        subprocess.run([sysusers, str(conf)], check=False, capture_output=True, timeout=60)
+    else:
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        subprocess.run(
+            [
+                *(useradd, "--system", "--no-create-home", "--home-dir", "/var/lib/lanon"),
+                *("--shell", "/usr/sbin/nologin", DAEMON_USER),
+            ],
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
+    try:
+        return pwd.getpwnam(DAEMON_USER)
+    except KeyError:
+        raise PrerequisiteError(
+            f"user {DAEMON_USER} is missing and could not be made (systemd-sysusers {conf})"
+        ) from None
+
+
+@functools.cache
+def lanon_command(user: pwd.struct_passwd) -> tuple[str, ...]:
+    """How `user` runs this environment's `lanon`: with its Python, or, where the user may not
+    run that (a virtual environment made from a Python under /root), with the system's Python
+    of the same version and this environment's packages."""
+    probe = unprivileged(user, [sys.executable, "-c", "import lanon.cli"])
+    if subprocess.run(probe, capture_output=True, timeout=60, cwd="/").returncode == 0:
+        return (sys.executable, "-m", "lanon.cli")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    system = shutil.which(version, path="/usr/bin:/usr/local/bin:/bin")
+    boot = (
+        "import runpy, site, sys\n"
+        f"for d in {site.getsitepackages()!r}: site.addsitedir(d)\n"
+        "runpy.run_module('lanon.cli', run_name='__main__', alter_sys=True)\n"
+    )
+    if system is not None:
+        probe = unprivileged(user, [system, "-c", boot, "--version"])
+        if subprocess.run(probe, capture_output=True, timeout=60, cwd="/").returncode == 0:
+            return (system, "-c", boot)
+    raise PrerequisiteError(
+        f"user {user.pw_name} can run neither {sys.executable} nor a system {version}: make the "
+        "virtual environment from a Python that every user may run (e.g. /usr/bin/python3)"
+    )
+
+
+def unprivileged(user: pwd.struct_passwd, argv: list[str]) -> list[str]:
+    """`argv` as the units run it: as `user`, with only CAP_NET_ADMIN and CAP_NET_RAW (ambient,
+    so that iptables-restore has them too), no supplementary groups, no new privileges."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise PrerequisiteError("setpriv is missing (apt-get install util-linux)")
+    return [
+        setpriv,
+        f"--reuid={user.pw_uid}",
+        f"--regid={user.pw_gid}",
+        "--clear-groups",
+        f"--inh-caps=-all,+{CAPABILITIES.replace(',', ',+')}",
+        f"--ambient-caps=-all,+{CAPABILITIES.replace(',', ',+')}",
+        f"--bounding-set=-all,+{CAPABILITIES.replace(',', ',+')}",
+        "--no-new-privs",
+        "--",
+        "env",
+        f"HOME={user.pw_dir}",
+        f"USER={user.pw_name}",
+        *argv,
+    ]
 
 
 def all_labs() -> list[str]:

@@ -33,6 +33,13 @@ class MemberSettings(DaemonSettings):
         "localhost: they tell whoever reads them whether this member is busy. '' for none",
         is_listen,
     )
+    dhcp_server: str = opt(
+        "",
+        "the DHCP server's address if it lies beyond the LAN (through a relay): the rules let "
+        "DHCP to and from it pass. '' when it is on the LAN or there is none (broadcast DHCP "
+        "always passes)",
+        lambda v: None if v == "" else is_address(v),
+    )
     tun_address: str = opt(
         "198.19.255.254",
         "a /32 for the TUN device: reverse-path filtering drops packets arriving on a device "

@@ -9,14 +9,14 @@ from typing import Any
 from netfilterqueue import NetfilterQueue
 from prometheus_client import CollectorRegistry
 
-from lanon.common import wire
-from lanon.common.daemon import DaemonBase
+from lanon.common import __version__, iptables, wire
+from lanon.common.daemon import DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import PrerequisiteError
-from lanon.common.events import InjectPacket, SendFrame
+from lanon.common.events import FilterSources, InjectPacket, SendFrame
 from lanon.common.metrics import MemberMetrics, snapshot
 from lanon.common.rawsock import LinkSocket
-from lanon.member import rules
+from lanon.member import health, rules
 from lanon.member.config import MemberSettings
 from lanon.member.engine import MemberEngine
 from lanon.member.tun import Tun
@@ -27,6 +27,8 @@ REFRESH = 1.0  # seconds between refreshes of state gauges
 
 class MemberDaemon(DaemonBase):
     role = "member"
+    engine: MemberEngine
+    lan: LinkSocket
 
     def __init__(
         self, settings: MemberSettings, loaded: Loaded, registry: CollectorRegistry | None = None
@@ -34,6 +36,9 @@ class MemberDaemon(DaemonBase):
         super().__init__(settings, loaded, registry)
         self.s = settings
         self.next_refresh = 0.0
+        self.health_log = health.HealthLog(self.log)
+        self._started: float | None = None  # the first look at its health, once it runs
+        self._foreign = (0.0, float("-inf"))  # frames of other coalitions: (count, last change)
         self.private_registry = CollectorRegistry()
         self.metrics: MemberMetrics = MemberMetrics(
             self.registry, self.private_registry, settings.name, self.c.coalition.name
@@ -52,15 +57,25 @@ class MemberDaemon(DaemonBase):
 
     def run(self) -> None:
         s = self.s
-        # Rules first: from here on, nothing leaves with our address, daemon or not.
+        # Rules first (`lanon member` put them in before reading the key; this refreshes
+        # them): from here on, nothing leaves with our address, daemon or not. A watch puts
+        # them back within a second if anything removes them (a firewall reload, iptables -F).
+        self.watch: iptables.Watch | None = None
         if s.manage_rules:
-            rules.install(rules.MemberRules(self.c.coalition.lan, s.queue, s.tun))
+            own = rules.MemberRules(self.c.coalition.lan, s.queue, s.tun, s.dhcp_server)
+            rules.install(own)
+            self.watch = iptables.Watch(own.rulesets(), self.rules_restored)
         elif not rules.installed():
             self.log.warning(
                 "manage_rules = false and no lanon rules installed: traffic is not captured"
             )
         self.tun = Tun(s.tun, s.tun_address)
         self.lan = LinkSocket(s.interface, wire.ETHERTYPE)
+        self.handlers = {
+            SendFrame: lambda cmd: self.lan.send(cmd.dst, cmd.frame),
+            FilterSources: lambda cmd: self.lan.allow_only(cmd.allow),
+            InjectPacket: lambda cmd: self.tun.write(cmd.packet),
+        }
         self.queue = NetfilterQueue()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -73,7 +88,7 @@ class MemberDaemon(DaemonBase):
         for w in caught:
             self.log.info("nfqueue: %s", w.message)
         r = self.reactor
-        r.add_reader(self.lan.fileno(), self._on_lan)
+        r.add_reader(self.lan.fileno(), self.on_lan)
         r.add_reader(self.queue.get_fd(), self._on_queue)
         r.add_reader(self.tun.fileno(), self.tun.drain)
         self.serve_metrics()
@@ -81,19 +96,26 @@ class MemberDaemon(DaemonBase):
         self.serve_control()
         r.handle_signals()
         self.engine.start(r.clock())
-        self._flush(r.clock())
+        self.flush(r.clock())
         self.log.info(
-            "member %s on %s: queue %d, tun %s, coalition %s (%08x)",
+            "member %s on %s: queue %d, tun %s, coalition %s (fingerprint %s), lanon %s "
+            "(wire version %d)",
             s.name,
             s.interface,
             s.queue,
             s.tun,
             self.c.coalition.name,
-            self.c.id,
+            self.c.fingerprint.hex(),
+            __version__,
+            wire.VERSION,
         )
+        if self.watch is not None:
+            self.watch.start()
         try:
             r.run(self._tick)
         finally:
+            if self.watch is not None:
+                self.watch.stop()
             self.queue.unbind()
             self.tun.close()
             self.lan.close()
@@ -104,24 +126,19 @@ class MemberDaemon(DaemonBase):
     # --- input --------------------------------------------------------------------------
 
     def _on_packet(self, pkt: Any) -> None:
-        payload = pkt.get_payload()
-        pkt.drop()  # the original never leaves: it travels in a cell
-        self.engine.submit_packet(payload, self.reactor.clock())
+        try:
+            payload = pkt.get_payload()
+        finally:
+            pkt.drop()  # the original never leaves: it travels in a cell
+        with self.contained(Stage.PACKET):
+            self.engine.submit_packet(payload, self.reactor.clock())
 
     def _on_queue(self) -> None:
         self.queue.run(block=False)
-        self._flush(self.reactor.clock())
-
-    def _on_lan(self) -> None:
-        now = self.reactor.clock()
-        for src, payload in self.lan.receive():
-            self.engine.receive_frame(src, payload, now)
-            self._flush(now)
+        self.flush(self.reactor.clock())
 
     def _tick(self, now: float) -> float:
-        if now >= self.engine.get_timer():
-            self.engine.handle_timer(now)
-            self._flush(now)
+        self.run_timers(now)
         if now >= self.next_refresh:
             self.next_refresh = now + REFRESH
             self._refresh()
@@ -129,38 +146,74 @@ class MemberDaemon(DaemonBase):
 
     # --- output -------------------------------------------------------------------------
 
-    def _flush(self, now: float) -> None:
-        for cmd in self.engine.pop_commands():
-            match cmd:
-                case SendFrame():
-                    self.lan.send(cmd.dst, cmd.frame)
-                case InjectPacket():
-                    self.tun.write(cmd.packet)
-                case _:
-                    raise RuntimeError(f"unexpected command {cmd!r}")
-        self.report(self.engine.pop_events(), now)
-
     def status(self) -> dict[str, Any]:
         self._refresh()
         e = self.engine
         now = self.reactor.clock()
-        in_roster = now - e.last_in_roster < 2.0
+        h = self.health(now)
+        running = h.state is health.State.RUNNING
         return {
             "role": "member",
             "name": self.s.name,
             "coalition": self.c.coalition.name,
+            "fingerprint": self.c.fingerprint.hex(),
+            "version": __version__,
+            "wire_version": wire.VERSION,
             "interface": self.s.interface,
-            "in_roster": in_roster,
+            "state": h.state.value,
+            "condition": h.message,
+            "in_roster": running,
             "last_round": e.last_round,
             "epoch": e.epoch,
-            "round_rate": round(self.metrics.rounds_rate.rate(now), 2),
+            "round_rate": round(self.metrics.rounds_rate.rate(now), 2) if running else 0.0,
             "queue_cells": len(e.queue),
             "flows": len(e.flows),
             "members": len(self.c.members),
+            "members_heard": self._members_heard(now),
+            "min_members": self.c.coalition.min_members,
             "k": self.c.connectivity.k,
             "own": snapshot(self.private_registry),  # this member's own traffic: local only
         }
 
+    def health(self, now: float) -> health.Health:
+        """How the lanon looks from here (member/health.py), from the engine's times."""
+        e = self.engine
+        if self._started is None:
+            self._started = now
+        foreign = self.registry.get_sample_value(
+            "lanon_frames_rejected_total", {"reason": "foreign"}
+        )
+        if foreign and foreign != self._foreign[0]:
+            self._foreign = (foreign, now)
+        # The engine's record of leading gateways' heartbeats and of members heard lately, where
+        # it keeps one (without it, "paused" and "no gateway" are told apart by neither).
+        heartbeat: float | None = getattr(e, "last_heartbeat", None)
+        return health.assess(
+            health.Observation(
+                now=now,
+                started=self._started,
+                last_open=e.last_open,
+                last_in_roster=e.last_in_roster,
+                last_heartbeat=heartbeat,
+                members_heard=self._members_heard(now),
+                members=len(self.c.members),
+                min_members=self.c.coalition.min_members,
+                foreign=now - self._foreign[1] < health.PROBLEM_AFTER * 2,
+            )
+        )
+
+    def _members_heard(self, now: float) -> int | None:
+        heard: dict[int, float] | None = getattr(self.engine, "members_heard", None)
+        if heard is None:
+            return None
+        return 1 + sum(
+            1
+            for i, t in heard.items()
+            if i != self.engine.me.index and now - t < health.MEMBER_HEARD
+        )
+
     def _refresh(self) -> None:
         self.metrics.queue.set(len(self.engine.queue))
         self.metrics.flows.set(len(self.engine.flows))
+        now = self.reactor.clock()
+        self.health_log.update(self.health(now), now)

@@ -43,6 +43,7 @@ from lanon.common.events import (
     RetryReason,
     RoundRefused,
 )
+from lanon.common.guard import GATEWAY, MEMBER
 from lanon.common.output import OutputAssembler
 from lanon.common.packet import (
     ICMP,
@@ -61,14 +62,13 @@ from lanon.common.packet import (
 )
 from lanon.common.reservation import ENTRY_LEN, make_claim, tally, write_claims
 from lanon.common.tree import forward_by, place
-from lanon.member.flows import MemberFlows
+from lanon.member.flows import MemberFlow, MemberFlows
 from lanon.member.pads import PadKeys
 from lanon.member.relay import Relay
 
 HELLO_INTERVAL = 0.5  # seconds between HELLOs while we are not in the roster
 HOUSEKEEPING = 1.0  # seconds between flow and reassembly expiry sweeps
 KEYS_ECHO_GAP = 0.2  # at most this often, new keys from a neighbour make us announce ours
-REFUSE_CODES = {reason: i for i, reason in enumerate(RefuseReason)}
 INBOUND_REASSEMBLY_TIMEOUT = 5.0
 MAX_PACKET = 4000  # NFQUEUE copies about 4 KB of a packet
 MAX_BACKOFF_EXP = 5
@@ -155,7 +155,6 @@ class MemberEngine(EngineBase):
         self.next_housekeeping = now + HOUSEKEEPING
         self.inbound_seq: dict[int, int] = {}
         self._inbound: dict[tuple[int, int, int], _Inbound] = {}
-        self._packet_id = rng.getrandbits(32)
         self.roster_check = RosterCheck(coalition)
 
     # --- outbound packets ---------------------------------------------------------------
@@ -194,11 +193,11 @@ class MemberEngine(EngineBase):
             clamp_mss(buf, p.ihl, self.c.mss)
         set_source(buf, p, entry.anon, 0)
         entry.state.update(p.tcp_flags, True, now)
-        self._packet_id = (self._packet_id + 1) & 0xFFFFFFFF
+        packet_id = self.rng.getrandbits(32)  # random: a counter would link our flows
         chunks = split_packet(bytes(buf), capacity)
         cs = self.c.coalition.cell_size
         for i, chunk in enumerate(chunks):
-            cell = encode_cell(cs, entry.tag, self._packet_id, i, len(chunks), chunk)
+            cell = encode_cell(cs, entry.tag, packet_id, i, len(chunks), chunk)
             self.queue.append(Pending(cell, now))
         self._event(PacketQueued(len(chunks), len(self.queue)))
 
@@ -227,6 +226,8 @@ class MemberEngine(EngineBase):
     # --- frames -------------------------------------------------------------------------
 
     def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
+        if not self._admit(src, now):
+            return
         try:
             header = self._header(frame, self.c.id)
             t = header.type
@@ -236,22 +237,28 @@ class MemberEngine(EngineBase):
                 self._on_tree_part(header.sender, frame)
                 return
             if t == wire.MsgType.KEYS:
-                self._on_keys(header.sender, frame, now)
+                self._on_keys(header.sender, src, frame, now)
                 return
             if t == wire.MsgType.OUTPUT_PART:
                 self._on_output_part(wire.pull_part(frame), now)
                 return
             gateway = self._gateway(header.sender)
             if t == wire.MsgType.INBOUND:
-                self._on_inbound(gateway, frame, now)
+                self._on_inbound(gateway, src, frame, now)
                 return
             if t == wire.MsgType.HEARTBEAT and now - self.last_open < 1.0:
                 return  # rounds tell us the epoch; heartbeats matter only while there are none
-            body = self._verified(gateway.public, frame)
             if t == wire.MsgType.OPEN:
-                self._on_open(header.sender, src, wire.pull_open(body), now)
-            elif t == wire.MsgType.OUTPUT_HEAD:
-                self._on_output_head(wire.pull_output_head(body), now)
+                self._on_open(header.sender, src, frame, now)
+                return
+            if t == wire.MsgType.OUTPUT_HEAD:
+                head = wire.pull_output_head(wire.split_auth(frame, wire.SIG_LEN)[0])
+                cur = self.current
+                if cur is None or cur.done or head.round != cur.round or cur.output.head:
+                    return  # not the round we wait for (or a replay): no signature to check
+            body = self._verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
+            if t == wire.MsgType.OUTPUT_HEAD:
+                self._on_output_head(head, now)
             elif t == wire.MsgType.ABORT:
                 self._on_abort(wire.pull_abort(body))
             elif t == wire.MsgType.HEARTBEAT:
@@ -259,18 +266,37 @@ class MemberEngine(EngineBase):
                 if hb.leader:  # only a leader's epoch is the lanon's
                     self._follow_epoch(hb.epoch, now)
         except RemoteProtocolError as exc:
-            self._reject(exc, frame)
+            self._reject(exc, frame, src, now)
 
     def _gateway(self, index: int) -> GatewayPeer:
         if index >= len(self.c.gateways):
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no gateway #{index}")
         return self.c.gateways[index]
 
-    def _on_open(self, gateway: int, src: bytes, o: wire.Open, now: float) -> None:
+    def _on_open(self, gateway: int, src: bytes, frame: bytes, now: float) -> None:
+        """Cheap checks on the unverified OPEN first (shape, clock, round and epoch windows),
+        then its signature, then the round."""
+        o = wire.pull_open(wire.split_auth(frame, wire.SIG_LEN)[0])
         if o.nmembers != len(self.c.members) or o.nslots > self.c.rounds.max_slots:
             raise RemoteProtocolError(RejectReason.MALFORMED, "OPEN does not fit our coalition")
-        if o.round <= self.last_round:
+        wall = self._wall_ms(now)
+        tolerance_ms = self.c.rounds.clock_tolerance * 1000
+        # Honest rounds start at the leader's wall clock in µs and grow far slower than it.
+        fresh = abs(o.leader_ms - wall) <= tolerance_ms and o.round <= (wall + tolerance_ms) * 1000
+        stale = o.round <= self.last_round or o.epoch < self.epoch
+        if stale and (not fresh or self.me.index not in o.roster):
             raise RemoteProtocolError(RejectReason.REPLAY, f"round {o.round} <= {self.last_round}")
+        public = self.c.gateways[gateway].public
+        self._verified((GATEWAY, gateway), src, public, frame, now, fresh=not stale)
+        if stale:
+            # A fresh OPEN of an old round: its leader paused, or another led meanwhile. Say
+            # where the lanon is, so that it moves on (rounds only move forward).
+            self._refuse(gateway, src, o.round, RefuseReason.STALE_ROUND, "", now)
+            return
+        if not fresh:  # a leader without NTP, or a replay to a member that restarted
+            detail = f"leader clock {o.leader_ms} ms, ours {wall} ms"
+            self._refuse(gateway, src, o.round, RefuseReason.CLOCK, detail, now)
+            return
         self.last_open = now
         self._follow_epoch(o.epoch, now)
         self._lose_current()
@@ -293,9 +319,7 @@ class MemberEngine(EngineBase):
         if refusal is not None or keys is None:
             reason, detail = refusal or (RefuseReason.MISSING_KEY, "")
             self.last_round = o.round  # never answer this round later
-            refuse = wire.Refuse(o.round, REFUSE_CODES[reason]).encode(self.c.id, self.me.index)
-            self._send(src, maced(self.mac_keys[gateway], refuse))
-            self._event(RoundRefused(o.round, reason, detail))
+            self._refuse(gateway, src, o.round, reason, detail, now)
             return
         self.last_in_roster = now
         if o.epoch != self.epoch:  # any epoch is safe: round numbers alone never repeat
@@ -332,9 +356,17 @@ class MemberEngine(EngineBase):
             o.nentries,
             slots,
             claims,
-            OutputAssembler(o.round, o.nslots, o.nentries),
+            OutputAssembler(o.round, self.c.part_lens(o.nslots, o.nentries), o.nslots, o.nentries),
         )
         self._event(Contributed(o.round, len(parts), len(padded), bool(slots or claims)))
+
+    def _refuse(
+        self, gateway: int, src: bytes, rnd: int, reason: RefuseReason, detail: str, now: float
+    ) -> None:
+        code = wire.RefuseCode[reason.name]
+        refuse = wire.Refuse(rnd, code, self.last_round + 1, max(self.epoch, 0))
+        self._send(src, maced(self.mac_keys[gateway], refuse.encode(self.c.id, self.me.index)))
+        self._event(RoundRefused(rnd, reason, detail))
 
     # --- the reduction tree (schedule = "tree") ------------------------------------------
 
@@ -369,6 +401,8 @@ class MemberEngine(EngineBase):
         part = wire.pull_tree_part(check_mac(self._member_mac(sender), frame))
         if relay is None or relay.sent or part.round != relay.round:
             raise RemoteProtocolError(RejectReason.STALE, f"tree part of round {part.round}")
+        if part.nmembers != len(self.c.members):
+            raise RemoteProtocolError(RejectReason.MALFORMED, "tree part of another coalition size")
         relay.add(sender, part)
         if relay.complete:
             self._forward(relay)
@@ -384,10 +418,7 @@ class MemberEngine(EngineBase):
             self._send(dst, maced(key, tp.encode(self.c.id, self.me.index)))
 
     def _check_round(self, o: wire.Open, now: float) -> tuple[RefuseReason, str] | None:
-        """Refuse rounds that would weaken anonymity or that may be replays."""
-        wall = self._wall_ms(now)
-        if abs(o.leader_ms - wall) > self.c.rounds.clock_tolerance * 1000:
-            return RefuseReason.CLOCK, f"leader clock {o.leader_ms} ms, ours {wall} ms"
+        """Refuse rounds that would weaken anonymity (the clock was checked before)."""
         verdict = self.roster_check(o.roster)
         return None if verdict is None else (RefuseReason(verdict[0]), verdict[1])
 
@@ -466,14 +497,18 @@ class MemberEngine(EngineBase):
 
     # --- inbound packets ------------------------------------------------------------------
 
-    def _on_inbound(self, gateway: GatewayPeer, frame: bytes, now: float) -> None:
+    def _on_inbound(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
         flow = self.flows.by_tag(wire.peek_inbound_tag(frame))
         if flow is None:
             return  # another member's packet: nothing to do, nothing to learn
-        inbound = wire.pull_inbound(self._verified(gateway.public, frame))
+        unverified = wire.pull_inbound(wire.split_auth(frame, wire.SIG_LEN)[0])
         last = self.inbound_seq.get(gateway.index, 0)
-        if inbound.seq <= last:
-            raise RemoteProtocolError(RejectReason.REPLAY, f"inbound seq {inbound.seq} <= {last}")
+        if unverified.seq <= last:
+            raise RemoteProtocolError(
+                RejectReason.REPLAY, f"inbound seq {unverified.seq} <= {last}"
+            )
+        body = self._verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
+        inbound = wire.pull_inbound(body)
         self.inbound_seq[gateway.index] = inbound.seq
         packet = self._reassemble(gateway.index, inbound, now)
         if packet is None:
@@ -482,8 +517,10 @@ class MemberEngine(EngineBase):
             p = parse(packet)
         except PacketError as exc:
             raise RemoteProtocolError(RejectReason.MALFORMED, f"inbound packet: {exc}") from None
-        if (p.flow.src if p.icmp_error else p.flow.dst) != flow.anon:
-            raise RemoteProtocolError(RejectReason.MALFORMED, "inbound packet not for its flow")
+        if not _belongs(p.flow, p.icmp_error, flow):
+            # A gateway (or a forger) must not make our stack answer anything but the flow's
+            # own peer: the answer would leave outside the lanon, or link us to the flow.
+            raise RemoteProtocolError(RejectReason.MALFORMED, "inbound packet not of its flow")
         buf = bytearray(packet)
         if p.icmp_error:
             restore_icmp_error(buf, p, flow.local_addr, flow.local_port)
@@ -513,8 +550,11 @@ class MemberEngine(EngineBase):
     # --- ephemeral keys ---------------------------------------------------------------------
 
     def _follow_epoch(self, epoch: int, now: float) -> None:
-        """Hold keys for the leader's epoch and the next one; announce new ones at once."""
-        made = self.pads.ensure(epoch) | self.pads.ensure(epoch + 1)
+        """Hold keys for the leader's epoch and the next one; announce new ones at once.
+        Epochs never go back: a paused leader's old epoch is refused, not followed."""
+        if epoch < self.epoch or epoch > wire.MAX_EPOCH:
+            return
+        made = self.pads.ensure(epoch) | (epoch < wire.MAX_EPOCH and self.pads.ensure(epoch + 1))
         self._key_epoch = epoch
         if made or self.next_keys == float("inf"):
             self._announce_keys(now)
@@ -524,20 +564,32 @@ class MemberEngine(EngineBase):
         if epoch is None:
             return
         self.next_keys = now + wire.KEYS_INTERVAL
-        keys = wire.Keys(self._wall_ms(now), self.pads.announcement([epoch, epoch + 1]))
+        epochs = [e for e in (epoch, epoch + 1) if e <= wire.MAX_EPOCH]
+        keys = wire.Keys(self._wall_ms(now), self.pads.announcement(epochs))
         self._send(wire.BROADCAST, signed(self.key, keys.encode(self.c.id, self.me.index)))
 
-    def _on_keys(self, sender: int, frame: bytes, now: float) -> None:
+    def _key_window(self) -> tuple[int, int]:
+        """The epochs whose keys we keep: the current one and the next (none before we know)."""
+        base = self.epoch if self.epoch >= 0 else self._key_epoch
+        return (base, base + 1) if base is not None else (1, 0)
+
+    def _on_keys(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
         if sender >= len(self.c.members) or sender == self.me.index:
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"KEYS from member #{sender}")
         unverified = wire.pull_keys(wire.split_auth(frame, wire.SIG_LEN)[0])
-        new = [(e, k) for e, k in unverified.keys if not self.pads.knows(sender, e, k)]
+        low, high = self._key_window()
+        new = [
+            (e, k)
+            for e, k in unverified.keys
+            if low <= e <= high and not self.pads.knows(sender, e, k)
+        ]
         if not new or sender not in self.pads.neighbours:
-            return  # repeats of what we know cost no signature check
-        keys = wire.pull_keys(self._verified(self.c.members[sender].public, frame))
-        for epoch, public in keys.keys:
-            if epoch >= self.epoch:
-                self.pads.learn(sender, epoch, public)
+            return  # repeats, and keys of epochs we do not keep, cost no signature check
+        public = self.c.members[sender].public
+        keys = wire.pull_keys(self._verified((MEMBER, sender), src, public, frame, now))
+        for epoch, key in keys.keys:
+            if low <= epoch <= high:
+                self.pads.learn(sender, epoch, key)
         # A neighbour with new keys (it restarted, or joined) needs ours too: answer soon.
         if now - (self.next_keys - wire.KEYS_INTERVAL) >= KEYS_ECHO_GAP:
             self._announce_keys(now)
@@ -555,6 +607,7 @@ class MemberEngine(EngineBase):
         return t
 
     def handle_timer(self, now: float) -> None:
+        self._report_turned_away(now)
         if self.relay is not None and not self.relay.sent and now >= self.relay.forward_at:
             self._forward(self.relay)  # a child is silent: send what we have, the leader will see
         if now >= self.next_hello and self._wants_hello(now):
@@ -587,3 +640,22 @@ class MemberEngine(EngineBase):
 
     def _wall_ms(self, now: float) -> int:
         return int((now + self.wall_offset) * 1000)
+
+
+def _belongs(f: Flow, icmp_error: bool, flow: MemberFlow) -> bool:
+    """Whether an inbound packet is the flow's: from its remote address and port (for an ICMP
+    error: about a packet of the flow), with its protocol, to its anonymous address."""
+    proto, _local, _lport, remote, rport = flow.key
+    if icmp_error:  # the quoted packet went from our anonymous address to the flow's peer
+        return (
+            f.src == flow.anon
+            and f.dst == remote
+            and f.proto == proto
+            and (proto == ICMP or f.dport == rport)
+        )
+    return (
+        f.dst == flow.anon
+        and f.src == remote
+        and f.proto == proto
+        and (proto == ICMP or f.sport == rport)
+    )

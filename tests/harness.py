@@ -19,6 +19,7 @@ from lanon.common.events import (
     Command,
     EmitPacket,
     Event,
+    FilterSources,
     InjectPacket,
     OutputSeen,
     SendArp,
@@ -74,6 +75,7 @@ class Host:
     events: list[Event] = field(default_factory=list)
     injected: list[bytes] = field(default_factory=list)
     down: bool = False
+    allow: frozenset[bytes] | None = None  # its kernel filter: only these sources reach it
 
 
 class Lan:
@@ -197,7 +199,7 @@ class Lan:
             if isinstance(cmd, SendFrame):
                 assert target is not None
                 h = self.hosts[target]
-                if not h.down:
+                if not h.down and (h.allow is None or src in h.allow):
                     h.engine.receive_frame(src, cmd.frame, self.now)
             elif isinstance(cmd, EmitPacket):
                 self.emitted.append((sender.name, cmd.packet))
@@ -210,6 +212,8 @@ class Lan:
                 sender.injected.append(cmd.packet)
             elif isinstance(cmd, SendArp):
                 pass
+            elif isinstance(cmd, FilterSources):
+                sender.allow = cmd.allow
             else:
                 raise RuntimeError(f"unexpected command {cmd!r}")
             self._collect()
@@ -249,6 +253,11 @@ class Lan:
 
     def kill(self, name: str) -> None:
         self.host(name).down = True
+
+    def resume(self, name: str) -> None:
+        """A frozen host (SIGSTOP, a VM migration) runs again with all it had; what was sent to
+        it meanwhile is lost."""
+        self.host(name).down = False
 
     def restart(self, name: str) -> None:
         """The host comes back as a new process: same key, no memory."""

@@ -51,6 +51,7 @@ def toml_default(default: str) -> str:
                 "rounds": coalition.RoundSection,
                 "flows": coalition.FlowSection,
                 "key_graph": coalition.KeyGraphSection,
+                "egress": coalition.EgressSection,
             },
         ),
         ("member.toml", {None: MemberSettings}),
@@ -102,8 +103,14 @@ def test_the_rules_the_daemons_install_are_the_shipped_files() -> None:
     member = MemberRules("198.18.0.0/24", 3, "lanon0")
     shipped = deploy_path("iptables", "member.rules").read_text()
     rendered = member.ipv4()
-    expected = (
-        shipped.replace("@LAN@", "198.18.0.0/24").replace("@QUEUE@", "3").replace("@TUN@", "lanon0")
+    expected = "\n".join(
+        line
+        if line.startswith("#")
+        else line.replace("@LAN@", "198.18.0.0/24")
+        .replace("@QUEUE@", "3")
+        .replace("@TUN@", "lanon0")
+        for line in shipped.splitlines()
+        if line.startswith("#") or "@DHCP@" not in line  # no dhcp_server: its lines left out
     )
     assert rendered.strip() == expected.strip()
     rules = [line for line in rendered.splitlines() if not line.startswith("#")]
@@ -117,15 +124,38 @@ def test_the_rules_the_daemons_install_are_the_shipped_files() -> None:
 def test_the_nftables_form_has_the_same_exceptions_as_the_iptables_one() -> None:
     nft = deploy_path("nftables", "member.nft").read_text()
     ipt = deploy_path("iptables", "member.rules").read_text()
-    for destination in ("255.255.255.255", "224.0.0.0/4", "@LAN@"):
+    for destination in ("255.255.255.255", "224.0.0.0/4", "169.254.0.0/16", "@LAN@", "@DHCP@"):
         assert destination in nft and destination in ipt
     assert "queue num @QUEUE@" in nft and "bypass" not in nft.replace('No "bypass"', "")
+    for hook in ("output", "forward", "input", "postrouting"):  # every chain of member.rules
+        assert f"hook {hook} " in nft, hook
+    assert "udp dport 67 return" in nft and "udp sport 68 udp dport 67 return" not in nft.replace(
+        "@DHCP@ udp sport 68 udp dport 67 return", ""
+    )  # DHCP passes only to the named server
 
 
 def test_systemd_units_verify(tmp_path: Path) -> None:
     analyze = tool("systemd-analyze", "systemd")
     lanon = shutil.which("lanon", path=str(Path(sys.executable).parent)) or "/usr/bin/true"
     units = []
+    for role in ("member", "gateway"):  # the boot units: root, before the network, oneshot
+        text = deploy_path("systemd", "lanon-rules@.service").read_text()
+        for needed in (
+            "Before=network-pre.target",
+            "Wants=network-pre.target",
+            "DefaultDependencies=no",
+            "Type=oneshot",
+            "RemainAfterExit=yes",
+            "ExecStart=/opt/lanon/bin/lanon rules install %i --config /etc/lanon/%i.toml",
+        ):
+            assert needed in text, needed
+        assert "User=" not in text and "ExecStop" not in text  # root; nothing ever removes rules
+        unit = tmp_path / f"lanon-rules@{role}.service"
+        unit.write_text(text.replace("/opt/lanon/bin/lanon", lanon))
+        units.append(str(unit))
+        daemon = deploy_path("systemd", f"lanon-{role}.service").read_text()
+        for key in ("Wants=", "After="):
+            assert re.search(rf"^{key}.*lanon-rules@{role}\.service", daemon, re.M), (role, key)
     for name in ("lanon-member.service", "lanon-gateway.service"):
         text = deploy_path("systemd", name).read_text()
         for needed in (
@@ -133,11 +163,16 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
             "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW",
             "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW",
             "NoNewPrivileges=yes",
-            "RestrictAddressFamilies=AF_NETLINK AF_PACKET AF_INET AF_UNIX",
             "Restart=on-failure",
-            "ExecStartPre=+/usr/sbin/sysctl",
+            "ExecStartPre=-+/usr/sbin/sysctl",
+            "ExecStartPre=-+/opt/lanon/bin/lanon prepare",  # root's part: tun, iptables' lock
+            "RuntimeDirectory=lanon",
         ):
             assert needed in text, (name, needed)
+        families = "AF_NETLINK AF_PACKET AF_INET AF_INET6 AF_UNIX"  # ip6tables-restore: AF_INET6
+        if name == "lanon-gateway.service":
+            families = families.replace(" AF_INET6", "")  # IPv4 rules only
+        assert f"\nRestrictAddressFamilies={families}\n" in text, name
         unit = tmp_path / name
         unit.write_text(
             text.replace("/opt/lanon/bin/lanon", lanon)

@@ -54,8 +54,8 @@ def test_bitmap() -> None:
     [
         b"",
         b"\x01",
-        wire.HEADER.pack(1, 99, CID, 0),  # unknown type
-        wire.HEADER.pack(1, wire.MsgType.OPEN, CID, 0) + b"\x00" * 5,  # short body
+        wire.HEADER.pack(wire.VERSION, 99, CID, 0),  # unknown type
+        wire.HEADER.pack(wire.VERSION, wire.MsgType.OPEN, CID, 0) + b"\x00" * 5,  # short body
         wire.Part(1, 3, 3, b"").encode(wire.MsgType.CONTRIB, CID, 0),  # index >= count
         wire.Part(1, 0, 0, b"").encode(wire.MsgType.CONTRIB, CID, 0),  # zero count
     ],
@@ -69,7 +69,7 @@ def test_malformed_frames_are_remote_errors(frame: bytes) -> None:
 
 def test_other_version_is_foreign() -> None:
     with pytest.raises(RemoteProtocolError) as info:
-        wire.pull_header(wire.HEADER.pack(2, 1, CID, 0))
+        wire.pull_header(wire.HEADER.pack(wire.VERSION + 1, 1, CID, 0))
     assert info.value.reason is RejectReason.FOREIGN
 
 

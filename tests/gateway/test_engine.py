@@ -66,7 +66,10 @@ def test_announcements_are_request_style_gratuitous_arp() -> None:
     while (t := g.get_timer()) < 4.0:
         g.handle_timer(t)
         sent += [a for a in g.pop_commands() if isinstance(a, SendArp)]
-    announced = [arp.pull_arp(a.payload) for a in sent]
+    packets = [arp.pull_arp(a.payload) for a in sent]
+    probes = [a for a in packets if a is not None and a.sender_ip == arp.ZERO_IP]
+    assert len(probes) == 4 * arp.PROBE_COUNT  # each address probed before it is claimed
+    announced = [a for a in packets if a not in probes]
     assert len(announced) == 4 * len(arp.ANNOUNCE_DELAYS)  # four addresses, each announced thrice
     for a in announced:
         assert (
@@ -93,7 +96,7 @@ def test_egress_refuses_lan_destinations() -> None:
     lan.submit("member1", udp(dst="198.18.0.12"))
     lan.run(1.0)
     assert lan.emitted == []
-    assert "lan_destination" in [e.reason for e in lan.events("gateway1", PacketDropped)]  # type: ignore[attr-defined]
+    assert "prohibited_lan" in [e.reason for e in lan.events("gateway1", PacketDropped)]  # type: ignore[attr-defined]
 
 
 def test_unsolicited_inbound_is_dropped_silently() -> None:

@@ -47,12 +47,32 @@ def kinds(commands: list[object]) -> list[int]:
 
 
 def test_a_replayed_open_gets_no_second_contribution() -> None:
+    """A fresh OPEN of a round already answered (a paused leader's, or a replay) gets no
+    contribution, only a refusal that says which round the member expects."""
     lan = running_lan()
     src, frame = last_open(lan)
-    assert deliver(lan, "member1", src, frame) == []
-    assert RejectReason.REPLAY in [
-        e.reason for e in lan.member("member1").pop_events() if isinstance(e, FrameRejected)
+    sent = deliver(lan, "member1", src, frame)
+    assert kinds(sent) == [wire.MsgType.REFUSE]
+    refusal = wire.pull_refuse(sent[0].frame[: -wire.MAC_LEN])  # type: ignore[attr-defined]
+    eng = lan.member("member1")
+    assert refusal.reason is wire.RefuseCode.STALE_ROUND
+    assert refusal.next_round == eng.last_round + 1 and refusal.epoch == eng.epoch
+    assert [e.reason for e in eng.pop_events() if isinstance(e, RoundRefused)] == [
+        RefuseReason.STALE_ROUND
     ]
+
+
+def test_an_old_open_replayed_later_costs_no_signature_check_and_gets_no_answer() -> None:
+    lan = running_lan()
+    src, frame = last_open(lan)
+    lan.run(2.0)  # past the clock tolerance
+    eng = lan.member("member1")
+    checks = eng.verifier.verify
+    calls: list[int] = []
+    eng.verifier.verify = lambda *a: calls.append(1) or checks(*a)  # type: ignore[method-assign]
+    assert deliver(lan, "member1", src, frame) == []
+    reasons = [e.reason for e in eng.pop_events() if isinstance(e, FrameRejected)]
+    assert calls == [] and reasons == [RejectReason.REPLAY]
 
 
 def test_a_restarted_member_never_answers_a_round_recorded_before() -> None:
@@ -148,11 +168,14 @@ def test_inbound_replays_and_forgeries_are_not_injected() -> None:
     eng = lan.member("member1")
     eng.receive_frame(src, inbound, lan.now)
     forged = bytearray(inbound)
-    forged[40] ^= 0xFF
+    forged[40] ^= 0xFF  # its payload: the replay check (cheap) catches it first
+    eng.receive_frame(src, bytes(forged), lan.now)
+    seq = int.from_bytes(forged[8:16], "big")  # and with a later sequence number, the signature
+    forged[8:16] = (seq + 1000).to_bytes(8, "big")
     eng.receive_frame(src, bytes(forged), lan.now)
     assert eng.pop_commands() == []
     reasons = [e.reason for e in eng.pop_events() if isinstance(e, FrameRejected)]
-    assert reasons == [RejectReason.REPLAY, RejectReason.BAD_AUTH]
+    assert reasons == [RejectReason.REPLAY, RejectReason.REPLAY, RejectReason.BAD_AUTH]
 
 
 def test_random_and_mutated_frames_never_crash_anyone() -> None:

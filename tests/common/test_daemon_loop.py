@@ -1,0 +1,135 @@
+"""The daemon loop contains what one frame, packet, timer or command does wrong, and goes on.
+
+Played as a script: frames in, an engine that fails on some of them, commands out through the
+handler table; no sockets (the real ones run in the integration tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from lanon.common.daemon_config import load
+from lanon.common.events import Command, Event, SendFrame
+from lanon.lab.configs import write_coalition
+from lanon.member.config import MemberSettings
+from lanon.member.daemon import MemberDaemon
+
+
+class FlakyEngine:
+    """Fails on frames that start with b'!', and on its timer once."""
+
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+        self.out: list[Command] = []
+        self.timer_fails = True
+
+    def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
+        if frame.startswith(b"!"):
+            raise IndexError("a decoder read past its buffer")
+        self.got.append(frame)
+        self.out.append(SendFrame(b"\xff" * 6, b"answer to " + frame))
+
+    def get_timer(self) -> float:
+        return 0.0
+
+    def handle_timer(self, now: float) -> None:
+        if self.timer_fails:
+            self.timer_fails = False
+            raise KeyError("a bug in a timer")
+
+    def pop_commands(self) -> list[Command]:
+        out, self.out = self.out, []
+        return out
+
+    def pop_events(self) -> list[Event]:
+        return []
+
+
+class Lan:
+    def __init__(self, frames: list[bytes]) -> None:
+        self.frames = frames
+        self.sent: list[bytes] = []
+
+    def receive(self) -> Iterator[tuple[bytes, bytes]]:
+        for f in self.frames:
+            yield b"\x02" * 6, f
+
+    def send(self, dst: bytes, frame: bytes) -> bool:
+        if frame.endswith(b"boom"):
+            raise OSError(13, "Permission denied")
+        self.sent.append(frame)
+        return True
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> MemberDaemon:
+    write_coalition(
+        tmp_path, "test", "198.18.0.0/24", [("gateway1", "198.18.0.192/30")], ["m1", "m2", "m3"]
+    )
+    settings, loaded = load(MemberSettings, tmp_path / "m1.toml", "member")
+    d = MemberDaemon(settings, loaded, CollectorRegistry())
+    d.engine = FlakyEngine()  # type: ignore[assignment]
+    return d
+
+
+def errors(d: MemberDaemon, stage: str) -> float:
+    value = d.private_registry.get_sample_value("lanon_internal_errors_total", {"stage": stage})
+    return value or 0.0
+
+
+def test_a_frame_that_breaks_the_engine_costs_only_itself(daemon: MemberDaemon) -> None:
+    lan = Lan([b"one", b"!crash", b"two", b"boom", b"three"])
+    daemon.lan = lan  # type: ignore[assignment]
+    daemon.handlers = {SendFrame: lambda cmd: lan.send(cmd.dst, cmd.frame)}
+    daemon.on_lan()
+    assert daemon.engine.got == [b"one", b"two", b"boom", b"three"]  # type: ignore[attr-defined]
+    assert lan.sent == [b"answer to one", b"answer to two", b"answer to three"]
+    assert errors(daemon, "lan_frame") == 1 and errors(daemon, "command") == 1
+    # what a member's own traffic may trigger stays off its public endpoint
+    assert (
+        daemon.registry.get_sample_value("lanon_internal_errors_total", {"stage": "lan_frame"})
+        is None
+    )
+
+
+def test_a_failing_timer_is_contained_and_runs_again(daemon: MemberDaemon) -> None:
+    daemon.handlers = {}
+    daemon.run_timers(1.0)
+    daemon.run_timers(2.0)
+    assert errors(daemon, "timer") == 1
+
+
+def test_the_reactor_survives_a_callback_that_raises(daemon: MemberDaemon) -> None:
+    import socket
+
+    r = daemon.reactor
+    a, b = socket.socketpair()
+    calls: list[int] = []
+
+    def callback() -> None:
+        a.recv(16)
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("escaped everything")
+        r.stop()
+
+    r.add_reader(a, callback)
+    b.send(b"x")
+    b.send(b"y")
+    ticks = iter(range(10))
+
+    def tick(now: float) -> float:
+        if next(ticks) > 5:
+            r.stop()
+        b.send(b"z")
+        return now + 0.01
+
+    r.run(tick)
+    a.close()
+    b.close()
+    r.close()
+    assert len(calls) >= 2 and errors(daemon, "loop") == 1
