@@ -80,6 +80,7 @@ class RetryReason(enum.Enum):
     DATA_COLLISION = "data_collision"
     DEFERRED = "deferred"  # claim was valid but the round was full
     ROUND_LOST = "round_lost"  # aborted, or its output never arrived
+    VETOED = "vetoed"  # the round's roster did not meet this member's anonymity policy
 
 
 class RefuseReason(enum.Enum):
@@ -90,6 +91,14 @@ class RefuseReason(enum.Enum):
     CLOCK = "clock"  # the leader's time is too far from ours: maybe a replayed OPEN
     MISSING_KEY = "missing_key"  # the round names an ephemeral key we do not have
     STALE_ROUND = "stale_round"  # at or below a round we answered (a leader that paused)
+
+
+class VetoReason(enum.Enum):
+    """Why a member put no data into a round (its own anonymity policy)."""
+
+    FEW_MEMBERS = "few_members"  # below the policy's minimum number of members
+    SHRUNK = "shrunk"  # below its fraction of the members seen recently
+    WEAK_KEY_GRAPH = "weak_key_graph"  # the roster's key graph is below the policy's k
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +277,17 @@ class RoundRefused(Event):
     round: int
     reason: RefuseReason
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoundVetoed(Event):
+    """This member answered a round with an idle vector: its roster or key graph did not meet
+    the member's own anonymity policy (local knowledge only: never sent anywhere)."""
+
+    round: int
+    reason: VetoReason
+    size: int  # members in the round's roster
+    k: int  # connectivity of the key graph among them
 
 
 @dataclass(frozen=True, slots=True)

@@ -372,6 +372,13 @@ class MemberMetrics(BaseMetrics):
             registry=p,
         )
         self.flows = Gauge("lanon_member_flows", "This member's flows", registry=p)
+        self.vetoed = Counter(
+            "lanon_member_rounds_vetoed_total",
+            "Rounds this member put no data in: their roster or key graph did not meet its "
+            "anonymity policy",
+            ["reason"],
+            registry=p,
+        )
 
     def observe(self, e: ev.Event, now: float) -> None:
         match e:
@@ -392,6 +399,8 @@ class MemberMetrics(BaseMetrics):
             case ev.CellDelivered():
                 self.delivered.inc()
                 self.wait.observe(e.wait)
+            case ev.RoundVetoed():
+                self.vetoed.labels(e.reason.value).inc()
             case ev.CellRetried():
                 self.retries.labels(e.reason.value).inc()
                 if e.backoff:

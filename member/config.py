@@ -27,6 +27,28 @@ class MemberSettings(DaemonSettings):
         "leave only through these gateways' addresses (gateway names or operators); empty: all, "
         "chosen at random. A preference that few members share makes their flows stand out",
     )
+    min_anonymity_set: int = opt(
+        0,
+        "this member puts data only into rounds with at least this many members (0: the "
+        "coalition's min_members); other rounds get an idle vector and its cells wait",
+        between(0, 4096),
+    )
+    min_anonymity_fraction: float = opt(
+        0.67,
+        "...and with at least this fraction of the members it saw in rounds within "
+        "presence_window (a leader, or whoever blocks switch ports, cannot shrink the set)",
+        between(0.0, 1.0),
+    )
+    min_anonymity_k: int = opt(
+        2,
+        "...and whose key graph is at least this connected (k members must collude to expose it)",
+        between(1, 4096),
+    )
+    presence_window: float = opt(
+        60.0,
+        "seconds a member seen in a round counts as present for min_anonymity_fraction",
+        between(1.0, 86400.0),
+    )
     private_metrics: str = opt(
         "127.0.0.1:9552",
         "ADDRESS:PORT for this member's own traffic figures (queue, waits, retries); keep it on "

@@ -20,6 +20,7 @@ from lanon.member import health, rules
 from lanon.member.config import MemberSettings
 from lanon.member.engine import MemberEngine
 from lanon.member.tun import Tun
+from lanon.member.veto import AnonymityPolicy
 
 NFQUEUE_MAXLEN = 4096
 REFRESH = 1.0  # seconds between refreshes of state gauges
@@ -53,6 +54,12 @@ class MemberDaemon(DaemonBase):
             rng=random.SystemRandom(),
             max_queue=settings.max_queue,
             gateways=settings.gateways,
+            policy=AnonymityPolicy(
+                settings.min_anonymity_set,
+                settings.min_anonymity_fraction,
+                settings.min_anonymity_k,
+                settings.presence_window,
+            ),
         )
 
     def run(self) -> None:
@@ -173,6 +180,11 @@ class MemberDaemon(DaemonBase):
             "min_members": self.c.coalition.min_members,
             "k": self.c.connectivity.k,
             "own": snapshot(self.private_registry),  # this member's own traffic: local only
+            "anonymity": {  # the weakest rounds this member's cells went out in: local only
+                "smallest_set": e.veto.smallest_set,
+                "smallest_k": e.veto.smallest_k,
+                "vetoed_rounds": e.veto.vetoed,
+            },
         }
 
     def health(self, now: float) -> health.Health:
@@ -185,16 +197,13 @@ class MemberDaemon(DaemonBase):
         )
         if foreign and foreign != self._foreign[0]:
             self._foreign = (foreign, now)
-        # The engine's record of leading gateways' heartbeats and of members heard lately, where
-        # it keeps one (without it, "paused" and "no gateway" are told apart by neither).
-        heartbeat: float | None = getattr(e, "last_heartbeat", None)
         return health.assess(
             health.Observation(
                 now=now,
                 started=self._started,
                 last_open=e.last_open,
                 last_in_roster=e.last_in_roster,
-                last_heartbeat=heartbeat,
+                last_heartbeat=e.last_heartbeat,
                 members_heard=self._members_heard(now),
                 members=len(self.c.members),
                 min_members=self.c.coalition.min_members,
@@ -203,9 +212,7 @@ class MemberDaemon(DaemonBase):
         )
 
     def _members_heard(self, now: float) -> int | None:
-        heard: dict[int, float] | None = getattr(self.engine, "members_heard", None)
-        if heard is None:
-            return None
+        heard = self.engine.members_heard
         return 1 + sum(
             1
             for i, t in heard.items()

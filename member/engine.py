@@ -42,6 +42,7 @@ from lanon.common.events import (
     RefuseReason,
     RetryReason,
     RoundRefused,
+    RoundVetoed,
 )
 from lanon.common.guard import GATEWAY, MEMBER
 from lanon.common.output import OutputAssembler
@@ -65,6 +66,7 @@ from lanon.common.tree import forward_by, place
 from lanon.member.flows import MemberFlow, MemberFlows
 from lanon.member.pads import PadKeys
 from lanon.member.relay import Relay
+from lanon.member.veto import AnonymityPolicy, Veto
 
 HELLO_INTERVAL = 0.5  # seconds between HELLOs while we are not in the roster
 HOUSEKEEPING = 1.0  # seconds between flow and reassembly expiry sweeps
@@ -120,6 +122,7 @@ class MemberEngine(EngineBase):
         rng: random.Random,
         max_queue: int = 512,
         gateways: list[str] | None = None,
+        policy: AnonymityPolicy | None = None,
     ) -> None:
         super().__init__()
         self.c = coalition
@@ -156,6 +159,9 @@ class MemberEngine(EngineBase):
         self.inbound_seq: dict[int, int] = {}
         self._inbound: dict[tuple[int, int, int], _Inbound] = {}
         self.roster_check = RosterCheck(coalition)
+        self.veto = Veto(coalition, policy or AnonymityPolicy())
+        self.last_heartbeat = float("-inf")  # a leading gateway's, verified
+        self.members_heard: dict[int, float] = {}  # member -> when its keys were last heard
 
     # --- outbound packets ---------------------------------------------------------------
 
@@ -264,6 +270,7 @@ class MemberEngine(EngineBase):
             elif t == wire.MsgType.HEARTBEAT:
                 hb = wire.pull_heartbeat(body)
                 if hb.leader:  # only a leader's epoch is the lanon's
+                    self.last_heartbeat = now
                     self._follow_epoch(hb.epoch, now)
         except RemoteProtocolError as exc:
             self._reject(exc, frame, src, now)
@@ -297,7 +304,7 @@ class MemberEngine(EngineBase):
             detail = f"leader clock {o.leader_ms} ms, ours {wall} ms"
             self._refuse(gateway, src, o.round, RefuseReason.CLOCK, detail, now)
             return
-        self.last_open = now
+        self.last_open = self.last_heartbeat = now
         self._follow_epoch(o.epoch, now)
         self._lose_current()
         self.relay = None  # a new round: the last one's tree is gone, sent or not
@@ -326,9 +333,18 @@ class MemberEngine(EngineBase):
             self.epoch = o.epoch
             self._event(EpochChanged(o.epoch))
 
+        verdict = self.veto.judge(o.roster, now)
+        if verdict.reason is not None:  # an idle vector: the cells wait for a better round
+            self._event(RoundVetoed(o.round, verdict.reason, verdict.size, verdict.k))
+            if grant is not None:
+                for _ in grant.slots:
+                    self._event(CellRetried(RetryReason.VETOED, 0))
+                grant = None
         slots = {s: self.queue.popleft() for s in (grant.slots if grant else ()) if self.queue}
+        if slots:
+            self.veto.sent_with(verdict)
         claims: dict[int, bytes] = {}
-        if o.round >= self.claim_after and self.queue:
+        if o.round >= self.claim_after and self.queue and verdict.reason is None:
             count = min(self.c.rounds.max_claims, len(self.queue), o.nentries)
             for entry in self.rng.sample(range(o.nentries), count):
                 claims[entry] = make_claim(self.rng.randbytes(4))
@@ -584,9 +600,17 @@ class MemberEngine(EngineBase):
             if low <= e <= high and not self.pads.knows(sender, e, k)
         ]
         if not new or sender not in self.pads.neighbours:
-            return  # repeats, and keys of epochs we do not keep, cost no signature check
+            # Repeats, and keys of epochs we do not keep, cost no signature check. A recent
+            # repeat of keys we know still says the member is there (for status only).
+            tolerance_ms = self.c.rounds.clock_tolerance * 1000
+            if abs(unverified.wall_ms - self._wall_ms(now)) <= tolerance_ms and any(
+                self.pads.knows(sender, e, k) for e, k in unverified.keys
+            ):
+                self.members_heard[sender] = now
+            return
         public = self.c.members[sender].public
         keys = wire.pull_keys(self._verified((MEMBER, sender), src, public, frame, now))
+        self.members_heard[sender] = now
         for epoch, key in keys.keys:
             if low <= epoch <= high:
                 self.pads.learn(sender, epoch, key)
