@@ -347,12 +347,19 @@ class GatewayEngine(EngineBase):
         for peer in self.policy.peers.values():
             if self._last_timer - peer.last_seen <= timeout:  # alive when we froze
                 peer.last_seen = max(peer.last_seen, now)
-        self._announce(self.held, now)
+        if self.leading:
+            self.leader.paused(now)  # the round we were collecting: nobody's fault but ours
+        # Announce again, also after the gateway that took over lets go (it announced too,
+        # maybe a moment ago: the router must end up with us).
+        self.announcements.clear()
+        self._announce(self.held, now, arp.ANNOUNCE_DELAYS + arp.REANNOUNCE_DELAYS)
 
-    def _announce(self, indices: Iterable[int], now: float) -> None:
+    def _announce(
+        self, indices: Iterable[int], now: float, delays: tuple[float, ...] = arp.ANNOUNCE_DELAYS
+    ) -> None:
         pending = {i for _t, i in self.announcements}
         for index in sorted(set(indices) - pending):
-            for delay in arp.ANNOUNCE_DELAYS:
+            for delay in delays:
                 self.announcements.append((now + delay, index))
         self.announcements.sort()
 

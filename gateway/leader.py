@@ -194,6 +194,12 @@ class Leader:
     def _wall_us(self, now: float) -> int:
         return int((now + self.wall_offset) * 1e6)
 
+    def paused(self, now: float) -> None:
+        """This gateway was frozen: the round it was collecting is given up without forgiving
+        anyone (their contributions are waiting, unread, in our socket), and opened anew."""
+        if self.collecting is not None:
+            self._abort(now, wire.AbortReason.LEADER_CHANGE, frozenset())
+
     def stop(self, now: float) -> None:
         if self.collecting is not None:
             self._abort(now, wire.AbortReason.LEADER_CHANGE, frozenset())

@@ -45,4 +45,5 @@ def test_a_read_only_checkout_installs_without_being_written(tmp_path: Path) -> 
     assert (package / "deploy" / "README.md").is_file()
     assert (package / "deploy" / "systemd" / "lanon-member.service").is_file()
     assert (package / "deploy" / "install.py").is_file()
+    assert (package / "deploy" / "docker" / "Dockerfile").is_file()  # the guide lists it
     assert not (target / "common").exists()  # only lanon.* lands in site-packages
