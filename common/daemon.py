@@ -101,9 +101,15 @@ class DaemonBase:
         clients = [ipaddress.IPv4Network(p) for p in self.settings.metrics_clients] or [lan]
         server = MetricsServer(address, port, registry or self.registry, clients)
         self._http.append(server)
-        self.log.info(
-            "metrics on %s for %s", server.url, ", ".join(str(c) for c in clients) + " and loopback"
+        try:
+            local_only = ipaddress.ip_address(address).is_loopback
+        except ValueError:  # a name such as localhost
+            local_only = False
+        # bound to loopback (a member's private_metrics), only this host can connect at all
+        who = (
+            "loopback only" if local_only else ", ".join(str(c) for c in clients) + " and loopback"
         )
+        self.log.info("metrics on %s for %s", server.url, who)
 
     def serve_control(self) -> None:
         path = control_path(self.settings, self.loaded.path.parent)
@@ -208,10 +214,16 @@ class DaemonBase:
                     "rejected %s frame (%s): %s",
                     e.frame,
                     e.reason.value,
-                    e.detail,
+                    # the detail is the error's text, "REASON: ...": the reason is said once
+                    e.detail.removeprefix(f"{e.reason.value}: "),
                 )
             case ev.FrameRejected():
-                self.log.debug("rejected %s frame (%s): %s", e.frame, e.reason.value, e.detail)
+                self.log.debug(
+                    "rejected %s frame (%s): %s",
+                    e.frame,
+                    e.reason.value,
+                    e.detail.removeprefix(f"{e.reason.value}: "),
+                )
             case ev.LanFlooded(active=True):
                 self.log.warning(
                     "the LAN is flooded with frames we reject: for a while only the %d hosts "
