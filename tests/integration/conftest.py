@@ -65,3 +65,18 @@ def reaped(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
             if p.poll() is None:
                 p.kill()
             p.communicate()
+
+
+@pytest.fixture(autouse=True)
+def no_capture_left() -> Iterator[None]:
+    """A capture a failed test left running is ended with the test, not garbage-collected
+    (with a ResourceWarning, an error here) in the middle of the next one."""
+    yield
+    from tests.integration.test_end_to_end import Capture
+
+    while Capture.running:
+        proc = Capture.running.pop().proc
+        if proc.returncode is None:  # stop() reaps it; this one was left behind
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()

@@ -29,9 +29,13 @@ def digest(path: Path) -> str:
 
 
 class Capture:
-    """tcpdump in a lab namespace, written to a pcap, stopped on exit."""
+    """tcpdump in a lab namespace, written to a pcap, stopped on exit (and, if a failing test
+    left it running, by the `no_capture_left` fixture, so that it cannot fail the next test)."""
+
+    running: list[Capture] = []
 
     def __init__(self, lab: Lab, host: str, args: list[str], path: Path) -> None:
+        Capture.running.append(self)
         self.path = path
         # -Z root: Debian's tcpdump otherwise drops to a user that cannot write to pytest's tmp
         self.proc = lab.popen(
