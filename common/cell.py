@@ -18,8 +18,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import struct
-from collections import Counter
 from dataclasses import dataclass
+
+from lanon.common.pending import Pending
 
 _CELL = struct.Struct("!QIBBH")
 CHECK_LEN = 8
@@ -98,7 +99,7 @@ class _Packet:
     size: int = 0  # bytes held
 
 
-class Reassembler:
+class Reassembler(Pending[tuple[int, int], _Packet, CellDrop]):
     """Puts multi-cell packets together; gives up on a packet after `timeout` seconds."""
 
     def __init__(
@@ -109,19 +110,15 @@ class Reassembler:
         max_bytes: int = 4 << 20,
         max_cells: int = MAX_CELLS_PER_PACKET,
     ) -> None:
-        self.timeout = timeout
+        super().__init__(timeout, CellDrop.TIMEOUT)  # insertion order: oldest packet first
         self.max_pending = max_pending
         self.max_per_tag = max_per_tag
         self.max_bytes = max_bytes
         self.max_cells = max_cells
-        # Insertion order is the order packets began in: oldest first.
-        self._pending: dict[tuple[int, int], _Packet] = {}
         self._per_tag: dict[
             int, dict[int, None]
         ] = {}  # tag -> its pending packet ids, oldest first
         self.bytes_pending = 0
-        self.drops: Counter[CellDrop] = Counter()  # since the start, by reason
-        self._reported: Counter[CellDrop] = Counter()
 
     @property
     def expired(self) -> int:
@@ -175,27 +172,3 @@ class Reassembler:
         del mine[key[1]]
         if not mine:
             del self._per_tag[key[0]]
-
-    def _give_up(self, key: tuple[int, int], reason: CellDrop) -> None:
-        self._forget(key)
-        self.drops[reason] += 1
-
-    def take_drops(self) -> Counter[CellDrop]:
-        """What was given up since the last call, by reason (for events and metrics)."""
-        new = self.drops - self._reported
-        self._reported = self.drops.copy()
-        return new
-
-    def expire(self, now: float) -> int:
-        """Give up packets begun more than `timeout` seconds ago; how many."""
-        n = 0
-        while self._pending:  # oldest first: stop at the first fresh one
-            key = next(iter(self._pending))
-            if now - self._pending[key].first <= self.timeout:
-                break
-            self._give_up(key, CellDrop.TIMEOUT)
-            n += 1
-        return n
-
-    def __len__(self) -> int:
-        return len(self._pending)

@@ -21,10 +21,10 @@ from __future__ import annotations
 import bisect
 import enum
 import struct
-from collections import Counter
 from dataclasses import dataclass, field
 
 from lanon.common.packet import checksum
+from lanon.common.pending import Pending
 
 _H = struct.Struct("!H")
 MAX_DATAGRAM = 65535
@@ -52,7 +52,7 @@ class _Datagram:
     end: int | None = None  # the payload's length, once the last fragment is seen
 
 
-class Defragmenter:
+class Defragmenter(Pending[bytes, _Datagram, DropReason]):
     def __init__(
         self,
         timeout: float = 5.0,
@@ -60,23 +60,16 @@ class Defragmenter:
         max_bytes: int = 4 << 20,
         max_fragments: int = 64,
     ) -> None:
-        self.timeout = timeout
+        super().__init__(timeout, DropReason.TIMEOUT)  # insertion order: oldest datagram first
         self.max_pending = max_pending
         self.max_bytes = max_bytes
         self.max_fragments = max_fragments
-        # Insertion order is arrival order of each datagram's first fragment: oldest first.
-        self._pending: dict[bytes, _Datagram] = {}
         self.bytes_pending = 0
-        self.drops: Counter[DropReason] = Counter()  # since the start, by reason
-        self._reported: Counter[DropReason] = Counter()
 
     @property
     def dropped(self) -> int:
         """Fragments and datagrams given up, for every reason."""
         return sum(self.drops.values())
-
-    def __len__(self) -> int:
-        return len(self._pending)
 
     def add(self, pkt: bytes, now: float) -> bytes | None:
         """Feed one fragment; the whole datagram when it is complete, else None."""
@@ -168,26 +161,5 @@ class Defragmenter:
         if d is not None:
             self.bytes_pending -= d.covered
 
-    def _give_up(self, key: bytes, reason: DropReason) -> None:
-        self._forget(key)
-        self.drops[reason] += 1
-
     def _evict_oldest(self) -> None:
         self._give_up(next(iter(self._pending)), DropReason.EVICTED)
-
-    def take_drops(self) -> Counter[DropReason]:
-        """What was given up since the last call, by reason (for events and metrics)."""
-        new = self.drops - self._reported
-        self._reported = self.drops.copy()
-        return new
-
-    def expire(self, now: float) -> int:
-        """Give up datagrams whose first fragment is older than `timeout`; how many."""
-        n = 0
-        while self._pending:  # oldest first: stop at the first fresh one
-            key = next(iter(self._pending))
-            if now - self._pending[key].first <= self.timeout:
-                break
-            self._give_up(key, DropReason.TIMEOUT)
-            n += 1
-        return n
