@@ -4,7 +4,8 @@
 2. per round: one member's and the leader's work, as the coalition grows
 3. a whole coalition in memory (one core, no network): rounds and cells per second
 4. star or tree: round time on a switched LAN (simulated network, 1 Gbit/s ports)
-5. --lab (root): a real lab: ping RTT, one download, eight at once, round rates
+4. scale: rounds, RTT and goodput against members, star and tree, full and regular key graphs
+5. --lab (root): real labs beside the plain path: added RTT, downloads, idle CPU; a PNG plot
 
 ./run bench --soak SECONDS (root) runs only the soak: a lab of 8 members with mixed traffic,
 memory, open files, flows and queues sampled into a table (flat columns are the point).
@@ -23,18 +24,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.harness, tests.packets
+from typing import Any
 
 from lanon.common import wire
 from lanon.common.cell import encode_cell
 from lanon.common.crypto import HostKey, apply_pads, digest16
 from lanon.common.events import CellDelivered, OutputSeen, RoundCompleted
+from lanon.common.output import RoundOutput
 from lanon.common.packet import checksum, parse, set_source
-from lanon.gateway.leader import RoundOutput
+from lanon.lab.packets import echo_internet, ping, tcp, udp
+from lanon.lab.sim import WALL, Lan, make_coalition
 from lanon.member.engine import MemberEngine
-from tests.harness import WALL, Lan, make_coalition
-from tests.packets import tcp, udp
 
 
 def per_call(fn: Callable[[], object], seconds: float = 0.3) -> float:
@@ -176,92 +176,103 @@ def in_memory() -> None:
         )
 
 
-def schedules() -> None:
+def _timed(engine: Any, spent: list[float]) -> None:
+    """Count the CPU time of an engine's entry points into spent[0]."""
+    for name in ("receive_frame", "handle_timer", "submit_packet"):
+        fn = getattr(engine, name, None)
+        if fn is None:
+            continue
+
+        def wrapped(*a: Any, _fn: Any = fn, **kw: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return _fn(*a, **kw)
+            finally:
+                spent[0] += time.perf_counter() - t
+
+        setattr(engine, name, wrapped)
+
+
+def scale() -> dict[str, list[tuple[int, float, float]]]:
+    """Rounds, RTT and goodput as members are added, per schedule and key graph, on a
+    simulated switched LAN (1 Gbit/s ports, 50 µs a hop: CPU not counted in the times), and
+    each host's CPU per round (measured): with a regular key graph and the tree it stays flat."""
     print(
-        "4. star or tree on a switched LAN (simulated time: 1 Gbit/s ports, 50 µs per hop; CPU not counted)"
+        "4. scale on a simulated switched LAN (1 Gbit/s ports, 50 µs a hop; times exclude CPU, "
+        "CPU per round is measured)"
     )
-    for n in (8, 16, 32):
-        for schedule in ("star", "tree"):
-            c, keys = make_coalition(n, 1, rounds={"schedule": schedule, "max_slots": 16})
-            lan = Lan(c, keys, latency=50e-6, bandwidth=125e6)
-            lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n)
-            names = [f"member{i}" for i in range(1, n + 1)]
-            pkt = {
-                m: udp(src=f"198.18.0.{10 + i}", payload=b"x" * 1300)
-                for i, m in enumerate(names, 1)
-            }
-            gw = lan.host("gateway1").mac
-            done0 = len(lan.events("gateway1", RoundCompleted))
-            start_sim, start = lan.now, time.perf_counter()
-            lan.wire_log.clear()
-            while len(lan.events("gateway1", RoundCompleted)) - done0 < 40:
-                for m in names:
-                    eng = lan.member(m)
-                    while len(eng.queue) < 8:
-                        eng.submit_packet(pkt[m], lan.now)
-                lan.advance()
-            rounds = lan.events("gateway1", RoundCompleted)[done0:]
-            sim = lan.now - start_sim
-            ingress = sum(len(f) for _s, d, f in lan.wire_log if d == gw) / len(rounds)
-            slots = statistics.mean(r.nslots for r in rounds)  # type: ignore[attr-defined]
-            row(
-                f"{n:2d} members, {schedule:<4}: round time, leader receives / round",
-                f"{sim / len(rounds) * 1000:6.2f} ms, {ingress / 1000:7.1f} KB ({slots:.0f} slots; {time.perf_counter() - start:.1f} s CPU)",
-            )
+    print(
+        f"  {'members, schedule, key graph':<30} {'round':>8} {'ping RTT':>9} {'upload':>9} "
+        f"{'member CPU':>11} {'leader CPU':>11}"
+    )
+    print(f"  {'':<30} {'ms':>8} {'ms':>9} {'MB/s':>9} {'µs/round':>11} {'µs/round':>11}")
+    curves: dict[str, list[tuple[int, float, float]]] = {}
+    for schedule in ("star", "tree"):
+        for graph in ("full", "regular"):
+            for n in (3, 8, 16, 32):
+                if graph == "regular" and n <= 5:
+                    continue  # a regular graph of degree 4 is the full mesh up to 5 members
+                point = _scale_point(n, schedule, graph)
+                curves.setdefault(f"{schedule}, {graph}", []).append(point)
+    return curves
 
 
-def lab() -> None:
-    from lanon.lab.lab import Lab, LabSpec
+def _scale_point(n: int, schedule: str, graph: str) -> tuple[int, float, float]:
+    c, keys = make_coalition(
+        n, 1, rounds={"schedule": schedule}, key_graph={"kind": graph, "degree": 4}
+    )
+    lan = Lan(c, keys, internet=echo_internet, latency=50e-6, bandwidth=125e6)
+    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n, limit=60)
+    member_cpu, leader_cpu = [0.0], [0.0]
+    _timed(lan.member("member1"), member_cpu)
+    _timed(lan.gateway(), leader_cpu)
+    done0 = len(lan.events("gateway1", RoundCompleted))
+    rtts = []
+    for k in range(10):  # pings while a conversation goes on (rounds follow at once)
+        before = len(lan.host("member1").injected)
+        sent = lan.now
+        lan.submit("member1", ping(seq=k))
+        lan.run_until(lambda b=before: len(lan.host("member1").injected) > b, limit=5)
+        rtts.append(lan.now - sent)
+    done = lan.events("gateway1", RoundCompleted)[done0:]
+    round_ms = statistics.median(r.duration for r in done) * 1000  # type: ignore[attr-defined]
+    cpu_rounds = max(1, len(done))
+    m_us, l_us = member_cpu[0] / cpu_rounds * 1e6, leader_cpu[0] / cpu_rounds * 1e6
+    # goodput: member1 alone keeps its queue full, for 40 rounds
+    eng = lan.member("member1")
+    cells0, sim0 = len(lan.events("member1", CellDelivered)), lan.now
+    pkt = udp(payload=b"x" * 1300)
+    done0 = len(lan.events("gateway1", RoundCompleted))
+    while len(lan.events("gateway1", RoundCompleted)) - done0 < 40:
+        while len(eng.queue) < 16:
+            eng.submit_packet(pkt, lan.now)
+        lan.advance()
+    cells = len(lan.events("member1", CellDelivered)) - cells0
+    goodput = cells * c.cell_capacity / max(1e-9, lan.now - sim0) / 1e6
+    rtt = statistics.median(rtts) * 1000
+    print(
+        f"  {f'{n:2d}, {schedule}, {graph}':<30} {round_ms:8.2f} {rtt:9.2f} {goodput:9.1f} "
+        f"{m_us:11.0f} {l_us:11.0f}",
+        flush=True,
+    )
+    return n, rtt, goodput
+
+
+def lab(curves: dict[str, list[tuple[int, float, float]]], biggest: int) -> None:
+    from bench import lab as labs
 
     print(
-        "5. a real lab (namespaces, NFQUEUE, raw sockets; all processes share this machine's cores)"
+        "5. real labs (namespaces, NFQUEUE, raw sockets; every host shares this machine's "
+        f"{os.cpu_count()} cores), beside the plain path in the same run"
     )
-    url = "http://203.0.113.10/5mb.bin"
-    for members in (3, 8):
-        lab = Lab(f"bench{members}")
-        if lab.is_up():
-            lab.down()
-        lab.up(LabSpec(lab.name, members=members))
-        try:
-            time.sleep(3)
-            idle = lab.leader_status()["round_rate"]
-            r = lab.run("member1", ["ping", "-c", "20", "-i", "0.05", "203.0.113.10"])
-            rtt = (
-                r.stdout.strip().splitlines()[-1].split("=")[1].split("/")[1]
-                if r.returncode == 0
-                else "?"
-            )
-            row(
-                f"{members} members, idle: round rate, ping RTT (avg of 20)",
-                f"{idle:6.1f} /s, {rtt} ms",
-            )
-            speeds = []
-            for _ in range(3):
-                r = lab.run(
-                    "member1", ["curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download}", url]
-                )
-                speeds.append(float(r.stdout or 0) / 1e6)
-            row(
-                f"{members} members: one member downloads 5 MB (median of 3)",
-                f"{statistics.median(speeds):6.2f} MB/s",
-            )
-            start = time.monotonic()
-            procs = [
-                lab.popen(m.name, ["curl", "-sS", "-o", "/dev/null", url]) for m in lab.members
-            ]
-            ok = all(p.wait(timeout=300) == 0 for p in procs)
-            took = time.monotonic() - start
-            st = lab.leader_status()
-            row(
-                f"{members} members download 5 MB each at once: aggregate",
-                f"{members * 5 * 1.048576 / took:6.2f} MB/s in {took:.1f} s{'' if ok else ' (a fetch failed)'}",
-            )
-            row(
-                f"{members} members, busy: round rate, collisions so far",
-                f"{st['round_rate']:6.1f} /s, {st['reservation_collisions']}",
-            )
-        finally:
-            lab.down()
+    plans = [(3, "star", "full"), (8, "star", "full"), (8, "tree", "regular")]
+    plans += [(16, s, "regular") for s in ("star", "tree") if biggest >= 16]
+    rows = []
+    for members, schedule, graph in plans:
+        rows.append(labs.measure(members, schedule, graph))
+        labs.table(rows[-1:]) if len(rows) > 1 else labs.table(rows)
+    labs.plot(rows, curves, Path("bench-lanon.png").resolve())
+    labs.observer_figures()
 
 
 def fuzz(total: int, seed: int) -> int:
@@ -296,7 +307,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         prog="bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--lab", action="store_true", help="also measure a real lab (root)")
+    ap.add_argument("--lab", action="store_true", help="also measure real labs (root)")
+    ap.add_argument("--only-lab", action="store_true", help="with --lab: skip sections 1-3")
+    ap.add_argument(
+        "--lab-members",
+        type=int,
+        default=8,
+        metavar="N",
+        help="the largest lab (8 or 16; 16 takes a few minutes more)",
+    )
     ap.add_argument(
         "--fuzz",
         nargs="?",
@@ -321,16 +340,17 @@ def main() -> None:
 
         soak(args.soak)
         return
-    per_packet()
-    print()
-    per_round()
-    print()
-    in_memory()
-    print()
-    schedules()
+    if not args.only_lab:
+        per_packet()
+        print()
+        per_round()
+        print()
+        in_memory()
+        print()
+    curves = scale()
     if args.lab:
         print()
-        lab()
+        lab(curves, args.lab_members)
 
 
 if __name__ == "__main__":

@@ -244,7 +244,7 @@ def cmd_config_template(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from lanon.common import coalition as coalition_mod
     from lanon.common.settings import is_network
-    from lanon.lab.configs import write_coalition
+    from lanon.common.templates import write_coalition
 
     members = [m for m in args.members.split(",") if m]
     gateways = []

@@ -8,6 +8,7 @@ do not silently disagree: their frames are rejected as foreign and the daemon sa
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import ipaddress
 import json
@@ -19,8 +20,10 @@ from typing import Any
 from lanon.common import keygraph, wire
 from lanon.common.cell import CELL_HEADER_LEN
 from lanon.common.crypto import decode_public_key
-from lanon.common.errors import ConfigError
+from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
+from lanon.common.events import RefuseReason
 from lanon.common.reservation import ENTRY_LEN
+from lanon.common.services import LanService, is_service, parse_service
 from lanon.common.settings import (
     REQUIRED,
     between,
@@ -53,7 +56,8 @@ class CoalitionSection:
     name: str = opt(REQUIRED, "name of the coalition, for logs and metrics", is_name)
     lan: str = opt(
         REQUIRED,
-        "the LAN prefix; members' traffic to it is not anonymised, anonymous addresses lie in it",
+        "the LAN prefix; anonymous addresses lie in it; members' traffic to it is carried by the "
+        "lanon like any other, but for [lan_services] direct",
         is_network,
     )
     lan_mtu: int = opt(
@@ -76,17 +80,47 @@ class CoalitionSection:
     )
 
 
+class Schedule(enum.Enum):
+    """How contributions reach the leader ([rounds] schedule)."""
+
+    STAR = "star"  # each member sends its vector to the leader
+    TREE = "tree"  # each member XORs its children's into its own and sends one up (common/tree.py)
+
+
 @dataclass(frozen=True)
 class RoundSection:
     idle_interval: float = opt(
-        0.02, "seconds between rounds when nobody has data", between(0.001, 10)
+        0.05,
+        "seconds between rounds when nobody has had data for `linger` seconds (each idle round "
+        "costs every host a little CPU; the first packet after a quiet spell waits for one)",
+        between(0.001, 10),
+    )
+    linger: float = opt(
+        1.0,
+        "seconds rounds keep following each other at once after the last one with data or "
+        "claims (the next packet of a conversation does not wait for an idle round)",
+        between(0, 60),
+    )
+    answer_delay: float = opt(
+        0.0003,
+        "seconds after an OPEN arrives at which every member answers it: a moment fixed by the "
+        "round, never by a member's own work or traffic, so that a switch observer learns "
+        "nothing from timing (members whose work takes longer answer when done)",
+        between(0.00005, 0.05),
     )
     deadline: float = opt(
         0.25,
         "seconds a round waits for every roster member before it is redone without the late ones",
         between(0.005, 30),
     )
-    max_slots: int = opt(16, "most data slots in one round", between(1, 64))
+    max_slots: int = opt(16, "most reserved data slots in one round", between(1, 64))
+    express_slots: int = opt(
+        1,
+        "data slots in every round that need no reservation: a member with a packet and no "
+        "granted slot writes its first cell into one at random, so a conversation's first packet "
+        "leaves in one round instead of two; two at once collide (detected) and reserve instead",
+        between(0, 8),
+    )
     reservation_entries: int = opt(
         64,
         "entries in each round's reservation vector (more entries, fewer collisions)",
@@ -110,12 +144,11 @@ class RoundSection:
     gateway_timeout: float = opt(
         0.4, "seconds of silence after which a gateway is taken for dead", between(0.03, 60)
     )
-    schedule: str = opt(
-        "star",
+    schedule: Schedule = opt(
+        Schedule.STAR,
         "how contributions reach the leader: 'star' (each member to the leader) or 'tree' (each "
         "member XORs its children's into its own and sends one up: the leader's link carries "
         "fanout vectors a round instead of one per member; seed 000 §5.3)",
-        one_of("star", "tree"),
     )
     tree_fanout: int = opt(2, "children per member when schedule = 'tree'", between(2, 16))
 
@@ -161,6 +194,34 @@ class EgressSection:
         "loopback, link-local, multicast, broadcast, 0/8 or 240/4",
         is_network,
     )
+
+
+@dataclass(frozen=True)
+class LanServicesSection:
+    """The LAN's own servers members use (common/services.py); every other LAN destination
+    of a member is carried by the lanon and refused by the gateways."""
+
+    anonymous: list[str] = opt(
+        [],
+        "LAN services members reach through the lanon, from an anonymous address, e.g. the "
+        "router's resolver '198.18.0.1:53' (tcp and udp) or '198.18.0.1:53/udp'; gateways emit "
+        "to these and to no other LAN address",
+        is_service,
+    )
+    direct: list[str] = opt(
+        [],
+        "LAN services members reach with their own address (a printer, a file server): the "
+        "member's rules let this traffic pass, and the service sees which member asks",
+        is_service,
+    )
+
+    @property
+    def anonymous_services(self) -> tuple[LanService, ...]:
+        return tuple(parse_service(s) for s in self.anonymous)
+
+    @property
+    def direct_services(self) -> tuple[LanService, ...]:
+        return tuple(parse_service(s) for s in self.direct)
 
 
 @dataclass(frozen=True)
@@ -222,6 +283,7 @@ class Coalition:
     fingerprint: bytes
     id: int  # the fingerprint's first four bytes: every frame header carries it
     egress: EgressSection = dataclasses.field(default_factory=EgressSection)
+    lan_services: LanServicesSection = dataclasses.field(default_factory=LanServicesSection)
 
     @property
     def lan(self) -> ipaddress.IPv4Network:
@@ -235,7 +297,7 @@ class Coalition:
     def part_size(self) -> int:
         """Vector bytes carried by one CONTRIB or OUTPUT_PART frame."""
         overheads = [wire.CONTRIB_OVERHEAD, wire.OUTPUT_PART_OVERHEAD]
-        if self.rounds.schedule == "tree":
+        if self.rounds.schedule is Schedule.TREE:
             overheads.append(wire.tree_part_overhead(len(self.members)))
         return self.coalition.lan_mtu - max(overheads)
 
@@ -270,6 +332,20 @@ class Coalition:
             f"{self.path}: no gateway named {name!r} (gateways: {', '.join(g.name for g in self.gateways)})"
         )
 
+    def member_at(self, index: int) -> Peer:
+        """The member a frame's header names by index; RemoteProtocolError (NOT_IN_ROSTER)
+        if the coalition has none there."""
+        if not 0 <= index < len(self.members):
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{index}")
+        return self.members[index]
+
+    def gateway_at(self, index: int) -> GatewayPeer:
+        """The gateway a frame's header names by index; RemoteProtocolError (NOT_IN_ROSTER)
+        if the coalition has none there."""
+        if not 0 <= index < len(self.gateways):
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no gateway #{index}")
+        return self.gateways[index]
+
     def vector_len(self, nslots: int, nentries: int) -> int:
         return nentries * ENTRY_LEN + nslots * self.coalition.cell_size
 
@@ -289,7 +365,16 @@ def load(path: Path) -> Coalition:
     return parse(raw, path)
 
 
-_TOP = {"coalition", "rounds", "flows", "key_graph", "egress", "gateways", "members"}
+_TOP = {
+    "coalition",
+    "rounds",
+    "flows",
+    "key_graph",
+    "egress",
+    "lan_services",
+    "gateways",
+    "members",
+}
 
 
 def parse(raw: dict[str, Any], path: Path) -> Coalition:
@@ -305,6 +390,9 @@ def parse(raw: dict[str, Any], path: Path) -> Coalition:
     flows = load_table(FlowSection, raw.get("flows", {}), f"{path}: [flows]")
     graph = load_table(KeyGraphSection, raw.get("key_graph", {}), f"{path}: [key_graph]")
     egress = load_table(EgressSection, raw.get("egress", {}), f"{path}: [egress]")
+    services = load_table(
+        LanServicesSection, raw.get("lan_services", {}), f"{path}: [lan_services]"
+    )
     if flows.port_min > flows.port_max:
         raise ConfigError(
             f"{path}: [flows] port_min = {flows.port_min} is above port_max = {flows.port_max}"
@@ -338,6 +426,7 @@ def parse(raw: dict[str, Any], path: Path) -> Coalition:
     _unique([str(a) for g in gw_peers for a in g.addresses], path, "anonymous address")
     _check_lan_hosts(section, lan, members, gateways, gw_peers, path)
     _check_egress(egress, lan, path)
+    _check_services(services, lan, gw_peers, path)
 
     if len(peers) < section.min_members:
         raise ConfigError(
@@ -370,14 +459,34 @@ def parse(raw: dict[str, Any], path: Path) -> Coalition:
         del content["coalition"]["router"]
     if egress.allow:
         content["egress"] = sorted(str(ipaddress.IPv4Network(p)) for p in egress.allow)
-    canonical = json.dumps(content, sort_keys=True).encode()
+    if services.anonymous or services.direct:
+        content["lan_services"] = dataclasses.asdict(services)
+    canonical = json.dumps(content, sort_keys=True, default=_plain).encode()
     fingerprint = hashlib.blake2b(
         canonical, digest_size=wire.FINGERPRINT_LEN, person=b"lanon-coalition"
     ).digest()
     cid = int.from_bytes(fingerprint[:4], "big")
     return Coalition(
-        path, section, rounds, flows, peers, gw_peers, edges, conn, fingerprint, cid, egress
+        path,
+        section,
+        rounds,
+        flows,
+        peers,
+        gw_peers,
+        edges,
+        conn,
+        fingerprint,
+        cid,
+        egress,
+        services,
     )
+
+
+def _plain(value: Any) -> Any:
+    """Settings as the file wrote them, for the fingerprint: an enum by its value."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"{value!r} has no place in a fingerprint")
 
 
 def _entries(raw: dict[str, Any], key: str, cls: type[Any], path: Path) -> list[Any]:
@@ -475,6 +584,30 @@ def _check_egress(egress: EgressSection, lan: ipaddress.IPv4Network, path: Path)
                 )
 
 
+def _check_services(
+    services: LanServicesSection,
+    lan: ipaddress.IPv4Network,
+    gateways: tuple[GatewayPeer, ...],
+    path: Path,
+) -> None:
+    for key, entries in (("anonymous", services.anonymous), ("direct", services.direct)):
+        for text in entries:
+            service = parse_service(text)
+            if service.address not in lan or service.address in (
+                lan.network_address,
+                lan.broadcast_address,
+            ):
+                raise ConfigError(
+                    f"{path}: [lan_services] {key} = {text!r}: expected a host of the LAN "
+                    f"{lan}; services beyond it are reached through the lanon anyway"
+                )
+            if any(service.address in g.addresses for g in gateways):
+                raise ConfigError(
+                    f"{path}: [lan_services] {key} = {text!r}: an anonymous address, not a "
+                    "LAN server"
+                )
+
+
 def warnings(c: Coalition) -> list[str]:
     """What `lanon config check` cannot verify about a valid coalition file, or that looks
     unintended: printed as warnings, not refused."""
@@ -538,6 +671,14 @@ def _edges(
     return keygraph.normalize(edges)
 
 
+@dataclass(frozen=True, slots=True)
+class RosterProblem:
+    """Why a roster may not run a round: what a member refuses it with."""
+
+    reason: RefuseReason  # ROSTER_TOO_SMALL or WEAK_KEY_GRAPH
+    detail: str
+
+
 class RosterCheck:
     """Whether a round's roster may run: at least min_members, and a key graph among them at
     least 2-connected (else a member's neighbour alone would know what it sends). The leader
@@ -547,20 +688,24 @@ class RosterCheck:
 
     def __init__(self, coalition: Coalition) -> None:
         self.c = coalition
-        self._verdicts: dict[frozenset[int], tuple[str, str] | None] = {}
+        self._verdicts: dict[frozenset[int], RosterProblem | None] = {}
 
-    def __call__(self, roster: frozenset[int]) -> tuple[str, str] | None:
-        """None if fine, else (reason, detail) with reason 'roster_too_small' or 'weak_key_graph'."""
+    def __call__(self, roster: frozenset[int]) -> RosterProblem | None:
+        """None if the roster may run, else its problem."""
         if roster in self._verdicts:
             return self._verdicts[roster]
         need = self.c.coalition.min_members
-        verdict: tuple[str, str] | None = None
+        verdict: RosterProblem | None = None
         if len(roster) < need:
-            verdict = ("roster_too_small", f"{len(roster)} member(s), at least {need} needed")
+            verdict = RosterProblem(
+                RefuseReason.ROSTER_TOO_SMALL, f"{len(roster)} member(s), at least {need} needed"
+            )
         else:
             k = keygraph.connectivity(roster, self.c.edges).k
             if k < 2:
-                verdict = ("weak_key_graph", f"the key graph among them is {k}-connected")
+                verdict = RosterProblem(
+                    RefuseReason.WEAK_KEY_GRAPH, f"the key graph among them is {k}-connected"
+                )
         if len(self._verdicts) >= self.LIMIT:
             self._verdicts.clear()
         self._verdicts[roster] = verdict

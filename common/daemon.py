@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import enum
 import ipaddress
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, disable_created_metrics
@@ -24,6 +24,7 @@ from lanon.common.metrics_http import MetricsServer, parse_listen
 
 LOG_EVERY = 10.0  # seconds between repeated warnings of one kind
 PAUSE_WARN_AFTER = 5.0  # seconds a pause lasts before it is a WARNING (restarts pause briefly)
+LAN_BATCH = 512  # frames read from the LAN before the loop looks at its other sockets
 EXPECTED_REFUSALS = frozenset({ev.RefuseReason.MISSING_KEY, ev.RefuseReason.STALE_ROUND})
 
 
@@ -58,7 +59,7 @@ class Engine(Protocol):
 
 
 class LanSocket(Protocol):
-    def receive(self) -> Iterator[tuple[bytes, bytes]]: ...
+    def receive_stamped(self) -> Iterator[tuple[bytes, bytes, float]]: ...
 
 
 class DaemonBase:
@@ -154,11 +155,40 @@ class DaemonBase:
                 )
 
     def on_lan(self) -> None:
+        """The frames waiting (up to LAN_BATCH), each with the time it arrived (the kernel's
+        stamp, so that the engine's deadlines count from the frame, not from when this loop got
+        to it); those `deferrable` after the others; a timer that falls due meanwhile fires
+        between two frames."""
+        clock = self.reactor.clock
+        now = clock()
+        offset = time.time() - now  # wall clock -> monotonic, for the kernel's stamps
+        later = []
+        for src, payload, stamp in itertools.islice(self.lan.receive_stamped(), LAN_BATCH):
+            if self.deferrable(payload):
+                later.append((src, payload, stamp))
+            else:
+                now = self._take(src, payload, stamp - offset if stamp else 0.0, now)
+        for src, payload, stamp in later:
+            now = self._take(src, payload, stamp - offset if stamp else 0.0, now)
+
+    def _take(self, src: bytes, payload: bytes, stamp: float, now: float) -> float:
+        arrived = min(now, max(stamp, now - 1.0)) if stamp else now
+        with self.contained(Stage.LAN_FRAME):
+            self.engine.receive_frame(src, payload, arrived)
         now = self.reactor.clock()
-        for src, payload in self.lan.receive():
-            with self.contained(Stage.LAN_FRAME):
-                self.engine.receive_frame(src, payload, now)
-            self.flush(now)
+        self.flush(now)
+        self.run_timers(now)
+        self.hold(now)
+        return now
+
+    def deferrable(self, payload: bytes) -> bool:
+        """Whether a frame may wait until the others of its batch are handled (the member's
+        INBOUND packets, behind the rounds); none by default."""
+        return False
+
+    def hold(self, now: float) -> None:
+        """Wait here for a moment that must be kept exactly, rather than start other work
+        (the member's answer); nothing to wait for by default."""
 
     def run_timers(self, now: float) -> None:
         if now >= self.engine.get_timer():
@@ -320,7 +350,3 @@ class DaemonBase:
 
     def stop(self) -> None:
         self.reactor.stop()
-
-
-def default_state_dir() -> Path:
-    return Path("/run/lanon")

@@ -1,4 +1,6 @@
-"""What every sans-IO engine shares: the command and event outboxes, and frame authentication."""
+"""What every sans-IO engine shares: the command and event outbox (`send`, `command`, `event`)
+and frame authentication (`verified`, `trusted`), public to the parts each engine is
+made of."""
 
 from __future__ import annotations
 
@@ -35,11 +37,17 @@ class EngineBase:
         out, self._events = self._events, []
         return out
 
-    def _event(self, event: Event) -> None:
+    # The public outbox: the engine's parts (leader, egress, ingress; contributor, inbound,
+    # key ring) report through these, never through the lists.
+
+    def event(self, event: Event) -> None:
         self._events.append(event)
 
-    def _send(self, dst: bytes, frame: bytes) -> None:
-        self._commands.append(SendFrame(dst, frame))
+    def command(self, command: Command) -> None:
+        self._commands.append(command)
+
+    def send(self, dst: bytes, frame: bytes) -> None:
+        self.command(SendFrame(dst, frame))
 
     def _header(self, frame: bytes, coalition: int) -> wire.Header:
         """The frame's header, if the frame is of our coalition and protocol version."""
@@ -70,7 +78,7 @@ class EngineBase:
         allow = self.door.filter(now)
         if allow != self._filter:
             self._filter = allow
-            self._commands.append(FilterSources(allow))
+            self.command(FilterSources(allow))
             self._events.append(LanFlooded(allow is not None, len(allow or ())))
 
     def _reject(self, err: RemoteProtocolError, frame: bytes, src: bytes, now: float) -> None:
@@ -85,7 +93,7 @@ class EngineBase:
         )
         self._events.append(FrameRejected(err.reason, name, str(err)))
 
-    def _verified(
+    def verified(
         self,
         sender: SenderKey,
         src: bytes,
@@ -106,13 +114,31 @@ class EngineBase:
         if not self.verifier.verify(public, body, sig):
             raise RemoteProtocolError(RejectReason.BAD_AUTH, "bad signature")
         if fresh:
-            self.guard.verified(sender, src)
-            self.door.trust(src)
+            self.trusted(sender, src)
         return body
+
+    def trusted(self, sender: SenderKey, src: bytes) -> None:
+        """A fresh frame of `sender`'s passed its signature or MAC: that is where it is now."""
+        self.guard.verified(sender, src)
+        self.door.trust(src)
+
+
+def check_sealed(key: bytes, frame: bytes, index: int, nmembers: int) -> bytes:
+    """The body of an OPEN or OUTPUT_HEAD, if member `index`'s MAC in its table is good."""
+    body, table, _sig = wire.split_sealed(frame, nmembers)
+    if not hmac.compare_digest(mac(key, body), wire.table_entry(table, index)):
+        raise RemoteProtocolError(RejectReason.BAD_AUTH, "bad MAC")
+    return body
 
 
 def signed(key: HostKey, body: bytes) -> bytes:
     return body + key.sign(body)
+
+
+def sealed(key: HostKey, body: bytes, member_keys: list[bytes]) -> bytes:
+    """An OPEN or OUTPUT_HEAD: the body, one MAC per member (wire.split_sealed), signed."""
+    table = b"".join(mac(k, body) for k in member_keys)
+    return signed(key, body + table)
 
 
 def maced(key: bytes, body: bytes) -> bytes:

@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass
 
 from lanon.common.errors import RejectReason
+from lanon.common.packet import Unsupported
+from lanon.common.parts import PartDrop
 from lanon.common.wire import AbortReason
 
 # --- commands -------------------------------------------------------------------------------
@@ -181,11 +183,129 @@ class PacketEmitted(Event):
     size: int
 
 
+class FragmentDrop(enum.Enum):
+    """Why the gateway's defragmenter gave up fragments (gateway/defrag.py)."""
+
+    MALFORMED = "malformed"  # not an IPv4 fragment that can be part of a datagram
+    TOO_LARGE = "too_large"  # the datagram would exceed 65,535 bytes
+    OVERLAP = "overlap"  # two fragments claim the same bytes differently
+    INCONSISTENT = "inconsistent"  # two different ends, or data past the end
+    TOO_MANY_FRAGMENTS = "too_many_fragments"
+    EVICTED = "evicted"  # made room for newer datagrams (pending count or bytes)
+    TIMEOUT = "timeout"
+
+
+@enum.unique
+class DropReason(enum.Enum):
+    """Why a packet was not carried; the value is the metric label (`..._packets_dropped_total`).
+
+    Build the ones that follow another enum with `outbound`, `inbound`, `cells`, `fragments`
+    and `prohibited`, never from strings on the hot path.
+    """
+
+    # a member's own outbound packets (`outbound(Unsupported)`, then the member's own checks)
+    NOT_IPV4 = "not_ipv4"
+    TRUNCATED = "truncated"
+    FRAGMENT = "fragment"
+    PROTOCOL = "protocol"  # neither TCP, UDP nor ICMP echo (also: gateway, out of a cell)
+    TOO_LARGE = "too_large"  # (also: gateway, DF set and above the LAN MTU)
+    IP_OPTIONS = "ip_options"  # options could identify the sender
+    FLOW_TABLE_FULL = "flow_table_full"
+    QUEUE_FULL = "queue_full"
+    # gateway: packets out of round outputs
+    MALFORMED = "malformed"  # not a packet lanon carries
+    NOT_ANONYMOUS = "not_anonymous"  # its source is no anonymous address
+    TAG_CONFLICT = "tag_conflict"
+    CELLS_MISMATCH = "cells_mismatch"  # `cells(PartDrop)`: the cell reassembler gave it up
+    CELLS_MALFORMED = "cells_malformed"
+    CELLS_EVICTED = "cells_evicted"
+    CELLS_TIMEOUT = "cells_timeout"
+    PROHIBITED_BROADCAST = "prohibited_broadcast"  # `prohibited(class)`: refused destinations
+    PROHIBITED_LAN = "prohibited_lan"
+    PROHIBITED_LOCAL = "prohibited_local"
+    PROHIBITED_RESERVED = "prohibited_reserved"
+    PROHIBITED_LOOPBACK = "prohibited_loopback"
+    PROHIBITED_LINK_LOCAL = "prohibited_link_local"
+    PROHIBITED_MULTICAST = "prohibited_multicast"
+    PROHIBITED_PRIVATE = "prohibited_private"
+    # gateway: packets from the Internet
+    INBOUND_NOT_IPV4 = "inbound_not_ipv4"  # `inbound(Unsupported)`
+    INBOUND_TRUNCATED = "inbound_truncated"
+    INBOUND_FRAGMENT = "inbound_fragment"
+    INBOUND_PROTOCOL = "inbound_protocol"
+    INBOUND_TOO_LARGE = "inbound_too_large"
+    INBOUND_FRAGMENTS_MALFORMED = "inbound_fragments_malformed"  # `fragments(FragmentDrop)`
+    INBOUND_FRAGMENTS_TOO_LARGE = "inbound_fragments_too_large"
+    INBOUND_FRAGMENTS_OVERLAP = "inbound_fragments_overlap"
+    INBOUND_FRAGMENTS_INCONSISTENT = "inbound_fragments_inconsistent"
+    INBOUND_FRAGMENTS_TOO_MANY_FRAGMENTS = "inbound_fragments_too_many_fragments"
+    INBOUND_FRAGMENTS_EVICTED = "inbound_fragments_evicted"
+    INBOUND_FRAGMENTS_TIMEOUT = "inbound_fragments_timeout"
+    NO_FLOW = "no_flow"  # for an address we hold, but no flow of ours
+
+    @classmethod
+    def outbound(cls, reason: Unsupported) -> DropReason:
+        """A member's outbound packet that `packet.parse` refused."""
+        return _OUTBOUND[reason]
+
+    @classmethod
+    def inbound(cls, reason: Unsupported) -> DropReason:
+        """A packet from the Internet that `packet.parse` refused."""
+        return _INBOUND[reason]
+
+    @classmethod
+    def cells(cls, reason: PartDrop) -> DropReason:
+        """A packet the gateway's cell reassembler gave up."""
+        return _CELLS[reason]
+
+    @classmethod
+    def fragments(cls, reason: FragmentDrop) -> DropReason:
+        """Fragments from the Internet that the gateway's defragmenter gave up."""
+        return _FRAGMENTS[reason]
+
+    @classmethod
+    def prohibited(cls, destination: str) -> DropReason:
+        """A destination the gateway never emits to, by its class ("lan", "private", the
+        classes of `coalition.NEVER_EMITTED`, ...): read once, when the classes are set up."""
+        return cls("prohibited_" + destination)
+
+
+_OUTBOUND = {
+    Unsupported.NOT_IPV4: DropReason.NOT_IPV4,
+    Unsupported.TRUNCATED: DropReason.TRUNCATED,
+    Unsupported.FRAGMENT: DropReason.FRAGMENT,
+    Unsupported.PROTOCOL: DropReason.PROTOCOL,
+    Unsupported.TOO_LARGE: DropReason.TOO_LARGE,
+}
+_INBOUND = {
+    Unsupported.NOT_IPV4: DropReason.INBOUND_NOT_IPV4,
+    Unsupported.TRUNCATED: DropReason.INBOUND_TRUNCATED,
+    Unsupported.FRAGMENT: DropReason.INBOUND_FRAGMENT,
+    Unsupported.PROTOCOL: DropReason.INBOUND_PROTOCOL,
+    Unsupported.TOO_LARGE: DropReason.INBOUND_TOO_LARGE,
+}
+_CELLS = {
+    PartDrop.MISMATCH: DropReason.CELLS_MISMATCH,
+    PartDrop.MALFORMED: DropReason.CELLS_MALFORMED,
+    PartDrop.EVICTED: DropReason.CELLS_EVICTED,
+    PartDrop.TIMEOUT: DropReason.CELLS_TIMEOUT,
+}
+_FRAGMENTS = {
+    FragmentDrop.MALFORMED: DropReason.INBOUND_FRAGMENTS_MALFORMED,
+    FragmentDrop.TOO_LARGE: DropReason.INBOUND_FRAGMENTS_TOO_LARGE,
+    FragmentDrop.OVERLAP: DropReason.INBOUND_FRAGMENTS_OVERLAP,
+    FragmentDrop.INCONSISTENT: DropReason.INBOUND_FRAGMENTS_INCONSISTENT,
+    FragmentDrop.TOO_MANY_FRAGMENTS: DropReason.INBOUND_FRAGMENTS_TOO_MANY_FRAGMENTS,
+    FragmentDrop.EVICTED: DropReason.INBOUND_FRAGMENTS_EVICTED,
+    FragmentDrop.TIMEOUT: DropReason.INBOUND_FRAGMENTS_TIMEOUT,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class PacketDropped(Event):
-    """A packet lanon could not carry (bounded reason strings)."""
+    """A packet lanon could not carry."""
 
-    reason: str
+    reason: DropReason
     detail: str = ""
 
 
@@ -270,6 +390,15 @@ class Contributed(Event):
     frames: int
     size: int  # bytes of vector sent (identical for every member of the round)
     busy: bool  # whether this member had data in it (local knowledge only)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerLate(Event):
+    """A member's answer left after its moment (`answer_at`): this host was too slow for
+    `rounds.answer_delay`, and the answer's timing may have told the switch it was busy."""
+
+    round: int
+    late_by: float  # seconds
 
 
 @dataclass(frozen=True, slots=True)

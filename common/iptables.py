@@ -190,6 +190,9 @@ def _drain(sock: socket.socket) -> None:
 RETRY = 0.1  # seconds before a failed check is tried again
 
 
+BACKSTOP = 10  # times the interval between timed looks when changes are notified
+
+
 class Watch:
     """Checks rule sets from a thread of its own (the daemon's loop never waits for iptables)
     and puts back whatever is missing: after a firewall reload, an `iptables -F` or `-X`.
@@ -232,7 +235,9 @@ class Watch:
         failing = 0  # checks that failed in a row (e.g. a chain deleted under our restore)
         try:
             while True:
-                wait = RETRY if failing else self.interval
+                # With nf_tables notifications every change wakes us at once: the timed look
+                # is only a backstop (each look forks iptables, which costs the daemon CPU).
+                wait = RETRY if failing else self.interval * (1 if events is None else BACKSTOP)
                 readable, _, _ = select.select(watched, [], [], wait)
                 if self._stop.is_set():
                     return

@@ -2,19 +2,37 @@
 
 Deliberately small (ExaBGP's reactor is the model): callbacks read their socket until it is
 empty, feed the engine, and the daemon then carries out the engine's commands.
+
+Timers are kept to the microsecond, because a member answers each round at a fixed moment
+(`rounds.answer_delay`, under a millisecond): `select` takes its timeout in microseconds where
+`epoll` rounds it up to a whole millisecond, the thread's timer slack is made 1 µs (from the
+kernel's default 50 µs), and other threads (metrics, rules watch) give the loop the interpreter
+back within 0.5 ms instead of 5.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import selectors
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 
 log = logging.getLogger("lanon.loop")
+PR_SET_TIMERSLACK = 29
+SWITCH_INTERVAL = 0.0005  # seconds another thread may hold the interpreter
+
+
+def precise_timers() -> None:
+    """Let this thread's timers fire within microseconds (Linux; elsewhere nothing changes)."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_TIMERSLACK, 1000, 0, 0, 0)  # nanoseconds
 
 
 class Reactor:
@@ -27,7 +45,7 @@ class Reactor:
         # An exception that escapes a callback or the tick is handed here and the loop goes
         # on (the daemons contain each frame and packet; this is the last line of defence).
         self.on_error = on_error
-        self.sel = selectors.DefaultSelector()
+        self.sel = selectors.SelectSelector()  # microsecond timeouts; a handful of sockets
         self.stopping = False
         # The wake-up pair (for signals) is made when the loop runs: a daemon that fails its
         # configuration before that leaves nothing open.
@@ -65,6 +83,7 @@ class Reactor:
     def run(self, tick: Callable[[float], float | None]) -> None:
         """Run until stop(); `tick(now)` fires due timers and returns the next deadline."""
         self._wake_pair()
+        precise_timers()
         deadline: float | None = None
         while not self.stopping:
             try:

@@ -13,11 +13,32 @@ round's shape nor push out the real part, which the leader sends after its head.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from lanon.common.crypto import digest16
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.wire import OutputHead, Part
 
 CANDIDATES = 2  # unverified parts kept per index while the head is missing
+
+
+@dataclass(frozen=True, slots=True)
+class RoundOutput:
+    """A round's whole output, as the leader published it: what the gateways' egress reads."""
+
+    round: int
+    leader_ms: int  # the leader's clock in the round's OPEN and head
+    nentries: int  # reservation entries at the start of the vector
+    nslots: int  # data slots after them
+    vector: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SlotStats:
+    """What a round's data slots held: cells carried, and slots whose check failed."""
+
+    used: int
+    garbled: int
 
 
 class OutputAssembler:

@@ -70,6 +70,15 @@ class Parsed:
     icmp_error: bool  # an ICMP error: the flow is that of the packet it quotes
 
 
+def carried(p: Parsed, packet: bytes | bytearray) -> bool:
+    """Whether lanon carries this outbound packet: TCP, UDP and ICMP echo requests only (an
+    ICMP error or echo reply from a member would answer something that came to it)."""
+    proto = p.flow.proto
+    if p.icmp_error:
+        return False
+    return proto != ICMP or packet[p.ihl] == ICMP_ECHO_REQUEST
+
+
 def _ip_header(pkt: bytes | bytearray, partial: bool = False) -> int:
     if len(pkt) < 20:
         raise PacketError(Unsupported.TRUNCATED, "shorter than an IPv4 header")

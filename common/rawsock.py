@@ -44,6 +44,8 @@ SO_ATTACH_FILTER = 26
 SO_DETACH_FILTER = 27
 _BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter
 _LD_W_ABS, _LD_H_ABS, _JEQ_K, _RET_K = 0x20, 0x28, 0x15, 0x06
+SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS: the kernel's receive time of each frame
+_TIMESPEC = struct.Struct("=qq")
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
 
@@ -73,6 +75,7 @@ class LinkSocket:
         self.mac: bytes = self.sock.getsockname()[4]
         self.send_errors = 0
         self._auxdata = False
+        self._stamps = False
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -114,13 +117,8 @@ class LinkSocket:
                 continue
             yield data[6:12], data[14:]
 
-    def receive_checked(self) -> Iterator[tuple[bytes, bool]]:
-        """(payload, checksum_ready) of every frame waiting: with checksum offload (veth,
-        virtio) the kernel may hand over packets whose TCP/UDP checksum is still partial."""
-        if not self._auxdata:
-            self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            self._auxdata = True
-        space = socket.CMSG_SPACE(_AUX.size)
+    def _received(self, space: int) -> Iterator[tuple[bytes, list[tuple[int, int, bytes]]]]:
+        """(frame, ancillary data) of every frame waiting, sent by others."""
         for _ in range(MAX_BATCH):
             try:
                 data, ancillary, _flags, addr = self.sock.recvmsg(65536, space, socket.MSG_DONTWAIT)
@@ -130,6 +128,29 @@ class LinkSocket:
                 raise
             if addr[2] == PACKET_OUTGOING or len(data) < 14:
                 continue
+            yield data, ancillary
+
+    def receive_stamped(self) -> Iterator[tuple[bytes, bytes, float]]:
+        """(source MAC, payload, arrival) of every frame waiting, sent by others; arrival is the
+        kernel's receive time (wall clock, seconds): when the frame came, not when we read it."""
+        if not self._stamps:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self._stamps = True
+        for data, ancillary in self._received(socket.CMSG_SPACE(_TIMESPEC.size)):
+            stamp = 0.0
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = _TIMESPEC.unpack_from(value)
+                    stamp = sec + nsec * 1e-9
+            yield data[6:12], data[14:], stamp
+
+    def receive_checked(self) -> Iterator[tuple[bytes, bool]]:
+        """(payload, checksum_ready) of every frame waiting: with checksum offload (veth,
+        virtio) the kernel may hand over packets whose TCP/UDP checksum is still partial."""
+        if not self._auxdata:
+            self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            self._auxdata = True
+        for data, ancillary in self._received(socket.CMSG_SPACE(_AUX.size)):
             ready = True
             for level, kind, value in ancillary:
                 if level == SOL_PACKET and kind == PACKET_AUXDATA and len(value) >= _AUX.size:

@@ -2,12 +2,14 @@
 
 A settings class is a frozen dataclass whose fields carry `opt(...)` metadata. `load_table`
 checks a TOML table against it once, at start, and raises ConfigError naming the file, the
-table, the key, the value and what was expected.
+table, the key, the value and what was expected. A field typed as an `enum.Enum` of strings
+takes one of its values in the file and holds the member.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import ipaddress
 import re
 import types
@@ -95,8 +97,14 @@ def is_listen(v: str) -> str | None:
     return "'ADDRESS:PORT' such as 198.18.0.11:9551, ':PORT' for the address of `interface`, or '' for none"
 
 
+def _is_enum(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, enum.Enum)
+
+
 def _type_ok(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
+    if _is_enum(hint):
+        return isinstance(value, str) and value in {m.value for m in hint}
     if hint is bool:
         return isinstance(value, bool)
     if hint is int:
@@ -122,6 +130,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
 
 def _describe(hint: Any) -> str:
     origin = typing.get_origin(hint)
+    if _is_enum(hint):
+        return "one of " + ", ".join(repr(m.value) for m in hint)
     if origin is list:
         inner = typing.get_args(hint)[0]
         plural = {str: "strings", int: "integers", float: "numbers", bool: "booleans"}
@@ -156,6 +166,8 @@ def load_table(cls: type[T], table: Any, where: str) -> T:
             raise ConfigError(f"{where}: {name} = {value!r}: expected {_describe(hint)}")
         if hint is float:
             value = float(value)
+        elif _is_enum(hint):
+            value = hint(value)
         check = f.metadata.get("check")
         if check is not None:
             items = value if typing.get_origin(hint) is list else [value]
@@ -172,7 +184,8 @@ def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, str]]:
     rows = []
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
-            default = repr(f.default)
+            plain = f.default.value if isinstance(f.default, enum.Enum) else f.default
+            default = repr(plain)
         elif f.default_factory is not dataclasses.MISSING:
             default = repr(f.default_factory())
         else:

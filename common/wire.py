@@ -3,9 +3,9 @@
 Every frame starts with the same 8-byte header (version, type, coalition id, sender index),
 then a type-specific body, then its authenticator:
 
-    OPEN         leader -> all      round, epoch, leader clock, slot plan, roster     Ed25519
+    OPEN         leader -> all      round, epoch, leader clock, slot plan, roster     MAC table + Ed25519
     CONTRIB      member -> leader   one part of the member's padded vector            MAC16
-    OUTPUT_HEAD  leader -> all      round, slot plan, digest of every output part     Ed25519
+    OUTPUT_HEAD  leader -> all      round, slot plan, digest of every output part     MAC table + Ed25519
     OUTPUT_PART  leader -> all      one part of the XOR of all contributions          (digest in head)
     ABORT        leader -> all      round given up, who was missing                   Ed25519
     INBOUND      gateway -> all     one part of an inbound packet for a flow tag      Ed25519
@@ -16,6 +16,11 @@ then a type-specific body, then its authenticator:
     TREE_PART    member -> parent   one part of the XOR of a subtree's vectors        MAC16
                  (schedule "tree"; the root sends to the leader)
     FLOWS        leader -> gateway  flow table records, for a gateway that just came   Ed25519
+
+OPEN and OUTPUT_HEAD, a member's two frames of every round, end with a MAC table before the
+signature: one MAC16 per coalition member, in index order, over the body, under the key that
+member shares with the leader. A member checks its own entry (a microsecond) instead of the
+signature (60 µs); gateways check the signature, which covers body and table.
 
 Integers are big-endian. Decoders read only within the frame and raise RemoteProtocolError and
 nothing else: MALFORMED on anything short or inconsistent (counts that disagree with the length,
@@ -35,14 +40,12 @@ from dataclasses import dataclass
 from lanon.common.errors import RejectReason, RemoteProtocolError
 
 ETHERTYPE = 0x88B5
-VERSION = 2  # 2: REFUSE says which round and epoch the member expects
+VERSION = 3  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head
 BROADCAST = b"\xff" * 6
-ETH_HEADER_LEN = 14
 SIG_LEN = 64
 MAC_LEN = 16
 DIGEST_LEN = 16
 FINGERPRINT_LEN = 16
-KEYS_INTERVAL = 1.0  # seconds between a member's announcements of its ephemeral keys
 MAX_EPOCH = 2**32 - 2  # the highest epoch a host keeps keys for: epoch + 1 must still encode
 MAX_ROUND = 2**64 - 1
 
@@ -62,24 +65,10 @@ class MsgType(enum.IntEnum):
     FLOWS = 12
 
 
-SIGNED_TYPES = frozenset(
-    {
-        MsgType.OPEN,
-        MsgType.OUTPUT_HEAD,
-        MsgType.ABORT,
-        MsgType.INBOUND,
-        MsgType.HELLO,
-        MsgType.HEARTBEAT,
-        MsgType.KEYS,
-        MsgType.FLOWS,
-    }
-)
-
-
 class AbortReason(enum.IntEnum):
     DEADLINE = 1  # a roster member's contribution did not arrive in time
     LEADER_CHANGE = 2
-    SHUTDOWN = 3
+    # 3 was SHUTDOWN, never sent: an ABORT that names it is malformed
     REFUSED = 4  # a roster member declined the round (e.g. it lacks a neighbour's key)
 
 
@@ -165,6 +154,19 @@ def split_auth(frame: bytes, length: int) -> tuple[bytes, bytes]:
     return frame[:-length], frame[-length:]
 
 
+def split_sealed(frame: bytes, nmembers: int) -> tuple[bytes, bytes, bytes]:
+    """An OPEN or OUTPUT_HEAD: (body, member MAC table, signature over body and table)."""
+    table = nmembers * MAC_LEN
+    if len(frame) < HEADER.size + table + SIG_LEN:
+        raise malformed("frame too short for its MAC table and signature")
+    end = len(frame) - SIG_LEN
+    return frame[: end - table], frame[end - table : end], frame[end:]
+
+
+def table_entry(table: bytes, index: int) -> bytes:
+    return table[index * MAC_LEN : (index + 1) * MAC_LEN]
+
+
 def bitmap_encode(indices: Iterable[int], nbits: int) -> bytes:
     out = bytearray((nbits + 7) // 8)
     for i in indices:
@@ -202,7 +204,7 @@ class Open:
     roster: frozenset[int]  # member indices expected to contribute
     nmembers: int  # size of the coalition's member list (bitmap width)
     key_ids: tuple[int, ...]  # ephemeral key id of each roster member, in index order
-    macs: tuple[bytes, ...] = ()  # tree rounds: each roster member's MAC, in index order
+    ethernet: tuple[bytes, ...] = ()  # tree rounds: roster members' Ethernet addresses, in order
 
     def encode(self, coalition: int, sender: int) -> bytes:
         return (
@@ -212,11 +214,11 @@ class Open:
             )
             + bitmap_encode(self.roster, self.nmembers)
             + b"".join(KEY_ID.pack(k) for k in self.key_ids)
-            + b"".join(self.macs)
+            + b"".join(self.ethernet)
         )
 
-    def mac_of(self) -> dict[int, bytes]:
-        return dict(zip(sorted(self.roster), self.macs, strict=True))
+    def ethernet_of(self) -> dict[int, bytes]:
+        return dict(zip(sorted(self.roster), self.ethernet, strict=True))
 
     def key_of(self) -> dict[int, int]:
         """Member index -> the id of the ephemeral key it must use in this round."""
@@ -239,8 +241,8 @@ def pull_open(body: bytes) -> Open:
     if len(ids) != KEY_ID.size * len(roster) or len(rest) not in (0, 6 * len(roster)):
         raise malformed("OPEN key ids or MACs do not match its roster")
     key_ids = tuple(KEY_ID.unpack_from(ids, i * KEY_ID.size)[0] for i in range(len(roster)))
-    macs = tuple(rest[i * 6 : (i + 1) * 6] for i in range(len(rest) // 6))
-    return Open(rnd, epoch, leader_ms, nslots, nentries, roster, nmembers, key_ids, macs)
+    ethernet = tuple(rest[i * 6 : (i + 1) * 6] for i in range(len(rest) // 6))
+    return Open(rnd, epoch, leader_ms, nslots, nentries, roster, nmembers, key_ids, ethernet)
 
 
 @dataclass(frozen=True, slots=True)

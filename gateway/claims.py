@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lanon.common.clock import KEYS_INTERVAL
 from lanon.common.coalition import Coalition
-from lanon.common.wire import KEYS_INTERVAL
 
 BOOT_GRACE = 3.0  # seconds after our listening period before we take a never-heard gateway's share
 

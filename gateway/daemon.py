@@ -24,12 +24,12 @@ from lanon.common.events import (
     SendArp,
     SendFrame,
 )
-from lanon.common.metrics import GatewayMetrics, protocol
 from lanon.common.rawsock import ETH_P_ARP, ETH_P_IP, LinkSocket
 from lanon.gateway import rules
 from lanon.gateway.config import GatewaySettings
 from lanon.gateway.engine import GatewayEngine
 from lanon.gateway.leader import Phase
+from lanon.gateway.metrics import GatewayMetrics, protocol
 
 REFRESH = 1.0  # seconds between refreshes of state gauges
 LINK_CHECK = 0.05  # seconds between looks at the LAN link's state

@@ -13,33 +13,22 @@ Fragments come from the Internet, so everything here is bounded and nothing rais
 - at most `max_pending` datagrams and `max_bytes` of fragment data are pending: past either,
   the oldest datagrams are given up; a datagram is given up `timeout` seconds after its first
   fragment;
-- every datagram or fragment given up is counted by `DropReason` in `drops`.
+- every datagram or fragment given up is counted by `FragmentDrop` (common/events.py) in
+  `drops`.
 """
 
 from __future__ import annotations
 
 import bisect
-import enum
 import struct
 from dataclasses import dataclass, field
 
+from lanon.common.events import FragmentDrop
 from lanon.common.packet import checksum
 from lanon.common.pending import Pending
 
 _H = struct.Struct("!H")
 MAX_DATAGRAM = 65535
-
-
-class DropReason(enum.Enum):
-    """Why fragments were given up; bounded, usable as a metric label."""
-
-    MALFORMED = "malformed"  # not an IPv4 fragment that can be part of a datagram
-    TOO_LARGE = "too_large"  # the datagram would exceed 65,535 bytes
-    OVERLAP = "overlap"  # two fragments claim the same bytes differently
-    INCONSISTENT = "inconsistent"  # two different ends, or data past the end
-    TOO_MANY_FRAGMENTS = "too_many_fragments"
-    EVICTED = "evicted"  # made room for newer datagrams (pending count or bytes)
-    TIMEOUT = "timeout"
 
 
 @dataclass(slots=True)
@@ -52,7 +41,7 @@ class _Datagram:
     end: int | None = None  # the payload's length, once the last fragment is seen
 
 
-class Defragmenter(Pending[bytes, _Datagram, DropReason]):
+class Defragmenter(Pending[bytes, _Datagram, FragmentDrop]):
     def __init__(
         self,
         timeout: float = 5.0,
@@ -60,7 +49,7 @@ class Defragmenter(Pending[bytes, _Datagram, DropReason]):
         max_bytes: int = 4 << 20,
         max_fragments: int = 64,
     ) -> None:
-        super().__init__(timeout, DropReason.TIMEOUT)  # insertion order: oldest datagram first
+        super().__init__(timeout, FragmentDrop.TIMEOUT)  # insertion order: oldest datagram first
         self.max_pending = max_pending
         self.max_bytes = max_bytes
         self.max_fragments = max_fragments
@@ -75,23 +64,23 @@ class Defragmenter(Pending[bytes, _Datagram, DropReason]):
         """Feed one fragment; the whole datagram when it is complete, else None."""
         n = len(pkt)
         if n < 20 or pkt[0] >> 4 != 4:
-            self.drops[DropReason.MALFORMED] += 1
+            self.drops[FragmentDrop.MALFORMED] += 1
             return None
         ihl = (pkt[0] & 0x0F) * 4
         total = (pkt[2] << 8) | pkt[3]
         if ihl < 20 or total < ihl or total > n:
-            self.drops[DropReason.MALFORMED] += 1
+            self.drops[FragmentDrop.MALFORMED] += 1
             return None
         flags_off = (pkt[6] << 8) | pkt[7]
         offset = (flags_off & 0x1FFF) * 8
         more = bool(flags_off & 0x2000)
         size = total - ihl
         if more and (size == 0 or size % 8):  # the next fragment could not follow on
-            self.drops[DropReason.MALFORMED] += 1
+            self.drops[FragmentDrop.MALFORMED] += 1
             return None
         key = bytes(pkt[12:20]) + bytes(pkt[9:10]) + bytes(pkt[4:6])
         if offset + size > MAX_DATAGRAM - 20:
-            self._give_up(key, DropReason.TOO_LARGE)
+            self._give_up(key, FragmentDrop.TOO_LARGE)
             return None
         d = self._pending.get(key)
         if d is None:
@@ -101,14 +90,14 @@ class Defragmenter(Pending[bytes, _Datagram, DropReason]):
             d = self._pending[key] = _Datagram(now)
         if not more:
             if d.end is not None and d.end != offset + size:
-                self._give_up(key, DropReason.INCONSISTENT)
+                self._give_up(key, FragmentDrop.INCONSISTENT)
                 return None
             d.end = offset + size
             if d.starts and d.starts[-1] + len(d.chunks[-1]) > d.end:
-                self._give_up(key, DropReason.INCONSISTENT)  # data past the end came before
+                self._give_up(key, FragmentDrop.INCONSISTENT)  # data past the end came before
                 return None
         if d.end is not None and offset + size > d.end:
-            self._give_up(key, DropReason.INCONSISTENT)
+            self._give_up(key, FragmentDrop.INCONSISTENT)
             return None
         if size:
             verdict = self._insert(d, offset, bytes(pkt[ihl:total]))
@@ -118,7 +107,7 @@ class Defragmenter(Pending[bytes, _Datagram, DropReason]):
         if offset == 0 and d.header is None:
             d.header = bytes(pkt[:ihl])
         if d.header is not None and d.end is not None and len(d.header) + d.end > MAX_DATAGRAM:
-            self._give_up(key, DropReason.TOO_LARGE)  # IP options make the header longer
+            self._give_up(key, FragmentDrop.TOO_LARGE)  # IP options make the header longer
             return None
         while self.bytes_pending > self.max_bytes and self._pending:
             oldest = next(iter(self._pending))
@@ -129,17 +118,17 @@ class Defragmenter(Pending[bytes, _Datagram, DropReason]):
             return None
         return self._assemble(key, d)
 
-    def _insert(self, d: _Datagram, offset: int, data: bytes) -> DropReason | None:
+    def _insert(self, d: _Datagram, offset: int, data: bytes) -> FragmentDrop | None:
         """Put a fragment among the datagram's (no overlap); the reason to drop it, if any."""
         i = bisect.bisect_left(d.starts, offset)
         if i < len(d.starts) and d.starts[i] == offset and d.chunks[i] == data:
             return None  # the same fragment again
         if i > 0 and d.starts[i - 1] + len(d.chunks[i - 1]) > offset:
-            return DropReason.OVERLAP
+            return FragmentDrop.OVERLAP
         if i < len(d.starts) and offset + len(data) > d.starts[i]:
-            return DropReason.OVERLAP
+            return FragmentDrop.OVERLAP
         if len(d.starts) >= self.max_fragments:
-            return DropReason.TOO_MANY_FRAGMENTS
+            return FragmentDrop.TOO_MANY_FRAGMENTS
         d.starts.insert(i, offset)
         d.chunks.insert(i, data)
         d.covered += len(data)
@@ -162,4 +151,4 @@ class Defragmenter(Pending[bytes, _Datagram, DropReason]):
             self.bytes_pending -= d.covered
 
     def _evict_oldest(self) -> None:
-        self._give_up(next(iter(self._pending)), DropReason.EVICTED)
+        self._give_up(next(iter(self._pending)), FragmentDrop.EVICTED)

@@ -16,6 +16,7 @@ from lanon.common.cell import Reassembler, SlotState, decode_slot
 from lanon.common.coalition import NEVER_EMITTED, PRIVATE_RANGES, Coalition
 from lanon.common.engine import EngineBase
 from lanon.common.events import (
+    DropReason,
     EmitPacket,
     FlowClosed,
     FlowOpened,
@@ -23,6 +24,7 @@ from lanon.common.events import (
     PacketEmitted,
     PortExhausted,
 )
+from lanon.common.output import RoundOutput, SlotStats
 from lanon.common.packet import (
     ICMP,
     ICMP_ECHO_REQUEST,
@@ -39,7 +41,6 @@ from lanon.common.packet import (
 )
 from lanon.common.reservation import ENTRY_LEN
 from lanon.gateway.flows import Exhausted, FlowTable, TagConflict
-from lanon.gateway.leader import RoundOutput, SlotStats
 
 SWEEP_INTERVAL = 1.0  # seconds of lanon clock between flow expiry sweeps
 
@@ -56,34 +57,44 @@ def _int_net(prefix: str | ipaddress.IPv4Network) -> tuple[int, int]:
 class Destinations:
     """Where a gateway emits: only where the Internet is. Refused, by class:
 
-    - always: the LAN's and the limited broadcast ("broadcast"), the LAN itself, so the
+    - always: the LAN's and the limited broadcast ("broadcast"), the LAN itself (but for the
+      services of `[lan_services] anonymous`, such as the router's resolver), so the
       gateways' and members' own and the anonymous addresses ("lan"), the gateway host's own
       addresses ("local", given by its daemon), 0/8 and 240/4 ("reserved"), loopback,
       link-local, multicast;
     - unless the coalition's `[egress] allow` lists them: the private ranges ("private":
       10/8, 172.16/12, 192.168/16, 100.64/10, 198.18/15).
 
-    `refused(dst)` is one pass over precomputed (network, mask) integers, once a packet.
+    `refused(dst)` is one pass over precomputed (network, mask) integers, once a packet, and
+    names the class by its drop reason (`DropReason.PROHIBITED_LAN`, ...).
     """
 
     def __init__(self, coalition: Coalition) -> None:
         lan = coalition.lan
-        self._never: list[tuple[int, int, str]] = [
-            (int(lan.broadcast_address), 0xFFFFFFFF, "broadcast"),
-            (*_int_net(lan), "lan"),
+        self._never: list[tuple[int, int, DropReason]] = [
+            (int(lan.broadcast_address), 0xFFFFFFFF, DropReason.PROHIBITED_BROADCAST),
+            (*_int_net(lan), DropReason.PROHIBITED_LAN),
         ]
-        self._never += [(*_int_net(p), what) for what, p in NEVER_EMITTED]
+        self._never += [(*_int_net(p), DropReason.prohibited(what)) for what, p in NEVER_EMITTED]
         self._private = [_int_net(p) for p in PRIVATE_RANGES]
         self._allowed = [_int_net(p) for p in coalition.egress.allow]
+        # [lan_services] anonymous: the LAN servers members reach through the lanon
+        self._services = {
+            (int(svc.address), proto, svc.port)
+            for svc in coalition.lan_services.anonymous_services
+            for proto in svc.numbers
+        }
 
     def refuse_local(self, addresses: Iterable[ipaddress.IPv4Address]) -> None:
         """The gateway host's own addresses (on any interface): never a destination."""
         for a in addresses:
-            self._never.insert(2, (int(a), 0xFFFFFFFF, "local"))
+            self._never.insert(2, (int(a), 0xFFFFFFFF, DropReason.PROHIBITED_LOCAL))
 
-    def refused(self, dst: bytes) -> str | None:
-        """The class of a refused destination, None if the gateway may emit to it."""
+    def refused(self, dst: bytes, proto: int = 0, dport: int = 0) -> DropReason | None:
+        """Why a destination is refused (its class), None if the gateway may emit to it."""
         d = int.from_bytes(dst, "big")
+        if self._services and (d, proto, dport) in self._services:
+            return None
         for net, mask, what in self._never:
             if d & mask == net:
                 return what
@@ -91,7 +102,7 @@ class Destinations:
             if d & mask == net:
                 if any(d & amask == anet for anet, amask in self._allowed):
                     return None
-                return "private"
+                return DropReason.PROHIBITED_PRIVATE
         return None
 
 
@@ -112,26 +123,26 @@ class Egress:
         engine: EngineBase,
         coalition: Coalition,
         flows: FlowTable,
-        held: Callable[[int], bool],
+        holds: Callable[[int], bool],
         answer: Callable[[int, bytes], None],
         rng: random.Random,
     ) -> None:
         self.e = engine
         self.c = coalition
         self.flows = flows
-        self.held = held  # is the address with this index ours to emit?
+        self.holds = holds  # is the address with this index ours to emit?
         self.answer = answer  # broadcast a packet to the member owning a tag (e.g. ICMP)
         self.rng = rng
         self.index = {a.packed: i for i, a in enumerate(coalition.anonymous)}
         self.destinations = Destinations(coalition)
         self.cells = Reassembler()
-        self.clock = 0.0  # the leader's clock, from round outputs
+        self.now = 0.0  # the leader's clock (s), from round outputs
         self.last_round = 0
         self._next_sweep = 0.0
 
     def process(self, out: RoundOutput) -> SlotStats:
         self.last_round = max(self.last_round, out.round)
-        self.clock = max(self.clock, out.leader_ms / 1000)
+        self.now = max(self.now, out.leader_ms / 1000)
         cs = self.c.coalition.cell_size
         base = out.nentries * ENTRY_LEN
         used = garbled = 0
@@ -141,60 +152,61 @@ class Egress:
                 garbled += 1
             elif cell is not None:
                 used += 1
-                packet = self.cells.add(cell, self.clock)
+                packet = self.cells.add_cell(cell, self.now)
                 if packet is not None:
                     self._egress(cell.tag, packet)
-        if self.clock >= self._next_sweep:
+        if self.now >= self._next_sweep:
             self._sweep()
         return SlotStats(used, garbled)
 
     def _sweep(self) -> None:
-        self._next_sweep = self.clock + SWEEP_INTERVAL
-        for f in self.flows.expire(self.clock):
-            self.e._event(FlowClosed(f.proto, address_text(f.anon), f.state.close_reason()))
-        self.cells.expire(self.clock)
+        self._next_sweep = self.now + SWEEP_INTERVAL
+        for f in self.flows.expire(self.now):
+            self.e.event(FlowClosed(f.proto, address_text(f.anon), f.state.close_reason()))
+        self.cells.expire(self.now)
         for reason, n in self.cells.take_drops().items():
             for _ in range(n):
-                self.e._event(PacketDropped("cells_" + reason.value))
+                self.e.event(PacketDropped(DropReason.cells(reason)))
 
-    def _drop(self, reason: str, detail: str = "") -> None:
-        self.e._event(PacketDropped(reason, detail))
+    def _drop(self, reason: DropReason, detail: str = "") -> None:
+        self.e.event(PacketDropped(reason, detail))
 
     def _egress(self, tag: int, packet: bytes) -> None:
         try:
             p = parse(packet)
         except PacketError as exc:
-            self._drop("malformed", str(exc))
+            self._drop(DropReason.MALFORMED, str(exc))
             return
         f = p.flow
         if p.icmp_error or (f.proto == ICMP and packet[p.ihl] != ICMP_ECHO_REQUEST):
-            self._drop("protocol", "only TCP, UDP and ICMP echo requests leave")
+            self._drop(DropReason.PROTOCOL, "only TCP, UDP and ICMP echo requests leave")
             return
         index = self.index.get(f.src)
         if index is None:
-            self._drop("not_anonymous", "source is not an anonymous address")
+            self._drop(DropReason.NOT_ANONYMOUS, "source is not an anonymous address")
             return
-        refused = self.destinations.refused(f.dst)
+        refused = self.destinations.refused(f.dst, f.proto, f.dport)
         if refused is not None:
-            self._drop(f"prohibited_{refused}", f"to {address_text(f.dst)} ({refused})")
-            if self.held(index):  # the application hears at once, as from a firewall
-                self.answer(tag, prohibited(packet, None if refused == "private" else f.src))
+            self._drop(refused, f"to {address_text(f.dst)}")
+            if self.holds(index):  # the application hears at once, as from a firewall
+                private = refused is DropReason.PROHIBITED_PRIVATE
+                self.answer(tag, prohibited(packet, None if private else f.src))
             return
         try:
             flow, created = self.flows.outbound(
-                tag, f.proto, f.src, f.dst, f.dport, p.tcp_flags, self.clock
+                tag, f.proto, f.src, f.dst, f.dport, p.tcp_flags, self.now
             )
         except Exhausted:
-            self.e._event(PortExhausted(f.proto, address_text(f.src)))
-            if self.held(index):  # the application hears at once, as from a full NAT
+            self.e.event(PortExhausted(f.proto, address_text(f.src)))
+            if self.holds(index):  # the application hears at once, as from a full NAT
                 self.answer(tag, icmp_error(packet, UNREACH_PROHIBITED))
             return
         except TagConflict as exc:
-            self._drop("tag_conflict", str(exc))
+            self._drop(DropReason.TAG_CONFLICT, str(exc))
             return
         if created:
-            self.e._event(FlowOpened(f.proto, address_text(f.src)))
-        if not self.held(index):
+            self.e.event(FlowOpened(f.proto, address_text(f.src)))
+        if not self.holds(index):
             return
         buf = bytearray(packet)
         set_source(buf, p, f.src, flow.port)
@@ -204,11 +216,13 @@ class Egress:
             self._emit(bytes(buf))
         elif dont_fragment(buf):
             self.answer(tag, icmp_error(bytes(buf), UNREACH_FRAG_NEEDED, mtu))
-            self._drop("too_large", f"{len(buf)} bytes with DF: answered 'fragmentation needed'")
+            self._drop(
+                DropReason.TOO_LARGE, f"{len(buf)} bytes with DF: answered 'fragmentation needed'"
+            )
         else:
             for piece in fragment(bytes(buf), mtu):
                 self._emit(piece)
 
     def _emit(self, packet: bytes) -> None:
-        self.e._commands.append(EmitPacket(packet))
-        self.e._event(PacketEmitted(len(packet)))
+        self.e.command(EmitPacket(packet))
+        self.e.event(PacketEmitted(len(packet)))

@@ -11,6 +11,7 @@ import random
 from collections.abc import Iterable
 
 from lanon.common import wire
+from lanon.common.clock import wall_ms, wall_us
 from lanon.common.coalition import Coalition, GatewayPeer
 from lanon.common.crypto import HostKey
 from lanon.common.engine import EngineBase, signed
@@ -26,13 +27,13 @@ from lanon.common.events import (
     SendArp,
 )
 from lanon.common.guard import GATEWAY
-from lanon.common.output import OutputAssembler
+from lanon.common.output import OutputAssembler, RoundOutput
 from lanon.gateway import arp
 from lanon.gateway.claims import ClaimPolicy, PeerView
 from lanon.gateway.egress import Egress, address_text
 from lanon.gateway.flows import RECORD, FlowTable
 from lanon.gateway.ingress import Ingress
-from lanon.gateway.leader import Leader, Phase, RoundOutput
+from lanon.gateway.leader import Leader, Phase
 
 
 class GatewayEngine(EngineBase):
@@ -70,8 +71,8 @@ class GatewayEngine(EngineBase):
             self.me.index,
             self.flows,
             self._holds,
-            lambda: self.egress.clock,
-            self._wall_us(now),
+            lambda: self.egress.now,
+            wall_us(now, wall_offset),
         )
         self.leader = Leader(
             self,
@@ -83,13 +84,13 @@ class GatewayEngine(EngineBase):
         )
         self.policy = ClaimPolicy(coalition, self.me.index, now)
         self.probes = arp.Prober(  # which addresses no other host uses (probed before claims)
-            self.addresses, mac, lambda c: self._commands.append(c), self._event, self._holds
+            self.addresses, mac, self.command, self.event, self._holds
         )
         self.following: OutputAssembler | None = None
         self.seen_round = 0
         self.seen_epoch = 0
-        self.hb_seq = self._wall_us(now)
-        self.started_ms = self._wall_us(now) // 1000
+        self.hb_seq = wall_us(now, wall_offset)
+        self.started_ms = wall_ms(now, wall_offset)
         self.next_heartbeat = now
         self.announcements: list[tuple[float, int]] = []
         self._alive: frozenset[int] = frozenset({self.me.index})
@@ -100,9 +101,6 @@ class GatewayEngine(EngineBase):
 
     def _holds(self, index: int) -> bool:
         return index in self.held
-
-    def _wall_us(self, now: float) -> int:
-        return int((now + self.wall_offset) * 1e6)
 
     @property
     def leading(self) -> bool:
@@ -139,9 +137,9 @@ class GatewayEngine(EngineBase):
     def _from_gateway(self, header: wire.Header, src: bytes, frame: bytes, now: float) -> None:
         """A gateway's signed frame: cheap checks on the unverified body first (sequence
         numbers, rounds already processed), then the signature, then its effect."""
-        if header.sender >= len(self.c.gateways) or header.sender == self.me.index:
-            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"gateway #{header.sender}")
-        peer = self.c.gateways[header.sender]
+        peer = self.c.gateway_at(header.sender)
+        if peer.index == self.me.index:
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"gateway #{peer.index}: us")
         body = wire.split_auth(frame, wire.SIG_LEN)[0]
         t = header.type
         if t == wire.MsgType.HEARTBEAT:
@@ -152,14 +150,14 @@ class GatewayEngine(EngineBase):
             self._verify(peer, src, frame, now)
             self._on_heartbeat(peer, src, hb, now)
         elif t == wire.MsgType.OPEN:
-            o = wire.pull_open(body)
+            o = wire.pull_open(wire.split_sealed(frame, len(self.c.members))[0])
             f = self.following
             if o.round <= self.egress.last_round or (f is not None and o.round <= f.round):
                 raise RemoteProtocolError(RejectReason.STALE, f"OPEN of round {o.round}")
             self._verify(peer, src, frame, now)
             self._on_open(o, now)
         elif t == wire.MsgType.OUTPUT_HEAD:
-            head = wire.pull_output_head(body)
+            head = wire.pull_output_head(wire.split_sealed(frame, len(self.c.members))[0])
             f = self.following
             if (
                 head.round <= self.egress.last_round
@@ -185,11 +183,11 @@ class GatewayEngine(EngineBase):
             self._verify(peer, src, frame, now)
             self.flows_seq[peer.index] = flows.seq
             added, refused = self.flows.merge(list(flows.records))
-            self._event(FlowsReceived(peer.name, added, refused))
+            self.event(FlowsReceived(peer.name, added, refused))
         # ABORT: nothing to keep, nothing to check
 
     def _verify(self, peer: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
-        self._verified((GATEWAY, peer.index), src, peer.public, frame, now)
+        self.verified((GATEWAY, peer.index), src, peer.public, frame, now)
 
     def _on_heartbeat(self, peer: GatewayPeer, src: bytes, hb: wire.Heartbeat, now: float) -> None:
         prev = self.policy.peers.get(peer.index)
@@ -257,8 +255,8 @@ class GatewayEngine(EngineBase):
         index = self.ingress.index.get(a.target_ip)
         if index is None or index not in self.held:
             return
-        self._commands.append(SendArp(a.sender_mac, arp.reply_to(a, self.mac).encode()))
-        self._event(ArpAnswered(address_text(a.target_ip)))
+        self.command(SendArp(a.sender_mac, arp.reply_to(a, self.mac).encode()))
+        self.event(ArpAnswered(address_text(a.target_ip)))
 
     def _send_flows(self, dst: bytes) -> None:
         records = self.flows.export()
@@ -268,7 +266,7 @@ class GatewayEngine(EngineBase):
             frame = wire.Flows(self.hb_seq, tuple(records[i : i + per_frame])).encode(
                 self.c.id, self.me.index
             )
-            self._send(dst, signed(self.key, frame))
+            self.send(dst, signed(self.key, frame))
 
     def _answer(self, tag: int, packet: bytes) -> None:
         self.ingress.broadcast(tag, packet)
@@ -296,12 +294,12 @@ class GatewayEngine(EngineBase):
 
     def _let_go(self, now: float) -> None:
         for index in sorted(self.held):
-            self._event(AddressReleased(address_text(self.addresses[index])))
+            self.event(AddressReleased(address_text(self.addresses[index])))
         self.held.clear()
         self.announcements.clear()
         if self.leading:
             self.leader.stop(now)
-            self._event(LeadershipChanged(False, self.leader.round))
+            self.event(LeadershipChanged(False, self.leader.round))
 
     def set_link(self, up: bool, now: float) -> None:
         """The LAN link went down or came back. Down: let go of every address and of the lead
@@ -310,7 +308,7 @@ class GatewayEngine(EngineBase):
         if up == self.link:
             return
         self.link = up
-        self._event(LinkChanged(up))
+        self.event(LinkChanged(up))
         if up:
             self.policy.restart(now)
             self.probes.start(now)
@@ -333,7 +331,7 @@ class GatewayEngine(EngineBase):
             _, index = self.announcements.pop(0)
             if index in self.held:
                 a = arp.announcement(self.mac, self.addresses[index])
-                self._commands.append(SendArp(wire.BROADCAST, a.encode()))
+                self.command(SendArp(wire.BROADCAST, a.encode()))
         self.probes.handle_timer(now)
         if self.leading:
             self.leader.handle_timer(now)
@@ -365,7 +363,7 @@ class GatewayEngine(EngineBase):
 
     def _heartbeat(self, now: float, leaving: bool = False) -> None:
         self.next_heartbeat = now + self.c.rounds.heartbeat_interval
-        self.hb_seq = max(self.hb_seq + 1, self._wall_us(now))
+        self.hb_seq = max(self.hb_seq + 1, wall_us(now, self.wall_offset))
         if self.leading:
             rnd, epoch = self.leader.round, self.leader.epoch
         else:
@@ -380,22 +378,22 @@ class GatewayEngine(EngineBase):
             leaving,
             self.started_ms,
         )
-        self._send(wire.BROADCAST, signed(self.key, hb.encode(self.c.id, self.me.index)))
+        self.send(wire.BROADCAST, signed(self.key, hb.encode(self.c.id, self.me.index)))
 
     def _decide(self, now: float) -> None:
         alive = self.policy.alive(now)
         for g in alive ^ self._alive:
-            self._event(GatewayChanged(self.c.gateways[g].name, g in alive))
+            self.event(GatewayChanged(self.c.gateways[g].name, g in alive))
         self._alive = alive
         d = self.policy.decide(now, frozenset(self.held), self.leading, self.probes.unavailable())
         for index in sorted(d.release):
             self.held.discard(index)
-            self._event(AddressReleased(address_text(self.addresses[index])))
+            self.event(AddressReleased(address_text(self.addresses[index])))
         for index in sorted(d.claim):
             self.held.add(index)
             takeover = index not in self.policy.share
             silence = self.policy.previous_holder_silence(index, now)
-            self._event(AddressClaimed(address_text(self.addresses[index]), takeover, silence))
+            self.event(AddressClaimed(address_text(self.addresses[index]), takeover, silence))
         # Ours, but another gateway says it holds them too (it took them over while we were
         # away, and lets go now): the router must learn again where they are.
         contested = {a for g in alive - {self.me.index} for a in self.policy.peers[g].held}
@@ -403,7 +401,7 @@ class GatewayEngine(EngineBase):
         if d.lead and not self.leading:
             after = max(self.seen_round, self.policy.highest_round(), self.egress.last_round)
             self.leader.start(now, after, self.seen_epoch)
-            self._event(LeadershipChanged(True, self.leader.round))
+            self.event(LeadershipChanged(True, self.leader.round))
         elif not d.lead and self.leading:
             self.leader.stop(now)
-            self._event(LeadershipChanged(False, self.leader.round))
+            self.event(LeadershipChanged(False, self.leader.round))

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from lanon.common import wire
-from lanon.common.cell import split_packet
 from lanon.common.coalition import Coalition
 from lanon.common.crypto import HostKey
 from lanon.common.engine import EngineBase, signed
-from lanon.common.events import InboundBroadcast, PacketDropped
+from lanon.common.events import DropReason, InboundBroadcast, PacketDropped
 from lanon.common.packet import PacketError, Unsupported, fill_l4_checksum, parse
 from lanon.gateway.defrag import Defragmenter
 from lanon.gateway.flows import FlowTable
@@ -29,7 +28,7 @@ class Ingress:
         key: HostKey,
         index: int,
         flows: FlowTable,
-        held: Callable[[int], bool],
+        holds: Callable[[int], bool],
         clock: Callable[[], float],
         first_seq: int,
     ) -> None:
@@ -38,7 +37,7 @@ class Ingress:
         self.key = key
         self.gw = index
         self.flows = flows
-        self.held = held
+        self.holds = holds
         self.clock = clock
         self.seq = first_seq
         self.index = {a.packed: i for i, a in enumerate(coalition.anonymous)}
@@ -50,26 +49,26 @@ class Ingress:
         if len(packet) < 20:
             return
         index = self.index.get(bytes(packet[16:20]))
-        if index is None or not self.held(index):
+        if index is None or not self.holds(index):
             return  # not for an address we hold
         packet = packet[: (packet[2] << 8) | packet[3]]  # Ethernet may have padded it
         try:
             p = parse(packet)
         except PacketError as exc:
             if exc.reason is not Unsupported.FRAGMENT:
-                self.e._event(PacketDropped("inbound_" + exc.reason.value, str(exc)))
+                self.e.event(PacketDropped(DropReason.inbound(exc.reason), str(exc)))
                 return
             whole = self.defrag.add(packet, now)
             for reason, n in self.defrag.take_drops().items():
                 for _ in range(n):
-                    self.e._event(PacketDropped("inbound_fragments_" + reason.value))
+                    self.e.event(PacketDropped(DropReason.fragments(reason)))
             if whole is None:
                 return
             packet = whole
             try:
                 p = parse(packet)
             except PacketError as exc2:
-                self.e._event(PacketDropped("inbound_" + exc2.reason.value, str(exc2)))
+                self.e.event(PacketDropped(DropReason.inbound(exc2.reason), str(exc2)))
                 return
         f = p.flow
         if p.icmp_error:  # about a packet we sent: its source is our address and port
@@ -77,7 +76,7 @@ class Ingress:
         else:
             flow = self.flows.inbound(f.proto, f.dst, f.dport, f.src, f.sport)
         if flow is None:
-            self.e._event(PacketDropped("no_flow"))
+            self.e.event(PacketDropped(DropReason.NO_FLOW))
             return
         if not p.icmp_error:
             flow.state.update(p.tcp_flags, False, self.clock())
@@ -88,12 +87,12 @@ class Ingress:
         self.broadcast(flow.tag, packet)
 
     def broadcast(self, tag: int, packet: bytes) -> None:
-        chunks = split_packet(packet, self.c.inbound_capacity)
+        chunks = wire.split_vector(packet, self.c.inbound_capacity)
         for i, chunk in enumerate(chunks):
             self.seq += 1
             frame = wire.Inbound(self.seq, tag, i, len(chunks), chunk).encode(self.c.id, self.gw)
-            self.e._send(wire.BROADCAST, signed(self.key, frame))
-        self.e._event(InboundBroadcast(len(packet), len(chunks)))
+            self.e.send(wire.BROADCAST, signed(self.key, frame))
+        self.e.event(InboundBroadcast(len(packet), len(chunks)))
 
     def observe(self, inbound: wire.Inbound) -> None:
         """Another gateway broadcast an inbound packet: keep our copy of its flow the same."""

@@ -1,12 +1,20 @@
 """The round leader (sans-IO): opens rounds, XORs contributions, publishes the output.
 
-    WAITING ──open──▶ COLLECTING ──all parts in──▶ (output published) ──▶ WAITING
-       ▲                   │
-       │                   └──deadline──▶ ABORT (late members forgiven) ──▶ WAITING
-       └──enough members── DISBANDED ◀──roster too small or key graph < 2-connected──
+    STOPPED ──start──▶ WAITING ◀──output published, or ABORT (deadline, refusal, pause)───┐
+                          │                                                               │
+                          ├──open───────────────────────────────────────────▶ COLLECTING ─┘
+                          │                                                       ▲
+                          └──open: roster too small ──▶ DISBANDED ──open: the ────┘
+                             or key graph < 2-connected             roster may run
+
+    stop, from any phase ──▶ STOPPED (a round being collected is aborted first)
+
+A deadline aborts the round and forgives the late members (out of the roster until their next
+HELLO); the transitions are `_TRANSITIONS`, enforced by `_to`.
 
 Rounds follow each other at once while members have data (granted slots, used slots or
-deferred claims), and at `idle_interval` otherwise. The leader is not a DC-net member: it
+deferred claims) and for `linger` seconds after, and at `idle_interval` otherwise: the round
+rate follows the coalition's demand (public in the outputs), never one member's. The leader is not a DC-net member: it
 knows no pad, only the per-member MAC keys that authenticate contributions.
 
 Rounds only move forward, lanon-wide, whoever leads: a round is numbered above `floor`, the
@@ -25,9 +33,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from lanon.common import wire
-from lanon.common.coalition import Coalition, RosterCheck
+from lanon.common.clock import wall_ms, wall_us
+from lanon.common.coalition import Coalition, RosterCheck, Schedule
 from lanon.common.crypto import HostKey, digest16, key_id, mac_key
-from lanon.common.engine import EngineBase, check_mac, signed
+from lanon.common.engine import EngineBase, check_mac, sealed, signed
 from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
     EpochChanged,
@@ -40,8 +49,10 @@ from lanon.common.events import (
     RoundOpened,
 )
 from lanon.common.guard import MEMBER
+from lanon.common.output import RoundOutput, SlotStats
 from lanon.common.reservation import ENTRY_LEN, tally
 from lanon.common.tree import order, place
+from lanon.common.vectorsum import VectorSum
 
 ROTATION_GRACE = 2.0  # seconds a due rotation waits for every present member's next key
 P = TypeVar("P", wire.Part, wire.TreePart)
@@ -62,21 +73,6 @@ _TRANSITIONS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class RoundOutput:
-    round: int
-    leader_ms: int
-    nentries: int
-    nslots: int
-    vector: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SlotStats:
-    used: int
-    garbled: int
-
-
 @dataclass(slots=True)
 class MemberRecord:
     state: MemberState = MemberState.RESIGNED  # nobody is present until it says HELLO
@@ -95,7 +91,7 @@ class Collecting:
     nentries: int
     roster: frozenset[int]
     part_lens: list[int]
-    acc: list[int]
+    sum: VectorSum
     got: dict[int, set[int]] = field(default_factory=dict)
     remaining: int = 0
     root: int | None = None  # schedule "tree": the member that sends the whole sum
@@ -134,12 +130,13 @@ class Leader:
         self._epoch_time = 0.0
         self.anchored = False  # the epoch is known (we led, or saw a leader), not guessed
         self.next_open = 0.0
+        self.busy_until = float("-inf")  # rounds follow at once until then (demand lingers)
         self.next_nslots = 0
         self.collecting: Collecting | None = None
         self.roster_check = RosterCheck(coalition)
         # member -> epoch -> (announcement time, ephemeral public key): the newest wins
         self.ephemeral: list[dict[int, tuple[int, bytes]]] = [{} for _ in coalition.members]
-        self.member_macs: dict[int, bytes] = {}  # Ethernet addresses, from verified HELLOs
+        self.member_ethernet: dict[int, bytes] = {}  # Ethernet addresses, from verified HELLOs
         self._rotation_due: float | None = None
 
     # --- state ----------------------------------------------------------------------------
@@ -157,7 +154,7 @@ class Leader:
         """Begin leading; round numbers continue above any seen and above the wall clock (µs);
         the epoch continues the one seen, or the one members hold keys for."""
         self._to(Phase.WAITING)
-        self.raise_floor(max(after_round + 1, self._wall_us(now)), now)
+        self.raise_floor(max(after_round + 1, wall_us(now, self.wall_offset)), now)
         if not self.anchored:  # a gateway that just came: the epoch most members hold keys for
             held = sorted(max(keys) - 1 for keys in self.ephemeral if keys)  # they send e, e+1
             epoch = max(epoch, held[len(held) // 2] if held else 0)
@@ -171,7 +168,7 @@ class Leader:
         """No round below `next_round` will be opened (someone answered the one before); at
         most up to where honest rounds can be: they start at a leader's wall clock in µs and
         grow far slower than it (a round beyond that would stall every member)."""
-        bound = self._wall_us(now) + int(2e6 * self.c.rounds.clock_tolerance)
+        bound = wall_us(now, self.wall_offset) + int(2e6 * self.c.rounds.clock_tolerance)
         self.floor = max(self.floor, min(next_round, bound, wire.MAX_ROUND))
 
     def follow(self, rnd: int, epoch: int, now: float) -> None:
@@ -189,10 +186,7 @@ class Leader:
         for keys in self.ephemeral:  # past epochs' keys are of no use to anyone
             for e in [e for e in keys if e < epoch]:
                 del keys[e]
-        self.e._event(EpochChanged(epoch))
-
-    def _wall_us(self, now: float) -> int:
-        return int((now + self.wall_offset) * 1e6)
+        self.e.event(EpochChanged(epoch))
 
     def paused(self, now: float) -> None:
         """This gateway was frozen: the round it was collecting is given up without forgiving
@@ -264,35 +258,35 @@ class Leader:
 
     def _open(self, now: float) -> None:
         self._rotate(now)
-        tree = self.c.rounds.schedule == "tree"
+        tree = self.c.rounds.schedule is Schedule.TREE
         roster = frozenset(
             i
             for i in self.present
-            if self.epoch in self.ephemeral[i] and (not tree or i in self.member_macs)
+            if self.epoch in self.ephemeral[i] and (not tree or i in self.member_ethernet)
         )
-        verdict = self.roster_check(roster)
-        if verdict is not None:
-            problem = f"{verdict[1]} (present with keys for the epoch)"
+        problem = self.roster_check(roster)
+        if problem is not None:
+            detail = f"{problem.detail} (present with keys for the epoch)"
             if self.phase is not Phase.DISBANDED:
                 self._to(Phase.DISBANDED)
-                self.e._event(LanonDisbanded(len(roster), self.c.coalition.min_members, problem))
+                self.e.event(LanonDisbanded(len(roster), self.c.coalition.min_members, detail))
             self.next_open = now + self.c.rounds.idle_interval
             return
         if self.phase is Phase.DISBANDED:
-            self.e._event(LanonResumed(len(roster)))
+            self.e.event(LanonResumed(len(roster)))
         self._to(Phase.COLLECTING)
         if now - self._last_opened > self.c.rounds.gateway_timeout:
             # Nothing opened for a while (paused, cut off, disbanded): others may have led.
-            self.raise_floor(self._wall_us(now), now)
+            self.raise_floor(wall_us(now, self.wall_offset), now)
         self.round = max(self.round + 1, self.floor)
         self.opened += 1
         self._last_opened = now
         r = self.c.rounds
         nentries = r.reservation_entries
-        nslots = self.next_nslots
-        leader_ms = int((now + self.wall_offset) * 1000)
+        nslots = self.next_nslots + r.express_slots  # granted slots first, then express ones
+        leader_ms = wall_ms(now, self.wall_offset)
         ids = tuple(key_id(self.ephemeral[i][self.epoch][1]) for i in sorted(roster))
-        macs = tuple(self.member_macs[i] for i in sorted(roster)) if tree else ()
+        ethernet = tuple(self.member_ethernet[i] for i in sorted(roster)) if tree else ()
         o = wire.Open(
             self.round,
             self.epoch,
@@ -302,9 +296,11 @@ class Leader:
             roster,
             len(self.members),
             ids,
-            macs,
+            ethernet,
         )
-        self.e._send(wire.BROADCAST, signed(self.key, o.encode(self.c.id, self.index)))
+        self.e.send(
+            wire.BROADCAST, sealed(self.key, o.encode(self.c.id, self.index), self.mac_keys)
+        )
         part_lens = self.c.part_lens(nslots, nentries)
         self.collecting = Collecting(
             self.round,
@@ -316,20 +312,19 @@ class Leader:
             nentries,
             roster,
             part_lens,
-            [0] * len(part_lens),
+            VectorSum(part_lens),
             {i: set() for i in roster},
             len(roster),
             order(roster, self.round)[0] if tree else None,
         )
-        self.e._event(RoundOpened(self.round, self.epoch, nslots, len(roster)))
+        self.e.event(RoundOpened(self.round, self.epoch, nslots, len(roster)))
 
     def _part_of_round(
         self, sender: int, frame: bytes, pull: Callable[[bytes], P]
     ) -> tuple[P, Collecting]:
         """A member's authenticated part of the round being collected, of the right shape
         (checked before its MAC, which is checked before anything is kept)."""
-        if sender >= len(self.members):
-            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
+        self.c.member_at(sender)
         part = pull(wire.split_auth(frame, wire.MAC_LEN)[0])
         col = self.collecting
         if col is None or part.round != col.round:
@@ -356,7 +351,7 @@ class Leader:
             raise RemoteProtocolError(RejectReason.REPLAY, "tree part already received")
         col.subtree = part.contributors
         col.tree_got.add(part.index)
-        col.acc[part.index] = int.from_bytes(part.payload, "big")
+        col.sum.set(part.index, part.payload)
         if len(col.tree_got) == len(col.part_lens):
             if col.subtree == col.roster:
                 self._finish(now)
@@ -371,7 +366,7 @@ class Leader:
         if part.index in got:
             raise RemoteProtocolError(RejectReason.REPLAY, "part already received")
         got.add(part.index)
-        col.acc[part.index] ^= int.from_bytes(part.payload, "big")
+        col.sum.add(part.index, part.payload)
         if len(got) == len(col.part_lens):
             col.remaining -= 1
             if col.remaining == 0:
@@ -380,14 +375,16 @@ class Leader:
     def _finish(self, now: float) -> None:
         col = self.collecting
         assert col is not None
-        parts = [a.to_bytes(n, "big") for a, n in zip(col.acc, col.part_lens, strict=True)]
+        parts = col.sum.parts()
         head = wire.OutputHead(
             col.round, col.leader_ms, col.nentries, col.nslots, tuple(map(digest16, parts))
         )
-        self.e._send(wire.BROADCAST, signed(self.key, head.encode(self.c.id, self.index)))
+        self.e.send(
+            wire.BROADCAST, sealed(self.key, head.encode(self.c.id, self.index), self.mac_keys)
+        )
         for i, payload in enumerate(parts):
             part = wire.Part(col.round, i, len(parts), payload)
-            self.e._send(
+            self.e.send(
                 wire.BROADCAST, part.encode(wire.MsgType.OUTPUT_PART, self.c.id, self.index)
             )
         vector = b"".join(parts)
@@ -396,7 +393,7 @@ class Leader:
         )
         t = tally(vector[: col.nentries * ENTRY_LEN], col.nentries, self.c.rounds.max_slots)
         self.next_nslots = len(t.granted)
-        self.e._event(
+        self.e.event(
             RoundCompleted(
                 col.round,
                 now - col.opened,
@@ -408,8 +405,10 @@ class Leader:
                 len(t.deferred),
             )
         )
-        busy = self.next_nslots > 0 or stats.used > 0 or t.deferred or t.collisions
-        self.next_open = now if busy else max(now, col.opened + self.c.rounds.idle_interval)
+        if self.next_nslots > 0 or stats.used > 0 or t.deferred or t.collisions:
+            self.busy_until = now + self.c.rounds.linger
+        idle = max(now, col.opened + self.c.rounds.idle_interval)
+        self.next_open = now if now <= self.busy_until else idle
         self.collecting = None
         self._to(Phase.WAITING)
         self._resign_absent()
@@ -418,12 +417,12 @@ class Leader:
         col = self.collecting
         assert col is not None
         abort = wire.Abort(col.round, reason, missing, len(self.members))
-        self.e._send(wire.BROADCAST, signed(self.key, abort.encode(self.c.id, self.index)))
+        self.e.send(wire.BROADCAST, signed(self.key, abort.encode(self.c.id, self.index)))
         for i in sorted(missing):
             rec = self.members[i]
             rec.state, rec.absent_since = MemberState.FORGIVEN, self.opened
-            self.e._event(MemberChanged(self.c.members[i].name, MemberState.FORGIVEN))
-        self.e._event(
+            self.e.event(MemberChanged(self.c.members[i].name, MemberState.FORGIVEN))
+        self.e.event(
             RoundAborted(col.round, reason, tuple(self.c.members[i].name for i in sorted(missing)))
         )
         self.collecting = None
@@ -436,18 +435,17 @@ class Leader:
         for i, rec in enumerate(self.members):
             if rec.state is MemberState.FORGIVEN and self.opened - rec.absent_since > limit:
                 rec.state = MemberState.RESIGNED
-                self.e._event(MemberChanged(self.c.members[i].name, MemberState.RESIGNED))
+                self.e.event(MemberChanged(self.c.members[i].name, MemberState.RESIGNED))
 
     # --- membership -------------------------------------------------------------------------
 
     def receive_keys(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
         """A member's ephemeral keys: only for the current epoch and the next are kept, and
         only what is new costs a signature check."""
-        if sender >= len(self.members):
-            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
+        member = self.c.member_at(sender)
         table = self.ephemeral[sender]
         keys = wire.pull_keys(wire.split_auth(frame, wire.SIG_LEN)[0])
-        limit = int((now + self.wall_offset + self.c.rounds.clock_tolerance) * 1000)
+        limit = wall_ms(now + self.c.rounds.clock_tolerance, self.wall_offset)
         if keys.wall_ms > limit:
             raise RemoteProtocolError(RejectReason.STALE, "KEYS from the future")
         low, high = (self.epoch, self.epoch + 1) if self.anchored else (0, wire.MAX_EPOCH)
@@ -458,15 +456,14 @@ class Leader:
         ]
         if all(table.get(e, (0, b""))[1] == k for e, k in new):
             return  # repeats, and epochs we do not keep, cost no signature check
-        self.e._verified((MEMBER, sender), src, self.c.members[sender].public, frame, now)
+        self.e.verified((MEMBER, sender), src, member.public, frame, now)
         if not self.anchored:  # not knowing the epoch yet, keep only the newest announcement
             table.clear()
         for epoch, public in new:
             table[epoch] = (keys.wall_ms, public)
 
     def receive_refuse(self, sender: int, frame: bytes, now: float) -> None:
-        if sender >= len(self.members):
-            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
+        self.c.member_at(sender)
         refuse = wire.pull_refuse(check_mac(self.mac_keys[sender], frame))
         col = self.collecting
         if refuse.reason is wire.RefuseCode.STALE_ROUND:
@@ -485,12 +482,11 @@ class Leader:
     def receive_hello(self, sender: int, frame: bytes, now: float, src: bytes = b"") -> None:
         """A member asks to be in the roster. Freshness and fingerprint are checked before the
         signature, and nothing (not even its Ethernet address) is kept before all three."""
-        if sender >= len(self.members):
-            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{sender}")
+        member = self.c.member_at(sender)
         hello = wire.pull_hello(wire.split_auth(frame, wire.SIG_LEN)[0])
-        name = self.c.members[sender].name
+        name = member.name
         rec = self.members[sender]
-        wall_ms = int((now + self.wall_offset) * 1000)
+        ours = wall_ms(now, self.wall_offset)
         if hello.fingerprint != self.c.fingerprint:
             raise RemoteProtocolError(
                 RejectReason.FOREIGN,
@@ -498,16 +494,16 @@ class Leader:
                 f"{hello.fingerprint.hex()[:16]} vs {self.c.fingerprint.hex()[:16]})",
             )
         if (
-            abs(hello.wall_ms - wall_ms) > self.c.rounds.clock_tolerance * 1000
+            abs(hello.wall_ms - ours) > self.c.rounds.clock_tolerance * 1000
             or hello.wall_ms <= rec.last_hello_ms
         ):
             raise RemoteProtocolError(RejectReason.REPLAY, f"HELLO from {name} is not fresh")
-        self.e._verified((MEMBER, sender), src, self.c.members[sender].public, frame, now)
+        self.e.verified((MEMBER, sender), src, member.public, frame, now)
         if src:
-            self.member_macs[sender] = src
+            self.member_ethernet[sender] = src
         rec.last_hello_ms = hello.wall_ms
         if rec.state is not MemberState.PRESENT:
             rec.state = MemberState.PRESENT
-            self.e._event(MemberChanged(name, MemberState.PRESENT))
+            self.e.event(MemberChanged(name, MemberState.PRESENT))
             if self.phase is Phase.DISBANDED:
                 self.next_open = now

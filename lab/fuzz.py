@@ -50,7 +50,6 @@ from typing import Any
 
 from nacl.public import PrivateKey
 
-from lanon.common import coalition as coalition_mod
 from lanon.common import crypto, wire
 from lanon.common.cell import (
     CELL_HEADER_LEN,
@@ -59,10 +58,10 @@ from lanon.common.cell import (
     SlotState,
     decode_slot,
     encode_cell,
-    split_packet,
 )
-from lanon.common.coalition import Coalition
-from lanon.common.crypto import HostKey, encode_key
+from lanon.common.clock import wall_us
+from lanon.common.coalition import Coalition, Schedule
+from lanon.common.crypto import HostKey
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import (
     EmitPacket,
@@ -96,11 +95,11 @@ from lanon.common.tree import order, place
 from lanon.gateway import arp
 from lanon.gateway.defrag import MAX_DATAGRAM, Defragmenter
 from lanon.gateway.engine import GatewayEngine
+from lanon.lab.sim import WALL, make_coalition
 from lanon.member.engine import MemberEngine
 
 Engine = MemberEngine | GatewayEngine
-WALL = 1_800_000_000.0  # the simulated wall clock when the coalition starts
-START = 100.0  # the engines' clock then
+START = 100.0  # the engines' clock when the coalition starts (at WALL on the wall clock)
 SERVER = bytes((203, 0, 113, 10))
 BATCH = 100  # inputs per batch: engines start each batch from their snapshot
 
@@ -192,28 +191,6 @@ def deterministic_ephemeral_keys(seed: int) -> Iterator[None]:
         yield
     finally:
         names["PrivateKey"] = saved
-
-
-def make_coalition(
-    members: int, gateways: int, seed: int, **sections: dict[str, Any]
-) -> tuple[Coalition, dict[str, HostKey]]:
-    rng = random.Random(seed)
-    keys = {f"member{i + 1}": HostKey(rng.randbytes(32)) for i in range(members)}
-    gkeys = {f"gateway{j + 1}": HostKey(rng.randbytes(32)) for j in range(gateways)}
-    raw: dict[str, Any] = {
-        "coalition": {"name": "fuzz", "lan": "198.18.0.0/24", **sections.pop("coalition", {})},
-        "members": [{"name": n, "public_key": encode_key(k.public)} for n, k in keys.items()],
-        "gateways": [
-            {
-                "name": n,
-                "public_key": encode_key(k.public),
-                "addresses": [f"198.18.0.{192 + 4 * j}/30"],
-            }
-            for j, (n, k) in enumerate(gkeys.items())
-        ],
-        **sections,
-    }
-    return coalition_mod.parse(raw, Path("fuzz-coalition.toml")), {**keys, **gkeys}
 
 
 def member_address(index: int) -> bytes:
@@ -320,7 +297,7 @@ class World:
                     continue
                 if isinstance(cmd, SendFrame):
                     if self.check:
-                        check_sent(cmd.frame)
+                        check_sent(cmd.frame, len(self.c.members))
                     self.frames.append((mac, cmd.dst, cmd.frame))
                     if cmd.frame[1] == wire.MsgType.OPEN:
                         self.round = max(self.round, int.from_bytes(cmd.frame[8:16], "big"))
@@ -412,7 +389,7 @@ def build_world(
     members: int, gateways: int, seed: int, *, skew: dict[str, float] | None = None, **sections: Any
 ) -> World:
     """A coalition that has run rounds, carried traffic both ways, and seen a member vanish."""
-    c, keys = make_coalition(members, gateways, seed, **sections)
+    c, keys = make_coalition(members, gateways, seed=seed, coalition={"name": "fuzz"}, **sections)
     world = World(c, keys, seed, skew=skew)
     names = [m.name for m in c.members if not (skew or {}).get(m.name)]
     world.run_until(lambda: all(world.seen(n, OutputSeen) >= 3 for n in names))
@@ -454,13 +431,21 @@ BY_MEMBERS = frozenset(
 )
 
 
-def auth_len(mtype: int) -> int:
+SEALED = frozenset({wire.MsgType.OPEN, wire.MsgType.OUTPUT_HEAD})  # a MAC table, then signed
+
+
+def auth_len(mtype: int, nmembers: int) -> int:
+    """The bytes after a frame's body: a sealed frame's MAC table (one MAC per member of the
+    coalition) and signature, a signature, a MAC, or nothing."""
+    if mtype in SEALED:
+        return nmembers * wire.MAC_LEN + wire.SIG_LEN
     return wire.SIG_LEN if mtype in SIGNED else wire.MAC_LEN if mtype in MACED else 0
 
 
-def body_of(frame: bytes) -> bytes:
-    """A frame without its authenticator (what the decoders of signed frames take)."""
-    n = auth_len(frame[1]) if len(frame) > 1 else 0
+def body_of(frame: bytes, nmembers: int) -> bytes:
+    """A frame of a coalition of `nmembers` without its authenticator (what the decoders
+    take)."""
+    n = auth_len(frame[1], nmembers) if len(frame) > 1 else 0
     return frame[:-n] if n and len(frame) >= n else frame
 
 
@@ -517,7 +502,7 @@ def _cells_of(world: World) -> list[Cell]:
     for _src, _dst, f in world.frames:
         try:
             if f[1] == wire.MsgType.OUTPUT_HEAD:
-                h = wire.pull_output_head(body_of(f))
+                h = wire.pull_output_head(body_of(f, len(world.c.members)))
                 heads[h.round] = h
             elif f[1] == wire.MsgType.OUTPUT_PART:
                 p = wire.pull_part(f)
@@ -656,6 +641,7 @@ class Signer:
     keys: dict[str, HostKey]
     receiver: bytes  # public key of the engine under test (MACs are pairwise)
     _macs: dict[tuple[int, bool], bytes] = field(default_factory=dict)
+    _tables: dict[int, list[bytes]] = field(default_factory=dict)  # gateway -> members' MAC keys
 
     def auth(self, body: bytes) -> bytes | None:
         if len(body) < wire.HEADER.size:
@@ -666,6 +652,13 @@ class Signer:
         if sender >= len(peers):
             return None
         key = self.keys[peers[sender].name]
+        if mtype in SEALED:  # one MAC per member, then the signature over body and table
+            keys = self._tables.get(sender)
+            if keys is None:
+                members = self.c.members
+                keys = self._tables[sender] = [crypto.mac_key(key, m.public) for m in members]
+            table = b"".join(crypto.mac(k, body) for k in keys)
+            return table + key.sign(body + table)
         if mtype in SIGNED:
             return key.sign(body)
         if mtype in MACED:
@@ -684,7 +677,7 @@ def mutate_frame(
     if r < 0.04:
         return random_bytes(rng)
     frame = rng.choice(frames)
-    n = auth_len(frame[1])
+    n = auth_len(frame[1], len(signer.c.members))
     body, tag = (frame[:-n], frame[-n:]) if n and len(frame) > n else (frame, b"")
     if r < 0.10:  # a real frame as it was: a replay
         return frame
@@ -735,7 +728,8 @@ def _decoder(
     def fresh(corpus: Corpus) -> tuple[list[bytes], list[bytes]]:
         own = [f for t in mtypes for f in corpus.frames[t]] or corpus.frames[wire.MsgType.OPEN]
         everything = [f for fs in corpus.frames.values() for f in fs]
-        return [body_of(f) if strip else f for f in own], everything
+        n = len(corpus.star.c.members)  # as many as in corpus.tree
+        return [body_of(f, n) if strip else f for f in own], everything
 
     def one(ctx: tuple[list[bytes], list[bytes]], rng: random.Random) -> bool:
         own, everything = ctx
@@ -998,7 +992,7 @@ def _reassembler_one(ctx: _CellCtx, rng: random.Random) -> bool:
     )
     r = ctx.r
     before = sum(r.drops.values())
-    r.add(cell, ctx.now)
+    r.add_cell(cell, ctx.now)
     if len(r) > r.max_pending or r.bytes_pending > r.max_bytes or r.bytes_pending < 0:
         raise Crashed(f"{len(r)} packets, {r.bytes_pending} bytes pending")
     if rng.random() < 0.05:
@@ -1058,7 +1052,7 @@ class Clock:
     round: int = 0  # the round under way: the last one opened, by an engine or by us
 
     def wall_us(self) -> int:
-        return int((self.now + self.offset) * 1e6)
+        return wall_us(self.now, self.offset)
 
     def next_seq(self) -> int:
         """Like a gateway's: wall-clock microseconds, strictly increasing."""
@@ -1108,7 +1102,7 @@ def structured_frame(
         return None
     mtype, (coalition, sender) = frame[1], struct.unpack_from("!IH", frame, 2)
     try:
-        obj = PULL[mtype](body_of(frame))
+        obj = PULL[mtype](body_of(frame, len(signer.c.members)))
     except RemoteProtocolError:
         return None
     names = {f.name for f in dataclasses.fields(obj)}
@@ -1194,12 +1188,12 @@ def _engine_fresh(snapshot: str) -> Callable[[Corpus], EngineCtx]:
     return fresh
 
 
-def check_sent(frame: bytes) -> None:
+def check_sent(frame: bytes, nmembers: int) -> None:
     """What an engine sends, its peers' decoders take (else whatever made it send that, from
     the network, stops the lanon as surely as a crash)."""
     try:
         wire.pull_header(frame)
-        PULL[frame[1]](body_of(frame))
+        PULL[frame[1]](body_of(frame, nmembers))
     except RemoteProtocolError as exc:
         raise Crashed(
             f"an engine sent a {wire.MsgType(frame[1]).name} frame refused: {exc}"
@@ -1213,10 +1207,11 @@ def _settle(ctx: EngineCtx, rng: random.Random) -> bool:
     if t is not None and t <= ctx.now:
         e.handle_timer(ctx.now)
     for cmd in e.pop_commands():
+        n = len(ctx.world.c.members)
         if isinstance(cmd, SendFrame):
-            check_sent(cmd.frame)
+            check_sent(cmd.frame, n)
         if isinstance(cmd, SendFrame) and cmd.frame[1] == wire.MsgType.OPEN:
-            ctx.opened = wire.pull_open(body_of(cmd.frame))  # it leads: answer it
+            ctx.opened = wire.pull_open(body_of(cmd.frame, n))  # it leads: answer it
             ctx.clock.round = max(ctx.clock.round, ctx.opened.round)
             ctx.unanswered = True
     rejected = False
@@ -1259,14 +1254,14 @@ def _inbound_frames(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
         if isinstance(e, MemberEngine) and e.flows.by_tag(tag) is not None:
             mine.append(f)
     base = rng.choice(mine or ctx.corpus.frames[wire.MsgType.INBOUND])
-    inbound = wire.pull_inbound(body_of(base))
+    inbound = wire.pull_inbound(body_of(base, len(ctx.world.c.members)))
     packet = mutate_packet(rng, rng.choice(ctx.corpus.packets), ctx.corpus.packets)
     if rng.random() < 0.5:  # keep the addresses, so it reaches restore and clamp_mss
         real = inbound.payload
         packet = real[:20] + packet[20:] if len(real) >= 20 and len(packet) >= 20 else packet
         if rng.random() < 0.5 and len(packet) >= 4:
             packet = packet[:2] + struct.pack("!H", min(len(packet), 0xFFFF)) + packet[4:]
-    chunks = split_packet(packet, rng.choice((40, 200, 1400)))
+    chunks = wire.split_vector(packet, rng.choice((40, 200, 1400)))
     sender = struct.unpack_from("!H", base, 6)[0]
     out = []
     for i, chunk in enumerate(chunks):
@@ -1287,7 +1282,7 @@ def _round_frames(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
     if not opens:
         return []
     rnd = ctx.clock.next_round()
-    o = dataclasses.replace(wire.pull_open(body_of(rng.choice(opens))), round=rnd)
+    o = dataclasses.replace(wire.pull_open(body_of(rng.choice(opens), len(c.members))), round=rnd)
     cs = c.coalition.cell_size
     nslots = o.nslots if rng.random() < 0.5 else rng.randrange(1, c.rounds.max_slots + 1)
     slots: list[bytes] = []
@@ -1302,7 +1297,7 @@ def _round_frames(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
         cell = rng.choice(ctx.corpus.cells)
         packet = mutate_packet(rng, cell.data, ctx.corpus.packets) if r < 0.9 else cell.data
         capacity = cs - CELL_HEADER_LEN
-        chunks = split_packet(packet, rng.choice((capacity, capacity, 64)))[:255]
+        chunks = wire.split_vector(packet, rng.choice((capacity, capacity, 64)))[:255]
         pid = rng.randrange(4)
         for i, chunk in enumerate(chunks):
             count = len(chunks) if rng.random() < 0.9 else rng.randrange(1, 256)
@@ -1335,7 +1330,7 @@ def _aimed_frame(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
     if not pool or not ctx.clock.round:
         return []
     frame = rng.choice(pool)
-    body = bytearray(body_of(frame))
+    body = bytearray(body_of(frame, len(ctx.world.c.members)))
     if len(body) < 16:
         return []
     body[8:16] = ctx.clock.round.to_bytes(8, "big")
@@ -1353,7 +1348,7 @@ def _answers(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
         return []
     vector_len = o.nentries * ENTRY_LEN + o.nslots * c.coalition.cell_size
     parts = wire.split_vector(bytes(vector_len), c.part_size)
-    tree = c.rounds.schedule == "tree"
+    tree = c.rounds.schedule is Schedule.TREE
     e = ctx.engine
     if isinstance(e, MemberEngine):
         me = e.me.index
@@ -1540,7 +1535,7 @@ def _lan_one(ctx: LanCtx, rng: random.Random) -> bool:
             frame = made
         elif rng.random() < 0.3 and w.round:  # aimed at the round under way
             pool = [f for f in ctx.frames if f[1] in AIMED]
-            body = bytearray(body_of(rng.choice(pool)))
+            body = bytearray(body_of(rng.choice(pool), len(w.c.members)))
             body[8:16] = w.round.to_bytes(8, "big")
             body = bytearray(mutate(rng, bytes(body), ctx.frames, 16))
             frame = bytes(body) + (ctx.signers[mac].auth(bytes(body)) or b"")

@@ -29,9 +29,9 @@ from pyroute2 import IPRoute, netns
 from lanon.common import control
 from lanon.common.coalition import load as load_coalition
 from lanon.common.errors import LanonError, PrerequisiteError
+from lanon.common.templates import write_coalition
 from lanon.deploy import path as deploy_path
 from lanon.lab import topology
-from lanon.lab.configs import write_coalition
 from lanon.lab.topology import Host
 
 STATE_ROOT = Path("/run/lanon/lab")
@@ -49,12 +49,14 @@ class LabSpec:
     name: str = "lab"
     members: int = 3
     gateways: int = 1
-    idle_interval: float = 0.02
+    idle_interval: float | None = None  # None: the coalition file's default
+    answer_delay: float | None = None  # None: the coalition file's default
     deadline: float = 0.25
     min_members: int = 3
     epoch_seconds: float = 600.0
     prometheus: bool = False
     schedule: str = "star"
+    key_graph: str = "full"  # or "regular" (degree 4)
     # run the daemons as the units do: user lanon, only CAP_NET_ADMIN and CAP_NET_RAW, no new
     # privileges, after the units' root pre-start steps (sysctl, `lanon prepare`)
     unprivileged: bool = False
@@ -138,6 +140,11 @@ class Lab:
     def http_log(self) -> Path:
         return self.dir / "internet-http.log"
 
+    @property
+    def resolver_log(self) -> Path:
+        """The router's resolver's log: every query with the address it came from."""
+        return self.dir / "router-dns.log"
+
     def is_up(self) -> bool:
         return bool(topology.lab_namespaces(self.name))
 
@@ -210,12 +217,24 @@ class Lab:
             sections={
                 "coalition": {"min_members": self.spec.min_members},
                 "rounds": {
-                    "idle_interval": self.spec.idle_interval,
+                    **(
+                        {"idle_interval": self.spec.idle_interval}
+                        if self.spec.idle_interval is not None
+                        else {}
+                    ),
+                    **(
+                        {"answer_delay": self.spec.answer_delay}
+                        if self.spec.answer_delay is not None
+                        else {}
+                    ),
                     "deadline": self.spec.deadline,
                     "epoch_seconds": self.spec.epoch_seconds,
                     "schedule": self.spec.schedule,
                     "clock_tolerance": 0.5,  # the lab's hosts share one clock
                 },
+                "key_graph": {"kind": self.spec.key_graph, "degree": 4},
+                # the router's resolver, which members reach through the lanon
+                "lan_services": {"anonymous": [f"{topology.ROUTER_LAN}:53"]},
             },
             daemon=lambda role, host: {
                 "metrics": f":{DAEMON_PORT}",  # as the templates: the address of `interface`
@@ -231,7 +250,7 @@ class Lab:
         for m in self.members:  # members resolve names through the lanon too
             etc = NETNS_ETC / self.ns(m.name)
             etc.mkdir(parents=True, exist_ok=True)
-            (etc / "resolv.conf").write_text(f"nameserver {topology.INTERNET_HOST}\n")
+            (etc / "resolv.conf").write_text(f"nameserver {topology.ROUTER_LAN}\n")
 
     def _start_internet(self) -> None:
         self.www.mkdir()
@@ -273,6 +292,26 @@ class Lab:
                     f"--address=/{DNS_NAME}/{topology.INTERNET_HOST}",
                     f"--pid-file={self.dir / 'dnsmasq.pid'}",
                     "--log-facility=-",
+                ],
+            )
+            # The router's resolver, as on most LANs: members' queries reach it through the
+            # lanon (from anonymous addresses); it logs every query with its client.
+            self._spawn(
+                "router",
+                "router-dns",
+                [
+                    "dnsmasq",
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--no-poll",
+                    "--bind-interfaces",
+                    f"--listen-address={topology.ROUTER_LAN}",
+                    "--user=root",
+                    f"--server={topology.INTERNET_HOST}",
+                    "--log-queries=extra",
+                    f"--log-facility={self.resolver_log}",
+                    f"--pid-file={self.dir / 'router-dnsmasq.pid'}",
                 ],
             )
         if shutil.which("iperf3"):

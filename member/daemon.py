@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 import warnings
 from typing import Any
 
@@ -14,11 +15,12 @@ from lanon.common.daemon import DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import PrerequisiteError
 from lanon.common.events import FilterSources, InjectPacket, SendFrame
-from lanon.common.metrics import MemberMetrics, snapshot
+from lanon.common.metrics import snapshot
 from lanon.common.rawsock import LinkSocket
 from lanon.member import health, rules
 from lanon.member.config import MemberSettings
 from lanon.member.engine import MemberEngine
+from lanon.member.metrics import MemberMetrics
 from lanon.member.tun import Tun
 from lanon.member.veto import AnonymityPolicy
 
@@ -69,7 +71,13 @@ class MemberDaemon(DaemonBase):
         # them back within a second if anything removes them (a firewall reload, iptables -F).
         self.watch: iptables.Watch | None = None
         if s.manage_rules:
-            own = rules.MemberRules(self.c.coalition.lan, s.queue, s.tun, s.dhcp_server)
+            own = rules.MemberRules(
+                self.c.coalition.lan,
+                s.queue,
+                s.tun,
+                s.dhcp_server,
+                tuple(self.c.lan_services.direct),
+            )
             rules.install(own)
             self.watch = iptables.Watch(own.rulesets(), self.rules_restored)
         elif not rules.installed():
@@ -137,8 +145,27 @@ class MemberDaemon(DaemonBase):
             payload = pkt.get_payload()
         finally:
             pkt.drop()  # the original never leaves: it travels in a cell
+        now = self.reactor.clock()
         with self.contained(Stage.PACKET):
-            self.engine.submit_packet(payload, self.reactor.clock())
+            self.engine.submit_packet(payload, now)
+        # Between two packets of a burst: an OPEN that came meanwhile is taken up now, and a
+        # round's answer leaves at its moment.
+        self.on_lan()
+        self.run_timers(self.reactor.clock())
+
+    def deferrable(self, payload: bytes) -> bool:
+        """INBOUND packets wait behind the rounds' frames read with them: an OPEN must not
+        queue behind this member's own downloads, or its answer would be later than others'."""
+        return len(payload) > 1 and payload[1] == wire.MsgType.INBOUND
+
+    def hold(self, now: float) -> None:
+        """A round's answer due within `answer_delay`: sleep until its moment and send it,
+        rather than start on a packet or a frame that could make it late. The loop is idle
+        for at most answer_delay a round, whatever this host's traffic."""
+        due = self.engine.answer_due
+        if now < due <= now + self.c.rounds.answer_delay:
+            time.sleep(due - now)
+            self.run_timers(self.reactor.clock())
 
     def _on_queue(self) -> None:
         self.queue.run(block=False)
@@ -180,6 +207,10 @@ class MemberDaemon(DaemonBase):
             "min_members": self.c.coalition.min_members,
             "k": self.c.connectivity.k,
             "own": snapshot(self.private_registry),  # this member's own traffic: local only
+            "answers": {  # how often this host kept the answer's moment: local only
+                "sent": e.rounds.answered,
+                "late": e.rounds.late,
+            },
             "anonymity": {  # the weakest rounds this member's cells went out in: local only
                 "smallest_set": e.veto.smallest_set,
                 "smallest_k": e.veto.smallest_k,

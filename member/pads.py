@@ -70,3 +70,10 @@ class PadKeys:
             del self.peers[peer]
         for cached in [k for k in self._cache if k[1] not in keep]:
             del self._cache[cached]
+
+    def forget(self, member: int, epoch: int) -> None:
+        """Drop what we know of `member`'s ephemeral keys for `epoch`, and the epoch keys derived
+        from them: the next round of that epoch needs its keys again."""
+        self.peers.pop((member, epoch), None)
+        for cached in [k for k in self._cache if k[:2] == (member, epoch)]:
+            del self._cache[cached]

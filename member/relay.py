@@ -10,6 +10,7 @@ from __future__ import annotations
 from lanon.common import wire
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.tree import Place
+from lanon.common.vectorsum import VectorSum
 
 
 class Relay:
@@ -18,8 +19,9 @@ class Relay:
     ) -> None:
         self.round = rnd
         self.place = place
-        self.lens = [len(p) for p in own]
-        self.acc = [int.from_bytes(p, "big") for p in own]
+        self.sum = VectorSum([len(p) for p in own])
+        for i, p in enumerate(own):
+            self.sum.add(i, p)
         self.contributors = {me}
         self.pending: dict[int, dict[int, bytes]] = {c: {} for c in place.children}
         self.subtrees: dict[int, frozenset[int]] = {}
@@ -38,7 +40,7 @@ class Relay:
                 RejectReason.REPLAY if child in self.place.children else RejectReason.NOT_IN_ROSTER
             )
             raise RemoteProtocolError(why, f"tree part from member #{child}")
-        if part.count != len(self.lens) or len(part.payload) != self.lens[part.index]:
+        if part.count != len(self.sum.lens) or len(part.payload) != self.sum.lens[part.index]:
             raise RemoteProtocolError(RejectReason.MALFORMED, "tree part of the wrong shape")
         known = self.subtrees.setdefault(child, part.contributors)
         if part.contributors != known or child not in known or self.contributors & known:
@@ -48,11 +50,11 @@ class Relay:
         if part.index in parts:
             raise RemoteProtocolError(RejectReason.REPLAY, "tree part already received")
         parts[part.index] = part.payload
-        if len(parts) == len(self.lens):
+        if len(parts) == len(self.sum.lens):
             for i, payload in parts.items():
-                self.acc[i] ^= int.from_bytes(payload, "big")
+                self.sum.add(i, payload)
             self.contributors |= known
             del self.pending[child]
 
     def parts(self) -> list[bytes]:
-        return [a.to_bytes(n, "big") for a, n in zip(self.acc, self.lens, strict=True)]
+        return self.sum.parts()

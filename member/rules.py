@@ -31,6 +31,7 @@ from typing import Any
 from lanon.common import iptables
 from lanon.common.errors import ConfigError
 from lanon.common.iptables import Jump, RuleSet
+from lanon.common.services import is_service, parse_service
 
 CHAIN = "LANON_OUT"
 RAW_CHAIN = "LANON_RAW"
@@ -62,14 +63,16 @@ class MemberRules:
     queue: int
     tun: str
     dhcp_server: str = ""  # a DHCP server beyond the LAN, or ""
+    direct: tuple[str, ...] = ()  # [lan_services] direct: reached with the host's own address
 
     def ipv4(self) -> str:
         ipaddress.IPv4Network(self.lan)
         dhcp = [str(ipaddress.IPv4Address(self.dhcp_server))] if self.dhcp_server else []
+        direct = [m for text in self.direct for m in parse_service(text).match_rules()]
         return iptables.shipped_rules(
             "member.rules",
             {"LAN": self.lan, "QUEUE": str(self.queue), "TUN": self.tun},
-            repeat={"DHCP": dhcp},
+            repeat={"DHCP": dhcp, "DIRECT": direct},
         )
 
     def ipv6(self) -> str:
@@ -132,7 +135,21 @@ def from_config(path: Path) -> tuple[MemberRules, bool]:
     expected = is_network(lan) if isinstance(lan, str) else "an IPv4 prefix such as 198.18.0.0/24"
     if not isinstance(lan, str) or expected:
         raise ConfigError(f"{coalition_path}: [coalition] lan = {lan!r}: expected {expected}")
-    return MemberRules(lan, s.queue, s.tun, s.dhcp_server), s.manage_rules
+    return MemberRules(lan, s.queue, s.tun, s.dhcp_server, _direct(coalition_path)), s.manage_rules
+
+
+def _direct(coalition_path: Path) -> tuple[str, ...]:
+    """[lan_services] direct, or none if it is not valid: fewer exceptions is the safe side
+    (the daemon then refuses the file and says why)."""
+    from lanon.common.daemon_config import read_toml
+
+    section = read_toml(coalition_path).get("lan_services", {})
+    entries = section.get("direct", []) if isinstance(section, dict) else None
+    if not isinstance(entries, list) or any(
+        not isinstance(e, str) or is_service(e) for e in entries
+    ):
+        return ()
+    return tuple(entries)
 
 
 def _part(cls: type[Any], names: tuple[str, ...]) -> type[Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lanon.cli.main import main
-from lanon.lab.configs import write_coalition
+from lanon.common.templates import write_coalition
 
 LANON = [sys.executable, "-m", "lanon.cli"]
 

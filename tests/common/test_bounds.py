@@ -210,40 +210,40 @@ def cell_of(tag: int, pid: int, index: int, count: int, data: bytes = b"x" * 100
 def test_reassembler_bounds_pending_packets_per_tag_and_in_bytes() -> None:
     r = cell.Reassembler(max_pending=8, max_per_tag=3, max_bytes=1000)
     for pid in range(10):
-        assert r.add(cell_of(7, pid, 0, 2), 0.0) is None
+        assert r.add_cell(cell_of(7, pid, 0, 2), 0.0) is None
     assert len(r) == 3 and r.drops[cell.CellDrop.EVICTED] == 7  # the tag's oldest went first
-    assert r.add(cell_of(7, 9, 1, 2), 0.0) == b"x" * 200  # the newest still completes
+    assert r.add_cell(cell_of(7, 9, 1, 2), 0.0) == b"x" * 200  # the newest still completes
     for tag in range(20):
-        r.add(cell_of(100 + tag, 0, 0, 3), 0.0)
+        r.add_cell(cell_of(100 + tag, 0, 0, 3), 0.0)
     assert len(r) <= 8 and r.bytes_pending <= 1000
 
 
 def test_reassembler_drops_a_packet_whose_cells_disagree() -> None:
     r = cell.Reassembler()
-    r.add(cell_of(1, 1, 0, 3), 0.0)
-    assert r.add(cell_of(1, 1, 1, 4), 0.0) is None  # another count
+    r.add_cell(cell_of(1, 1, 0, 3), 0.0)
+    assert r.add_cell(cell_of(1, 1, 1, 4), 0.0) is None  # another count
     assert len(r) == 0 and r.drops[cell.CellDrop.MISMATCH] == 1
-    r.add(cell_of(1, 2, 0, 2), 0.0)
-    assert r.add(cell_of(1, 2, 0, 2), 0.0) is None  # the same cell again: harmless
-    assert r.add(cell_of(1, 2, 0, 2, b"other"), 0.0) is None  # other data for it: dropped
+    r.add_cell(cell_of(1, 2, 0, 2), 0.0)
+    assert r.add_cell(cell_of(1, 2, 0, 2), 0.0) is None  # the same cell again: harmless
+    assert r.add_cell(cell_of(1, 2, 0, 2, b"other"), 0.0) is None  # other data for it: dropped
     assert len(r) == 0 and r.drops[cell.CellDrop.MISMATCH] == 2
     for bad in (cell_of(1, 3, 5, 2), cell_of(1, 3, 0, 0)):
-        assert r.add(bad, 0.0) is None
+        assert r.add_cell(bad, 0.0) is None
     assert r.drops[cell.CellDrop.MALFORMED] == 2 and r.bytes_pending == 0
 
 
 def test_reassembler_expires_oldest_first_and_counts_it() -> None:
     r = cell.Reassembler(timeout=1.0)
-    r.add(cell_of(1, 1, 0, 2), 0.0)
-    r.add(cell_of(1, 2, 0, 2), 0.5)
+    r.add_cell(cell_of(1, 1, 0, 2), 0.0)
+    r.add_cell(cell_of(1, 2, 0, 2), 0.5)
     assert r.expire(1.2) == 1 and len(r) == 1 and r.expired == 1
     assert r.expire(5.0) == 1 and r.bytes_pending == 0
 
 
 def test_reassembler_drops_are_taken_once() -> None:
     r = cell.Reassembler(max_per_tag=1)
-    r.add(cell_of(1, 1, 0, 2), 0.0)
-    r.add(cell_of(1, 2, 0, 2), 0.0)
-    r.add(cell_of(1, 3, 0, 0), 0.0)
+    r.add_cell(cell_of(1, 1, 0, 2), 0.0)
+    r.add_cell(cell_of(1, 2, 0, 2), 0.0)
+    r.add_cell(cell_of(1, 3, 0, 0), 0.0)
     assert r.take_drops() == {cell.CellDrop.EVICTED: 1, cell.CellDrop.MALFORMED: 1}
     assert not r.take_drops()

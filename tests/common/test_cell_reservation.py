@@ -1,6 +1,6 @@
 import random
 
-from lanon.common import cell, reservation
+from lanon.common import cell, reservation, wire
 
 
 def xor(a: bytes, b: bytes) -> bytes:
@@ -24,13 +24,13 @@ def test_collision_is_detected() -> None:
 def test_reassembly() -> None:
     r = cell.Reassembler(timeout=2.0)
     data = bytes(range(256)) * 10
-    chunks = cell.split_packet(data, 1000)
+    chunks = wire.split_vector(data, 1000)
     cells = [cell.Cell(5, 9, i, len(chunks), c) for i, c in enumerate(chunks)]
-    assert r.add(cells[2], 0.0) is None
-    assert r.add(cells[0], 0.1) is None
-    assert r.add(cells[1], 0.2) == data
+    assert r.add_cell(cells[2], 0.0) is None
+    assert r.add_cell(cells[0], 0.1) is None
+    assert r.add_cell(cells[1], 0.2) == data
     assert len(r) == 0
-    assert r.add(cells[0], 1.0) is None
+    assert r.add_cell(cells[0], 1.0) is None
     assert r.expire(10.0) == 1
 
 

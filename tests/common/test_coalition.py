@@ -1,5 +1,6 @@
 import copy
 import dataclasses
+import enum
 from pathlib import Path
 from typing import Any
 
@@ -7,7 +8,8 @@ import pytest
 
 from lanon.common import coalition
 from lanon.common.crypto import HostKey, encode_key
-from lanon.common.errors import ConfigError
+from lanon.common.errors import ConfigError, RemoteProtocolError
+from lanon.common.events import RefuseReason
 from lanon.common.settings import describe
 from tests.harness import coalition_dict
 
@@ -51,8 +53,9 @@ def test_every_documented_key_is_accepted_with_its_default() -> None:
         ("key_graph", coalition.KeyGraphSection),
     ):
         for f in dataclasses.fields(cls):
-            if f.default is not dataclasses.MISSING:
-                raw.setdefault(section, {})[f.name] = f.default
+            if f.default is not dataclasses.MISSING:  # as a file writes it: an enum by value
+                value = f.default.value if isinstance(f.default, enum.Enum) else f.default
+                raw.setdefault(section, {})[f.name] = value
     raw["key_graph"]["edges"] = []
     c = coalition.parse(raw, PATH)
     assert c.rounds == coalition.RoundSection() and c.flows == coalition.FlowSection()
@@ -92,6 +95,7 @@ BAD = [
     ("rounds.deadline", "fast", r"\[rounds\]: deadline = 'fast': expected a number"),
     ("rounds.max_claims", 99, r"max_claims = 99: expected a number from 1 to 64"),
     ("rounds.max_slots", 2, r"max_claims = 4: expected at most max_slots \(2\)"),
+    ("rounds.schedule", "ring", r"schedule = 'ring': expected one of 'star', 'tree'"),
     ("flows.port_min", 70000, r"port_min = 70000: expected a number from 1 to 65535"),
     ("key_graph.kind", "star", r"kind = 'star': expected one of 'full', 'regular', 'edges'"),
     ("members.0.public_key", "xyz", r"\[\[members\]\] m0: public_key: 'xyz' is not a public key"),
@@ -166,3 +170,35 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     bad.write_text("[coalition\nname=")
     with pytest.raises(ConfigError, match="not valid TOML"):
         coalition.load(bad)
+
+
+def test_the_schedule_is_an_enum_and_the_fingerprint_keeps_the_files_word() -> None:
+    assert coalition.parse(base(), PATH).rounds.schedule is coalition.Schedule.STAR
+    tree = coalition.parse(_set("rounds.schedule", "tree"), PATH)
+    assert tree.rounds.schedule is coalition.Schedule.TREE
+    star = coalition.parse(_set("rounds.schedule", "star"), PATH)
+    assert star.fingerprint == coalition.parse(base(), PATH).fingerprint != tree.fingerprint
+    assert ("schedule", "'star'") in [(k, d) for k, d, _ in describe(coalition.RoundSection)]
+
+
+def test_roster_check_names_its_reason() -> None:
+    ring = [["m0", "m1"], ["m1", "m2"], ["m2", "m3"], ["m3", "m0"]]
+    check = coalition.RosterCheck(
+        coalition.parse(_set("key_graph", {"kind": "edges", "edges": ring}), PATH)
+    )
+    assert check(frozenset({0, 1, 2, 3})) is None
+    assert check(frozenset({0, 1})) == coalition.RosterProblem(
+        RefuseReason.ROSTER_TOO_SMALL, "2 member(s), at least 3 needed"
+    )
+    assert check(frozenset({0, 1, 2})) == coalition.RosterProblem(  # m0 and m2 hang on m1
+        RefuseReason.WEAK_KEY_GRAPH, "the key graph among them is 1-connected"
+    )
+
+
+def test_a_sender_index_beyond_the_coalition_is_not_in_the_roster() -> None:
+    c = coalition.parse(base(), PATH)
+    assert c.member_at(3) is c.members[3] and c.gateway_at(0) is c.gateways[0]
+    with pytest.raises(RemoteProtocolError, match="not_in_roster: no member #4"):
+        c.member_at(4)
+    with pytest.raises(RemoteProtocolError, match="not_in_roster: no gateway #1"):
+        c.gateway_at(1)

@@ -10,9 +10,8 @@ import pytest
 
 from lanon.common.daemon_config import load
 from lanon.common.errors import ConfigError
-from lanon.common.templates import set_keys, toml_value
+from lanon.common.templates import set_keys, toml_value, write_coalition
 from lanon.gateway.config import GatewaySettings
-from lanon.lab.configs import write_coalition
 from lanon.member.config import MemberSettings
 
 

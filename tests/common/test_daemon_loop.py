@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from lanon.common.daemon_config import load
 from lanon.common.events import Command, Event, SendFrame
-from lanon.lab.configs import write_coalition
+from lanon.common.templates import write_coalition
 from lanon.member.config import MemberSettings
 from lanon.member.daemon import MemberDaemon
 
@@ -26,6 +26,7 @@ class FlakyEngine:
         self.got: list[bytes] = []
         self.out: list[Command] = []
         self.timer_fails = True
+        self.answer_due = float("inf")  # no round's answer waiting
 
     def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
         if frame.startswith(b"!"):
@@ -54,9 +55,9 @@ class Lan:
         self.frames = frames
         self.sent: list[bytes] = []
 
-    def receive(self) -> Iterator[tuple[bytes, bytes]]:
+    def receive_stamped(self) -> Iterator[tuple[bytes, bytes, float]]:
         for f in self.frames:
-            yield b"\x02" * 6, f
+            yield b"\x02" * 6, f, 0.0
 
     def send(self, dst: bytes, frame: bytes) -> bool:
         if frame.endswith(b"boom"):

@@ -59,10 +59,12 @@ def test_a_replayed_hello_from_another_address_redirects_nothing() -> None:
     gw = lan.gateway()
     _src, _dst, hello = lan.frames(wire.MsgType.HELLO)[-1]
     sender = wire.pull_header(hello).sender
-    before = dict(gw.leader.member_macs)
+    before = dict(gw.leader.member_ethernet)
     gw.receive_frame(ATTACKER, hello, lan.now)
-    assert gw.leader.member_macs == before and ATTACKER not in gw.leader.member_macs.values()
-    assert gw.leader.member_macs[sender] != ATTACKER
+    assert (
+        gw.leader.member_ethernet == before and ATTACKER not in gw.leader.member_ethernet.values()
+    )
+    assert gw.leader.member_ethernet[sender] != ATTACKER
 
 
 def test_far_epochs_in_keys_are_not_kept() -> None:
@@ -76,7 +78,7 @@ def test_far_epochs_in_keys_are_not_kept() -> None:
     for eng in (gw, member):
         eng.receive_frame(lan.host("member1").mac, signed(key, frame), lan.now)
     assert wire.MAX_EPOCH not in gw.leader.ephemeral[0]
-    assert not member.pads.knows(0, wire.MAX_EPOCH, b"\x09" * 32)
+    assert not member.keys.pads.knows(0, wire.MAX_EPOCH, b"\x09" * 32)
     lan.run(2.0)  # rotations go on as before
     assert gw.leader.epoch < 10
 

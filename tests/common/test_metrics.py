@@ -14,8 +14,9 @@ import pytest
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
 from lanon.common.events import CellDelivered, OutputSeen
-from lanon.common.metrics import GatewayMetrics, MemberMetrics
 from lanon.deploy import path as deploy_path
+from lanon.gateway.metrics import GatewayMetrics
+from lanon.member.metrics import MemberMetrics
 from tests.harness import Lan, make_coalition
 from tests.packets import echo_internet, udp
 

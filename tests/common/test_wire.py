@@ -74,21 +74,19 @@ def test_other_version_is_foreign() -> None:
 
 
 def test_random_bytes_never_raise_anything_but_remote_errors() -> None:
+    """Every decoder (found by name, so that a new one is included), on random bytes; the
+    fuzzer (test_fuzz.py) drives them harder, with mutations of real frames."""
     rng = random.Random(3)
-    pullers = [
-        wire.pull_open,
-        wire.pull_part,
-        wire.pull_output_head,
-        wire.pull_abort,
-        wire.pull_inbound,
-        wire.pull_hello,
-        wire.pull_heartbeat,
-    ]
+    names = sorted(n for n in dir(wire) if n.startswith(("pull_", "peek_")))
+    assert {"pull_keys", "pull_refuse", "pull_tree_part", "pull_flows"} <= set(names)
+    pullers = [getattr(wire, n) for n in names]
     for _ in range(3000):
         frame = rng.randbytes(rng.randrange(0, 80))
         for pull in pullers:
             with contextlib.suppress(RemoteProtocolError):
                 pull(frame)
+        with contextlib.suppress(RemoteProtocolError):
+            wire.bitmap_decode(frame, rng.randrange(0, 8 * len(frame) + 9))
 
 
 def test_split_vector() -> None:

@@ -7,7 +7,8 @@ import struct
 import time
 
 from lanon.common import packet as pk
-from lanon.gateway.defrag import MAX_DATAGRAM, Defragmenter, DropReason
+from lanon.common.events import FragmentDrop
+from lanon.gateway.defrag import MAX_DATAGRAM, Defragmenter
 from tests.packets import checksums_ok, udp
 
 
@@ -47,9 +48,9 @@ def test_a_datagram_past_65535_bytes_is_dropped_not_fatal() -> None:
         for off in range(0, size, 1480)
     ]
     assert all(d.add(p, 0.0) is None for p in pieces)
-    assert d.drops[DropReason.TOO_LARGE] == 1 and len(d) == 0 and d.bytes_pending == 0
+    assert d.drops[FragmentDrop.TOO_LARGE] == 1 and len(d) == 0 and d.bytes_pending == 0
     assert d.add(frag(65528, bytes(16), False, ident=2), 0.0) is None  # past 65,535 at once
-    assert d.drops[DropReason.TOO_LARGE] == 2
+    assert d.drops[FragmentDrop.TOO_LARGE] == 2
 
 
 def test_the_largest_datagram_is_put_together() -> None:
@@ -67,10 +68,10 @@ def test_overlapping_fragments_drop_their_datagram_and_repeats_do_not() -> None:
     assert d.add(frag(0, b"a" * 16, True), 0.0) is None  # the same again
     assert len(d) == 1 and d.dropped == 0
     assert d.add(frag(8, b"b" * 16, False), 0.0) is None  # rewrites bytes 8..15
-    assert d.drops[DropReason.OVERLAP] == 1 and len(d) == 0
+    assert d.drops[FragmentDrop.OVERLAP] == 1 and len(d) == 0
     d.add(frag(16, b"c" * 8, False, ident=3), 0.0)
     assert d.add(frag(0, b"d" * 24, True, ident=3), 0.0) is None
-    assert d.drops[DropReason.OVERLAP] == 2
+    assert d.drops[FragmentDrop.OVERLAP] == 2
 
 
 def test_fragments_that_disagree_on_the_end_drop_their_datagram() -> None:
@@ -78,10 +79,10 @@ def test_fragments_that_disagree_on_the_end_drop_their_datagram() -> None:
     d.add(frag(0, bytes(16), True), 0.0)
     d.add(frag(32, bytes(8), False), 0.0)
     d.add(frag(48, bytes(8), False), 0.0)  # a second, different end
-    assert d.drops[DropReason.INCONSISTENT] == 1 and len(d) == 0
+    assert d.drops[FragmentDrop.INCONSISTENT] == 1 and len(d) == 0
     d.add(frag(40, bytes(8), True, ident=2), 0.0)
     d.add(frag(16, bytes(8), False, ident=2), 0.0)  # an end before bytes already held
-    assert d.drops[DropReason.INCONSISTENT] == 2 and len(d) == 0
+    assert d.drops[FragmentDrop.INCONSISTENT] == 2 and len(d) == 0
 
 
 def test_malformed_fragments_are_counted() -> None:
@@ -91,7 +92,7 @@ def test_malformed_fragments_are_counted() -> None:
     truncated = bytearray(frag(0, bytes(16), True))
     truncated[2:4] = struct.pack("!H", 100)  # longer than it is
     assert d.add(bytes(truncated), 0.0) is None
-    assert d.drops[DropReason.MALFORMED] == 6 and len(d) == 0
+    assert d.drops[FragmentDrop.MALFORMED] == 6 and len(d) == 0
 
 
 def test_fragments_per_datagram_are_bounded() -> None:
@@ -100,7 +101,7 @@ def test_fragments_per_datagram_are_bounded() -> None:
         d.add(frag(16 * i, bytes(8), True), 0.0)
     assert len(d) == 1 and d.dropped == 0
     d.add(frag(16 * 64, bytes(8), True), 0.0)
-    assert d.drops[DropReason.TOO_MANY_FRAGMENTS] == 1 and len(d) == 0
+    assert d.drops[FragmentDrop.TOO_MANY_FRAGMENTS] == 1 and len(d) == 0
 
 
 def test_memory_is_bounded_in_datagrams_and_bytes() -> None:
@@ -108,7 +109,7 @@ def test_memory_is_bounded_in_datagrams_and_bytes() -> None:
     for ident in range(100):
         d.add(frag(0, bytes(1480), True, ident=ident), 0.0)
         assert len(d) <= 10 and d.bytes_pending <= 20_000
-    assert d.drops[DropReason.EVICTED] == 90
+    assert d.drops[FragmentDrop.EVICTED] == 90
     whole = [frag(0, b"x" * 1480, True, ident=500), frag(1480, b"y" * 20, False, ident=500)]
     assert d.add(whole[0], 0.0) is None
     out = d.add(whole[1], 0.0)  # the newest datagram is not the one given up
@@ -119,9 +120,9 @@ def test_expiry_is_counted_and_oldest_first() -> None:
     d = Defragmenter(timeout=1.0)
     d.add(frag(0, bytes(8), True, ident=1), 0.0)
     d.add(frag(0, bytes(8), True, ident=2), 0.8)
-    assert d.expire(1.5) == 1 and len(d) == 1 and d.drops[DropReason.TIMEOUT] == 1
+    assert d.expire(1.5) == 1 and len(d) == 1 and d.drops[FragmentDrop.TIMEOUT] == 1
     d.add(frag(0, bytes(8), True, ident=3), 5.0)  # a new datagram sweeps the stale ones
-    assert len(d) == 1 and d.drops[DropReason.TIMEOUT] == 2
+    assert len(d) == 1 and d.drops[FragmentDrop.TIMEOUT] == 2
 
 
 def test_any_order_gives_the_datagram_and_its_checksums_right() -> None:
@@ -157,7 +158,7 @@ def test_drops_are_taken_once_for_events_and_metrics() -> None:
     d = Defragmenter()
     d.add(b"", 0.0)
     d.add(frag(65528, bytes(16), False), 0.0)
-    assert d.take_drops() == {DropReason.MALFORMED: 1, DropReason.TOO_LARGE: 1}
+    assert d.take_drops() == {FragmentDrop.MALFORMED: 1, FragmentDrop.TOO_LARGE: 1}
     assert not d.take_drops()
     d.add(b"", 0.0)
-    assert d.take_drops() == {DropReason.MALFORMED: 1} and d.dropped == 3
+    assert d.take_drops() == {FragmentDrop.MALFORMED: 1} and d.dropped == 3

@@ -11,7 +11,7 @@ from scapy.layers.inet import ICMP, IP, IPerror, UDPerror
 
 from lanon.common import coalition
 from lanon.common.errors import ConfigError
-from lanon.common.events import PacketDropped
+from lanon.common.events import DropReason, PacketDropped
 from lanon.gateway.egress import Destinations
 from tests.harness import coalition_dict, make_coalition, running_lan
 from tests.packets import MEMBER_IP, udp
@@ -52,14 +52,15 @@ def packed(a: str) -> bytes:
 
 @pytest.mark.parametrize("dst,cls", CLASSES)
 def test_each_class_of_destination(dst: str, cls: str | None) -> None:
-    assert Destinations(C).refused(packed(dst)) == cls
+    expected = None if cls is None else DropReason.prohibited(cls)
+    assert Destinations(C).refused(packed(dst)) is expected
 
 
 def test_the_gateway_hosts_own_addresses_are_never_destinations() -> None:
     d = Destinations(C)
     d.refuse_local([ipaddress.IPv4Address("10.9.9.9"), ipaddress.IPv4Address("203.0.113.77")])
-    assert d.refused(packed("10.9.9.9")) == "local"
-    assert d.refused(packed("203.0.113.77")) == "local"
+    assert d.refused(packed("10.9.9.9")) is DropReason.PROHIBITED_LOCAL
+    assert d.refused(packed("203.0.113.77")) is DropReason.PROHIBITED_LOCAL
     assert d.refused(packed("203.0.113.78")) is None
 
 
@@ -72,10 +73,10 @@ def test_allow_opens_private_ranges_only() -> None:
     d = Destinations(allowing("10.0.0.0/8", "192.168.7.0/24", "198.18.0.0/15"))
     assert d.refused(packed("10.1.2.3")) is None
     assert d.refused(packed("192.168.7.9")) is None
-    assert d.refused(packed("192.168.8.9")) == "private"
+    assert d.refused(packed("192.168.8.9")) is DropReason.PROHIBITED_PRIVATE
     assert d.refused(packed("198.19.0.1")) is None
-    assert d.refused(packed("198.18.0.12")) == "lan"  # the LAN stays refused inside 198.18/15
-    assert d.refused(packed("198.18.0.255")) == "broadcast"
+    assert d.refused(packed("198.18.0.12")) is DropReason.PROHIBITED_LAN  # even inside 198.18/15
+    assert d.refused(packed("198.18.0.255")) is DropReason.PROHIBITED_BROADCAST
 
 
 @pytest.mark.parametrize(
@@ -106,7 +107,7 @@ def test_allow_enters_the_fingerprint_only_when_set() -> None:
 
 
 def dropped(lan: object, name: str = "gateway1") -> list[str]:
-    return [e.reason for e in lan.events(name, PacketDropped)]  # type: ignore[attr-defined]
+    return [e.reason.value for e in lan.events(name, PacketDropped)]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

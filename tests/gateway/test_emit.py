@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from lanon.common.daemon_config import load
 from lanon.common.events import EmitPacket
+from lanon.common.templates import write_coalition
 from lanon.gateway.config import GatewaySettings
 from lanon.gateway.daemon import Emitter, GatewayDaemon
-from lanon.lab.configs import write_coalition
 from tests.packets import udp
 
 

@@ -8,6 +8,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from lanon.common.events import (
     AddressClaimed,
     ArpAnswered,
+    DropReason,
     EmitPacket,
     LeadershipChanged,
     PacketDropped,
@@ -88,7 +89,7 @@ def test_egress_never_emits_a_source_outside_the_anonymous_set() -> None:
     lan.submit("member1", udp())
     lan.run(1.0)
     assert lan.emitted == []
-    assert "not_anonymous" in [e.reason for e in lan.events("gateway1", PacketDropped)]  # type: ignore[attr-defined]
+    assert DropReason.NOT_ANONYMOUS in [e.reason for e in lan.events("gateway1", PacketDropped)]  # type: ignore[attr-defined]
 
 
 def test_egress_refuses_lan_destinations() -> None:
@@ -96,7 +97,7 @@ def test_egress_refuses_lan_destinations() -> None:
     lan.submit("member1", udp(dst="198.18.0.12"))
     lan.run(1.0)
     assert lan.emitted == []
-    assert "prohibited_lan" in [e.reason for e in lan.events("gateway1", PacketDropped)]  # type: ignore[attr-defined]
+    assert DropReason.PROHIBITED_LAN in [e.reason for e in lan.events("gateway1", PacketDropped)]  # type: ignore[attr-defined]
 
 
 def test_unsolicited_inbound_is_dropped_silently() -> None:
@@ -106,7 +107,8 @@ def test_unsolicited_inbound_is_dropped_silently() -> None:
     syn = tcp(src="203.0.113.66", dst="198.18.0.193", sport=1234, dport=22)
     gw.receive_packet(syn, lan.now)
     assert gw.pop_commands() == []  # no RST, no ICMP, no broadcast
-    assert [e.reason for e in gw.pop_events() if isinstance(e, PacketDropped)] == ["no_flow"]
+    drops = [e.reason for e in gw.pop_events() if isinstance(e, PacketDropped)]
+    assert drops == [DropReason.NO_FLOW]
 
 
 def test_emitted_packets_are_rewritten_and_normalized() -> None:

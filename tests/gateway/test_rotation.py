@@ -34,7 +34,7 @@ def test_rotation_does_not_interrupt_traffic_and_old_keys_are_gone() -> None:
     epoch = lan.gateway().leader.epoch
     assert len(lan.events("gateway1", EpochChanged)) >= 10
     for i in range(1, 5):  # forward secrecy: no key of a past epoch survives anywhere
-        pads = lan.member(f"member{i}").pads
+        pads = lan.member(f"member{i}").keys.pads
         assert set(pads.own) <= {epoch, epoch + 1}
         assert all(e >= epoch for _m, e in pads.peers)
     assert all(min(keys) >= epoch for keys in lan.gateway().leader.ephemeral if keys)
@@ -44,8 +44,7 @@ def test_a_member_missing_a_key_refuses_and_the_round_is_redone_at_once() -> Non
     lan = started(4)
     m1 = lan.member("member1")
     epoch = m1.epoch
-    del m1.pads.peers[(1, epoch)]  # member1 lost member2's key
-    m1.pads._cache.clear()
+    m1.keys.pads.forget(1, epoch)  # member1 lost member2's key
     before = lan.now
     lan.run_until(lambda: bool(lan.events("gateway1", RoundAborted)), limit=2)
     abort = lan.events("gateway1", RoundAborted)[0]
@@ -53,14 +52,14 @@ def test_a_member_missing_a_key_refuses_and_the_round_is_redone_at_once() -> Non
     assert lan.now - before < lan.c.rounds.deadline  # no wait for the deadline
     assert [e.reason for e in lan.events("member1", RoundRefused)] == [RefuseReason.MISSING_KEY]  # type: ignore[attr-defined]
     lan.run_until(
-        lambda: 0 in lan.gateway().leader.present and (1, epoch) in m1.pads.peers, limit=5
+        lambda: 0 in lan.gateway().leader.present and (1, epoch) in m1.keys.pads.peers, limit=5
     )
     lan.submit("member1", udp(payload=b"keys again"))
     lan.run_until(lambda: bool(lan.host("member1").injected), limit=5)
 
 
 def test_a_restarted_leader_finds_the_epoch_and_rounds_resume() -> None:
-    lan = started(4, rounds={"epoch_rounds": 30})
+    lan = started(4, rounds={"epoch_rounds": 30, "idle_interval": 0.02})
     lan.run(1.0)
     epoch = lan.gateway().leader.epoch
     assert epoch > 0

@@ -12,7 +12,7 @@ import pytest
 
 from lanon.common import coalition
 from lanon.common.errors import ConfigError
-from lanon.lab.configs import write_coalition
+from lanon.common.templates import write_coalition
 from tests.harness import coalition_dict, make_coalition
 
 _, KEYS = make_coalition(3, 2)

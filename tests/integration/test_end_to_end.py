@@ -130,6 +130,30 @@ def test_ping_dns_and_udp(lab: Lab) -> None:
     assert r.returncode == 0 and r.stdout.strip() == "lanon udp", r.stderr
 
 
+def test_the_routers_resolver_sees_only_anonymous_addresses(lab: Lab, tmp_path: Path) -> None:
+    """#10.7: the LAN's own resolver, which members use (resolv.conf), is reached through the
+    lanon; its log and the router's port show anonymous addresses only, and no LAN service but
+    the one the coalition file names is reachable from a member at all."""
+    anonymous = {str(a) for a in topology_anonymous(lab)}
+    own = {m.address for m in lab.members}
+    cap = Capture(lab, "router", ["-i", "eth0", "ip"], tmp_path / "router.pcap")
+    for m in lab.members:
+        r = lab.run(m.name, ["dig", "+short", "+time=5", "+tries=2", f"dns-{m.name}.{DNS_NAME}"])
+        assert r.returncode == 0 and r.stdout.strip() == topology.INTERNET_HOST, r.stdout + r.stderr
+    # the resolver's address given by hand: the same road
+    r = lab.run("member1", ["dig", f"@{topology.ROUTER_LAN}", "+short", "+time=5", DNS_NAME])
+    assert r.returncode == 0 and r.stdout.strip() == topology.INTERNET_HOST, r.stdout + r.stderr
+    # any other port of the router: refused by the gateway, not reached with the member's address
+    r = lab.run("member2", ["curl", "-sS", "--max-time", "3", f"http://{topology.ROUTER_LAN}/"])
+    assert r.returncode != 0
+    packets = cap.stop()
+    sources = {p[IP].src for p in packets if IP in p and p[IP].src != topology.ROUTER_LAN}
+    assert not sources & own, sources
+    log = lab.resolver_log.read_text()
+    clients = set(re.findall(r"query\[A\] dns-member\d+\.\S+ from ([\d.]+)", log))
+    assert clients and clients <= anonymous, log[-2000:]
+
+
 def test_a_stopped_member_sends_nothing_with_its_own_address(lab: Lab, tmp_path: Path) -> None:
     victim = lab.members[3]
     cap = Capture(lab, "router", ["-i", "eth0", f"host {victim.address}"], tmp_path / "router.pcap")

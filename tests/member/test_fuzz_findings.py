@@ -7,7 +7,7 @@ import dataclasses
 
 from lanon.common import wire
 from lanon.common.crypto import mac_key
-from lanon.common.engine import maced
+from lanon.common.engine import maced, sealed
 from lanon.common.errors import RejectReason
 from lanon.common.events import FrameRejected, SendFrame
 from tests.harness import running_lan
@@ -57,14 +57,13 @@ def test_a_member_at_the_last_epoch_announces_keys_its_peers_take() -> None:
     last_open = [f for src, _dst, f in lan.wire_log if src == gw.mac and f[1] == wire.MsgType.OPEN][
         -1
     ]
-    o = wire.pull_open(last_open[: -wire.SIG_LEN])
+    o = wire.pull_open(wire.split_sealed(last_open, len(lan.c.members))[0])
     wall_us = int((lan.now + lan.member("member1").wall_offset) * 1e6)
     odd = dataclasses.replace(o, round=wall_us, leader_ms=wall_us // 1000, epoch=wire.MAX_EPOCH)
     body = odd.encode(lan.c.id, 0)
     lan.wire_log.clear()
-    lan.host("member1").engine.receive_frame(
-        gw.mac, body + lan.keys["gateway1"].sign(body), lan.now
-    )
+    frame = sealed(lan.keys["gateway1"], body, lan.gateway().leader.mac_keys)
+    lan.host("member1").engine.receive_frame(gw.mac, frame, lan.now)
     lan._collect()
     sent = [f for src, _dst, f in lan.wire_log if f[1] == wire.MsgType.KEYS]
     assert sent

@@ -15,7 +15,7 @@ import pytest
 from lanon.common import iptables
 from lanon.common.errors import ConfigError, PrerequisiteError
 from lanon.common.iptables import Jump, RuleSet
-from lanon.lab.configs import write_coalition
+from lanon.common.templates import write_coalition
 from lanon.member import rules
 from lanon.member.rules import JUMPS_V4, JUMPS_V6, MemberRules
 
@@ -48,7 +48,25 @@ def test_outbound_goes_to_the_queue_and_the_safety_net_drops_what_would_leave_ot
     assert post[-1] == "-j DROP"
     # the same exemptions: what the queue lets pass, the safety net lets pass (and no more)
     assert returns(out) == returns(post)
-    assert {"-o lo", f"-d {LAN}", "-d 255.255.255.255/32", "-d 224.0.0.0/4"} <= set(returns(out))
+    assert {"-o lo", "-d 255.255.255.255/32", "-d 224.0.0.0/4"} <= set(returns(out))
+    # The LAN is not exempt: its resolver would see who asks (#10.7). Only answers to hosts
+    # that connected to this one, DHCP with the LAN's server, and [lan_services] direct.
+    assert f"-d {LAN}" not in returns(out)
+    lan = [r for r in returns(out) if r.startswith(f"-d {LAN}")]
+    assert lan == [
+        f"-d {LAN} -m conntrack --ctdir REPLY",
+        f"-d {LAN} -p udp -m udp --sport 68 --dport 67",
+    ]
+
+
+def test_only_the_direct_lan_services_pass_with_the_hosts_own_address() -> None:
+    v4 = MemberRules(LAN, 0, "lanon0", direct=("198.18.0.9:631/tcp", "198.18.0.10:445")).ipv4()
+    for name in ("LANON_OUT", "LANON_POST"):
+        assert [r for r in returns(chain(v4, name)) if "--dport" in r and "68" not in r] == [
+            "-d 198.18.0.9/32 -p tcp -m tcp --dport 631",
+            "-d 198.18.0.10/32 -p tcp -m tcp --dport 445",
+            "-d 198.18.0.10/32 -p udp -m udp --dport 445",
+        ]
 
 
 def test_forwarded_traffic_beyond_the_lan_is_refused() -> None:
@@ -75,9 +93,10 @@ def test_unsolicited_inbound_from_beyond_the_lan_is_dropped_but_the_tun_passes()
 
 def test_dhcp_passes_only_broadcast_or_to_the_named_server() -> None:
     plain = MemberRules(LAN, 0, "lanon0").ipv4()
-    assert not re.search(r"--dport 6[78]", "\n".join(lines(plain)))  # no port open anywhere
+    # beyond the LAN, no port open anywhere
+    assert not re.search(r"-d (?!198\.18\.0\.0/24).* --dport 6[78]", "\n".join(lines(plain)))
     named = MemberRules(LAN, 0, "lanon0", "203.0.113.67").ipv4()
-    dhcp = [ln for ln in lines(named) if "--dport 6" in ln]
+    dhcp = [ln for ln in lines(named) if "--dport 6" in ln and LAN not in ln]
     assert dhcp == [
         "-A LANON_POST -d 203.0.113.67/32 -p udp -m udp --sport 68 --dport 67 -j RETURN",
         "-A LANON_IN -s 203.0.113.67/32 -p udp -m udp --sport 67 --dport 68 -j RETURN",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lanon.lab.configs import write_coalition
+from lanon.common.templates import write_coalition
 
 pytestmark = pytest.mark.root
 

@@ -7,7 +7,7 @@ from scapy.layers.inet import IP, UDP, IPOption_RR
 
 from lanon.common import wire
 from lanon.common.crypto import key_id
-from lanon.common.engine import signed
+from lanon.common.engine import sealed
 from lanon.common.errors import RejectReason
 from lanon.common.events import (
     CellDelivered,
@@ -113,7 +113,8 @@ def test_restarted_member_rejoins_and_traffic_flows() -> None:
 def test_forged_and_foreign_opens_are_rejected() -> None:
     lan = running_lan()
     src, frame = last_open(lan)
-    forged = frame[:-1] + bytes([frame[-1] ^ 1])
+    mine = len(frame) - wire.SIG_LEN - len(lan.c.members) * wire.MAC_LEN  # member1's MAC
+    forged = frame[:mine] + bytes([frame[mine] ^ 1]) + frame[mine + 1 :]
     assert deliver(lan, "member1", src, forged) == []
     foreign = frame[:2] + b"\x00\x00\x00\x00" + frame[6:]
     assert deliver(lan, "member1", src, foreign) == []
@@ -130,9 +131,9 @@ def _open_from_leader(
     ids = tuple(key_id(leader.ephemeral[i][leader.epoch][1]) for i in sorted(roster))
     wall_ms = int((lan.now + WALL - 100) * 1000) + leader_ms_shift
     o = wire.Open(
-        leader.round + rnd_bump, leader.epoch, wall_ms, 0, 64, roster, len(lan.c.members), ids
+        leader.round + rnd_bump, leader.epoch, wall_ms, 1, 64, roster, len(lan.c.members), ids
     )
-    return signed(gw.key, o.encode(lan.c.id, 0))
+    return sealed(gw.key, o.encode(lan.c.id, 0), leader.mac_keys)
 
 
 def test_a_roster_too_small_is_refused_even_from_the_leader() -> None:
@@ -206,7 +207,7 @@ def test_what_cannot_be_carried_is_dropped_and_counted() -> None:
     eng.submit_packet(
         bytes(IP(src="198.18.0.11", dst="203.0.113.10", options=[IPOption_RR()]) / UDP()), lan.now
     )
-    reasons = [e.reason for e in eng.pop_events() if isinstance(e, PacketDropped)]
+    reasons = [e.reason.value for e in eng.pop_events() if isinstance(e, PacketDropped)]
     assert reasons == ["truncated", "not_ipv4", "ip_options"]
 
 
@@ -218,5 +219,5 @@ def test_a_full_queue_drops_and_counts() -> None:
     for i in range(10):
         eng.submit_packet(udp(sport=1000 + i), 0.0)
     drops = [e for e in eng.pop_events() if isinstance(e, PacketDropped)]
-    assert [d.reason for d in drops] == ["queue_full", "queue_full"]
+    assert [d.reason.value for d in drops] == ["queue_full", "queue_full"]
     assert len(eng.queue) == 8

@@ -23,7 +23,9 @@ def test_a_datagram_nfqueue_cut_short_is_refused_with_fragmentation_needed() -> 
     whole = udp(payload=b"u" * 8000)
     eng.submit_packet(whole[:4016], 0.0)  # NFQUEUE copies about 4 KB
     injected = [cmd.packet for cmd in eng.pop_commands() if isinstance(cmd, InjectPacket)]
-    assert [e.reason for e in eng.pop_events() if isinstance(e, PacketDropped)] == ["truncated"]
+    assert [e.reason.value for e in eng.pop_events() if isinstance(e, PacketDropped)] == [
+        "truncated"
+    ]
     assert len(injected) == 1
     err = IP(injected[0])
     assert (err.src, err.dst) == ("203.0.113.10", "198.18.0.11")  # from the far end, to us

@@ -1,0 +1,189 @@
+"""The benchmark's real labs (root): the lanon beside the plain path, in the same run.
+
+For each lab (members, schedule, key graph): the plain path's RTT and download speed (the
+gateway's own route to the Internet host), the lanon's (from member1), the added RTT, the
+first packet after a quiet spell, the idle CPU of a member and of the leading gateway, and
+the round rate while busy. Figures go to a table and, with matplotlib, to a PNG plot.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+URL = "http://203.0.113.10/5mb.bin"
+INTERNET = "203.0.113.10"
+
+
+@dataclass
+class LabFigures:
+    members: int
+    schedule: str
+    key_graph: str
+    plain_rtt: float  # ms, median
+    lanon_rtt: float  # ms, median, while a conversation goes on
+    cold_rtt: float  # ms, median of first packets after a quiet spell
+    plain_mbs: float
+    lanon_mbs: float
+    member_cpu: float  # share of a core, idle
+    leader_cpu: float
+    busy_rate: float  # rounds/s during the download
+
+    @property
+    def added_rtt(self) -> float:
+        return self.lanon_rtt - self.plain_rtt
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_shares(pids: list[int], seconds: float = 6.0) -> list[float]:
+    before = [_cpu_seconds(p) for p in pids]
+    time.sleep(seconds)
+    return [(_cpu_seconds(p) - b) / seconds for p, b in zip(pids, before, strict=True)]
+
+
+def ping_times(lab: object, host: str, count: int, interval: float) -> list[float]:
+    r = lab.run(host, ["ping", "-c", str(count), "-i", str(interval), "-W", "1", INTERNET])  # type: ignore[attr-defined]
+    return [float(x) for x in re.findall(r"time=([\d.]+) ms", r.stdout)]
+
+
+def download(lab: object, host: str) -> float:
+    r = lab.run(
+        host, ["curl", "-sS", "-m", "120", "-o", "/dev/null", "-w", "%{speed_download}", URL]
+    )  # type: ignore[attr-defined]
+    try:
+        return float(r.stdout or 0) / 1e6
+    except ValueError:
+        return 0.0
+
+
+def measure(members: int, schedule: str = "star", key_graph: str = "full") -> LabFigures:
+    from lanon.lab.lab import Lab, LabSpec
+
+    lab = Lab(f"bench{members}")
+    if lab.is_up():
+        lab.down()
+    lab.up(LabSpec(lab.name, members=members, schedule=schedule, key_graph=key_graph))
+    try:
+        time.sleep(3)
+        member_cpu, leader_cpu = cpu_shares([lab.pids["member1"], lab.pids["gateway1"]])
+        cold = []
+        for _ in range(5):  # a first packet: the lanon has been quiet for longer than `linger`
+            time.sleep(1.5)
+            cold += ping_times(lab, "member1", 1, 1)
+        plain = ping_times(lab, "gateway1", 40, 0.02)
+        lanon = ping_times(lab, "member1", 100, 0.02)
+        plain_mbs = statistics.median(download(lab, "gateway1") for _ in range(2))
+        start = lab.leader_status()["rounds_completed"]
+        t0 = time.monotonic()
+        speeds = [download(lab, "member1") for _ in range(2)]
+        rounds = lab.leader_status()["rounds_completed"] - start
+        rate = rounds / (time.monotonic() - t0)
+        return LabFigures(
+            members,
+            schedule,
+            key_graph,
+            statistics.median(plain) if plain else float("nan"),
+            statistics.median(lanon) if lanon else float("nan"),
+            statistics.median(cold) if cold else float("nan"),
+            plain_mbs,
+            statistics.median(speeds),
+            member_cpu,
+            leader_cpu,
+            rate,
+        )
+    finally:
+        lab.down()
+
+
+def table(rows: list[LabFigures]) -> None:
+    print(
+        f"  {'lab':<22} {'plain RTT':>9} {'lanon RTT':>9} {'added':>7} {'cold':>7} "
+        f"{'plain':>8} {'lanon':>8} {'idle member':>11} {'idle leader':>11} {'busy':>8}"
+    )
+    print(
+        f"  {'':<22} {'ms':>9} {'ms':>9} {'ms':>7} {'ms':>7} {'MB/s':>8} {'MB/s':>8} "
+        f"{'% core':>11} {'% core':>11} {'rounds/s':>8}"
+    )
+    for f in rows:
+        print(
+            f"  {f'{f.members} members, {f.schedule}, {f.key_graph}':<22} {f.plain_rtt:9.3f} "
+            f"{f.lanon_rtt:9.2f} {f.added_rtt:7.2f} {f.cold_rtt:7.1f} {f.plain_mbs:8.1f} "
+            f"{f.lanon_mbs:8.2f} {f.member_cpu * 100:11.1f} {f.leader_cpu * 100:11.1f} "
+            f"{f.busy_rate:8.0f}",
+            flush=True,
+        )
+
+
+def plot(
+    rows: list[LabFigures], simulated: dict[str, list[tuple[int, float, float]]], out: Path
+) -> None:
+    """Added RTT and goodput against members: the lab's points, the simulated LAN's lines
+    (CPU not counted), and the plain path beside them."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("  (no plot: matplotlib is not installed; ./run bench installs it)")
+        return
+    fig, (rtt, put) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, points in simulated.items():
+        xs = [p[0] for p in points]
+        rtt.plot(xs, [p[1] for p in points], "--", label=f"simulated LAN, {label}")
+        put.plot(xs, [p[2] for p in points], "--", label=f"simulated LAN, {label}")
+    for key in sorted({(f.schedule, f.key_graph) for f in rows}):
+        sel = sorted((f for f in rows if (f.schedule, f.key_graph) == key), key=lambda f: f.members)
+        label = f"lab, {key[0]}, {key[1]}"
+        rtt.plot([f.members for f in sel], [f.added_rtt for f in sel], "o-", label=label)
+        put.plot([f.members for f in sel], [f.lanon_mbs for f in sel], "o-", label=label)
+    if rows:
+        rtt.axhline(
+            statistics.median(f.plain_rtt for f in rows), color="grey", lw=1, label="plain path RTT"
+        )
+        put.axhline(
+            statistics.median(f.plain_mbs for f in rows), color="grey", lw=1, label="plain path"
+        )
+    rtt.set(xlabel="members", ylabel="added RTT (ms, median)", title="latency")
+    put.set(xlabel="members", ylabel="goodput (MB/s)", title="one download", yscale="log")
+    for ax in (rtt, put):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"  plot: {out}")
+
+
+def observer_figures(seconds_each: float = 11.0) -> None:
+    """The switch observer of tests/integration/test_timing.py, on a lab of 4 members."""
+    import tempfile
+
+    from lanon.lab import observer
+    from lanon.lab.lab import Lab, LabSpec
+
+    lab = Lab("benchobs")
+    if lab.is_up():
+        lab.down()
+    lab.up(LabSpec(lab.name, members=4))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            v = observer.observe(lab, seconds_each, Path(tmp))
+    finally:
+        lab.down()
+    delays = ", ".join(
+        f"member{m + 1} {busy:.0f}/{idle:.0f}" for m, (busy, idle) in v.delays_us.items()
+    )
+    print(
+        f"  switch observer, 4 members, one busy at a time: right in {v.correct} of {v.windows} "
+        f"windows of 25 rounds ({v.accuracy:.0%}; chance {v.chance:.0%} ± {v.noise:.0%}); "
+        f"rounds with uneven frames: {v.uneven_rounds}"
+    )
+    print(f"  median answer delay after OPEN, busy/idle (µs): {delays}")

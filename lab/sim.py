@@ -1,0 +1,313 @@
+"""A whole coalition in memory: members and gateways wired by a simulated Ethernet.
+
+No sockets, no sleeps: frames are delivered in FIFO order (after `latency`, one at a time per
+switch port if `bandwidth` is set) and the clock jumps to the next timer any engine asks for.
+An optional `internet` function answers emitted packets (`lanon.lab.packets.echo_internet`
+is a small one). The tests (tests/harness.py re-exports this module) and the benchmark drive
+their coalitions here.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lanon.common import coalition as coalition_mod
+from lanon.common.crypto import HostKey, encode_key
+from lanon.common.events import (
+    Command,
+    EmitPacket,
+    Event,
+    FilterSources,
+    InjectPacket,
+    OutputSeen,
+    SendArp,
+    SendFrame,
+)
+from lanon.common.wire import BROADCAST
+from lanon.gateway.engine import GatewayEngine
+from lanon.lab.packets import echo_internet
+from lanon.member.engine import MemberEngine
+
+WALL = 1_800_000_000.0  # the simulated wall clock starts here
+
+
+def coalition_dict(
+    members: list[tuple[str, HostKey]],
+    gateways: list[tuple[str, HostKey, list[str]]],
+    **sections: dict[str, Any],
+) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "coalition": {"name": "test", "lan": "198.18.0.0/24", **sections.pop("coalition", {})},
+        "members": [{"name": n, "public_key": encode_key(k.public)} for n, k in members],
+        "gateways": [
+            {"name": n, "public_key": encode_key(k.public), "addresses": a} for n, k, a in gateways
+        ],
+    }
+    raw.update(sections)
+    return raw
+
+
+def make_coalition(
+    n_members: int = 3, n_gateways: int = 1, *, seed: int = 1, **sections: dict[str, Any]
+) -> tuple[coalition_mod.Coalition, dict[str, HostKey]]:
+    """A coalition of `n_members` and `n_gateways` with keys from `seed`, and those keys by
+    host name; `sections` are tables of the coalition file (e.g. rounds={"schedule": "tree"})."""
+    rng = random.Random(seed)
+    keys = {f"member{i + 1}": HostKey(rng.randbytes(32)) for i in range(n_members)}
+    gkeys = {f"gateway{j + 1}": HostKey(rng.randbytes(32)) for j in range(n_gateways)}
+    shares = [[f"198.18.0.{192 + 4 * j}/30"] for j in range(n_gateways)]
+    raw = coalition_dict(
+        list(keys.items()),
+        [(n, k, shares[j]) for j, (n, k) in enumerate(gkeys.items())],
+        **sections,
+    )
+    return coalition_mod.parse(raw, Path("test-coalition.toml")), {**keys, **gkeys}
+
+
+def mac_of(i: int) -> bytes:
+    return bytes((2, 0, 0, 0, 0, i))
+
+
+@dataclass
+class Host:
+    name: str
+    mac: bytes
+    engine: Any
+    events: list[Event] = field(default_factory=list)
+    injected: list[bytes] = field(default_factory=list)
+    down: bool = False
+    allow: frozenset[bytes] | None = None  # its kernel filter: only these sources reach it
+
+
+class Lan:
+    def __init__(
+        self,
+        coalition: coalition_mod.Coalition,
+        keys: dict[str, HostKey],
+        *,
+        seed: int = 7,
+        start: float = 100.0,
+        internet: Callable[[bytes], list[bytes]] | None = None,
+        latency: float = 0.0,
+        bandwidth: float | None = None,
+    ) -> None:
+        self.c = coalition
+        self.keys = keys
+        self.now = start
+        self.rng = random.Random(seed)
+        self.internet = internet
+        self.hosts: dict[bytes, Host] = {}
+        self.emitted: list[tuple[str, bytes]] = []
+        self.wire_log: list[tuple[bytes, bytes, bytes]] = []  # (src, dst, frame)
+        self.latency = latency  # seconds each frame takes to arrive (0: at once)
+        self.queue: list[tuple[float, int, bytes, bytes | None, Command]] = []  # heap by arrival
+        self.bandwidth = bandwidth  # bytes/s of each switch port (None: no limit)
+        self._link_free: dict[bytes, float] = {}
+        self._seq = 0
+        self.dropped_frames = 0
+        self._start = start
+        offset = WALL - start
+        n = 0
+        for g in coalition.gateways:
+            n += 1
+            gateway = GatewayEngine(
+                coalition,
+                g.name,
+                keys[g.name],
+                mac_of(n),
+                now=self.now,
+                wall_offset=offset,
+                rng=random.Random(self.rng.random()),
+            )
+            self.hosts[mac_of(n)] = Host(g.name, mac_of(n), gateway)
+        for m in coalition.members:
+            n += 1
+            member = MemberEngine(
+                coalition,
+                m.name,
+                keys[m.name],
+                now=self.now,
+                wall_offset=offset,
+                rng=random.Random(self.rng.random()),
+            )
+            self.hosts[mac_of(n)] = Host(m.name, mac_of(n), member)
+        for h in self.hosts.values():
+            h.engine.start(self.now)
+        self._collect()
+
+    # --- access ---------------------------------------------------------------------------
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts.values() if h.name == name)
+
+    def member(self, name: str) -> MemberEngine:
+        eng = self.host(name).engine
+        assert isinstance(eng, MemberEngine)
+        return eng
+
+    def gateway(self, name: str = "gateway1") -> GatewayEngine:
+        eng = self.host(name).engine
+        assert isinstance(eng, GatewayEngine)
+        return eng
+
+    def events(self, name: str, kind: type[Event] | None = None) -> list[Event]:
+        evs = self.host(name).events
+        return [e for e in evs if kind is None or isinstance(e, kind)]
+
+    def all_events(self, kind: type[Event]) -> list[Event]:
+        return [e for h in self.hosts.values() for e in h.events if isinstance(e, kind)]
+
+    # --- driving --------------------------------------------------------------------------
+
+    def _push(self, at: float, src: bytes, target: bytes | None, cmd: Command) -> None:
+        self._seq += 1
+        heapq.heappush(self.queue, (at, self._seq, src, target, cmd))
+
+    def _collect(self) -> None:
+        for h in self.hosts.values():
+            for cmd in h.engine.pop_commands():
+                if h.down:
+                    continue
+                if not isinstance(cmd, SendFrame):
+                    self._push(self.now + self.latency, h.mac, None, cmd)
+                    continue
+                self.wire_log.append((h.mac, cmd.dst, cmd.frame))
+                targets = (
+                    [m for m in self.hosts if m != h.mac]
+                    if cmd.dst == BROADCAST
+                    else [cmd.dst]
+                    if cmd.dst in self.hosts
+                    else []
+                )
+                for target in targets:
+                    at = self.now + self.latency
+                    if (
+                        self.bandwidth
+                    ):  # the switch port towards `target` carries one frame at a time
+                        at = (
+                            max(at, self._link_free.get(target, 0.0))
+                            + len(cmd.frame) / self.bandwidth
+                        )
+                        self._link_free[target] = at
+                    self._push(at, h.mac, target, cmd)
+            h.events.extend(h.engine.pop_events())
+
+    def deliver(self) -> None:
+        """Carry out every command due by now (and what it causes, if it is due too)."""
+        while self.queue and self.queue[0][0] <= self.now:
+            _, _, src, target, cmd = heapq.heappop(self.queue)
+            sender = self.hosts[src]
+            if isinstance(cmd, SendFrame):
+                assert target is not None
+                h = self.hosts[target]
+                if not h.down and (h.allow is None or src in h.allow):
+                    h.engine.receive_frame(src, cmd.frame, self.now)
+            elif isinstance(cmd, EmitPacket):
+                self.emitted.append((sender.name, cmd.packet))
+                if self.internet is not None:
+                    for reply in self.internet(cmd.packet):
+                        for h in self.hosts.values():
+                            if isinstance(h.engine, GatewayEngine) and not h.down:
+                                h.engine.receive_packet(reply, self.now)
+            elif isinstance(cmd, InjectPacket):
+                sender.injected.append(cmd.packet)
+            elif isinstance(cmd, SendArp):
+                pass
+            elif isinstance(cmd, FilterSources):
+                sender.allow = cmd.allow
+            else:
+                raise RuntimeError(f"unexpected command {cmd!r}")
+            self._collect()
+
+    def advance(self) -> None:
+        """Jump to the earliest timer and fire every timer that is due."""
+        self.deliver()
+        timers = [
+            t for h in self.hosts.values() if not h.down and (t := h.engine.get_timer()) is not None
+        ]
+        if self.queue:
+            timers.append(self.queue[0][0])
+        self.now = max(self.now, min(timers))
+        self.deliver()
+        for h in self.hosts.values():
+            if not h.down:
+                h.engine.handle_timer(self.now)
+        self._collect()
+        self.deliver()
+
+    def run(self, seconds: float) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.advance()
+
+    def run_until(self, predicate: Callable[[], bool], limit: float = 30.0) -> None:
+        end = self.now + limit
+        while not predicate():
+            if self.now > end:
+                raise AssertionError(f"condition not met within {limit} simulated seconds")
+            self.advance()
+
+    def submit(self, name: str, packet: bytes) -> None:
+        self.member(name).submit_packet(packet, self.now)
+        self._collect()
+        self.deliver()
+
+    def kill(self, name: str) -> None:
+        self.host(name).down = True
+
+    def resume(self, name: str) -> None:
+        """A frozen host (SIGSTOP, a VM migration) runs again with all it had; what was sent to
+        it meanwhile is lost."""
+        self.host(name).down = False
+
+    def restart(self, name: str) -> None:
+        """The host comes back as a new process: same key, no memory."""
+        h = self.host(name)
+        h.down = False
+        old = h.engine
+        offset = WALL - self._start
+        if isinstance(old, MemberEngine):
+            h.engine = MemberEngine(
+                self.c,
+                name,
+                old.key,
+                now=self.now,
+                wall_offset=offset,
+                rng=random.Random(self.rng.random()),
+            )
+        else:
+            h.engine = GatewayEngine(
+                self.c,
+                name,
+                old.key,
+                h.mac,
+                now=self.now,
+                wall_offset=offset,
+                rng=random.Random(self.rng.random()),
+            )
+        h.engine.start(self.now)
+        self._collect()
+
+    def frames(self, mtype: int) -> list[tuple[bytes, bytes, bytes]]:
+        return [(src, dst, f) for src, dst, f in self.wire_log if len(f) > 1 and f[1] == mtype]
+
+
+def running_lan(
+    members: int = 3,
+    gateways: int = 1,
+    *,
+    latency: float = 0.0,
+    echo: bool = True,
+    **sections: dict[str, Any],
+) -> Lan:
+    """A coalition in memory whose rounds already run (each member has seen three outputs);
+    `echo`: a little Internet that answers UDP, pings and SYNs."""
+    c, keys = make_coalition(members, gateways, seed=1, **sections)
+    lan = Lan(c, keys, internet=echo_internet if echo else None, latency=latency)
+    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * members)
+    return lan

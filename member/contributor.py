@@ -1,0 +1,446 @@
+"""The member's part in the rounds (sans-IO): OPEN in, one contribution out, output checked.
+
+    OUTSIDE ──a round names us──▶ ANSWERING ──answer_at──▶ SENT ──output or abort──▶ READY
+       ▲  ◀──a round without us, or no round for a while── (READY, ANSWERING, SENT)      │
+       │                              ▲                                                  │
+       └── says HELLO meanwhile       └──────────────── the next round ───────────────────┘
+
+`in_roster` is the phase: every phase but OUTSIDE. A refused round leaves the member READY.
+
+Constant-time answers. A switch observer sees when each member's contribution leaves after
+the OPEN. It leaves at `answer_at` = the OPEN's arrival (the kernel's receive stamp, passed in
+as `now`) + `rounds.answer_delay`, the same for every member and every round, whatever this
+member's queue, flows or load: the work (pads, cells, claims, MACs) is done when the OPEN
+arrives and the frames wait. A member whose work took longer (an overloaded host) answers when
+done, and counts it (`late`).
+
+Every contribution has the same frames, of the same sizes, whatever it carries: claims for
+queued cells in the reservation area, cells in the slots granted by the last output, zeros
+elsewhere, all XORed with one pad per key-graph neighbour in the roster.
+
+Safety rules (each prevents reuse of a pad, which would reveal a member's message):
+- it never contributes twice to one round number (rounds only increase);
+- pads also depend on ephemeral keys made by this process: a round recorded before a restart
+  names keys the member no longer has, so a replayed OPEN can never reuse a pad.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections import deque
+from dataclasses import dataclass
+
+from lanon.common import wire
+from lanon.common.coalition import Coalition, RosterCheck, Schedule
+from lanon.common.crypto import apply_pads, mac_key
+from lanon.common.engine import EngineBase, check_mac, maced
+from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
+from lanon.common.events import (
+    AnswerLate,
+    CellDelivered,
+    CellRetried,
+    Contributed,
+    OutputSeen,
+    RefuseReason,
+    RetryReason,
+    RoundRefused,
+    RoundVetoed,
+)
+from lanon.common.output import OutputAssembler
+from lanon.common.reservation import ENTRY_LEN, make_claim, tally, write_claims
+from lanon.common.tree import forward_by, place
+from lanon.member.keys import KeyRing
+from lanon.member.relay import Relay
+from lanon.member.veto import Veto
+
+MAX_BACKOFF_EXP = 5
+# An answer this far past its moment is late (beyond the loop's timer precision).
+LATE_AFTER = 0.0002
+
+
+class Phase(enum.Enum):
+    OUTSIDE = "outside"  # not in the roster: HELLO until a round names this member
+    READY = "ready"  # in the roster, between rounds
+    ANSWERING = "answering"  # a round accepted: its contribution leaves at `answer_at`
+    SENT = "sent"  # contributed: waiting for the round's output
+
+
+_TRANSITIONS = {
+    Phase.OUTSIDE: {Phase.ANSWERING, Phase.READY},
+    Phase.READY: {Phase.ANSWERING, Phase.READY, Phase.OUTSIDE},
+    Phase.ANSWERING: {Phase.SENT, Phase.READY, Phase.OUTSIDE},
+    Phase.SENT: {Phase.READY, Phase.OUTSIDE},
+}
+
+
+@dataclass(slots=True)
+class Pending:
+    cell: bytes
+    queued: float
+
+
+@dataclass(slots=True)
+class RoundView:
+    """The round this member takes part in, until its output is seen or it is lost."""
+
+    round: int
+    gateway: int
+    opened: float
+    nslots: int
+    nentries: int
+    slots: dict[int, Pending]
+    claims: dict[int, bytes]
+    output: OutputAssembler
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    round: int  # the round the granted slots are in
+    slots: tuple[int, ...]
+    nslots: int
+
+
+class Contributor:
+    def __init__(
+        self,
+        engine: EngineBase,
+        coalition: Coalition,
+        index: int,
+        keys: KeyRing,
+        veto: Veto,
+        rng: random.Random,
+    ) -> None:
+        self.e = engine
+        self.c = coalition
+        self.index = index
+        self.keys = keys
+        self.veto = veto
+        self.roster_check = RosterCheck(coalition)
+        self.rng = rng
+        self.mac_keys = {g.index: mac_key(keys.key, g.public) for g in coalition.gateways}
+        self._member_macs: dict[int, bytes] = {}
+        self.phase = Phase.OUTSIDE
+        self.queue: deque[Pending] = deque()  # cells waiting for a slot, oldest first
+        self.last_round = 0  # the highest round answered or refused: never answered again
+        self.current: RoundView | None = None
+        self.grant: Grant | None = None
+        self.claim_after = 0  # no claims before this round (backoff after collisions)
+        self.collisions = 0
+        self.express_after = 0  # no express slot before this round (after a collision there)
+        self.express_collisions = 0  # in a row: the backoff grows with them
+        self.answer_at = float("inf")
+        self._answer: list[tuple[bytes, bytes]] = []  # (destination, frame), at answer_at
+        self.relay: Relay | None = None  # our place in this round's tree (schedule "tree")
+        self._tree_dst: tuple[bytes, bytes] = (b"", b"")
+        self.answered = 0  # answers sent (star schedule)
+        self.late = 0  # of them, those that left after answer_at: this host was too slow
+
+    def _to(self, phase: Phase) -> None:
+        if phase not in _TRANSITIONS[self.phase]:
+            raise LocalProtocolError(f"contributor: {self.phase.value} -> {phase.value}")
+        self.phase = phase
+
+    @property
+    def in_roster(self) -> bool:
+        return self.phase is not Phase.OUTSIDE
+
+    # --- a round opens --------------------------------------------------------------------
+
+    def open(self, o: wire.Open, gateway: int, src: bytes, now: float) -> None:
+        """An authenticated, fresh OPEN above every round we answered (the engine checked)."""
+        self.lose()  # a new round: the last one's output will not come any more
+        express = self.c.rounds.express_slots
+        grant, self.grant = self.grant, None
+        if grant is not None and (grant.round != o.round or grant.nslots != o.nslots - express):
+            for _ in grant.slots:  # the cells are still queued: they will be claimed again
+                self.e.event(CellRetried(RetryReason.ROUND_LOST, 0))
+            grant = None
+        if self.index not in o.roster:
+            self.last_round = max(self.last_round, o.round)
+            if self.phase is not Phase.OUTSIDE:
+                self._to(Phase.OUTSIDE)
+            return
+        refusal = self._check(o)
+        keys: list[bytes] | None = None
+        if refusal is None:
+            keys, why = self.keys.round_keys(o)
+            if keys is None:
+                refusal = RefuseReason.MISSING_KEY, why
+                self.keys.announce(now)
+        if refusal is not None or keys is None:
+            reason, detail = refusal or (RefuseReason.MISSING_KEY, "")
+            self.last_round = o.round  # never answer this round later
+            self.refuse(gateway, src, o.round, reason, detail)
+            self._to(Phase.READY)
+            return
+        self.keys.adopt(o.epoch)
+        verdict = self.veto.judge(o.roster, now)
+        if verdict.reason is not None:  # an idle vector: the cells wait for a better round
+            self.e.event(RoundVetoed(o.round, verdict.reason, verdict.size, verdict.k))
+            if grant is not None:
+                for _ in grant.slots:
+                    self.e.event(CellRetried(RetryReason.VETOED, 0))
+                grant = None
+        slots = {s: self.queue.popleft() for s in (grant.slots if grant else ()) if self.queue}
+        fresh = not slots and self.queue and o.round >= self.express_after
+        if fresh and express and verdict.reason is None:  # straight into an express slot
+            slots[o.nslots - express + self.rng.randrange(express)] = self.queue.popleft()
+        if slots:
+            self.veto.sent_with(verdict)
+        claims: dict[int, bytes] = {}
+        if o.round >= self.claim_after and self.queue and verdict.reason is None:
+            count = min(self.c.rounds.max_claims, len(self.queue), o.nentries)
+            for entry in self.rng.sample(range(o.nentries), count):
+                claims[entry] = make_claim(self.rng.randbytes(4))
+        cs = self.c.coalition.cell_size
+        vector = write_claims(o.nentries, claims)
+        vector += b"".join(slots[s].cell if s in slots else bytes(cs) for s in range(o.nslots))
+        padded = apply_pads(bytes(vector), keys, o.round)
+        parts = wire.split_vector(padded, self.c.part_size)
+        self.answer_at = now + self.c.rounds.answer_delay
+        if self.c.rounds.schedule is Schedule.TREE:
+            self._start_relay(o, gateway, src, parts, now)
+        else:
+            mkey = self.mac_keys[gateway]
+            self._answer = [
+                (
+                    src,
+                    maced(
+                        mkey,
+                        wire.Part(o.round, i, len(parts), payload).encode(
+                            wire.MsgType.CONTRIB, self.c.id, self.index
+                        ),
+                    ),
+                )
+                for i, payload in enumerate(parts)
+            ]
+        self.last_round = o.round
+        self.keys.forget_others()  # forward secrecy: other epochs' keys are gone
+        part_lens = self.c.part_lens(o.nslots, o.nentries)
+        self.current = RoundView(
+            o.round,
+            gateway,
+            now,
+            o.nslots,
+            o.nentries,
+            slots,
+            claims,
+            OutputAssembler(o.round, part_lens, o.nslots, o.nentries),
+        )
+        self._to(Phase.ANSWERING)
+        self.e.event(Contributed(o.round, len(parts), len(padded), bool(slots or claims)))
+
+    def _check(self, o: wire.Open) -> tuple[RefuseReason, str] | None:
+        """Refuse rounds that would weaken anonymity (the clock was checked before)."""
+        problem = self.roster_check(o.roster)
+        return None if problem is None else (problem.reason, problem.detail)
+
+    def refuse(self, gateway: int, src: bytes, rnd: int, reason: RefuseReason, detail: str) -> None:
+        code = wire.RefuseCode[reason.name]
+        refuse = wire.Refuse(rnd, code, self.last_round + 1, max(self.keys.epoch, 0))
+        self.e.send(src, maced(self.mac_keys[gateway], refuse.encode(self.c.id, self.index)))
+        self.e.event(RoundRefused(rnd, reason, detail))
+
+    # --- the answer -------------------------------------------------------------------------
+
+    def get_timer(self) -> float:
+        if self.phase is Phase.ANSWERING:
+            if self.relay is None:
+                return self.answer_at
+            if not self.relay.sent:
+                t = self.relay.forward_at
+                return min(t, self.answer_at) if self.relay.complete else t
+        return float("inf")
+
+    def handle_timer(self, now: float) -> None:
+        if self.phase is not Phase.ANSWERING or now < self.answer_at:
+            return
+        relay = self.relay
+        if relay is None:
+            self._send_answer(now)
+        elif not relay.sent and (relay.complete or now >= relay.forward_at):
+            self._forward(relay, now)  # a silent child is left out: the leader will see
+
+    @property
+    def answer_due(self) -> float:
+        """When this round's answer leaves (star schedule), or never if none is waiting."""
+        if self.phase is Phase.ANSWERING and self.relay is None:
+            return self.answer_at
+        return float("inf")
+
+    def _send_answer(self, now: float) -> None:
+        if now - self.answer_at > LATE_AFTER:
+            self.late += 1
+            self.e.event(
+                AnswerLate(self.current.round if self.current else 0, now - self.answer_at)
+            )
+        self.answered += 1
+        for dst, frame in self._answer:
+            self.e.send(dst, frame)
+        self._answer = []
+        self._to(Phase.SENT)
+
+    # --- the reduction tree (schedule "tree") -----------------------------------------------
+
+    def _start_relay(
+        self, o: wire.Open, gateway: int, src: bytes, parts: list[bytes], now: float
+    ) -> None:
+        if len(o.ethernet) != len(o.roster):
+            raise RemoteProtocolError(RejectReason.MALFORMED, "a tree round's OPEN without MACs")
+        p = place(o.roster, o.round, self.index, self.c.rounds.tree_fanout)
+        if p.parent is None:  # the root: its parent is the leader
+            self._tree_dst = (src, self.mac_keys[gateway])
+        else:
+            self._tree_dst = (o.ethernet_of()[p.parent], self._member_mac(p.parent))
+        forward_at = max(forward_by(now, self.c.rounds.deadline, p), self.answer_at)
+        self.relay = Relay(o.round, p, self.index, parts, forward_at)
+
+    def _member_mac(self, other: int) -> bytes:
+        key = self._member_macs.get(other)
+        if key is None:
+            key = self._member_macs[other] = mac_key(self.keys.key, self.c.members[other].public)
+        return key
+
+    def tree_part(self, sender: int, frame: bytes, now: float) -> None:
+        relay = self.relay
+        if sender >= len(self.c.members) or sender == self.index:
+            raise RemoteProtocolError(
+                RejectReason.NOT_IN_ROSTER, f"tree part from member #{sender}"
+            )
+        part = wire.pull_tree_part(check_mac(self._member_mac(sender), frame))
+        if (
+            relay is None
+            or relay.sent
+            or part.round != relay.round
+            or self.phase is not Phase.ANSWERING
+        ):
+            raise RemoteProtocolError(RejectReason.STALE, f"tree part of round {part.round}")
+        if part.nmembers != len(self.c.members):
+            raise RemoteProtocolError(RejectReason.MALFORMED, "tree part of another coalition size")
+        relay.add(sender, part)
+        if relay.complete and now >= self.answer_at:
+            self._forward(relay, now)
+
+    def _forward(self, relay: Relay, now: float) -> None:
+        """Send our subtree's sum up: to our parent, or to the leader if we are the root."""
+        relay.sent = True
+        dst, key = self._tree_dst
+        parts = relay.parts()
+        members = frozenset(relay.contributors)
+        self._answer = [
+            (
+                dst,
+                maced(
+                    key,
+                    wire.TreePart(
+                        relay.round, i, len(parts), members, len(self.c.members), payload
+                    ).encode(self.c.id, self.index),
+                ),
+            )
+            for i, payload in enumerate(parts)
+        ]
+        self._send_answer(now)
+
+    # --- the output ---------------------------------------------------------------------------
+
+    def expects(self, rnd: int) -> bool:
+        """Whether the output of round `rnd` is awaited (its head has not come yet)."""
+        cur = self.current
+        return cur is not None and cur.round == rnd and cur.output.head is None
+
+    def output_head(self, head: wire.OutputHead, now: float) -> None:
+        cur = self.current
+        if cur is None or head.round != cur.round:
+            return  # a round we did not take part in
+        cur.output.add_head(head)
+        self._maybe_complete(now)
+
+    def output_part(self, part: wire.Part, now: float) -> None:
+        cur = self.current
+        if cur is None or part.round != cur.round:
+            return
+        cur.output.add_part(part)
+        self._maybe_complete(now)
+
+    def _maybe_complete(self, now: float) -> None:
+        cur = self.current
+        assert cur is not None
+        vector = cur.output.vector()
+        if vector is None:
+            return
+        self.current = None
+        self.relay = None
+        self._answer = []  # (an output can only come before our answer if it went without it)
+        self._to(Phase.READY)
+        area = vector[: cur.nentries * ENTRY_LEN]
+        t = tally(area, cur.nentries, self.c.rounds.max_slots)
+        slot_of = {entry: s for s, entry in enumerate(t.granted)}
+        granted, collided, deferred = [], 0, 0
+        for entry, value in cur.claims.items():
+            if area[entry * ENTRY_LEN : (entry + 1) * ENTRY_LEN] != value:
+                collided += 1
+            elif entry in slot_of:
+                granted.append(slot_of[entry])
+            else:
+                deferred += 1
+        if granted:
+            self.grant = Grant(cur.round + 1, tuple(sorted(granted)), len(t.granted))
+        if collided:
+            self.collisions += 1
+            backoff = self.rng.randrange(2 ** min(self.collisions, MAX_BACKOFF_EXP))
+            self.claim_after = cur.round + 1 + backoff
+            for _ in range(collided):
+                self.e.event(CellRetried(RetryReason.RESERVATION_COLLISION, backoff))
+        elif granted:
+            self.collisions = 0
+        for _ in range(deferred):
+            self.e.event(CellRetried(RetryReason.DEFERRED, 0))
+
+        base = cur.nentries * ENTRY_LEN
+        cs = self.c.coalition.cell_size
+        express = cur.nslots - self.c.rounds.express_slots  # the first express slot
+        lost = []
+        for s in sorted(cur.slots):
+            pending = cur.slots[s]
+            if vector[base + s * cs : base + (s + 1) * cs] == pending.cell:
+                self.e.event(CellDelivered(now - pending.queued))
+                if s >= express:
+                    self.express_collisions = 0
+                continue
+            lost.append(pending)
+            backoff = 0
+            if s >= express:  # someone else had a new packet too: reserve for a while
+                self.express_collisions += 1
+                exp = min(self.express_collisions, MAX_BACKOFF_EXP)
+                backoff = 1 + self.rng.randrange(2**exp)  # at least the next round reserves
+                self.express_after = cur.round + 1 + backoff
+            self.e.event(CellRetried(RetryReason.DATA_COLLISION, backoff))
+        self.queue.extendleft(reversed(lost))
+        self.e.event(OutputSeen(cur.round, now - cur.opened, cur.nslots))
+
+    def abort(self, abort: wire.Abort) -> None:
+        if self.current is not None and self.current.round == abort.round:
+            self.lose()
+
+    def lose(self) -> None:
+        """The current round will not produce an output: its cells go back to the queue front
+        (an answer not sent yet never leaves)."""
+        cur, self.current = self.current, None
+        self.relay = None
+        self._answer = []
+        self.answer_at = float("inf")
+        if cur is None:
+            return
+        lost = [cur.slots[s] for s in sorted(cur.slots)]
+        for _ in lost:
+            self.e.event(CellRetried(RetryReason.ROUND_LOST, 0))
+        self.queue.extendleft(reversed(lost))
+        if self.phase in (Phase.ANSWERING, Phase.SENT):
+            self._to(Phase.READY)
+
+    def leave(self) -> None:
+        """No round has named us for a while: we are out of the roster until one does."""
+        self.lose()
+        if self.phase is not Phase.OUTSIDE:
+            self._to(Phase.OUTSIDE)

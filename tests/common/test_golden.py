@@ -1,0 +1,358 @@
+"""Golden byte vectors: the wire format, pinned.
+
+Every frame type has one fixed value and the exact bytes it encodes to, written out field by
+field from the layouts in lanon/common/wire.py. Encoding the value must give those bytes and
+decoding the bytes must give the value back, so a change to a field's order, width or enum
+value, or to the version, fails here (and then needs a new wire.VERSION). The vectors are of
+the bodies `encode()` returns; what follows a body on the wire (the MAC table and signature of
+OPEN and OUTPUT_HEAD, a MAC16, a signature) is pinned once each below, with fixed keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from lanon.common import cell, reservation, wire
+from lanon.common.crypto import HostKey, Verifier
+from lanon.common.engine import check_mac, check_sealed, maced, sealed, signed
+from lanon.common.errors import RejectReason, RemoteProtocolError
+
+CID, SENDER = 0xDEADBEEF, 3
+T = wire.MsgType
+
+
+def h(*fields: str) -> bytes:
+    """Bytes from hex fields (spaces ignored)."""
+    return bytes.fromhex("".join(fields))
+
+
+def header(mtype: wire.MsgType) -> str:
+    return f"03 {mtype:02x} deadbeef 0003"  # version 3, type, coalition, sender
+
+
+OPEN = wire.Open(
+    round=0x0102030405060708,
+    epoch=9,
+    leader_ms=1_800_000_000_123,
+    nslots=4,
+    nentries=64,
+    roster=frozenset({0, 2, 9}),
+    nmembers=10,
+    key_ids=(0x11111111, 0x22222222, 0x33333333),
+)
+OPEN_BYTES = h(
+    header(T.OPEN),
+    "0102030405060708",  # round
+    "00000009",  # epoch
+    "000001a3185c507b",  # leader_ms
+    "0004",  # nslots
+    "0040",  # nentries
+    "000a",  # nmembers
+    "a040",  # roster bitmap, 10 bits: 0, 2, 9
+    "11111111 22222222 33333333",  # key id of each roster member, in index order
+)
+
+OPEN_TREE = wire.Open(
+    round=5,
+    epoch=1,
+    leader_ms=1_800_000_000_000,
+    nslots=0,
+    nentries=16,
+    roster=frozenset({1, 2}),
+    nmembers=3,
+    key_ids=(0xAABBCCDD, 0x01020304),
+    ethernet=(bytes.fromhex("020000000002"), bytes.fromhex("020000000003")),
+)
+OPEN_TREE_BYTES = h(
+    header(T.OPEN),
+    "0000000000000005",  # round
+    "00000001",  # epoch
+    "000001a3185c5000",  # leader_ms
+    "0000",  # nslots
+    "0010",  # nentries
+    "0003",  # nmembers
+    "60",  # roster bitmap, 3 bits: 1, 2
+    "aabbccdd 01020304",  # key ids
+    "020000000002 020000000003",  # tree rounds: each roster member's Ethernet address
+)
+
+CONTRIB = wire.Part(round=5, index=1, count=3, payload=b"abc")
+CONTRIB_BYTES = h(
+    header(T.CONTRIB),
+    "0000000000000005",  # round
+    "0001",  # index
+    "0003",  # count
+    "616263",  # payload
+)
+
+OUTPUT_HEAD = wire.OutputHead(
+    round=0xFFFFFFFFFFFFFFFE,  # the highest round that decodes (its successor must encode)
+    leader_ms=1_800_000_000_123,
+    nentries=64,
+    nslots=2,
+    digests=(bytes(range(16)), bytes(range(16, 32))),
+)
+OUTPUT_HEAD_BYTES = h(
+    header(T.OUTPUT_HEAD),
+    "fffffffffffffffe",  # round
+    "000001a3185c507b",  # leader_ms
+    "0040",  # nentries
+    "0002",  # nslots
+    "0002",  # number of parts
+    "000102030405060708090a0b0c0d0e0f",  # digest of part 0
+    "101112131415161718191a1b1c1d1e1f",  # digest of part 1
+)
+
+OUTPUT_PART = wire.Part(round=7, index=0, count=1, payload=bytes(5))
+OUTPUT_PART_BYTES = h(
+    header(T.OUTPUT_PART),
+    "0000000000000007",  # round
+    "0000",  # index
+    "0001",  # count
+    "0000000000",  # payload
+)
+
+ABORT = wire.Abort(round=7, reason=wire.AbortReason.REFUSED, missing=frozenset({1, 3}), nmembers=4)
+ABORT_BYTES = h(
+    header(T.ABORT),
+    "0000000000000007",  # round
+    "04",  # reason: REFUSED
+    "0004",  # nmembers
+    "50",  # missing bitmap, 4 bits: 1, 3
+)
+
+INBOUND = wire.Inbound(seq=123, tag=2**63 + 5, index=0, count=2, payload=b"packet")
+INBOUND_BYTES = h(
+    header(T.INBOUND),
+    "000000000000007b",  # seq
+    "8000000000000005",  # flow tag
+    "00",  # index
+    "02",  # count
+    "7061636b6574",  # payload
+)
+
+HELLO = wire.Hello(wall_ms=42, fingerprint=b"f" * 16)
+HELLO_BYTES = h(
+    header(T.HELLO),
+    "000000000000002a",  # wall_ms
+    "66666666666666666666666666666666",  # coalition file fingerprint
+)
+
+HEARTBEAT = wire.Heartbeat(
+    seq=9,
+    round=8,
+    epoch=3,
+    leader=True,
+    held=frozenset({0, 5}),
+    naddresses=8,
+    leaving=True,
+    started_ms=1_800_000_000_000,
+)
+HEARTBEAT_BYTES = h(
+    header(T.HEARTBEAT),
+    "0000000000000009",  # seq
+    "0000000000000008",  # round
+    "00000003",  # epoch
+    "03",  # flags: 1 leader, 2 leaving
+    "000001a3185c5000",  # started_ms
+    "0008",  # naddresses
+    "84",  # held bitmap, 8 bits: 0, 5
+)
+
+KEYS = wire.Keys(wall_ms=77, keys=((4, b"k" * 32), (5, b"l" * 32)))
+KEYS_BYTES = h(
+    header(T.KEYS),
+    "000000000000004d",  # wall_ms
+    "02",  # number of keys
+    "00000004",  # epoch
+    "6b" * 32,  # its public key
+    "00000005",
+    "6c" * 32,
+)
+
+REFUSE = wire.Refuse(round=12, reason=wire.RefuseCode.STALE_ROUND, next_round=20, epoch=2)
+REFUSE_BYTES = h(
+    header(T.REFUSE),
+    "000000000000000c",  # round
+    "05",  # reason: STALE_ROUND
+    "0000000000000014",  # next_round
+    "00000002",  # epoch
+)
+
+TREE_PART = wire.TreePart(
+    round=9, index=2, count=3, contributors=frozenset({0, 1, 8}), nmembers=9, payload=b"\xff\x00"
+)
+TREE_PART_BYTES = h(
+    header(T.TREE_PART),
+    "0000000000000009",  # round
+    "0002",  # index
+    "0003",  # count
+    "0009",  # nmembers
+    "c080",  # contributors bitmap, 9 bits: 0, 1, 8
+    "ff00",  # payload
+)
+
+FLOWS = wire.Flows(seq=1 << 40, records=(b"\x01\x02\x03", b"\x04\x05\x06"))
+FLOWS_BYTES = h(
+    header(T.FLOWS),
+    "0000010000000000",  # seq
+    "0002",  # number of records
+    "0003",  # record size
+    "010203 040506",  # records
+)
+
+
+def encode(value: Any, mtype: wire.MsgType) -> bytes:
+    if isinstance(value, wire.Part):
+        return value.encode(mtype, CID, SENDER)
+    out: bytes = value.encode(CID, SENDER)
+    return out
+
+
+Pull = Callable[[bytes], Any]
+
+GOLDEN: list[tuple[str, wire.MsgType, Any, bytes, Pull]] = [
+    ("open", T.OPEN, OPEN, OPEN_BYTES, wire.pull_open),
+    ("open_tree", T.OPEN, OPEN_TREE, OPEN_TREE_BYTES, wire.pull_open),
+    ("contrib", T.CONTRIB, CONTRIB, CONTRIB_BYTES, wire.pull_part),
+    ("output_head", T.OUTPUT_HEAD, OUTPUT_HEAD, OUTPUT_HEAD_BYTES, wire.pull_output_head),
+    ("output_part", T.OUTPUT_PART, OUTPUT_PART, OUTPUT_PART_BYTES, wire.pull_part),
+    ("abort", T.ABORT, ABORT, ABORT_BYTES, wire.pull_abort),
+    ("inbound", T.INBOUND, INBOUND, INBOUND_BYTES, wire.pull_inbound),
+    ("hello", T.HELLO, HELLO, HELLO_BYTES, wire.pull_hello),
+    ("heartbeat", T.HEARTBEAT, HEARTBEAT, HEARTBEAT_BYTES, wire.pull_heartbeat),
+    ("keys", T.KEYS, KEYS, KEYS_BYTES, wire.pull_keys),
+    ("refuse", T.REFUSE, REFUSE, REFUSE_BYTES, wire.pull_refuse),
+    ("tree_part", T.TREE_PART, TREE_PART, TREE_PART_BYTES, wire.pull_tree_part),
+    ("flows", T.FLOWS, FLOWS, FLOWS_BYTES, wire.pull_flows),
+]
+
+
+@pytest.mark.parametrize(
+    ("mtype", "value", "golden", "pull"),
+    [g[1:] for g in GOLDEN],
+    ids=[g[0] for g in GOLDEN],
+)
+def test_frame_encodes_to_its_golden_bytes_and_back(
+    mtype: wire.MsgType, value: Any, golden: bytes, pull: Pull
+) -> None:
+    assert encode(value, mtype) == golden
+    assert wire.pull_header(golden) == wire.Header(wire.VERSION, mtype, CID, SENDER)
+    assert pull(golden) == value
+
+
+def test_every_frame_type_has_a_golden_vector() -> None:
+    assert {g[1] for g in GOLDEN} == set(wire.MsgType)
+
+
+def test_the_numbers_on_the_wire() -> None:
+    """Version, type codes and reason codes are wire values: they never follow declaration
+    order, and changing one is a new protocol version."""
+    assert wire.VERSION == 3
+    assert wire.ETHERTYPE == 0x88B5
+    assert {t.name: t.value for t in wire.MsgType} == {
+        "OPEN": 1,
+        "CONTRIB": 2,
+        "OUTPUT_HEAD": 3,
+        "OUTPUT_PART": 4,
+        "ABORT": 5,
+        "INBOUND": 6,
+        "HELLO": 7,
+        "HEARTBEAT": 8,
+        "KEYS": 9,
+        "REFUSE": 10,
+        "TREE_PART": 11,
+        "FLOWS": 12,
+    }
+    assert {r.name: r.value for r in wire.AbortReason} == {
+        "DEADLINE": 1,
+        "LEADER_CHANGE": 2,
+        "REFUSED": 4,
+    }
+    assert {r.name: r.value for r in wire.RefuseCode} == {
+        "ROSTER_TOO_SMALL": 1,
+        "WEAK_KEY_GRAPH": 2,
+        "CLOCK": 3,
+        "MISSING_KEY": 4,
+        "STALE_ROUND": 5,
+    }
+
+
+# --- what follows a body: fixed keys (Ed25519 signatures are deterministic) ------------------
+
+LEADER = HostKey(bytes(32))
+MEMBER_KEYS = [bytes([1]) * 32, bytes([2]) * 32]  # the MAC key each member shares with it
+
+# The MAC table of OPEN_BYTES under MEMBER_KEYS: BLAKE2b-128 of the body, keyed, in index order.
+OPEN_MACS = (h("432867d1ec179c28f2b2ace8c2ce3112"), h("0737fa1e0c786561d60707b8bb33656a"))
+OPEN_TABLE = b"".join(OPEN_MACS)
+# LEADER's Ed25519 signature over OPEN_BYTES and its MAC table.
+OPEN_SIGNATURE = h(
+    "6fb37b13c648d262ea3792bfa90849f9da8fae3b72fee8a66f287b205c2ce284",
+    "d96e376ee396dcae118509f252e65b857c88d416ab77875c32802ecd3f6f3501",
+)
+
+
+def test_a_sealed_frame_is_body_mac_table_signature() -> None:
+    frame = sealed(LEADER, OPEN_BYTES, MEMBER_KEYS)
+    assert frame == OPEN_BYTES + OPEN_TABLE + OPEN_SIGNATURE
+    assert wire.split_sealed(frame, len(MEMBER_KEYS)) == (OPEN_BYTES, OPEN_TABLE, OPEN_SIGNATURE)
+    for index, key in enumerate(MEMBER_KEYS):  # each member checks its own entry
+        assert wire.table_entry(OPEN_TABLE, index) == OPEN_MACS[index]
+        assert check_sealed(key, frame, index, len(MEMBER_KEYS)) == OPEN_BYTES
+    with pytest.raises(RemoteProtocolError) as info:  # another member's entry is not ours
+        check_sealed(MEMBER_KEYS[0], frame, 1, len(MEMBER_KEYS))
+    assert info.value.reason is RejectReason.BAD_AUTH
+    assert Verifier().verify(LEADER.public, OPEN_BYTES + OPEN_TABLE, OPEN_SIGNATURE)
+
+
+# A member's CONTRIB: the body and its MAC16 under the key it shares with the leader.
+CONTRIB_MAC = h("7c5e7f6af4804617688ab11eb1d4d508")
+# LEADER's Ed25519 signature over ABORT_BYTES (signed frames end with 64 bytes of it).
+ABORT_SIGNATURE = h(
+    "77bddaca761bec2f3a1c416dcf51162e82a29cfa6c22201040e66c8de6cb9a67",
+    "6468c640020bf61a3b05b916f56360510e21d4e50716f3b910d32f8ea07fa40d",
+)
+
+
+def test_a_maced_frame_and_a_signed_frame() -> None:
+    frame = maced(MEMBER_KEYS[0], CONTRIB_BYTES)
+    assert frame == CONTRIB_BYTES + CONTRIB_MAC
+    assert check_mac(MEMBER_KEYS[0], frame) == CONTRIB_BYTES
+    frame = signed(LEADER, ABORT_BYTES)
+    assert frame == ABORT_BYTES + ABORT_SIGNATURE
+    assert wire.split_auth(frame, wire.SIG_LEN) == (ABORT_BYTES, ABORT_SIGNATURE)
+
+
+# --- inside a round's vector ----------------------------------------------------------------
+
+
+def test_reservation_claim() -> None:
+    """nonce(4), then BLAKE2b-32 of it (personal "lanon-resv"); a zero nonce becomes 1."""
+    assert reservation.make_claim(h("01020304")) == h("01020304", "7c34eecd")
+    assert reservation.make_claim(bytes(4)) == h("00000001", "1eef5ed3")
+    area = reservation.write_claims(3, {1: h("01020304", "7c34eecd")})
+    assert area == h("0000000000000000", "010203047c34eecd", "0000000000000000")
+    assert reservation.tally(bytes(area), 3, 4) == reservation.Tally((1,), 0, ())
+
+
+CELL = cell.Cell(tag=0x0102030405060708, packet_id=0xA0B0C0D0, index=1, count=3, data=b"data")
+CELL_BYTES = h(
+    "c40a3bc943d206f1",  # check: BLAKE2b-64 of everything after it
+    "0102030405060708",  # flow tag
+    "a0b0c0d0",  # packet id
+    "01",  # index
+    "03",  # count
+    "0004",  # length
+    "64617461",  # data
+    "00" * 12,  # zero padding to the 40-byte cell
+)
+
+
+def test_cell() -> None:
+    c = CELL
+    assert cell.encode_cell(40, c.tag, c.packet_id, c.index, c.count, c.data) == CELL_BYTES
+    assert cell.decode_slot(CELL_BYTES) == (cell.SlotState.CELL, CELL)

@@ -1,0 +1,45 @@
+"""The switch observer: with every member's answers captured on the switch, and one member at a
+time downloading in a loop, the busy member cannot be told from timing, counts or sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lanon.lab import observer
+from lanon.lab.lab import Lab
+from tests.integration.conftest import running_lab
+
+WINDOW = 25  # rounds per guess
+MIN_WINDOWS = 400
+# The lab's two cores run four members, a gateway, the servers and the download: a member's
+# work for a round takes longer than the default 0.3 ms (meant for hosts with a core to spare),
+# and its answer would leave when the work is done. 2 ms: when the round fixes.
+ANSWER_DELAY = 0.002
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    yield from running_lab("o", members=4, gateways=1, answer_delay=ANSWER_DELAY)
+
+
+def test_the_switch_observer_guesses_the_busy_member_no_better_than_chance(
+    lab: Lab, tmp_path: Path
+) -> None:
+    seconds = 11.0  # about 450 windows at this machine's busy round rate
+    verdict = observer.observe(lab, seconds, tmp_path, WINDOW)
+    while verdict.windows < MIN_WINDOWS and seconds < 30:  # a slow machine runs fewer rounds
+        seconds *= 2
+        verdict = observer.observe(lab, seconds, tmp_path, WINDOW)
+    print(
+        f"observer: {verdict.correct}/{verdict.windows} windows right "
+        f"({verdict.accuracy:.0%}, chance {verdict.chance:.0%}), {verdict.late:.1%} of answers "
+        f"late; median answer delays "
+        f"busy/idle µs: {verdict.delays_us}"
+    )
+    assert verdict.windows >= MIN_WINDOWS
+    assert verdict.uneven_rounds == 0  # every member's frames: same count, same sizes
+    # no better than chance within statistical noise (3.5 standard deviations: 1 in 4,000)
+    assert verdict.accuracy <= verdict.chance + 3.5 * verdict.noise, verdict
