@@ -151,3 +151,57 @@ def test_internet_destinations_still_pass() -> None:
     lan.submit("member1", udp())
     lan.run_until(lambda: bool(lan.emitted))
     assert IP(lan.emitted[0][1]).dst == "203.0.113.10"
+
+
+# --- [lan_services] (#10.7): the LAN's resolver through the lanon, and nothing else of the LAN
+
+
+def serving(**services: list[str]) -> coalition.Coalition:
+    c, _ = make_coalition(3, 1, lan_services=services)
+    return c
+
+
+def test_only_the_named_lan_service_is_a_destination() -> None:
+    d = Destinations(serving(anonymous=["198.18.0.1:53", "198.18.0.2:123/udp"]))
+    router = packed("198.18.0.1")
+    assert d.refused(router, 17, 53) is None and d.refused(router, 6, 53) is None
+    assert d.refused(router, 6, 80) is DropReason.PROHIBITED_LAN  # another port of it
+    assert d.refused(router) is DropReason.PROHIBITED_LAN  # ICMP, say
+    assert d.refused(packed("198.18.0.2"), 17, 123) is None
+    assert d.refused(packed("198.18.0.2"), 6, 123) is DropReason.PROHIBITED_LAN  # udp only
+    assert d.refused(packed("198.18.0.12"), 17, 53) is DropReason.PROHIBITED_LAN  # a member
+
+
+def test_a_query_to_the_routers_resolver_leaves_from_an_anonymous_address() -> None:
+    lan = running_lan(lan_services={"anonymous": ["198.18.0.1:53"]})
+    lan.submit("member1", udp(dst="198.18.0.1", dport=53))
+    lan.run_until(lambda: bool(lan.emitted))
+    sent = IP(lan.emitted[0][1])
+    assert sent.dst == "198.18.0.1" and sent.src in {str(a) for a in lan.c.anonymous}
+    assert dropped(lan) == []
+
+
+@pytest.mark.parametrize(
+    "entry,message",
+    [
+        ("203.0.113.10:53", r"expected a host of the LAN 198.18.0.0/24"),
+        ("198.18.0.255:53", r"expected a host of the LAN"),
+        ("198.18.0.193:53", r"an anonymous address, not a LAN server"),
+        ("198.18.0.1", r"expected a LAN service such as '198.18.0.1:53'"),
+        ("198.18.0.1:53/icmp", r"expected a LAN service"),
+        ("198.18.0.1:0", r"expected a LAN service"),
+    ],
+)
+def test_lan_services_that_cannot_be_meant_are_refused(entry: str, message: str) -> None:
+    raw = coalition_dict(
+        [(f"member{i}", KEYS[f"member{i}"]) for i in (1, 2, 3)],
+        [("gateway1", KEYS["gateway1"], ["198.18.0.192/30"])],
+        lan_services={"direct": [entry]},
+    )
+    with pytest.raises(ConfigError, match=message):
+        coalition.parse(raw, Path("c.toml"))
+
+
+def test_lan_services_enter_the_fingerprint_only_when_set() -> None:
+    assert serving().fingerprint == C.fingerprint
+    assert serving(anonymous=["198.18.0.1:53"]).fingerprint != C.fingerprint

@@ -167,6 +167,18 @@ def test_the_rules_need_only_the_lan_queue_tun_and_dhcp_server(files: Path) -> N
     assert rules.from_config(member)[1] is False
 
 
+def test_the_direct_lan_services_come_from_the_coalition_file_or_none_if_broken(
+    files: Path,
+) -> None:
+    coalition_file = files / "coalition.toml"
+    edit(coalition_file, r"^# direct = \[\]$", 'direct = ["198.18.0.9:631/tcp"]')
+    got, _ = rules.from_config(files / "a.toml")
+    assert got.direct == ("198.18.0.9:631/tcp",)
+    edit(coalition_file, r"^direct = .*$", 'direct = ["198.18.0.9"]')
+    got, _ = rules.from_config(files / "a.toml")
+    assert got.direct == ()  # fewer exceptions: the safe side
+
+
 @pytest.mark.parametrize(
     "breakage,message",
     [
