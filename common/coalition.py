@@ -332,11 +332,13 @@ class Coalition:
             f"{self.path}: no gateway named {name!r} (gateways: {', '.join(g.name for g in self.gateways)})"
         )
 
-    def member_at(self, index: int) -> Peer:
+    def member_at(self, index: int, me: int | None = None) -> Peer:
         """The member a frame's header names by index; RemoteProtocolError (NOT_IN_ROSTER)
-        if the coalition has none there."""
-        if not 0 <= index < len(self.members):
-            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no member #{index}")
+        if the coalition has none there, or if it names `me` (a member hears itself only
+        from a forger)."""
+        if not 0 <= index < len(self.members) or index == me:
+            who = "us" if index == me else "none"
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"member #{index}: {who}")
         return self.members[index]
 
     def gateway_at(self, index: int) -> GatewayPeer:

@@ -15,6 +15,7 @@ import ipaddress
 import math
 import struct
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from lanon.common.events import (
@@ -155,13 +156,13 @@ class Prober:
         mac: bytes,
         command: Callable[[Command], None],
         event: Callable[[Event], None],
-        holds: Callable[[int], bool],
+        held: AbstractSet[int],
     ) -> None:
         self.addresses = addresses
         self.mac = mac
         self._command = command
         self._event = event
-        self.holds = holds
+        self.held = held  # the engine's: the indexes of the addresses it holds
         self.index = {a: i for i, a in enumerate(addresses)}
         self.slots = [_Slot() for _ in addresses]
         self.gateways: dict[bytes, set[int]] = {}  # gateway MAC -> addresses it said it held
@@ -211,7 +212,7 @@ class Prober:
             self._hear(slot, a.sender_mac, now)  # judged when the probe ends
         elif a.sender_mac in self.gateways:
             return  # a lanon gateway: heartbeats settle who holds what
-        elif not self.holds(i):
+        elif i not in self.held:
             self._hear(slot, a.sender_mac, now)
             self._in_use(i, slot, a.sender_mac, "sent an ARP from it", now)
             self._recompute()

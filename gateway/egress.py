@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 
 from lanon.common.cell import Reassembler, SlotState, decode_slot
 from lanon.common.coalition import NEVER_EMITTED, PRIVATE_RANGES, Coalition
@@ -41,6 +42,7 @@ from lanon.common.packet import (
 )
 from lanon.common.reservation import ENTRY_LEN
 from lanon.gateway.flows import Exhausted, FlowTable, TagConflict
+from lanon.gateway.ingress import Ingress
 
 SWEEP_INTERVAL = 1.0  # seconds of lanon clock between flow expiry sweeps
 
@@ -123,26 +125,30 @@ class Egress:
         engine: EngineBase,
         coalition: Coalition,
         flows: FlowTable,
-        holds: Callable[[int], bool],
-        answer: Callable[[int, bytes], None],
+        held: AbstractSet[int],
+        ingress: Ingress,
         rng: random.Random,
     ) -> None:
         self.e = engine
         self.c = coalition
         self.flows = flows
-        self.holds = holds  # is the address with this index ours to emit?
-        self.answer = answer  # broadcast a packet to the member owning a tag (e.g. ICMP)
+        self.held = held  # the engine's: the indexes of the addresses it holds (and emits)
+        self.ingress = ingress  # answers to members (ICMP) go back as inbound packets do
         self.rng = rng
         self.index = {a.packed: i for i, a in enumerate(coalition.anonymous)}
         self.destinations = Destinations(coalition)
         self.cells = Reassembler()
-        self.now = 0.0  # the leader's clock (s), from round outputs
         self.last_round = 0
         self._next_sweep = 0.0
 
+    @property
+    def now(self) -> float:
+        """The lanon's time: the leader's clock as of the last round output."""
+        return self.flows.time
+
     def process(self, out: RoundOutput) -> SlotStats:
         self.last_round = max(self.last_round, out.round)
-        self.now = max(self.now, out.leader_ms / 1000)
+        self.flows.time = max(self.flows.time, out.leader_ms / 1000)
         cs = self.c.coalition.cell_size
         base = out.nentries * ENTRY_LEN
         used = garbled = 0
@@ -152,18 +158,18 @@ class Egress:
                 garbled += 1
             elif cell is not None:
                 used += 1
-                packet = self.cells.add_cell(cell, self.now)
+                packet = self.cells.add_cell(cell, self.flows.time)
                 if packet is not None:
                     self._egress(cell.tag, packet)
-        if self.now >= self._next_sweep:
+        if self.flows.time >= self._next_sweep:
             self._sweep()
         return SlotStats(used, garbled)
 
     def _sweep(self) -> None:
-        self._next_sweep = self.now + SWEEP_INTERVAL
-        for f in self.flows.expire(self.now):
+        self._next_sweep = self.flows.time + SWEEP_INTERVAL
+        for f in self.flows.expire(self.flows.time):
             self.e.event(FlowClosed(f.proto, address_text(f.anon), f.state.close_reason()))
-        self.cells.expire(self.now)
+        self.cells.expire(self.flows.time)
         for reason, n in self.cells.take_drops().items():
             for _ in range(n):
                 self.e.event(PacketDropped(DropReason.cells(reason)))
@@ -188,25 +194,25 @@ class Egress:
         refused = self.destinations.refused(f.dst, f.proto, f.dport)
         if refused is not None:
             self._drop(refused, f"to {address_text(f.dst)}")
-            if self.holds(index):  # the application hears at once, as from a firewall
+            if index in self.held:  # the application hears at once, as from a firewall
                 private = refused is DropReason.PROHIBITED_PRIVATE
-                self.answer(tag, prohibited(packet, None if private else f.src))
+                self.ingress.broadcast(tag, prohibited(packet, None if private else f.src))
             return
         try:
             flow, created = self.flows.outbound(
-                tag, f.proto, f.src, f.dst, f.dport, p.tcp_flags, self.now
+                tag, f.proto, f.src, f.dst, f.dport, p.tcp_flags, self.flows.time
             )
         except Exhausted:
             self.e.event(PortExhausted(f.proto, address_text(f.src)))
-            if self.holds(index):  # the application hears at once, as from a full NAT
-                self.answer(tag, icmp_error(packet, UNREACH_PROHIBITED))
+            if index in self.held:  # the application hears at once, as from a full NAT
+                self.ingress.broadcast(tag, icmp_error(packet, UNREACH_PROHIBITED))
             return
         except TagConflict as exc:
             self._drop(DropReason.TAG_CONFLICT, str(exc))
             return
         if created:
             self.e.event(FlowOpened(f.proto, address_text(f.src)))
-        if not self.holds(index):
+        if index not in self.held:
             return
         buf = bytearray(packet)
         set_source(buf, p, f.src, flow.port)
@@ -215,7 +221,7 @@ class Egress:
         if len(buf) <= mtu:
             self._emit(bytes(buf))
         elif dont_fragment(buf):
-            self.answer(tag, icmp_error(bytes(buf), UNREACH_FRAG_NEEDED, mtu))
+            self.ingress.broadcast(tag, icmp_error(bytes(buf), UNREACH_FRAG_NEEDED, mtu))
             self._drop(
                 DropReason.TOO_LARGE, f"{len(buf)} bytes with DF: answered 'fragmentation needed'"
             )

@@ -63,17 +63,10 @@ class GatewayEngine(EngineBase):
         self.held: set[int] = set()
         # Flow ports derive from the member's secret tag; every gateway uses the same key.
         self.flows = FlowTable(coalition.flows, coalition.fingerprint)
-        self.egress = Egress(self, coalition, self.flows, self._holds, self._answer, rng)
         self.ingress = Ingress(
-            self,
-            coalition,
-            key,
-            self.me.index,
-            self.flows,
-            self._holds,
-            lambda: self.egress.now,
-            wall_us(now, wall_offset),
+            self, coalition, key, self.me.index, self.flows, self.held, wall_us(now, wall_offset)
         )
+        self.egress = Egress(self, coalition, self.flows, self.held, self.ingress, rng)
         self.leader = Leader(
             self,
             coalition,
@@ -84,7 +77,7 @@ class GatewayEngine(EngineBase):
         )
         self.policy = ClaimPolicy(coalition, self.me.index, now)
         self.probes = arp.Prober(  # which addresses no other host uses (probed before claims)
-            self.addresses, mac, self.command, self.event, self._holds
+            self.addresses, mac, self.command, self.event, self.held
         )
         self.following: OutputAssembler | None = None
         self.seen_round = 0
@@ -98,9 +91,6 @@ class GatewayEngine(EngineBase):
         self.flows_seq: dict[int, int] = {}  # newest FLOWS frame per gateway: no replays
         self.inbound_seq: dict[int, int] = {}  # newest INBOUND frame per gateway: no replays
         self._last_timer = now
-
-    def _holds(self, index: int) -> bool:
-        return index in self.held
 
     @property
     def leading(self) -> bool:
@@ -128,7 +118,7 @@ class GatewayEngine(EngineBase):
                 if self.leading:
                     self.leader.receive_refuse(header.sender, frame, now)
             elif t == wire.MsgType.OUTPUT_PART:
-                self._follow_part(wire.pull_part(frame))
+                self._on_output_part(wire.pull_part(frame))
             else:
                 self._from_gateway(header, src, frame, now)
         except RemoteProtocolError as exc:
@@ -166,7 +156,7 @@ class GatewayEngine(EngineBase):
             ):
                 return  # done already, our own round, or a replay: no signature to check
             self._verify(peer, src, frame, now)
-            self._follow_head(head)
+            self._on_output_head(head)
         elif t == wire.MsgType.INBOUND:
             inbound = wire.pull_inbound(body)
             if inbound.seq <= self.inbound_seq.get(peer.index, 0):
@@ -215,24 +205,24 @@ class GatewayEngine(EngineBase):
             lens = self.c.part_lens(o.nslots, o.nentries)
             self.following = OutputAssembler(o.round, lens, o.nslots, o.nentries)
 
-    def _follow_head(self, head: wire.OutputHead) -> None:
+    def _on_output_head(self, head: wire.OutputHead) -> None:
         f = self.following
         if f is None or f.round != head.round:
             lens = self.c.part_lens(head.nslots, head.nentries)
             f = self.following = OutputAssembler(head.round, lens, head.nslots, head.nentries)
         f.add_head(head)
-        self._follow_done()
+        self._output_followed()
 
-    def _follow_part(self, part: wire.Part) -> None:
+    def _on_output_part(self, part: wire.Part) -> None:
         f = self.following
         if self.leading or part.round <= self.egress.last_round:
             return
         if f is None or part.round != f.round:
             raise RemoteProtocolError(RejectReason.STALE, f"output part of round {part.round}")
         f.add_part(part)
-        self._follow_done()
+        self._output_followed()
 
-    def _follow_done(self) -> None:
+    def _output_followed(self) -> None:
         f = self.following
         assert f is not None
         vector = f.vector()
@@ -267,9 +257,6 @@ class GatewayEngine(EngineBase):
                 self.c.id, self.me.index
             )
             self.send(dst, signed(self.key, frame))
-
-    def _answer(self, tag: int, packet: bytes) -> None:
-        self.ingress.broadcast(tag, packet)
 
     # --- timers -----------------------------------------------------------------------------
 

@@ -53,6 +53,9 @@ class FlowTable:
         self.by_tag: dict[int, GatewayFlow] = {}
         self.by_port: dict[tuple[int, bytes, int], GatewayFlow] = {}
         self.in_use: dict[tuple[int, bytes], int] = {}  # ports used per (protocol, address)
+        # The lanon's time (s): the leader's clock as of the last round output. Flow timers run
+        # on it, so that every gateway's table ages alike (Egress advances it).
+        self.time = 0.0
 
     def outbound(
         self, tag: int, proto: int, anon: bytes, remote: bytes, rport: int, flags: int, now: float

@@ -8,7 +8,7 @@ answers for an anonymous address (no RST, no ICMP).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 from lanon.common import wire
 from lanon.common.coalition import Coalition
@@ -28,8 +28,7 @@ class Ingress:
         key: HostKey,
         index: int,
         flows: FlowTable,
-        holds: Callable[[int], bool],
-        clock: Callable[[], float],
+        held: AbstractSet[int],
         first_seq: int,
     ) -> None:
         self.e = engine
@@ -37,8 +36,7 @@ class Ingress:
         self.key = key
         self.gw = index
         self.flows = flows
-        self.holds = holds
-        self.clock = clock
+        self.held = held  # the engine's: the indexes of the addresses it holds
         self.seq = first_seq
         self.index = {a.packed: i for i, a in enumerate(coalition.anonymous)}
         self.defrag = Defragmenter()
@@ -49,7 +47,7 @@ class Ingress:
         if len(packet) < 20:
             return
         index = self.index.get(bytes(packet[16:20]))
-        if index is None or not self.holds(index):
+        if index is None or index not in self.held:
             return  # not for an address we hold
         packet = packet[: (packet[2] << 8) | packet[3]]  # Ethernet may have padded it
         try:
@@ -79,7 +77,7 @@ class Ingress:
             self.e.event(PacketDropped(DropReason.NO_FLOW))
             return
         if not p.icmp_error:
-            flow.state.update(p.tcp_flags, False, self.clock())
+            flow.state.update(p.tcp_flags, False, self.flows.time)
         if not checksum_ready:
             buf = bytearray(packet)
             fill_l4_checksum(buf, p)
@@ -106,4 +104,4 @@ class Ingress:
         except PacketError:
             return
         if not p.icmp_error:
-            flow.state.update(p.tcp_flags, False, self.clock())
+            flow.state.update(p.tcp_flags, False, self.flows.time)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import json
 import os
 import pwd
@@ -202,6 +203,12 @@ class Lab:
 
     def _write_configs(self) -> None:
         """Keys and files from the shipped templates, as an operator would make them."""
+        router = ipaddress.IPv4Address(topology.ROUTER_LAN)
+        router_shared = any(
+            router in ipaddress.IPv4Network(p)
+            for share in self.spec.shares
+            for p in share.split(",")
+        )
         write_coalition(
             self.dir,
             self.name,
@@ -233,8 +240,11 @@ class Lab:
                     "clock_tolerance": 0.5,  # the lab's hosts share one clock
                 },
                 "key_graph": {"kind": self.spec.key_graph, "degree": 4},
-                # the router's resolver, which members reach through the lanon
-                "lan_services": {"anonymous": [f"{topology.ROUTER_LAN}:53"]},
+                # the router's resolver, which members reach through the lanon (unless a test
+                # puts the router in a share on purpose)
+                "lan_services": {
+                    "anonymous": [f"{topology.ROUTER_LAN}:53"] if not router_shared else []
+                },
             },
             daemon=lambda role, host: {
                 "metrics": f":{DAEMON_PORT}",  # as the templates: the address of `interface`

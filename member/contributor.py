@@ -147,7 +147,7 @@ class Contributor:
 
     # --- a round opens --------------------------------------------------------------------
 
-    def open(self, o: wire.Open, gateway: int, src: bytes, now: float) -> None:
+    def receive_open(self, o: wire.Open, gateway: int, src: bytes, now: float) -> None:
         """An authenticated, fresh OPEN above every round we answered (the engine checked)."""
         self.lose()  # a new round: the last one's output will not come any more
         express = self.c.rounds.express_slots
@@ -302,12 +302,9 @@ class Contributor:
             key = self._member_macs[other] = mac_key(self.keys.key, self.c.members[other].public)
         return key
 
-    def tree_part(self, sender: int, frame: bytes, now: float) -> None:
+    def receive_tree_part(self, sender: int, frame: bytes, now: float) -> None:
         relay = self.relay
-        if sender >= len(self.c.members) or sender == self.index:
-            raise RemoteProtocolError(
-                RejectReason.NOT_IN_ROSTER, f"tree part from member #{sender}"
-            )
+        self.c.member_at(sender, self.index)
         part = wire.pull_tree_part(check_mac(self._member_mac(sender), frame))
         if (
             relay is None
@@ -349,14 +346,14 @@ class Contributor:
         cur = self.current
         return cur is not None and cur.round == rnd and cur.output.head is None
 
-    def output_head(self, head: wire.OutputHead, now: float) -> None:
+    def receive_output_head(self, head: wire.OutputHead, now: float) -> None:
         cur = self.current
         if cur is None or head.round != cur.round:
             return  # a round we did not take part in
         cur.output.add_head(head)
         self._maybe_complete(now)
 
-    def output_part(self, part: wire.Part, now: float) -> None:
+    def receive_output_part(self, part: wire.Part, now: float) -> None:
         cur = self.current
         if cur is None or part.round != cur.round:
             return
@@ -419,7 +416,7 @@ class Contributor:
         self.queue.extendleft(reversed(lost))
         self.e.event(OutputSeen(cur.round, now - cur.opened, cur.nslots))
 
-    def abort(self, abort: wire.Abort) -> None:
+    def receive_abort(self, abort: wire.Abort) -> None:
         if self.current is not None and self.current.round == abort.round:
             self.lose()
 

@@ -211,25 +211,25 @@ class MemberEngine(EngineBase):
             if t in (wire.MsgType.CONTRIB, wire.MsgType.HELLO, wire.MsgType.REFUSE):
                 return  # other members' frames to the leader: not for us
             if t == wire.MsgType.TREE_PART:
-                self.rounds.tree_part(header.sender, frame, now)
+                self.rounds.receive_tree_part(header.sender, frame, now)
             elif t == wire.MsgType.KEYS:
                 if self.keys.receive(header.sender, src, frame, now) and not self.in_roster:
                     self._hello(now)  # we may have been waiting for this key
             elif t == wire.MsgType.OUTPUT_PART:
-                self.rounds.output_part(wire.pull_part(frame), now)
+                self.rounds.receive_output_part(wire.pull_part(frame), now)
             elif t == wire.MsgType.OPEN:
-                self._on_open(self._gateway(header.sender), src, frame, now)
+                self._on_open(self.c.gateway_at(header.sender), src, frame, now)
             elif t == wire.MsgType.OUTPUT_HEAD:
-                self._on_output_head(self._gateway(header.sender), src, frame, now)
+                self._on_output_head(self.c.gateway_at(header.sender), src, frame, now)
             elif t == wire.MsgType.INBOUND:
-                self.inbound.receive(self._gateway(header.sender), src, frame, now)
+                self.inbound.receive(self.c.gateway_at(header.sender), src, frame, now)
             elif t == wire.MsgType.ABORT:
-                gateway = self._gateway(header.sender)
+                gateway = self.c.gateway_at(header.sender)
                 body = self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
-                self.rounds.abort(wire.pull_abort(body))
+                self.rounds.receive_abort(wire.pull_abort(body))
             elif t == wire.MsgType.HEARTBEAT and now - self.last_open >= HEARTBEAT_QUIET:
                 # Rounds tell us the epoch; heartbeats matter only while there are none.
-                gateway = self._gateway(header.sender)
+                gateway = self.c.gateway_at(header.sender)
                 body = self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
                 hb = wire.pull_heartbeat(body)
                 if hb.leader:  # only a leader's epoch is the lanon's
@@ -237,11 +237,6 @@ class MemberEngine(EngineBase):
                     self.keys.follow(hb.epoch, now)
         except RemoteProtocolError as exc:
             self._reject(exc, frame, src, now)
-
-    def _gateway(self, index: int) -> GatewayPeer:
-        if index >= len(self.c.gateways):
-            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"no gateway #{index}")
-        return self.c.gateways[index]
 
     def _on_open(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
         """Cheap checks on the unauthenticated OPEN first (shape, clock, round and epoch
@@ -278,7 +273,7 @@ class MemberEngine(EngineBase):
         self.keys.follow(o.epoch, now)
         if self.me.index in o.roster:
             self.last_in_roster = now
-        self.rounds.open(o, gateway.index, src, now)
+        self.rounds.receive_open(o, gateway.index, src, now)
         if not self.in_roster:
             self._hello(now)
 
@@ -288,7 +283,7 @@ class MemberEngine(EngineBase):
         if not self.rounds.expects(head.round):
             return  # not the round we wait for (or a replay): nothing to check
         check_sealed(self.rounds.mac_keys[gateway.index], frame, self.me.index, nmembers)
-        self.rounds.output_head(head, now)
+        self.rounds.receive_output_head(head, now)
 
     # --- timers ---------------------------------------------------------------------------
 

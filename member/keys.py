@@ -13,7 +13,6 @@ from lanon.common.clock import KEYS_INTERVAL, wall_ms
 from lanon.common.coalition import Coalition
 from lanon.common.crypto import HostKey
 from lanon.common.engine import EngineBase, signed
-from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import EpochChanged
 from lanon.common.guard import MEMBER
 from lanon.member.pads import PadKeys
@@ -71,8 +70,7 @@ class KeyRing:
 
     def receive(self, sender: int, src: bytes, frame: bytes, now: float) -> bool:
         """A member's KEYS; True if it taught us a neighbour's new key."""
-        if sender >= len(self.c.members) or sender == self.index:
-            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"KEYS from member #{sender}")
+        self.c.member_at(sender, self.index)
         unverified = wire.pull_keys(wire.split_auth(frame, wire.SIG_LEN)[0])
         low, high = self.window()
         pads = self.pads

@@ -198,7 +198,7 @@ def test_roster_check_names_its_reason() -> None:
 def test_a_sender_index_beyond_the_coalition_is_not_in_the_roster() -> None:
     c = coalition.parse(base(), PATH)
     assert c.member_at(3) is c.members[3] and c.gateway_at(0) is c.gateways[0]
-    with pytest.raises(RemoteProtocolError, match="not_in_roster: no member #4"):
+    with pytest.raises(RemoteProtocolError, match="not_in_roster: member #4: none"):
         c.member_at(4)
     with pytest.raises(RemoteProtocolError, match="not_in_roster: no gateway #1"):
         c.gateway_at(1)

@@ -39,9 +39,7 @@ class Box:
         self.commands: list[Command] = []
         self.events: list[Event] = []
         self.held: set[int] = set()
-        self.p = Prober(
-            ADDRESSES, ME, self.commands.append, self.events.append, self.held.__contains__
-        )
+        self.p = Prober(ADDRESSES, ME, self.commands.append, self.events.append, self.held)
 
     def run(self, until: float) -> None:
         while (t := self.p.get_timer()) <= until:
