@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import ipaddress
 import json
@@ -292,6 +293,11 @@ class Coalition:
     @property
     def anonymous(self) -> tuple[ipaddress.IPv4Address, ...]:
         return tuple(sorted(a for g in self.gateways for a in g.addresses))
+
+    @functools.cached_property
+    def anonymous_index(self) -> dict[bytes, int]:
+        """Each anonymous address (4 bytes) -> its index, the one frames and heartbeats use."""
+        return {a.packed: i for i, a in enumerate(self.anonymous)}
 
     @property
     def part_size(self) -> int:

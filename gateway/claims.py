@@ -47,8 +47,8 @@ class ClaimPolicy:
     def __init__(self, coalition: Coalition, me: int, now: float) -> None:
         self.c = coalition
         self.me = me
-        index = {a: i for i, a in enumerate(coalition.anonymous)}
-        self.owner = {index[a]: g.index for g in coalition.gateways for a in g.addresses}
+        index = coalition.anonymous_index
+        self.owner = {index[a.packed]: g.index for g in coalition.gateways for a in g.addresses}
         self.share = frozenset(i for i, g in self.owner.items() if g == me)
         self.peers: dict[int, PeerView] = {}
         self.listen_until = 0.0

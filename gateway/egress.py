@@ -135,7 +135,7 @@ class Egress:
         self.held = held  # the engine's: the indexes of the addresses it holds (and emits)
         self.ingress = ingress  # answers to members (ICMP) go back as inbound packets do
         self.rng = rng
-        self.index = {a.packed: i for i, a in enumerate(coalition.anonymous)}
+        self.index = coalition.anonymous_index
         self.destinations = Destinations(coalition)
         self.cells = Reassembler()
         self.last_round = 0

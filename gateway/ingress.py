@@ -38,7 +38,7 @@ class Ingress:
         self.flows = flows
         self.held = held  # the engine's: the indexes of the addresses it holds
         self.seq = first_seq
-        self.index = {a.packed: i for i, a in enumerate(coalition.anonymous)}
+        self.index = coalition.anonymous_index
         self.defrag = Defragmenter()
 
     def receive(self, packet: bytes, now: float, checksum_ready: bool = True) -> None:

@@ -138,7 +138,7 @@ class Lan:
             self.hosts[mac_of(n)] = Host(m.name, mac_of(n), member)
         for h in self.hosts.values():
             h.engine.start(self.now)
-        self._collect()
+        self.collect()
 
     # --- access ---------------------------------------------------------------------------
 
@@ -168,7 +168,8 @@ class Lan:
         self._seq += 1
         heapq.heappush(self.queue, (at, self._seq, src, target, cmd))
 
-    def _collect(self) -> None:
+    def collect(self) -> None:
+        """Take every host's pending commands onto the LAN (or into its host), now."""
         for h in self.hosts.values():
             for cmd in h.engine.pop_commands():
                 if h.down:
@@ -222,7 +223,7 @@ class Lan:
                 sender.allow = cmd.allow
             else:
                 raise RuntimeError(f"unexpected command {cmd!r}")
-            self._collect()
+            self.collect()
 
     def advance(self) -> None:
         """Jump to the earliest timer and fire every timer that is due."""
@@ -237,7 +238,7 @@ class Lan:
         for h in self.hosts.values():
             if not h.down:
                 h.engine.handle_timer(self.now)
-        self._collect()
+        self.collect()
         self.deliver()
 
     def run(self, seconds: float) -> None:
@@ -254,7 +255,7 @@ class Lan:
 
     def submit(self, name: str, packet: bytes) -> None:
         self.member(name).submit_packet(packet, self.now)
-        self._collect()
+        self.collect()
         self.deliver()
 
     def kill(self, name: str) -> None:
@@ -291,7 +292,7 @@ class Lan:
                 rng=random.Random(self.rng.random()),
             )
         h.engine.start(self.now)
-        self._collect()
+        self.collect()
 
     def frames(self, mtype: int) -> list[tuple[bytes, bytes, bytes]]:
         return [(src, dst, f) for src, dst, f in self.wire_log if len(f) > 1 and f[1] == mtype]

@@ -182,7 +182,7 @@ def test_a_clean_stop_hands_over_at_the_next_heartbeat() -> None:
     lan = running_lan(3, 2)
     g1, g2 = lan.gateway("gateway1"), lan.gateway("gateway2")
     g1.shutdown(lan.now)
-    lan._collect()
+    lan.collect()
     stopped = lan.now
     lan.kill("gateway1")
     lan.run_until(lambda: g2.leading and g2.held == set(range(8)), limit=1)

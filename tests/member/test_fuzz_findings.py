@@ -64,7 +64,7 @@ def test_a_member_at_the_last_epoch_announces_keys_its_peers_take() -> None:
     lan.wire_log.clear()
     frame = sealed(lan.keys["gateway1"], body, lan.gateway().leader.mac_keys)
     lan.host("member1").engine.receive_frame(gw.mac, frame, lan.now)
-    lan._collect()
+    lan.collect()
     sent = [f for src, _dst, f in lan.wire_log if f[1] == wire.MsgType.KEYS]
     assert sent
     for frame in sent:
