@@ -34,7 +34,7 @@ from typing import TypeVar
 
 from lanon.common import wire
 from lanon.common.clock import wall_ms, wall_us
-from lanon.common.coalition import Coalition, RosterCheck, Schedule
+from lanon.common.coalition import Coalition, Schedule
 from lanon.common.crypto import HostKey, digest16, key_id, mac_key
 from lanon.common.engine import EngineBase, check_mac, sealed, signed
 from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
@@ -51,6 +51,7 @@ from lanon.common.events import (
 from lanon.common.guard import MEMBER
 from lanon.common.output import RoundOutput, SlotStats
 from lanon.common.reservation import ENTRY_LEN, tally
+from lanon.common.roster import RosterCheck
 from lanon.common.tree import order, place
 from lanon.common.vectorsum import VectorSum
 

@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from lanon.common import wire
-from lanon.common.coalition import Coalition, RosterCheck, Schedule
+from lanon.common.coalition import Coalition, Schedule
 from lanon.common.crypto import apply_pads, mac_key
 from lanon.common.engine import EngineBase, check_mac, maced
 from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
@@ -49,6 +49,7 @@ from lanon.common.events import (
 )
 from lanon.common.output import OutputAssembler
 from lanon.common.reservation import ENTRY_LEN, make_claim, tally, write_claims
+from lanon.common.roster import RosterCheck
 from lanon.common.tree import forward_by, place
 from lanon.member.keys import KeyRing
 from lanon.member.relay import Relay

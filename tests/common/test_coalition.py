@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lanon.common import coalition
+from lanon.common import coalition, roster
 from lanon.common.crypto import HostKey, encode_key
 from lanon.common.errors import ConfigError, RemoteProtocolError
 from lanon.common.events import RefuseReason
@@ -183,14 +183,14 @@ def test_the_schedule_is_an_enum_and_the_fingerprint_keeps_the_files_word() -> N
 
 def test_roster_check_names_its_reason() -> None:
     ring = [["m0", "m1"], ["m1", "m2"], ["m2", "m3"], ["m3", "m0"]]
-    check = coalition.RosterCheck(
+    check = roster.RosterCheck(
         coalition.parse(_set("key_graph", {"kind": "edges", "edges": ring}), PATH)
     )
     assert check(frozenset({0, 1, 2, 3})) is None
-    assert check(frozenset({0, 1})) == coalition.RosterProblem(
+    assert check(frozenset({0, 1})) == roster.RosterProblem(
         RefuseReason.ROSTER_TOO_SMALL, "2 member(s), at least 3 needed"
     )
-    assert check(frozenset({0, 1, 2})) == coalition.RosterProblem(  # m0 and m2 hang on m1
+    assert check(frozenset({0, 1, 2})) == roster.RosterProblem(  # m0 and m2 hang on m1
         RefuseReason.WEAK_KEY_GRAPH, "the key graph among them is 1-connected"
     )
 
