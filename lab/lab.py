@@ -287,42 +287,20 @@ class Lab:
             ],
         )
         if shutil.which("dnsmasq"):
-            self._spawn(
+            self._spawn_dns(
                 "internet",
-                "internet-dns",
-                [
-                    "dnsmasq",
-                    "--keep-in-foreground",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--no-poll",
-                    "--bind-interfaces",
-                    f"--listen-address={topology.INTERNET_HOST}",
-                    "--user=root",
-                    f"--address=/{DNS_NAME}/{topology.INTERNET_HOST}",
-                    f"--pid-file={self.dir / 'dnsmasq.pid'}",
-                    "--log-facility=-",
-                ],
+                topology.INTERNET_HOST,
+                f"--address=/{DNS_NAME}/{topology.INTERNET_HOST}",
+                "--log-facility=-",
             )
             # The router's resolver, as on most LANs: members' queries reach it through the
             # lanon (from anonymous addresses); it logs every query with its client.
-            self._spawn(
+            self._spawn_dns(
                 "router",
-                "router-dns",
-                [
-                    "dnsmasq",
-                    "--keep-in-foreground",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--no-poll",
-                    "--bind-interfaces",
-                    f"--listen-address={topology.ROUTER_LAN}",
-                    "--user=root",
-                    f"--server={topology.INTERNET_HOST}",
-                    "--log-queries=extra",
-                    f"--log-facility={self.resolver_log}",
-                    f"--pid-file={self.dir / 'router-dnsmasq.pid'}",
-                ],
+                topology.ROUTER_LAN,
+                f"--server={topology.INTERNET_HOST}",
+                "--log-queries=extra",
+                f"--log-facility={self.resolver_log}",
             )
         if shutil.which("iperf3"):
             self._spawn(
@@ -330,6 +308,26 @@ class Lab:
                 "internet-iperf3",
                 ["iperf3", "--server", "--bind", topology.INTERNET_HOST],
             )
+
+    def _spawn_dns(self, host: str, address: str, *options: str) -> None:
+        """dnsmasq on `host`, answering on `address` only, with nothing of this machine's own
+        configuration (no resolv.conf, no hosts file)."""
+        self._spawn(
+            host,
+            f"{host}-dns",
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+                "--bind-interfaces",
+                f"--listen-address={address}",
+                "--user=root",
+                f"--pid-file={self.dir / f'{host}-dnsmasq.pid'}",
+                *options,
+            ],
+        )
 
     def _start_prometheus(self) -> None:
         binary = shutil.which(
