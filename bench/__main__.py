@@ -28,8 +28,16 @@ from typing import Any
 
 from lanon.common import wire
 from lanon.common.cell import encode_cell
-from lanon.common.crypto import HostKey, apply_pads, digest16
+from lanon.common.crypto import apply_pads, digest16
 from lanon.common.events import CellDelivered, OutputSeen, RoundCompleted
+from lanon.common.flowkey import (
+    InboundOpener,
+    KeyWrapper,
+    flow_tag,
+    new_flow_key,
+    seal_packet,
+    seal_part,
+)
 from lanon.common.output import RoundOutput
 from lanon.common.packet import checksum, parse, set_source
 from lanon.lab.packets import echo_internet, ping, tcp, udp
@@ -86,37 +94,59 @@ def per_packet() -> None:
     lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 9)
     gw = lan.gateway()
     rng = random.Random(2)
-    cells = []
-    for i in range(16):
-        buf = bytearray(udp(sport=1000 + i, payload=os.urandom(1300)))
+    wrapper = KeyWrapper([g.public for g in c.gateways])
+    flows = []
+    for i in range(16):  # 16 flows, their keys given to the gateway by a first output
+        key = new_flow_key(rng)
+        buf = bytearray(udp(sport=1000 + i, payload=os.urandom(1250)))  # one cell, with a wrap
         set_source(buf, parse(buf), c.anonymous[i % 4].packed, 0)
-        cells.append(encode_cell(c.coalition.cell_size, rng.getrandbits(64), i, 0, 1, bytes(buf)))
-    vector = bytes(64 * 8) + b"".join(cells)
+        flows.append((key, flow_tag(key), bytes(buf), wrapper.wrap(key, rng)))
+    cs = c.coalition.cell_size
+
+    def vector(counter: int) -> bytes:
+        cells = [
+            encode_cell(
+                cs, tag, i, 0, 1, seal_packet(key, tag, counter, pkt, wrap if counter == 1 else b"")
+            )
+            for i, (key, tag, pkt, wrap) in enumerate(flows)
+        ]
+        return bytes(64 * 8) + b"".join(cells)
+
+    vectors = [vector(n) for n in range(1, 3000)]  # each counter once: no replays
     rnd = [gw.egress.last_round + 1]
 
     def egress() -> None:
-        gw.egress.process(RoundOutput(rnd[0], int((lan.now + WALL - 100) * 1000), 64, 16, vector))
+        v = vectors[min(rnd[0] - first, len(vectors) - 1)]
+        gw.egress.process(RoundOutput(rnd[0], int((lan.now + WALL - 100) * 1000), 64, 16, v))
         rnd[0] += 1
         gw.pop_commands()
         gw.pop_events()
 
+    first = rnd[0]
+    egress()  # the first output brings the flow keys (one X25519 per flow)
     row(
         "gateway: round output cell -> packet emitted (per cell)",
         f"{per_call(egress) / 16:8.1f} µs",
     )
-    key = HostKey.generate()
-    frame = wire.Inbound(1, 7, 0, 1, pkt).encode(1, 0)
-    signed = frame + key.sign(frame)
+    key, tag = flows[0][0], flows[0][1]
+    head = wire.Inbound(1, tag, 0, 1, b"").encode(1, 0)
     row(
-        "gateway: sign one inbound broadcast (Ed25519)",
-        f"{per_call(lambda: key.sign(frame)):8.1f} µs",
+        "gateway: seal one inbound broadcast (ChaCha20-Poly1305)",
+        f"{per_call(lambda: seal_part(key, 0, 1, head, pkt)):8.1f} µs",
     )
-    from lanon.common.crypto import Verifier
-
-    v = Verifier()
+    sealed = seal_part(key, 0, 1, head, pkt)
+    opener = InboundOpener(rng)
     row(
-        "member: check one inbound broadcast of its own (Ed25519)",
-        f"{per_call(lambda: v.verify(key.public, frame, signed[-64:])):8.1f} µs",
+        "member: open one inbound broadcast, its own flow's",
+        f"{per_call(lambda: opener.open(key, 0, 1, head, sealed)):8.1f} µs",
+    )
+    row(
+        "member: the same work on another member's (a key of nobody's)",
+        f"{per_call(lambda: opener.open(None, 0, 1, head, sealed)):8.1f} µs",
+    )
+    row(
+        "member: wrap a new flow's key to the gateways (X25519 each)",
+        f"{per_call(lambda: wrapper.wrap(key, rng), 0.1):8.1f} µs",
     )
 
 

@@ -22,6 +22,7 @@ from lanon.common import keygraph, wire
 from lanon.common.cell import CELL_HEADER_LEN
 from lanon.common.crypto import decode_public_key
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
+from lanon.common.flowkey import SEALED_OVERHEAD
 from lanon.common.reservation import ENTRY_LEN
 from lanon.common.services import LanService, is_service, parse_service
 from lanon.common.settings import (
@@ -307,9 +308,14 @@ class Coalition:
         return self.coalition.lan_mtu - max(overheads)
 
     @property
-    def cell_capacity(self) -> int:
-        """IP packet bytes one cell carries."""
+    def cell_data(self) -> int:
+        """Bytes of a sealed packet (common/flowkey.py) one cell carries."""
         return self.coalition.cell_size - CELL_HEADER_LEN
+
+    @property
+    def cell_capacity(self) -> int:
+        """IP packet bytes one cell carries (sealed, without a key wrap)."""
+        return self.cell_data - SEALED_OVERHEAD
 
     @property
     def inbound_capacity(self) -> int:

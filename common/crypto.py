@@ -45,7 +45,7 @@ _TAG_LEN = 16
 class HostKey:
     """A host's Ed25519 key pair and its X25519 form."""
 
-    __slots__ = ("_signing", "_x_private", "public")
+    __slots__ = ("_signing", "_x_private", "public", "x_public")
 
     def __init__(self, seed: bytes) -> None:
         if len(seed) != KEY_LEN:
@@ -53,6 +53,7 @@ class HostKey:
         self._signing = SigningKey(seed)
         self.public: bytes = bytes(self._signing.verify_key)
         self._x_private: bytes = bytes(self._signing.to_curve25519_private_key())
+        self.x_public: bytes = crypto_sign_ed25519_pk_to_curve25519(self.public)
 
     @classmethod
     def generate(cls) -> HostKey:
@@ -73,6 +74,13 @@ class HostKey:
         except (CryptoError, ValueError) as exc:
             raise ConfigError(f"public key {encode_key(peer_public)} is not usable: {exc}") from exc
 
+    def exchange_x(self, peer_x: bytes) -> bytes | None:
+        """Raw X25519 with an X25519 public key (a flow's ephemeral); None if unusable."""
+        try:
+            return bytes(crypto_scalarmult(self._x_private, peer_x))
+        except (CryptoError, RuntimeError, ValueError, TypeError):
+            return None
+
 
 def _derive(secret: bytes, data: bytes, person: bytes, size: int = KEY_LEN) -> bytes:
     return hashlib.blake2b(data, key=secret, person=person, digest_size=size).digest()
@@ -82,6 +90,12 @@ def pair_secret(me: HostKey, peer_public: bytes) -> bytes:
     """Secret shared by two members (the same on both sides)."""
     a, b = sorted((me.public, peer_public))
     return _derive(me.exchange(peer_public), a + b, b"lanon-pair-v1")
+
+
+def gateway_pair_key(me: HostKey, peer_public: bytes) -> bytes:
+    """Key that seals what one gateway tells another alone (flow keys in FLOWS)."""
+    a, b = sorted((me.public, peer_public))
+    return _derive(me.exchange(peer_public), a + b, b"lanon-gwpair-v1")
 
 
 def mac_key(me: HostKey, peer_public: bytes) -> bytes:

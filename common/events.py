@@ -242,6 +242,11 @@ class DropReason(enum.Enum):
     INBOUND_FRAGMENTS_EVICTED = "inbound_fragments_evicted"
     INBOUND_FRAGMENTS_TIMEOUT = "inbound_fragments_timeout"
     NO_FLOW = "no_flow"  # for an address we hold, but no flow of ours
+    # gateway: sealed packets out of cells (common/flowkey.py)
+    SEAL_MALFORMED = "seal_malformed"  # not laid out as a sealed packet
+    BAD_SEAL = "bad_seal"  # not sealed under its flow's key, or a wrap not for this tag
+    NO_FLOW_KEY = "no_flow_key"  # a flow whose key we never got (no wrap yet)
+    REPLAYED = "replayed"  # a counter this flow's packets already used
 
     @classmethod
     def outbound(cls, reason: Unsupported) -> DropReason:
@@ -429,6 +434,24 @@ class Joining(Event):
 @dataclass(frozen=True, slots=True)
 class InboundDelivered(Event):
     size: int
+
+
+class InboundRefusal(enum.Enum):
+    """Why a member did not take an INBOUND frame of one of its own flows."""
+
+    BAD_SEAL = "bad_seal"  # not sealed under the flow's key: forged, or junk
+    REPLAY = "replay"  # a sequence number already taken from that gateway
+    MALFORMED = "malformed"  # parts that do not make a packet
+    NOT_OF_FLOW = "not_of_flow"  # from another peer, protocol or port than the flow's
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRefused(Event):
+    """An INBOUND frame of one of this member's flows, not taken. Private: no other member
+    can check a frame of a flow not its own, so a public count or a log line would say
+    whose flow it was."""
+
+    reason: InboundRefusal
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ then a type-specific body, then its authenticator:
     OUTPUT_HEAD  leader -> all      round, slot plan, digest of every output part     MAC table + Ed25519
     OUTPUT_PART  leader -> all      one part of the XOR of all contributions          (digest in head)
     ABORT        leader -> all      round given up, who was missing                   Ed25519
-    INBOUND      gateway -> all     one part of an inbound packet for a flow tag      Ed25519
+    INBOUND      gateway -> all     one part of an inbound packet for a flow tag      flow key AEAD
     HELLO        member -> all      asks to join the roster, with config fingerprint  Ed25519
     HEARTBEAT    gateway -> all     liveness, addresses held, leadership, epoch       Ed25519
     KEYS         member -> all      its ephemeral X25519 keys for some epochs         Ed25519
@@ -21,6 +21,10 @@ OPEN and OUTPUT_HEAD, a member's two frames of every round, end with a MAC table
 signature: one MAC16 per coalition member, in index order, over the body, under the key that
 member shares with the leader. A member checks its own entry (a microsecond) instead of the
 signature (60 µs); gateways check the signature, which covers body and table.
+
+INBOUND carries its part sealed under the flow's key (common/flowkey.py): the frame up to the
+payload is its associated data, the payload ends with the AEAD tag. Only the flow's member and
+the gateways can read or forge one; it needs no signature.
 
 Integers are big-endian. Decoders read only within the frame and raise RemoteProtocolError and
 nothing else: MALFORMED on anything short or inconsistent (counts that disagree with the length,
@@ -40,10 +44,12 @@ from dataclasses import dataclass
 from lanon.common.errors import RejectReason, RemoteProtocolError
 
 ETHERTYPE = 0x88B5
-VERSION = 3  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head
+VERSION = 4  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
+# 4: per-flow keys (INBOUND sealed under the flow key, not signed; sealed packets in cells)
 BROADCAST = b"\xff" * 6
 SIG_LEN = 64
 MAC_LEN = 16
+AEAD_TAG_LEN = 16  # ChaCha20-Poly1305 (common/flowkey.py)
 DIGEST_LEN = 16
 FINGERPRINT_LEN = 16
 MAX_EPOCH = 2**32 - 2  # the highest epoch a host keeps keys for: epoch + 1 must still encode
@@ -92,14 +98,15 @@ CONTRIB_OVERHEAD = HEADER.size + _PART.size + MAC_LEN
 OUTPUT_PART_OVERHEAD = HEADER.size + _PART.size
 
 
-FLOWS_OVERHEAD = HEADER.size + _FLOWS.size + SIG_LEN
+FLOWS_OVERHEAD = HEADER.size + _FLOWS.size + AEAD_TAG_LEN + SIG_LEN
 
 
 def tree_part_overhead(nmembers: int) -> int:
     return HEADER.size + _TREE.size + (nmembers + 7) // 8 + MAC_LEN
 
 
-INBOUND_OVERHEAD = HEADER.size + _INBOUND.size + SIG_LEN
+INBOUND_HEAD = HEADER.size + _INBOUND.size  # an INBOUND frame's associated data
+INBOUND_OVERHEAD = INBOUND_HEAD + AEAD_TAG_LEN
 
 
 def malformed(detail: str) -> RemoteProtocolError:
@@ -302,18 +309,27 @@ def pull_tree_part(body: bytes) -> TreePart:
 @dataclass(frozen=True, slots=True)
 class Flows:
     """Fixed-size flow table records (their layout is the flow table's), sent by the leader to a
-    gateway it has just started to hear, so that it holds every flow and can take over."""
+    gateway it has just started to hear, so that it holds every flow and can take over.
+
+    The records hold flow keys: `sealed` is them sealed for that one gateway (the two
+    gateways' pair key, common/flowkey.py), the frame up to it the associated data."""
 
     seq: int
-    records: tuple[bytes, ...]
+    count: int
+    size: int
+    sealed: bytes
 
     def encode(self, coalition: int, sender: int) -> bytes:
-        size = len(self.records[0]) if self.records else 0
-        return (
-            push_header(MsgType.FLOWS, coalition, sender)
-            + _FLOWS.pack(self.seq, len(self.records), size)
-            + b"".join(self.records)
+        return self.head(coalition, sender) + self.sealed
+
+    def head(self, coalition: int, sender: int) -> bytes:
+        return push_header(MsgType.FLOWS, coalition, sender) + _FLOWS.pack(
+            self.seq, self.count, self.size
         )
+
+    def records(self, opened: bytes) -> list[bytes]:
+        """The records of the opened `sealed`."""
+        return [opened[i * self.size : (i + 1) * self.size] for i in range(self.count)]
 
 
 def pull_flows(body: bytes) -> Flows:
@@ -321,9 +337,9 @@ def pull_flows(body: bytes) -> Flows:
         raise malformed("short FLOWS")
     seq, count, size = _FLOWS.unpack_from(body, HEADER.size)
     start = HEADER.size + _FLOWS.size
-    if (count and not size) or len(body) != start + count * size:
+    if (count and not size) or len(body) != start + count * size + AEAD_TAG_LEN:
         raise malformed("FLOWS records do not match their count")
-    return Flows(seq, tuple(body[start + i * size : start + (i + 1) * size] for i in range(count)))
+    return Flows(seq, count, size, body[start:])
 
 
 def pull_part(body: bytes) -> Part:
@@ -398,7 +414,9 @@ def pull_abort(body: bytes) -> Abort:
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """One part of a packet that arrived from the Internet for flow `tag`."""
+    """One part of a packet that arrived from the Internet for flow `tag`; `payload` is the
+    part sealed under the flow's key (the frame's first INBOUND_HEAD bytes its associated
+    data)."""
 
     seq: int  # strictly increasing per gateway, across restarts (wall-clock based)
     tag: int

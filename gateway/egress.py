@@ -1,7 +1,10 @@
 """From round outputs to packets on the wire (sans-IO, part of the gateway engine).
 
 Every gateway processes every round output, so every gateway's flow table is the same; only
-the gateway holding a packet's anonymous source address emits it. A packet is emitted only if
+the gateway holding a packet's anonymous source address emits it. Cells carry packets sealed
+under their flow's key (common/flowkey.py): a flow's first packets bring the key, wrapped for
+each gateway; a packet that does not open under its flow's key, or that repeats a counter the
+flow used, is dropped. A packet is emitted only if
 its source is an anonymous address, and only towards the Internet (`Destinations`): a member
 cannot make a gateway send anything else, nor anywhere else.
 """
@@ -15,6 +18,7 @@ from collections.abc import Set as AbstractSet
 
 from lanon.common.cell import Reassembler, SlotState, decode_slot
 from lanon.common.coalition import NEVER_EMITTED, PRIVATE_RANGES, Coalition
+from lanon.common.crypto import HostKey
 from lanon.common.engine import EngineBase
 from lanon.common.events import (
     DropReason,
@@ -25,6 +29,7 @@ from lanon.common.events import (
     PacketEmitted,
     PortExhausted,
 )
+from lanon.common.flowkey import Sealed, unwrap
 from lanon.common.output import RoundOutput, SlotStats
 from lanon.common.packet import (
     ICMP,
@@ -124,6 +129,8 @@ class Egress:
         self,
         engine: EngineBase,
         coalition: Coalition,
+        key: HostKey,
+        index: int,
         flows: FlowTable,
         held: AbstractSet[int],
         ingress: Ingress,
@@ -131,6 +138,8 @@ class Egress:
     ) -> None:
         self.e = engine
         self.c = coalition
+        self.key = key  # our host key: it unwraps flow keys
+        self.gw = index  # ours among the gateways: where our piece of a wrap is
         self.flows = flows
         self.held = held  # the engine's: the indexes of the addresses it holds (and emits)
         self.ingress = ingress  # answers to members (ICMP) go back as inbound packets do
@@ -177,7 +186,39 @@ class Egress:
     def _drop(self, reason: DropReason, detail: str = "") -> None:
         self.e.event(PacketDropped(reason, detail))
 
-    def _egress(self, tag: int, packet: bytes) -> None:
+    def _open(self, tag: int, data: bytes) -> tuple[bytes, int, bytes] | None:
+        """(flow key, counter, packet) of a sealed packet; None, counted, if it does not open."""
+        try:
+            sealed = Sealed(tag, data)
+        except ValueError as exc:
+            self._drop(DropReason.SEAL_MALFORMED, str(exc))
+            return None
+        known = self.flows.by_tag.get(tag)
+        if known is not None:
+            key = known.key
+            if not known.window.fresh(sealed.counter):
+                self._drop(DropReason.REPLAYED, f"counter {sealed.counter} of {tag:016x}")
+                return None
+        elif sealed.wrap:  # a new flow (or one we missed): its key is in the wrap
+            unwrapped = unwrap(self.key, self.gw, tag, sealed.wrap)
+            if unwrapped is None:
+                self._drop(DropReason.BAD_SEAL, "the wrap holds no key of this tag for us")
+                return None
+            key = unwrapped
+        else:
+            self._drop(DropReason.NO_FLOW_KEY, f"flow {tag:016x}")
+            return None
+        packet = sealed.open(key)
+        if packet is None:
+            self._drop(DropReason.BAD_SEAL, f"flow {tag:016x}")
+            return None
+        return key, sealed.counter, packet
+
+    def _egress(self, tag: int, data: bytes) -> None:
+        opened = self._open(tag, data)
+        if opened is None:
+            return
+        key, counter, packet = opened
         try:
             p = parse(packet)
         except PacketError as exc:
@@ -196,20 +237,21 @@ class Egress:
             self._drop(refused, f"to {address_text(f.dst)}")
             if index in self.held:  # the application hears at once, as from a firewall
                 private = refused is DropReason.PROHIBITED_PRIVATE
-                self.ingress.broadcast(tag, prohibited(packet, None if private else f.src))
+                self.ingress.broadcast(key, tag, prohibited(packet, None if private else f.src))
             return
         try:
             flow, created = self.flows.outbound(
-                tag, f.proto, f.src, f.dst, f.dport, p.tcp_flags, self.flows.time
+                tag, f.proto, f.src, f.dst, f.dport, p.tcp_flags, self.flows.time, key
             )
         except Exhausted:
             self.e.event(PortExhausted(f.proto, address_text(f.src)))
             if index in self.held:  # the application hears at once, as from a full NAT
-                self.ingress.broadcast(tag, icmp_error(packet, UNREACH_PROHIBITED))
+                self.ingress.broadcast(key, tag, icmp_error(packet, UNREACH_PROHIBITED))
             return
         except TagConflict as exc:
             self._drop(DropReason.TAG_CONFLICT, str(exc))
             return
+        flow.window.mark(counter)
         if created:
             self.e.event(FlowOpened(f.proto, address_text(f.src)))
         if index not in self.held:
@@ -221,7 +263,7 @@ class Egress:
         if len(buf) <= mtu:
             self._emit(bytes(buf))
         elif dont_fragment(buf):
-            self.ingress.broadcast(tag, icmp_error(bytes(buf), UNREACH_FRAG_NEEDED, mtu))
+            self.ingress.broadcast(key, tag, icmp_error(bytes(buf), UNREACH_FRAG_NEEDED, mtu))
             self._drop(
                 DropReason.TOO_LARGE, f"{len(buf)} bytes with DF: answered 'fragmentation needed'"
             )

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from lanon.common import wire
 from lanon.common.clock import wall_ms, wall_us
 from lanon.common.coalition import Coalition, GatewayPeer
-from lanon.common.crypto import HostKey
+from lanon.common.crypto import HostKey, gateway_pair_key
 from lanon.common.engine import EngineBase, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
@@ -26,6 +26,7 @@ from lanon.common.events import (
     LinkChanged,
     SendArp,
 )
+from lanon.common.flowkey import open_part, seal_part
 from lanon.common.guard import GATEWAY
 from lanon.common.output import OutputAssembler, RoundOutput
 from lanon.gateway import arp
@@ -64,9 +65,11 @@ class GatewayEngine(EngineBase):
         # Flow ports derive from the member's secret tag; every gateway uses the same key.
         self.flows = FlowTable(coalition.flows, coalition.fingerprint)
         self.ingress = Ingress(
-            self, coalition, key, self.me.index, self.flows, self.held, wall_us(now, wall_offset)
+            self, coalition, self.me.index, self.flows, self.held, wall_us(now, wall_offset)
         )
-        self.egress = Egress(self, coalition, self.flows, self.held, self.ingress, rng)
+        self.egress = Egress(
+            self, coalition, key, self.me.index, self.flows, self.held, self.ingress, rng
+        )
         self.leader = Leader(
             self,
             coalition,
@@ -89,8 +92,8 @@ class GatewayEngine(EngineBase):
         self._alive: frozenset[int] = frozenset({self.me.index})
         self.link = True
         self.flows_seq: dict[int, int] = {}  # newest FLOWS frame per gateway: no replays
-        self.inbound_seq: dict[int, int] = {}  # newest INBOUND frame per gateway: no replays
         self._last_timer = now
+        self._pair_keys: dict[int, bytes] = {}  # gateway -> the key FLOWS to it are sealed with
 
     @property
     def leading(self) -> bool:
@@ -119,6 +122,10 @@ class GatewayEngine(EngineBase):
                     self.leader.receive_refuse(header.sender, frame, now)
             elif t == wire.MsgType.OUTPUT_PART:
                 self._on_output_part(wire.pull_part(frame))
+            elif t == wire.MsgType.INBOUND:  # sealed under its flow's key, not signed
+                peer = self.c.gateway_at(header.sender)
+                if peer.index != self.me.index:
+                    self.ingress.observe(peer, frame)
             else:
                 self._from_gateway(header, src, frame, now)
         except RemoteProtocolError as exc:
@@ -157,13 +164,6 @@ class GatewayEngine(EngineBase):
                 return  # done already, our own round, or a replay: no signature to check
             self._verify(peer, src, frame, now)
             self._on_output_head(head)
-        elif t == wire.MsgType.INBOUND:
-            inbound = wire.pull_inbound(body)
-            if inbound.seq <= self.inbound_seq.get(peer.index, 0):
-                raise RemoteProtocolError(RejectReason.REPLAY, f"inbound from {peer.name}")
-            self._verify(peer, src, frame, now)
-            self.inbound_seq[peer.index] = inbound.seq
-            self.ingress.observe(inbound)
         elif t == wire.MsgType.FLOWS:
             flows = wire.pull_flows(body)
             if flows.seq <= self.flows_seq.get(peer.index, 0):
@@ -172,7 +172,11 @@ class GatewayEngine(EngineBase):
                 )
             self._verify(peer, src, frame, now)
             self.flows_seq[peer.index] = flows.seq
-            added, refused = self.flows.merge(list(flows.records))
+            aad = frame[: len(frame) - wire.SIG_LEN - len(flows.sealed)]
+            opened = open_part(self._pair_key(peer), peer.index, flows.seq, aad, flows.sealed)
+            if opened is None:
+                raise RemoteProtocolError(RejectReason.BAD_AUTH, f"FLOWS from {peer.name}")
+            added, refused = self.flows.merge(flows.records(opened))
             self.event(FlowsReceived(peer.name, added, refused))
         # ABORT: nothing to keep, nothing to check
 
@@ -190,7 +194,7 @@ class GatewayEngine(EngineBase):
         )
         self.probes.vouch(src, hb.held)  # its ARP for these is normal, not a conflict
         if new and self.leading and not hb.leaving:
-            self._send_flows(src)  # it may have to take over: give it every flow we know
+            self._send_flows(src, peer)  # it may have to take over: give it every flow we know
         self.seen_round = max(self.seen_round, hb.round)
         if hb.leader:
             self.seen_epoch = max(self.seen_epoch, hb.epoch)
@@ -248,15 +252,24 @@ class GatewayEngine(EngineBase):
         self.command(SendArp(a.sender_mac, arp.reply_to(a, self.mac).encode()))
         self.event(ArpAnswered(address_text(a.target_ip)))
 
-    def _send_flows(self, dst: bytes) -> None:
+    def _pair_key(self, peer: GatewayPeer) -> bytes:
+        key = self._pair_keys.get(peer.index)
+        if key is None:
+            key = self._pair_keys[peer.index] = gateway_pair_key(self.key, peer.public)
+        return key
+
+    def _send_flows(self, dst: bytes, peer: GatewayPeer) -> None:
+        """Every flow we know, flow keys and all, sealed for `peer` alone."""
         records = self.flows.export()
         per_frame = (self.c.coalition.lan_mtu - wire.FLOWS_OVERHEAD) // RECORD.size
+        key = self._pair_key(peer)
         for i in range(0, len(records), per_frame):
             self.hb_seq += 1
-            frame = wire.Flows(self.hb_seq, tuple(records[i : i + per_frame])).encode(
-                self.c.id, self.me.index
-            )
-            self.send(dst, signed(self.key, frame))
+            chunk = records[i : i + per_frame]
+            flows = wire.Flows(self.hb_seq, len(chunk), RECORD.size, b"")
+            head = flows.head(self.c.id, self.me.index)
+            sealed = seal_part(key, self.me.index, self.hb_seq, head, b"".join(chunk))
+            self.send(dst, signed(self.key, head + sealed))
 
     # --- timers -----------------------------------------------------------------------------
 

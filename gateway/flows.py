@@ -17,13 +17,38 @@ import struct
 from dataclasses import dataclass
 
 from lanon.common.coalition import FlowSection
+from lanon.common.flowkey import flow_tag
 from lanon.common.flowstate import FlowState, TcpPhase
 from lanon.common.packet import ICMP
 
 PROBES = 16
 # A flow as a FLOWS record: tag, protocol, anonymous address, port, remote address and port,
-# TCP phase, FIN bits, last activity (leader's clock, milliseconds).
-RECORD = struct.Struct("!QB4sH4sHBBQ")
+# TCP phase, FIN bits, last activity (leader's clock, milliseconds), flow key, highest counter.
+RECORD = struct.Struct("!QB4sH4sHBBQ32sQ")
+REPLAY_WINDOW = 1024  # outbound counters remembered below the highest (cells can be retried)
+_WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
+
+
+@dataclass(slots=True)
+class ReplayWindow:
+    """The highest outbound counter of a flow and which of the REPLAY_WINDOW below it were
+    seen: a sealed packet copied from an output into a later round is not emitted again."""
+
+    top: int = 0
+    seen: int = 0  # bit i: counter top - i was seen
+
+    def fresh(self, counter: int) -> bool:
+        if counter > self.top:
+            return True
+        behind = self.top - counter
+        return behind < REPLAY_WINDOW and not (self.seen >> behind) & 1
+
+    def mark(self, counter: int) -> None:
+        if counter > self.top:
+            self.seen = ((self.seen << (counter - self.top)) | 1) & _WINDOW_MASK
+            self.top = counter
+        else:
+            self.seen |= 1 << (self.top - counter)
 
 
 @dataclass(slots=True)
@@ -35,6 +60,11 @@ class GatewayFlow:
     remote: bytes
     remote_port: int
     state: FlowState
+    key: bytes  # the flow key (common/flowkey.py), from the member's wrap
+    window: ReplayWindow
+    # the newest INBOUND part seen for this flow: (gateway, sequence number), against replays
+    inbound_from: int = -1
+    inbound_seq: int = 0
 
 
 class Exhausted(Exception):
@@ -58,7 +88,15 @@ class FlowTable:
         self.time = 0.0
 
     def outbound(
-        self, tag: int, proto: int, anon: bytes, remote: bytes, rport: int, flags: int, now: float
+        self,
+        tag: int,
+        proto: int,
+        anon: bytes,
+        remote: bytes,
+        rport: int,
+        flags: int,
+        now: float,
+        key: bytes,
     ) -> tuple[GatewayFlow, bool]:
         """The flow for an outbound packet, allocated if new: (flow, created)."""
         flow = self.by_tag.get(tag)
@@ -74,7 +112,9 @@ class FlowTable:
             flow.state.update(flags, True, now)
             return flow, False
         port = self._allocate(tag, proto, anon)
-        flow = GatewayFlow(tag, proto, anon, port, remote, remote_port, FlowState(proto, now))
+        flow = GatewayFlow(
+            tag, proto, anon, port, remote, remote_port, FlowState(proto, now), key, ReplayWindow()
+        )
         flow.state.update(flags, True, now)
         self.by_tag[tag] = flow
         self.by_port[(proto, anon, port)] = flow
@@ -134,6 +174,8 @@ class FlowTable:
                 f.state.phase,
                 f.state.fins,
                 int(f.state.last * 1000),
+                f.key,
+                f.window.top,
             )
             for f in self.by_tag.values()
         ]
@@ -146,8 +188,13 @@ class FlowTable:
             if len(record) != RECORD.size:
                 refused += 1
                 continue
-            tag, proto, anon, port, remote, rport, phase, fins, last_ms = RECORD.unpack(record)
+            (tag, proto, anon, port, remote, rport, phase, fins, last_ms, key, top) = RECORD.unpack(
+                record
+            )
             if tag in self.by_tag:
+                continue
+            if flow_tag(key) != tag:  # a record whose key is not its flow's
+                refused += 1
                 continue
             if (
                 proto,
@@ -158,7 +205,9 @@ class FlowTable:
                 continue
             state = FlowState(proto, last_ms / 1000)
             state.phase, state.fins = TcpPhase(min(phase, TcpPhase.CLOSED)), fins & 3
-            flow = GatewayFlow(tag, proto, anon, port, remote, rport, state)
+            # Counters up to the sender's highest count as seen: at worst a late packet is lost.
+            window = ReplayWindow(top, _WINDOW_MASK)
+            flow = GatewayFlow(tag, proto, anon, port, remote, rport, state, key, window)
             self.by_tag[tag] = flow
             self.by_port[(proto, anon, port)] = flow
             self.in_use[(proto, anon)] = self.in_use.get((proto, anon), 0) + 1

@@ -1,8 +1,9 @@
 """From the Internet to the members (sans-IO, part of the gateway engine).
 
 A packet for an anonymous address this gateway holds is matched to its flow and broadcast on
-the LAN in signed INBOUND frames named by the flow's tag; the gateway never learns which member
-takes it. Packets that match no flow are dropped silently: the gateway's own stack never
+the LAN in INBOUND frames named by the flow's tag, sealed under the flow's key (only the
+flow's member can read it, and nobody else can forge one); the gateway never learns which
+member takes it. Packets that match no flow are dropped silently: the gateway's own stack never
 answers for an anonymous address (no RST, no ICMP).
 """
 
@@ -11,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Set as AbstractSet
 
 from lanon.common import wire
-from lanon.common.coalition import Coalition
-from lanon.common.crypto import HostKey
-from lanon.common.engine import EngineBase, signed
+from lanon.common.coalition import Coalition, GatewayPeer
+from lanon.common.engine import EngineBase
+from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import DropReason, InboundBroadcast, PacketDropped
+from lanon.common.flowkey import open_part, seal_part
 from lanon.common.packet import PacketError, Unsupported, fill_l4_checksum, parse
 from lanon.gateway.defrag import Defragmenter
 from lanon.gateway.flows import FlowTable
@@ -25,7 +27,6 @@ class Ingress:
         self,
         engine: EngineBase,
         coalition: Coalition,
-        key: HostKey,
         index: int,
         flows: FlowTable,
         held: AbstractSet[int],
@@ -33,7 +34,6 @@ class Ingress:
     ) -> None:
         self.e = engine
         self.c = coalition
-        self.key = key
         self.gw = index
         self.flows = flows
         self.held = held  # the engine's: the indexes of the addresses it holds
@@ -82,25 +82,34 @@ class Ingress:
             buf = bytearray(packet)
             fill_l4_checksum(buf, p)
             packet = bytes(buf)
-        self.broadcast(flow.tag, packet)
+        self.broadcast(flow.key, flow.tag, packet)
 
-    def broadcast(self, tag: int, packet: bytes) -> None:
+    def broadcast(self, key: bytes, tag: int, packet: bytes) -> None:
+        """`packet` to the member of flow `tag` (whose key is `key`), in sealed INBOUND parts."""
         chunks = wire.split_vector(packet, self.c.inbound_capacity)
         for i, chunk in enumerate(chunks):
             self.seq += 1
-            frame = wire.Inbound(self.seq, tag, i, len(chunks), chunk).encode(self.c.id, self.gw)
-            self.e.send(wire.BROADCAST, signed(self.key, frame))
+            head = wire.Inbound(self.seq, tag, i, len(chunks), b"").encode(self.c.id, self.gw)
+            self.e.send(wire.BROADCAST, head + seal_part(key, self.gw, self.seq, head, chunk))
         self.e.event(InboundBroadcast(len(packet), len(chunks)))
 
-    def observe(self, inbound: wire.Inbound) -> None:
+    def observe(self, peer: GatewayPeer, frame: bytes) -> None:
         """Another gateway broadcast an inbound packet: keep our copy of its flow the same."""
-        if inbound.index != 0:
-            return
+        inbound = wire.pull_inbound(frame)
         flow = self.flows.by_tag.get(inbound.tag)
         if flow is None:
             return
+        if flow.inbound_from == peer.index and inbound.seq <= flow.inbound_seq:
+            raise RemoteProtocolError(RejectReason.REPLAY, f"inbound from {peer.name}")
+        head = frame[: wire.INBOUND_HEAD]
+        part = open_part(flow.key, peer.index, inbound.seq, head, inbound.payload)
+        if part is None:
+            raise RemoteProtocolError(RejectReason.BAD_AUTH, "inbound not sealed under its key")
+        flow.inbound_from, flow.inbound_seq = peer.index, inbound.seq
+        if inbound.index != 0:
+            return
         try:
-            p = parse(inbound.payload, partial=inbound.count > 1)
+            p = parse(part, partial=inbound.count > 1)
         except PacketError:
             return
         if not p.icmp_error:

@@ -50,7 +50,7 @@ from typing import Any
 
 from nacl.public import PrivateKey
 
-from lanon.common import crypto, wire
+from lanon.common import crypto, flowkey, wire
 from lanon.common.cell import (
     CELL_HEADER_LEN,
     Cell,
@@ -95,6 +95,7 @@ from lanon.common.tree import order, place
 from lanon.gateway import arp
 from lanon.gateway.defrag import MAX_DATAGRAM, Defragmenter
 from lanon.gateway.engine import GatewayEngine
+from lanon.gateway.flows import RECORD
 from lanon.lab.sim import WALL, make_coalition
 from lanon.member.engine import MemberEngine
 
@@ -412,7 +413,6 @@ SIGNED = frozenset(
         wire.MsgType.OPEN,
         wire.MsgType.OUTPUT_HEAD,
         wire.MsgType.ABORT,
-        wire.MsgType.INBOUND,
         wire.MsgType.HELLO,
         wire.MsgType.HEARTBEAT,
         wire.MsgType.KEYS,
@@ -480,9 +480,12 @@ class Corpus:
                     pool.append(f)
         gw = star.engine("gateway1")
         assert isinstance(gw, GatewayEngine)
-        records = gw.flows.export()
-        flows = wire.Flows(1 << 40, tuple(records[:8])).encode(star.c.id, 0)
-        frames[wire.MsgType.FLOWS].append(flows + star.keys["gateway1"].sign(flows))
+        records = gw.flows.export()[:8]
+        flows = wire.Flows(1 << 40, len(records), RECORD.size, b"")
+        head = flows.head(star.c.id, 0)
+        pair = crypto.gateway_pair_key(star.keys["gateway1"], star.keys["gateway2"].public)
+        frame = head + flowkey.seal_part(pair, 0, 1 << 40, head, b"".join(records))
+        frames[wire.MsgType.FLOWS].append(frame + star.keys["gateway1"].sign(frame))
         cells = _cells_of(star)
         cs = star.c.coalition.cell_size
         slots = [encode_cell(cs, c.tag, c.packet_id, c.index, c.count, c.data) for c in cells]
@@ -1242,8 +1245,9 @@ def _src(ctx: EngineCtx, frame: bytes, rng: random.Random) -> bytes:
 
 
 def _inbound_frames(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
-    """INBOUND frames, signed by a gateway, for a flow of the member under test, carrying a
-    mutated packet (in one part or several, sometimes with parts that disagree)."""
+    """INBOUND frames, sealed as a gateway would under the key of a flow of the member under
+    test, carrying a mutated packet (in one part or several, sometimes with parts that
+    disagree)."""
     e = ctx.engine
     mine = []
     for f in ctx.corpus.frames[wire.MsgType.INBOUND]:
@@ -1254,24 +1258,45 @@ def _inbound_frames(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
         if isinstance(e, MemberEngine) and e.flows.by_tag(tag) is not None:
             mine.append(f)
     base = rng.choice(mine or ctx.corpus.frames[wire.MsgType.INBOUND])
-    inbound = wire.pull_inbound(body_of(base, len(ctx.world.c.members)))
+    inbound = wire.pull_inbound(base)
+    sender = struct.unpack_from("!H", base, 6)[0]
+    flow = e.flows.by_tag(inbound.tag) if isinstance(e, MemberEngine) else None
+    key = flow.secret if flow is not None else rng.randbytes(32)
+    real = flowkey.open_part(
+        key, sender, inbound.seq, base[: wire.INBOUND_HEAD], inbound.payload
+    ) or rng.choice(ctx.corpus.packets)
     packet = mutate_packet(rng, rng.choice(ctx.corpus.packets), ctx.corpus.packets)
     if rng.random() < 0.5:  # keep the addresses, so it reaches restore and clamp_mss
-        real = inbound.payload
         packet = real[:20] + packet[20:] if len(real) >= 20 and len(packet) >= 20 else packet
         if rng.random() < 0.5 and len(packet) >= 4:
             packet = packet[:2] + struct.pack("!H", min(len(packet), 0xFFFF)) + packet[4:]
     chunks = wire.split_vector(packet, rng.choice((40, 200, 1400)))
-    sender = struct.unpack_from("!H", base, 6)[0]
     out = []
     for i, chunk in enumerate(chunks):
         count = len(chunks) if rng.random() < 0.9 else rng.randrange(1, 5)
         index = i if i < count else count - 1
-        body = wire.Inbound(ctx.clock.next_seq(), inbound.tag, index, count, chunk).encode(
-            ctx.world.c.id, sender
-        )
-        out.append(body + (ctx.signer.auth(body) or b""))
+        seq = ctx.clock.next_seq()
+        head = wire.Inbound(seq, inbound.tag, index, count, b"").encode(ctx.world.c.id, sender)
+        out.append(head + flowkey.seal_part(key, sender, seq, head, chunk))
     return out
+
+
+def _sealed_packet(ctx: EngineCtx, rng: random.Random, cell: Cell) -> tuple[int, bytes]:
+    """(tag, sealed packet) for a round's cells: a mutated packet sealed as a member would,
+    under a flow key the gateway under test knows or a new one with its wrap; else junk."""
+    e = ctx.engine
+    plain = mutate_packet(rng, rng.choice(ctx.corpus.packets), ctx.corpus.packets)
+    r = rng.random()
+    known = e.flows.by_tag.get(cell.tag) if isinstance(e, GatewayEngine) else None
+    if known is not None and r < 0.6:
+        return cell.tag, flowkey.seal_packet(known.key, cell.tag, ctx.clock.next_seq(), plain)
+    if r < 0.8:
+        key = flowkey.new_flow_key(rng)
+        tag = flowkey.flow_tag(key)
+        wrapper = flowkey.KeyWrapper([g.public for g in ctx.world.c.gateways])
+        wrap = wrapper.wrap(key if rng.random() < 0.9 else rng.randbytes(32), rng)
+        return tag, flowkey.seal_packet(key, tag, ctx.clock.next_seq(), plain, wrap)
+    return cell.tag, mutate_packet(rng, cell.data, ctx.corpus.packets)
 
 
 def _round_frames(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
@@ -1295,13 +1320,13 @@ def _round_frames(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
             slots.append(rng.randbytes(cs))
             continue
         cell = rng.choice(ctx.corpus.cells)
-        packet = mutate_packet(rng, cell.data, ctx.corpus.packets) if r < 0.9 else cell.data
+        tag, packet = _sealed_packet(ctx, rng, cell) if r < 0.9 else (cell.tag, cell.data)
         capacity = cs - CELL_HEADER_LEN
         chunks = wire.split_vector(packet, rng.choice((capacity, capacity, 64)))[:255]
         pid = rng.randrange(4)
         for i, chunk in enumerate(chunks):
             count = len(chunks) if rng.random() < 0.9 else rng.randrange(1, 256)
-            slots.append(encode_cell(cs, cell.tag, pid, min(i, count - 1), count, chunk))
+            slots.append(encode_cell(cs, tag, pid, min(i, count - 1), count, chunk))
     slots = slots[:nslots]
     nentries = o.nentries
     vector = rng.randbytes(nentries * ENTRY_LEN) if rng.random() < 0.3 else bytes(nentries * 8)

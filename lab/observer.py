@@ -192,15 +192,33 @@ def judge(phases: list[Answers], members: int, window: int = 25) -> Verdict:
     return Verdict(windows, correct, members, uneven, summary)
 
 
-def observe(lab: Any, seconds_each: float, workdir: Path, window: int = 25) -> Verdict:
-    """Each member busy in turn for `seconds_each`; the observer's verdict over all."""
+def observe(
+    lab: Any,
+    seconds_each: float,
+    workdir: Path,
+    window: int = 25,
+    min_windows: int = 0,
+    max_seconds: float = 60.0,
+) -> Verdict:
+    """Each member busy in turn for `seconds_each`; the observer's verdict over all. Until the
+    verdict covers `min_windows` windows (or each member was busy for `max_seconds`), again,
+    for as long as the round rate seen so far says it takes."""
     members = [h.name for h in lab.members]
-    phases = []
+    phases: list[Answers] = []
     before = answers_late(lab)
-    for i, name in enumerate(members):
-        phases.append(capture_phase(lab, name, i, seconds_each, workdir / f"observer-{name}.pcap"))
+    seconds, spent = seconds_each, 0.0
+    while True:
+        for i, name in enumerate(members):
+            out = workdir / f"observer-{name}-{len(phases)}.pcap"
+            phases.append(capture_phase(lab, name, i, seconds, out))
+        spent += seconds
+        verdict = judge(phases, len(members), window)
+        if verdict.windows >= min_windows or spent >= max_seconds:
+            break
+        per_second = max(verdict.windows / spent, 0.1)
+        seconds = 1.2 * (min_windows - verdict.windows) / per_second
+        seconds = min(max(seconds, 2.0), max_seconds - spent)
     after = answers_late(lab)
-    verdict = judge(phases, len(members), window)
     answered, late = (after[k] - before[k] for k in (0, 1))
     return dataclasses.replace(verdict, late=late / answered if answered else 0.0)
 

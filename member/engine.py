@@ -33,6 +33,7 @@ from lanon.common.events import (
     PacketQueued,
     RefuseReason,
 )
+from lanon.common.flowkey import SEALED_OVERHEAD, KeyWrapper, seal_packet
 from lanon.common.guard import GATEWAY
 from lanon.common.packet import (
     TCP,
@@ -88,7 +89,8 @@ class MemberEngine(EngineBase):
         veto = Veto(coalition, policy or AnonymityPolicy())
         self.rounds = Contributor(self, coalition, self.me.index, self.keys, veto, rng)
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
-        self.inbound = InboundReceiver(self, coalition, self.flows)
+        self.inbound = InboundReceiver(self, coalition, self.flows, rng)
+        self.wrapper = KeyWrapper([g.public for g in coalition.gateways])
         self.anonymous = self._allowed_addresses(gateways or [])
         # How the lanon looks from here (member/health.py): times of the last OPEN of any
         # roster, of the last naming us, and of a leading gateway's verified heartbeat.
@@ -160,8 +162,12 @@ class MemberEngine(EngineBase):
             self.event(PacketDropped(DropReason.FLOW_TABLE_FULL))
             return
         queue = self.rounds.queue
-        capacity = self.c.cell_capacity
-        ncells = -(-len(packet) // capacity)
+        capacity = self.c.cell_data
+        wrap = entry.wants_wrap(now)
+        if wrap and not entry.wrap:  # made once per flow: X25519 with every gateway
+            entry.wrap = self.wrapper.wrap(entry.secret, self.rng)
+        sealed_len = len(packet) + SEALED_OVERHEAD + (len(entry.wrap) if wrap else 0)
+        ncells = -(-sealed_len // capacity)
         if len(queue) + ncells > self.max_queue:
             self.event(PacketDropped(DropReason.QUEUE_FULL, f"{len(queue)} cells waiting"))
             return
@@ -170,8 +176,14 @@ class MemberEngine(EngineBase):
             clamp_mss(buf, p.ihl, self.c.mss)
         set_source(buf, p, entry.anon, 0)
         entry.state.update(p.tcp_flags, True, now)
+        entry.sent += 1
+        if wrap:
+            entry.wrapped_at = now
+        sealed = seal_packet(
+            entry.secret, entry.tag, entry.sent, bytes(buf), entry.wrap if wrap else b""
+        )
         packet_id = self.rng.getrandbits(32)  # random: a counter would link our flows
-        chunks = wire.split_vector(bytes(buf), capacity)
+        chunks = wire.split_vector(sealed, capacity)
         cs = self.c.coalition.cell_size
         for i, chunk in enumerate(chunks):
             queue.append(Pending(encode_cell(cs, entry.tag, packet_id, i, len(chunks), chunk), now))
@@ -222,7 +234,7 @@ class MemberEngine(EngineBase):
             elif t == wire.MsgType.OUTPUT_HEAD:
                 self._on_output_head(self.c.gateway_at(header.sender), src, frame, now)
             elif t == wire.MsgType.INBOUND:
-                self.inbound.receive(self.c.gateway_at(header.sender), src, frame, now)
+                self.inbound.receive(self.c.gateway_at(header.sender), frame, now)
             elif t == wire.MsgType.ABORT:
                 gateway = self.c.gateway_at(header.sender)
                 body = self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)

@@ -1,8 +1,9 @@
-"""The member's flow table: its own connections, each named by a random tag.
+"""The member's flow table: its own connections, each with a random key and the tag it names.
 
-A tag links to no member: it is 64 random bits chosen here, carried in cells and in the
-gateway's inbound broadcasts. Only this member knows which local address and port it stands
-for; inbound broadcasts with a tag not in this table are someone else's and are ignored.
+A flow's key is 32 random bytes drawn here; its tag, carried in cells and in the gateways'
+inbound broadcasts, is the key's BLAKE2b-64 (common/flowkey.py), so it links to no member.
+Only this member knows which local address and port a tag stands for; inbound broadcasts with
+a tag not in this table are someone else's, and cost us the same work as ours.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lanon.common.coalition import FlowSection
+from lanon.common.flowkey import flow_tag, new_flow_key
 from lanon.common.flowstate import FlowState
 from lanon.common.packet import Flow
 
@@ -20,12 +22,28 @@ FlowKey = tuple[
 ]  # proto, local address, local port, remote, remote port
 
 
+WRAPPED_PACKETS = 8  # the first packets carry the key wrap, until an answer shows it arrived
+REWRAP_INTERVAL = 10.0  # and one packet every this many seconds (a gateway may have restarted)
+
+
 @dataclass(slots=True)
 class MemberFlow:
     tag: int
     key: FlowKey
     anon: bytes  # the anonymous address this flow leaves under
     state: FlowState
+    secret: bytes  # the flow key, shared with the gateways only
+    sent: int = 0  # packets sealed: the counter of the next is sent + 1
+    wrap: bytes = b""  # the key wrapped to the gateways, made for the first packet
+    wrapped_at: float = float("-inf")
+    answered: bool = False  # an inbound packet came: a gateway has the key
+    inbound_seq: dict[int, int] | None = None  # per gateway, the last sequence number taken
+
+    def wants_wrap(self, now: float) -> bool:
+        """Whether the next packet should carry the key wrap."""
+        if not self.answered and self.sent < WRAPPED_PACKETS:
+            return True
+        return now - self.wrapped_at >= REWRAP_INTERVAL
 
     @property
     def local_addr(self) -> bytes:
@@ -65,10 +83,12 @@ class MemberFlows:
             self.expire(now)
             if len(self._by_key) >= self.max_flows:
                 return None
-        tag = self.rng.getrandbits(64)
-        while tag == 0 or tag in self._by_tag:
-            tag = self.rng.getrandbits(64)
-        entry = MemberFlow(tag, key, self.choose_address(flow), FlowState(flow.proto, now))
+        secret = new_flow_key(self.rng)
+        tag = flow_tag(secret)
+        while tag in self._by_tag:  # pragma: no cover - 64 bits: a clash is one in 2**64/n
+            secret = new_flow_key(self.rng)
+            tag = flow_tag(secret)
+        entry = MemberFlow(tag, key, self.choose_address(flow), FlowState(flow.proto, now), secret)
         self._by_key[key] = entry
         self._by_tag[tag] = entry
         return entry

@@ -1,22 +1,27 @@
 """Inbound packets (sans-IO): a gateway's INBOUND broadcasts, back into this member's stack.
 
-Every member receives every INBOUND frame. One whose flow tag is not in this member's table is
-someone else's: nothing is done and nothing is learnt. For one of ours: its sequence number
-must be new (cheap), then its signature holds, then its parts are put together (bounded,
-common/parts.py), then the packet must be the flow's own (protocol, peer address and port, to
-the flow's anonymous address): a gateway or a forger must not make our stack answer anyone
-but the flow's peer, which would leave outside the lanon. The packet is then addressed to the
-local end of the flow and handed to the stack.
+Every member receives every INBOUND frame and does the same work on each: its shape is
+checked, then its sealed part is opened (common/flowkey.py), under the flow's key if the flow
+is ours and under a key of nobody's if not, at equal cost (`InboundOpener`). Nothing else is
+done with someone else's frame. For one of ours: the seal must hold, its sequence number must
+be new, then its parts are put together (bounded, common/parts.py), then the packet must be
+the flow's own (protocol, peer address and port, to the flow's anonymous address): a gateway
+must not make our stack answer anyone but the flow's peer, which would leave outside the
+lanon. The packet is then addressed to the local end of the flow and handed to the stack.
+
+What goes wrong with a frame of our own flow is told only in private (`InboundRefused`): no
+other member could have checked it, so a public count or a log line would say whose flow it was.
 """
 
 from __future__ import annotations
 
+import random
+
 from lanon.common import wire
 from lanon.common.coalition import Coalition, GatewayPeer
 from lanon.common.engine import EngineBase
-from lanon.common.errors import RejectReason, RemoteProtocolError
-from lanon.common.events import InboundDelivered, InjectPacket
-from lanon.common.guard import GATEWAY
+from lanon.common.events import InboundDelivered, InboundRefusal, InboundRefused, InjectPacket
+from lanon.common.flowkey import InboundOpener
 from lanon.common.packet import (
     ICMP,
     TCP,
@@ -36,34 +41,46 @@ MAX_BYTES = 1 << 20
 
 
 class InboundReceiver:
-    def __init__(self, engine: EngineBase, coalition: Coalition, flows: MemberFlows) -> None:
+    def __init__(
+        self, engine: EngineBase, coalition: Coalition, flows: MemberFlows, rng: random.Random
+    ) -> None:
         self.e = engine
         self.c = coalition
         self.flows = flows
-        self.seq: dict[int, int] = {}  # gateway -> the last sequence number taken
+        self.opener = InboundOpener(rng)
         self.parts: PartReassembler[tuple[int, int]] = PartReassembler(
             REASSEMBLY_TIMEOUT, MAX_PENDING, max_per_group=MAX_PENDING, max_bytes=MAX_BYTES
         )
 
-    def receive(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
-        flow = self.flows.by_tag(wire.peek_inbound_tag(frame))
+    def receive(self, gateway: GatewayPeer, frame: bytes, now: float) -> None:
+        inbound = wire.pull_inbound(frame)  # a bad shape is public: everyone sees it alike
+        flow = self.flows.by_tag(inbound.tag)
+        part = self.opener.open(
+            flow.secret if flow is not None else None,
+            gateway.index,
+            inbound.seq,
+            frame[: wire.INBOUND_HEAD],
+            inbound.payload,
+        )
         if flow is None:
-            return  # another member's packet: nothing to do, nothing to learn
-        unverified = wire.pull_inbound(wire.split_auth(frame, wire.SIG_LEN)[0])
-        last = self.seq.get(gateway.index, 0)
-        if unverified.seq <= last:
-            raise RemoteProtocolError(
-                RejectReason.REPLAY, f"inbound seq {unverified.seq} <= {last}"
-            )
-        body = self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
-        inbound = wire.pull_inbound(body)
-        self.seq[gateway.index] = inbound.seq
+            return  # another member's packet: the same work done, nothing learnt
+        if part is None:
+            self.e.event(InboundRefused(InboundRefusal.BAD_SEAL))
+            return
+        seen = flow.inbound_seq
+        if seen is None:
+            seen = flow.inbound_seq = {}
+        if inbound.seq <= seen.get(gateway.index, 0):
+            self.e.event(InboundRefused(InboundRefusal.REPLAY))
+            return
+        seen[gateway.index] = inbound.seq
+        flow.answered = True  # a gateway has the flow's key
         packet = self.parts.add(
             (gateway.index, inbound.tag),
             inbound.seq - inbound.index,
             inbound.index,
             inbound.count,
-            inbound.payload,
+            part,
             now,
         )
         if packet is not None:
@@ -72,10 +89,12 @@ class InboundReceiver:
     def _deliver(self, flow: MemberFlow, packet: bytes, now: float) -> None:
         try:
             p = parse(packet)
-        except PacketError as exc:
-            raise RemoteProtocolError(RejectReason.MALFORMED, f"inbound packet: {exc}") from None
+        except PacketError:
+            self.e.event(InboundRefused(InboundRefusal.MALFORMED))
+            return
         if not belongs(p.flow, p.icmp_error, flow):
-            raise RemoteProtocolError(RejectReason.MALFORMED, "inbound packet not of its flow")
+            self.e.event(InboundRefused(InboundRefusal.NOT_OF_FLOW))
+            return
         buf = bytearray(packet)
         if p.icmp_error:
             restore_icmp_error(buf, p, flow.local_addr, flow.local_port)

@@ -87,7 +87,7 @@ class MemberMetrics(BaseMetrics):
         )
         self.inbound_rejected = Counter(
             "lanon_member_inbound_rejected_total",
-            "Inbound frames for our flows rejected, by reason",
+            "Inbound frames of our own flows not taken, by reason",
             ["reason"],
             registry=p,
         )
@@ -120,8 +120,8 @@ class MemberMetrics(BaseMetrics):
                 self.refused.labels(e.reason.value).inc()
             case ev.Joining():
                 self.in_roster.set(0)
-            case ev.FrameRejected() if e.frame == "inbound":
-                # Only our own flows' inbound frames are checked: counting their rejections
+            case ev.InboundRefused():
+                # Only our own flows' inbound frames can be checked: counting their refusals
                 # in public would point at the member that owns a flow.
                 self.inbound_rejected.labels(e.reason.value).inc()
             case ev.CellDelivered():

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lanon.common import cell, reservation, wire
+from lanon.common import cell, flowkey, reservation, wire
 from lanon.common.crypto import HostKey, Verifier
 from lanon.common.engine import check_mac, check_sealed, maced, sealed, signed
 from lanon.common.errors import RejectReason, RemoteProtocolError
@@ -30,7 +30,7 @@ def h(*fields: str) -> bytes:
 
 
 def header(mtype: wire.MsgType) -> str:
-    return f"03 {mtype:02x} deadbeef 0003"  # version 3, type, coalition, sender
+    return f"04 {mtype:02x} deadbeef 0003"  # version 4, type, coalition, sender
 
 
 OPEN = wire.Open(
@@ -195,13 +195,14 @@ TREE_PART_BYTES = h(
     "ff00",  # payload
 )
 
-FLOWS = wire.Flows(seq=1 << 40, records=(b"\x01\x02\x03", b"\x04\x05\x06"))
+FLOWS = wire.Flows(seq=1 << 40, count=2, size=3, sealed=bytes(range(6)) + b"\xaa" * 16)
 FLOWS_BYTES = h(
     header(T.FLOWS),
     "0000010000000000",  # seq
     "0002",  # number of records
     "0003",  # record size
-    "010203 040506",  # records
+    "000102 030405",  # records, sealed
+    "aa" * 16,  # their AEAD tag
 )
 
 
@@ -251,7 +252,7 @@ def test_every_frame_type_has_a_golden_vector() -> None:
 def test_the_numbers_on_the_wire() -> None:
     """Version, type codes and reason codes are wire values: they never follow declaration
     order, and changing one is a new protocol version."""
-    assert wire.VERSION == 3
+    assert wire.VERSION == 4
     assert wire.ETHERTYPE == 0x88B5
     assert {t.name: t.value for t in wire.MsgType} == {
         "OPEN": 1,
@@ -287,12 +288,12 @@ LEADER = HostKey(bytes(32))
 MEMBER_KEYS = [bytes([1]) * 32, bytes([2]) * 32]  # the MAC key each member shares with it
 
 # The MAC table of OPEN_BYTES under MEMBER_KEYS: BLAKE2b-128 of the body, keyed, in index order.
-OPEN_MACS = (h("432867d1ec179c28f2b2ace8c2ce3112"), h("0737fa1e0c786561d60707b8bb33656a"))
+OPEN_MACS = (h("eb150df4809d1e20656fa94052ddf182"), h("fc9af5c74585f5a00b1751d26762e845"))
 OPEN_TABLE = b"".join(OPEN_MACS)
 # LEADER's Ed25519 signature over OPEN_BYTES and its MAC table.
 OPEN_SIGNATURE = h(
-    "6fb37b13c648d262ea3792bfa90849f9da8fae3b72fee8a66f287b205c2ce284",
-    "d96e376ee396dcae118509f252e65b857c88d416ab77875c32802ecd3f6f3501",
+    "556abcd8d7e095bc634da61aaec93ad0d8c4abc2f37e6449787ba0ef7e9c3f76",
+    "dea24fbf3567da4a7acc5f883e38e72ed13549ce5203fc4f141d8b823bae0c0c",
 )
 
 
@@ -310,11 +311,11 @@ def test_a_sealed_frame_is_body_mac_table_signature() -> None:
 
 
 # A member's CONTRIB: the body and its MAC16 under the key it shares with the leader.
-CONTRIB_MAC = h("7c5e7f6af4804617688ab11eb1d4d508")
+CONTRIB_MAC = h("1dd62a84bd4316b2393dcf5b70667d31")
 # LEADER's Ed25519 signature over ABORT_BYTES (signed frames end with 64 bytes of it).
 ABORT_SIGNATURE = h(
-    "77bddaca761bec2f3a1c416dcf51162e82a29cfa6c22201040e66c8de6cb9a67",
-    "6468c640020bf61a3b05b916f56360510e21d4e50716f3b910d32f8ea07fa40d",
+    "a7a53e4f1b8b637ae0e30c53c065ced48d8816be47df3862101c904f57f3316c",
+    "bc144ad92a96013c02693131af7252097736d2d7f5e4050476c4141c6b14030f",
 )
 
 
@@ -356,3 +357,21 @@ def test_cell() -> None:
     c = CELL
     assert cell.encode_cell(40, c.tag, c.packet_id, c.index, c.count, c.data) == CELL_BYTES
     assert cell.decode_slot(CELL_BYTES) == (cell.SlotState.CELL, CELL)
+
+
+# Per-flow keys (common/flowkey.py): a key, the tag it names, a sealed packet and an INBOUND seal.
+FLOW_KEY = bytes(range(32))
+
+
+def test_a_flow_key_names_its_tag_and_seals_alike() -> None:
+    assert flowkey.flow_tag(FLOW_KEY) == 0xDB509D6D78992458
+    assert flowkey.seal_packet(FLOW_KEY, 0xDB509D6D78992458, 7, b"packet") == h(
+        "00",  # flags: no wrap
+        "0000000000000007",  # counter: the nonce is 0^4 || counter
+        "582776282bf7",  # "packet", ChaCha20-Poly1305 under the flow key
+        "94084f189b3e70352aa5742a21fa163d",  # its tag (aad: flow tag, flags, counter)
+    )
+    # An INBOUND part: nonce (0x80000000 | gateway 2) || seq 123, aad the frame's head.
+    assert flowkey.seal_part(FLOW_KEY, 2, 123, b"head", b"part") == h(
+        "04ae6440", "acbf1d5d93b745c8ca5e228a6131875f"
+    )

@@ -239,7 +239,10 @@ def test_a_gateway_whose_link_goes_down_is_replaced_and_does_not_fight_when_it_i
             ipr.link("set", index=port, state="down")
             time.sleep(2.0)
             st = lab2.status(other)
-            assert st["leading"] and len(st["held"]) == 8
+            assert st["leading"] and len(st["held"]) == 8, (
+                st,
+                lab2.log_path(other).read_text()[-4000:],
+            )
             assert lab2.status(holder)["held"] == []  # it noticed, and let go
             ipr.link("set", index=port, state="up")
         _, err = curl.communicate(timeout=150)

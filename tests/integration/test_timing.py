@@ -28,11 +28,8 @@ def lab() -> Iterator[Lab]:
 def test_the_switch_observer_guesses_the_busy_member_no_better_than_chance(
     lab: Lab, tmp_path: Path
 ) -> None:
-    seconds = 11.0  # about 450 windows at this machine's busy round rate
-    verdict = observer.observe(lab, seconds, tmp_path, WINDOW)
-    while verdict.windows < MIN_WINDOWS and seconds < 30:  # a slow machine runs fewer rounds
-        seconds *= 2
-        verdict = observer.observe(lab, seconds, tmp_path, WINDOW)
+    # Each member busy for 10 s, then for as long as the round rate seen says MIN_WINDOWS take.
+    verdict = observer.observe(lab, 10.0, tmp_path, WINDOW, min_windows=MIN_WINDOWS)
     print(
         f"observer: {verdict.correct}/{verdict.windows} windows right "
         f"({verdict.accuracy:.0%}, chance {verdict.chance:.0%}), {verdict.late:.1%} of answers "

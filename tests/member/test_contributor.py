@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from lanon.common import wire
-from lanon.common.engine import signed
+from lanon.common import flowkey, wire
 from lanon.common.errors import LocalProtocolError
 from lanon.common.events import (
     CellDelivered,
@@ -358,20 +357,23 @@ def test_a_flood_of_inbound_parts_never_grows_reassembly_past_its_bounds() -> No
     lan.submit("member1", udp(payload=b"open a flow"))
     lan.run_until(lambda: bool(lan.host("member1").injected))
     gw_mac, _dst, genuine = lan.frames(wire.MsgType.INBOUND)[-1]
-    real = wire.pull_inbound(wire.split_auth(genuine, wire.SIG_LEN)[0])
+    real = wire.pull_inbound(genuine)
     eng = lan.member("member1")
-    assert eng.flows.by_tag(real.tag) is not None and real.count == 1
+    flow = eng.flows.by_tag(real.tag)
+    assert flow is not None and flow.inbound_seq is not None and real.count == 1
+    plain = flowkey.open_part(flow.secret, 0, real.seq, genuine[: wire.INBOUND_HEAD], real.payload)
+    assert plain is not None
     parts = eng.inbound.parts
-    key = lan.keys["gateway1"]
-    seq = eng.inbound.seq[0]
+    seq = flow.inbound_seq[0]
     size = lan.c.inbound_capacity  # a full INBOUND frame's worth
     eng.pop_events()
 
     def feed(index: int, count: int, payload: bytes) -> list[Command]:
         nonlocal seq
         seq += 1
-        body = wire.Inbound(seq, real.tag, index, count, payload).encode(lan.c.id, 0)
-        eng.receive_frame(gw_mac, signed(key, body), lan.now)
+        head = wire.Inbound(seq, real.tag, index, count, b"").encode(lan.c.id, 0)
+        sealed = flowkey.seal_part(flow.secret, 0, seq, head, payload)
+        eng.receive_frame(gw_mac, head + sealed, lan.now)
         held = sum(w.size for w in parts._pending.values())
         assert len(parts) <= parts.max_pending and parts.bytes_pending <= parts.max_bytes
         assert parts.bytes_pending == held  # and the count of bytes is true
@@ -389,9 +391,9 @@ def test_a_flood_of_inbound_parts_never_grows_reassembly_past_its_bounds() -> No
     assert parts.bytes_pending > parts.max_bytes - huge * size  # the byte bound was reached
     assert not [e for e in eng.pop_events() if isinstance(e, FrameRejected)]
 
-    half = len(real.payload) // 2  # a genuine packet, in two parts, still gets through
-    assert feed(0, 2, real.payload[:half]) == []
-    injected = [c for c in feed(1, 2, real.payload[half:]) if isinstance(c, InjectPacket)]
+    half = len(plain) // 2  # a genuine packet, in two parts, still gets through
+    assert feed(0, 2, plain[:half]) == []
+    injected = [c for c in feed(1, 2, plain[half:]) if isinstance(c, InjectPacket)]
     assert len(injected) == 1 and injected[0].packet.endswith(b"open a flow")
 
     lan.run(7.0)  # the reassembly timeout and a housekeeping sweep

@@ -5,7 +5,7 @@ from typing import Any
 
 from scapy.layers.inet import IP, TCP, UDP
 
-from lanon.common import wire
+from lanon.common import flowkey, wire
 from lanon.common.cell import SlotState, decode_slot
 from lanon.common.events import CellDelivered, Contributed, FrameRejected
 from lanon.common.reservation import ENTRY_LEN
@@ -64,7 +64,12 @@ def test_xor_of_all_contributions_is_the_output_and_carries_the_cell() -> None:
                 carried = (rnd, cell, vectors)
     assert carried is not None
     rnd, cell, vectors = carried
-    assert b"the secret message" in cell.data
+    # The output shows the cell, sealed under the flow's key: only a gateway (or member1) opens it.
+    assert b"the secret message" not in cell.data
+    flow = lan.member("member1").flows.by_tag(cell.tag)
+    assert flow is not None
+    packet = flowkey.Sealed(cell.tag, cell.data).open(flow.secret)
+    assert packet is not None and packet.endswith(b"the secret message")
     for v in vectors:  # no single member's frames show the message (or anything but noise)
         assert b"the secret message" not in v
         assert v.count(0) < len(v) // 64

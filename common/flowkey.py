@@ -1,0 +1,210 @@
+"""Per-flow keys: a flow's packets are read by its member and the gateways, nobody else.
+
+Round outputs are public on the LAN and INBOUND frames are broadcast, so what they carry is
+sealed under a key of the flow's own:
+
+- A member starting a flow draws a random 32-byte flow key K. The flow's tag is BLAKE2b-64 of
+  K: a tag names one key, and nobody can bind another key to a tag seen in an output.
+- It gives K to every gateway in the flow's first packets (and again now and then, for a
+  gateway that restarted), wrapped to all gateways at once with a fresh X25519 key per flow:
+
+      wrap  :=  n(1)  E(32)  { K xor BLAKE2b(X25519(e, G_g), E || G_g) }  for gateways g < n
+
+  Only a gateway can unwrap it; a tag check (BLAKE2b-64 of the result) says it did so right.
+- Outbound packets (in cells) are sealed as
+
+      flags(1)  [wrap]  counter(8)  ChaCha20-Poly1305(K, 0^4 || counter, packet)
+
+  with everything before the ciphertext and the tag as associated data. The counter is the
+  flow's own packet count: per flow, never per member, so it links nothing the tag does not.
+- Inbound packets are sealed part by part in their INBOUND frames under the same K, nonce
+  (0x80000000 | gateway) || sequence number, the frame's header as associated data. A member
+  checks one in a microsecond; for a frame of someone else's flow it does the same work on a
+  key of nobody's (`InboundOpener`), so owning a flow costs nothing anyone can see.
+
+A gateway still reads every packet it carries (addresses, ports, contents that the application
+did not encrypt): it must, to emit them. It never learns which member a flow is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import struct
+from collections.abc import Sequence
+
+from nacl.bindings import (
+    crypto_aead_chacha20poly1305_ietf_decrypt,
+    crypto_aead_chacha20poly1305_ietf_encrypt,
+    crypto_scalarmult,
+    crypto_scalarmult_base,
+    crypto_sign_ed25519_pk_to_curve25519,
+)
+from nacl.exceptions import CryptoError
+
+from lanon.common.crypto import KEY_LEN, HostKey
+
+AEAD_TAG = 16
+TAG_OF_KEY = b"lanon-flowtag-v1"
+WRAP_PERSON = b"lanon-flowwrap-1"
+WRAPPED = 0x01  # flags: a wrap follows
+COUNTER = struct.Struct("!Q")
+SEALED_OVERHEAD = 1 + COUNTER.size + AEAD_TAG  # of a packet without a wrap
+INBOUND_DIRECTION = 0x80000000
+
+
+def flow_tag(key: bytes) -> int:
+    """The tag that names the flow of key `key` (never 0)."""
+    digest = hashlib.blake2b(key, digest_size=8, person=TAG_OF_KEY).digest()
+    return int.from_bytes(digest, "big") or 1
+
+
+def new_flow_key(rng: random.Random) -> bytes:
+    """A fresh flow key (`rng` is the engine's: the system's CSPRNG in the daemons)."""
+    return rng.randbytes(KEY_LEN)
+
+
+def wrap_len(ngateways: int) -> int:
+    return 1 + KEY_LEN + KEY_LEN * ngateways
+
+
+def _wrap_pad(shared: bytes, ephemeral: bytes, gateway_x: bytes) -> bytes:
+    return hashlib.blake2b(
+        ephemeral + gateway_x, key=shared, digest_size=KEY_LEN, person=WRAP_PERSON
+    ).digest()
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
+class KeyWrapper:
+    """A member's side: wraps flow keys to the coalition's gateways (X25519 forms precomputed)."""
+
+    def __init__(self, gateway_publics: Sequence[bytes]) -> None:
+        self.gateways = [crypto_sign_ed25519_pk_to_curve25519(p) for p in gateway_publics]
+
+    def wrap(self, key: bytes, rng: random.Random) -> bytes:
+        secret = rng.randbytes(KEY_LEN)  # a fresh X25519 key: wraps of two flows link nothing
+        ephemeral = crypto_scalarmult_base(secret)
+        pieces = [
+            _xor(key, _wrap_pad(crypto_scalarmult(secret, g), ephemeral, g)) for g in self.gateways
+        ]
+        return bytes((len(self.gateways),)) + ephemeral + b"".join(pieces)
+
+
+def unwrap(host: HostKey, index: int, tag: int, wrap: bytes) -> bytes | None:
+    """Gateway `index`'s copy of the flow key in `wrap`, if it is there and is tag's key."""
+    if len(wrap) < 1 + KEY_LEN or wrap[0] <= index or len(wrap) != wrap_len(wrap[0]):
+        return None
+    ephemeral = wrap[1 : 1 + KEY_LEN]
+    shared = host.exchange_x(ephemeral)
+    if shared is None:
+        return None
+    start = 1 + KEY_LEN + KEY_LEN * index
+    key = _xor(wrap[start : start + KEY_LEN], _wrap_pad(shared, ephemeral, host.x_public))
+    return key if flow_tag(key) == tag else None
+
+
+# --- outbound packets -----------------------------------------------------------------------
+
+
+def _outbound_nonce(counter: int) -> bytes:
+    return b"\0\0\0\0" + COUNTER.pack(counter)
+
+
+def seal_packet(key: bytes, tag: int, counter: int, packet: bytes, wrap: bytes = b"") -> bytes:
+    head = bytes((WRAPPED if wrap else 0,)) + wrap + COUNTER.pack(counter)
+    aad = tag.to_bytes(8, "big") + head
+    return head + crypto_aead_chacha20poly1305_ietf_encrypt(
+        packet, aad, _outbound_nonce(counter), key
+    )
+
+
+class Sealed:
+    """A sealed outbound packet taken apart (nothing checked yet)."""
+
+    __slots__ = ("aad", "body", "counter", "wrap")
+
+    def __init__(self, tag: int, data: bytes) -> None:
+        """Raises ValueError if `data` cannot be a sealed packet."""
+        if not data or data[0] & ~WRAPPED:
+            raise ValueError("unknown flags")
+        at = 1
+        self.wrap = b""
+        if data[0] & WRAPPED:
+            if len(data) < 2:
+                raise ValueError("short wrap")
+            at += wrap_len(data[1])
+            self.wrap = data[1:at]
+        if len(data) < at + COUNTER.size + AEAD_TAG:
+            raise ValueError("shorter than its seal")
+        (self.counter,) = COUNTER.unpack_from(data, at)
+        at += COUNTER.size
+        self.aad = tag.to_bytes(8, "big") + data[:at]
+        self.body = data[at:]
+
+    def open(self, key: bytes) -> bytes | None:
+        """The packet, if it was sealed under `key`."""
+        try:
+            return bytes(
+                crypto_aead_chacha20poly1305_ietf_decrypt(
+                    self.body, self.aad, _outbound_nonce(self.counter), key
+                )
+            )
+        except CryptoError:
+            return None
+
+
+# --- inbound packets ------------------------------------------------------------------------
+
+
+def _inbound_nonce(gateway: int, seq: int) -> bytes:
+    return (INBOUND_DIRECTION | gateway).to_bytes(4, "big") + COUNTER.pack(seq)
+
+
+def seal_part(key: bytes, gateway: int, seq: int, header: bytes, payload: bytes) -> bytes:
+    """An INBOUND frame's sealed payload; `header` is everything before it in the frame."""
+    return crypto_aead_chacha20poly1305_ietf_encrypt(
+        payload, header, _inbound_nonce(gateway, seq), key
+    )
+
+
+def open_part(key: bytes, gateway: int, seq: int, header: bytes, sealed: bytes) -> bytes | None:
+    return _open(key, _inbound_nonce(gateway, seq), header, sealed)
+
+
+def _open(key: bytes, nonce: bytes, header: bytes, sealed: bytes) -> bytes | None:
+    try:
+        return bytes(crypto_aead_chacha20poly1305_ietf_decrypt(sealed, header, nonce, key))
+    except CryptoError:
+        return None
+
+
+class InboundOpener:
+    """Opens INBOUND payloads with the same work whatever the outcome.
+
+    Every member gets every INBOUND frame. The owner of its flow opens it: Poly1305 over the
+    header and ciphertext, ChaCha20 over the ciphertext. Any other member (or the owner, of a
+    forged frame) stops at the Poly1305 check. `open` evens that out with one more call on a
+    key of nobody's: after a success, Poly1305 over as many bytes again (an empty message, the
+    header and ciphertext as associated data); after a failure, ChaCha20 over the ciphertext
+    and Poly1305 over the header and it (an encryption). Either way a frame costs two Poly1305
+    passes over header and ciphertext and one ChaCha20 pass over the ciphertext, in two calls:
+    the CPU time it takes does not say whose flow it is.
+    """
+
+    def __init__(self, rng: random.Random) -> None:
+        self._nobody = rng.randbytes(KEY_LEN)
+
+    def open(
+        self, key: bytes | None, gateway: int, seq: int, header: bytes, sealed: bytes
+    ) -> bytes | None:
+        nonce = _inbound_nonce(gateway, seq)
+        payload = _open(key or self._nobody, nonce, header, sealed)
+        ciphertext = sealed[:-AEAD_TAG]
+        if payload is None:
+            crypto_aead_chacha20poly1305_ietf_encrypt(ciphertext, header, nonce, self._nobody)
+        else:
+            crypto_aead_chacha20poly1305_ietf_encrypt(b"", header + ciphertext, nonce, self._nobody)
+        return payload

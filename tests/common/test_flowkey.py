@@ -1,0 +1,79 @@
+"""Per-flow keys: wraps only gateways open, seals only the key opens (common/flowkey.py)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from lanon.common import flowkey
+from lanon.common.crypto import HostKey
+
+RNG = random.Random(5)
+GATEWAYS = [HostKey(bytes([i + 1]) * 32) for i in range(3)]
+MEMBER = HostKey(bytes([9]) * 32)
+
+
+def test_every_gateway_unwraps_the_same_key_and_nobody_else_does() -> None:
+    key = flowkey.new_flow_key(RNG)
+    tag = flowkey.flow_tag(key)
+    wrap = flowkey.KeyWrapper([g.public for g in GATEWAYS]).wrap(key, RNG)
+    assert len(wrap) == flowkey.wrap_len(3)
+    assert [flowkey.unwrap(g, i, tag, wrap) for i, g in enumerate(GATEWAYS)] == [key] * 3
+    assert flowkey.unwrap(GATEWAYS[0], 1, tag, wrap) is None  # another gateway's piece
+    assert flowkey.unwrap(MEMBER, 0, tag, wrap) is None  # a member holds no gateway key
+    assert flowkey.unwrap(GATEWAYS[0], 0, tag ^ 1, wrap) is None  # not this tag's key
+    assert flowkey.unwrap(GATEWAYS[2], 3, tag, wrap) is None  # a gateway the wrap predates
+    for bad in (b"", wrap[:-1], wrap + b"\0", bytes([0]) + wrap[1:]):
+        assert flowkey.unwrap(GATEWAYS[0], 0, tag, bad) is None
+
+
+def test_two_wraps_of_one_member_share_nothing_visible() -> None:
+    wrapper = flowkey.KeyWrapper([g.public for g in GATEWAYS])
+    a = wrapper.wrap(flowkey.new_flow_key(RNG), RNG)
+    b = wrapper.wrap(flowkey.new_flow_key(RNG), RNG)
+    assert a[1:33] != b[1:33]  # a fresh ephemeral key per flow: wraps do not link flows
+
+
+def test_a_sealed_packet_opens_under_its_key_only_and_is_bound_to_its_tag() -> None:
+    key, other = flowkey.new_flow_key(RNG), flowkey.new_flow_key(RNG)
+    tag = flowkey.flow_tag(key)
+    sealed = flowkey.seal_packet(key, tag, 5, b"packet")
+    s = flowkey.Sealed(tag, sealed)
+    assert (s.counter, s.wrap, s.open(key)) == (5, b"", b"packet")
+    assert s.open(other) is None
+    assert flowkey.Sealed(tag ^ 1, sealed).open(key) is None  # moved under another tag
+    tampered = bytearray(sealed)
+    tampered[3] ^= 1  # the counter (associated data)
+    assert flowkey.Sealed(tag, bytes(tampered)).open(key) is None
+    wrap = flowkey.KeyWrapper([g.public for g in GATEWAYS]).wrap(key, RNG)
+    s = flowkey.Sealed(tag, flowkey.seal_packet(key, tag, 6, b"first", wrap))
+    assert (s.wrap, s.open(key)) == (wrap, b"first")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x02" + bytes(40),
+        b"\x01",
+        b"\x01\x05" + bytes(30),
+        bytes(flowkey.SEALED_OVERHEAD - 1),
+    ],
+    ids=["empty", "unknown flags", "wrap cut", "wrap longer than the packet", "short"],
+)
+def test_what_cannot_be_a_sealed_packet_is_refused_by_its_shape(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        flowkey.Sealed(1, data)
+
+
+def test_inbound_parts_open_under_their_gateway_and_sequence_number_only() -> None:
+    key = flowkey.new_flow_key(RNG)
+    sealed = flowkey.seal_part(key, 1, 77, b"head", b"part")
+    assert flowkey.open_part(key, 1, 77, b"head", sealed) == b"part"
+    assert flowkey.open_part(key, 0, 77, b"head", sealed) is None  # another gateway's
+    assert flowkey.open_part(key, 1, 78, b"head", sealed) is None  # another sequence number
+    assert flowkey.open_part(key, 1, 77, b"HEAD", sealed) is None  # another header
+    opener = flowkey.InboundOpener(RNG)
+    assert opener.open(key, 1, 77, b"head", sealed) == b"part"
+    assert opener.open(None, 1, 77, b"head", sealed) is None

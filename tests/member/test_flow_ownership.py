@@ -1,0 +1,127 @@
+"""Owning a flow costs nothing visible (issue 10, point 3).
+
+The attacker sends every member the same INBOUND frames of one flow (the genuine one and
+thousands of forged copies) and watches what each member does: the cryptographic work it
+spends, and what it exports on its public metrics endpoint or logs. The owner must look like
+everyone else.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from lanon.common import flowkey, wire
+from lanon.common.events import FrameRejected, InboundRefused
+from lanon.member.metrics import MemberMetrics
+from tests.harness import Lan, running_lan
+from tests.packets import udp
+
+
+class Work:
+    """Bytes each member's libsodium calls pass through ChaCha20 and Poly1305."""
+
+    def __init__(self) -> None:
+        self.tally: Counter[str] = Counter()
+
+    def encrypt(self, message: bytes, aad: bytes | None, nonce: bytes, key: bytes) -> bytes:
+        self.tally["calls"] += 1
+        self.tally["chacha20"] += len(message)
+        self.tally["poly1305"] += len(aad or b"") + len(message)
+        return ENCRYPT(message, aad, nonce, key)
+
+    def decrypt(self, sealed: bytes, aad: bytes | None, nonce: bytes, key: bytes) -> bytes:
+        self.tally["calls"] += 1
+        self.tally["poly1305"] += len(aad or b"") + len(sealed) - flowkey.AEAD_TAG
+        out = DECRYPT(sealed, aad, nonce, key)  # raises on a bad tag, after Poly1305 only
+        self.tally["chacha20"] += len(sealed) - flowkey.AEAD_TAG
+        return out
+
+
+ENCRYPT = flowkey.crypto_aead_chacha20poly1305_ietf_encrypt
+DECRYPT = flowkey.crypto_aead_chacha20poly1305_ietf_decrypt
+
+
+@pytest.fixture
+def work(monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]:
+    w = Work()
+    monkeypatch.setattr(flowkey, "crypto_aead_chacha20poly1305_ietf_encrypt", w.encrypt)
+    monkeypatch.setattr(flowkey, "crypto_aead_chacha20poly1305_ietf_decrypt", w.decrypt)
+    yield w
+
+
+def _attack_frames(lan: Lan) -> tuple[bytes, list[bytes]]:
+    """member1's genuine INBOUND frame, then 2,000 forged copies (payload bytes flipped, later
+    sequence numbers) and 100 replays."""
+    src, _dst, genuine = lan.frames(wire.MsgType.INBOUND)[-1]
+    seq = int.from_bytes(genuine[8:16], "big")
+    frames = [genuine]
+    for i in range(2000):
+        forged = bytearray(genuine)
+        forged[8:16] = (seq + 1 + i).to_bytes(8, "big")
+        forged[40 + i % 20] ^= 0x5A
+        frames.append(bytes(forged))
+    frames += [genuine] * 100
+    return src, frames
+
+
+def _public_metrics(events: list[Any], name: str) -> str:
+    public = CollectorRegistry()
+    m = MemberMetrics(public, CollectorRegistry(), name, "lab")
+    for e in events:
+        m.observe(e, 0.0)
+    text = generate_latest(public).decode().replace(name, "NAME")
+    return "\n".join(ln for ln in text.splitlines() if "_created" not in ln)  # (wall clock)
+
+
+def test_the_owner_of_a_flow_does_the_same_work_and_shows_the_same(work: Work) -> None:
+    lan = running_lan(4)
+    lan.submit("member1", udp(payload=b"ping"))
+    lan.run_until(lambda: bool(lan.host("member1").injected))
+    src, frames = _attack_frames(lan)
+    tallies = {}
+    public = {}
+    private_refusals = {}
+    for name in ("member1", "member2", "member3"):
+        eng = lan.member(name)
+        eng.pop_commands()
+        eng.pop_events()
+        work.tally.clear()
+        for frame in frames[1:]:  # the forgeries and replays: nothing is injected anywhere
+            eng.receive_frame(src, frame, lan.now)
+        assert eng.pop_commands() == []
+        tallies[name] = dict(work.tally)
+        events = eng.pop_events()
+        assert not [e for e in events if isinstance(e, FrameRejected)]  # nothing public
+        private_refusals[name] = len([e for e in events if isinstance(e, InboundRefused)])
+        public[name] = _public_metrics(events, name)
+    assert tallies["member1"] == tallies["member2"] == tallies["member3"], tallies
+    assert tallies["member1"]["calls"] == 2 * 2100
+    assert public["member1"] == public["member2"] == public["member3"]
+    assert private_refusals == {"member1": 2100, "member2": 0, "member3": 0}
+
+
+def test_a_genuine_frame_costs_its_owner_what_it_costs_the_others(work: Work) -> None:
+    """One genuine frame, before the owner takes it: the same calls, the same bytes."""
+    lan = running_lan(4)
+    lan.submit("member1", udp(sport=40001, payload=b"first"))
+    lan.run_until(lambda: bool(lan.host("member1").injected))
+    lan.submit("member1", udp(sport=40001, payload=b"x" * 900))
+    # hold the reply back from everyone, then hand it to each member alike
+    frames_before = len(lan.frames(wire.MsgType.INBOUND))
+    lan.run_until(lambda: len(lan.frames(wire.MsgType.INBOUND)) > frames_before)
+    src, _dst, genuine = lan.frames(wire.MsgType.INBOUND)[-1]
+    tallies = {}
+    for name in ("member1", "member2", "member3"):
+        eng = lan.member(name)
+        flow = eng.flows.by_tag(wire.pull_inbound(genuine).tag)
+        if flow is not None and flow.inbound_seq:
+            flow.inbound_seq.clear()  # as if it had not seen this one yet
+        work.tally.clear()
+        eng.receive_frame(src, genuine, lan.now)
+        tallies[name] = dict(work.tally)
+    assert tallies["member1"] == tallies["member2"] == tallies["member3"], tallies
