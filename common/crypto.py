@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nacl.bindings import (
-    crypto_aead_chacha20poly1305_encrypt,
     crypto_scalarmult,
     crypto_sign_ed25519_pk_to_curve25519,
 )
@@ -37,9 +36,9 @@ from nacl.public import PrivateKey
 from nacl.signing import SigningKey, VerifyKey
 
 from lanon.common.errors import ConfigError
+from lanon.common.sodium import stream_xor
 
 KEY_LEN = 32
-_TAG_LEN = 16
 
 
 class HostKey:
@@ -140,7 +139,7 @@ def apply_pads(vector: bytes, keys: Sequence[bytes], rnd: int) -> bytes:
     """XOR `vector` with the round-`rnd` pad of every key (ChaCha20, nonce = round)."""
     nonce = round_nonce(rnd)
     for key in keys:
-        vector = crypto_aead_chacha20poly1305_encrypt(vector, None, nonce, key)[:-_TAG_LEN]
+        vector = stream_xor(vector, nonce, key)
     return vector
 
 

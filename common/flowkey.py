@@ -34,15 +34,13 @@ import struct
 from collections.abc import Sequence
 
 from nacl.bindings import (
-    crypto_aead_chacha20poly1305_ietf_decrypt,
-    crypto_aead_chacha20poly1305_ietf_encrypt,
     crypto_scalarmult,
     crypto_scalarmult_base,
     crypto_sign_ed25519_pk_to_curve25519,
 )
-from nacl.exceptions import CryptoError
 
 from lanon.common.crypto import KEY_LEN, HostKey
+from lanon.common.sodium import open_sealed, seal
 
 AEAD_TAG = 16
 TAG_OF_KEY = b"lanon-flowtag-v1"
@@ -116,9 +114,7 @@ def _outbound_nonce(counter: int) -> bytes:
 def seal_packet(key: bytes, tag: int, counter: int, packet: bytes, wrap: bytes = b"") -> bytes:
     head = bytes((WRAPPED if wrap else 0,)) + wrap + COUNTER.pack(counter)
     aad = tag.to_bytes(8, "big") + head
-    return head + crypto_aead_chacha20poly1305_ietf_encrypt(
-        packet, aad, _outbound_nonce(counter), key
-    )
+    return head + seal(packet, aad, _outbound_nonce(counter), key)
 
 
 class Sealed:
@@ -146,14 +142,7 @@ class Sealed:
 
     def open(self, key: bytes) -> bytes | None:
         """The packet, if it was sealed under `key`."""
-        try:
-            return bytes(
-                crypto_aead_chacha20poly1305_ietf_decrypt(
-                    self.body, self.aad, _outbound_nonce(self.counter), key
-                )
-            )
-        except CryptoError:
-            return None
+        return open_sealed(self.body, self.aad, _outbound_nonce(self.counter), key)
 
 
 # --- inbound packets ------------------------------------------------------------------------
@@ -165,20 +154,11 @@ def _inbound_nonce(gateway: int, seq: int) -> bytes:
 
 def seal_part(key: bytes, gateway: int, seq: int, header: bytes, payload: bytes) -> bytes:
     """An INBOUND frame's sealed payload; `header` is everything before it in the frame."""
-    return crypto_aead_chacha20poly1305_ietf_encrypt(
-        payload, header, _inbound_nonce(gateway, seq), key
-    )
+    return seal(payload, header, _inbound_nonce(gateway, seq), key)
 
 
 def open_part(key: bytes, gateway: int, seq: int, header: bytes, sealed: bytes) -> bytes | None:
-    return _open(key, _inbound_nonce(gateway, seq), header, sealed)
-
-
-def _open(key: bytes, nonce: bytes, header: bytes, sealed: bytes) -> bytes | None:
-    try:
-        return bytes(crypto_aead_chacha20poly1305_ietf_decrypt(sealed, header, nonce, key))
-    except CryptoError:
-        return None
+    return open_sealed(sealed, header, _inbound_nonce(gateway, seq), key)
 
 
 class InboundOpener:
@@ -201,10 +181,10 @@ class InboundOpener:
         self, key: bytes | None, gateway: int, seq: int, header: bytes, sealed: bytes
     ) -> bytes | None:
         nonce = _inbound_nonce(gateway, seq)
-        payload = _open(key or self._nobody, nonce, header, sealed)
+        payload = open_sealed(sealed, header, nonce, key or self._nobody)
         ciphertext = sealed[:-AEAD_TAG]
         if payload is None:
-            crypto_aead_chacha20poly1305_ietf_encrypt(ciphertext, header, nonce, self._nobody)
+            seal(ciphertext, header, nonce, self._nobody)
         else:
-            crypto_aead_chacha20poly1305_ietf_encrypt(b"", header + ciphertext, nonce, self._nobody)
+            seal(b"", header + ciphertext, nonce, self._nobody)
         return payload

@@ -377,6 +377,12 @@ class Leader:
         col = self.collecting
         assert col is not None
         parts = col.sum.parts()
+        vector = b"".join(parts)
+        # The round's packets leave first: they are on their way to the Internet while the
+        # output goes to the members, who only learn from it that their cells went out.
+        stats = self.process(
+            RoundOutput(col.round, col.leader_ms, col.nentries, col.nslots, vector)
+        )
         head = wire.OutputHead(
             col.round, col.leader_ms, col.nentries, col.nslots, tuple(map(digest16, parts))
         )
@@ -388,10 +394,6 @@ class Leader:
             self.e.send(
                 wire.BROADCAST, part.encode(wire.MsgType.OUTPUT_PART, self.c.id, self.index)
             )
-        vector = b"".join(parts)
-        stats = self.process(
-            RoundOutput(col.round, col.leader_ms, col.nentries, col.nslots, vector)
-        )
         t = tally(vector[: col.nentries * ENTRY_LEN], col.nentries, self.c.rounds.max_slots)
         self.next_nslots = len(t.granted)
         self.e.event(

@@ -28,29 +28,30 @@ class Work:
     def __init__(self) -> None:
         self.tally: Counter[str] = Counter()
 
-    def encrypt(self, message: bytes, aad: bytes | None, nonce: bytes, key: bytes) -> bytes:
+    def encrypt(self, message: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes:
         self.tally["calls"] += 1
         self.tally["chacha20"] += len(message)
-        self.tally["poly1305"] += len(aad or b"") + len(message)
-        return ENCRYPT(message, aad, nonce, key)
+        self.tally["poly1305"] += len(aad) + len(message)
+        return SEAL(message, aad, nonce, key)
 
-    def decrypt(self, sealed: bytes, aad: bytes | None, nonce: bytes, key: bytes) -> bytes:
+    def decrypt(self, sealed: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes | None:
         self.tally["calls"] += 1
-        self.tally["poly1305"] += len(aad or b"") + len(sealed) - flowkey.AEAD_TAG
-        out = DECRYPT(sealed, aad, nonce, key)  # raises on a bad tag, after Poly1305 only
-        self.tally["chacha20"] += len(sealed) - flowkey.AEAD_TAG
+        self.tally["poly1305"] += len(aad) + len(sealed) - flowkey.AEAD_TAG
+        out = OPEN(sealed, aad, nonce, key)  # None on a bad tag, after Poly1305 only
+        if out is not None:
+            self.tally["chacha20"] += len(sealed) - flowkey.AEAD_TAG
         return out
 
 
-ENCRYPT = flowkey.crypto_aead_chacha20poly1305_ietf_encrypt
-DECRYPT = flowkey.crypto_aead_chacha20poly1305_ietf_decrypt
+SEAL = flowkey.seal
+OPEN = flowkey.open_sealed
 
 
 @pytest.fixture
 def work(monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]:
     w = Work()
-    monkeypatch.setattr(flowkey, "crypto_aead_chacha20poly1305_ietf_encrypt", w.encrypt)
-    monkeypatch.setattr(flowkey, "crypto_aead_chacha20poly1305_ietf_decrypt", w.decrypt)
+    monkeypatch.setattr(flowkey, "seal", w.encrypt)
+    monkeypatch.setattr(flowkey, "open_sealed", w.decrypt)
     yield w
 
 

@@ -1,0 +1,76 @@
+"""libsodium's ChaCha20-Poly1305 called directly, for the per-packet and per-round paths.
+
+PyNaCl's bindings check each argument's type and allocate a fresh output buffer on every call:
+for a 1,300-byte packet that is half the cost of a seal or an open here (4 µs against 2), and
+every member opens every inbound frame. These functions call the same libsodium functions
+through PyNaCl's own cffi module, write into one preallocated buffer per thread and copy out the
+result. Lengths are checked here, because libsodium trusts them.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from nacl._sodium import ffi, lib  # type: ignore[import-not-found]
+
+KEY_LEN = 32
+IETF_NONCE_LEN = 12  # ChaCha20-Poly1305 IETF: flow keys
+NONCE_LEN = 8  # ChaCha20-Poly1305 (the original construction): round pads
+TAG_LEN = 16
+_BUFFER = 1 << 17  # the largest round vector and packet fit; longer ones get their own
+
+
+class _Scratch(threading.local):
+    def __init__(self) -> None:
+        self.out = ffi.new("unsigned char[]", _BUFFER)
+        self.length = ffi.new("unsigned long long *")
+
+
+_scratch = _Scratch()
+
+
+def _out(size: int) -> Any:
+    return _scratch.out if size <= _BUFFER else ffi.new("unsigned char[]", size)
+
+
+def _check(key: bytes, nonce: bytes, nonce_len: int) -> None:
+    if len(key) != KEY_LEN or len(nonce) != nonce_len:
+        raise ValueError("wrong key or nonce length")
+
+
+def seal(message: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes:
+    """ChaCha20-Poly1305 (IETF): the ciphertext of `message` and its 16-byte tag."""
+    _check(key, nonce, IETF_NONCE_LEN)
+    size = len(message) + TAG_LEN
+    out = _out(size)
+    lib.crypto_aead_chacha20poly1305_ietf_encrypt(
+        out, ffi.NULL, message, len(message), aad, len(aad), ffi.NULL, nonce, key
+    )
+    return bytes(ffi.buffer(out, size))
+
+
+def open_sealed(sealed: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes | None:
+    """The message `seal` made into `sealed`, or None if it does not authenticate."""
+    _check(key, nonce, IETF_NONCE_LEN)
+    if len(sealed) < TAG_LEN:
+        return None
+    size = len(sealed) - TAG_LEN
+    out = _out(size)
+    if lib.crypto_aead_chacha20poly1305_ietf_decrypt(
+        out, ffi.NULL, ffi.NULL, sealed, len(sealed), aad, len(aad), nonce, key
+    ):
+        return None
+    return bytes(ffi.buffer(out, size))
+
+
+def stream_xor(data: bytes, nonce: bytes, key: bytes) -> bytes:
+    """`data` XOR the ChaCha20 keystream (original construction, from block 1): the ciphertext
+    part of ChaCha20-Poly1305 encryption, as the round pads have always been computed."""
+    _check(key, nonce, NONCE_LEN)
+    size = len(data) + TAG_LEN
+    out = _out(size)
+    lib.crypto_aead_chacha20poly1305_encrypt(
+        out, ffi.NULL, data, len(data), ffi.NULL, 0, ffi.NULL, nonce, key
+    )
+    return bytes(ffi.buffer(out, len(data)))

@@ -1,0 +1,47 @@
+"""The direct libsodium calls give exactly what PyNaCl's bindings give, and refuse what
+libsodium would read out of bounds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from nacl.bindings import (
+    crypto_aead_chacha20poly1305_encrypt,
+    crypto_aead_chacha20poly1305_ietf_encrypt,
+)
+
+from lanon.common import sodium
+
+
+@pytest.mark.parametrize("size", [0, 1, 1300, 70_000, 200_000])
+def test_seal_and_open_match_pynacl(size: int) -> None:
+    key, nonce, aad, message = os.urandom(32), os.urandom(12), os.urandom(24), os.urandom(size)
+    sealed = sodium.seal(message, aad, nonce, key)
+    assert sealed == crypto_aead_chacha20poly1305_ietf_encrypt(message, aad, nonce, key)
+    assert sodium.open_sealed(sealed, aad, nonce, key) == message
+
+
+def test_a_bad_seal_opens_to_none() -> None:
+    key, nonce = os.urandom(32), os.urandom(12)
+    sealed = bytearray(sodium.seal(b"packet", b"head", nonce, key))
+    assert sodium.open_sealed(bytes(sealed), b"other head", nonce, key) is None
+    sealed[0] ^= 1
+    assert sodium.open_sealed(bytes(sealed), b"head", nonce, key) is None
+    assert sodium.open_sealed(b"short", b"head", nonce, key) is None
+
+
+@pytest.mark.parametrize("size", [0, 512, 22_912, 150_000])
+def test_the_pad_stream_is_the_original_constructions_ciphertext(size: int) -> None:
+    key, nonce, data = os.urandom(32), os.urandom(8), os.urandom(size)
+    expected = crypto_aead_chacha20poly1305_encrypt(data, None, nonce, key)[:-16]
+    assert sodium.stream_xor(data, nonce, key) == expected
+
+
+def test_wrong_lengths_are_refused_before_libsodium_reads_them() -> None:
+    with pytest.raises(ValueError):
+        sodium.seal(b"x", b"", os.urandom(12), os.urandom(31))
+    with pytest.raises(ValueError):
+        sodium.open_sealed(b"x" * 20, b"", os.urandom(8), os.urandom(32))
+    with pytest.raises(ValueError):
+        sodium.stream_xor(b"x", os.urandom(12), os.urandom(32))
