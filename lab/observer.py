@@ -102,35 +102,27 @@ def parse(frames: list[tuple[float, bytes]], busy: int) -> Answers:
     return answers
 
 
+def tcpdump(lab: Any, host: str, out: Path, *args: str) -> subprocess.Popen[bytes]:
+    """tcpdump in a lab namespace writing every frame to `out` as it comes, once it listens.
+    -Z root: Debian's tcpdump otherwise drops to a user that cannot write to pytest's tmp."""
+    argv = ["tcpdump", "--immediate-mode", "-B", "32768", "-Z", "root", "-U", "-n", "-w"]
+    cap: subprocess.Popen[bytes] = lab.popen(
+        host, [*argv, str(out), *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    said = b""
+    while cap.stderr is not None and b"listening" not in said:
+        line = cap.stderr.readline()
+        if not line:
+            cap.kill()
+            raise RuntimeError(f"tcpdump did not start: {(said + line).decode(errors='replace')}")
+        said += line
+    return cap
+
+
 def capture_phase(lab: Any, busy: str, index: int, seconds: float, out: Path) -> Answers:
     """Capture while member `busy` downloads in a loop."""
-    cap = lab.popen(
-        "lan",
-        [
-            "tcpdump",
-            "-i",
-            "br0",
-            "--immediate-mode",
-            "-B",
-            "32768",
-            "-Z",
-            "root",
-            "-U",
-            "-n",
-            "--time-stamp-precision=nano",
-            "-w",
-            str(out),
-            FILTER,
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
+    cap = tcpdump(lab, "lan", out, "-i", "br0", "--time-stamp-precision=nano", FILTER)
     try:
-        line = b""
-        while cap.stderr is not None and b"listening" not in line:
-            line = cap.stderr.readline()
-            if not line:
-                raise RuntimeError("tcpdump did not start")
         loop = f"while :; do curl -s -m 30 -o /dev/null {URL}; done"
         load = lab.popen(
             busy,

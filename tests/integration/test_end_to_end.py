@@ -16,7 +16,7 @@ from scapy.layers.inet import IP
 from scapy.utils import RawPcapReader, rdpcap
 
 from lanon.common import wire
-from lanon.lab import topology
+from lanon.lab import observer, topology
 from lanon.lab.lab import DNS_NAME, Lab
 
 pytestmark = pytest.mark.root
@@ -37,29 +37,7 @@ class Capture:
     def __init__(self, lab: Lab, host: str, args: list[str], path: Path) -> None:
         Capture.running.append(self)
         self.path = path
-        # -Z root: Debian's tcpdump otherwise drops to a user that cannot write to pytest's tmp
-        self.proc = lab.popen(
-            host,
-            [
-                "tcpdump",
-                "--immediate-mode",
-                "-B",
-                "32768",
-                "-Z",
-                "root",
-                "-U",
-                "-n",
-                "-w",
-                str(path),
-                *args,
-            ],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-        )
-        lines = []
-        while self.proc.stderr and not (lines and b"listening" in lines[-1]):
-            lines.append(self.proc.stderr.readline())
-            assert lines[-1], b"".join(lines)
+        self.proc = observer.tcpdump(lab, host, path, *args)
 
     def stop(self) -> list:  # type: ignore[type-arg]
         time.sleep(0.3)
