@@ -85,22 +85,25 @@ def _derive(secret: bytes, data: bytes, person: bytes, size: int = KEY_LEN) -> b
     return hashlib.blake2b(data, key=secret, person=person, digest_size=size).digest()
 
 
+def _pair_derive(me: HostKey, peer_public: bytes, person: bytes) -> bytes:
+    """A key of two hosts (the same on both sides), one per purpose (`person`)."""
+    a, b = sorted((me.public, peer_public))
+    return _derive(me.exchange(peer_public), a + b, person)
+
+
 def pair_secret(me: HostKey, peer_public: bytes) -> bytes:
     """Secret shared by two members (the same on both sides)."""
-    a, b = sorted((me.public, peer_public))
-    return _derive(me.exchange(peer_public), a + b, b"lanon-pair-v1")
+    return _pair_derive(me, peer_public, b"lanon-pair-v1")
 
 
 def gateway_pair_key(me: HostKey, peer_public: bytes) -> bytes:
     """Key that seals what one gateway tells another alone (flow keys in FLOWS)."""
-    a, b = sorted((me.public, peer_public))
-    return _derive(me.exchange(peer_public), a + b, b"lanon-gwpair-v1")
+    return _pair_derive(me, peer_public, b"lanon-gwpair-v1")
 
 
 def mac_key(me: HostKey, peer_public: bytes) -> bytes:
     """Key that authenticates a member's frames to one gateway (the same on both sides)."""
-    a, b = sorted((me.public, peer_public))
-    return _derive(me.exchange(peer_public), a + b, b"lanon-mac-v1")
+    return _pair_derive(me, peer_public, b"lanon-mac-v1")
 
 
 def epoch_key(pair: bytes, epoch: int, ephemeral_shared: bytes) -> bytes:

@@ -40,9 +40,9 @@ from nacl.bindings import (
 )
 
 from lanon.common.crypto import KEY_LEN, HostKey
+from lanon.common.sodium import TAG_LEN as AEAD_TAG
 from lanon.common.sodium import open_sealed, seal
 
-AEAD_TAG = 16
 TAG_OF_KEY = b"lanon-flowtag-v1"
 WRAP_PERSON = b"lanon-flowwrap-1"
 WRAPPED = 0x01  # flags: a wrap follows

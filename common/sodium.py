@@ -24,7 +24,6 @@ _BUFFER = 1 << 17  # the largest round vector and packet fit; longer ones get th
 class _Scratch(threading.local):
     def __init__(self) -> None:
         self.out = ffi.new("unsigned char[]", _BUFFER)
-        self.length = ffi.new("unsigned long long *")
 
 
 _scratch = _Scratch()

@@ -150,11 +150,6 @@ class Egress:
         self.last_round = 0
         self._next_sweep = 0.0
 
-    @property
-    def now(self) -> float:
-        """The lanon's time: the leader's clock as of the last round output."""
-        return self.flows.time
-
     def process(self, out: RoundOutput) -> SlotStats:
         self.last_round = max(self.last_round, out.round)
         self.flows.time = max(self.flows.time, out.leader_ms / 1000)
