@@ -379,6 +379,12 @@ class PacketQueued(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class AckReplaced(Event):
+    """A pure TCP ACK took the place of its flow's earlier one still in the queue (it says
+    everything that one said): one cell fewer to send (RFC 3449 §5.2.2)."""
+
+
+@dataclass(frozen=True, slots=True)
 class CellDelivered(Event):
     wait: float  # seconds from queueing to emerging in a round output
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 ICMP = 1
@@ -31,6 +32,7 @@ TCP_FIN = 0x01
 TCP_SYN = 0x02
 TCP_RST = 0x04
 TCP_ACK = 0x10
+SACK_OPTION = 5
 
 _H = struct.Struct("!H")
 
@@ -299,38 +301,66 @@ def normalize_for_emission(buf: bytearray, ident: int, ttl: int = 64) -> None:
     _patch(buf, 8, bytes((ttl,)), ((10, False),))
 
 
-def clamp_mss(buf: bytearray, ihl: int, mss: int) -> bool:
-    """Lower the MSS option of a TCP SYN to `mss`; True if it changed.
-
-    The option walk stays within the TCP header (its data offset), the IP total length and the
-    buffer, whatever they claim: an option that does not fit ends the walk, changing nothing."""
+def _tcp_options(buf: bytes | bytearray, ihl: int) -> Iterator[tuple[int, int, int]]:
+    """(kind, offset, length) of each TCP option with a length byte. The walk stays within the
+    TCP header (its data offset), the IP total length and the buffer, whatever they claim: an
+    option that does not fit ends it."""
     limit = min(len(buf), (buf[2] << 8) | buf[3]) if len(buf) >= 4 else 0
-    if ihl < 20 or limit < ihl + 20 or not buf[ihl + 13] & TCP_SYN:
-        return False
+    if ihl < 20 or limit < ihl + 20:
+        return
     end = min(ihl + (buf[ihl + 12] >> 4) * 4, limit)
     i = ihl + 20
     while i < end:
         kind = buf[i]
         if kind == 0:
-            break
+            return
         if kind == 1:
             i += 1
             continue
         if i + 2 > end:
-            break
+            return
         length = buf[i + 1]
         if length < 2 or i + length > end:
-            break
+            return
+        yield kind, i, length
+        i += length
+
+
+def clamp_mss(buf: bytearray, ihl: int, mss: int) -> bool:
+    """Lower the MSS option of a TCP SYN to `mss`; True if it changed (a malformed option
+    list changes nothing)."""
+    if len(buf) < ihl + 20 or not buf[ihl + 13] & TCP_SYN:
+        return False
+    for kind, i, length in _tcp_options(buf, ihl):
         if kind == 2:
             if length != 4:
-                break
+                return False
             value = (buf[i + 2] << 8) | buf[i + 3]
             if value > mss:
                 _patch(buf, i + 2, _H.pack(mss), ((ihl + 16, False),))
                 return True
             return False
-        i += length
     return False
+
+
+def pure_ack(pkt: bytes | bytearray, p: Parsed) -> int | None:
+    """The acknowledgement number of a parsed TCP packet that only acknowledges (flags ACK
+    alone, no data, no SACK blocks), or None: such an ACK says nothing a later one of its
+    flow with a higher number does not say too (RFC 3449 §5.2.2, ACK filtering)."""
+    if p.flow.proto != TCP or p.icmp_error or p.tcp_flags != TCP_ACK:
+        return None
+    ihl = p.ihl
+    total = (pkt[2] << 8) | pkt[3]
+    if total != ihl + (pkt[ihl + 12] >> 4) * 4:
+        return None  # it carries data
+    if any(kind == SACK_OPTION for kind, _, _ in _tcp_options(pkt, ihl)):
+        return None
+    return int.from_bytes(pkt[ihl + 8 : ihl + 12], "big")
+
+
+def ack_advances(new: int, old: int) -> bool:
+    """Whether acknowledgement number `new` is past `old` (sequence space, RFC 1982)."""
+    return 0 < (new - old) & 0xFFFFFFFF < 0x80000000
 
 
 # --- sizes beyond the MTU (the gateway does what the kernel would) ---------------------------

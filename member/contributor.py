@@ -79,6 +79,13 @@ _TRANSITIONS = {
 class Pending:
     cell: bytes
     queued: float
+    taken: bool = False  # put into a round once: its cell is fixed from then on
+
+
+def _into_round(queue: deque[Pending]) -> Pending:
+    pending = queue.popleft()
+    pending.taken = True
+    return pending
 
 
 @dataclass(slots=True)
@@ -183,10 +190,10 @@ class Contributor:
                 for _ in grant.slots:
                     self.e.event(CellRetried(RetryReason.VETOED, 0))
                 grant = None
-        slots = {s: self.queue.popleft() for s in (grant.slots if grant else ()) if self.queue}
+        slots = {s: _into_round(self.queue) for s in (grant.slots if grant else ()) if self.queue}
         fresh = not slots and self.queue and o.round >= self.express_after
         if fresh and express and verdict.reason is None:  # straight into an express slot
-            slots[o.nslots - express + self.rng.randrange(express)] = self.queue.popleft()
+            slots[o.nslots - express + self.rng.randrange(express)] = _into_round(self.queue)
         if slots:
             self.veto.sent_with(verdict)
         claims: dict[int, bytes] = {}

@@ -26,6 +26,7 @@ from lanon.common.crypto import HostKey
 from lanon.common.engine import EngineBase, check_sealed, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
+    AckReplaced,
     DropReason,
     InjectPacket,
     Joining,
@@ -41,14 +42,16 @@ from lanon.common.packet import (
     Flow,
     PacketError,
     Unsupported,
+    ack_advances,
     carried,
     clamp_mss,
     icmp_error,
     parse,
+    pure_ack,
     set_source,
 )
 from lanon.member.contributor import Contributor, Pending
-from lanon.member.flows import MemberFlows
+from lanon.member.flows import MemberFlow, MemberFlows
 from lanon.member.inbound import InboundReceiver
 from lanon.member.keys import KeyRing
 from lanon.member.veto import AnonymityPolicy, Veto
@@ -168,7 +171,9 @@ class MemberEngine(EngineBase):
             entry.wrap = self.wrapper.wrap(entry.secret, self.rng)
         sealed_len = len(packet) + SEALED_OVERHEAD + (len(entry.wrap) if wrap else 0)
         ncells = -(-sealed_len // capacity)
-        if len(queue) + ncells > self.max_queue:
+        ack_no = pure_ack(packet, p) if ncells == 1 and not wrap else None
+        waiting = _replaceable(entry, ack_no)
+        if waiting is None and len(queue) + ncells > self.max_queue:
             self.event(PacketDropped(DropReason.QUEUE_FULL, f"{len(queue)} cells waiting"))
             return
         buf = bytearray(packet)
@@ -185,9 +190,18 @@ class MemberEngine(EngineBase):
         packet_id = self.rng.getrandbits(32)  # random: a counter would link our flows
         chunks = wire.split_vector(sealed, capacity)
         cs = self.c.coalition.cell_size
-        for i, chunk in enumerate(chunks):
-            queue.append(Pending(encode_cell(cs, entry.tag, packet_id, i, len(chunks), chunk), now))
-        self.event(PacketQueued(len(chunks), len(queue)))
+        cells = [
+            encode_cell(cs, entry.tag, packet_id, i, len(chunks), c) for i, c in enumerate(chunks)
+        ]
+        if waiting is not None:  # the queued ACK says less than this one: this one goes instead
+            waiting.cell, entry.ack_no = cells[0], ack_no or 0
+            self.event(AckReplaced())
+            return
+        for cell in cells:
+            queue.append(Pending(cell, now))
+        # The next ACK may take this one's place; after anything else it queues behind it.
+        entry.ack, entry.ack_no = (queue[-1], ack_no) if ack_no is not None else (None, 0)
+        self.event(PacketQueued(len(cells), len(queue)))
 
     def _refuse_too_large(self, packet: bytes) -> None:
         """Tell our own stack, as the kernel would: 'fragmentation needed', at the LAN MTU."""
@@ -328,3 +342,12 @@ class MemberEngine(EngineBase):
 
     def start(self, now: float) -> None:
         self._hello(now)
+
+
+def _replaceable(flow: MemberFlow, ack_no: int | None) -> Pending | None:
+    """The flow's queued ACK that a pure ACK numbered `ack_no` may take the place of: one no
+    round has taken yet, and only by a higher number (a duplicate ACK means something: loss)."""
+    waiting = flow.ack
+    if ack_no is None or waiting is None or waiting.taken:
+        return None
+    return waiting if ack_advances(ack_no, flow.ack_no) else None

@@ -11,11 +11,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lanon.common.coalition import FlowSection
 from lanon.common.flowkey import flow_tag, new_flow_key
 from lanon.common.flowstate import FlowState
 from lanon.common.packet import Flow
+
+if TYPE_CHECKING:
+    from lanon.member.contributor import Pending
 
 FlowKey = tuple[
     int, bytes, int, bytes, int
@@ -38,6 +42,10 @@ class MemberFlow:
     wrapped_at: float = float("-inf")
     answered: bool = False  # an inbound packet came: a gateway has the key
     inbound_seq: dict[int, int] | None = None  # per gateway, the last sequence number taken
+    # The last pure ACK queued (and its number): while no round has taken it, a later ACK of
+    # the flow takes its place instead of queueing behind it (ACK filtering).
+    ack: Pending | None = None
+    ack_no: int = 0
 
     def wants_wrap(self, now: float) -> bool:
         """Whether the next packet should carry the key wrap."""

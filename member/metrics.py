@@ -74,6 +74,11 @@ class MemberMetrics(BaseMetrics):
             "Outbound packets accepted into the queue",
             registry=p,
         )
+        self.acks_replaced = Counter(
+            "lanon_member_acks_replaced_total",
+            "Pure TCP ACKs that took the place of their flow's earlier one still queued",
+            registry=p,
+        )
         self.dropped = Counter(
             "lanon_member_packets_dropped_total",
             "Outbound packets not carried, by reason",
@@ -135,6 +140,8 @@ class MemberMetrics(BaseMetrics):
                     self.backoffs.inc()
             case ev.PacketQueued():
                 self.queued.inc()
+            case ev.AckReplaced():
+                self.acks_replaced.inc()
             case ev.PacketDropped():
                 self.dropped.labels(e.reason.value).inc()
             case ev.InboundDelivered():
