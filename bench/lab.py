@@ -2,8 +2,20 @@
 
 For each lab (members, schedule, key graph): the plain path's RTT and download speed (the
 gateway's own route to the Internet host), the lanon's (from member1), the added RTT, the
-first packet after a quiet spell, the idle CPU of a member and of the leading gateway, and
-the round rate while busy. Figures go to a table and, with matplotlib, to a PNG plot.
+first packet after a quiet spell, the idle CPU of a member and of the leading gateway, the
+round rate while busy, and the DC-net bound of a download. Figures go to a table and, with
+matplotlib, to a PNG plot.
+
+The DC-net bound of one download, in the same run: the LAN's frame rate R (the plain
+download's segments per second: each is one frame delivered across the lab's bridge), divided
+as the lanon divides it. Each packet of a download reaches the member in an INBOUND broadcast,
+which the LAN delivers to all n members; each round, busy_rate times a second, the LAN
+delivers the OPEN and the output to the n members and the n members' contributions (star) or
+relays' frames (tree) towards the leader, P parts each (P for the smallest vector, the
+download's ACKs need little). So bound = (R - busy_rate * n * (2 + 2P)) / n packets a second,
+of one cell's payload each. Every delivery on the lab's bridge costs the same two cores
+that run every host, so the star and tree divide it alike here; on a switch the star's
+leader port would bind first.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ class LabFigures:
     member_cpu: float  # share of a core, idle
     leader_cpu: float
     busy_rate: float  # rounds/s during the download
+    bound_mbs: float  # the DC-net bound of one download (see the module's text)
 
     @property
     def added_rtt(self) -> float:
@@ -98,25 +111,40 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             member_cpu,
             leader_cpu,
             rate,
+            dcnet_bound(lab, plain_mbs, rate),
         )
     finally:
         lab.down()
 
 
+def dcnet_bound(lab: object, plain_mbs: float, busy_rate: float) -> float:
+    """MB/s of one download the lab's LAN could carry as the lanon divides its frames."""
+    from lanon.common.coalition import load
+
+    c = load(lab.dir / "coalition.toml")  # type: ignore[attr-defined]
+    n = len(c.members)
+    frames = plain_mbs * 1e6 / (c.coalition.lan_mtu - 52)  # TCP segments, timestamps on
+    parts = len(c.part_lens(c.rounds.express_slots, c.rounds.reservation_entries))
+    left = max(0.0, frames - busy_rate * n * (2 + 2 * parts))
+    return left / n * c.mss / 1e6
+
+
 def table(rows: list[LabFigures]) -> None:
     print(
         f"  {'lab':<22} {'plain RTT':>9} {'lanon RTT':>9} {'added':>7} {'cold':>7} "
-        f"{'plain':>8} {'lanon':>8} {'idle member':>11} {'idle leader':>11} {'busy':>8}"
+        f"{'plain':>8} {'lanon':>8} {'bound':>8} {'idle member':>11} {'idle leader':>11} "
+        f"{'busy':>8}"
     )
     print(
-        f"  {'':<22} {'ms':>9} {'ms':>9} {'ms':>7} {'ms':>7} {'MB/s':>8} {'MB/s':>8} "
+        f"  {'':<22} {'ms':>9} {'ms':>9} {'ms':>7} {'ms':>7} {'MB/s':>8} {'MB/s':>8} {'MB/s':>8} "
         f"{'% core':>11} {'% core':>11} {'rounds/s':>8}"
     )
     for f in rows:
         print(
             f"  {f'{f.members} members, {f.schedule}, {f.key_graph}':<22} {f.plain_rtt:9.3f} "
             f"{f.lanon_rtt:9.2f} {f.added_rtt:7.2f} {f.cold_rtt:7.1f} {f.plain_mbs:8.1f} "
-            f"{f.lanon_mbs:8.2f} {f.member_cpu * 100:11.1f} {f.leader_cpu * 100:11.1f} "
+            f"{f.lanon_mbs:8.2f} {f.bound_mbs:8.1f} {f.member_cpu * 100:11.1f} "
+            f"{f.leader_cpu * 100:11.1f} "
             f"{f.busy_rate:8.0f}",
             flush=True,
         )
