@@ -296,3 +296,24 @@ def test_remove_rules_on_request_and_the_daemon_puts_them_back(lab: Lab) -> None
     assert lanon_chains(lab.ns("member3"))
     r = lab.run("member3", ["curl", "-sS", "--max-time", "20", f"{URL}/whoami"])
     assert r.returncode == 0 and r.stdout.startswith("198.18.0.19"), r.stdout + r.stderr
+
+
+def test_a_download_is_acknowledged_in_few_cells_and_arrives_intact(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """ACK filtering: a member's queued pure ACK gives its place to the flow's next one, so the
+    server receives far fewer segments than it sends, and TCP still delivers every byte."""
+
+    def segments() -> tuple[int, int]:
+        r = lab.run("internet", ["nstat", "-az", "TcpInSegs", "TcpOutSegs"])
+        counts = dict(line.split()[:2] for line in r.stdout.splitlines()[1:])
+        return int(counts["TcpInSegs"]), int(counts["TcpOutSegs"])
+
+    out = tmp_path / "5mb.bin"
+    in0, out0 = segments()
+    r = lab.run("member2", ["curl", "-sS", "--max-time", "120", "-o", str(out), f"{URL}/5mb.bin"])
+    in1, out1 = segments()
+    assert r.returncode == 0, r.stderr
+    assert digest(out) == digest(lab.www / "5mb.bin")
+    received, sent = in1 - in0, out1 - out0
+    assert sent >= 3000 and received < sent / 4, (received, sent)
