@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 ICMP = 1
@@ -32,7 +31,7 @@ TCP_FIN = 0x01
 TCP_SYN = 0x02
 TCP_RST = 0x04
 TCP_ACK = 0x10
-SACK_OPTION = 5
+TIMESTAMP_OPTION = 8
 
 _H = struct.Struct("!H")
 
@@ -301,60 +300,66 @@ def normalize_for_emission(buf: bytearray, ident: int, ttl: int = 64) -> None:
     _patch(buf, 8, bytes((ttl,)), ((10, False),))
 
 
-def _tcp_options(buf: bytes | bytearray, ihl: int) -> Iterator[tuple[int, int, int]]:
-    """(kind, offset, length) of each TCP option with a length byte. The walk stays within the
-    TCP header (its data offset), the IP total length and the buffer, whatever they claim: an
-    option that does not fit ends it."""
+def clamp_mss(buf: bytearray, ihl: int, mss: int) -> bool:
+    """Lower the MSS option of a TCP SYN to `mss`; True if it changed.
+
+    The option walk stays within the TCP header (its data offset), the IP total length and the
+    buffer, whatever they claim: an option that does not fit ends the walk, changing nothing."""
     limit = min(len(buf), (buf[2] << 8) | buf[3]) if len(buf) >= 4 else 0
-    if ihl < 20 or limit < ihl + 20:
-        return
+    if ihl < 20 or limit < ihl + 20 or not buf[ihl + 13] & TCP_SYN:
+        return False
     end = min(ihl + (buf[ihl + 12] >> 4) * 4, limit)
     i = ihl + 20
     while i < end:
         kind = buf[i]
         if kind == 0:
-            return
+            break
         if kind == 1:
             i += 1
             continue
         if i + 2 > end:
-            return
+            break
         length = buf[i + 1]
         if length < 2 or i + length > end:
-            return
-        yield kind, i, length
-        i += length
-
-
-def clamp_mss(buf: bytearray, ihl: int, mss: int) -> bool:
-    """Lower the MSS option of a TCP SYN to `mss`; True if it changed (a malformed option
-    list changes nothing)."""
-    if len(buf) < ihl + 20 or not buf[ihl + 13] & TCP_SYN:
-        return False
-    for kind, i, length in _tcp_options(buf, ihl):
+            break
         if kind == 2:
             if length != 4:
-                return False
+                break
             value = (buf[i + 2] << 8) | buf[i + 3]
             if value > mss:
                 _patch(buf, i + 2, _H.pack(mss), ((ihl + 16, False),))
                 return True
             return False
+        i += length
     return False
 
 
 def pure_ack(pkt: bytes | bytearray, p: Parsed) -> int | None:
-    """The acknowledgement number of a parsed TCP packet that only acknowledges (flags ACK
-    alone, no data, no SACK blocks), or None: such an ACK says nothing a later one of its
-    flow with a higher number does not say too (RFC 3449 §5.2.2, ACK filtering)."""
+    """The acknowledgement number of a parsed TCP packet that only acknowledges, or None.
+
+    Only acknowledges: flags ACK alone (no ECE, CWR, PSH, URG; no AE bit), no data, and no
+    option but timestamps (a SACK block, an MPTCP signal or anything unknown may say what no
+    later ACK repeats). Such an ACK says nothing a later one of its flow with a higher number
+    does not say too (RFC 3449 §5.2.2, ACK filtering)."""
     if p.flow.proto != TCP or p.icmp_error or p.tcp_flags != TCP_ACK:
         return None
     ihl = p.ihl
-    total = (pkt[2] << 8) | pkt[3]
-    if total != ihl + (pkt[ihl + 12] >> 4) * 4:
+    if pkt[ihl + 12] & 0x0F:
+        return None  # reserved bits or AccECN's AE
+    end = ihl + (pkt[ihl + 12] >> 4) * 4
+    if ((pkt[2] << 8) | pkt[3]) != end:
         return None  # it carries data
-    if any(kind == SACK_OPTION for kind, _, _ in _tcp_options(pkt, ihl)):
-        return None
+    i = ihl + 20
+    while i < end:
+        kind = pkt[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+        elif kind == TIMESTAMP_OPTION and i + 10 <= end and pkt[i + 1] == 10:
+            i += 10
+        else:
+            return None
     return int.from_bytes(pkt[ihl + 8 : ihl + 12], "big")
 
 

@@ -60,6 +60,7 @@ HELLO_INTERVAL = 0.5  # seconds between HELLOs while we are not in the roster
 HOUSEKEEPING = 1.0  # seconds between flow and reassembly expiry sweeps
 MAX_PACKET = 4000  # NFQUEUE copies about 4 KB of a packet
 HEARTBEAT_QUIET = 1.0  # heartbeats matter only when no OPEN came for this long
+ACK_SPAN = 256  # ACKs that may take one queued ACK's place (the gateways' replay window is 1024)
 
 
 class MemberEngine(EngineBase):
@@ -201,6 +202,7 @@ class MemberEngine(EngineBase):
             queue.append(Pending(cell, now))
         # The next ACK may take this one's place; after anything else it queues behind it.
         entry.ack, entry.ack_no = (queue[-1], ack_no) if ack_no is not None else (None, 0)
+        entry.ack_first = entry.sent
         self.event(PacketQueued(len(cells), len(queue)))
 
     def _refuse_too_large(self, packet: bytes) -> None:
@@ -346,8 +348,13 @@ class MemberEngine(EngineBase):
 
 def _replaceable(flow: MemberFlow, ack_no: int | None) -> Pending | None:
     """The flow's queued ACK that a pure ACK numbered `ack_no` may take the place of: one no
-    round has taken yet, and only by a higher number (a duplicate ACK means something: loss)."""
+    round has taken yet, by a higher number only (a duplicate ACK means something: loss; a
+    queued duplicate may give its place to a later ACK that advances), and at most ACK_SPAN
+    times: a packet queued before it and sent again after a lost round must still
+    fall within the gateways' replay window."""
     waiting = flow.ack
     if ack_no is None or waiting is None or waiting.taken:
+        return None
+    if flow.sent - flow.ack_first >= ACK_SPAN:
         return None
     return waiting if ack_advances(ack_no, flow.ack_no) else None

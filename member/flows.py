@@ -46,6 +46,7 @@ class MemberFlow:
     # the flow takes its place instead of queueing behind it (ACK filtering).
     ack: Pending | None = None
     ack_no: int = 0
+    ack_first: int = 0  # the counter the queued ACK's place was first taken with
 
     def wants_wrap(self, now: float) -> bool:
         """Whether the next packet should carry the key wrap."""

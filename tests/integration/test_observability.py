@@ -78,7 +78,9 @@ def test_prometheus_sees_rounds_and_collisions_as_they_happened(labp: Lab, tmp_p
         <= labp.leader_status()["reservation_collisions"]
     )
     assert value(labp, 'sum(lanon_members{role="gateway",state="present"})') == len(labp.members)
-    assert value(labp, 'sum(lanon_emitted_packets_total{role="gateway"})') > 1000
+    # ACK filtering leaves a download about one ACK a round: dozens of packets, not thousands
+    emitted = value(labp, 'sum(lanon_emitted_packets_total{role="gateway"})')
+    assert before["emitted_packets"] + 3 * 20 < emitted <= labp.leader_status()["emitted_packets"]
     assert value(labp, 'sum(rate(lanon_rounds_contributed_total{role="member"}[1m]))') > 0
 
 

@@ -87,3 +87,34 @@ def test_the_gateway_emits_the_newest_ack_and_the_skipped_counters_harm_nothing(
     lan.submit("member1", tcp(flags="PA", seq=2, ack=6000, payload=b"after"))
     lan.run_until(lambda: bool(lan.emitted))
     assert IP(lan.emitted[0][1])[TCPLayer].load == b"after"
+
+
+def test_only_an_ack_with_nothing_else_to_say_is_pure() -> None:
+    ece = tcp(flags="AE", ack=5000)  # an ECN echo must reach the sender
+    mptcp = ack(5000, options=[(30, b"\x30\x01\x02\x03\x04\x05")])  # an MPTCP signal
+    ae = bytearray(ack(5000))
+    ae[20 + 12] |= 0x01  # AccECN's AE bit
+    malformed = bytearray(ack(5000, options=[("NOP", None), ("NOP", None), (8, b"\x00" * 6)]))
+    for other in (ece, mptcp, bytes(ae), bytes(malformed)):
+        assert pure_ack(other, parse(other)) is None
+
+
+def test_a_queued_duplicate_gives_its_place_to_an_ack_that_advances() -> None:
+    eng = engine()
+    eng.submit_packet(ack(2000), 1.0)
+    eng.submit_packet(ack(2000), 1.0)  # a duplicate: queued as it is
+    eng.submit_packet(ack(3000), 1.0)  # the gap is filled: it replaces the duplicate
+    assert len(eng.queue) == 2
+
+
+def test_one_queued_ack_takes_at_most_ack_span_counters() -> None:
+    """A packet queued before the ACK and sent again after a lost round must still fall within
+    the gateways' replay window, whatever the ACKs did meanwhile."""
+    from lanon.gateway.flows import REPLAY_WINDOW
+    from lanon.member.engine import ACK_SPAN
+
+    assert ACK_SPAN + 512 < REPLAY_WINDOW  # 512: the default queue
+    eng = engine()
+    for n in range(ACK_SPAN + 2):  # the first, ACK_SPAN in its place, one more behind it
+        eng.submit_packet(ack(1000 + n), 1.0)
+    assert len(eng.queue) == 2
