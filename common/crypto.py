@@ -1,16 +1,23 @@
 """Keys, key derivation, pads and authenticators, all through libsodium (PyNaCl) and BLAKE2b.
 
-Every host has one Ed25519 key pair. It signs (gateways: round outputs and inbound broadcasts;
-members: HELLO), and its X25519 form gives the pairwise secrets:
+Every host has one Ed25519 key pair. It signs (gateways: round outputs; members: HELLO and
+KEYS), and its X25519 form gives the pairwise secrets of two hosts:
 
-    pair secret  (member i, member j)   BLAKE2b(keyed by X25519(i, j), both public keys)
-    epoch key    (pair, epoch e)        BLAKE2b(keyed by pair secret, e, X25519(eph_i(e), eph_j(e)))
+    MAC key      (member, gateway)      BLAKE2b(keyed by X25519(member, gateway), both public keys)
+
+A round's pads come from ephemeral keys instead, one per member and epoch (`Ephemeral`, on the
+Ed25519 curve), which each member announces signed (KEYS) and forgets once the epoch is over:
+pads of past epochs cannot be recomputed, not even from the static keys (forward secrecy).
+
+    epoch key    (pair, epoch e)        BLAKE2b(keyed by eph_i(e) x eph_j(e), e)
     pad          (epoch key, round t)   ChaCha20 keystream, nonce t (64-bit), from block 1
 
-eph_i(e) is an ephemeral X25519 key member i makes for epoch e, announces signed, and forgets
-once the epoch is over: pads of past epochs cannot be recomputed even from the static keys
-(forward secrecy).
-    MAC key      (member, gateway)      BLAKE2b(keyed by X25519(member, gateway), both public keys)
+Blame opens as little as it can: a pad's bit at one position (`pad_bit`: a keystream bit says
+nothing of the key); if two neighbours disagree on it, their exchange for the epoch with a proof
+that it is right (`Ephemeral.prove`, `verify_exchange`), which exposes that pair's pads for that
+epoch alone (the epoch then rotates). A key per round would not spare the epoch: a neighbour
+that lies about a pad bit would show a round key to match, and only the epoch's exchange, which
+can be proven, settles which of the two is right.
 
 The pad is produced by libsodium's original ChaCha20-Poly1305 construction, whose ciphertext is
 the plaintext XOR the ChaCha20 keystream from block 1; the Poly1305 tag is discarded. That XORs a
@@ -22,17 +29,24 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 from nacl.bindings import (
+    crypto_core_ed25519_is_valid_point,
+    crypto_core_ed25519_scalar_add,
+    crypto_core_ed25519_scalar_mul,
+    crypto_core_ed25519_scalar_reduce,
+    crypto_core_ed25519_sub,
     crypto_scalarmult,
+    crypto_scalarmult_ed25519_base_noclamp,
+    crypto_scalarmult_ed25519_noclamp,
     crypto_sign_ed25519_pk_to_curve25519,
 )
 from nacl.exceptions import BadSignatureError, CryptoError
-from nacl.public import PrivateKey
 from nacl.signing import SigningKey, VerifyKey
 
 from lanon.common.errors import ConfigError
@@ -91,11 +105,6 @@ def _pair_derive(me: HostKey, peer_public: bytes, person: bytes) -> bytes:
     return _derive(me.exchange(peer_public), a + b, person)
 
 
-def pair_secret(me: HostKey, peer_public: bytes) -> bytes:
-    """Secret shared by two members (the same on both sides)."""
-    return _pair_derive(me, peer_public, b"lanon-pair-v1")
-
-
 def gateway_pair_key(me: HostKey, peer_public: bytes) -> bytes:
     """Key that seals what one gateway tells another alone (flow keys in FLOWS)."""
     return _pair_derive(me, peer_public, b"lanon-gwpair-v1")
@@ -106,27 +115,79 @@ def mac_key(me: HostKey, peer_public: bytes) -> bytes:
     return _pair_derive(me, peer_public, b"lanon-mac-v1")
 
 
-def epoch_key(pair: bytes, epoch: int, ephemeral_shared: bytes) -> bytes:
-    return _derive(pair, epoch.to_bytes(8, "big") + ephemeral_shared, b"lanon-epoch-v2")
+def epoch_key(epoch: int, ephemeral_shared: bytes) -> bytes:
+    """A pair's pad key for one epoch, from the pair's ephemeral exchange alone: a disputed pad
+    can then be checked by anyone the exchange is shown to, with its proof (`Ephemeral.prove`),
+    and nothing of any other epoch or pair comes with it."""
+    return _derive(ephemeral_shared, epoch.to_bytes(8, "big"), b"lanon-epoch-v3")
+
+
+def _ephemeral_seed() -> bytes:
+    """64 random bytes for an ephemeral scalar (the fuzzer replaces this with a seeded one)."""
+    return os.urandom(64)
 
 
 class Ephemeral:
-    """An ephemeral X25519 key pair for one epoch."""
+    """An ephemeral key pair for one epoch, on the Ed25519 curve: scalar x, public X = x·B.
+
+    The exchange with a peer's X' is the point x·X'. Its holder can prove it right without
+    giving x away (`prove`: a Chaum-Pedersen proof that X and the exchange share the discrete
+    logarithm), which is how a pad disputed in blame is settled (common/blame.py)."""
 
     __slots__ = ("_private", "id", "public")
 
     def __init__(self) -> None:
-        sk = PrivateKey.generate()
-        self._private = bytes(sk)
-        self.public = bytes(sk.public_key)
+        self._private = crypto_core_ed25519_scalar_reduce(_ephemeral_seed())
+        self.public = crypto_scalarmult_ed25519_base_noclamp(self._private)
         self.id = key_id(self.public)
 
     def exchange(self, peer_public: bytes) -> bytes | None:
-        """X25519 with a peer's ephemeral key; None if that key is unusable (a low-order point)."""
+        """The shared point with a peer's ephemeral key; None if that key is unusable (not a
+        point of the main subgroup, or of small order)."""
+        if len(peer_public) != 32 or not crypto_core_ed25519_is_valid_point(peer_public):
+            return None
         try:
-            return bytes(crypto_scalarmult(self._private, peer_public))
+            return bytes(crypto_scalarmult_ed25519_noclamp(self._private, peer_public))
         except (CryptoError, RuntimeError, ValueError, TypeError):
             return None
+
+    def prove(self, peer_public: bytes) -> tuple[bytes, bytes] | None:
+        """The exchange with `peer_public` and a proof that it is ours (see `verify_exchange`)."""
+        shared = self.exchange(peer_public)
+        if shared is None:
+            return None
+        r = crypto_core_ed25519_scalar_reduce(_ephemeral_seed())
+        a1 = crypto_scalarmult_ed25519_base_noclamp(r)
+        a2 = crypto_scalarmult_ed25519_noclamp(r, peer_public)
+        c = _challenge(self.public, peer_public, shared, a1, a2)
+        z = crypto_core_ed25519_scalar_add(r, crypto_core_ed25519_scalar_mul(c, self._private))
+        return shared, c + z
+
+
+def _challenge(public: bytes, peer: bytes, shared: bytes, a1: bytes, a2: bytes) -> bytes:
+    digest = hashlib.blake2b(public + peer + shared + a1 + a2, person=b"lanon-dleq-v1").digest()
+    return crypto_core_ed25519_scalar_reduce(digest)
+
+
+def verify_exchange(public: bytes, peer: bytes, shared: bytes, proof: bytes) -> bool:
+    """Whether `shared` is the exchange of the key whose public part is `public` with `peer`:
+    z·B = A1 + c·X and z·X' = A2 + c·S for the A1, A2 the challenge c was drawn from."""
+    if len(proof) != 64 or len(shared) != 32:
+        return False
+    points = (public, peer, shared)
+    if not all(len(p) == 32 and crypto_core_ed25519_is_valid_point(p) for p in points):
+        return False
+    c, z = proof[:32], proof[32:]
+    try:
+        a1 = crypto_core_ed25519_sub(
+            crypto_scalarmult_ed25519_base_noclamp(z), crypto_scalarmult_ed25519_noclamp(c, public)
+        )
+        a2 = crypto_core_ed25519_sub(
+            crypto_scalarmult_ed25519_noclamp(z, peer), crypto_scalarmult_ed25519_noclamp(c, shared)
+        )
+    except (CryptoError, RuntimeError, ValueError, TypeError):
+        return False
+    return hmac.compare_digest(c, _challenge(public, peer, shared, a1, a2))
 
 
 def key_id(public: bytes) -> int:
@@ -139,11 +200,18 @@ def round_nonce(rnd: int) -> bytes:
 
 
 def apply_pads(vector: bytes, keys: Sequence[bytes], rnd: int) -> bytes:
-    """XOR `vector` with the round-`rnd` pad of every key (ChaCha20, nonce = round)."""
+    """XOR `vector` with the round-`rnd` pad of every epoch key (ChaCha20, nonce = round)."""
     nonce = round_nonce(rnd)
     for key in keys:
         vector = stream_xor(vector, nonce, key)
     return vector
+
+
+def pad_bit(key: bytes, rnd: int, bit: int) -> int:
+    """Bit `bit` (0: the first byte's highest) of the round-`rnd` pad of epoch key `key`: what
+    a member reveals of a pad in blame (one keystream bit says nothing of the key)."""
+    stream = stream_xor(bytes(bit // 8 + 1), round_nonce(rnd), key)
+    return (stream[-1] >> (7 - bit % 8)) & 1
 
 
 def mac(key: bytes, data: bytes) -> bytes:

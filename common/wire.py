@@ -44,8 +44,9 @@ from dataclasses import dataclass
 from lanon.common.errors import RejectReason, RemoteProtocolError
 
 ETHERTYPE = 0x88B5
-VERSION = 4  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
-# 4: per-flow keys (INBOUND sealed under the flow key, not signed; sealed packets in cells)
+VERSION = 5  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
+# 4: per-flow keys (INBOUND sealed under the flow key, not signed; sealed packets in cells);
+# 5: ephemeral keys on the Ed25519 curve, epoch keys from their exchange alone (common/crypto.py)
 BROADCAST = b"\xff" * 6
 SIG_LEN = 64
 MAC_LEN = 16

@@ -48,8 +48,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nacl.public import PrivateKey
-
 from lanon.common import crypto, flowkey, wire
 from lanon.common.cell import (
     CELL_HEADER_LEN,
@@ -177,21 +175,15 @@ SYN_OPTIONS = (
 
 @contextmanager
 def deterministic_ephemeral_keys(seed: int) -> Iterator[None]:
-    """Ephemeral X25519 keys from a seeded generator instead of the OS (fuzzing only)."""
+    """Ephemeral keys from a seeded generator instead of the OS (fuzzing only)."""
     rng = random.Random(seed)
-
-    class SeededPrivateKey(PrivateKey):
-        @classmethod
-        def generate(cls) -> SeededPrivateKey:
-            return cls(rng.randbytes(32))
-
-    names = vars(crypto)  # crypto.Ephemeral makes its keys with crypto's PrivateKey
-    saved = names["PrivateKey"]
-    names["PrivateKey"] = SeededPrivateKey
+    names = vars(crypto)  # crypto.Ephemeral draws its scalars through crypto._ephemeral_seed
+    saved = names["_ephemeral_seed"]
+    names["_ephemeral_seed"] = lambda: rng.randbytes(64)
     try:
         yield
     finally:
-        names["PrivateKey"] = saved
+        names["_ephemeral_seed"] = saved
 
 
 def member_address(index: int) -> bytes:

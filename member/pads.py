@@ -1,19 +1,18 @@
-"""A member's pad keys: per key-graph neighbour and epoch, from the static pair secret and
-both members' ephemeral keys for the epoch. Own ephemeral private keys and everything derived
+"""A member's pad keys: per key-graph neighbour and epoch, from both members' ephemeral keys
+for the epoch (announced signed by their static keys). Own ephemeral private keys and everything derived
 from them are forgotten once their epoch is over (forward secrecy)."""
 
 from __future__ import annotations
 
 from lanon.common import keygraph
 from lanon.common.coalition import Coalition
-from lanon.common.crypto import Ephemeral, HostKey, epoch_key, key_id, pair_secret
+from lanon.common.crypto import Ephemeral, HostKey, epoch_key, key_id
 
 
 class PadKeys:
     def __init__(self, coalition: Coalition, index: int, key: HostKey) -> None:
         self.index = index
         self.neighbours = keygraph.neighbours(coalition.edges, index)
-        self._pairs = {j: pair_secret(key, coalition.members[j].public) for j in self.neighbours}
         self.own: dict[int, Ephemeral] = {}
         self.peers: dict[tuple[int, int], dict[int, bytes]] = {}  # (member, epoch) -> id -> key
         self._cache: dict[tuple[int, int, int], bytes] = {}  # (member, epoch, id) -> epoch key
@@ -32,7 +31,7 @@ class PadKeys:
         return key_id(public) in self.peers.get((member, epoch), {})
 
     def learn(self, member: int, epoch: int, public: bytes) -> None:
-        if member in self._pairs:
+        if member in self.neighbours:
             self.peers.setdefault((member, epoch), {})[key_id(public)] = public
 
     def keys(
@@ -56,7 +55,7 @@ class PadKeys:
                         None,
                         f"no usable ephemeral key {kid:08x} of member #{j} for epoch {epoch}",
                     )
-                cached = self._cache[(j, epoch, kid)] = epoch_key(self._pairs[j], epoch, shared)
+                cached = self._cache[(j, epoch, kid)] = epoch_key(epoch, shared)
             out.append(cached)
         return out, ""
 

@@ -7,23 +7,47 @@ from lanon.common import crypto
 from lanon.common.errors import ConfigError
 
 
-def test_pair_secrets_agree_and_pads_cancel() -> None:
-    a, b, c = (crypto.HostKey(bytes([i]) * 32) for i in (1, 2, 3))
-    ab = crypto.pair_secret(a, b.public)
-    assert ab == crypto.pair_secret(b, a.public)
-    assert ab != crypto.pair_secret(a, c.public)
-    ea, eb = crypto.Ephemeral(), crypto.Ephemeral()
+def test_ephemeral_exchanges_agree_and_pads_cancel() -> None:
+    ea, eb, ec = crypto.Ephemeral(), crypto.Ephemeral(), crypto.Ephemeral()
     shared = ea.exchange(eb.public)
     assert shared is not None and shared == eb.exchange(ea.public)
-    k = crypto.epoch_key(ab, 5, shared)
-    assert k == crypto.epoch_key(crypto.pair_secret(b, a.public), 5, shared)
+    assert shared != ea.exchange(ec.public)
+    k = crypto.epoch_key(5, shared)
     message = os.urandom(3000)
     once = crypto.apply_pads(message, [k], 77)
     assert once != message
     assert crypto.apply_pads(once, [k], 77) == message  # the same pad applied twice cancels
     assert crypto.apply_pads(once, [k], 78) != message  # another round: another pad
-    assert crypto.epoch_key(ab, 6, shared) != k
-    assert crypto.epoch_key(ab, 5, crypto.Ephemeral().exchange(eb.public) or b"") != k
+    assert crypto.epoch_key(6, shared) != k
+
+
+def test_a_pad_bit_is_the_bit_of_the_pad_at_that_position() -> None:
+    k = crypto.epoch_key(1, os.urandom(32))
+    pad = crypto.apply_pads(bytes(64), [k], 9)
+    bits = [(pad[i // 8] >> (7 - i % 8)) & 1 for i in range(512)]
+    assert [crypto.pad_bit(k, 9, i) for i in range(512)] == bits
+
+
+def test_an_exchange_is_proven_without_the_private_key() -> None:
+    ea, eb = crypto.Ephemeral(), crypto.Ephemeral()
+    proven = ea.prove(eb.public)
+    assert proven is not None
+    shared, proof = proven
+    assert shared == eb.exchange(ea.public)
+    assert crypto.verify_exchange(ea.public, eb.public, shared, proof)
+    other = crypto.Ephemeral()
+    wrong = other.exchange(eb.public)
+    assert wrong is not None
+    # a wrong exchange, a proof for someone else's key, or a bent proof: all refused
+    assert not crypto.verify_exchange(ea.public, eb.public, wrong, proof)
+    assert not crypto.verify_exchange(other.public, eb.public, shared, proof)
+    assert not crypto.verify_exchange(ea.public, other.public, shared, proof)
+    bent = bytes([proof[0] ^ 1]) + proof[1:]
+    assert not crypto.verify_exchange(ea.public, eb.public, shared, bent)
+    liar = other.prove(eb.public)  # a valid proof, of another key's exchange
+    assert liar is not None and not crypto.verify_exchange(ea.public, eb.public, *liar)
+    assert not crypto.verify_exchange(ea.public, eb.public, bytes(32), proof)  # not a point
+    assert not crypto.verify_exchange(ea.public, eb.public, shared, proof[:63])
 
 
 def test_a_low_order_ephemeral_key_is_unusable() -> None:

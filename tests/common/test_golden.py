@@ -30,7 +30,7 @@ def h(*fields: str) -> bytes:
 
 
 def header(mtype: wire.MsgType) -> str:
-    return f"04 {mtype:02x} deadbeef 0003"  # version 4, type, coalition, sender
+    return f"05 {mtype:02x} deadbeef 0003"  # version 5, type, coalition, sender
 
 
 OPEN = wire.Open(
@@ -252,7 +252,7 @@ def test_every_frame_type_has_a_golden_vector() -> None:
 def test_the_numbers_on_the_wire() -> None:
     """Version, type codes and reason codes are wire values: they never follow declaration
     order, and changing one is a new protocol version."""
-    assert wire.VERSION == 4
+    assert wire.VERSION == 5
     assert wire.ETHERTYPE == 0x88B5
     assert {t.name: t.value for t in wire.MsgType} == {
         "OPEN": 1,
@@ -288,12 +288,12 @@ LEADER = HostKey(bytes(32))
 MEMBER_KEYS = [bytes([1]) * 32, bytes([2]) * 32]  # the MAC key each member shares with it
 
 # The MAC table of OPEN_BYTES under MEMBER_KEYS: BLAKE2b-128 of the body, keyed, in index order.
-OPEN_MACS = (h("eb150df4809d1e20656fa94052ddf182"), h("fc9af5c74585f5a00b1751d26762e845"))
+OPEN_MACS = (h("14e13bfb9c4defd57b8b9a612f1592ff"), h("bcc2f651824c337c09a0a91d54b7f29d"))
 OPEN_TABLE = b"".join(OPEN_MACS)
 # LEADER's Ed25519 signature over OPEN_BYTES and its MAC table.
 OPEN_SIGNATURE = h(
-    "556abcd8d7e095bc634da61aaec93ad0d8c4abc2f37e6449787ba0ef7e9c3f76",
-    "dea24fbf3567da4a7acc5f883e38e72ed13549ce5203fc4f141d8b823bae0c0c",
+    "0e213952f2560181ce842ba05241256220bb79365c8659fe66f9a406d5af6734",
+    "15e02eca941cbc9a48009571c8ffef8e69b7872da3e4ed5a3d4362ce5494d205",
 )
 
 
@@ -311,11 +311,11 @@ def test_a_sealed_frame_is_body_mac_table_signature() -> None:
 
 
 # A member's CONTRIB: the body and its MAC16 under the key it shares with the leader.
-CONTRIB_MAC = h("1dd62a84bd4316b2393dcf5b70667d31")
+CONTRIB_MAC = h("ad7c4eb252eee9a181f5adbd60661638")
 # LEADER's Ed25519 signature over ABORT_BYTES (signed frames end with 64 bytes of it).
 ABORT_SIGNATURE = h(
-    "a7a53e4f1b8b637ae0e30c53c065ced48d8816be47df3862101c904f57f3316c",
-    "bc144ad92a96013c02693131af7252097736d2d7f5e4050476c4141c6b14030f",
+    "e988ce272d5d6db187f5b33e34424156a1d4f00f99de7abae66e93ad06e88f31",
+    "61a1a7445a58a675b1f7d71ea83e5000a21b9928533557897a3e44c47cfac30c",
 )
 
 
