@@ -336,6 +336,15 @@ class DaemonBase:
                 )
             case ev.EpochChanged():
                 self.log.debug("epoch %d", e.epoch)
+            case ev.SlotCorrupted():
+                # This host's log only: it says this member had a reserved slot in that round.
+                self.warn_once(
+                    "slot-corrupted",
+                    now,
+                    "a reserved slot of ours emerged corrupted in round %d: a member is writing "
+                    "into slots not its own (the cell is sent again; blame does not yet name it)",
+                    e.round,
+                )
             case _:
                 pass
 

@@ -80,6 +80,7 @@ class MemberState(enum.Enum):
 class RetryReason(enum.Enum):
     RESERVATION_COLLISION = "reservation_collision"
     DATA_COLLISION = "data_collision"
+    CORRUPTED = "corrupted"  # a reserved slot, ours alone, emerged other than we wrote it
     DEFERRED = "deferred"  # claim was valid but the round was full
     ROUND_LOST = "round_lost"  # aborted, or its output never arrived
     VETOED = "vetoed"  # the round's roster did not meet this member's anonymity policy
@@ -393,6 +394,20 @@ class CellDelivered(Event):
 class CellRetried(Event):
     reason: RetryReason
     backoff: int  # rounds to wait before claiming again
+
+
+@dataclass(frozen=True, slots=True)
+class SlotCorrupted(Event):
+    """A reserved slot of ours emerged other than we wrote it: someone wrote into it (only a
+    claimant writes in a reserved slot). Private: saying so in public says whose slot it was.
+    What an accusation needs (common/blame.py): the round, the bit of the round's vector where
+    we wrote 0 and 1 emerged (None if there is no such bit: we could not accuse without showing
+    what we sent), and the secret our claim for the slot committed to."""
+
+    round: int
+    slot: int
+    bit: int | None
+    proof: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,15 @@
 """The reservation vector: which members send in the next round's data slots.
 
-Each round's vector begins with `nentries` entries of 8 bytes. A member that wants k slots
-writes a claim (a random nonzero 4-byte nonce and its 4-byte BLAKE2b check) into k entries
-chosen at random. In the XOR of all vectors an entry is empty (zero), one claim (its check
-holds) or a collision (two or more claims: the check fails, with probability 1 - 2^-32).
-The valid entries, in index order, are granted the next round's data slots 0, 1, ... up to
-max_slots; valid entries beyond that are deferred. Every member computes the same tally from
-the round output; only the claimant recognises its own nonce.
+Each round's vector begins with `nentries` entries of 16 bytes. A member that wants k slots
+writes a claim into k entries chosen at random: a 12-byte nonce and its 4-byte BLAKE2b check.
+The nonce commits to a secret only the claimant knows (BLAKE2b-96 of 16 random bytes), so
+that it can later prove, to anyone, that the slot the claim was granted was its own (blame:
+only a slot's owner may say its cell was corrupted) without saying so before. In the XOR of all
+vectors an entry is empty (zero), one claim (its check holds) or a collision (two or more
+claims: the check fails, with probability 1 - 2^-32). The valid entries, in index order, are
+granted the next round's data slots 0, 1, ... up to max_slots; valid entries beyond that are
+deferred. Every member computes the same tally from the round output; only the claimant
+recognises its own claim.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-ENTRY_LEN = 8
+ENTRY_LEN = 16
+NONCE_LEN = 12
+SECRET_LEN = 16
 _EMPTY = bytes(ENTRY_LEN)
 
 
@@ -22,11 +27,17 @@ def _check(nonce: bytes) -> bytes:
     return hashlib.blake2b(nonce, digest_size=4, person=b"lanon-resv").digest()
 
 
-def make_claim(nonce: bytes) -> bytes:
-    """A claim entry from 4 random bytes (a zero nonce is replaced: zero means empty)."""
-    if nonce == b"\x00\x00\x00\x00":
-        nonce = b"\x00\x00\x00\x01"
+def make_claim(secret: bytes) -> bytes:
+    """The claim entry of a secret of SECRET_LEN random bytes: its commitment and the check."""
+    if len(secret) != SECRET_LEN:
+        raise ValueError(f"a claim's secret is {SECRET_LEN} bytes")
+    nonce = hashlib.blake2b(secret, digest_size=NONCE_LEN, person=b"lanon-claim").digest()
     return nonce + _check(nonce)
+
+
+def proves_claim(secret: bytes, entry: bytes) -> bool:
+    """Whether `secret` is the one the claim `entry` commits to (its claimant's proof)."""
+    return len(secret) == SECRET_LEN and make_claim(secret) == entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +54,7 @@ def tally(area: bytes, nentries: int, max_slots: int) -> Tally:
         entry = area[i * ENTRY_LEN : (i + 1) * ENTRY_LEN]
         if entry == _EMPTY:
             continue
-        if _check(entry[:4]) == entry[4:]:
+        if _check(entry[:NONCE_LEN]) == entry[NONCE_LEN:]:
             valid.append(i)
         else:
             collisions += 1

@@ -1321,7 +1321,9 @@ def _round_frames(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
             slots.append(encode_cell(cs, tag, pid, min(i, count - 1), count, chunk))
     slots = slots[:nslots]
     nentries = o.nentries
-    vector = rng.randbytes(nentries * ENTRY_LEN) if rng.random() < 0.3 else bytes(nentries * 8)
+    vector = (
+        rng.randbytes(nentries * ENTRY_LEN) if rng.random() < 0.3 else bytes(nentries * ENTRY_LEN)
+    )
     vector += b"".join(slots)
     o = dataclasses.replace(o, nslots=nslots, leader_ms=int((ctx.now + ctx.world.offset) * 1000))
     if isinstance(ctx.engine, MemberEngine):  # a leader answers its own rounds only

@@ -32,6 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from lanon.common import wire
+from lanon.common.blame import choose_bit
 from lanon.common.coalition import Coalition, Schedule
 from lanon.common.crypto import apply_pads, mac_key
 from lanon.common.engine import EngineBase, check_mac, maced
@@ -46,9 +47,10 @@ from lanon.common.events import (
     RetryReason,
     RoundRefused,
     RoundVetoed,
+    SlotCorrupted,
 )
 from lanon.common.output import OutputAssembler
-from lanon.common.reservation import ENTRY_LEN, make_claim, tally, write_claims
+from lanon.common.reservation import ENTRY_LEN, SECRET_LEN, make_claim, tally, write_claims
 from lanon.common.roster import RosterCheck
 from lanon.common.tree import forward_by, place
 from lanon.member.keys import KeyRing
@@ -98,7 +100,8 @@ class RoundView:
     nslots: int
     nentries: int
     slots: dict[int, Pending]
-    claims: dict[int, bytes]
+    claims: dict[int, tuple[bytes, bytes]]  # entry -> (claim written, the secret it commits to)
+    proofs: dict[int, bytes]  # reserved slot -> the secret of the claim it was granted to
     output: OutputAssembler
 
 
@@ -107,6 +110,7 @@ class Grant:
     round: int  # the round the granted slots are in
     slots: tuple[int, ...]
     nslots: int
+    proofs: tuple[bytes, ...] = ()  # per slot, the secret its winning claim committed to
 
 
 class Contributor:
@@ -196,14 +200,13 @@ class Contributor:
             slots[o.nslots - express + self.rng.randrange(express)] = _into_round(self.queue)
         if slots:
             self.veto.sent_with(verdict)
-        claims: dict[int, bytes] = {}
+        claims: dict[int, tuple[bytes, bytes]] = {}
         if o.round >= self.claim_after and self.queue and verdict.reason is None:
             count = min(self.c.rounds.max_claims, len(self.queue), o.nentries)
             for entry in self.rng.sample(range(o.nentries), count):
-                claims[entry] = make_claim(self.rng.randbytes(4))
-        cs = self.c.coalition.cell_size
-        vector = write_claims(o.nentries, claims)
-        vector += b"".join(slots[s].cell if s in slots else bytes(cs) for s in range(o.nslots))
+                secret = self.rng.randbytes(SECRET_LEN)
+                claims[entry] = make_claim(secret), secret
+        vector = self._vector(o, slots, claims)
         padded = apply_pads(bytes(vector), keys, o.round)
         parts = wire.split_vector(padded, self.c.part_size)
         self.answer_at = now + self.c.rounds.answer_delay
@@ -234,10 +237,21 @@ class Contributor:
             o.nentries,
             slots,
             claims,
+            dict(zip(grant.slots, grant.proofs, strict=False)) if grant else {},
             OutputAssembler(o.round, part_lens, o.nslots, o.nentries),
         )
         self._to(Phase.ANSWERING)
         self.e.event(Contributed(o.round, len(parts), len(padded), bool(slots or claims)))
+
+    def _vector(
+        self, o: wire.Open, slots: dict[int, Pending], claims: dict[int, tuple[bytes, bytes]]
+    ) -> bytearray:
+        """Our vector before the pads: claims in the reservation area, our cells in their
+        slots, zeros elsewhere."""
+        cs = self.c.coalition.cell_size
+        vector = write_claims(o.nentries, {e: claim for e, (claim, _) in claims.items()})
+        vector += b"".join(slots[s].cell if s in slots else bytes(cs) for s in range(o.nslots))
+        return vector
 
     def _check(self, o: wire.Open) -> tuple[RefuseReason, str] | None:
         """Refuse rounds that would weaken anonymity (the clock was checked before)."""
@@ -381,16 +395,19 @@ class Contributor:
         area = vector[: cur.nentries * ENTRY_LEN]
         t = tally(area, cur.nentries, self.c.rounds.max_slots)
         slot_of = {entry: s for s, entry in enumerate(t.granted)}
-        granted, collided, deferred = [], 0, 0
-        for entry, value in cur.claims.items():
+        granted: dict[int, bytes] = {}  # slot -> the secret of our claim it was granted to
+        collided, deferred = 0, 0
+        for entry, (value, secret) in cur.claims.items():
             if area[entry * ENTRY_LEN : (entry + 1) * ENTRY_LEN] != value:
                 collided += 1
             elif entry in slot_of:
-                granted.append(slot_of[entry])
+                granted[slot_of[entry]] = secret
             else:
                 deferred += 1
         if granted:
-            self.grant = Grant(cur.round + 1, tuple(sorted(granted)), len(t.granted))
+            order = tuple(sorted(granted))
+            proofs = tuple(granted[s] for s in order)
+            self.grant = Grant(cur.round + 1, order, len(t.granted), proofs)
         if collided:
             self.collisions += 1
             backoff = self.rng.randrange(2 ** min(self.collisions, MAX_BACKOFF_EXP))
@@ -415,6 +432,13 @@ class Contributor:
                 continue
             lost.append(pending)
             backoff = 0
+            if s < express:  # reserved for us alone: someone wrote into it
+                emerged = vector[base + s * cs : base + (s + 1) * cs]
+                bit = choose_bit(pending.cell, emerged)
+                at = None if bit is None else (base + s * cs) * 8 + bit
+                self.e.event(SlotCorrupted(cur.round, s, at, cur.proofs.get(s, b"")))
+                self.e.event(CellRetried(RetryReason.CORRUPTED, 0))
+                continue
             if s >= express:  # someone else had a new packet too: reserve for a while
                 self.express_collisions += 1
                 exp = min(self.express_collisions, MAX_BACKOFF_EXP)

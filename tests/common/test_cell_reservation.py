@@ -1,5 +1,7 @@
 import random
 
+import pytest
+
 from lanon.common import cell, reservation, wire
 
 
@@ -36,9 +38,9 @@ def test_reassembly() -> None:
 
 def test_reservation_tally() -> None:
     rng = random.Random(1)
-    a = reservation.make_claim(rng.randbytes(4))
-    b = reservation.make_claim(rng.randbytes(4))
-    c = reservation.make_claim(rng.randbytes(4))
+    a = reservation.make_claim(rng.randbytes(16))
+    b = reservation.make_claim(rng.randbytes(16))
+    c = reservation.make_claim(rng.randbytes(16))
     area = bytearray(reservation.write_claims(8, {1: a, 5: c}))
     collide = reservation.write_claims(8, {5: b})
     area = bytes(x ^ y for x, y in zip(area, collide, strict=True))
@@ -48,10 +50,17 @@ def test_reservation_tally() -> None:
 
 def test_reservation_cap_defers() -> None:
     rng = random.Random(2)
-    claims = {i: reservation.make_claim(rng.randbytes(4)) for i in (0, 3, 4, 7)}
+    claims = {i: reservation.make_claim(rng.randbytes(16)) for i in (0, 3, 4, 7)}
     t = reservation.tally(bytes(reservation.write_claims(8, claims)), 8, 2)
     assert t.granted == (0, 3) and t.deferred == (4, 7)
 
 
-def test_zero_nonce_is_not_empty() -> None:
-    assert reservation.make_claim(b"\0\0\0\0") != bytes(8)
+def test_a_claim_commits_to_its_secret_and_only_its_claimant_can_show_it() -> None:
+    secret = bytes(range(16))
+    entry = reservation.make_claim(secret)
+    assert reservation.proves_claim(secret, entry)
+    assert not reservation.proves_claim(bytes(16), entry)
+    assert not reservation.proves_claim(secret[:15], entry)
+    assert entry != bytes(reservation.ENTRY_LEN)
+    with pytest.raises(ValueError):
+        reservation.make_claim(b"four")

@@ -332,11 +332,14 @@ def test_a_maced_frame_and_a_signed_frame() -> None:
 
 
 def test_reservation_claim() -> None:
-    """nonce(4), then BLAKE2b-32 of it (personal "lanon-resv"); a zero nonce becomes 1."""
-    assert reservation.make_claim(h("01020304")) == h("01020304", "7c34eecd")
-    assert reservation.make_claim(bytes(4)) == h("00000001", "1eef5ed3")
-    area = reservation.write_claims(3, {1: h("01020304", "7c34eecd")})
-    assert area == h("0000000000000000", "010203047c34eecd", "0000000000000000")
+    """nonce(12): BLAKE2b-96 of the claimant's 16-byte secret (personal "lanon-claim"), then
+    BLAKE2b-32 of the nonce (personal "lanon-resv")."""
+    secret = bytes(range(16))
+    claim = h("9efb5fc9bd9a5452613ba72a", "52beda04")
+    assert reservation.make_claim(secret) == claim
+    empty = "00000000000000000000000000000000"
+    area = reservation.write_claims(3, {1: claim})
+    assert area == h(empty, claim.hex(), empty)
     assert reservation.tally(bytes(area), 3, 4) == reservation.Tally((1,), 0, ())
 
 

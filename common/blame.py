@@ -1,0 +1,154 @@
+"""Blame (sans-IO, pure): who wrote into a slot that was not theirs, from what a round's members
+reveal about one bit of it. The protocol that carries accusations and reveals builds on this.
+
+    the owner      its reserved slot emerged corrupted (`SlotCorrupted`): it names the round, a
+                   bit of the slot where it wrote 0 and 1 emerged (`choose_bit`), and the secret
+                   its reservation claim committed to (`reservation.proves_claim`): only the
+                   slot's owner can accuse, and the accusation travels in a cell, unsigned
+    the leader     shows each roster member's contribution bit there (its stored copy)
+    every member   reveals its pad bit there with each key-graph neighbour in the roster
+                   (`Reveal`; one keystream bit says nothing of the key)
+    anyone         `trace`: a member's own bit is its contribution bit XOR its pad bits. It is
+                   0 for every honest member: the owner wrote 0 there and nobody else writes in
+                   a reserved slot. The members whose own bit is 1 wrote there.
+
+A disruptor that lies about a pad bit to hide makes the two ends of that edge disagree
+(`DISPUTED`). Each end then shows the pair's epoch exchange with its proof
+(`crypto.Ephemeral.prove`); `settle` computes the true pad bit from it and names whoever
+revealed another. That exposes the pair's pads for the epoch, which therefore rotates.
+
+What blame never does:
+- Blame the honest. A member that revealed nothing (crashed, its frames lost) is not named:
+  the verdict is INCOMPLETE and nobody is excluded. An honest member's reveal always adds up,
+  and it can always prove its exchange.
+- Say who sent any other cell. Only the accused bit is opened, in the accuser's own slot,
+  where every honest member's own bit is 0 (the accuser's too: it chose a bit it wrote 0 in).
+  An accuser that lies about that bit has own bit 1 there and names itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from lanon.common.crypto import epoch_key, pad_bit, verify_exchange
+
+Edge = tuple[int, int]
+
+
+def bit_of(data: bytes, bit: int) -> int:
+    """Bit `bit` of `data`, the first byte's highest bit first."""
+    return (data[bit // 8] >> (7 - bit % 8)) & 1
+
+
+def choose_bit(sent: bytes, emerged: bytes) -> int | None:
+    """The first bit where we wrote 0 and 1 emerged, or None: the bit an owner may accuse at
+    without showing anything it sent (revealing a bit it wrote 1 in would point at it)."""
+    for i, (a, b) in enumerate(zip(sent, emerged, strict=False)):
+        flipped = ~a & b & 0xFF
+        if flipped:
+            return i * 8 + (8 - flipped.bit_length())
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Reveal:
+    """A member's pad bits at the accused bit, one per key-graph neighbour in the roster."""
+
+    member: int
+    pads: Mapping[int, int]
+
+    def own_bit(self, contribution_bit: int) -> int:
+        bit = contribution_bit
+        for pad in self.pads.values():
+            bit ^= pad
+        return bit
+
+
+class Outcome(enum.Enum):
+    DISRUPTOR = "disruptor"  # `members` wrote into the slot
+    DISPUTED = "disputed"  # the ends of `disputes` disagree on their pad: `settle` each
+    INCOMPLETE = "incomplete"  # `members` revealed nothing: nobody is named
+    CLEAN = "clean"  # nobody wrote there: the accused bit did not emerge as 1
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Outcome
+    members: frozenset[int] = frozenset()
+    disputes: frozenset[Edge] = frozenset()
+
+
+def trace(
+    roster: Iterable[int],
+    edges: Iterable[Edge],
+    contributions: Mapping[int, int],
+    reveals: Mapping[int, Reveal],
+) -> Verdict:
+    """The verdict on one accused bit, from each roster member's contribution bit (the
+    leader's copy) and reveal. A reveal must name exactly the member's neighbours in the
+    roster (a decoder refuses any other); ValueError if one does not."""
+    members = frozenset(roster)
+    missing = frozenset(m for m in members if m not in reveals or m not in contributions)
+    if missing:
+        return Verdict(Outcome.INCOMPLETE, missing)
+    neighbours: dict[int, set[int]] = {m: set() for m in members}
+    for a, b in edges:
+        if a in members and b in members:
+            neighbours[a].add(b)
+            neighbours[b].add(a)
+    for m in members:
+        if set(reveals[m].pads) != neighbours[m]:
+            raise ValueError(f"member #{m}'s reveal does not name its neighbours in the roster")
+    disputes = frozenset(
+        (a, b)
+        for a in sorted(members)
+        for b in sorted(neighbours[a])
+        if a < b and reveals[a].pads[b] != reveals[b].pads[a]
+    )
+    if disputes:
+        return Verdict(Outcome.DISPUTED, disputes=disputes)
+    wrote = frozenset(m for m in members if reveals[m].own_bit(contributions[m]))
+    return Verdict(Outcome.DISRUPTOR, wrote) if wrote else Verdict(Outcome.CLEAN)
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeProof:
+    """One end of a disputed edge shows the pair's epoch exchange (`shared`) and its proof,
+    made with its ephemeral key `public` against the other end's `peer` (both as announced,
+    signed, for the epoch)."""
+
+    member: int
+    public: bytes
+    peer: bytes
+    shared: bytes
+    proof: bytes
+
+
+def settle(
+    edge: Edge,
+    rnd: int,
+    epoch: int,
+    bit: int,
+    revealed: Mapping[int, int],
+    proofs: Iterable[ExchangeProof],
+    announced: Mapping[int, bytes],
+) -> frozenset[int] | None:
+    """Who of the edge's two ends lied about their pad bit, or None if no end showed a valid
+    exchange (nobody is named: an honest end always can). `revealed`: each end's pad bit with
+    the other; `announced`: each end's ephemeral public key for the epoch."""
+    a, b = edge
+    truth = None
+    for p in proofs:
+        if p.member not in edge:
+            continue
+        other = b if p.member == a else a
+        if p.public != announced.get(p.member) or p.peer != announced.get(other):
+            continue  # a proof about keys other than those announced proves nothing here
+        if verify_exchange(p.public, p.peer, p.shared, p.proof):
+            truth = pad_bit(epoch_key(epoch, p.shared), rnd, bit)
+            break
+    if truth is None:
+        return None
+    return frozenset(m for m in edge if revealed[m] != truth)

@@ -1,0 +1,168 @@
+"""Blame's tracing (common/blame.py), played on whole rounds' bits: every member's real
+vector and pads, a jammer, a jammer that lies about its pads, members that reveal nothing,
+and an accuser that lies."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from lanon.common import blame, keygraph
+from lanon.common.blame import ExchangeProof, Outcome, Reveal
+from lanon.common.crypto import Ephemeral, apply_pads, epoch_key, pad_bit
+from lanon.common.reservation import make_claim, proves_claim
+
+EPOCH, ROUND = 7, 1234
+SLOT = 512  # bytes: where the owner's slot starts in the vector
+
+
+class Round:
+    """n members with real ephemeral keys on a key graph; member 0 owns the slot."""
+
+    def __init__(self, n: int, edges: list[tuple[int, int]] | None = None) -> None:
+        self.n = n
+        self.edges = edges or [(a, b) for a in range(n) for b in range(a + 1, n)]
+        self.eph = [Ephemeral() for _ in range(n)]
+        self.keys: dict[tuple[int, int], bytes] = {}
+        for a, b in self.edges:
+            shared = self.eph[a].exchange(self.eph[b].public)
+            assert shared is not None
+            self.keys[(a, b)] = self.keys[(b, a)] = epoch_key(EPOCH, shared)
+        self.vectors = [bytearray(SLOT + 64) for _ in range(n)]
+
+    def neighbours(self, m: int) -> list[int]:
+        return keygraph.neighbours(self.edges, m)
+
+    def contributions(self) -> list[bytes]:
+        return [
+            apply_pads(bytes(v), [self.keys[(m, j)] for j in self.neighbours(m)], ROUND)
+            for m, v in enumerate(self.vectors)
+        ]
+
+    def output(self) -> bytes:
+        out = bytearray(SLOT + 64)
+        for c in self.contributions():
+            for i, x in enumerate(c):
+                out[i] ^= x
+        return bytes(out)
+
+    def reveal(self, m: int, bit: int) -> Reveal:
+        return Reveal(m, {j: pad_bit(self.keys[(m, j)], ROUND, bit) for j in self.neighbours(m)})
+
+    def trace(
+        self,
+        bit: int,
+        silent: frozenset[int] = frozenset(),
+        lies: dict[int, dict[int, int]] | None = None,
+    ) -> tuple[blame.Verdict, dict[int, Reveal]]:
+        contributions = {m: blame.bit_of(c, bit) for m, c in enumerate(self.contributions())}
+        reveals = {m: self.reveal(m, bit) for m in range(self.n) if m not in silent}
+        for m, pads in (lies or {}).items():
+            reveals[m] = Reveal(m, {**reveals[m].pads, **pads})
+        return blame.trace(range(self.n), self.edges, contributions, reveals), reveals
+
+
+def owner_and_jammer(n: int = 5, jammer: int = 3) -> tuple[Round, int]:
+    r = Round(n)
+    cell = bytes(random.Random(1).randbytes(64))
+    r.vectors[0][SLOT:] = cell  # the owner's cell
+    r.vectors[jammer][SLOT:] = os.urandom(64)  # the jammer writes junk over it
+    emerged = r.output()[SLOT:]
+    assert emerged != cell
+    bit = blame.choose_bit(cell, emerged)
+    assert bit is not None
+    assert blame.bit_of(cell, bit) == 0 and blame.bit_of(emerged, bit) == 1
+    return r, SLOT * 8 + bit
+
+
+def test_choose_bit_finds_a_bit_written_0_that_emerged_1() -> None:
+    assert blame.choose_bit(b"\xff\x0f", b"\xff\x4f") == 9
+    assert blame.choose_bit(b"\xff", b"\x00") is None  # only 1s were cleared: nothing to show
+
+
+def test_one_jammer_is_named_and_nobody_else() -> None:
+    r, bit = owner_and_jammer()
+    verdict, _ = r.trace(bit)
+    assert verdict.outcome is Outcome.DISRUPTOR and verdict.members == {3}
+
+
+def test_the_accusers_reveal_looks_like_everyone_elses() -> None:
+    """Every honest member's own bit is 0 at the accused bit, the owner's included."""
+    r, bit = owner_and_jammer()
+    _, reveals = r.trace(bit)
+    contributions = r.contributions()
+    own = {m: reveals[m].own_bit(blame.bit_of(contributions[m], bit)) for m in range(r.n)}
+    assert own == {0: 0, 1: 0, 2: 0, 3: 1, 4: 0}
+
+
+def test_a_jammer_that_lies_about_a_pad_is_disputed_and_the_proofs_name_it() -> None:
+    r, bit = owner_and_jammer()
+    true = r.reveal(3, bit).pads[4]
+    verdict, reveals = r.trace(bit, lies={3: {4: true ^ 1}})  # its own bit would read 0
+    assert verdict.outcome is Outcome.DISPUTED and verdict.disputes == {(3, 4)}
+    announced = {3: r.eph[3].public, 4: r.eph[4].public}
+    proofs = []
+    for m, other in ((3, 4), (4, 3)):
+        proven = r.eph[m].prove(r.eph[other].public)
+        assert proven is not None
+        proofs.append(ExchangeProof(m, r.eph[m].public, r.eph[other].public, *proven))
+    revealed = {3: reveals[3].pads[4], 4: reveals[4].pads[3]}
+    for shown in (proofs, proofs[1:]):  # the honest end's proof alone settles it
+        assert blame.settle((3, 4), ROUND, EPOCH, bit, revealed, shown, announced) == {3}
+
+
+def test_a_forged_exchange_proves_nothing() -> None:
+    r, bit = owner_and_jammer()
+    true = r.reveal(3, bit).pads[4]
+    revealed = {3: true ^ 1, 4: true}
+    announced = {3: r.eph[3].public, 4: r.eph[4].public}
+    stranger = Ephemeral()
+    fake = stranger.prove(r.eph[4].public)  # valid, but for a key nobody announced
+    assert fake is not None
+    forged = ExchangeProof(3, stranger.public, r.eph[4].public, *fake)
+    assert blame.settle((3, 4), ROUND, EPOCH, bit, revealed, [forged], announced) is None
+    bent = ExchangeProof(3, r.eph[3].public, r.eph[4].public, fake[0], fake[1])
+    assert blame.settle((3, 4), ROUND, EPOCH, bit, revealed, [bent], announced) is None
+
+
+def test_members_that_reveal_nothing_are_never_blamed() -> None:
+    r, bit = owner_and_jammer()
+    verdict, _ = r.trace(bit, silent=frozenset({1, 3}))  # crashed, or their frames were lost
+    assert verdict.outcome is Outcome.INCOMPLETE and verdict.members == {1, 3}
+
+
+def test_an_accuser_that_lies_about_its_bit_names_itself() -> None:
+    r = Round(4)
+    r.vectors[0][SLOT:] = b"\x80" + bytes(63)  # the owner wrote 1 at the slot's first bit
+    verdict, _ = r.trace(SLOT * 8)  # and claims it wrote 0 there
+    assert verdict.outcome is Outcome.DISRUPTOR and verdict.members == {0}
+    verdict, _ = r.trace(SLOT * 8 + 1)  # a bit nobody wrote: nothing to find
+    assert verdict.outcome is Outcome.CLEAN
+
+
+def test_a_regular_key_graph_traces_alike() -> None:
+    n = 8
+    r = Round(n, sorted(keygraph.harary(n, 4)))
+    cell = bytes(64)
+    r.vectors[5][SLOT:] = os.urandom(64)  # a jammer over an owner who wrote zeros
+    bit = blame.choose_bit(cell, r.output()[SLOT:])
+    assert bit is not None
+    verdict, _ = r.trace(SLOT * 8 + bit)
+    assert verdict.members == {5}
+
+
+def test_a_reveal_must_name_exactly_its_neighbours() -> None:
+    r, bit = owner_and_jammer()
+    contributions = {m: blame.bit_of(c, bit) for m, c in enumerate(r.contributions())}
+    reveals = {m: r.reveal(m, bit) for m in range(r.n)}
+    reveals[2] = Reveal(2, {0: 1})
+    with pytest.raises(ValueError):
+        blame.trace(range(r.n), r.edges, contributions, reveals)
+
+
+def test_only_the_claimant_can_show_a_claim_was_its_own() -> None:
+    secret = os.urandom(16)
+    entry = make_claim(secret)
+    assert proves_claim(secret, entry) and not proves_claim(os.urandom(16), entry)
