@@ -40,6 +40,7 @@ from lanon.common.flowkey import (
 )
 from lanon.common.output import RoundOutput
 from lanon.common.packet import checksum, parse, set_source
+from lanon.common.reservation import ENTRY_LEN
 from lanon.lab.packets import echo_internet, ping, tcp, udp
 from lanon.lab.sim import WALL, Lan, make_coalition
 from lanon.member.engine import MemberEngine
@@ -110,7 +111,7 @@ def per_packet() -> None:
             )
             for i, (key, tag, pkt, wrap) in enumerate(flows)
         ]
-        return bytes(64 * 8) + b"".join(cells)
+        return bytes(64 * ENTRY_LEN) + b"".join(cells)
 
     vectors = [vector(n) for n in range(1, 3000)]  # each counter once: no replays
     rnd = [gw.egress.last_round + 1]
@@ -153,7 +154,7 @@ def per_packet() -> None:
 def per_round() -> None:
     print("2. per round: one member's padded vector, the leader's XOR (microseconds)")
     for slots in (0, 16):
-        length = 64 * 8 + slots * 1400
+        length = 64 * ENTRY_LEN + slots * 1400
         vec = os.urandom(length)
         for n in (3, 8, 16, 32):
             keys_ = [os.urandom(32) for _ in range(n - 1)]  # full mesh: n-1 neighbours

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 URL = "http://203.0.113.10/5mb.bin"
+DOWNLOADS = 5  # lanon downloads a lab; the median is reported, and the spread
 INTERNET = "203.0.113.10"
 
 
@@ -40,7 +41,8 @@ class LabFigures:
     lanon_rtt: float  # ms, median, while a conversation goes on
     cold_rtt: float  # ms, median of first packets after a quiet spell
     plain_mbs: float
-    lanon_mbs: float
+    lanon_mbs: float  # median of DOWNLOADS downloads
+    lanon_spread: tuple[float, float]  # their lowest and highest: a shared machine is noisy
     member_cpu: float  # share of a core, idle
     leader_cpu: float
     busy_rate: float  # rounds/s during the download
@@ -96,7 +98,7 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
         plain_mbs = statistics.median(download(lab, "gateway1") for _ in range(2))
         start = lab.leader_status()["rounds_completed"]
         t0 = time.monotonic()
-        speeds = [download(lab, "member1") for _ in range(2)]
+        speeds = [download(lab, "member1") for _ in range(DOWNLOADS)]
         rounds = lab.leader_status()["rounds_completed"] - start
         rate = rounds / (time.monotonic() - t0)
         return LabFigures(
@@ -108,6 +110,7 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             statistics.median(cold) if cold else float("nan"),
             plain_mbs,
             statistics.median(speeds),
+            (min(speeds), max(speeds)),
             member_cpu,
             leader_cpu,
             rate,
@@ -132,18 +135,21 @@ def dcnet_bound(lab: object, plain_mbs: float, busy_rate: float) -> float:
 def table(rows: list[LabFigures]) -> None:
     print(
         f"  {'lab':<22} {'plain RTT':>9} {'lanon RTT':>9} {'added':>7} {'cold':>7} "
-        f"{'plain':>8} {'lanon':>8} {'bound':>8} {'idle member':>11} {'idle leader':>11} "
+        f"{'plain':>8} {'lanon':>8} {'spread':>10} {'bound':>8} {'idle member':>11} "
+        f"{'idle leader':>11} "
         f"{'busy':>8}"
     )
     print(
-        f"  {'':<22} {'ms':>9} {'ms':>9} {'ms':>7} {'ms':>7} {'MB/s':>8} {'MB/s':>8} {'MB/s':>8} "
+        f"  {'':<22} {'ms':>9} {'ms':>9} {'ms':>7} {'ms':>7} {'MB/s':>8} {'MB/s':>8} {'MB/s':>10} "
+        f"{'MB/s':>8} "
         f"{'% core':>11} {'% core':>11} {'rounds/s':>8}"
     )
     for f in rows:
         print(
             f"  {f'{f.members} members, {f.schedule}, {f.key_graph}':<22} {f.plain_rtt:9.3f} "
             f"{f.lanon_rtt:9.2f} {f.added_rtt:7.2f} {f.cold_rtt:7.1f} {f.plain_mbs:8.1f} "
-            f"{f.lanon_mbs:8.2f} {f.bound_mbs:8.1f} {f.member_cpu * 100:11.1f} "
+            f"{f.lanon_mbs:8.2f} {f'{f.lanon_spread[0]:.1f}-{f.lanon_spread[1]:.1f}':>10} "
+            f"{f.bound_mbs:8.1f} {f.member_cpu * 100:11.1f} "
             f"{f.leader_cpu * 100:11.1f} "
             f"{f.busy_rate:8.0f}",
             flush=True,

@@ -19,11 +19,21 @@ revealed another. That exposes the pair's pads for the epoch, which therefore ro
 
 What blame never does:
 - Blame the honest. A member that revealed nothing (crashed, its frames lost) is not named:
-  the verdict is INCOMPLETE and nobody is excluded. An honest member's reveal always adds up,
-  and it can always prove its exchange.
+  the verdict is INCOMPLETE (the protocol keeps the silent out of rosters until they reveal,
+  which costs an honest crashed member nothing: it is out anyway). An honest member's reveal
+  always adds up, and it can always prove its exchange; a reveal that does not even name its
+  member's neighbours can only come from a member that breaks the protocol, and names it.
 - Say who sent any other cell. Only the accused bit is opened, in the accuser's own slot,
   where every honest member's own bit is 0 (the accuser's too: it chose a bit it wrote 0 in).
   An accuser that lies about that bit has own bit 1 there and names itself.
+
+What the protocol around this must add (not built yet): members sign their contributions (a
+leader holds every MAC key and could otherwise forge a member's bit); the accused bit must lie
+in the accused slot, and `reservation.proves_claim` hold against the claim granted that slot;
+cells are whitened, so that no bit of a cell is predictable (a disruptor that only clears bits
+known to be 1 leaves no bit to accuse at); the epoch's ephemeral keys are kept while an
+accusation about it is open; and rounds name ephemeral keys by the whole key, not a 32-bit id
+(two keys under one id could let a member prove with the one its accuser did not use).
 """
 
 from __future__ import annotations
@@ -88,7 +98,7 @@ def trace(
 ) -> Verdict:
     """The verdict on one accused bit, from each roster member's contribution bit (the
     leader's copy) and reveal. A reveal must name exactly the member's neighbours in the
-    roster (a decoder refuses any other); ValueError if one does not."""
+    roster: the members whose reveals do not are named."""
     members = frozenset(roster)
     missing = frozenset(m for m in members if m not in reveals or m not in contributions)
     if missing:
@@ -98,9 +108,9 @@ def trace(
         if a in members and b in members:
             neighbours[a].add(b)
             neighbours[b].add(a)
-    for m in members:
-        if set(reveals[m].pads) != neighbours[m]:
-            raise ValueError(f"member #{m}'s reveal does not name its neighbours in the roster")
+    broken = frozenset(m for m in members if set(reveals[m].pads) != neighbours[m])
+    if broken:
+        return Verdict(Outcome.DISRUPTOR, broken)
     disputes = frozenset(
         (a, b)
         for a in sorted(members)

@@ -144,7 +144,7 @@ class Ephemeral:
     def exchange(self, peer_public: bytes) -> bytes | None:
         """The shared point with a peer's ephemeral key; None if that key is unusable (not a
         point of the main subgroup, or of small order)."""
-        if len(peer_public) != 32 or not crypto_core_ed25519_is_valid_point(peer_public):
+        if not usable_point(peer_public):
             return None
         try:
             return bytes(crypto_scalarmult_ed25519_noclamp(self._private, peer_public))
@@ -164,6 +164,15 @@ class Ephemeral:
         return shared, c + z
 
 
+def usable_point(point: bytes) -> bool:
+    """Whether 32 bytes are a point of the curve's main subgroup, not of small order: the only
+    ephemeral keys and exchanges a member accepts."""
+    try:
+        return len(point) == 32 and bool(crypto_core_ed25519_is_valid_point(bytes(point)))
+    except (CryptoError, TypeError, ValueError):
+        return False
+
+
 def _challenge(public: bytes, peer: bytes, shared: bytes, a1: bytes, a2: bytes) -> bytes:
     digest = hashlib.blake2b(public + peer + shared + a1 + a2, person=b"lanon-dleq-v1").digest()
     return crypto_core_ed25519_scalar_reduce(digest)
@@ -172,13 +181,12 @@ def _challenge(public: bytes, peer: bytes, shared: bytes, a1: bytes, a2: bytes) 
 def verify_exchange(public: bytes, peer: bytes, shared: bytes, proof: bytes) -> bool:
     """Whether `shared` is the exchange of the key whose public part is `public` with `peer`:
     z·B = A1 + c·X and z·X' = A2 + c·S for the A1, A2 the challenge c was drawn from."""
-    if len(proof) != 64 or len(shared) != 32:
+    if len(proof) != 64 or not all(usable_point(p) for p in (public, peer, shared)):
         return False
-    points = (public, peer, shared)
-    if not all(len(p) == 32 and crypto_core_ed25519_is_valid_point(p) for p in points):
-        return False
-    c, z = proof[:32], proof[32:]
+    c, z = bytes(proof[:32]), bytes(proof[32:])
     try:
+        if z != crypto_core_ed25519_scalar_reduce(z + bytes(32)):
+            return False  # z + L would pass too: one proof, one encoding
         a1 = crypto_core_ed25519_sub(
             crypto_scalarmult_ed25519_base_noclamp(z), crypto_scalarmult_ed25519_noclamp(c, public)
         )

@@ -11,7 +11,7 @@ then a type-specific body, then its authenticator:
     INBOUND      gateway -> all     one part of an inbound packet for a flow tag      flow key AEAD
     HELLO        member -> all      asks to join the roster, with config fingerprint  Ed25519
     HEARTBEAT    gateway -> all     liveness, addresses held, leadership, epoch       Ed25519
-    KEYS         member -> all      its ephemeral X25519 keys for some epochs         Ed25519
+    KEYS         member -> all      its ephemeral keys (Ed25519 curve) for epochs     Ed25519
     REFUSE       member -> leader   it will not take part in this round, and why      MAC16
     TREE_PART    member -> parent   one part of the XOR of a subtree's vectors        MAC16
                  (schedule "tree"; the root sends to the leader)
@@ -509,7 +509,7 @@ def pull_heartbeat(body: bytes) -> Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """A member's ephemeral X25519 public keys, one per epoch (forward secrecy)."""
+    """A member's ephemeral public keys (Ed25519 curve points), one per epoch (forward secrecy)."""
 
     wall_ms: int  # the newest announcement of a key for an epoch wins
     keys: tuple[tuple[int, bytes], ...]  # (epoch, public key)

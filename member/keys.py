@@ -11,8 +11,9 @@ from __future__ import annotations
 from lanon.common import wire
 from lanon.common.clock import KEYS_INTERVAL, wall_ms
 from lanon.common.coalition import Coalition
-from lanon.common.crypto import HostKey
+from lanon.common.crypto import HostKey, usable_point
 from lanon.common.engine import EngineBase, signed
+from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import EpochChanged
 from lanon.common.guard import MEMBER
 from lanon.member.pads import PadKeys
@@ -87,6 +88,8 @@ class KeyRing:
             return False
         public = self.c.members[sender].public
         keys = wire.pull_keys(self.e.verified((MEMBER, sender), src, public, frame, now))
+        if not all(usable_point(k) for _e, k in keys.keys):
+            raise RemoteProtocolError(RejectReason.MALFORMED, "KEYS with a key off the curve")
         self.heard[sender] = now
         for epoch, key in keys.keys:
             if low <= epoch <= high:

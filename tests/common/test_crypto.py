@@ -48,6 +48,9 @@ def test_an_exchange_is_proven_without_the_private_key() -> None:
     assert liar is not None and not crypto.verify_exchange(ea.public, eb.public, *liar)
     assert not crypto.verify_exchange(ea.public, eb.public, bytes(32), proof)  # not a point
     assert not crypto.verify_exchange(ea.public, eb.public, shared, proof[:63])
+    z = int.from_bytes(proof[32:], "little") + 2**252 + 27742317777372353535851937790883648493
+    unreduced = proof[:32] + z.to_bytes(32, "little")  # z + L: the same proof, encoded again
+    assert not crypto.verify_exchange(ea.public, eb.public, shared, unreduced)
 
 
 def test_a_low_order_ephemeral_key_is_unusable() -> None:

@@ -125,3 +125,19 @@ def test_replayed_genuine_frames_make_their_source_neither_trusted_nor_the_sende
             member.receive_frame(ATTACKER, frame, lan.now)  # recent, genuinely signed
     assert member.guard.address_of((1, 0)) == gateway_mac
     assert not member.door.trusts(ATTACKER) and member.door.trusts(gateway_mac)
+
+
+def test_a_signed_ephemeral_key_off_the_curve_is_refused_when_it_arrives() -> None:
+    from lanon.common.engine import signed
+    from lanon.common.events import FrameRejected
+
+    lan = running_lan(3)
+    member = lan.member("member2")
+    epoch = member.keys.epoch + 1
+    wall_ms = int((lan.now + 1_800_000_000.0 - 100) * 1000)
+    for bad in (bytes(32), b"\xff" * 32):  # the identity's neighbourhood and a non-point
+        frame = wire.Keys(wall_ms, ((epoch, bad),)).encode(lan.c.id, 0)
+        member.receive_frame(lan.host("member1").mac, signed(lan.keys["member1"], frame), lan.now)
+        assert not member.keys.pads.knows(0, epoch, bad)
+    rejected = [e for e in member.pop_events() if isinstance(e, FrameRejected)]
+    assert [e.reason.value for e in rejected] == ["malformed", "malformed"]
