@@ -30,8 +30,7 @@ What blame never does:
 What the protocol around this must add (not built yet): members sign their contributions (a
 leader holds every MAC key and could otherwise forge a member's bit); the accused bit must lie
 in the accused slot, and `reservation.proves_claim` hold against the claim granted that slot;
-cells are whitened, so that no bit of a cell is predictable (a disruptor that only clears bits
-known to be 1 leaves no bit to accuse at); the epoch's ephemeral keys are kept while an
+the epoch's ephemeral keys are kept while an
 accusation about it is open; and rounds name ephemeral keys by the whole key, not a 32-bit id
 (two keys under one id could let a member prove with the one its accuser did not use).
 """
@@ -54,7 +53,8 @@ def bit_of(data: bytes, bit: int) -> int:
 
 def choose_bit(sent: bytes, emerged: bytes) -> int | None:
     """The first bit where we wrote 0 and 1 emerged, or None: the bit an owner may accuse at
-    without showing anything it sent (revealing a bit it wrote 1 in would point at it)."""
+    without showing anything it sent (revealing a bit it wrote 1 in would point at it). Cells
+    are whitened (common/cell.py): a writer cannot pick bits it knows are 1."""
     for i, (a, b) in enumerate(zip(sent, emerged, strict=False)):
         flipped = ~a & b & 0xFF
         if flipped:

@@ -1,11 +1,17 @@
 """Cells: the fixed-size unit a data slot carries.
 
-    check(8)  tag(8)  packet id(4)  index(1)  count(1)  length(2)  data  zero padding
+    check(8)  packet id(4)  whitened: tag(8) index(1) count(1) length(2) data zero padding
 
 `check` is BLAKE2b-64 of everything after it, so the XOR of two cells sent into one slot (a
 collision) or a slot garbled by a member that sent junk is detected. An all-zero slot is empty.
 A packet larger than a cell's capacity travels in `count` cells with the same (tag, packet id)
 and is put together again by the gateway.
+
+Whitened: everything after the packet id is XORed with a ChaCha20 keystream whose nonce is the
+packet id, a random number of the sender's. No bit of a cell can be foretold by anyone but its
+sender, so a member that writes into a slot not its own cannot choose to clear only bits it
+knows are 1: the slot's owner always finds a bit it wrote 0 in and 1 emerged, to accuse at
+(common/blame.py). It hides nothing: the key is public.
 
 Slots come from round outputs that any member can write into, so decoding never raises and the
 reassembler (common/parts.py) is bounded: pending packets in all, per flow tag, bytes held
@@ -20,10 +26,13 @@ import struct
 from dataclasses import dataclass
 
 from lanon.common.parts import PartDrop, PartReassembler
+from lanon.common.sodium import stream_xor
 
-_CELL = struct.Struct("!QIBBH")
+_ID = struct.Struct("!I")
+_CELL = struct.Struct("!QBBH")  # what the whitening covers, before the data
 CHECK_LEN = 8
-CELL_HEADER_LEN = CHECK_LEN + _CELL.size
+CELL_HEADER_LEN = CHECK_LEN + _ID.size + _CELL.size
+_WHITENING_KEY = hashlib.blake2b(b"lanon cell whitening", digest_size=32).digest()
 MAX_CELLS_PER_PACKET = 255
 
 
@@ -54,8 +63,14 @@ def encode_cell(
         raise ValueError(f"{len(data)} bytes do not fit a {cell_size}-byte cell")
     if not 0 <= index < count <= MAX_CELLS_PER_PACKET:
         raise ValueError(f"cell {index} of {count}")
-    rest = _CELL.pack(tag, packet_id, index, count, len(data)) + data + bytes(pad)
+    plain = _CELL.pack(tag, index, count, len(data)) + data + bytes(pad)
+    rest = _ID.pack(packet_id) + _whiten(packet_id, plain)
     return _check(rest) + rest
+
+
+def _whiten(packet_id: int, data: bytes) -> bytes:
+    """XOR with the keystream of this packet id (its own inverse)."""
+    return stream_xor(data, _ID.pack(packet_id) + bytes(4), _WHITENING_KEY)
 
 
 def decode_slot(slot: bytes) -> tuple[SlotState, Cell | None]:
@@ -67,11 +82,13 @@ def decode_slot(slot: bytes) -> tuple[SlotState, Cell | None]:
     rest = slot[CHECK_LEN:]
     if _check(rest) != slot[:CHECK_LEN]:
         return SlotState.GARBLED, None
-    tag, packet_id, index, count, length = _CELL.unpack_from(rest)
-    if count == 0 or index >= count or length > len(rest) - _CELL.size:
+    (packet_id,) = _ID.unpack_from(rest)
+    plain = _whiten(packet_id, rest[_ID.size :])
+    tag, index, count, length = _CELL.unpack_from(plain)
+    if count == 0 or index >= count or length > len(plain) - _CELL.size:
         return SlotState.GARBLED, None
     return SlotState.CELL, Cell(
-        tag, packet_id, index, count, rest[_CELL.size : _CELL.size + length]
+        tag, packet_id, index, count, plain[_CELL.size : _CELL.size + length]
     )
 
 

@@ -164,3 +164,22 @@ def test_only_the_claimant_can_show_a_claim_was_its_own() -> None:
     secret = os.urandom(16)
     entry = make_claim(secret)
     assert proves_claim(secret, entry) and not proves_claim(os.urandom(16), entry)
+
+
+def test_no_bit_of_a_cell_can_be_foretold_so_blind_jamming_leaves_a_bit_to_accuse_at() -> None:
+    """Cells are whitened by their random packet id: the same packet in 400 cells shows every
+    bit both ways, and a jammer that always flips one chosen bit (one that would read 1 in an
+    unwhitened count field) leaves its victim a bit to accuse at about half the time."""
+    from lanon.common.cell import encode_cell
+
+    rng = random.Random(5)
+    cells = [encode_cell(64, 0x1234, rng.getrandbits(32), 0, 1, b"same") for _ in range(400)]
+    for bit in range(64 * 8):
+        assert len({blame.bit_of(c, bit) for c in cells}) == 2, bit
+    target = (8 + 4 + 8 + 1) * 8 + 7  # where count = 1 sat before whitening
+    accusable = 0
+    for c in cells:
+        jammed = bytearray(c)
+        jammed[target // 8] ^= 0x80 >> (target % 8)
+        accusable += blame.choose_bit(c, bytes(jammed)) is not None
+    assert 140 <= accusable <= 260, accusable
