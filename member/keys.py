@@ -91,9 +91,16 @@ class KeyRing:
         if not all(usable_point(k) for _e, k in keys.keys):
             raise RemoteProtocolError(RejectReason.MALFORMED, "KEYS with a key off the curve")
         self.heard[sender] = now
-        for epoch, key in keys.keys:
-            if low <= epoch <= high:
-                pads.learn(sender, epoch, key)
+        equivocated = [
+            epoch
+            for epoch, key in keys.keys
+            if low <= epoch <= high and not pads.learn(sender, epoch, key)
+        ]
+        if equivocated:
+            raise RemoteProtocolError(
+                RejectReason.MALFORMED,
+                f"KEYS with a second key under one id (epoch {equivocated[0]})",
+            )
         # A neighbour with new keys (it restarted, or joined) needs ours too: answer soon.
         if now - (self.next_announce - KEYS_INTERVAL) >= KEYS_ECHO_GAP:
             self.announce(now)

@@ -30,9 +30,17 @@ class PadKeys:
     def knows(self, member: int, epoch: int, public: bytes) -> bool:
         return key_id(public) in self.peers.get((member, epoch), {})
 
-    def learn(self, member: int, epoch: int, public: bytes) -> None:
-        if member in self.neighbours:
-            self.peers.setdefault((member, epoch), {})[key_id(public)] = public
+    def learn(self, member: int, epoch: int, public: bytes) -> bool:
+        """Keep a neighbour's key for an epoch; False if it already signed another key under
+        the same id (rounds name keys by id: two would let it use one and prove the other)."""
+        if member not in self.neighbours:
+            return True
+        known = self.peers.setdefault((member, epoch), {})
+        kid = key_id(public)
+        if known.get(kid, public) != public:
+            return False
+        known[kid] = public
+        return True
 
     def keys(
         self, epoch: int, roster: frozenset[int], key_of: dict[int, int]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lanon.common import wire
 from lanon.common.errors import RejectReason
 from lanon.common.events import FrameRejected
@@ -129,7 +131,6 @@ def test_replayed_genuine_frames_make_their_source_neither_trusted_nor_the_sende
 
 def test_a_signed_ephemeral_key_off_the_curve_is_refused_when_it_arrives() -> None:
     from lanon.common.engine import signed
-    from lanon.common.events import FrameRejected
 
     lan = running_lan(3)
     member = lan.member("member2")
@@ -141,3 +142,24 @@ def test_a_signed_ephemeral_key_off_the_curve_is_refused_when_it_arrives() -> No
         assert not member.keys.pads.knows(0, epoch, bad)
     rejected = [e for e in member.pop_events() if isinstance(e, FrameRejected)]
     assert [e.reason.value for e in rejected] == ["malformed", "malformed"]
+
+
+def test_a_second_key_under_one_id_is_not_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rounds name ephemeral keys by a 32-bit id: a member that signs two keys under one id
+    (2^16 tries find a pair) could use one with a neighbour and prove the other in blame."""
+    from lanon.common.crypto import Ephemeral
+    from lanon.common.engine import signed
+    from lanon.member import pads
+
+    lan = running_lan(3)
+    monkeypatch.setattr(pads, "key_id", lambda public: 7)  # every key from now on collides
+    member = lan.member("member2")
+    epoch = member.keys.epoch + 1
+    wall_ms = int((lan.now + 1_800_000_000.0 - 100) * 1000)
+    first, second = Ephemeral().public, Ephemeral().public
+    for n, key in enumerate((first, second)):
+        frame = wire.Keys(wall_ms + n, ((epoch, key),)).encode(lan.c.id, 0)
+        member.receive_frame(lan.host("member1").mac, signed(lan.keys["member1"], frame), lan.now)
+    known = member.keys.pads.peers[(0, epoch)]
+    assert known[7] == first and second not in known.values()  # the first one stays
+    assert not member.keys.pads.learn(0, epoch, second) and known[7] == first
