@@ -31,8 +31,9 @@ What the protocol around this must add (not built yet): members sign their contr
 leader holds every MAC key and could otherwise forge a member's bit); the accused bit must lie
 in the accused slot, and `reservation.proves_claim` hold against the claim granted that slot;
 the epoch's ephemeral keys are kept while an
-accusation about it is open; and rounds name ephemeral keys by the whole key, not a 32-bit id
-(two keys under one id could let a member prove with the one its accuser did not use).
+accusation about it is open; and a proof is checked against the key the other end used, shown
+by the signed KEYS it came in (rounds name keys by a 32-bit id; each member keeps the first key
+under an id, but a member could sign two and send each to another neighbour).
 """
 
 from __future__ import annotations
