@@ -320,6 +320,11 @@ def describe_status(statuses: list[dict[str, Any]]) -> str:
     for s in ok:
         if s.get("state") not in (None, "running", "leading", "standby"):
             lines.append(f"{s['name']}: {s.get('condition', s['state'])}")
+        if s.get("corrupted_slots"):
+            lines.append(
+                f"{s['name']}: {s['corrupted_slots']} reserved slots of ours emerged corrupted: "
+                "a member writes into slots not its own (blame does not yet name it)"
+            )
     for s in statuses:
         if "error" in s:
             lines.append(f"{s['name']}: {s['error']}")

@@ -147,6 +147,7 @@ class Contributor:
         self._tree_dst: tuple[bytes, bytes] = (b"", b"")
         self.answered = 0  # answers sent (star schedule)
         self.late = 0  # of them, those that left after answer_at: this host was too slow
+        self.corrupted = 0  # reserved slots of ours that emerged other than we wrote them
 
     def _to(self, phase: Phase) -> None:
         if phase not in _TRANSITIONS[self.phase]:
@@ -436,6 +437,7 @@ class Contributor:
                 emerged = vector[base + s * cs : base + (s + 1) * cs]
                 bit = choose_bit(pending.cell, emerged)
                 at = None if bit is None else (base + s * cs) * 8 + bit
+                self.corrupted += 1
                 self.e.event(SlotCorrupted(cur.round, s, at, cur.proofs.get(s, b"")))
                 self.e.event(CellRetried(RetryReason.CORRUPTED, 0))
                 continue

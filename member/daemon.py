@@ -211,6 +211,7 @@ class MemberDaemon(DaemonBase):
                 "sent": e.rounds.answered,
                 "late": e.rounds.late,
             },
+            "corrupted_slots": e.rounds.corrupted,  # someone wrote into ours: local only
             "anonymity": {  # the weakest rounds this member's cells went out in: local only
                 "smallest_set": e.veto.smallest_set,
                 "smallest_k": e.veto.smallest_k,

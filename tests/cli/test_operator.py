@@ -151,6 +151,12 @@ def test_status_shows_hosts_that_run_different_files() -> None:
     assert "member2:" not in text  # running: nothing to say
 
 
+def test_status_says_when_a_members_reserved_slots_were_jammed() -> None:
+    assert "emerged corrupted" not in describe_status([MEMBER])
+    text = describe_status([{**MEMBER, "corrupted_slots": 12}])
+    assert "member1: 12 reserved slots of ours emerged corrupted" in text
+
+
 @pytest.mark.parametrize(
     "args", [["deploy"], ["deploy", "install"], ["deploy", "path"], ["prepare"], ["keygen"]]
 )
