@@ -1,17 +1,18 @@
 """Cells: the fixed-size unit a data slot carries.
 
-    check(8)  packet id(4)  whitened: tag(8) index(1) count(1) length(2) data zero padding
+    check(8)  packet id(4)  whitened: tag(8) index(1) count(1) length(2) data   zero padding
 
 `check` is BLAKE2b-64 of everything after it, so the XOR of two cells sent into one slot (a
 collision) or a slot garbled by a member that sent junk is detected. An all-zero slot is empty.
 A packet larger than a cell's capacity travels in `count` cells with the same (tag, packet id)
 and is put together again by the gateway.
 
-Whitened: everything after the packet id is XORed with a ChaCha20 keystream whose nonce is the
-packet id, a random number of the sender's. No bit of a cell can be foretold by anyone but its
-sender, so a member that writes into a slot not its own cannot choose to clear only bits it
-knows are 1: the slot's owner always finds a bit it wrote 0 in and 1 emerged, to accuse at
-(common/blame.py). It hides nothing: the key is public.
+Whitened: the header and data after the packet id are XORed with a ChaCha20 keystream whose
+nonce is the packet id, a random number of the sender's. No bit of a cell that could be 1 can
+be foretold by anyone but its sender (the padding is 0), so a member that writes into a slot
+not its own cannot choose to clear only bits it knows are 1: the slot's owner always finds a
+bit it wrote 0 in and 1 emerged, to accuse at (common/blame.py). It hides nothing: the key is
+public. It costs a keystream as long as the data (a short packet, a short one).
 
 Slots come from round outputs that any member can write into, so decoding never raises and the
 reassembler (common/parts.py) is bounded: pending packets in all, per flow tag, bytes held
@@ -63,14 +64,14 @@ def encode_cell(
         raise ValueError(f"{len(data)} bytes do not fit a {cell_size}-byte cell")
     if not 0 <= index < count <= MAX_CELLS_PER_PACKET:
         raise ValueError(f"cell {index} of {count}")
-    plain = _CELL.pack(tag, index, count, len(data)) + data + bytes(pad)
-    rest = _ID.pack(packet_id) + _whiten(packet_id, plain)
+    pid = _ID.pack(packet_id)
+    rest = pid + _whiten(pid, _CELL.pack(tag, index, count, len(data)) + data) + bytes(pad)
     return _check(rest) + rest
 
 
-def _whiten(packet_id: int, data: bytes) -> bytes:
+def _whiten(pid: bytes, data: bytes) -> bytes:
     """XOR with the keystream of this packet id (its own inverse)."""
-    return stream_xor(data, _ID.pack(packet_id) + bytes(4), _WHITENING_KEY)
+    return stream_xor(data, pid + bytes(4), _WHITENING_KEY)
 
 
 def decode_slot(slot: bytes) -> tuple[SlotState, Cell | None]:
@@ -82,14 +83,12 @@ def decode_slot(slot: bytes) -> tuple[SlotState, Cell | None]:
     rest = slot[CHECK_LEN:]
     if _check(rest) != slot[:CHECK_LEN]:
         return SlotState.GARBLED, None
-    (packet_id,) = _ID.unpack_from(rest)
-    plain = _whiten(packet_id, rest[_ID.size :])
-    tag, index, count, length = _CELL.unpack_from(plain)
-    if count == 0 or index >= count or length > len(plain) - _CELL.size:
+    pid = rest[: _ID.size]
+    tag, index, count, length = _CELL.unpack(_whiten(pid, rest[_ID.size : _ID.size + _CELL.size]))
+    if count == 0 or index >= count or length > len(rest) - _ID.size - _CELL.size:
         return SlotState.GARBLED, None
-    return SlotState.CELL, Cell(
-        tag, packet_id, index, count, plain[_CELL.size : _CELL.size + length]
-    )
+    plain = _whiten(pid, rest[_ID.size : _ID.size + _CELL.size + length])
+    return SlotState.CELL, Cell(tag, _ID.unpack(pid)[0], index, count, plain[_CELL.size :])
 
 
 CellDrop = PartDrop  # why the cell reassembler gave up a packet

@@ -1,9 +1,11 @@
 """Keys, key derivation, pads and authenticators, all through libsodium (PyNaCl) and BLAKE2b.
 
-Every host has one Ed25519 key pair. It signs (gateways: round outputs; members: HELLO and
-KEYS), and its X25519 form gives the pairwise secrets of two hosts:
+Every host has one Ed25519 key pair. It signs (gateways: OPEN, round outputs, ABORT,
+HEARTBEAT, FLOWS; members: HELLO and KEYS), and its X25519 form gives the pairwise secrets of
+two hosts:
 
     MAC key      (member, gateway)      BLAKE2b(keyed by X25519(member, gateway), both public keys)
+    gateway pair (gateway, gateway)     BLAKE2b(keyed by X25519(gateway, gateway), both public keys)
 
 A round's pads come from ephemeral keys instead, one per member and epoch (`Ephemeral`, on the
 Ed25519 curve), which each member announces signed (KEYS) and forgets once the epoch is over:

@@ -407,7 +407,7 @@ class SlotCorrupted(Event):
     round: int
     slot: int
     bit: int | None
-    proof: bytes
+    secret: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """The reservation vector: which members send in the next round's data slots.
 
 Each round's vector begins with `nentries` entries of 16 bytes. A member that wants k slots
-writes a claim into k entries chosen at random: a 12-byte nonce and its 4-byte BLAKE2b check.
-The nonce commits to a secret only the claimant knows (BLAKE2b-96 of 16 random bytes), so
+writes a claim into k entries chosen at random: a 12-byte commitment to a secret only the
+claimant knows (BLAKE2b-96 of 16 random bytes) and its 4-byte BLAKE2b check, so
 that it can later prove, to anyone, that the slot the claim was granted was its own (blame:
 only a slot's owner may say its cell was corrupted) without saying so before. In the XOR of all
 vectors an entry is empty (zero), one claim (its check holds) or a collision (two or more

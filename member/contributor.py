@@ -101,7 +101,7 @@ class RoundView:
     nentries: int
     slots: dict[int, Pending]
     claims: dict[int, tuple[bytes, bytes]]  # entry -> (claim written, the secret it commits to)
-    proofs: dict[int, bytes]  # reserved slot -> the secret of the claim it was granted to
+    secrets: dict[int, bytes]  # reserved slot -> the secret of the claim it was granted to
     output: OutputAssembler
 
 
@@ -110,7 +110,7 @@ class Grant:
     round: int  # the round the granted slots are in
     slots: tuple[int, ...]
     nslots: int
-    proofs: tuple[bytes, ...] = ()  # per slot, the secret its winning claim committed to
+    secrets: tuple[bytes, ...]  # per slot, the secret its winning claim committed to
 
 
 class Contributor:
@@ -238,7 +238,7 @@ class Contributor:
             o.nentries,
             slots,
             claims,
-            dict(zip(grant.slots, grant.proofs, strict=False)) if grant else {},
+            dict(zip(grant.slots, grant.secrets, strict=True)) if grant else {},
             OutputAssembler(o.round, part_lens, o.nslots, o.nentries),
         )
         self._to(Phase.ANSWERING)
@@ -407,8 +407,8 @@ class Contributor:
                 deferred += 1
         if granted:
             order = tuple(sorted(granted))
-            proofs = tuple(granted[s] for s in order)
-            self.grant = Grant(cur.round + 1, order, len(t.granted), proofs)
+            secrets = tuple(granted[s] for s in order)
+            self.grant = Grant(cur.round + 1, order, len(t.granted), secrets)
         if collided:
             self.collisions += 1
             backoff = self.rng.randrange(2 ** min(self.collisions, MAX_BACKOFF_EXP))
@@ -426,26 +426,25 @@ class Contributor:
         lost = []
         for s in sorted(cur.slots):
             pending = cur.slots[s]
-            if vector[base + s * cs : base + (s + 1) * cs] == pending.cell:
+            emerged = vector[base + s * cs : base + (s + 1) * cs]
+            if emerged == pending.cell:
                 self.e.event(CellDelivered(now - pending.queued))
                 if s >= express:
                     self.express_collisions = 0
                 continue
             lost.append(pending)
-            backoff = 0
             if s < express:  # reserved for us alone: someone wrote into it
-                emerged = vector[base + s * cs : base + (s + 1) * cs]
                 bit = choose_bit(pending.cell, emerged)
                 at = None if bit is None else (base + s * cs) * 8 + bit
                 self.corrupted += 1
-                self.e.event(SlotCorrupted(cur.round, s, at, cur.proofs.get(s, b"")))
+                self.e.event(SlotCorrupted(cur.round, s, at, cur.secrets[s]))
                 self.e.event(CellRetried(RetryReason.CORRUPTED, 0))
                 continue
-            if s >= express:  # someone else had a new packet too: reserve for a while
-                self.express_collisions += 1
-                exp = min(self.express_collisions, MAX_BACKOFF_EXP)
-                backoff = 1 + self.rng.randrange(2**exp)  # at least the next round reserves
-                self.express_after = cur.round + 1 + backoff
+            # an express slot: someone else had a new packet too: reserve for a while
+            self.express_collisions += 1
+            exp = min(self.express_collisions, MAX_BACKOFF_EXP)
+            backoff = 1 + self.rng.randrange(2**exp)  # at least the next round reserves
+            self.express_after = cur.round + 1 + backoff
             self.e.event(CellRetried(RetryReason.DATA_COLLISION, backoff))
         self.queue.extendleft(reversed(lost))
         self.e.event(OutputSeen(cur.round, now - cur.opened, cur.nslots))

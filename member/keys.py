@@ -30,7 +30,7 @@ class KeyRing:
         self.index = index
         self.key = key
         self.wall_offset = offset
-        self.pads = PadKeys(coalition, index, key)
+        self.pads = PadKeys(coalition, index)
         self.epoch = -1  # the epoch of the last round this member took part in
         self.leader_epoch: int | None = None  # the leader's, from an OPEN or a heartbeat
         self.next_announce = float("inf")  # once the epoch is known
@@ -90,17 +90,12 @@ class KeyRing:
         keys = wire.pull_keys(self.e.verified((MEMBER, sender), src, public, frame, now))
         if not all(usable_point(k) for _e, k in keys.keys):
             raise RemoteProtocolError(RejectReason.MALFORMED, "KEYS with a key off the curve")
+        kept = [(e, k) for e, k in keys.keys if low <= e <= high]
+        if any(pads.conflicts(sender, e, k) for e, k in kept):
+            raise RemoteProtocolError(RejectReason.MALFORMED, "KEYS with a second key under one id")
         self.heard[sender] = now
-        equivocated = [
-            epoch
-            for epoch, key in keys.keys
-            if low <= epoch <= high and not pads.learn(sender, epoch, key)
-        ]
-        if equivocated:
-            raise RemoteProtocolError(
-                RejectReason.MALFORMED,
-                f"KEYS with a second key under one id (epoch {equivocated[0]})",
-            )
+        for epoch, key in kept:
+            pads.learn(sender, epoch, key)
         # A neighbour with new keys (it restarted, or joined) needs ours too: answer soon.
         if now - (self.next_announce - KEYS_INTERVAL) >= KEYS_ECHO_GAP:
             self.announce(now)

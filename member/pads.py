@@ -1,16 +1,16 @@
-"""A member's pad keys: per key-graph neighbour and epoch, from both members' ephemeral keys
-for the epoch (announced signed by their static keys). Own ephemeral private keys and everything derived
+"""A member's pad keys: per key-graph neighbour and epoch, from both members' ephemeral
+keys for the epoch (announced signed by their static keys). Own ephemeral private keys and everything derived
 from them are forgotten once their epoch is over (forward secrecy)."""
 
 from __future__ import annotations
 
 from lanon.common import keygraph
 from lanon.common.coalition import Coalition
-from lanon.common.crypto import Ephemeral, HostKey, epoch_key, key_id
+from lanon.common.crypto import Ephemeral, epoch_key, key_id
 
 
 class PadKeys:
-    def __init__(self, coalition: Coalition, index: int, key: HostKey) -> None:
+    def __init__(self, coalition: Coalition, index: int) -> None:
         self.index = index
         self.neighbours = keygraph.neighbours(coalition.edges, index)
         self.own: dict[int, Ephemeral] = {}
@@ -28,19 +28,17 @@ class PadKeys:
         return tuple((e, self.own[e].public) for e in epochs if e in self.own)
 
     def knows(self, member: int, epoch: int, public: bytes) -> bool:
-        return key_id(public) in self.peers.get((member, epoch), {})
+        return self.peers.get((member, epoch), {}).get(key_id(public)) == public
 
-    def learn(self, member: int, epoch: int, public: bytes) -> bool:
-        """Keep a neighbour's key for an epoch; False if it already signed another key under
-        the same id (rounds name keys by id: two would let it use one and prove the other)."""
-        if member not in self.neighbours:
-            return True
-        known = self.peers.setdefault((member, epoch), {})
-        kid = key_id(public)
-        if known.get(kid, public) != public:
-            return False
-        known[kid] = public
-        return True
+    def conflicts(self, member: int, epoch: int, public: bytes) -> bool:
+        """Whether a neighbour's key has the id of another key it signed for the epoch (rounds
+        name keys by id: with two, it could use one and prove the other in blame)."""
+        held = self.peers.get((member, epoch), {}).get(key_id(public))
+        return held is not None and held != public
+
+    def learn(self, member: int, epoch: int, public: bytes) -> None:
+        if member in self.neighbours and not self.conflicts(member, epoch, public):
+            self.peers.setdefault((member, epoch), {})[key_id(public)] = public
 
     def keys(
         self, epoch: int, roster: frozenset[int], key_of: dict[int, int]

@@ -168,14 +168,15 @@ def test_only_the_claimant_can_show_a_claim_was_its_own() -> None:
 
 def test_no_bit_of_a_cell_can_be_foretold_so_blind_jamming_leaves_a_bit_to_accuse_at() -> None:
     """Cells are whitened by their random packet id: the same packet in 400 cells shows every
-    bit both ways, and a jammer that always flips one chosen bit (one that would read 1 in an
+    bit that could be 1 both ways, and a jammer that always flips one chosen bit (one that would read 1 in an
     unwhitened count field) leaves its victim a bit to accuse at about half the time."""
     from lanon.common.cell import encode_cell
 
     rng = random.Random(5)
     cells = [encode_cell(64, 0x1234, rng.getrandbits(32), 0, 1, b"same") for _ in range(400)]
-    for bit in range(64 * 8):
+    for bit in range((8 + 4 + 12 + 4) * 8):  # check, packet id, header and data: all of it
         assert len({blame.bit_of(c, bit) for c in cells}) == 2, bit
+    assert all(c[28:] == bytes(36) for c in cells)  # the padding: 0, nothing to clear
     target = (8 + 4 + 8 + 1) * 8 + 7  # where count = 1 sat before whitening
     accusable = 0
     for c in cells:

@@ -345,12 +345,13 @@ def test_reservation_claim() -> None:
 
 CELL = cell.Cell(tag=0x0102030405060708, packet_id=0xA0B0C0D0, index=1, count=3, data=b"data")
 CELL_BYTES = h(
-    "34b6302f6d8c504f",  # check: BLAKE2b-64 of everything after it
+    "aea41a88c73e9f39",  # check: BLAKE2b-64 of everything after it
     "a0b0c0d0",  # packet id
     # whitened: XOR ChaCha20 (original construction, from block 1), key BLAKE2b-256 of
     # b"lanon cell whitening", nonce packet id || 0^4, over: flow tag 0102030405060708,
-    # index 01, count 03, length 0004, data 64617461 ("data"), zero padding to 40 bytes
-    "689083773c2f305369cb7667f4d062136a32daafbaff4b9a1d2357f4",
+    # index 01, count 03, length 0004, data 64617461 ("data")
+    "689083773c2f305369cb7667f4d06213",
+    "00" * 12,  # zero padding to the 40-byte cell, not whitened
 )
 
 

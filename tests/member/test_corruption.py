@@ -49,7 +49,7 @@ def test_the_owner_of_a_jammed_slot_learns_it_with_a_bit_to_accuse_and_its_proof
         seen = lan.events(victim, SlotCorrupted)
         assert seen, victim
         for e in seen:
-            assert e.bit is not None and len(e.proof) == SECRET_LEN
+            assert e.bit is not None and len(e.secret) == SECRET_LEN
         retried = [e for e in lan.events(victim, CellRetried) if e.reason is RetryReason.CORRUPTED]
         assert len(retried) == len(seen) == lan.member(victim).rounds.corrupted
     assert not lan.events("member4", SlotCorrupted)  # its own slots it leaves alone
