@@ -30,10 +30,10 @@ What blame never does:
 What the protocol around this must add (not built yet): members sign their contributions (a
 leader holds every MAC key and could otherwise forge a member's bit); the accused bit must lie
 in the accused slot, and `reservation.proves_claim` hold against the claim granted that slot;
-the epoch's ephemeral keys are kept while an
-accusation about it is open; and a proof is checked against the key the other end used, shown
-by the signed KEYS it came in (rounds name keys by a 32-bit id; each member keeps the first key
-under an id, but a member could sign two and send each to another neighbour).
+the epoch's ephemeral keys are kept while an accusation about it is open; and a proof is
+checked against the key the other end used, shown by the signed KEYS it came in (rounds name
+keys by a 32-bit id; each member refuses a second key under an id, but a member could sign two
+and send each to another neighbour).
 """
 
 from __future__ import annotations
@@ -42,14 +42,21 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from lanon.common.crypto import epoch_key, pad_bit, verify_exchange
+from lanon.common.crypto import bit_of, epoch_key, pad_bit, verify_exchange
+
+__all__ = [
+    "Edge",
+    "ExchangeProof",
+    "Outcome",
+    "Reveal",
+    "Verdict",
+    "bit_of",
+    "choose_bit",
+    "settle",
+    "trace",
+]
 
 Edge = tuple[int, int]
-
-
-def bit_of(data: bytes, bit: int) -> int:
-    """Bit `bit` of `data`, the first byte's highest bit first."""
-    return (data[bit // 8] >> (7 - bit % 8)) & 1
 
 
 def choose_bit(sent: bytes, emerged: bytes) -> int | None:

@@ -220,8 +220,12 @@ def apply_pads(vector: bytes, keys: Sequence[bytes], rnd: int) -> bytes:
 def pad_bit(key: bytes, rnd: int, bit: int) -> int:
     """Bit `bit` (0: the first byte's highest) of the round-`rnd` pad of epoch key `key`: what
     a member reveals of a pad in blame (one keystream bit says nothing of the key)."""
-    stream = stream_xor(bytes(bit // 8 + 1), round_nonce(rnd), key)
-    return (stream[-1] >> (7 - bit % 8)) & 1
+    return bit_of(stream_xor(bytes(bit // 8 + 1), round_nonce(rnd), key), bit)
+
+
+def bit_of(data: bytes, bit: int) -> int:
+    """Bit `bit` of `data`, the first byte's highest bit first."""
+    return (data[bit // 8] >> (7 - bit % 8)) & 1
 
 
 def mac(key: bytes, data: bytes) -> bytes:
