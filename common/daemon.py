@@ -157,19 +157,18 @@ class DaemonBase:
     def on_lan(self) -> None:
         """The frames waiting (up to LAN_BATCH), each with the time it arrived (the kernel's
         stamp, so that the engine's deadlines count from the frame, not from when this loop got
-        to it); those `deferrable` after the others; a timer that falls due meanwhile fires
-        between two frames."""
+        to it); a timer that falls due meanwhile fires between two frames."""
+        self.take_all(self.lan)
+
+    def take_all(self, lan: LanSocket, between: Callable[[], None] | None = None) -> None:
+        """Every frame waiting on `lan` (up to LAN_BATCH), `between` called after each."""
         clock = self.reactor.clock
         now = clock()
         offset = time.time() - now  # wall clock -> monotonic, for the kernel's stamps
-        later = []
-        for src, payload, stamp in itertools.islice(self.lan.receive_stamped(), LAN_BATCH):
-            if self.deferrable(payload):
-                later.append((src, payload, stamp))
-            else:
-                now = self._take(src, payload, stamp - offset if stamp else 0.0, now)
-        for src, payload, stamp in later:
+        for src, payload, stamp in itertools.islice(lan.receive_stamped(), LAN_BATCH):
             now = self._take(src, payload, stamp - offset if stamp else 0.0, now)
+            if between is not None:
+                between()
 
     def _take(self, src: bytes, payload: bytes, stamp: float, now: float) -> float:
         arrived = min(now, max(stamp, now - 1.0)) if stamp else now
@@ -180,11 +179,6 @@ class DaemonBase:
         self.run_timers(now)
         self.hold(now)
         return now
-
-    def deferrable(self, payload: bytes) -> bool:
-        """Whether a frame may wait until the others of its batch are handled (the member's
-        INBOUND packets, behind the rounds); none by default."""
-        return False
 
     def hold(self, now: float) -> None:
         """Wait here for a moment that must be kept exactly, rather than start other work

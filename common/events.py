@@ -26,10 +26,20 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class SendFrame(Command):
-    """Send a lanon frame (EtherType 0x88B5) to `dst` (a MAC, or broadcast)."""
+    """Send a lanon frame (EtherType 0x88B5) to `dst` (a MAC, or broadcast); a round's answer
+    at its moment `at` (engine time, of the round `round`), anything else at once (`at` 0)."""
 
     dst: bytes
     frame: bytes
+    at: float = 0.0
+    round: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAnswer(Command):
+    """The answer handed over for round `round` must not leave (the round was lost first)."""
+
+    round: int
 
 
 @dataclass(frozen=True, slots=True)

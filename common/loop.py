@@ -62,6 +62,10 @@ class Reactor:
     def add_reader(self, fileobj: int | socket.socket, callback: Callable[[], None]) -> None:
         self.sel.register(fileobj, selectors.EVENT_READ, callback)
 
+    def remove_reader(self, fileobj: int | socket.socket) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(fileobj)
+
     def _drain_wake(self) -> None:
         try:
             while self._wake_r is not None and self._wake_r.recv(64):

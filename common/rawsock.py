@@ -43,7 +43,8 @@ SIOCGIFFLAGS = 0x8913
 SO_ATTACH_FILTER = 26
 SO_DETACH_FILTER = 27
 _BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter
-_LD_W_ABS, _LD_H_ABS, _JEQ_K, _RET_K = 0x20, 0x28, 0x15, 0x06
+_LD_W_ABS, _LD_H_ABS, _LD_B_ABS, _JEQ_K, _RET_K = 0x20, 0x28, 0x30, 0x15, 0x06
+TYPE_OFFSET = 15  # a lanon frame's message type: the second byte after the Ethernet header
 SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS: the kernel's receive time of each frame
 _TIMESPEC = struct.Struct("=qq")
 IFF_UP = 0x1
@@ -53,7 +54,15 @@ IFF_RUNNING = 0x40
 class LinkSocket:
     """Raw Ethernet frames of one EtherType on one interface."""
 
-    def __init__(self, ifname: str, ethertype: int, rcvbuf: int = 4 << 20) -> None:
+    def __init__(
+        self,
+        ifname: str,
+        ethertype: int,
+        rcvbuf: int = 4 << 20,
+        kind: tuple[int, bool] | None = None,
+    ) -> None:
+        """`kind` (message type, wanted): only frames of that type (True) or all but them
+        (False) reach this socket, so that one kind never waits behind another."""
         self.ifname = ifname
         self.ethertype = ethertype
         self._type = struct.pack("!H", ethertype)
@@ -76,6 +85,10 @@ class LinkSocket:
         self.send_errors = 0
         self._auxdata = False
         self._stamps = False
+        self._kind = kind
+        self._sources: frozenset[bytes] | None = None
+        if kind is not None:
+            self._filter()
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -85,9 +98,17 @@ class LinkSocket:
         mreq = struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b"")
         self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
 
+    def frame(self, dst: bytes, payload: bytes) -> bytes:
+        """The whole Ethernet frame that `send` would send."""
+        return dst + self.mac + self._type + payload
+
     def send(self, dst: bytes, payload: bytes) -> bool:
+        return self.send_frame(dst + self.mac + self._type + payload)
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Send a whole Ethernet frame; False if it could not go now (counted)."""
         try:
-            self.sock.send(dst + self.mac + self._type + payload)
+            self.sock.send(frame)
         except OSError as exc:
             if exc.errno in TRANSIENT_SEND:
                 self.send_errors += 1
@@ -160,11 +181,15 @@ class LinkSocket:
     def allow_only(self, sources: frozenset[bytes] | None) -> None:
         """Let only frames from these Ethernet addresses reach this socket (a classic BPF
         filter, checked by the kernel before anything is queued for us), or all (None)."""
-        if sources is None:
+        self._sources = sources
+        self._filter()
+
+    def _filter(self) -> None:
+        if self._sources is None and self._kind is None:
             with contextlib.suppress(OSError):  # no filter attached: nothing to detach
                 self.sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
             return
-        program = source_filter(sources)
+        program = frame_filter(self._sources, self._kind)
         buf = ctypes.create_string_buffer(program)
         fprog = struct.pack("@HP", len(program) // _BPF_INSN.size, ctypes.addressof(buf))
         self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
@@ -173,10 +198,22 @@ class LinkSocket:
         self.sock.close()
 
 
-def source_filter(sources: frozenset[bytes]) -> bytes:
-    """A classic BPF program that accepts frames whose source address is one of `sources`:
-    for each, five instructions (compare bytes 6..9, then 10..11, accept), then drop."""
+def frame_filter(sources: frozenset[bytes] | None, kind: tuple[int, bool] | None = None) -> bytes:
+    """A classic BPF program: with `kind` (message type, wanted), first drop the frames of
+    another type (wanted) or of that type (not wanted); then accept frames whose source
+    address is one of `sources` (for each, five instructions: compare bytes 6..9, then
+    10..11, accept) and drop the rest, or accept all if `sources` is None."""
     insns = []
+    if kind is not None:
+        msg_type, wanted = kind
+        insns += [
+            (_LD_B_ABS, 0, 0, TYPE_OFFSET),
+            (_JEQ_K, 1, 0, msg_type) if wanted else (_JEQ_K, 0, 1, msg_type),
+            (_RET_K, 0, 0, 0),  # not for this socket
+        ]
+    if sources is None:
+        insns.append((_RET_K, 0, 0, 0x40000))
+        return b"".join(_BPF_INSN.pack(*i) for i in insns)
     for mac in sorted(sources):
         high, low = struct.unpack("!IH", mac)
         insns += [

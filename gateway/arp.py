@@ -105,7 +105,7 @@ _MOVES = {
     State.WAITING: {State.PROBING, State.RESERVED},
     State.PROBING: {State.FREE, State.IN_USE, State.RESERVED, State.WAITING},
     State.FREE: {State.IN_USE, State.RESERVED, State.WAITING},
-    State.IN_USE: {State.PROBING, State.RESERVED, State.WAITING},
+    State.IN_USE: {State.PROBING, State.RESERVED, State.WAITING, State.FREE},
     State.RESERVED: set(),
 }
 
@@ -197,8 +197,19 @@ class Prober:
         self._recompute()
 
     def vouch(self, mac: bytes, held: Iterable[int]) -> None:
-        """A gateway's heartbeat, sent from `mac`, says it holds `held`."""
+        """A gateway's heartbeat, sent from `mac`, says it holds `held`. An address it was
+        found answering for is free after all (its heartbeat came after the probe ended:
+        behind a burst of flow frames, say): heartbeats settle who holds it."""
+        held = set(held)
         self.gateways.setdefault(mac, set()).update(held)
+        for i in held:
+            slot = self.slots[i] if i < len(self.slots) else None
+            if slot is not None and slot.state is State.IN_USE and slot.mac == mac:
+                self._move(slot, State.FREE)
+                slot.due = math.inf
+                slot.reason, slot.mac, slot.detail = None, b"", ""
+                self._event(AddressFree(self._text(i)))
+                self._recompute()
 
     def observe(self, a: Arp, now: float) -> None:
         """An ARP packet seen on the LAN (not one this host sent)."""

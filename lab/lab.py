@@ -43,6 +43,7 @@ DAEMON_PORT = 9551
 MONITOR_ADDRESS = "198.18.0.254"  # the switch's own address, where the lab's Prometheus listens
 DAEMON_USER = "lanon"  # the units' user (deploy/sysusers.d/lanon.conf)
 CAPABILITIES = "net_admin,net_raw"  # the units' AmbientCapabilities=, CapabilityBoundingSet=
+PACER_LIMITS = ("prlimit", "--rtprio=10", "--rttime=200000", "--")  # lanon-member.service's
 
 
 @dataclass
@@ -402,6 +403,8 @@ class Lab:
             self.pre_start(h)
             user = daemon_user()
             argv = unprivileged(user, [*lanon_command(user), h.kind, "--config", str(config)])
+            if h.kind == "member":  # the unit's LimitRTPRIO= and LimitRTTIME=: the pacer's
+                argv = [*pacer_limits(), *argv]
         return self._spawn(h.name, h.name, argv)
 
     def pre_start(self, h: Host) -> None:
@@ -616,6 +619,17 @@ def lanon_command(user: pwd.struct_passwd) -> tuple[str, ...]:
         f"user {user.pw_name} can run neither {sys.executable} nor a system {version}: make the "
         "virtual environment from a Python that every user may run (e.g. /usr/bin/python3)"
     )
+
+
+def pacer_limits() -> tuple[str, ...]:
+    """prlimit with the member unit's limits, if this machine lets root raise them (it needs
+    CAP_SYS_RESOURCE, which some containers and VMs do not give): else nothing, and the
+    member's pacer runs at normal priority (`lanon status`: paced process)."""
+    try:
+        r = subprocess.run([*PACER_LIMITS, "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    return PACER_LIMITS if r.returncode == 0 else ()
 
 
 def unprivileged(user: pwd.struct_passwd, argv: list[str]) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 from lanon.common import coalition as coalition_mod
 from lanon.common.crypto import HostKey, encode_key
 from lanon.common.events import (
+    CancelAnswer,
     Command,
     EmitPacket,
     Event,
@@ -82,6 +83,7 @@ class Host:
     injected: list[bytes] = field(default_factory=list)
     down: bool = False
     allow: frozenset[bytes] | None = None  # its kernel filter: only these sources reach it
+    held: list[tuple[float, int, SendFrame]] = field(default_factory=list)  # answers, by moment
 
 
 class Lan:
@@ -174,32 +176,51 @@ class Lan:
             for cmd in h.engine.pop_commands():
                 if h.down:
                     continue
-                if not isinstance(cmd, SendFrame):
+                if isinstance(cmd, CancelAnswer):
+                    h.held = [x for x in h.held if x[2].round != cmd.round]
+                    heapq.heapify(h.held)
+                elif not isinstance(cmd, SendFrame):
                     self._push(self.now + self.latency, h.mac, None, cmd)
-                    continue
-                self.wire_log.append((h.mac, cmd.dst, cmd.frame))
-                targets = (
-                    [m for m in self.hosts if m != h.mac]
-                    if cmd.dst == BROADCAST
-                    else [cmd.dst]
-                    if cmd.dst in self.hosts
-                    else []
-                )
-                for target in targets:
-                    at = self.now + self.latency
-                    if (
-                        self.bandwidth
-                    ):  # the switch port towards `target` carries one frame at a time
-                        at = (
-                            max(at, self._link_free.get(target, 0.0))
-                            + len(cmd.frame) / self.bandwidth
-                        )
-                        self._link_free[target] = at
-                    self._push(at, h.mac, target, cmd)
+                elif cmd.at > self.now:  # the pacer keeps it until its moment
+                    self._seq += 1
+                    heapq.heappush(h.held, (cmd.at, self._seq, cmd))
+                else:
+                    self._wire(h, cmd)
             h.events.extend(h.engine.pop_events())
+
+    def _wire(self, h: Host, cmd: SendFrame) -> None:
+        self.wire_log.append((h.mac, cmd.dst, cmd.frame))
+        targets = (
+            [m for m in self.hosts if m != h.mac]
+            if cmd.dst == BROADCAST
+            else [cmd.dst]
+            if cmd.dst in self.hosts
+            else []
+        )
+        for target in targets:
+            at = self.now + self.latency
+            if self.bandwidth:  # the switch port towards `target` carries one frame at a time
+                at = max(at, self._link_free.get(target, 0.0)) + len(cmd.frame) / self.bandwidth
+                self._link_free[target] = at
+            self._push(at, h.mac, target, cmd)
+
+    def release(self) -> None:
+        """The answers whose moment has come leave (each host's pacer)."""
+        for h in self.hosts.values():
+            if h.held and h.held[0][0] <= self.now:
+                cmd = h.held[0][2]
+                while h.held and h.held[0][0] <= self.now:
+                    if not h.down:
+                        self._wire(h, heapq.heappop(h.held)[2])
+                    else:
+                        heapq.heappop(h.held)
+                if not h.down:
+                    h.engine.answer_left(cmd.at, cmd.round, self.now)
+                    h.events.extend(h.engine.pop_events())
 
     def deliver(self) -> None:
         """Carry out every command due by now (and what it causes, if it is due too)."""
+        self.release()
         while self.queue and self.queue[0][0] <= self.now:
             _, _, src, target, cmd = heapq.heappop(self.queue)
             sender = self.hosts[src]
@@ -233,6 +254,7 @@ class Lan:
         ]
         if self.queue:
             timers.append(self.queue[0][0])
+        timers += [h.held[0][0] for h in self.hosts.values() if h.held]
         self.now = max(self.now, min(timers))
         self.deliver()
         for h in self.hosts.values():
@@ -270,6 +292,7 @@ class Lan:
         """The host comes back as a new process: same key, no memory."""
         h = self.host(name)
         h.down = False
+        h.held.clear()  # its pacer ended with it
         old = h.engine
         offset = WALL - self._start
         if isinstance(old, MemberEngine):

@@ -11,8 +11,9 @@ Constant-time answers. A switch observer sees when each member's contribution le
 the OPEN. It leaves at `answer_at` = the OPEN's arrival (the kernel's receive stamp, passed in
 as `now`) + `rounds.answer_delay`, the same for every member and every round, whatever this
 member's queue, flows or load: the work (pads, cells, claims, MACs) is done when the OPEN
-arrives and the frames wait. A member whose work took longer (an overloaded host) answers when
-done, and counts it (`late`).
+arrives, and the frames are handed over at once with their moment (`SendFrame.at`): the
+daemon's pacer, a process that does nothing else, sends them then (`member.pacer`). An answer
+that left late (an overloaded host) is counted (`late`, from `answer_left`).
 
 Every contribution has the same frames, of the same sizes, whatever it carries: claims for
 queued cells in the reservation area, cells in the slots granted by the last output, zeros
@@ -39,6 +40,7 @@ from lanon.common.engine import EngineBase, check_mac, maced
 from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
     AnswerLate,
+    CancelAnswer,
     CellDelivered,
     CellRetried,
     Contributed,
@@ -47,6 +49,7 @@ from lanon.common.events import (
     RetryReason,
     RoundRefused,
     RoundVetoed,
+    SendFrame,
     SlotCorrupted,
 )
 from lanon.common.output import OutputAssembler
@@ -142,10 +145,10 @@ class Contributor:
         self.express_after = 0  # no express slot before this round (after a collision there)
         self.express_collisions = 0  # in a row: the backoff grows with them
         self.answer_at = float("inf")
-        self._answer: list[tuple[bytes, bytes]] = []  # (destination, frame), at answer_at
+        self._answer: list[tuple[bytes, bytes]] = []  # a relay's (destination, frame)
         self.relay: Relay | None = None  # our place in this round's tree (schedule "tree")
         self._tree_dst: tuple[bytes, bytes] = (b"", b"")
-        self.answered = 0  # answers sent (star schedule)
+        self.answered = 0  # answers handed over (star schedule)
         self.late = 0  # of them, those that left after answer_at: this host was too slow
         self.corrupted = 0  # reserved slots of ours that emerged other than we wrote them
 
@@ -214,19 +217,14 @@ class Contributor:
         if self.c.rounds.schedule is Schedule.TREE:
             self._start_relay(o, gateway, src, parts, now)
         else:
+            # Handed over now, to leave at answer_at: the daemon's pacer keeps the moment.
             mkey = self.mac_keys[gateway]
-            self._answer = [
-                (
-                    src,
-                    maced(
-                        mkey,
-                        wire.Part(o.round, i, len(parts), payload).encode(
-                            wire.MsgType.CONTRIB, self.c.id, self.index
-                        ),
-                    ),
+            for i, payload in enumerate(parts):
+                frame = wire.Part(o.round, i, len(parts), payload).encode(
+                    wire.MsgType.CONTRIB, self.c.id, self.index
                 )
-                for i, payload in enumerate(parts)
-            ]
+                self.e.command(SendFrame(src, maced(mkey, frame), self.answer_at, o.round))
+            self.answered += 1
         self.last_round = o.round
         self.keys.forget_others()  # forward secrecy: other epochs' keys are gone
         part_lens = self.c.part_lens(o.nslots, o.nentries)
@@ -281,18 +279,19 @@ class Contributor:
             return
         relay = self.relay
         if relay is None:
-            self._send_answer(now)
+            self._to(Phase.SENT)  # the answer left (the pacer says when: `answer_left`)
         elif not relay.sent and (relay.complete or now >= relay.forward_at):
             self._forward(relay, now)  # a silent child is left out: the leader will see
 
-    @property
-    def answer_due(self) -> float:
-        """When this round's answer leaves (star schedule), or never if none is waiting."""
-        if self.phase is Phase.ANSWERING and self.relay is None:
-            return self.answer_at
-        return float("inf")
+    def answer_left(self, due: float, rnd: int, when: float) -> None:
+        """Round `rnd`'s answer, due at `due`, left; `when` says how late this host was with
+        it (the moment it was handed to the pacer process, or sent by the daemon itself)."""
+        if when - due > LATE_AFTER:
+            self.late += 1
+            self.e.event(AnswerLate(rnd, when - due))
 
     def _send_answer(self, now: float) -> None:
+        """A relay's answer (schedule "tree"), sent now."""
         if now - self.answer_at > LATE_AFTER:
             self.late += 1
             self.e.event(
@@ -456,6 +455,8 @@ class Contributor:
     def lose(self) -> None:
         """The current round will not produce an output: its cells go back to the queue front
         (an answer not sent yet never leaves)."""
+        if self.phase is Phase.ANSWERING and self.relay is None and self.current is not None:
+            self.e.command(CancelAnswer(self.current.round))
         cur, self.current = self.current, None
         self.relay = None
         self._answer = []

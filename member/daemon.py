@@ -14,13 +14,14 @@ from lanon.common import __version__, iptables, wire
 from lanon.common.daemon import DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import PrerequisiteError
-from lanon.common.events import FilterSources, InjectPacket, SendFrame
+from lanon.common.events import CancelAnswer, FilterSources, InjectPacket, SendFrame
 from lanon.common.metrics import snapshot
 from lanon.common.rawsock import LinkSocket
 from lanon.member import health, rules
 from lanon.member.config import MemberSettings
 from lanon.member.engine import MemberEngine
 from lanon.member.metrics import MemberMetrics
+from lanon.member.pacer import InlinePacer, Mode, ProcessPacer
 from lanon.member.tun import Tun
 from lanon.member.veto import AnonymityPolicy
 
@@ -63,6 +64,10 @@ class MemberDaemon(DaemonBase):
                 settings.presence_window,
             ),
         )
+        # Until the pacer process runs (and if it cannot), the loop sends answers itself.
+        self.pacer: InlinePacer | ProcessPacer = InlinePacer(
+            lambda frame: self.lan.send_frame(frame), self._answer_left
+        )
 
     def run(self) -> None:
         s = self.s
@@ -85,10 +90,14 @@ class MemberDaemon(DaemonBase):
                 "manage_rules = false and no lanon rules installed: traffic is not captured"
             )
         self.tun = Tun(s.tun, s.tun_address)
-        self.lan = LinkSocket(s.interface, wire.ETHERTYPE)
+        # Two sockets, filtered in the kernel: the rounds' frames and all else, and INBOUND.
+        self.lan = LinkSocket(s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, False))
+        self.inbound = LinkSocket(s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True))
+        self._start_pacer()
         self.handlers = {
-            SendFrame: lambda cmd: self.lan.send(cmd.dst, cmd.frame),
-            FilterSources: lambda cmd: self.lan.allow_only(cmd.allow),
+            SendFrame: self._send,
+            CancelAnswer: lambda cmd: self.pacer.cancel(),
+            FilterSources: self._filter_sources,
             InjectPacket: lambda cmd: self.tun.write(cmd.packet),
         }
         self.queue = NetfilterQueue()
@@ -103,7 +112,8 @@ class MemberDaemon(DaemonBase):
         for w in caught:
             self.log.info("nfqueue: %s", w.message)
         r = self.reactor
-        r.add_reader(self.lan.fileno(), self.on_lan)
+        r.add_reader(self.lan.fileno(), self.on_lan)  # first: the rounds before INBOUND
+        r.add_reader(self.inbound.fileno(), self._on_inbound)
         r.add_reader(self.queue.get_fd(), self._on_queue)
         r.add_reader(self.tun.fileno(), self.tun.drain)
         self.serve_metrics()
@@ -132,8 +142,10 @@ class MemberDaemon(DaemonBase):
             if self.watch is not None:
                 self.watch.stop()
             self.queue.unbind()
+            self.pacer.close()
             self.tun.close()
             self.lan.close()
+            self.inbound.close()
             self.close_serving()
             r.close()
             self.log.info("stopped; the rules stay in place (fail-closed)")
@@ -153,19 +165,67 @@ class MemberDaemon(DaemonBase):
         self.on_lan()
         self.run_timers(self.reactor.clock())
 
-    def deferrable(self, payload: bytes) -> bool:
-        """INBOUND packets wait behind the rounds' frames read with them: an OPEN must not
-        queue behind this member's own downloads, or its answer would be later than others'."""
-        return len(payload) > 1 and payload[1] == wire.MsgType.INBOUND
+    def _on_inbound(self) -> None:
+        """INBOUND frames (every member's replies, broadcast), with a look at the rounds'
+        socket after each: an OPEN never waits behind a download's packets, this member's
+        or another's, or its answer would be later than others'."""
+        self.take_all(self.inbound, self.on_lan)
 
     def hold(self, now: float) -> None:
-        """A round's answer due within `answer_delay`: sleep until its moment and send it,
-        rather than start on a packet or a frame that could make it late. The loop is idle
-        for at most answer_delay a round, whatever this host's traffic."""
-        due = self.engine.answer_due
+        """A round's answer due within `answer_delay` and sent by this loop (no pacer
+        process): sleep until its moment and send it, rather than start on a packet or a
+        frame that could make it late. The loop is idle for at most answer_delay a round."""
+        due = self.pacer.due
         if now < due <= now + self.c.rounds.answer_delay:
             time.sleep(due - now)
             self.run_timers(self.reactor.clock())
+
+    def run_timers(self, now: float) -> None:
+        super().run_timers(now)
+        self.pacer.run(now)
+
+    # --- the answers' moment ------------------------------------------------------------
+
+    def _start_pacer(self) -> None:
+        try:
+            pacer = ProcessPacer(self.lan.sock, self._answer_left, self._pacer_lost)
+        except OSError as exc:
+            self.log.warning(
+                "no pacer process (%s): this daemon sends its answers itself, and its own "
+                "load may show in their timing",
+                exc,
+            )
+            return
+        self.pacer = pacer
+        self.reactor.add_reader(pacer.fileno(), pacer.on_readable)
+        if pacer.mode is Mode.PROCESS:
+            self.log.warning(
+                "the pacer runs without real-time priority (not granted here): under load, "
+                "answers may leave late (lanon status: answers late)"
+            )
+
+    def _pacer_lost(self) -> None:
+        if not isinstance(self.pacer, ProcessPacer):
+            return
+        lost, self.pacer = self.pacer, InlinePacer(self.lan.send_frame, self._answer_left)
+        self.reactor.remove_reader(lost.fileno())
+        lost.close()
+        if not self.reactor.stopping:
+            self.log.warning("the pacer process ended: this daemon sends its answers itself")
+
+    def _answer_left(self, due: float, rnd: int, sent: float) -> None:
+        self.engine.answer_left(due, rnd, sent)
+        self.flush(self.reactor.clock())
+
+    def _filter_sources(self, cmd: FilterSources) -> None:
+        self.lan.allow_only(cmd.allow)
+        self.inbound.allow_only(cmd.allow)
+
+    def _send(self, cmd: SendFrame) -> None:
+        if cmd.at:
+            self.pacer.submit(cmd.at, cmd.round, self.lan.frame(cmd.dst, cmd.frame))
+        else:
+            self.lan.send(cmd.dst, cmd.frame)
 
     def _on_queue(self) -> None:
         self.queue.run(block=False)
@@ -176,7 +236,7 @@ class MemberDaemon(DaemonBase):
         if now >= self.next_refresh:
             self.next_refresh = now + REFRESH
             self._refresh()
-        return min(self.engine.get_timer(), self.next_refresh)
+        return min(self.engine.get_timer(), self.next_refresh, self.pacer.due)
 
     # --- output -------------------------------------------------------------------------
 
@@ -210,6 +270,7 @@ class MemberDaemon(DaemonBase):
             "answers": {  # how often this host kept the answer's moment: local only
                 "sent": e.rounds.answered,
                 "late": e.rounds.late,
+                "paced": self.pacer.mode.value,  # realtime, process or inline
             },
             "corrupted_slots": e.rounds.corrupted,  # someone wrote into ours: local only
             "anonymity": {  # the weakest rounds this member's cells went out in: local only

@@ -136,9 +136,10 @@ class MemberEngine(EngineBase):
     def in_roster(self) -> bool:
         return self.rounds.in_roster
 
-    @property
-    def answer_due(self) -> float:
-        return self.rounds.answer_due
+    def answer_left(self, due: float, rnd: int, when: float) -> None:
+        """Round `rnd`'s answer, due at `due`, left; this host was late with it if `when` is
+        later (the daemon's pacer says)."""
+        self.rounds.answer_left(due, rnd, when)
 
     # --- outbound packets ---------------------------------------------------------------
 

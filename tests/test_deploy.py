@@ -173,6 +173,10 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         if name == "lanon-gateway.service":
             families = families.replace(" AF_INET6", "")  # IPv4 rules only
         assert f"\nRestrictAddressFamilies={families}\n" in text, name
+        if name == "lanon-member.service":  # its pacer at real-time priority, and no more
+            assert "\nLimitRTPRIO=10\n" in text and "RestrictRealtime" not in text, name
+        else:
+            assert "\nRestrictRealtime=yes\n" in text, name
         unit = tmp_path / name
         unit.write_text(
             text.replace("/opt/lanon/bin/lanon", lanon)

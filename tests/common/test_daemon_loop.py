@@ -26,7 +26,6 @@ class FlakyEngine:
         self.got: list[bytes] = []
         self.out: list[Command] = []
         self.timer_fails = True
-        self.answer_due = float("inf")  # no round's answer waiting
 
     def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
         if frame.startswith(b"!"):

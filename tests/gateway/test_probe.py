@@ -129,6 +129,20 @@ def test_a_gateway_answering_for_an_address_it_holds_is_no_conflict() -> None:
     assert b.p.unavailable() == frozenset() and not b.of(AddressRefused)
 
 
+def test_a_gateway_whose_heartbeat_comes_after_the_probe_is_no_conflict_either() -> None:
+    """A gateway that comes back hears a burst of flow frames from the leader: the leader's
+    heartbeat may be read only after the probe of the addresses it answered for ended."""
+    b = Box()
+    b.p.start(0.0)
+    b.p.observe(reply(OTHER_GATEWAY, 2), 0.01)
+    b.run(END)
+    assert b.p.unavailable() == frozenset({2})
+    b.p.vouch(OTHER_GATEWAY, {2, 3})
+    assert b.p.unavailable() == frozenset() and len(b.of(AddressFree)) == 1
+    b.p.vouch(HOST, {1})  # whatever another MAC says, an address it never answered for is free
+    assert b.p.unavailable() == frozenset()
+
+
 def test_a_gateway_answering_for_an_address_it_does_not_hold_is_a_conflict() -> None:
     """A gateway host's own address inside a share: its kernel answers, its heartbeats never
     list it (it refuses its own address)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from lanon.lab import topology
-from lanon.lab.lab import DAEMON_PORT, DAEMON_USER, Lab
+from lanon.lab.lab import DAEMON_PORT, DAEMON_USER, Lab, pacer_limits
 from tests.integration.conftest import running_lab
 
 pytestmark = pytest.mark.root
@@ -59,6 +59,10 @@ def test_a_member_fetches_through_the_lanon_unprivileged(labu: Lab) -> None:
         assert r.returncode == 0, (m.name, r.stderr, labu.tail(m.name))
         assert r.stdout.split(":")[0] in anonymous, r.stdout
     assert labu.status("member1")["state"] == "running"
+    # the pacer process runs for the unprivileged member too; at real-time priority where the
+    # lab can give it the unit's LimitRTPRIO= (root without CAP_SYS_RESOURCE cannot)
+    paced = labu.status("member1")["answers"]["paced"]
+    assert paced == ("realtime" if pacer_limits() else "process"), paced
 
 
 def test_the_internet_reaches_no_metrics_but_the_lans_prometheus_scrapes(labu: Lab) -> None:

@@ -1,4 +1,5 @@
-"""The kernel filter a flooded daemon puts on its LAN socket lets only trusted hosts through.
+"""The kernel filter a flooded daemon puts on its LAN socket lets only trusted hosts through,
+and a member's two LAN sockets each get their kind of frame (the rounds', INBOUND).
 
 A namespace of its own with a veth pair: frames from a trusted and an untrusted address are
 sent on one end; the lanon socket on the other end sees only the trusted ones while the
@@ -42,6 +43,24 @@ PROBE = textwrap.dedent(
     print(on, off)
     assert on == [TRUSTED.hex()] * 2, on
     assert sorted(off) == sorted([TRUSTED.hex(), OTHER.hex()] * 2), off
+
+    # one socket for the rounds' frames, one for INBOUND: neither waits behind the other
+    rounds = LinkSocket("vb", wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, False))
+    inbound = LinkSocket("vb", wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True))
+    inbound.allow_only(frozenset({TRUSTED}))  # the kind stays with the sources
+    for src in (TRUSTED, OTHER):
+        for t in (wire.MsgType.OPEN, wire.MsgType.INBOUND, wire.MsgType.OUTPUT_PART):
+            tx.send(b"\\xff" * 6 + src + b"\\x88\\xb5" + bytes([wire.VERSION, t]) + b"x" * 50)
+    time.sleep(0.2)
+    got_rounds = sorted((s.hex(), p[1]) for s, p in rounds.receive())
+    got_inbound = [(s.hex(), p[1]) for s, p in inbound.receive()]
+    want = sorted(
+        (src.hex(), t)
+        for src in (TRUSTED, OTHER)
+        for t in (wire.MsgType.OPEN, wire.MsgType.OUTPUT_PART)
+    )
+    assert got_rounds == want, got_rounds
+    assert got_inbound == [(TRUSTED.hex(), wire.MsgType.INBOUND)], got_inbound
     """
 )
 

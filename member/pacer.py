@@ -1,0 +1,250 @@
+"""The pacer: a round's answer leaves at its moment, however busy this member's daemon is.
+
+A switch observer times each member's answer from the OPEN. The member engine has the answer
+ready long before its moment (`rounds.answer_delay` after the OPEN arrived); what could still
+show this host's load is the wake-up: a daemon in the middle of its own downloads' packets,
+or one the scheduler ranks below idle processes because it has used more of the CPU lately,
+sends later than an idle one. So the frames are handed to a small child process, the pacer,
+which does nothing else: it sleeps until the moment (at real-time priority where the system
+allows it) and sends them on the daemon's LAN socket. Every member's pacer has the same work
+whatever its daemon does, so its timing says nothing about the daemon's traffic.
+
+Protocol on a SOCK_SEQPACKET pair (the daemon's end, the pacer's end):
+  daemon -> pacer  `!qQ` due (CLOCK_MONOTONIC ns), round; then one whole Ethernet frame
+                   `!qQ` 0, round (no frame): cancel what is not sent yet
+  pacer -> daemon  `!B` at start: 1 if it runs at real-time priority, 0 if not
+                   `!qQq` due, round, handed (ns): an answer left, handed over at `handed`
+                   (the due moment if it came in time)
+When the daemon goes, its end closes and the pacer ends. If the pacer cannot start or dies,
+the daemon sends the answers itself (`InlinePacer`) and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import heapq
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from lanon.common.loop import precise_timers
+
+SUBMIT = struct.Struct("!qQ")
+SENT = struct.Struct("!qQq")
+REALTIME_PRIORITY = 10  # SCHED_FIFO, below the kernel's own threads (50): one send a round
+NS = 1_000_000_000
+
+# The pacer finds lanon where its daemon did: the daemon may have found it by more than its
+# interpreter's defaults (site directories added at start, as the lab's unprivileged runs do).
+BOOT = (
+    "import os, runpy, site\n"
+    "for d in os.environ.pop('LANON_SITE', '').split(os.pathsep):\n"
+    "    if d and os.path.isdir(d): site.addsitedir(d)\n"
+    "runpy.run_module('lanon.member.pacer', run_name='__main__', alter_sys=True)\n"
+)
+
+# (due, round, when): an answer left; `when` is how late the daemon was, as a moment (seconds):
+# when it was handed over (pacer process) or sent (inline), and `due` if that was in time
+Report = Callable[[float, int, float], None]
+
+
+class Mode(enum.Enum):
+    REALTIME = "realtime"  # a pacer process at real-time priority
+    PROCESS = "process"  # a pacer process at normal priority (real-time refused here)
+    INLINE = "inline"  # the daemon's own loop: its load can show in its answers' timing
+
+
+class InlinePacer:
+    """The daemon sends the answers itself, from its loop (`due`, `run`)."""
+
+    mode = Mode.INLINE
+
+    def __init__(self, send: Callable[[bytes], object], report: Report) -> None:
+        self._send = send
+        self._report = report
+        self._held: list[tuple[float, int, int, bytes]] = []  # (due, seq, round, frame)
+        self._seq = self._reported = 0
+
+    def submit(self, due: float, rnd: int, frame: bytes) -> None:
+        self._seq += 1
+        heapq.heappush(self._held, (due, self._seq, rnd, frame))
+
+    def cancel(self) -> None:
+        self._held.clear()
+
+    @property
+    def due(self) -> float:
+        return self._held[0][0] if self._held else float("inf")
+
+    def run(self, now: float) -> None:
+        """Send every frame due by `now`, and report each answer's departure."""
+        if not self._held or self._held[0][0] > now:
+            return
+        due, rnd = self._held[0][0], self._held[0][2]
+        while self._held and self._held[0][0] <= now:
+            self._send(heapq.heappop(self._held)[3])
+        if rnd != self._reported:
+            self._reported = rnd
+            self._report(due, rnd, time.monotonic())
+
+    def close(self) -> None:
+        self._held.clear()
+
+
+class ProcessPacer:
+    """The answers go to a pacer process that sends them at their moment."""
+
+    def __init__(self, lan: socket.socket, report: Report, lost: Callable[[], None]) -> None:
+        self._report = report
+        self._lost = lost
+        self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", BOOT, str(theirs.fileno()), str(lan.fileno())],
+                pass_fds=(theirs.fileno(), lan.fileno()),
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "LANON_SITE": os.pathsep.join(p for p in sys.path if p)},
+            )
+        finally:
+            theirs.close()
+        # Its first word: whether it got real-time priority (it ends without one if it failed).
+        self.ctl.settimeout(10.0)
+        try:
+            hello = self.ctl.recv(16)
+        except OSError:
+            hello = b""
+        if len(hello) != 1:
+            self.close()
+            raise OSError("the pacer process did not start")
+        self.mode = Mode.REALTIME if hello == b"\1" else Mode.PROCESS
+        self.ctl.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.ctl.fileno()
+
+    def submit(self, due: float, rnd: int, frame: bytes) -> None:
+        self._tell(SUBMIT.pack(int(due * NS), rnd) + frame)
+
+    def cancel(self) -> None:
+        self._tell(SUBMIT.pack(0, 0))
+
+    @property
+    def due(self) -> float:
+        return float("inf")  # the pacer keeps the time
+
+    def run(self, now: float) -> None:
+        """Nothing to do here: the pacer sends."""
+
+    def _tell(self, msg: bytes) -> None:
+        try:
+            self.ctl.send(msg)
+        except OSError:
+            self._lost()
+
+    def on_readable(self) -> None:
+        """The pacer's reports; its end closed: it is gone."""
+        while True:
+            try:
+                msg = self.ctl.recv(64)
+            except BlockingIOError:
+                return
+            except OSError:
+                msg = b""
+            if not msg:
+                self._lost()
+                return
+            if len(msg) == SENT.size:
+                due, rnd, handed = SENT.unpack(msg)
+                self._report(due / NS, rnd, handed / NS)
+
+    def close(self) -> None:
+        self.ctl.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=2.0)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --- the pacer process ----------------------------------------------------------------------
+
+
+def one_cpu() -> None:
+    """Stay on one CPU, the last this process may use. A pacer woken by its daemon's frames
+    would otherwise follow the daemon to its CPU, where a busy daemon's traffic is handled
+    in the kernel and the pacer's timer can wait behind it; on one CPU every member's pacer
+    waits the same, however busy its daemon (and in the lab all pacers share that CPU)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+
+
+def realtime() -> bool:
+    """Real-time priority for this process, if the system grants it."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def serve(ctl: socket.socket, lan: socket.socket) -> None:
+    """Until the daemon's end closes: keep the frames handed over, send each at its moment,
+    and report each round's answer once, with how late it was handed over (0 if in time:
+    the timer's own jitter is the same on every member)."""
+    held: list[tuple[int, int, int, int, bytes]] = []  # (due ns, seq, round, handed, frame)
+    seq = reported = 0
+    while True:
+        timeout = None
+        if held:
+            timeout = max(0, held[0][0] - time.monotonic_ns()) / NS
+        readable, _, _ = select.select([ctl], [], [], timeout)
+        if readable:
+            while True:
+                try:
+                    msg = ctl.recv(65536, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+                if not msg:
+                    return  # the daemon is gone
+                due, rnd = SUBMIT.unpack_from(msg)
+                if due == 0:
+                    held.clear()
+                    continue
+                seq += 1
+                heapq.heappush(held, (due, seq, rnd, time.monotonic_ns(), msg[SUBMIT.size :]))
+        now = time.monotonic_ns()
+        if held and held[0][0] <= now:
+            due, _seq, rnd, handed, _frame = held[0]
+            while held and held[0][0] <= now:
+                with contextlib.suppress(OSError):  # a full buffer or a link down: lost
+                    lan.send(heapq.heappop(held)[4])
+            if rnd != reported:  # once a round (a late answer's parts may come one by one)
+                reported = rnd
+                with contextlib.suppress(OSError):
+                    ctl.send(SENT.pack(due, rnd, max(due, handed)))
+
+
+def main(argv: list[str]) -> int:
+    ctl = socket.socket(fileno=int(argv[0]))
+    lan = socket.socket(fileno=int(argv[1]))
+    # A stop signal is for the daemon (the pacer is in its process group): the pacer ends
+    # when the daemon's end of the pair closes, after the daemon's last answer.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    precise_timers()
+    one_cpu()
+    ctl.send(b"\1" if realtime() else b"\0")
+    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
+        serve(ctl, lan)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

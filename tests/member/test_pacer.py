@@ -1,0 +1,109 @@
+"""The pacer process sends each answer at its moment, not before; a cancelled answer never
+leaves; a pacer that dies is noticed, and one whose daemon goes ends.
+
+A real child process; a datagram socket pair stands in for the LAN socket (the pacer only
+sends whole frames on the descriptor it is given)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+
+from lanon.member.pacer import InlinePacer, Mode, ProcessPacer
+
+FRAME = b"\xff" * 6 + b"\x02" * 6 + b"\x88\xb5" + b"answer"
+
+
+class Reports:
+    def __init__(self) -> None:
+        self.got: list[tuple[float, int, float]] = []
+        self.lost = 0
+
+    def report(self, due: float, rnd: int, when: float) -> None:
+        self.got.append((due, rnd, when))
+
+    def gone(self) -> None:
+        self.lost += 1
+
+
+def drain(pacer: ProcessPacer, until: float) -> None:
+    while time.monotonic() < until:
+        pacer.on_readable()
+        time.sleep(0.005)
+
+
+def test_an_answer_leaves_at_its_moment_and_is_reported_once() -> None:
+    lan, wire_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    r = Reports()
+    pacer = ProcessPacer(lan, r.report, r.gone)
+    try:
+        assert pacer.mode in (Mode.REALTIME, Mode.PROCESS)
+        due = time.monotonic() + 0.05
+        pacer.submit(due, 7, FRAME + b"1")
+        pacer.submit(due, 7, FRAME + b"2")
+        wire_end.settimeout(2.0)
+        first = wire_end.recv(100)
+        arrived = time.monotonic()
+        assert first == FRAME + b"1" and wire_end.recv(100) == FRAME + b"2"
+        assert arrived >= due  # never before its moment
+        drain(pacer, time.monotonic() + 0.1)
+        # handed over in time: reported once, at its due moment (this host was not late)
+        assert len(r.got) == 1 and r.got[0][1] == 7
+        assert abs(r.got[0][0] - due) < 1e-6 and r.got[0][2] == r.got[0][0]
+        # handed over late: it leaves at once, and the report says how late
+        late_due = time.monotonic() - 0.01
+        pacer.submit(late_due, 8, FRAME + b"3")
+        assert wire_end.recv(100) == FRAME + b"3"
+        drain(pacer, time.monotonic() + 0.1)
+        assert r.got[-1][1] == 8 and r.got[-1][2] - late_due >= 0.01
+        # a cancelled answer never leaves
+        pacer.submit(time.monotonic() + 0.05, 9, FRAME + b"4")
+        pacer.cancel()
+        wire_end.settimeout(0.2)
+        try:
+            leaked = wire_end.recv(100)
+        except TimeoutError:
+            leaked = b""
+        assert leaked == b""
+        assert r.lost == 0
+    finally:
+        pacer.close()
+        lan.close()
+        wire_end.close()
+    assert pacer.proc.returncode == 0  # it ended when the daemon's end closed
+
+
+def test_a_pacer_that_dies_is_noticed_and_ignores_the_daemons_stop_signal() -> None:
+    lan, wire_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    r = Reports()
+    pacer = ProcessPacer(lan, r.report, r.gone)
+    try:
+        pacer.proc.send_signal(signal.SIGTERM)  # meant for the daemon (its process group)
+        drain(pacer, time.monotonic() + 0.2)
+        assert pacer.proc.poll() is None and r.lost == 0
+        pacer.proc.kill()
+        pacer.proc.wait()
+        drain(pacer, time.monotonic() + 0.2)
+        assert r.lost >= 1
+    finally:
+        pacer.close()
+        lan.close()
+        wire_end.close()
+
+
+def test_the_inline_pacer_sends_what_is_due_in_order() -> None:
+    sent: list[bytes] = []
+    r = Reports()
+    p = InlinePacer(sent.append, r.report)
+    p.submit(2.0, 5, b"b")
+    p.submit(1.0, 4, b"a")
+    assert p.due == 1.0
+    p.run(0.5)
+    assert sent == []
+    p.run(1.0)
+    assert sent == [b"a"] and p.due == 2.0
+    p.cancel()
+    p.run(3.0)
+    assert sent == [b"a"] and p.due == float("inf")
+    assert [(d, rnd) for d, rnd, _ in r.got] == [(1.0, 4)]
