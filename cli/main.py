@@ -323,7 +323,14 @@ def describe_status(statuses: list[dict[str, Any]]) -> str:
         if s.get("corrupted_slots"):
             lines.append(
                 f"{s['name']}: {s['corrupted_slots']} reserved slots of ours emerged corrupted: "
-                "a member writes into slots not its own (blame does not yet name it)"
+                "a member writes into slots not its own (this member accused it, "
+                "anonymously; blame does not yet name it)"
+            )
+        proven = (s.get("accusations") or {}).get("proven")
+        if proven:
+            lines.append(
+                f"{s['name']}: {proven} accusations proven: a member writes into slots not its "
+                "own (blame does not yet name it)"
             )
     for s in statuses:
         if "error" in s:

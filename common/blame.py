@@ -4,7 +4,8 @@ reveal about one bit of it. The protocol that carries accusations and reveals bu
     the owner      its reserved slot emerged corrupted (`SlotCorrupted`): it names the round, a
                    bit of the slot where it wrote 0 and 1 emerged (`choose_bit`), and the secret
                    its reservation claim committed to (`reservation.proves_claim`): only the
-                   slot's owner can accuse, and the accusation travels in a cell, unsigned
+                   slot's owner can accuse, and the accusation travels in a cell, sealed to
+                   the gateways (common/accusation.py), which judge it (gateway/accusations.py)
     the leader     shows each roster member's contribution bit there (its stored copy)
     every member   reveals its pad bit there with each key-graph neighbour in the roster
                    (`Reveal`; one keystream bit says nothing of the key)
@@ -28,8 +29,11 @@ What blame never does:
   An accuser that lies about that bit has own bit 1 there and names itself.
 
 What the protocol around this must add (not built yet): members sign their contributions (a
-leader holds every MAC key and could otherwise forge a member's bit); the accused bit must lie
-in the accused slot, and `reservation.proves_claim` hold against the claim granted that slot;
+leader holds every MAC key and could otherwise forge a member's bit); tracing starts only from
+an accusation the leader judged proven (the accused bit lies in the accused slot, and
+`reservation.proves_claim` holds against the claim granted that slot: built); a member asked
+to reveal at a bit of a slot of its own that it did not accuse refuses (a gateway knows the
+secrets and could accuse at a bit the owner wrote 1 in, which would point at the owner);
 the epoch's ephemeral keys are kept while an accusation about it is open; and a proof is
 checked against the key the other end used, shown by the signed KEYS it came in (rounds name
 keys by a 32-bit id; each member refuses a second key under an id, but a member could sign two

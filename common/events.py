@@ -407,6 +407,17 @@ class CellRetried(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class AccusationJudged(Event):
+    """A gateway read an accusation in a round output (common/accusation.py) and judged it
+    (gateway/accusations.py: `judgement` is a `Judgement` value). Nothing in it says who."""
+
+    round: int
+    slot: int
+    bit: int
+    judgement: str
+
+
+@dataclass(frozen=True, slots=True)
 class SlotCorrupted(Event):
     """A reserved slot of ours emerged other than we wrote it: someone wrote into it (only a
     claimant writes in a reserved slot). Private: saying so in public says whose slot it was.

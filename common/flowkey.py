@@ -93,6 +93,13 @@ class KeyWrapper:
 
 def unwrap(host: HostKey, index: int, tag: int, wrap: bytes) -> bytes | None:
     """Gateway `index`'s copy of the flow key in `wrap`, if it is there and is tag's key."""
+    key = unwrap_key(host, index, wrap)
+    return key if key is not None and flow_tag(key) == tag else None
+
+
+def unwrap_key(host: HostKey, index: int, wrap: bytes) -> bytes | None:
+    """Gateway `index`'s copy of the key in `wrap`, unchecked (what it seals says if it is
+    right: an accusation's AEAD tag)."""
     if len(wrap) < 1 + KEY_LEN or wrap[0] <= index or len(wrap) != wrap_len(wrap[0]):
         return None
     ephemeral = wrap[1 : 1 + KEY_LEN]
@@ -100,8 +107,7 @@ def unwrap(host: HostKey, index: int, tag: int, wrap: bytes) -> bytes | None:
     if shared is None:
         return None
     start = 1 + KEY_LEN + KEY_LEN * index
-    key = _xor(wrap[start : start + KEY_LEN], _wrap_pad(shared, ephemeral, host.x_public))
-    return key if flow_tag(key) == tag else None
+    return _xor(wrap[start : start + KEY_LEN], _wrap_pad(shared, ephemeral, host.x_public))
 
 
 # --- outbound packets -----------------------------------------------------------------------

@@ -220,6 +220,16 @@ class GatewayDaemon(DaemonBase):
                 self.log.info(
                     "%s is free again (nobody answered a probe): it may be claimed", e.address
                 )
+            case ev.AccusationJudged(judgement="proven"):
+                self.warn_once(
+                    "accused",
+                    now,
+                    "a member proved that its slot %d of round %d was written into (bit %d): "
+                    "a member is disrupting the rounds (lanon status: accusations)",
+                    e.slot,
+                    e.round,
+                    e.bit,
+                )
             case _:
                 super().log_event(e, now)
 
@@ -303,6 +313,9 @@ class GatewayDaemon(DaemonBase):
             },
             "link": e.link,
             "takeovers": [{"address": a, "silence_ms": round(t * 1000)} for a, t in m.takeovers],
+            # slot owners' accusations by judgement (gateway/accusations.py): proven ones
+            # mean a member disrupts the rounds
+            "accusations": {j.value: n for j, n in e.egress.accusations.judged.items() if n},
             "refused": e.probes.refused(),  # addresses it will not claim, and why
             "emit_errors": {
                 s.labels["reason"]: int(s.value)

@@ -16,11 +16,13 @@ import random
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
+from lanon.common.accusation import ACCUSATION_TAG
 from lanon.common.cell import Reassembler, SlotState, decode_slot
 from lanon.common.coalition import NEVER_EMITTED, PRIVATE_RANGES, Coalition
 from lanon.common.crypto import HostKey
 from lanon.common.engine import EngineBase
 from lanon.common.events import (
+    AccusationJudged,
     DropReason,
     EmitPacket,
     FlowClosed,
@@ -46,6 +48,7 @@ from lanon.common.packet import (
     set_source,
 )
 from lanon.common.reservation import ENTRY_LEN
+from lanon.gateway.accusations import Accusations
 from lanon.gateway.flows import Exhausted, FlowTable, TagConflict
 from lanon.gateway.ingress import Ingress
 
@@ -147,10 +150,12 @@ class Egress:
         self.index = coalition.anonymous_index
         self.destinations = Destinations(coalition)
         self.cells = Reassembler()
+        self.accusations = Accusations(coalition, key, index)
         self.last_round = 0
         self._next_sweep = 0.0
 
     def process(self, out: RoundOutput) -> SlotStats:
+        self.accusations.record(out)
         self.last_round = max(self.last_round, out.round)
         self.flows.time = max(self.flows.time, out.leader_ms / 1000)
         cs = self.c.coalition.cell_size
@@ -163,11 +168,23 @@ class Egress:
             elif cell is not None:
                 used += 1
                 packet = self.cells.add_cell(cell, self.flows.time)
-                if packet is not None:
+                if packet is None:
+                    continue
+                if cell.tag == ACCUSATION_TAG:
+                    self._accused(packet)
+                else:
                     self._egress(cell.tag, packet)
         if self.flows.time >= self._next_sweep:
             self._sweep()
         return SlotStats(used, garbled)
+
+    def _accused(self, data: bytes) -> None:
+        a, judgement = self.accusations.receive(data)
+        self.e.event(
+            AccusationJudged(
+                a.round if a else 0, a.slot if a else 0, a.bit if a else 0, judgement.value
+            )
+        )
 
     def _sweep(self) -> None:
         self._next_sweep = self.flows.time + SWEEP_INTERVAL

@@ -157,8 +157,18 @@ class GatewayMetrics(BaseMetrics):
             registry=r,
         )
 
+        self.accusations = Counter(
+            "lanon_accusations_total",
+            "Slot owners' accusations read in round outputs, by judgement: proven (someone "
+            "wrote into a reserved slot not theirs), or why refused",
+            ["judgement"],
+            registry=r,
+        )
+
     def observe(self, e: ev.Event, now: float) -> None:
         match e:
+            case ev.AccusationJudged():
+                self.accusations.labels(e.judgement).inc()
             case ev.RoundCompleted():
                 self.completed.inc()
                 self.rounds_rate.tick(now)

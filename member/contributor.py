@@ -30,9 +30,11 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lanon.common import wire
+from lanon.common.accusation import Accusation
 from lanon.common.blame import choose_bit
 from lanon.common.coalition import Coalition, Schedule
 from lanon.common.crypto import apply_pads, mac_key
@@ -85,6 +87,7 @@ class Pending:
     cell: bytes
     queued: float
     taken: bool = False  # put into a round once: its cell is fixed from then on
+    accuses: bool = False  # a cell of an accusation of ours (common/accusation.py)
 
 
 def _into_round(queue: deque[Pending]) -> Pending:
@@ -125,8 +128,10 @@ class Contributor:
         keys: KeyRing,
         veto: Veto,
         rng: random.Random,
+        accuse: Callable[[Accusation, float], None] | None = None,
     ) -> None:
         self.e = engine
+        self.accuse = accuse  # where a proven corruption of our slot goes (the engine)
         self.c = coalition
         self.index = index
         self.keys = keys
@@ -198,9 +203,18 @@ class Contributor:
                 for _ in grant.slots:
                     self.e.event(CellRetried(RetryReason.VETOED, 0))
                 grant = None
-        slots = {s: _into_round(self.queue) for s in (grant.slots if grant else ()) if self.queue}
-        fresh = not slots and self.queue and o.round >= self.express_after
-        if fresh and express and verdict.reason is None:  # straight into an express slot
+        slots: dict[int, Pending] = {}
+        go_express = express and verdict.reason is None and o.round >= self.express_after
+        if go_express and self.queue and self.queue[0].accuses:
+            # An accusation takes an express slot whenever it can: a jammer that writes into
+            # reserved slots would jam it in one of those (and one that writes into every
+            # slot jams every accusation: a limit of accusing in cells).
+            slots[o.nslots - express + self.rng.randrange(express)] = _into_round(self.queue)
+            go_express = False
+        for s in grant.slots if grant else ():
+            if self.queue:
+                slots[s] = _into_round(self.queue)
+        if go_express and not slots and self.queue:  # straight into an express slot
             slots[o.nslots - express + self.rng.randrange(express)] = _into_round(self.queue)
         if slots:
             self.veto.sent_with(verdict)
@@ -431,12 +445,15 @@ class Contributor:
                 if s >= express:
                     self.express_collisions = 0
                 continue
-            lost.append(pending)
+            if not (pending.accuses and s < express):  # a jammed accusation: a fresh one
+                lost.append(pending)  # takes its place (an express collision: it goes again)
             if s < express:  # reserved for us alone: someone wrote into it
                 bit = choose_bit(pending.cell, emerged)
                 at = None if bit is None else (base + s * cs) * 8 + bit
                 self.corrupted += 1
                 self.e.event(SlotCorrupted(cur.round, s, at, cur.secrets[s]))
+                if at is not None and self.accuse is not None:
+                    self.accuse(Accusation(cur.round, s, at, cur.secrets[s]), now)
                 self.e.event(CellRetried(RetryReason.CORRUPTED, 0))
                 continue
             # an express slot: someone else had a new packet too: reserve for a while

@@ -19,6 +19,7 @@ import random
 from collections import deque
 
 from lanon.common import wire
+from lanon.common.accusation import ACCUSATION_TAG, Accusation, seal_accusation
 from lanon.common.cell import encode_cell
 from lanon.common.clock import wall_ms
 from lanon.common.coalition import Coalition, GatewayPeer
@@ -91,7 +92,9 @@ class MemberEngine(EngineBase):
         self.max_queue = max_queue
         self.keys = KeyRing(self, coalition, self.me.index, key, wall_offset)
         veto = Veto(coalition, policy or AnonymityPolicy())
-        self.rounds = Contributor(self, coalition, self.me.index, self.keys, veto, rng)
+        self.rounds = Contributor(
+            self, coalition, self.me.index, self.keys, veto, rng, accuse=self._accuse
+        )
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
         self.inbound = InboundReceiver(self, coalition, self.flows, rng)
         self.wrapper = KeyWrapper([g.public for g in coalition.gateways])
@@ -205,6 +208,24 @@ class MemberEngine(EngineBase):
         entry.ack, entry.ack_no = (queue[-1], ack_no) if ack_no is not None else (None, 0)
         entry.ack_first = entry.sent
         self.event(PacketQueued(len(cells), len(queue)))
+
+    def _accuse(self, a: Accusation, now: float) -> None:
+        """A reserved slot of ours was written into: say so to the gateways, anonymously, in
+        a cell at the front of the queue (common/accusation.py). One accusation waits at a
+        time, the latest: the gateways keep a few seconds of outputs to judge by, and a
+        jammer that jams the accusations too must not make them pile up."""
+        queue = self.rounds.queue
+        if any(p.accuses for p in queue):
+            kept = [p for p in queue if not p.accuses]
+            queue.clear()
+            queue.extend(kept)
+        data = seal_accusation(a, self.wrapper, self.rng)
+        chunks = wire.split_vector(data, self.c.cell_data)
+        packet_id = self.rng.getrandbits(32)
+        cs = self.c.coalition.cell_size
+        for i in reversed(range(len(chunks))):
+            cell = encode_cell(cs, ACCUSATION_TAG, packet_id, i, len(chunks), chunks[i])
+            queue.appendleft(Pending(cell, now, accuses=True))
 
     def _refuse_too_large(self, packet: bytes) -> None:
         """Tell our own stack, as the kernel would: 'fragmentation needed', at the LAN MTU."""

@@ -13,8 +13,8 @@ Protocol on a SOCK_SEQPACKET pair (the daemon's end, the pacer's end):
   daemon -> pacer  `!qQ` due (CLOCK_MONOTONIC ns), round; then one whole Ethernet frame
                    `!qQ` 0, round (no frame): cancel what is not sent yet
   pacer -> daemon  `!B` at start: 1 if it runs at real-time priority, 0 if not
-                   `!qQq` due, round, handed (ns): an answer left, handed over at `handed`
-                   (the due moment if it came in time)
+                   `!qQq` due, round, handed (ns): an answer handed over late, at `handed`,
+                   left then
 When the daemon goes, its end closes and the pacer ends. If the pacer cannot start or dies,
 the daemon sends the answers itself (`InlinePacer`) and says so.
 """
@@ -176,15 +176,6 @@ class ProcessPacer:
 # --- the pacer process ----------------------------------------------------------------------
 
 
-def one_cpu() -> None:
-    """Stay on one CPU, the last this process may use. A pacer woken by its daemon's frames
-    would otherwise follow the daemon to its CPU, where a busy daemon's traffic is handled
-    in the kernel and the pacer's timer can wait behind it; on one CPU every member's pacer
-    waits the same, however busy its daemon (and in the lab all pacers share that CPU)."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
-
-
 def realtime() -> bool:
     """Real-time priority for this process, if the system grants it."""
     try:
@@ -196,8 +187,8 @@ def realtime() -> bool:
 
 def serve(ctl: socket.socket, lan: socket.socket) -> None:
     """Until the daemon's end closes: keep the frames handed over, send each at its moment,
-    and report each round's answer once, with how late it was handed over (0 if in time:
-    the timer's own jitter is the same on every member)."""
+    and report the answers handed over after their moment (the timer's own jitter is the
+    same on every member and is not this host's lateness)."""
     held: list[tuple[int, int, int, int, bytes]] = []  # (due ns, seq, round, handed, frame)
     seq = reported = 0
     while True:
@@ -225,10 +216,12 @@ def serve(ctl: socket.socket, lan: socket.socket) -> None:
             while held and held[0][0] <= now:
                 with contextlib.suppress(OSError):  # a full buffer or a link down: lost
                     lan.send(heapq.heappop(held)[4])
-            if rnd != reported:  # once a round (a late answer's parts may come one by one)
+            # Only a late answer is reported, once (its parts may come one by one): waking the
+            # daemon every round would cost every member a switch for nothing.
+            if handed > due and rnd != reported:
                 reported = rnd
                 with contextlib.suppress(OSError):
-                    ctl.send(SENT.pack(due, rnd, max(due, handed)))
+                    ctl.send(SENT.pack(due, rnd, handed))
 
 
 def main(argv: list[str]) -> int:
@@ -239,7 +232,6 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     precise_timers()
-    one_cpu()
     ctl.send(b"\1" if realtime() else b"\0")
     with contextlib.suppress(KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
         serve(ctl, lan)

@@ -151,10 +151,19 @@ def test_status_shows_hosts_that_run_different_files() -> None:
     assert "member2:" not in text  # running: nothing to say
 
 
-def test_status_says_when_a_members_reserved_slots_were_jammed() -> None:
+def test_status_says_when_slots_were_jammed_and_when_an_accusation_proved_it() -> None:
     assert "emerged corrupted" not in describe_status([MEMBER])
     text = describe_status([{**MEMBER, "corrupted_slots": 12}])
     assert "member1: 12 reserved slots of ours emerged corrupted" in text
+    gateway = {
+        **MEMBER,
+        "role": "gateway",
+        "name": "gateway1",
+        "state": "leading",
+        "members": {},
+        "accusations": {"proven": 3, "unreadable": 1},
+    }
+    assert "gateway1: 3 accusations proven" in describe_status([gateway])
 
 
 @pytest.mark.parametrize(
