@@ -464,6 +464,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
         prometheus=args.prometheus,
         schedule=args.schedule,
         unprivileged=args.unprivileged,
+        jammer=args.jammer,
     )
     lab.up(spec, progress=lambda m: print(f"lab {args.name}: {m}"))
     print(
@@ -715,6 +716,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the daemons as the units do: user lanon, only CAP_NET_ADMIN and CAP_NET_RAW, "
         "no new privileges, after the units' root pre-start steps",
+    )
+    u.add_argument(
+        "--jammer",
+        metavar="MEMBER",
+        help="for testing blame: this member's daemon writes junk into the others' reserved "
+        "slots (a lab option only; no daemon configuration can ask for it)",
     )
     u.set_defaults(func=cmd_lab_up)
     d = lsub.add_parser(

@@ -64,6 +64,7 @@ class LabSpec:
     unprivileged: bool = False
     # each gateway's share, prefixes separated by commas (default: topology.share)
     shares: tuple[str, ...] = ()
+    jammer: str | None = None  # a member whose daemon jams the others' slots (lab/jammer.py)
 
 
 def check_prerequisites() -> None:
@@ -169,6 +170,9 @@ class Lab:
             )
         if not 1 <= spec.gateways <= topology.MAX_GATEWAYS:
             raise LanonError(f"--gateways {spec.gateways}: expected 1 to {topology.MAX_GATEWAYS}")
+        names = [f"member{i}" for i in range(1, spec.members + 1)]
+        if spec.jammer is not None and spec.jammer not in names:
+            raise LanonError(f"--jammer {spec.jammer}: expected one of {', '.join(names)}")
         if self.is_up():
             raise LanonError(
                 f"lab {self.name!r} is already up: 'lanon lab down --name {self.name}' first"
@@ -399,7 +403,9 @@ class Lab:
         h = self.host(host)
         config = self.dir / f"{h.name}.toml"
         argv = [sys.executable, "-m", "lanon.cli", h.kind, "--config", str(config)]
-        if self.spec.unprivileged:
+        if h.name == self.spec.jammer:
+            argv = [sys.executable, "-m", "lanon.lab.jammer", "--config", str(config)]
+        elif self.spec.unprivileged:
             self.pre_start(h)
             user = daemon_user()
             argv = unprivileged(user, [*lanon_command(user), h.kind, "--config", str(config)])

@@ -15,8 +15,9 @@ from lanon.common.flowkey import KeyWrapper
 from lanon.common.output import RoundOutput
 from lanon.common.reservation import SECRET_LEN
 from lanon.gateway.accusations import Accusations, Judgement
+from lanon.lab.jammer import Jamming
 from tests.harness import Lan, running_lan
-from tests.member.test_corruption import Jamming, keep_sending
+from tests.member.test_corruption import keep_sending
 
 
 def jammed(rounds: int = 300) -> Lan:

@@ -3,31 +3,11 @@ honest contention never looks like corruption."""
 
 from __future__ import annotations
 
-import random
-
-from lanon.common import wire
 from lanon.common.events import CellRetried, RetryReason, SlotCorrupted
-from lanon.common.reservation import ENTRY_LEN, SECRET_LEN
-from lanon.member.contributor import Contributor, Pending
+from lanon.common.reservation import SECRET_LEN
+from lanon.lab.jammer import Jamming
 from tests.harness import running_lan
 from tests.packets import udp
-
-
-class Jamming(Contributor):
-    """A member that XORs junk into every reserved slot but its own (tests only)."""
-
-    def _vector(
-        self, o: wire.Open, slots: dict[int, Pending], claims: dict[int, tuple[bytes, bytes]]
-    ) -> bytearray:
-        vector = super()._vector(o, slots, claims)
-        cs = self.c.coalition.cell_size
-        base = o.nentries * ENTRY_LEN
-        junk = random.Random(o.round)
-        for s in range(o.nslots - self.c.rounds.express_slots):
-            if s not in slots:
-                for i in range(base + s * cs, base + (s + 1) * cs):
-                    vector[i] ^= junk.randrange(256)
-        return vector
 
 
 def keep_sending(lan, names: list[str], rounds: int) -> None:  # type: ignore[no-untyped-def]
