@@ -184,6 +184,10 @@ class MemberDaemon(DaemonBase):
         super().run_timers(now)
         self.pacer.run(now)
 
+    def flush(self, now: float) -> None:
+        super().flush(now)
+        self.pacer.hand_over()  # an answer's frames, handed over together
+
     # --- the answers' moment ------------------------------------------------------------
 
     def _start_pacer(self) -> None:

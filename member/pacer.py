@@ -10,7 +10,8 @@ allows it) and sends them on the daemon's LAN socket. Every member's pacer has t
 whatever its daemon does, so its timing says nothing about the daemon's traffic.
 
 Protocol on a SOCK_SEQPACKET pair (the daemon's end, the pacer's end):
-  daemon -> pacer  `!qQ` due (CLOCK_MONOTONIC ns), round; then one whole Ethernet frame
+  daemon -> pacer  `!qQ` due (CLOCK_MONOTONIC ns), round; then the answer's whole Ethernet
+                   frames, each after its length (`!H`): one message (one wake-up) a round
                    `!qQ` 0, round (no frame): cancel what is not sent yet
   pacer -> daemon  `!B` at start: 1 if it runs at real-time priority, 0 if not
                    `!qQq` due, round, handed (ns): an answer handed over late, at `handed`,
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from lanon.common.loop import precise_timers
 
 SUBMIT = struct.Struct("!qQ")
+LENGTH = struct.Struct("!H")
 SENT = struct.Struct("!qQq")
 REALTIME_PRIORITY = 10  # SCHED_FIFO, below the kernel's own threads (50): one send a round
 NS = 1_000_000_000
@@ -75,6 +77,9 @@ class InlinePacer:
     def submit(self, due: float, rnd: int, frame: bytes) -> None:
         self._seq += 1
         heapq.heappush(self._held, (due, self._seq, rnd, frame))
+
+    def hand_over(self) -> None:
+        """Nothing to hand over: this loop keeps the frames."""
 
     def cancel(self) -> None:
         self._held.clear()
@@ -125,14 +130,30 @@ class ProcessPacer:
             raise OSError("the pacer process did not start")
         self.mode = Mode.REALTIME if hello == b"\1" else Mode.PROCESS
         self.ctl.setblocking(False)
+        self._batch: list[tuple[float, int]] = []  # the (due, round) of the frames kept
+        self._frames: list[bytes] = []
 
     def fileno(self) -> int:
         return self.ctl.fileno()
 
     def submit(self, due: float, rnd: int, frame: bytes) -> None:
-        self._tell(SUBMIT.pack(int(due * NS), rnd) + frame)
+        """Keep `frame` for the next `hand_over` (the answer's frames go in one message)."""
+        if self._batch and self._batch[0] != (due, rnd):
+            self.hand_over()
+        if not self._batch:
+            self._batch = [(due, rnd)]
+        self._frames.append(LENGTH.pack(len(frame)) + frame)
+
+    def hand_over(self) -> None:
+        """Give the pacer what `submit` kept: one message, so one wake-up, a round."""
+        if not self._frames:
+            return
+        due, rnd = self._batch[0]
+        self._tell(SUBMIT.pack(int(due * NS), rnd) + b"".join(self._frames))
+        self._batch, self._frames = [], []
 
     def cancel(self) -> None:
+        self._batch, self._frames = [], []
         self._tell(SUBMIT.pack(0, 0))
 
     @property
@@ -208,8 +229,13 @@ def serve(ctl: socket.socket, lan: socket.socket) -> None:
                 if due == 0:
                     held.clear()
                     continue
-                seq += 1
-                heapq.heappush(held, (due, seq, rnd, time.monotonic_ns(), msg[SUBMIT.size :]))
+                handed, at = time.monotonic_ns(), SUBMIT.size
+                while at + LENGTH.size <= len(msg):
+                    (n,) = LENGTH.unpack_from(msg, at)
+                    at += LENGTH.size
+                    seq += 1
+                    heapq.heappush(held, (due, seq, rnd, handed, msg[at : at + n]))
+                    at += n
         now = time.monotonic_ns()
         if held and held[0][0] <= now:
             due, _seq, rnd, handed, _frame = held[0]

@@ -42,6 +42,7 @@ def test_an_answer_leaves_at_its_moment_and_only_a_late_one_is_reported() -> Non
         due = time.monotonic() + 0.05
         pacer.submit(due, 7, FRAME + b"1")
         pacer.submit(due, 7, FRAME + b"2")
+        pacer.hand_over()  # one message for the answer's frames
         wire_end.settimeout(2.0)
         first = wire_end.recv(100)
         arrived = time.monotonic()
@@ -52,12 +53,14 @@ def test_an_answer_leaves_at_its_moment_and_only_a_late_one_is_reported() -> Non
         # handed over late: it leaves at once, and the report says how late
         late_due = time.monotonic() - 0.01
         pacer.submit(late_due, 8, FRAME + b"3")
+        pacer.hand_over()
         assert wire_end.recv(100) == FRAME + b"3"
         drain(pacer, time.monotonic() + 0.1)
         assert len(r.got) == 1 and r.got[0][:2] == (late_due, 8)
         assert r.got[0][2] - late_due >= 0.01
         # a cancelled answer never leaves
         pacer.submit(time.monotonic() + 0.05, 9, FRAME + b"4")
+        pacer.hand_over()
         pacer.cancel()
         wire_end.settimeout(0.2)
         try:
