@@ -36,13 +36,6 @@ class SendFrame(Command):
 
 
 @dataclass(frozen=True, slots=True)
-class CancelAnswer(Command):
-    """The answer handed over for round `round` must not leave (the round was lost first)."""
-
-    round: int
-
-
-@dataclass(frozen=True, slots=True)
 class SendArp(Command):
     """Send an ARP payload (EtherType 0x0806) to `dst`."""
 

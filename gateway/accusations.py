@@ -1,5 +1,7 @@
-"""Judging slot owners' accusations (sans-IO): is it proven that someone wrote into a slot
-that was not theirs? (common/accusation.py says what an accusation holds.)
+"""Judging slot owners' accusations (sans-IO): does an accusation hold up? (common/accusation.py
+says what an accusation holds.) PROVEN means the accuser owns the slot and the bit emerged as
+1: someone wrote there, or the owner itself did and lies; tracing that bit tells which (an
+owner that lies has its own bit 1 there and names itself: common/blame.py).
 
 A gateway keeps the last KEPT round outputs. An accusation about round R's slot S at bit B,
 with secret X, is proven when:

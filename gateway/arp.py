@@ -204,12 +204,10 @@ class Prober:
         self.gateways.setdefault(mac, set()).update(held)
         for i in held:
             slot = self.slots[i] if i < len(self.slots) else None
-            if slot is not None and slot.state is State.IN_USE and slot.mac == mac:
-                self._move(slot, State.FREE)
-                slot.due = math.inf
-                slot.reason, slot.mac, slot.detail = None, b"", ""
-                self._event(AddressFree(self._text(i)))
-                self._recompute()
+            if slot is None or slot.state is not State.IN_USE or slot.mac != mac:
+                continue
+            if all(i in self.gateways.get(m, ()) for m in slot.heard):  # no other host's
+                self._free(i, slot)
 
     def observe(self, a: Arp, now: float) -> None:
         """An ARP packet seen on the LAN (not one this host sent)."""
@@ -294,11 +292,15 @@ class Prober:
         if others:
             self._in_use(i, slot, others[-1], "answered a probe", now)
             return
+        self._free(i, slot)
+
+    def _free(self, i: int, slot: _Slot) -> None:
         self._move(slot, State.FREE)
         slot.due = math.inf
         if slot.reason is ClaimRefusal.IN_USE:
             slot.reason, slot.mac, slot.detail = None, b"", ""
             self._event(AddressFree(self._text(i)))
+        self._recompute()
 
     def _in_use(self, i: int, slot: _Slot, mac: bytes, how: str, now: float) -> None:
         self._move(slot, State.IN_USE)

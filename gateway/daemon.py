@@ -224,8 +224,10 @@ class GatewayDaemon(DaemonBase):
                 self.warn_once(
                     "accused",
                     now,
-                    "a member proved that its slot %d of round %d was written into (bit %d): "
-                    "a member is disrupting the rounds (lanon status: accusations)",
+                    "an accusation holds up: the owner of slot %d of round %d proved it and bit "
+                    "%d emerged as 1 where it says it wrote 0: a member writes into slots not "
+                    "its own, or the owner lies about its own slot (tracing, not built yet, "
+                    "will tell which; lanon status: accusations)",
                     e.slot,
                     e.round,
                     e.bit,

@@ -19,7 +19,6 @@ from typing import Any
 from lanon.common import coalition as coalition_mod
 from lanon.common.crypto import HostKey, encode_key
 from lanon.common.events import (
-    CancelAnswer,
     Command,
     EmitPacket,
     Event,
@@ -176,10 +175,7 @@ class Lan:
             for cmd in h.engine.pop_commands():
                 if h.down:
                     continue
-                if isinstance(cmd, CancelAnswer):
-                    h.held = [x for x in h.held if x[2].round != cmd.round]
-                    heapq.heapify(h.held)
-                elif not isinstance(cmd, SendFrame):
+                if not isinstance(cmd, SendFrame):
                     self._push(self.now + self.latency, h.mac, None, cmd)
                 elif cmd.at > self.now:  # the pacer keeps it until its moment
                     self._seq += 1

@@ -42,7 +42,6 @@ from lanon.common.engine import EngineBase, check_mac, maced
 from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
     AnswerLate,
-    CancelAnswer,
     CellDelivered,
     CellRetried,
     Contributed,
@@ -470,10 +469,9 @@ class Contributor:
             self.lose()
 
     def lose(self) -> None:
-        """The current round will not produce an output: its cells go back to the queue front
-        (an answer not sent yet never leaves)."""
-        if self.phase is Phase.ANSWERING and self.relay is None and self.current is not None:
-            self.e.command(CancelAnswer(self.current.round))
+        """The current round will not produce an output: its cells go back to the queue front.
+        An answer handed over leaves anyway, at its moment: every member's does, so an abort
+        does not show which members took it up before their moment (a busy one may not)."""
         cur, self.current = self.current, None
         self.relay = None
         self._answer = []

@@ -14,7 +14,7 @@ from lanon.common import __version__, iptables, wire
 from lanon.common.daemon import DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import PrerequisiteError
-from lanon.common.events import CancelAnswer, FilterSources, InjectPacket, SendFrame
+from lanon.common.events import FilterSources, InjectPacket, SendFrame
 from lanon.common.metrics import snapshot
 from lanon.common.rawsock import LinkSocket
 from lanon.member import health, rules
@@ -96,7 +96,6 @@ class MemberDaemon(DaemonBase):
         self._start_pacer()
         self.handlers = {
             SendFrame: self._send,
-            CancelAnswer: lambda cmd: self.pacer.cancel(),
             FilterSources: self._filter_sources,
             InjectPacket: lambda cmd: self.tun.write(cmd.packet),
         }

@@ -92,6 +92,7 @@ class MemberEngine(EngineBase):
         self.max_queue = max_queue
         self.keys = KeyRing(self, coalition, self.me.index, key, wall_offset)
         veto = Veto(coalition, policy or AnonymityPolicy())
+        self._accusation: Accusation | None = None  # to seal after the next answer
         self.rounds = Contributor(
             self, coalition, self.me.index, self.keys, veto, rng, accuse=self._accuse
         )
@@ -213,7 +214,15 @@ class MemberEngine(EngineBase):
         """A reserved slot of ours was written into: say so to the gateways, anonymously, in
         a cell at the front of the queue (common/accusation.py). One accusation waits at a
         time, the latest: the gateways keep a few seconds of outputs to judge by, and a
-        jammer that jams the accusations too must not make them pile up."""
+        jammer that jams the accusations too must not make them pile up. It is sealed after
+        the next round's answer is made (`_queue_accusation`): sealing costs X25519 per
+        gateway, and that answer, late, would show the switch who accuses."""
+        self._accusation = a
+
+    def _queue_accusation(self, now: float) -> None:
+        a, self._accusation = self._accusation, None
+        if a is None:
+            return
         queue = self.rounds.queue
         if any(p.accuses for p in queue):
             kept = [p for p in queue if not p.accuses]
@@ -324,6 +333,8 @@ class MemberEngine(EngineBase):
         if self.me.index in o.roster:
             self.last_in_roster = now
         self.rounds.receive_open(o, gateway.index, src, now)
+        if self._accusation is not None:
+            self._queue_accusation(now)  # its sealing, after this round's answer is made
         if not self.in_roster:
             self._hello(now)
 

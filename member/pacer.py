@@ -11,8 +11,10 @@ whatever its daemon does, so its timing says nothing about the daemon's traffic.
 
 Protocol on a SOCK_SEQPACKET pair (the daemon's end, the pacer's end):
   daemon -> pacer  `!qQ` due (CLOCK_MONOTONIC ns), round; then the answer's whole Ethernet
-                   frames, each after its length (`!H`): one message (one wake-up) a round
-                   `!qQ` 0, round (no frame): cancel what is not sent yet
+                   frames, each after its length (`!H`): one message (one wake-up) a round,
+                   more only for an answer over MESSAGE_MAX bytes
+An answer handed over always leaves (a lost round's too: every member's does, so whether a
+member took up an ABORT before its moment, which a busy one may not, does not show).
   pacer -> daemon  `!B` at start: 1 if it runs at real-time priority, 0 if not
                    `!qQq` due, round, handed (ns): an answer handed over late, at `handed`,
                    left then
@@ -39,6 +41,8 @@ from lanon.common.loop import precise_timers
 
 SUBMIT = struct.Struct("!qQ")
 LENGTH = struct.Struct("!H")
+MESSAGE_MAX = 60_000  # bytes a message to the pacer holds: it reads into a 64 KiB buffer
+RECEIVE_MAX = 65_536
 SENT = struct.Struct("!qQq")
 REALTIME_PRIORITY = 10  # SCHED_FIFO, below the kernel's own threads (50): one send a round
 NS = 1_000_000_000
@@ -81,9 +85,6 @@ class InlinePacer:
     def hand_over(self) -> None:
         """Nothing to hand over: this loop keeps the frames."""
 
-    def cancel(self) -> None:
-        self._held.clear()
-
     @property
     def due(self) -> float:
         return self._held[0][0] if self._held else float("inf")
@@ -112,11 +113,15 @@ class ProcessPacer:
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", BOOT, str(theirs.fileno()), str(lan.fileno())],
+                # -P: nothing from the working directory comes before lanon's own modules
+                [sys.executable, "-P", "-c", BOOT, str(theirs.fileno()), str(lan.fileno())],
                 pass_fds=(theirs.fileno(), lan.fileno()),
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "LANON_SITE": os.pathsep.join(p for p in sys.path if p)},
             )
+        except OSError:
+            self.ctl.close()
+            raise
         finally:
             theirs.close()
         # Its first word: whether it got real-time priority (it ends without one if it failed).
@@ -132,17 +137,21 @@ class ProcessPacer:
         self.ctl.setblocking(False)
         self._batch: list[tuple[float, int]] = []  # the (due, round) of the frames kept
         self._frames: list[bytes] = []
+        self._size = SUBMIT.size
 
     def fileno(self) -> int:
         return self.ctl.fileno()
 
     def submit(self, due: float, rnd: int, frame: bytes) -> None:
         """Keep `frame` for the next `hand_over` (the answer's frames go in one message)."""
-        if self._batch and self._batch[0] != (due, rnd):
+        if self._batch and (
+            self._batch[0] != (due, rnd) or self._size + LENGTH.size + len(frame) > MESSAGE_MAX
+        ):
             self.hand_over()
         if not self._batch:
             self._batch = [(due, rnd)]
         self._frames.append(LENGTH.pack(len(frame)) + frame)
+        self._size += LENGTH.size + len(frame)
 
     def hand_over(self) -> None:
         """Give the pacer what `submit` kept: one message, so one wake-up, a round."""
@@ -150,11 +159,7 @@ class ProcessPacer:
             return
         due, rnd = self._batch[0]
         self._tell(SUBMIT.pack(int(due * NS), rnd) + b"".join(self._frames))
-        self._batch, self._frames = [], []
-
-    def cancel(self) -> None:
-        self._batch, self._frames = [], []
-        self._tell(SUBMIT.pack(0, 0))
+        self._batch, self._frames, self._size = [], [], SUBMIT.size
 
     @property
     def due(self) -> float:
@@ -220,15 +225,14 @@ def serve(ctl: socket.socket, lan: socket.socket) -> None:
         if readable:
             while True:
                 try:
-                    msg = ctl.recv(65536, socket.MSG_DONTWAIT)
+                    msg = ctl.recv(RECEIVE_MAX, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     break
                 if not msg:
                     return  # the daemon is gone
+                if len(msg) < SUBMIT.size:
+                    continue  # only the daemon writes here: nothing of the kind is sent
                 due, rnd = SUBMIT.unpack_from(msg)
-                if due == 0:
-                    held.clear()
-                    continue
                 handed, at = time.monotonic_ns(), SUBMIT.size
                 while at + LENGTH.size <= len(msg):
                     (n,) = LENGTH.unpack_from(msg, at)

@@ -143,6 +143,16 @@ def test_a_gateway_whose_heartbeat_comes_after_the_probe_is_no_conflict_either()
     assert b.p.unavailable() == frozenset()
 
 
+def test_a_vouched_gateway_does_not_free_an_address_another_host_answered_for_too() -> None:
+    b = Box()
+    b.p.start(0.0)
+    b.p.observe(reply(HOST, 2), 0.01)  # a host that uses it
+    b.p.observe(reply(OTHER_GATEWAY, 2), 0.02)  # and a gateway whose heartbeat comes later
+    b.run(END)
+    b.p.vouch(OTHER_GATEWAY, {2})
+    assert b.p.unavailable() == frozenset({2})
+
+
 def test_a_gateway_answering_for_an_address_it_does_not_hold_is_a_conflict() -> None:
     """A gateway host's own address inside a share: its kernel answers, its heartbeats never
     list it (it refuses its own address)."""
