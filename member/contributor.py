@@ -330,6 +330,8 @@ class Contributor:
             self._tree_dst = (o.ethernet_of()[p.parent], self._member_mac(p.parent))
         forward_at = max(forward_by(now, self.c.rounds.deadline, p), self.answer_at)
         self.relay = Relay(o.round, p, self.index, parts, forward_at)
+        if self.relay.complete:  # a leaf: its answer is ready, for the pacer like a star's
+            self._forward(self.relay, now, paced=True)
 
     def _member_mac(self, other: int) -> bytes:
         key = self._member_macs.get(other)
@@ -354,8 +356,9 @@ class Contributor:
         if relay.complete and now >= self.answer_at:
             self._forward(relay, now)
 
-    def _forward(self, relay: Relay, now: float) -> None:
-        """Send our subtree's sum up: to our parent, or to the leader if we are the root."""
+    def _forward(self, relay: Relay, now: float, paced: bool = False) -> None:
+        """Send our subtree's sum up: to our parent, or to the leader if we are the root; a
+        leaf's (`paced`) is handed over at once, to leave at `answer_at`."""
         relay.sent = True
         dst, key = self._tree_dst
         parts = relay.parts()
@@ -372,6 +375,12 @@ class Contributor:
             )
             for i, payload in enumerate(parts)
         ]
+        if paced:
+            for dst, frame in self._answer:
+                self.e.command(SendFrame(dst, frame, self.answer_at, relay.round))
+            self._answer = []
+            self.answered += 1
+            return
         self._send_answer(now)
 
     # --- the output ---------------------------------------------------------------------------

@@ -100,3 +100,35 @@ def test_a_silent_member_with_children_is_blamed_alone() -> None:
     assert abort.missing == (f"member{victim + 1}",)  # type: ignore[attr-defined]
     lan.run(1.0)
     assert leader.present == roster - {victim}  # its children are still in
+
+
+def test_a_leaf_hands_its_answer_to_the_pacer_and_a_relay_sends_when_its_subtree_is_in() -> None:
+    """A leaf's answer is ready when the OPEN comes: it leaves at the round's moment, like a
+    star answer (`SendFrame.at`), whatever the leaf's load; a member with children sends when
+    their parts are in, from its loop."""
+    lan = tree_lan(7)
+    sent: list[tuple[int, int, float]] = []  # (member index, round, at) of each tree part
+    for h in lan.hosts.values():
+        if h.name.startswith("member"):
+            index = int(h.name.removeprefix("member")) - 1
+
+            def pop(m: int = index, inner: Any = h.engine.pop_commands) -> Any:
+                cmds = inner()
+                for c in cmds:
+                    frame = getattr(c, "frame", b"")
+                    if frame[1:2] == bytes([wire.MsgType.TREE_PART]):
+                        part = wire.pull_tree_part(frame[: -wire.MAC_LEN])
+                        sent.append((m, part.round, c.at))
+                return cmds
+
+            h.engine.pop_commands = pop
+    lan.run(0.5)
+    rosters = {}
+    for _src, _dst, f in lan.frames(wire.MsgType.OPEN):
+        o = wire.pull_open(wire.split_sealed(f, 7)[0])
+        rosters[o.round] = o.roster
+    judged = [(m, n, at) for m, n, at in sent if n in rosters]
+    assert len({n for _m, n, _at in judged}) >= 8
+    for m, n, at in judged:
+        leaf = not tree.place(rosters[n], n, m, 2).children
+        assert (at > 0) == leaf, (m, n, at)
