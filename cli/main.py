@@ -330,7 +330,7 @@ def describe_status(statuses: list[dict[str, Any]]) -> str:
         if proven:
             lines.append(
                 f"{s['name']}: {proven} accusations proven: a member writes into slots not its "
-                "own (blame does not yet name it)"
+                "own, or an owner lies about its own (blame does not yet tell which, or name it)"
             )
     for s in statuses:
         if "error" in s:

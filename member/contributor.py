@@ -141,6 +141,7 @@ class Contributor:
         self._member_macs: dict[int, bytes] = {}
         self.phase = Phase.OUTSIDE
         self.queue: deque[Pending] = deque()  # cells waiting for a slot, oldest first
+        self.accusation: deque[Pending] = deque()  # our latest accusation's cells, waiting
         self.last_round = 0  # the highest round answered or refused: never answered again
         self.current: RoundView | None = None
         self.grant: Grant | None = None
@@ -204,11 +205,11 @@ class Contributor:
                 grant = None
         slots: dict[int, Pending] = {}
         go_express = express and verdict.reason is None and o.round >= self.express_after
-        if go_express and self.queue and self.queue[0].accuses:
-            # An accusation takes an express slot whenever it can: a jammer that writes into
-            # reserved slots would jam it in one of those (and one that writes into every
-            # slot jams every accusation: a limit of accusing in cells).
-            slots[o.nslots - express + self.rng.randrange(express)] = _into_round(self.queue)
+        if go_express and self.accusation:
+            # An accusation goes in express slots only: a jammer that writes into reserved
+            # slots would jam it in one of those (and one that writes into every slot jams
+            # every accusation: a limit of accusing in cells).
+            slots[o.nslots - express + self.rng.randrange(express)] = _into_round(self.accusation)
             go_express = False
         for s in grant.slots if grant else ():
             if self.queue:
@@ -453,8 +454,10 @@ class Contributor:
                 if s >= express:
                     self.express_collisions = 0
                 continue
-            if not (pending.accuses and s < express):  # a jammed accusation: a fresh one
-                lost.append(pending)  # takes its place (an express collision: it goes again)
+            if pending.accuses:  # an express collision: it goes again, unless a fresh one
+                self.accusation.appendleft(pending)  # replaces it (engine: `_queue_accusation`)
+            else:
+                lost.append(pending)
             if s < express:  # reserved for us alone: someone wrote into it
                 bit = choose_bit(pending.cell, emerged)
                 at = None if bit is None else (base + s * cs) * 8 + bit
@@ -490,7 +493,8 @@ class Contributor:
         lost = [cur.slots[s] for s in sorted(cur.slots)]
         for _ in lost:
             self.e.event(CellRetried(RetryReason.ROUND_LOST, 0))
-        self.queue.extendleft(reversed(lost))
+        self.accusation.extendleft(reversed([p for p in lost if p.accuses]))
+        self.queue.extendleft(reversed([p for p in lost if not p.accuses]))
         if self.phase in (Phase.ANSWERING, Phase.SENT):
             self._to(Phase.READY)
 

@@ -212,8 +212,8 @@ class MemberEngine(EngineBase):
 
     def _accuse(self, a: Accusation, now: float) -> None:
         """A reserved slot of ours was written into: say so to the gateways, anonymously, in
-        a cell at the front of the queue (common/accusation.py). One accusation waits at a
-        time, the latest: the gateways keep a few seconds of outputs to judge by, and a
+        express slots (common/accusation.py; `Contributor.accusation`). One accusation waits
+        at a time, the latest: the gateways keep a few seconds of outputs to judge by, and a
         jammer that jams the accusations too must not make them pile up. It is sealed after
         the next round's answer is made (`_queue_accusation`): sealing costs X25519 per
         gateway, and that answer, late, would show the switch who accuses."""
@@ -223,18 +223,16 @@ class MemberEngine(EngineBase):
         a, self._accusation = self._accusation, None
         if a is None:
             return
-        queue = self.rounds.queue
-        if any(p.accuses for p in queue):
-            kept = [p for p in queue if not p.accuses]
-            queue.clear()
-            queue.extend(kept)
         data = seal_accusation(a, self.wrapper, self.rng)
         chunks = wire.split_vector(data, self.c.cell_data)
         packet_id = self.rng.getrandbits(32)
         cs = self.c.coalition.cell_size
-        for i in reversed(range(len(chunks))):
-            cell = encode_cell(cs, ACCUSATION_TAG, packet_id, i, len(chunks), chunks[i])
-            queue.appendleft(Pending(cell, now, accuses=True))
+        self.rounds.accusation = deque(
+            Pending(
+                encode_cell(cs, ACCUSATION_TAG, packet_id, i, len(chunks), c), now, accuses=True
+            )
+            for i, c in enumerate(chunks)
+        )
 
     def _refuse_too_large(self, packet: bytes) -> None:
         """Tell our own stack, as the kernel would: 'fragmentation needed', at the LAN MTU."""

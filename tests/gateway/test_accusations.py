@@ -20,10 +20,10 @@ from tests.harness import Lan, running_lan
 from tests.member.test_corruption import keep_sending
 
 
-def jammed(rounds: int = 300) -> Lan:
+def jammed(rounds: int = 300, victims: tuple[str, ...] = ("member1", "member2")) -> Lan:
     lan = running_lan(4, gateways=2)
     lan.member("member4").rounds.__class__ = Jamming
-    keep_sending(lan, ["member1", "member2"], rounds)
+    keep_sending(lan, list(victims), rounds)
     return lan
 
 
@@ -41,10 +41,20 @@ def test_the_owner_of_a_jammed_slot_proves_it_to_every_gateway() -> None:
         assert proven and proven <= corrupted, g  # each one a real corruption, as its owner saw it
         # the jammer jams accusations too: some never come through; none was refused
         assert {e.judgement for e in judged} <= {"proven", "repeated"}, g  # type: ignore[attr-defined]
-    # a victim keeps one accusation waiting, the latest, however much is jammed
+    # a victim keeps one accusation waiting, the latest, however much is jammed; its data
+    # cells never share the accusation's slots
     cells = -(-sealed_len(2) // lan.c.cell_data)
     for m in ("member1", "member2"):
-        assert sum(p.accuses for p in lan.member(m).rounds.queue) <= cells
+        assert len(lan.member(m).rounds.accusation) <= cells
+        assert not any(p.accuses for p in lan.member(m).rounds.queue)
+
+
+def test_a_lone_victim_whose_every_reserved_slot_is_jammed_still_accuses() -> None:
+    """Its retried cells go back to the queue front round after round: the accusation must not
+    queue behind them into reserved slots, where it would be jammed too."""
+    lan = jammed(200, victims=("member1",))
+    proven = [e for e in lan.events("gateway1", AccusationJudged) if e.judgement == "proven"]  # type: ignore[attr-defined]
+    assert len(proven) >= 10
 
 
 def test_honest_contention_accuses_nobody() -> None:
