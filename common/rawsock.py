@@ -103,7 +103,7 @@ class LinkSocket:
         return dst + self.mac + self._type + payload
 
     def send(self, dst: bytes, payload: bytes) -> bool:
-        return self.send_frame(dst + self.mac + self._type + payload)
+        return self.send_frame(self.frame(dst, payload))
 
     def send_frame(self, frame: bytes) -> bool:
         """Send a whole Ethernet frame; False if it could not go now (counted)."""

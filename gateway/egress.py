@@ -180,11 +180,8 @@ class Egress:
 
     def _accused(self, data: bytes) -> None:
         a, judgement = self.accusations.receive(data)
-        self.e.event(
-            AccusationJudged(
-                a.round if a else 0, a.slot if a else 0, a.bit if a else 0, judgement.value
-            )
-        )
+        where = (a.round, a.slot, a.bit) if a else (0, 0, 0)
+        self.e.event(AccusationJudged(*where, judgement.value))
 
     def _sweep(self) -> None:
         self._next_sweep = self.flows.time + SWEEP_INTERVAL

@@ -206,10 +206,9 @@ class Lan:
             if h.held and h.held[0][0] <= self.now:
                 cmd = h.held[0][2]
                 while h.held and h.held[0][0] <= self.now:
+                    frame = heapq.heappop(h.held)[2]
                     if not h.down:
-                        self._wire(h, heapq.heappop(h.held)[2])
-                    else:
-                        heapq.heappop(h.held)
+                        self._wire(h, frame)
                 if not h.down:
                     h.engine.answer_left(cmd.at, cmd.round, self.now)
                     h.events.extend(h.engine.pop_events())

@@ -233,12 +233,13 @@ class Contributor:
         else:
             # Handed over now, to leave at answer_at: the daemon's pacer keeps the moment.
             mkey = self.mac_keys[gateway]
-            for i, payload in enumerate(parts):
-                frame = wire.Part(o.round, i, len(parts), payload).encode(
+            frames = [
+                wire.Part(o.round, i, len(parts), payload).encode(
                     wire.MsgType.CONTRIB, self.c.id, self.index
                 )
-                self.e.command(SendFrame(src, maced(mkey, frame), self.answer_at, o.round))
-            self.answered += 1
+                for i, payload in enumerate(parts)
+            ]
+            self._hand_over([(src, maced(mkey, f)) for f in frames], o.round)
         self.last_round = o.round
         self.keys.forget_others()  # forward secrecy: other epochs' keys are gone
         part_lens = self.c.part_lens(o.nslots, o.nentries)
@@ -377,12 +378,16 @@ class Contributor:
             for i, payload in enumerate(parts)
         ]
         if paced:
-            for dst, frame in self._answer:
-                self.e.command(SendFrame(dst, frame, self.answer_at, relay.round))
+            self._hand_over(self._answer, relay.round)
             self._answer = []
-            self.answered += 1
             return
         self._send_answer(now)
+
+    def _hand_over(self, frames: list[tuple[bytes, bytes]], rnd: int) -> None:
+        """An answer made when its round opened: to the daemon's pacer, to leave at answer_at."""
+        for dst, frame in frames:
+            self.e.command(SendFrame(dst, frame, self.answer_at, rnd))
+        self.answered += 1
 
     # --- the output ---------------------------------------------------------------------------
 

@@ -65,9 +65,7 @@ class MemberDaemon(DaemonBase):
             ),
         )
         # Until the pacer process runs (and if it cannot), the loop sends answers itself.
-        self.pacer: InlinePacer | ProcessPacer = InlinePacer(
-            lambda frame: self.lan.send_frame(frame), self._answer_left
-        )
+        self.pacer: InlinePacer | ProcessPacer = self._inline_pacer()
 
     def run(self) -> None:
         s = self.s
@@ -210,14 +208,17 @@ class MemberDaemon(DaemonBase):
     def _pacer_lost(self) -> None:
         if not isinstance(self.pacer, ProcessPacer):
             return
-        lost, self.pacer = self.pacer, InlinePacer(self.lan.send_frame, self._answer_left)
+        lost, self.pacer = self.pacer, self._inline_pacer()
         self.reactor.remove_reader(lost.fileno())
         lost.close()
         if not self.reactor.stopping:
             self.log.warning("the pacer process ended: this daemon sends its answers itself")
 
-    def _answer_left(self, due: float, rnd: int, sent: float) -> None:
-        self.engine.answer_left(due, rnd, sent)
+    def _inline_pacer(self) -> InlinePacer:
+        return InlinePacer(lambda frame: self.lan.send_frame(frame), self._answer_left)
+
+    def _answer_left(self, due: float, rnd: int, when: float) -> None:
+        self.engine.answer_left(due, rnd, when)
         self.flush(self.reactor.clock())
 
     def _filter_sources(self, cmd: FilterSources) -> None:

@@ -13,11 +13,11 @@ Protocol on a SOCK_SEQPACKET pair (the daemon's end, the pacer's end):
   daemon -> pacer  `!qQ` due (CLOCK_MONOTONIC ns), round; then the answer's whole Ethernet
                    frames, each after its length (`!H`): one message (one wake-up) a round,
                    more only for an answer over MESSAGE_MAX bytes
-An answer handed over always leaves (a lost round's too: every member's does, so whether a
-member took up an ABORT before its moment, which a busy one may not, does not show).
   pacer -> daemon  `!B` at start: 1 if it runs at real-time priority, 0 if not
                    `!qQq` due, round, handed (ns): an answer handed over late, at `handed`,
                    left then
+An answer handed over always leaves (a lost round's too: every member's does, so whether a
+member took up an ABORT before its moment, which a busy one may not, does not show).
 When the daemon goes, its end closes and the pacer ends. If the pacer cannot start or dies,
 the daemon sends the answers itself (`InlinePacer`) and says so.
 """
@@ -135,7 +135,7 @@ class ProcessPacer:
             raise OSError("the pacer process did not start")
         self.mode = Mode.REALTIME if hello == b"\1" else Mode.PROCESS
         self.ctl.setblocking(False)
-        self._batch: list[tuple[float, int]] = []  # the (due, round) of the frames kept
+        self._kept: tuple[float, int] | None = None  # the (due, round) of the frames kept
         self._frames: list[bytes] = []
         self._size = SUBMIT.size
 
@@ -144,22 +144,21 @@ class ProcessPacer:
 
     def submit(self, due: float, rnd: int, frame: bytes) -> None:
         """Keep `frame` for the next `hand_over` (the answer's frames go in one message)."""
-        if self._batch and (
-            self._batch[0] != (due, rnd) or self._size + LENGTH.size + len(frame) > MESSAGE_MAX
+        if self._kept is not None and (
+            self._kept != (due, rnd) or self._size + LENGTH.size + len(frame) > MESSAGE_MAX
         ):
             self.hand_over()
-        if not self._batch:
-            self._batch = [(due, rnd)]
+        self._kept = due, rnd
         self._frames.append(LENGTH.pack(len(frame)) + frame)
         self._size += LENGTH.size + len(frame)
 
     def hand_over(self) -> None:
         """Give the pacer what `submit` kept: one message, so one wake-up, a round."""
-        if not self._frames:
+        if self._kept is None:
             return
-        due, rnd = self._batch[0]
+        due, rnd = self._kept
         self._tell(SUBMIT.pack(int(due * NS), rnd) + b"".join(self._frames))
-        self._batch, self._frames, self._size = [], [], SUBMIT.size
+        self._kept, self._frames, self._size = None, [], SUBMIT.size
 
     @property
     def due(self) -> float:
