@@ -304,6 +304,7 @@ def lab(curves: dict[str, list[tuple[int, float, float]]], biggest: int) -> None
         labs.table(rows[-1:]) if len(rows) > 1 else labs.table(rows)
     labs.plot(rows, curves, Path("bench-lanon.png").resolve())
     labs.observer_figures()
+    labs.blame_figures()
 
 
 def fuzz(total: int, seed: int) -> int:

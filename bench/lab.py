@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,3 +228,63 @@ def observer_figures(seconds_each: float = 11.0) -> None:
         f"rounds with uneven frames: {v.uneven_rounds}"
     )
     print(f"  median answer delay after OPEN, busy/idle (µs): {delays}")
+
+
+def blame_figures(runs: int = 3) -> None:
+    """Blame in a lab of 4 members whose member4 jams: how long from the first upload to
+    member4's exclusion on every gateway, and from the accused round to the verdict."""
+    import subprocess
+
+    from lanon.lab.lab import Lab, LabSpec
+
+    lab = Lab("benchjam")
+    if lab.is_up():
+        lab.down()
+    lab.up(LabSpec(lab.name, members=4, gateways=2, jammer="member4"))
+    seen, traced = [], []
+    try:
+        body = lab.dir / "upload.bin"
+        body.write_bytes(bytes(range(256)) * 4096)
+        for _ in range(runs):
+            upload = lab.popen(
+                "member1",
+                [
+                    "curl",
+                    "-s",
+                    "--max-time",
+                    "20",
+                    "--data-binary",
+                    f"@{body}",
+                    "http://203.0.113.10/upload",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            start = time.monotonic()
+            try:
+                while time.monotonic() < start + 20:
+                    status = [lab.status(g.name)["blame"] for g in lab.gateways]
+                    if all(b["excluded"] for b in status):
+                        seen.append(time.monotonic() - start)
+                        traced += [b["last_exclusion_ms"] for b in status if b["last_exclusion_ms"]]
+                        break
+                    time.sleep(0.05)
+            finally:
+                upload.kill()
+                upload.communicate()
+            leader = next(g.name for g in lab.gateways if lab.status(g.name)["leading"])
+            readmit = ["readmit", "--socket", str(lab.socket_path(leader)), "member4"]
+            subprocess.run([sys.executable, "-m", "lanon.cli", *readmit], capture_output=True)
+            time.sleep(2.0)  # it is back in the rosters, jamming again at the next upload
+    finally:
+        lab.down()
+    if not seen:
+        print("  blame: member4 was not excluded within 20 s")
+        return
+    print(
+        f"  blame, 4 members, member4 jams ({len(seen)} runs): excluded on every gateway "
+        f"{statistics.median(seen) * 1000:.0f} ms after the upload began (median; "
+        f"{min(seen) * 1000:.0f} to {max(seen) * 1000:.0f} ms, polled every 50 ms); "
+        f"from the accused round to the verdict: "
+        f"{statistics.median(traced):.0f} ms (median of {len(traced)})"
+    )

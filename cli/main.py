@@ -323,14 +323,24 @@ def describe_status(statuses: list[dict[str, Any]]) -> str:
         if s.get("corrupted_slots"):
             lines.append(
                 f"{s['name']}: {s['corrupted_slots']} reserved slots of ours emerged corrupted: "
-                "a member writes into slots not its own (this member accused it, "
-                "anonymously; blame does not yet name it)"
+                "a member writes into slots not its own (this member accused it, anonymously)"
             )
-        proven = (s.get("accusations") or {}).get("proven")
-        if proven:
+        blame = s.get("blame") or {}
+        if blame.get("excluded"):
             lines.append(
-                f"{s['name']}: {proven} accusations proven: a member writes into slots not its "
-                "own, or an owner lies about its own (blame does not yet tell which, or name it)"
+                f"{s['name']}: excluded after blame: {', '.join(blame['excluded'])} (lanon "
+                "readmit NAME on the leading gateway lets one back in)"
+            )
+        if blame.get("held_out"):
+            lines.append(
+                f"{s['name']}: silent when blame asked, out for the rest of the epoch: "
+                f"{', '.join(blame['held_out'])}"
+            )
+        refuted = (blame.get("verdicts") or {}).get("refuted")
+        if refuted:
+            lines.append(
+                f"{s['name']}: {refuted} blame verdicts did not hold against their evidence: "
+                "the leading gateway named members it should not have"
             )
     for s in statuses:
         if "error" in s:
@@ -398,6 +408,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(describe_status(statuses))
     return 0
+
+
+def cmd_readmit(args: argparse.Namespace) -> int:
+    """Ask the leading gateway to let an excluded member back into the rosters."""
+    from lanon.common import control
+
+    errors = []
+    for name, role, sock in _status_targets(args):
+        if role == "member":
+            continue
+        try:
+            answer = control.query(sock, f"readmit {args.member}")
+        except LanonError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        if "readmitted" in answer:
+            print(f"{args.member} is readmitted (by {name}); the other gateways follow")
+            return 0
+        errors.append(f"{name}: {answer.get('error', answer)}")
+    raise LanonError("; ".join(errors) or "no gateway to ask")
 
 
 def cmd_deploy_path(args: argparse.Namespace) -> int:
@@ -639,6 +669,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "readmit",
+        help="let a member that blame excluded back in",
+        description="Let a member that a blame verdict excluded back into the rosters: asked of "
+        "the leading gateway (the others follow its heartbeats). Mend the host first: a member "
+        "that jams again is traced and excluded again.",
+    )
+    p.add_argument("member", help="the member's name in the coalition file")
+    p.add_argument("--socket", type=Path, help="the leading gateway's control socket")
+    p.add_argument("--lab", help="the gateways of a lab")
+    p.set_defaults(func=cmd_readmit)
 
     p = sub.add_parser(
         "deploy",

@@ -28,16 +28,14 @@ What blame never does:
   where every honest member's own bit is 0 (the accuser's too: it chose a bit it wrote 0 in).
   An accuser that lies about that bit has own bit 1 there and names itself.
 
-What the protocol around this must add (not built yet): members sign their contributions (a
-leader holds every MAC key and could otherwise forge a member's bit); tracing starts only from
-an accusation the leader judged proven (the accused bit lies in the accused slot, and
-`reservation.proves_claim` holds against the claim granted that slot: built); a member asked
-to reveal at a bit of a slot of its own that it did not accuse refuses (a gateway knows the
-secrets and could accuse at a bit the owner wrote 1 in, which would point at the owner);
-the epoch's ephemeral keys are kept while an accusation about it is open; and a proof is
-checked against the key the other end used, shown by the signed KEYS it came in (rounds name
-keys by a 32-bit id; each member refuses a second key under an id, but a member could sign two
-and send each to another neighbour).
+The protocol around this (gateway/tracer.py, member/revealer.py, common/verdict.py): members
+sign their contributions in rounds with reserved slots (a leader holds every MAC key and could
+otherwise forge a member's bit); tracing starts only from an accusation judged proven; a member
+asked to reveal at a bit of a slot of its own that it did not accuse refuses; the verdict's
+evidence is checked by every member. Not built: keeping an epoch's keys past its end while an
+accusation about it is open (a trace that comes too late is incomplete and names nobody), and a
+proof against keys as signed in KEYS (rounds name keys by a 32-bit id: a member that signs two
+keys under one id and proves both makes `settle` return None, naming nobody).
 """
 
 from __future__ import annotations
@@ -46,7 +44,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from lanon.common.crypto import bit_of, epoch_key, pad_bit, verify_exchange
+from lanon.common.crypto import bit_of, epoch_key, key_id, pad_bit, verify_exchange
 
 __all__ = [
     "Edge",
@@ -138,8 +136,8 @@ def trace(
 @dataclass(frozen=True, slots=True)
 class ExchangeProof:
     """One end of a disputed edge shows the pair's epoch exchange (`shared`) and its proof,
-    made with its ephemeral key `public` against the other end's `peer` (both as announced,
-    signed, for the epoch)."""
+    made with its ephemeral key `public` against the other end's `peer` (both named by the
+    round's key ids)."""
 
     member: int
     public: bytes
@@ -155,22 +153,24 @@ def settle(
     bit: int,
     revealed: Mapping[int, int],
     proofs: Iterable[ExchangeProof],
-    announced: Mapping[int, bytes],
+    key_ids: Mapping[int, int],
 ) -> frozenset[int] | None:
     """Who of the edge's two ends lied about their pad bit, or None if no end showed a valid
-    exchange (nobody is named: an honest end always can). `revealed`: each end's pad bit with
-    the other; `announced`: each end's ephemeral public key for the epoch."""
+    exchange (nobody is named: an honest end always can), or two valid exchanges disagree (an
+    end announced two keys under one id: nobody can tell which the other end used).
+    `revealed`: each end's pad bit with the other; `key_ids`: each member's ephemeral key id
+    as the round named it."""
     a, b = edge
-    truth = None
+    truths = set()
     for p in proofs:
         if p.member not in edge:
             continue
         other = b if p.member == a else a
-        if p.public != announced.get(p.member) or p.peer != announced.get(other):
-            continue  # a proof about keys other than those announced proves nothing here
+        if key_id(p.public) != key_ids.get(p.member) or key_id(p.peer) != key_ids.get(other):
+            continue  # a proof about keys other than the round's proves nothing here
         if verify_exchange(p.public, p.peer, p.shared, p.proof):
-            truth = pad_bit(epoch_key(epoch, p.shared), rnd, bit)
-            break
-    if truth is None:
+            truths.add(pad_bit(epoch_key(epoch, p.shared), rnd, bit))
+    if len(truths) != 1:
         return None
+    truth = truths.pop()
     return frozenset(m for m in edge if revealed[m] != truth)

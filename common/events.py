@@ -411,6 +411,66 @@ class AccusationJudged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class TraceStarted(Event):
+    """The leader traces an accused bit (gateway/tracer.py): BLAME went out."""
+
+    round: int
+    bit: int
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEnded(Event):
+    """A trace is over: `outcome` is a `blame.Outcome` value (or "untraceable": the round's
+    contributions are not kept), `named` whom the evidence shows wrote into the slot or lied,
+    `silent` who revealed nothing. `since_round`: seconds from the accused round's opening."""
+
+    round: int
+    bit: int
+    outcome: str
+    named: tuple[str, ...]
+    silent: tuple[str, ...]
+    seconds: float
+    since_round: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemberExcluded(Event):
+    """A verdict named this member: out of every roster until an operator readmits it."""
+
+    name: str
+    round: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberReadmitted(Event):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlameAnswered(Event):
+    """Member: a BLAME for a round we answered; `refused` says why we did not answer ('' if we
+    did): member/revealer.py."""
+
+    round: int
+    bit: int
+    phase: str
+    refused: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictChecked(Event):
+    """Member: a verdict's evidence, checked here (common/verdict.py): `agrees` if it shows
+    what the leader said (`named` excluded, for `outcome`)."""
+
+    round: int
+    bit: int
+    outcome: str
+    named: tuple[str, ...]
+    agrees: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class SlotCorrupted(Event):
     """A reserved slot of ours emerged other than we wrote it: someone wrote into it (only a
     claimant writes in a reserved slot). Private: saying so in public says whose slot it was.

@@ -16,6 +16,14 @@ then a type-specific body, then its authenticator:
     TREE_PART    member -> parent   one part of the XOR of a subtree's vectors        MAC16
                  (schedule "tree"; the root sends to the leader)
     FLOWS        leader -> gateway  flow table records, for a gateway that just came   Ed25519
+    ATTEST       member -> leader   its signature on its contribution (rounds with     Ed25519 + MAC16
+                                    reserved slots): what blame shows of what it sent
+    BLAME        leader -> all      reveal your pads at this bit of this round (or      Ed25519
+                                    prove your exchange with these neighbours)
+    REVEAL       member -> leader   its pad bit with each neighbour at that bit         Ed25519
+    PROOF        member -> leader   its epoch exchange with a neighbour, and its proof  Ed25519
+    VERDICT      leader -> all      one piece of a trace's evidence and verdict         Ed25519
+                 (blame: common/blame.py, common/verdict.py)
 
 OPEN and OUTPUT_HEAD, a member's two frames of every round, end with a MAC table before the
 signature: one MAC16 per coalition member, in index order, over the body, under the key that
@@ -44,9 +52,10 @@ from dataclasses import dataclass
 from lanon.common.errors import RejectReason, RemoteProtocolError
 
 ETHERTYPE = 0x88B5
-VERSION = 5  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
+VERSION = 6  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
 # 4: per-flow keys (INBOUND sealed under the flow key, not signed; sealed packets in cells);
 # 5: ephemeral keys on the Ed25519 curve, epoch keys from their exchange alone (common/crypto.py)
+# 6: blame (ATTEST, BLAME, REVEAL, PROOF, VERDICT); heartbeats say who is excluded
 BROADCAST = b"\xff" * 6
 SIG_LEN = 64
 MAC_LEN = 16
@@ -70,6 +79,11 @@ class MsgType(enum.IntEnum):
     REFUSE = 10
     TREE_PART = 11
     FLOWS = 12
+    ATTEST = 13
+    BLAME = 14
+    REVEAL = 15
+    PROOF = 16
+    VERDICT = 17
 
 
 class AbortReason(enum.IntEnum):
@@ -92,7 +106,13 @@ _KEY_ENTRY = struct.Struct("!I32s")
 _REFUSE = struct.Struct("!QBQI")
 _TREE = struct.Struct("!QHHH")
 _FLOWS = struct.Struct("!QHH")
+_ATTEST = struct.Struct("!QH16s")
+_BLAME = struct.Struct("!QIBH")
+_REVEAL = struct.Struct("!QIH")
+_PROOF = struct.Struct("!QIH32s32s32s64s")
+_VERDICT = struct.Struct("!QIHH")
 KEY_ID = struct.Struct("!I")
+_COUNT = struct.Struct("!H")
 
 # Fixed overheads, used to size parts so that every frame fits the LAN MTU.
 CONTRIB_OVERHEAD = HEADER.size + _PART.size + MAC_LEN
@@ -100,6 +120,8 @@ OUTPUT_PART_OVERHEAD = HEADER.size + _PART.size
 
 
 FLOWS_OVERHEAD = HEADER.size + _FLOWS.size + AEAD_TAG_LEN + SIG_LEN
+VERDICT_OVERHEAD = HEADER.size + _VERDICT.size + SIG_LEN
+MAX_VERDICT_PIECES = 256
 
 
 def tree_part_overhead(nmembers: int) -> int:
@@ -481,6 +503,8 @@ class Heartbeat:
     naddresses: int
     leaving: bool = False  # a clean stop: take over now, do not wait for its silence
     started_ms: int = 0  # when this gateway process started: a change means it restarted
+    excluded: frozenset[int] = frozenset()  # members out after blame (a leader's word counts)
+    nmembers: int = 0
 
     def encode(self, coalition: int, sender: int) -> bytes:
         flags = (1 if self.leader else 0) | (2 if self.leaving else 0)
@@ -490,6 +514,8 @@ class Heartbeat:
                 self.seq, self.round, self.epoch, flags, self.started_ms, self.naddresses
             )
             + bitmap_encode(self.held, self.naddresses)
+            + _COUNT.pack(self.nmembers)
+            + bitmap_encode(self.excluded, self.nmembers)
         )
 
 
@@ -501,9 +527,24 @@ def pull_heartbeat(body: bytes) -> Heartbeat:
     _epoch(epoch)
     if naddresses == 0:
         raise malformed("HEARTBEAT of a coalition without addresses")
-    held = bitmap_decode(body[HEADER.size + _HEARTBEAT.size :], naddresses)
+    start = HEADER.size + _HEARTBEAT.size
+    end = start + (naddresses + 7) // 8
+    held = bitmap_decode(body[start:end], naddresses)
+    if len(body) < end + _COUNT.size:
+        raise malformed("HEARTBEAT without its excluded members")
+    (nmembers,) = _COUNT.unpack_from(body, end)
+    excluded = bitmap_decode(body[end + _COUNT.size :], nmembers)
     return Heartbeat(
-        seq, rnd, epoch, bool(flags & 1), held, naddresses, bool(flags & 2), started_ms
+        seq,
+        rnd,
+        epoch,
+        bool(flags & 1),
+        held,
+        naddresses,
+        bool(flags & 2),
+        started_ms,
+        excluded,
+        nmembers,
     )
 
 
@@ -571,6 +612,162 @@ def pull_refuse(body: bytes) -> Refuse:
     except ValueError:
         raise malformed(f"refusal reason {reason}") from None
     return Refuse(_round(rnd), code, _round(next_round), _epoch(epoch))
+
+
+# --- blame (common/blame.py, common/verdict.py) ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attest:
+    """A member signs what it sent in a round with reserved slots: `root` is the digest of its
+    parts' digests (`attest_root`). Sent with the parts, MACed to the leader, who keeps it:
+    signed, it shows everyone what the member sent, where a MAC only shows the leader."""
+
+    round: int
+    nparts: int
+    root: bytes
+
+    def encode(self, coalition: int, sender: int) -> bytes:
+        return push_header(MsgType.ATTEST, coalition, sender) + _ATTEST.pack(
+            self.round, self.nparts, self.root
+        )
+
+
+def pull_attest(body: bytes) -> Attest:
+    if len(body) != HEADER.size + _ATTEST.size:
+        raise malformed("ATTEST of wrong size")
+    rnd, nparts, root = _ATTEST.unpack_from(body, HEADER.size)
+    if nparts == 0:
+        raise malformed("ATTEST of no parts")
+    return Attest(_round(rnd), nparts, root)
+
+
+class BlamePhase(enum.IntEnum):
+    REVEAL = 1  # every roster member: your pad bits at `bit`
+    PROVE = 2  # the ends of `edges`: your epoch exchange with the other end, and its proof
+
+
+@dataclass(frozen=True, slots=True)
+class Blame:
+    """The leader traces bit `bit` of round `round`, which an accusation proved corrupted."""
+
+    round: int
+    bit: int
+    phase: BlamePhase
+    edges: tuple[tuple[int, int], ...] = ()  # PROVE: the disputed edges
+
+    def encode(self, coalition: int, sender: int) -> bytes:
+        return (
+            push_header(MsgType.BLAME, coalition, sender)
+            + _BLAME.pack(self.round, self.bit, self.phase, len(self.edges))
+            + b"".join(_EDGE.pack(a, b) for a, b in self.edges)
+        )
+
+
+_EDGE = struct.Struct("!HH")
+
+
+def pull_blame(body: bytes) -> Blame:
+    if len(body) < HEADER.size + _BLAME.size:
+        raise malformed("short BLAME")
+    rnd, bit, phase, n = _BLAME.unpack_from(body, HEADER.size)
+    try:
+        kind = BlamePhase(phase)
+    except ValueError:
+        raise malformed(f"blame phase {phase}") from None
+    start = HEADER.size + _BLAME.size
+    if len(body) != start + n * _EDGE.size or (kind is BlamePhase.PROVE) != (n > 0):
+        raise malformed("BLAME edges do not match their count or phase")
+    edges = tuple(_EDGE.unpack_from(body, start + i * _EDGE.size) for i in range(n))
+    return Blame(_round(rnd), bit, kind, edges)
+
+
+@dataclass(frozen=True, slots=True)
+class RevealMsg:
+    """A member's pad bit at `bit` of `round` with each neighbour in `pads` (its neighbours in
+    that round's roster)."""
+
+    round: int
+    bit: int
+    nmembers: int
+    pads: dict[int, int]
+
+    def encode(self, coalition: int, sender: int) -> bytes:
+        return (
+            push_header(MsgType.REVEAL, coalition, sender)
+            + _REVEAL.pack(self.round, self.bit, self.nmembers)
+            + bitmap_encode(self.pads, self.nmembers)
+            + bitmap_encode([j for j, b in self.pads.items() if b], self.nmembers)
+        )
+
+
+def pull_reveal(body: bytes) -> RevealMsg:
+    if len(body) < HEADER.size + _REVEAL.size:
+        raise malformed("short REVEAL")
+    rnd, bit, nmembers = _REVEAL.unpack_from(body, HEADER.size)
+    start = HEADER.size + _REVEAL.size
+    width = (nmembers + 7) // 8
+    if len(body) != start + 2 * width:
+        raise malformed("REVEAL bitmaps do not match their width")
+    named = bitmap_decode(body[start : start + width], nmembers)
+    ones = bitmap_decode(body[start + width :], nmembers)
+    if not ones <= named:
+        raise malformed("REVEAL pad bits for members it does not name")
+    return RevealMsg(_round(rnd), bit, nmembers, {j: int(j in ones) for j in sorted(named)})
+
+
+@dataclass(frozen=True, slots=True)
+class ProofMsg:
+    """A member's epoch exchange with `peer` in `round`'s epoch, made with its ephemeral key
+    `public` and the peer's `peer_public`, and the proof that it is right."""
+
+    round: int
+    bit: int
+    peer: int
+    public: bytes
+    peer_public: bytes
+    shared: bytes
+    proof: bytes
+
+    def encode(self, coalition: int, sender: int) -> bytes:
+        return push_header(MsgType.PROOF, coalition, sender) + _PROOF.pack(
+            self.round, self.bit, self.peer, self.public, self.peer_public, self.shared, self.proof
+        )
+
+
+def pull_proof(body: bytes) -> ProofMsg:
+    if len(body) != HEADER.size + _PROOF.size:
+        raise malformed("PROOF of wrong size")
+    rnd, bit, peer, public, peer_public, shared, proof = _PROOF.unpack_from(body, HEADER.size)
+    return ProofMsg(_round(rnd), bit, peer, public, peer_public, shared, proof)
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictPiece:
+    """Piece `index` of `count` of a trace's evidence and verdict (common/verdict.py), each
+    piece signed by the leader that traced."""
+
+    round: int
+    bit: int
+    index: int
+    count: int
+    data: bytes
+
+    def encode(self, coalition: int, sender: int) -> bytes:
+        return (
+            push_header(MsgType.VERDICT, coalition, sender)
+            + _VERDICT.pack(self.round, self.bit, self.index, self.count)
+            + self.data
+        )
+
+
+def pull_verdict(body: bytes) -> VerdictPiece:
+    if len(body) < HEADER.size + _VERDICT.size:
+        raise malformed("short VERDICT")
+    rnd, bit, index, count = _VERDICT.unpack_from(body, HEADER.size)
+    if not index < count <= MAX_VERDICT_PIECES:
+        raise malformed(f"verdict piece {index} of {count}")
+    return VerdictPiece(_round(rnd), bit, index, count, body[HEADER.size + _VERDICT.size :])
 
 
 def split_vector(vector: bytes, part_size: int) -> list[bytes]:

@@ -6,6 +6,7 @@ import errno
 import ipaddress
 import random
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -225,13 +226,39 @@ class GatewayDaemon(DaemonBase):
                     "accused",
                     now,
                     "an accusation holds up: the owner of slot %d of round %d proved it and bit "
-                    "%d emerged as 1 where it says it wrote 0: a member writes into slots not "
-                    "its own, or the owner lies about its own slot (tracing, not built yet, "
-                    "will tell which; lanon status: accusations)",
+                    "%d emerged as 1 where it says it wrote 0: the leader of that round traces "
+                    "it (lanon status: blame)",
                     e.slot,
                     e.round,
                     e.bit,
                 )
+            case ev.TraceEnded(outcome="disruptor"):
+                self.log.warning(
+                    "blame: bit %d of round %d was written by %s (traced in %.0f ms from the "
+                    "round; the evidence went to every member, who check it)",
+                    e.bit,
+                    e.round,
+                    ", ".join(e.named),
+                    e.since_round * 1000,
+                )
+            case ev.TraceEnded():
+                self.log.info(
+                    "blame: round %d traced, %s%s: nobody named",
+                    e.round,
+                    e.outcome,
+                    f" (silent, out until the epoch ends: {', '.join(e.silent)})"
+                    if e.silent
+                    else "",
+                )
+            case ev.MemberExcluded():
+                self.log.warning(
+                    "member %s is excluded after blame: out of every roster until an operator "
+                    "readmits it (lanon readmit %s, on the leading gateway)",
+                    e.name,
+                    e.name,
+                )
+            case ev.MemberReadmitted():
+                self.log.warning("member %s is readmitted", e.name)
             case _:
                 super().log_event(e, now)
 
@@ -245,6 +272,7 @@ class GatewayDaemon(DaemonBase):
         for state, n in counts.items():
             m.members.labels(state.value).set(n)
         m.k.set(keygraph.connectivity(e.leader.present, self.c.edges).k)
+        m.excluded.set(len(e.tracer.exclusions.members))
         m.held.set(len(e.held))
         m.gateways_alive.set(len(e.policy.alive(self.reactor.clock())))
         for reason, n in e.probes.counts().items():
@@ -256,6 +284,39 @@ class GatewayDaemon(DaemonBase):
             for proto in (6, 17, 1):
                 held = usage.get((proto, a.packed), 0) if i in e.held else 0
                 m.flows.labels(str(a), protocol(proto)).set(held)
+
+    def _blame_status(self) -> dict[str, Any]:
+        t = self.engine.tracer
+        return {
+            "traces": dict(t.outcomes),  # by outcome (gateway/tracer.py)
+            "excluded": _names(self.c, t.exclusions.members),  # until `lanon readmit`
+            "held_out": _names(self.c, t.exclusions.held),  # silent in blame: out this epoch
+            "tracing": t.active is not None,
+            # the last verdict that named someone, in ms from its accused round's opening
+            "last_exclusion_ms": None
+            if t.last_exclusion is None
+            else round(t.last_exclusion * 1000, 1),
+        }
+
+    def _control(self, request: str) -> dict[str, Any]:
+        verb, _, name = request.partition(" ")
+        if verb != "readmit":
+            return super()._control(request)
+        e = self.engine
+        if name not in {m.name for m in self.c.members}:
+            return {"error": f"no member {name!r} in {self.c.path}"}
+        if not e.leading:
+            leader = next(
+                (self.c.gateways[g].name for g, p in e.policy.peers.items() if p.leader), "?"
+            )
+            return {
+                "error": f"{self.s.name} does not lead: readmit on the leading gateway "
+                f"({leader}); the others follow its heartbeats"
+            }
+        if not e.readmit(name):
+            return {"error": f"{name} is not excluded"}
+        self.flush(self.reactor.clock())
+        return {"readmitted": name}
 
     def status(self) -> dict[str, Any]:
         e = self.engine
@@ -318,6 +379,7 @@ class GatewayDaemon(DaemonBase):
             # slot owners' accusations by judgement (gateway/accusations.py): proven ones
             # mean a member disrupts the rounds
             "accusations": {j.value: n for j, n in e.egress.accusations.judged.items() if n},
+            "blame": self._blame_status(),
             "refused": e.probes.refused(),  # addresses it will not claim, and why
             "emit_errors": {
                 s.labels["reason"]: int(s.value)
@@ -326,6 +388,10 @@ class GatewayDaemon(DaemonBase):
                 if s.name.endswith("_total")
             },
         }
+
+
+def _names(c: Any, members: Iterable[int]) -> list[str]:
+    return [c.members[m].name for m in sorted(members)]
 
 
 def _host_addresses() -> tuple[list[ipaddress.IPv4Address], list[ipaddress.IPv4Address]]:

@@ -16,7 +16,7 @@ import random
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
-from lanon.common.accusation import ACCUSATION_TAG
+from lanon.common.accusation import ACCUSATION_TAG, Accusation
 from lanon.common.cell import Reassembler, SlotState, decode_slot
 from lanon.common.coalition import NEVER_EMITTED, PRIVATE_RANGES, Coalition
 from lanon.common.crypto import HostKey
@@ -48,7 +48,7 @@ from lanon.common.packet import (
     set_source,
 )
 from lanon.common.reservation import ENTRY_LEN
-from lanon.gateway.accusations import Accusations
+from lanon.gateway.accusations import Accusations, Judgement
 from lanon.gateway.flows import Exhausted, FlowTable, TagConflict
 from lanon.gateway.ingress import Ingress
 
@@ -151,6 +151,7 @@ class Egress:
         self.destinations = Destinations(coalition)
         self.cells = Reassembler()
         self.accusations = Accusations(coalition, key, index)
+        self.proven: list[Accusation] = []  # to trace (the engine takes them: gateway/tracer.py)
         self.last_round = 0
         self._next_sweep = 0.0
 
@@ -180,6 +181,8 @@ class Egress:
 
     def _accused(self, data: bytes) -> None:
         a, judgement = self.accusations.receive(data)
+        if a is not None and judgement is Judgement.PROVEN:
+            self.proven.append(a)
         where = (a.round, a.slot, a.bit) if a else (0, 0, 0)
         self.e.event(AccusationJudged(*where, judgement.value))
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from lanon.common import wire
 from lanon.common.clock import wall_ms, wall_us
-from lanon.common.coalition import Coalition, GatewayPeer
+from lanon.common.coalition import Coalition, GatewayPeer, Schedule
 from lanon.common.crypto import HostKey, gateway_pair_key
 from lanon.common.engine import EngineBase, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
@@ -24,6 +24,8 @@ from lanon.common.events import (
     GatewayChanged,
     LeadershipChanged,
     LinkChanged,
+    MemberExcluded,
+    MemberReadmitted,
     SendArp,
 )
 from lanon.common.flowkey import open_part, seal_part
@@ -35,6 +37,7 @@ from lanon.gateway.egress import Egress, address_text
 from lanon.gateway.flows import RECORD, FlowTable
 from lanon.gateway.ingress import Ingress
 from lanon.gateway.leader import Leader, Phase
+from lanon.gateway.tracer import Exclusions, Tracer
 
 
 class GatewayEngine(EngineBase):
@@ -70,6 +73,7 @@ class GatewayEngine(EngineBase):
         self.egress = Egress(
             self, coalition, key, self.me.index, self.flows, self.held, self.ingress, rng
         )
+        exclusions = Exclusions()
         self.leader = Leader(
             self,
             coalition,
@@ -77,7 +81,9 @@ class GatewayEngine(EngineBase):
             key,
             wall_offset=wall_offset,
             process=self.egress.process,
+            exclusions=exclusions,
         )
+        self.tracer = Tracer(self, coalition, self.me.index, key, self.leader.kept, exclusions)
         self.policy = ClaimPolicy(coalition, self.me.index, now)
         self.probes = arp.Prober(  # which addresses no other host uses (probed before claims)
             self.addresses, mac, self.command, self.event, self.held
@@ -120,6 +126,15 @@ class GatewayEngine(EngineBase):
             elif t == wire.MsgType.REFUSE:
                 if self.leading:
                     self.leader.receive_refuse(header.sender, frame, now)
+            elif t == wire.MsgType.ATTEST:
+                if self.leading:
+                    self.leader.receive_attest(header.sender, frame, now)
+            elif t == wire.MsgType.REVEAL:
+                self.tracer.receive_reveal(header.sender, src, frame, now)
+            elif t == wire.MsgType.PROOF:
+                self.tracer.receive_proof(header.sender, src, frame, now)
+            elif t in (wire.MsgType.BLAME, wire.MsgType.VERDICT):
+                return  # the tracing gateway's, for the members (exclusions: its heartbeats)
             elif t == wire.MsgType.OUTPUT_PART:
                 self._on_output_part(wire.pull_part(frame))
             elif t == wire.MsgType.INBOUND:  # sealed under its flow's key, not signed
@@ -130,6 +145,21 @@ class GatewayEngine(EngineBase):
                 self._from_gateway(header, src, frame, now)
         except RemoteProtocolError as exc:
             self._reject(exc, frame, src, now)
+        self._trace_proven(now)
+
+    def _trace_proven(self, now: float) -> None:
+        """Accusations that held up in the outputs just processed: trace them."""
+        proven, self.egress.proven = self.egress.proven, []
+        for a in proven:
+            if self.c.rounds.schedule is Schedule.TREE:
+                self.tracer.untraceable(a)
+            else:
+                self.tracer.start(a, now)
+
+    def readmit(self, name: str) -> bool:
+        """An operator lets an excluded member back in (`lanon readmit`); False if it was not
+        excluded here."""
+        return self.tracer.readmit(self.c.member(name).index)
 
     def _from_gateway(self, header: wire.Header, src: bytes, frame: bytes, now: float) -> None:
         """A gateway's signed frame: cheap checks on the unverified body first (sequence
@@ -196,6 +226,12 @@ class GatewayEngine(EngineBase):
         if new and self.leading and not hb.leaving:
             self._send_flows(src, peer)  # it may have to take over: give it every flow we know
         self.seen_round = max(self.seen_round, hb.round)
+        if hb.leader and not self.leading and hb.nmembers == len(self.c.members):
+            added, removed = self.tracer.exclusions.mirror(hb.excluded)
+            for m in sorted(added):
+                self.event(MemberExcluded(self.c.members[m].name, 0))
+            for m in sorted(removed):
+                self.event(MemberReadmitted(self.c.members[m].name))
         if hb.leader:
             self.seen_epoch = max(self.seen_epoch, hb.epoch)
             self.leader.follow(hb.round, hb.epoch, now)
@@ -278,7 +314,7 @@ class GatewayEngine(EngineBase):
         self._heartbeat(now)
 
     def get_timer(self) -> float:
-        t = self.next_heartbeat
+        t = min(self.next_heartbeat, self.tracer.get_timer())
         lt = self.leader.get_timer()
         if lt is not None:
             t = min(t, lt)
@@ -333,8 +369,10 @@ class GatewayEngine(EngineBase):
                 a = arp.announcement(self.mac, self.addresses[index])
                 self.command(SendArp(wire.BROADCAST, a.encode()))
         self.probes.handle_timer(now)
+        self.tracer.handle_timer(now)
         if self.leading:
             self.leader.handle_timer(now)
+        self._trace_proven(now)
 
     def _after_pause(self, now: float) -> None:
         """Our timers ran late by more than a gateway timeout: this process was frozen (SIGSTOP,
@@ -377,6 +415,8 @@ class GatewayEngine(EngineBase):
             len(self.addresses),
             leaving,
             self.started_ms,
+            frozenset(self.tracer.exclusions.members),
+            len(self.c.members),
         )
         self.send(wire.BROADCAST, signed(self.key, hb.encode(self.c.id, self.me.index)))
 

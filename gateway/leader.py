@@ -28,6 +28,7 @@ Epochs move forward the same way: a leader adopts a later epoch it sees or a mem
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -54,8 +55,11 @@ from lanon.common.reservation import ENTRY_LEN, tally
 from lanon.common.roster import RosterCheck
 from lanon.common.tree import order, place
 from lanon.common.vectorsum import VectorSum
+from lanon.common.verdict import attest_root
+from lanon.gateway.tracer import Exclusions, Kept
 
 ROTATION_GRACE = 2.0  # seconds a due rotation waits for every present member's next key
+KEPT_ROUNDS = 64  # rounds with reserved slots whose contributions are kept, for blame
 P = TypeVar("P", wire.Part, wire.TreePart)
 
 
@@ -98,6 +102,13 @@ class Collecting:
     root: int | None = None  # schedule "tree": the member that sends the whole sum
     subtree: frozenset[int] | None = None  # tree: whose vectors the root's sum contains
     tree_got: set[int] = field(default_factory=set)  # tree: part indices received from the root
+    # Star rounds with reserved slots can be accused: every member's parts and signed ATTEST
+    # are kept, and a member is done only with both (gateway/tracer.py shows them in blame).
+    accountable: bool = False
+    done: set[int] = field(default_factory=set)
+    parts: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    attests: dict[int, bytes] = field(default_factory=dict)
+    key_ids: dict[int, int] = field(default_factory=dict)
 
 
 class Leader:
@@ -112,8 +123,11 @@ class Leader:
         *,
         wall_offset: float,
         process: Callable[[RoundOutput], SlotStats],
+        exclusions: Exclusions | None = None,
     ) -> None:
         self.e = engine
+        self.exclusions = exclusions or Exclusions()  # members blame keeps out of rosters
+        self.kept: OrderedDict[int, Kept] = OrderedDict()
         self.c = coalition
         self.index = index
         self.key = key
@@ -244,7 +258,7 @@ class Leader:
         """Who did not contribute in time: in a tree, whoever the root's sum leaves out (or the
         root itself, if nothing came from it)."""
         if col.root is None:
-            return frozenset(i for i in col.roster if len(col.got.get(i, ())) < len(col.part_lens))
+            return col.roster - col.done
         if col.subtree is None:
             return frozenset({col.root})
         # A silent member's subtree is lost with it: blame only those whose parent's sum came
@@ -263,7 +277,9 @@ class Leader:
         roster = frozenset(
             i
             for i in self.present
-            if self.epoch in self.ephemeral[i] and (not tree or i in self.member_ethernet)
+            if self.epoch in self.ephemeral[i]
+            and (not tree or i in self.member_ethernet)
+            and not self.exclusions.out(i, self.epoch)
         )
         problem = self.roster_check(roster)
         if problem is not None:
@@ -317,6 +333,8 @@ class Leader:
             {i: set() for i in roster},
             len(roster),
             order(roster, self.round)[0] if tree else None,
+            accountable=not tree and nslots > r.express_slots,
+            key_ids=dict(zip(sorted(roster), ids, strict=True)),
         )
         self.e.event(RoundOpened(self.round, self.epoch, nslots, len(roster)))
 
@@ -368,10 +386,47 @@ class Leader:
             raise RemoteProtocolError(RejectReason.REPLAY, "part already received")
         got.add(part.index)
         col.sum.add(part.index, part.payload)
+        if col.accountable:
+            col.parts.setdefault(sender, {})[part.index] = part.payload
         if len(got) == len(col.part_lens):
-            col.remaining -= 1
-            if col.remaining == 0:
-                self._finish(now)
+            self._complete(sender, col, now)
+
+    def receive_attest(self, sender: int, frame: bytes, now: float) -> None:
+        """A member's signature on its contribution to a round with reserved slots."""
+        self.c.member_at(sender)
+        signed_frame = check_mac(self.mac_keys[sender], frame)
+        attest = wire.pull_attest(wire.split_auth(signed_frame, wire.SIG_LEN)[0])
+        col = self.collecting
+        if col is None or attest.round != col.round or not col.accountable:
+            raise RemoteProtocolError(RejectReason.STALE, f"an ATTEST of round {attest.round}")
+        if sender not in col.got:
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"member #{sender} not in round")
+        if sender in col.attests:
+            raise RemoteProtocolError(RejectReason.REPLAY, "ATTEST already received")
+        col.attests[sender] = signed_frame
+        if len(col.got[sender]) == len(col.part_lens):
+            self._complete(sender, col, now)
+
+    def _complete(self, sender: int, col: Collecting, now: float) -> None:
+        """Member `sender`'s parts are in (and its ATTEST, where the round needs one)."""
+        if col.accountable:
+            signed_frame = col.attests.get(sender)
+            if signed_frame is None:
+                return
+            parts = col.parts[sender]
+            body, sig = wire.split_auth(signed_frame, wire.SIG_LEN)
+            attest = wire.pull_attest(body)
+            root = attest_root([digest16(parts[i]) for i in range(len(col.part_lens))])
+            if attest.nparts != len(col.part_lens) or attest.root != root:
+                del col.attests[sender]
+                raise RemoteProtocolError(RejectReason.MALFORMED, "ATTEST of other parts")
+            if not self.e.verifier.verify(self.c.members[sender].public, body, sig):
+                del col.attests[sender]
+                raise RemoteProtocolError(RejectReason.BAD_AUTH, "ATTEST with a bad signature")
+        col.done.add(sender)
+        col.remaining -= 1
+        if col.remaining == 0:
+            self._finish(now)
 
     def _finish(self, now: float) -> None:
         col = self.collecting
@@ -412,9 +467,26 @@ class Leader:
             self.busy_until = now + self.c.rounds.linger
         idle = max(now, col.opened + self.c.rounds.idle_interval)
         self.next_open = now if now <= self.busy_until else idle
+        if col.accountable:
+            self._keep(col)
         self.collecting = None
         self._to(Phase.WAITING)
         self._resign_absent()
+
+    def _keep(self, col: Collecting) -> None:
+        self.kept[col.round] = Kept(
+            col.round,
+            col.epoch,
+            col.opened,
+            col.nslots,
+            col.nentries,
+            col.roster,
+            col.key_ids,
+            {m: [p[i] for i in range(len(col.part_lens))] for m, p in col.parts.items()},
+            col.attests,
+        )
+        while len(self.kept) > KEPT_ROUNDS:
+            self.kept.popitem(last=False)
 
     def _abort(self, now: float, reason: wire.AbortReason, missing: frozenset[int]) -> None:
         col = self.collecting

@@ -165,10 +165,34 @@ class GatewayMetrics(BaseMetrics):
             registry=r,
         )
 
+        self.traces = Counter(
+            "lanon_traces_total",
+            "Accused bits traced (blame), by outcome: disruptor (someone named and excluded), "
+            "incomplete (a member silent, or a dispute nobody proved: nobody named), clean, "
+            "untraceable (schedule tree)",
+            ["outcome"],
+            registry=r,
+        )
+        self.trace_seconds = Histogram(
+            "lanon_trace_seconds",
+            "Seconds from an accused round's opening to its trace's verdict",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0),
+            registry=r,
+        )
+        self.excluded = Gauge(
+            "lanon_members_excluded",
+            "Members a verdict excluded, kept out of rosters until readmitted (lanon readmit)",
+            registry=r,
+        )
+
     def observe(self, e: ev.Event, now: float) -> None:
         match e:
             case ev.AccusationJudged():
                 self.accusations.labels(e.judgement).inc()
+            case ev.TraceEnded():
+                self.traces.labels(e.outcome).inc()
+                if e.outcome != "untraceable":
+                    self.trace_seconds.observe(e.since_round)
             case ev.RoundCompleted():
                 self.completed.inc()
                 self.rounds_rate.tick(now)

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from lanon.common import crypto, flowkey, wire
+from lanon.common.accusation import Accusation
 from lanon.common.cell import (
     CELL_HEADER_LEN,
     Cell,
@@ -409,9 +410,14 @@ SIGNED = frozenset(
         wire.MsgType.HEARTBEAT,
         wire.MsgType.KEYS,
         wire.MsgType.FLOWS,
+        wire.MsgType.BLAME,
+        wire.MsgType.REVEAL,
+        wire.MsgType.PROOF,
+        wire.MsgType.VERDICT,
     }
 )
 MACED = frozenset({wire.MsgType.CONTRIB, wire.MsgType.REFUSE, wire.MsgType.TREE_PART})
+SIGNED_MACED = frozenset({wire.MsgType.ATTEST})  # signed, then MACed to the leader
 BY_MEMBERS = frozenset(
     {
         wire.MsgType.HELLO,
@@ -419,6 +425,9 @@ BY_MEMBERS = frozenset(
         wire.MsgType.CONTRIB,
         wire.MsgType.REFUSE,
         wire.MsgType.TREE_PART,
+        wire.MsgType.ATTEST,
+        wire.MsgType.REVEAL,
+        wire.MsgType.PROOF,
     }
 )
 
@@ -431,6 +440,8 @@ def auth_len(mtype: int, nmembers: int) -> int:
     coalition) and signature, a signature, a MAC, or nothing."""
     if mtype in SEALED:
         return nmembers * wire.MAC_LEN + wire.SIG_LEN
+    if mtype in SIGNED_MACED:
+        return wire.SIG_LEN + wire.MAC_LEN
     return wire.SIG_LEN if mtype in SIGNED else wire.MAC_LEN if mtype in MACED else 0
 
 
@@ -458,6 +469,7 @@ class Corpus:
         with deterministic_ephemeral_keys(seed):
             star = build_world(4, 2, seed, skew={"member4": 30.0}, rounds={"epoch_rounds": 40})
             tree = build_world(4, 1, seed + 1, rounds={"schedule": "tree", "tree_fanout": 2})
+            _blame(star)
         snapshots = {
             f"{label}/{name}": copy.deepcopy(w.engine(name))
             for label, w in (("star", star), ("tree", tree))
@@ -488,6 +500,33 @@ class Corpus:
             if len(p) > 600:
                 frags += fragment(bytes(p[:6]) + b"\0\0" + p[8:], 300)
         return cls(star, tree, snapshots, lans, frames, whole, frags, cells, slots)
+
+
+def _blame(world: World) -> None:
+    """A trace of a kept round, for BLAME, REVEAL and VERDICT frames (slot 0's owner refuses
+    to reveal at a bit it did not accuse at), and a member's PROOF."""
+    leader = next(
+        e for n in world.macs if isinstance(e := world.engine(n), GatewayEngine) and e.leading
+    )
+    first = world.c.members[0].name
+    before = max(leader.leader.kept, default=0)
+    for i in range(6):  # more than an express slot takes: reserved slots
+        world.submit(first, udp(member_address(0), SERVER, 40400 + i, 7, b"a round to trace"))
+    # Traced at once: epochs are short here, and members forget a past epoch's keys.
+    world.run_until(lambda: max(leader.leader.kept, default=0) > before)
+    rnd = max(leader.leader.kept)
+    kept = leader.leader.kept[rnd]
+    bit = kept.nentries * ENTRY_LEN * 8 + 3
+    leader.tracer.start(Accusation(rnd, 0, bit, bytes(16)), world.now)
+    member = world.engine(world.c.members[0].name)
+    assert isinstance(member, MemberEngine)
+    peer = next(j for j in sorted(kept.roster) if j != 0)
+    proven = member.keys.pads.prove(kept.epoch, peer, kept.key_ids)
+    if proven is not None:
+        proof = wire.ProofMsg(rnd, bit, peer, *proven).encode(world.c.id, 0)
+        signature = world.keys[world.c.members[0].name].sign(proof)
+        world.frames.append((b"", wire.BROADCAST, proof + signature))
+    world.run(0.5)
 
 
 def _cells_of(world: World) -> list[Cell]:
@@ -656,11 +695,12 @@ class Signer:
             return table + key.sign(body + table)
         if mtype in SIGNED:
             return key.sign(body)
-        if mtype in MACED:
+        if mtype in MACED or mtype in SIGNED_MACED:
+            sig = key.sign(body) if mtype in SIGNED_MACED else b""
             mk = self._macs.get((sender, by_member))
             if mk is None:
                 mk = self._macs[sender, by_member] = crypto.mac_key(key, self.receiver)
-            return crypto.mac(mk, body)
+            return sig + crypto.mac(mk, body + sig)
         return b""
 
 
@@ -779,6 +819,11 @@ WIRE_TARGETS = [
     _decoder("pull_heartbeat", wire.pull_heartbeat, [wire.MsgType.HEARTBEAT]),
     _decoder("pull_keys", wire.pull_keys, [wire.MsgType.KEYS]),
     _decoder("pull_refuse", wire.pull_refuse, [wire.MsgType.REFUSE]),
+    _decoder("pull_attest", wire.pull_attest, [wire.MsgType.ATTEST]),
+    _decoder("pull_blame", wire.pull_blame, [wire.MsgType.BLAME]),
+    _decoder("pull_reveal", wire.pull_reveal, [wire.MsgType.REVEAL]),
+    _decoder("pull_proof", wire.pull_proof, [wire.MsgType.PROOF]),
+    _decoder("pull_verdict", wire.pull_verdict, [wire.MsgType.VERDICT]),
     Target("wire.bitmap_decode", _bitmap, _bitmap_one),
 ]
 
@@ -1076,6 +1121,11 @@ PULL: dict[int, Callable[[bytes], Any]] = {
     wire.MsgType.REFUSE: wire.pull_refuse,
     wire.MsgType.TREE_PART: wire.pull_tree_part,
     wire.MsgType.FLOWS: wire.pull_flows,
+    wire.MsgType.ATTEST: wire.pull_attest,
+    wire.MsgType.BLAME: wire.pull_blame,
+    wire.MsgType.REVEAL: wire.pull_reveal,
+    wire.MsgType.PROOF: wire.pull_proof,
+    wire.MsgType.VERDICT: wire.pull_verdict,
 }
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,8 +37,8 @@ from lanon.common import wire
 from lanon.common.accusation import Accusation
 from lanon.common.blame import choose_bit
 from lanon.common.coalition import Coalition, Schedule
-from lanon.common.crypto import apply_pads, mac_key
-from lanon.common.engine import EngineBase, check_mac, maced
+from lanon.common.crypto import apply_pads, digest16, mac_key
+from lanon.common.engine import EngineBase, check_mac, maced, signed
 from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
     AnswerLate,
@@ -57,6 +57,7 @@ from lanon.common.output import OutputAssembler
 from lanon.common.reservation import ENTRY_LEN, SECRET_LEN, make_claim, tally, write_claims
 from lanon.common.roster import RosterCheck
 from lanon.common.tree import forward_by, place
+from lanon.common.verdict import attest_root
 from lanon.member.keys import KeyRing
 from lanon.member.relay import Relay
 from lanon.member.veto import Veto
@@ -64,6 +65,7 @@ from lanon.member.veto import Veto
 MAX_BACKOFF_EXP = 5
 # An answer this far past its moment is late (beyond the loop's timer precision).
 LATE_AFTER = 0.0002
+HISTORY = 512  # rounds with reserved slots remembered, for blame (a few seconds of them)
 
 
 class Phase(enum.Enum):
@@ -108,6 +110,18 @@ class RoundView:
     claims: dict[int, tuple[bytes, bytes]]  # entry -> (claim written, the secret it commits to)
     secrets: dict[int, bytes]  # reserved slot -> the secret of the claim it was granted to
     output: OutputAssembler
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A round with reserved slots we answered, as blame asks about it (member/revealer.py)."""
+
+    epoch: int
+    roster: frozenset[int]
+    key_of: dict[int, int]
+    nslots: int
+    nentries: int
+    own: frozenset[int]  # reserved slots we wrote a cell in
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +170,8 @@ class Contributor:
         self.answered = 0  # answers handed over (star schedule)
         self.late = 0  # of them, those that left after answer_at: this host was too slow
         self.corrupted = 0  # reserved slots of ours that emerged other than we wrote them
+        self.history: OrderedDict[int, Answered] = OrderedDict()  # for blame
+        self.accused: OrderedDict[tuple[int, int], int] = OrderedDict()  # (round, slot) -> bit
 
     def _to(self, phase: Phase) -> None:
         if phase not in _TRANSITIONS[self.phase]:
@@ -239,6 +255,9 @@ class Contributor:
                 )
                 for i, payload in enumerate(parts)
             ]
+            if o.nslots > express:  # reserved slots can be accused: sign what we sent
+                frames.append(self._attest(o.round, parts))
+                self._remember(o, slots)
             self._hand_over([(src, maced(mkey, f)) for f in frames], o.round)
         self.last_round = o.round
         self.keys.forget_others()  # forward secrecy: other epochs' keys are gone
@@ -256,6 +275,20 @@ class Contributor:
         )
         self._to(Phase.ANSWERING)
         self.e.event(Contributed(o.round, len(parts), len(padded), bool(slots or claims)))
+
+    def _attest(self, rnd: int, parts: list[bytes]) -> bytes:
+        """Our signature on what we send: blame shows it to everyone (common/verdict.py)."""
+        root = attest_root([digest16(p) for p in parts])
+        return signed(
+            self.keys.key, wire.Attest(rnd, len(parts), root).encode(self.c.id, self.index)
+        )
+
+    def _remember(self, o: wire.Open, slots: dict[int, Pending]) -> None:
+        reserved = o.nslots - self.c.rounds.express_slots
+        own = frozenset(s for s in slots if s < reserved)
+        self.history[o.round] = Answered(o.epoch, o.roster, o.key_of(), o.nslots, o.nentries, own)
+        while len(self.history) > HISTORY:
+            self.history.popitem(last=False)
 
     def _vector(
         self, o: wire.Open, slots: dict[int, Pending], claims: dict[int, tuple[bytes, bytes]]
@@ -469,6 +502,9 @@ class Contributor:
                 self.corrupted += 1
                 self.e.event(SlotCorrupted(cur.round, s, at, cur.secrets[s]))
                 if at is not None and self.accuse is not None:
+                    self.accused[(cur.round, s)] = at  # the one bit of it we reveal at
+                    while len(self.accused) > HISTORY:
+                        self.accused.popitem(last=False)
                     self.accuse(Accusation(cur.round, s, at, cur.secrets[s]), now)
                 self.e.event(CellRetried(RetryReason.CORRUPTED, 0))
                 continue

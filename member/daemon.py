@@ -11,6 +11,7 @@ from netfilterqueue import NetfilterQueue
 from prometheus_client import CollectorRegistry
 
 from lanon.common import __version__, iptables, wire
+from lanon.common import events as ev
 from lanon.common.daemon import DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import PrerequisiteError
@@ -277,12 +278,39 @@ class MemberDaemon(DaemonBase):
                 "paced": self.pacer.mode.value,  # realtime, process or inline
             },
             "corrupted_slots": e.rounds.corrupted,  # someone wrote into ours: local only
+            "blame": {  # verdicts this member checked itself (member/revealer.py)
+                "excluded": [self.c.members[m].name for m in sorted(e.blame.excluded)],
+                "verdicts": dict(e.blame.tally),
+            },
             "anonymity": {  # the weakest rounds this member's cells went out in: local only
                 "smallest_set": e.veto.smallest_set,
                 "smallest_k": e.veto.smallest_k,
                 "vetoed_rounds": e.veto.vetoed,
             },
         }
+
+    def log_event(self, e: ev.Event, now: float) -> None:
+        match e:
+            case ev.VerdictChecked(agrees=False):
+                self.log.error(
+                    "blame: the verdict on round %d does not hold: its evidence does not show "
+                    "what the leading gateway says (%s, naming %s): %s",
+                    e.round,
+                    e.outcome,
+                    ", ".join(e.named) or "nobody",
+                    e.detail or "it names others than the evidence shows",
+                )
+            case ev.VerdictChecked(outcome="disruptor"):
+                self.log.warning(
+                    "blame: %s wrote into slots not its own (round %d; checked here against "
+                    "the evidence): excluded",
+                    ", ".join(e.named),
+                    e.round,
+                )
+            case ev.BlameAnswered(refused=refused) if refused:
+                self.log.info("blame: nothing revealed for round %d: %s", e.round, refused)
+            case _:
+                super().log_event(e, now)
 
     def health(self, now: float) -> health.Health:
         """How the lanon looks from here (member/health.py), from the engine's times."""
@@ -305,6 +333,7 @@ class MemberDaemon(DaemonBase):
                 members=len(self.c.members),
                 min_members=self.c.coalition.min_members,
                 foreign=now - self._foreign[1] < health.PROBLEM_AFTER * 2,
+                excluded=e.blame.we_are_excluded,
             )
         )
 

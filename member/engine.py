@@ -55,11 +55,22 @@ from lanon.member.contributor import Contributor, Pending
 from lanon.member.flows import MemberFlow, MemberFlows
 from lanon.member.inbound import InboundReceiver
 from lanon.member.keys import KeyRing
+from lanon.member.revealer import Revealer
 from lanon.member.veto import AnonymityPolicy, Veto
 
 HELLO_INTERVAL = 0.5  # seconds between HELLOs while we are not in the roster
 HOUSEKEEPING = 1.0  # seconds between flow and reassembly expiry sweeps
 MAX_PACKET = 4000  # NFQUEUE copies about 4 KB of a packet
+_TO_THE_LEADER = frozenset(
+    {
+        wire.MsgType.CONTRIB,
+        wire.MsgType.HELLO,
+        wire.MsgType.REFUSE,
+        wire.MsgType.ATTEST,
+        wire.MsgType.REVEAL,
+        wire.MsgType.PROOF,
+    }
+)
 HEARTBEAT_QUIET = 1.0  # heartbeats matter only when no OPEN came for this long
 ACK_SPAN = 256  # ACKs that may take one queued ACK's place (the gateways' replay window is 1024)
 
@@ -96,6 +107,7 @@ class MemberEngine(EngineBase):
         self.rounds = Contributor(
             self, coalition, self.me.index, self.keys, veto, rng, accuse=self._accuse
         )
+        self.blame = Revealer(self, coalition, self.me.index, key, self.rounds, self.keys.pads)
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
         self.inbound = InboundReceiver(self, coalition, self.flows, rng)
         self.wrapper = KeyWrapper([g.public for g in coalition.gateways])
@@ -265,7 +277,7 @@ class MemberEngine(EngineBase):
         try:
             header = self._header(frame, self.c.id)
             t = header.type
-            if t in (wire.MsgType.CONTRIB, wire.MsgType.HELLO, wire.MsgType.REFUSE):
+            if t in _TO_THE_LEADER:
                 return  # other members' frames to the leader: not for us
             if t == wire.MsgType.TREE_PART:
                 self.rounds.receive_tree_part(header.sender, frame, now)
@@ -284,6 +296,10 @@ class MemberEngine(EngineBase):
                 gateway = self.c.gateway_at(header.sender)
                 body = self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
                 self.rounds.receive_abort(wire.pull_abort(body))
+            elif t == wire.MsgType.BLAME:
+                self.blame.receive_blame(self.c.gateway_at(header.sender), src, frame, now)
+            elif t == wire.MsgType.VERDICT:
+                self.blame.receive_verdict(self.c.gateway_at(header.sender), src, frame, now)
             elif t == wire.MsgType.HEARTBEAT and now - self.last_open >= HEARTBEAT_QUIET:
                 # Rounds tell us the epoch; heartbeats matter only while there are none.
                 gateway = self.c.gateway_at(header.sender)
@@ -292,6 +308,7 @@ class MemberEngine(EngineBase):
                 if hb.leader:  # only a leader's epoch is the lanon's
                     self.last_heartbeat = now
                     self.keys.follow(hb.epoch, now)
+                    self.blame.readmitted(hb.excluded)
         except RemoteProtocolError as exc:
             self._reject(exc, frame, src, now)
 

@@ -5,6 +5,7 @@ leading gateway's heartbeats. From them:
 
     running      in the roster of the last rounds
     joining      rounds run, without this member (the leader has not taken it in, or refuses it)
+    excluded     rounds run without it since a verdict named it (blame): until readmitted
     paused       a leading gateway is alive but opens no rounds: too few members present
     no gateway   neither rounds nor a leading gateway's heartbeat for a while
     no rounds    no rounds, and the engine does not say whether a gateway is alive
@@ -32,12 +33,15 @@ class State(enum.Enum):
     STARTING = "starting"
     RUNNING = "running"
     JOINING = "joining"
+    EXCLUDED = "excluded"
     PAUSED = "paused"
     NO_GATEWAY = "no gateway"
     NO_ROUNDS = "no rounds"
 
 
-PROBLEMS = frozenset({State.JOINING, State.PAUSED, State.NO_GATEWAY, State.NO_ROUNDS})
+PROBLEMS = frozenset(
+    {State.JOINING, State.EXCLUDED, State.PAUSED, State.NO_GATEWAY, State.NO_ROUNDS}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,7 @@ class Observation:
     members: int  # members in the coalition file
     min_members: int
     foreign: bool = False  # frames of another coalition file or protocol version arrive lately
+    excluded: bool = False  # a verdict it checked named this member (member/revealer.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,13 @@ def assess(o: Observation) -> Health:
         return Health(State.RUNNING, "running: in the roster", o.last_in_roster)
     if now - o.last_open < QUIET:
         since = max(o.last_in_roster, o.started)
+        if o.excluded:
+            return Health(
+                State.EXCLUDED,
+                "excluded: a verdict (blame) shows this member wrote into slots not its own; "
+                "out of every roster until an operator readmits it (lanon readmit)",
+                since,
+            )
         return Health(
             State.JOINING,
             f"joining: rounds run without this member for {now - since:.0f} s",

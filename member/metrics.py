@@ -47,6 +47,13 @@ class MemberMetrics(BaseMetrics):
             ["reason"],
             registry=r,
         )
+        self.verdicts = Counter(
+            "lanon_verdicts_checked_total",
+            "Blame verdicts this member checked against their evidence: agreed (the leader "
+            "named whom the evidence shows), refuted (it did not: a leader to distrust)",
+            ["checked", "outcome"],
+            registry=r,
+        )
         self.in_roster = Gauge(
             "lanon_in_roster", "1 if this member took part in the last round", registry=r
         )
@@ -121,6 +128,8 @@ class MemberMetrics(BaseMetrics):
                 self.latency.observe(e.latency)
             case ev.AnswerLate():
                 self.late.inc()
+            case ev.VerdictChecked():
+                self.verdicts.labels("agreed" if e.agrees else "refuted", e.outcome).inc()
             case ev.RoundRefused():
                 self.refused.labels(e.reason.value).inc()
             case ev.Joining():

@@ -44,10 +44,17 @@ class PadKeys:
         self, epoch: int, roster: frozenset[int], key_of: dict[int, int]
     ) -> tuple[list[bytes] | None, str]:
         """Epoch keys with the roster's neighbours for the keys the round names, or (None, why)."""
+        keys, why = self.pair_keys(epoch, roster, key_of)
+        return (None, why) if keys is None else (list(keys.values()), "")
+
+    def pair_keys(
+        self, epoch: int, roster: frozenset[int], key_of: dict[int, int]
+    ) -> tuple[dict[int, bytes] | None, str]:
+        """Neighbour -> epoch key, for the roster's neighbours and the keys the round names."""
         own = self.own.get(epoch)
         if own is None or key_of.get(self.index) != own.id:
             return None, f"the round names another ephemeral key of ours for epoch {epoch}"
-        out = []
+        out = {}
         for j in self.neighbours:
             if j not in roster:
                 continue
@@ -62,8 +69,20 @@ class PadKeys:
                         f"no usable ephemeral key {kid:08x} of member #{j} for epoch {epoch}",
                     )
                 cached = self._cache[(j, epoch, kid)] = epoch_key(epoch, shared)
-            out.append(cached)
+            out[j] = cached
         return out, ""
+
+    def prove(
+        self, epoch: int, peer: int, key_of: dict[int, int]
+    ) -> tuple[bytes, bytes, bytes, bytes] | None:
+        """(our public key, the peer's, our exchange, its proof) for a disputed pad with
+        `peer` in a round of `epoch`; None if those keys are gone."""
+        own = self.own.get(epoch)
+        public = self.peers.get((peer, epoch), {}).get(key_of.get(peer, -1))
+        if own is None or public is None or key_of.get(self.index) != own.id:
+            return None
+        proven = own.prove(public)
+        return None if proven is None else (own.public, public, *proven)
 
     def keep_only(self, epoch: int) -> None:
         """Drop every key but those of `epoch` and the next: past (or abandoned) epochs' pads can

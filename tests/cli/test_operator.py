@@ -151,7 +151,7 @@ def test_status_shows_hosts_that_run_different_files() -> None:
     assert "member2:" not in text  # running: nothing to say
 
 
-def test_status_says_when_slots_were_jammed_and_when_an_accusation_proved_it() -> None:
+def test_status_says_when_slots_were_jammed_and_whom_blame_excluded() -> None:
     assert "emerged corrupted" not in describe_status([MEMBER])
     text = describe_status([{**MEMBER, "corrupted_slots": 12}])
     assert "member1: 12 reserved slots of ours emerged corrupted" in text
@@ -162,8 +162,13 @@ def test_status_says_when_slots_were_jammed_and_when_an_accusation_proved_it() -
         "state": "leading",
         "members": {},
         "accusations": {"proven": 3, "unreadable": 1},
+        "blame": {"excluded": ["member4"], "held_out": ["member3"], "traces": {"disruptor": 1}},
     }
-    assert "gateway1: 3 accusations proven" in describe_status([gateway])
+    text = describe_status([gateway])
+    assert "gateway1: excluded after blame: member4 (lanon readmit NAME" in text
+    assert "out for the rest of the epoch: member3" in text
+    member = {**MEMBER, "blame": {"excluded": ["member4"], "verdicts": {"refuted": 2}}}
+    assert "member1: 2 blame verdicts did not hold" in describe_status([member])
 
 
 @pytest.mark.parametrize(

@@ -100,7 +100,7 @@ def test_a_jammer_that_lies_about_a_pad_is_disputed_and_the_proofs_name_it() -> 
     true = r.reveal(3, bit).pads[4]
     verdict, reveals = r.trace(bit, lies={3: {4: true ^ 1}})  # its own bit would read 0
     assert verdict.outcome is Outcome.DISPUTED and verdict.disputes == {(3, 4)}
-    announced = {3: r.eph[3].public, 4: r.eph[4].public}
+    announced = {3: r.eph[3].id, 4: r.eph[4].id}
     proofs = []
     for m, other in ((3, 4), (4, 3)):
         proven = r.eph[m].prove(r.eph[other].public)
@@ -115,7 +115,7 @@ def test_a_forged_exchange_proves_nothing() -> None:
     r, bit = owner_and_jammer()
     true = r.reveal(3, bit).pads[4]
     revealed = {3: true ^ 1, 4: true}
-    announced = {3: r.eph[3].public, 4: r.eph[4].public}
+    announced = {3: r.eph[3].id, 4: r.eph[4].id}
     stranger = Ephemeral()
     fake = stranger.prove(r.eph[4].public)  # valid, but for a key nobody announced
     assert fake is not None

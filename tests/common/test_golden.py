@@ -30,7 +30,7 @@ def h(*fields: str) -> bytes:
 
 
 def header(mtype: wire.MsgType) -> str:
-    return f"05 {mtype:02x} deadbeef 0003"  # version 5, type, coalition, sender
+    return f"06 {mtype:02x} deadbeef 0003"  # version 6, type, coalition, sender
 
 
 OPEN = wire.Open(
@@ -150,6 +150,8 @@ HEARTBEAT = wire.Heartbeat(
     naddresses=8,
     leaving=True,
     started_ms=1_800_000_000_000,
+    excluded=frozenset({1}),
+    nmembers=10,
 )
 HEARTBEAT_BYTES = h(
     header(T.HEARTBEAT),
@@ -160,6 +162,8 @@ HEARTBEAT_BYTES = h(
     "000001a3185c5000",  # started_ms
     "0008",  # naddresses
     "84",  # held bitmap, 8 bits: 0, 5
+    "000a",  # nmembers
+    "4000",  # excluded bitmap, 10 bits: 1
 )
 
 KEYS = wire.Keys(wall_ms=77, keys=((4, b"k" * 32), (5, b"l" * 32)))
@@ -206,6 +210,66 @@ FLOWS_BYTES = h(
 )
 
 
+ATTEST = wire.Attest(round=7, nparts=3, root=b"r" * 16)
+ATTEST_BYTES = h(
+    header(T.ATTEST),
+    "0000000000000007",  # round
+    "0003",  # number of parts
+    "72" * 16,  # root: the digest of the parts' digests
+)
+
+BLAME = wire.Blame(round=7, bit=4099, phase=wire.BlamePhase.PROVE, edges=((1, 2), (0, 9)))
+BLAME_BYTES = h(
+    header(T.BLAME),
+    "0000000000000007",  # round
+    "00001003",  # bit
+    "02",  # phase: PROVE
+    "0002",  # number of edges
+    "0001 0002",  # an edge
+    "0000 0009",
+)
+
+REVEAL = wire.RevealMsg(round=7, bit=4099, nmembers=10, pads={1: 0, 2: 1, 9: 1})
+REVEAL_BYTES = h(
+    header(T.REVEAL),
+    "0000000000000007",  # round
+    "00001003",  # bit
+    "000a",  # nmembers
+    "6040",  # neighbours revealed, 10 bits: 1, 2, 9
+    "2040",  # of them, pad bit 1: 2, 9
+)
+
+PROOF = wire.ProofMsg(
+    round=7,
+    bit=4099,
+    peer=2,
+    public=b"a" * 32,
+    peer_public=b"b" * 32,
+    shared=b"s" * 32,
+    proof=b"p" * 64,
+)
+PROOF_BYTES = h(
+    header(T.PROOF),
+    "0000000000000007",  # round
+    "00001003",  # bit
+    "0002",  # peer
+    "61" * 32,  # our ephemeral key
+    "62" * 32,  # the peer's
+    "73" * 32,  # the exchange
+    "70" * 64,  # its proof
+)
+
+VERDICT = wire.VerdictPiece(round=7, bit=4099, index=1, count=2, data=b"ev")
+VERDICT_BYTES = h(
+    header(T.VERDICT),
+    "0000000000000007",  # round
+    "00001003",  # bit
+    "0001",  # index
+    "0002",  # count
+    "6576",  # evidence (common/verdict.py)
+)
+
+
 def encode(value: Any, mtype: wire.MsgType) -> bytes:
     if isinstance(value, wire.Part):
         return value.encode(mtype, CID, SENDER)
@@ -229,6 +293,11 @@ GOLDEN: list[tuple[str, wire.MsgType, Any, bytes, Pull]] = [
     ("refuse", T.REFUSE, REFUSE, REFUSE_BYTES, wire.pull_refuse),
     ("tree_part", T.TREE_PART, TREE_PART, TREE_PART_BYTES, wire.pull_tree_part),
     ("flows", T.FLOWS, FLOWS, FLOWS_BYTES, wire.pull_flows),
+    ("attest", T.ATTEST, ATTEST, ATTEST_BYTES, wire.pull_attest),
+    ("blame", T.BLAME, BLAME, BLAME_BYTES, wire.pull_blame),
+    ("reveal", T.REVEAL, REVEAL, REVEAL_BYTES, wire.pull_reveal),
+    ("proof", T.PROOF, PROOF, PROOF_BYTES, wire.pull_proof),
+    ("verdict", T.VERDICT, VERDICT, VERDICT_BYTES, wire.pull_verdict),
 ]
 
 
@@ -252,7 +321,7 @@ def test_every_frame_type_has_a_golden_vector() -> None:
 def test_the_numbers_on_the_wire() -> None:
     """Version, type codes and reason codes are wire values: they never follow declaration
     order, and changing one is a new protocol version."""
-    assert wire.VERSION == 5
+    assert wire.VERSION == 6
     assert wire.ETHERTYPE == 0x88B5
     assert {t.name: t.value for t in wire.MsgType} == {
         "OPEN": 1,
@@ -267,7 +336,13 @@ def test_the_numbers_on_the_wire() -> None:
         "REFUSE": 10,
         "TREE_PART": 11,
         "FLOWS": 12,
+        "ATTEST": 13,
+        "BLAME": 14,
+        "REVEAL": 15,
+        "PROOF": 16,
+        "VERDICT": 17,
     }
+    assert {r.name: r.value for r in wire.BlamePhase} == {"REVEAL": 1, "PROVE": 2}
     assert {r.name: r.value for r in wire.AbortReason} == {
         "DEADLINE": 1,
         "LEADER_CHANGE": 2,
@@ -288,12 +363,12 @@ LEADER = HostKey(bytes(32))
 MEMBER_KEYS = [bytes([1]) * 32, bytes([2]) * 32]  # the MAC key each member shares with it
 
 # The MAC table of OPEN_BYTES under MEMBER_KEYS: BLAKE2b-128 of the body, keyed, in index order.
-OPEN_MACS = (h("14e13bfb9c4defd57b8b9a612f1592ff"), h("bcc2f651824c337c09a0a91d54b7f29d"))
+OPEN_MACS = (h("67dec6bed51f599cfbd4e9b5729e2888"), h("791ad158443743958d08cae19aed46cc"))
 OPEN_TABLE = b"".join(OPEN_MACS)
 # LEADER's Ed25519 signature over OPEN_BYTES and its MAC table.
 OPEN_SIGNATURE = h(
-    "0e213952f2560181ce842ba05241256220bb79365c8659fe66f9a406d5af6734",
-    "15e02eca941cbc9a48009571c8ffef8e69b7872da3e4ed5a3d4362ce5494d205",
+    "cb24f6d818952cc3ab711a0fa8c35922f5eacecb235e7491e2df35b383afb741",
+    "0f32c865401a685bae7fad7a5ffd178964324b4c93556dc6ba690bac9572420b",
 )
 
 
@@ -311,11 +386,11 @@ def test_a_sealed_frame_is_body_mac_table_signature() -> None:
 
 
 # A member's CONTRIB: the body and its MAC16 under the key it shares with the leader.
-CONTRIB_MAC = h("ad7c4eb252eee9a181f5adbd60661638")
+CONTRIB_MAC = h("685bf981d19bbc4cc6a11769a4c34abf")
 # LEADER's Ed25519 signature over ABORT_BYTES (signed frames end with 64 bytes of it).
 ABORT_SIGNATURE = h(
-    "e988ce272d5d6db187f5b33e34424156a1d4f00f99de7abae66e93ad06e88f31",
-    "61a1a7445a58a675b1f7d71ea83e5000a21b9928533557897a3e44c47cfac30c",
+    "d8fced6bbbc903b944cd28ea7b4bb89132eacb368a08699c88b3cbcdd85f0a23",
+    "8fc201a69f1ae2c51f2954c2ca029768798b6b1006df01a1cae469a5ba761d0a",
 )
 
 

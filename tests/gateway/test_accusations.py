@@ -54,7 +54,8 @@ def test_a_lone_victim_whose_every_reserved_slot_is_jammed_still_accuses() -> No
     queue behind them into reserved slots, where it would be jammed too."""
     lan = jammed(200, victims=("member1",))
     proven = [e for e in lan.events("gateway1", AccusationJudged) if e.judgement == "proven"]  # type: ignore[attr-defined]
-    assert len(proven) >= 10
+    assert proven  # and the jammer was traced and excluded (tests/gateway/test_tracer.py)
+    assert lan.gateway("gateway1").tracer.exclusions.members.keys() == {3}
 
 
 def test_honest_contention_accuses_nobody() -> None:
@@ -75,7 +76,7 @@ def kept(lan: Lan) -> tuple[Accusations, Accusation]:
 
 
 def test_nobody_accuses_on_behalf_of_another_or_of_a_slot_not_written_into() -> None:
-    lan = jammed(150)
+    lan = jammed(60)  # before the jammer's exclusion pushes its rounds out of the kept
     acc, a = kept(lan)
     judge = Accusations(acc.c, acc.key, acc.index)  # a fresh judge over the same outputs
     for out in acc.outputs.values():
@@ -83,12 +84,16 @@ def test_nobody_accuses_on_behalf_of_another_or_of_a_slot_not_written_into() -> 
     forged = [
         (Accusation(a.round, a.slot, a.bit, bytes(SECRET_LEN)), Judgement.WRONG_SECRET),
         (Accusation(a.round + 10_000, a.slot, a.bit, a.secret), Judgement.UNKNOWN_ROUND),
-        (Accusation(a.round + 1, a.slot, a.bit, a.secret), Judgement.WRONG_SECRET),
+        # the next round: another claim won the slot, or none did
+        (
+            Accusation(a.round + 1, a.slot, a.bit, a.secret),
+            {Judgement.WRONG_SECRET, Judgement.NOT_GRANTED},
+        ),
         (Accusation(a.round, 63, a.bit, a.secret), Judgement.NOT_GRANTED),
         (Accusation(a.round, a.slot, a.bit + 8 * 4096, a.secret), Judgement.OUTSIDE),
     ]
     for f, want in forged:
-        assert judge.judge(f) is want, (f, want)
+        assert judge.judge(f) in (want if isinstance(want, set) else {want}), (f, want)
     out = judge.outputs[a.round]
     zero = next(b for b in range(a.bit, a.bit + 4096) if not out.vector[b // 8] >> (7 - b % 8) & 1)
     assert judge.judge(Accusation(a.round, a.slot, zero, a.secret)) is Judgement.NOT_SET
@@ -98,7 +103,7 @@ def test_nobody_accuses_on_behalf_of_another_or_of_a_slot_not_written_into() -> 
 
 
 def test_only_the_gateways_read_an_accusation_and_no_output_shows_the_secret() -> None:
-    lan = jammed(150)
+    lan = jammed(60)  # before the jammer's exclusion pushes its rounds out of the kept
     acc, a = kept(lan)
     c = lan.c
     data = seal_accusation(a, KeyWrapper([g.public for g in c.gateways]), random.Random(1))

@@ -1,0 +1,308 @@
+"""Tracing an accused bit to whoever wrote it, and keeping that member out (sans-IO).
+
+When an accusation holds up (gateway/accusations.py), the gateway that led the accused round
+traces it. It kept what every roster member sent in that round, signed (`Kept`: ATTEST, and
+the parts), so it alone can:
+
+    REVEALING   BLAME(reveal) to all; each roster member answers with its signed pad bits at
+                the bit (member/revealer.py). Asked again once, for lost frames.
+    PROVING     only if two neighbours disagree on their pad: BLAME(prove) to the ends of
+                those edges, which answer with their epoch exchange and its proof
+    concluded   the evidence (common/verdict.py) goes out in signed VERDICT pieces, and
+                `verdict.judge`, the computation every member repeats, decides: the members it
+                shows wrote there, or lied, are excluded until an operator readmits them
+                (`lanon readmit`). Members that revealed nothing are named by nobody; they stay
+                out of rosters for the rest of the round's epoch, whose keys they had to keep
+                (an honest member that crashed meanwhile loses nothing: it had lost the epoch's
+                keys anyway).
+
+One trace at a time; accusations that come meanwhile, or about rounds before the last one
+traced, wait for the jammer to jam again (it must, to do harm). Exclusions live in the
+gateways: the leader's heartbeats carry them, the others mirror them (`Exclusions.mirror`),
+so that they survive a failover. A coalition whose gateways all restart forgets them; a
+jammer that comes back is traced again in well under a second.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from lanon.common import wire
+from lanon.common.accusation import Accusation
+from lanon.common.blame import Outcome
+from lanon.common.coalition import Coalition
+from lanon.common.crypto import HostKey, digest16
+from lanon.common.engine import EngineBase, signed
+from lanon.common.errors import RejectReason, RemoteProtocolError
+from lanon.common.events import MemberExcluded, MemberReadmitted, TraceEnded, TraceStarted
+from lanon.common.guard import MEMBER
+from lanon.common.verdict import Evidence, Finding, judge
+
+REVEAL_WAIT = 0.25  # seconds for every reveal (or proof) to come
+ASK_AGAIN = 0.06  # BLAME once more after this, for frames lost on the way
+
+
+@dataclass(slots=True)
+class Kept:
+    """A round with reserved slots, as the leader collected it: what blame shows of it."""
+
+    round: int
+    epoch: int
+    opened: float
+    nslots: int
+    nentries: int
+    roster: frozenset[int]
+    key_ids: dict[int, int]
+    parts: dict[int, list[bytes]] = field(default_factory=dict)
+    attests: dict[int, bytes] = field(default_factory=dict)  # signed ATTEST frames
+
+
+class Exclusions:
+    """Who is out of the rosters after blame, and who only for the rest of an epoch."""
+
+    def __init__(self) -> None:
+        self.members: dict[int, int] = {}  # member -> round of the verdict that named it
+        self.held: dict[int, int] = {}  # member -> epoch it stays out of (silent in blame)
+
+    def out(self, member: int, epoch: int) -> bool:
+        return member in self.members or self.held.get(member) == epoch
+
+    def mirror(self, excluded: frozenset[int]) -> tuple[set[int], set[int]]:
+        """The leading gateway's heartbeat says who is out: (added, removed)."""
+        added = set(excluded) - set(self.members)
+        removed = set(self.members) - set(excluded)
+        for m in added:
+            self.members[m] = 0
+        for m in removed:
+            del self.members[m]
+        return added, removed
+
+
+class Phase(enum.Enum):
+    REVEALING = "revealing"
+    PROVING = "proving"
+
+
+@dataclass(slots=True)
+class Tracing:
+    accusation: Accusation
+    kept: Kept
+    started: float
+    deadline: float
+    ask_again: float
+    phase: Phase = Phase.REVEALING
+    reveals: dict[int, bytes] = field(default_factory=dict)
+    proofs: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (member, peer)
+    edges: tuple[tuple[int, int], ...] = ()
+
+
+class Tracer:
+    def __init__(
+        self,
+        engine: EngineBase,
+        coalition: Coalition,
+        index: int,
+        key: HostKey,
+        kept: Mapping[int, Kept],
+        exclusions: Exclusions,
+    ) -> None:
+        self.e = engine
+        self.c = coalition
+        self.index = index
+        self.key = key
+        self.kept = kept  # the leader's store of the rounds it collected
+        self.exclusions = exclusions  # shared with the leader, which keeps them out
+        self.active: Tracing | None = None
+        self.last_traced = 0
+        self.outcomes: dict[str, int] = {}
+        self.last_exclusion: float | None = None  # seconds from the accused round to it
+
+    def start(self, a: Accusation, now: float) -> None:
+        """An accusation held up: trace it, if we led its round and nothing else is traced."""
+        if self.active is not None or a.round <= self.last_traced:
+            return
+        kept = self.kept.get(a.round)
+        if kept is None:
+            return  # another gateway led it (it traces), or the round is no longer kept
+        self.last_traced = a.round
+        self.active = Tracing(a, kept, now, now + REVEAL_WAIT, now + ASK_AGAIN)
+        self._ask(wire.Blame(a.round, a.bit, wire.BlamePhase.REVEAL))
+        self.e.event(TraceStarted(a.round, a.bit))
+
+    def untraceable(self, a: Accusation) -> None:
+        """Schedule "tree": no member's own contribution reaches the leader, so none is kept."""
+        if a.round > self.last_traced:
+            self.last_traced = a.round
+            self._count("untraceable")
+            self.e.event(TraceEnded(a.round, a.bit, "untraceable", (), (), 0.0, 0.0))
+
+    def _ask(self, blame: wire.Blame) -> None:
+        self.e.send(wire.BROADCAST, signed(self.key, blame.encode(self.c.id, self.index)))
+
+    # --- answers ------------------------------------------------------------------------------
+
+    def _check_answer(
+        self, sender: int, src: bytes, frame: bytes, now: float, rnd: int, bit: int
+    ) -> Tracing:
+        """The trace in progress, if `frame` is a signed answer to it from a member of its
+        round."""
+        t = self.active
+        member = self.c.member_at(sender)
+        if t is None or (rnd, bit) != (t.accusation.round, t.accusation.bit):
+            raise RemoteProtocolError(RejectReason.STALE, f"blame answer for round {rnd}")
+        if sender not in t.kept.roster:
+            raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"#{sender} not in round")
+        self.e.verified((MEMBER, sender), src, member.public, frame, now)
+        return t
+
+    def receive_reveal(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
+        msg = wire.pull_reveal(wire.split_auth(frame, wire.SIG_LEN)[0])
+        if self.active is not None and sender in self.active.reveals:
+            return  # asked twice, answered twice: no signature to check
+        t = self._check_answer(sender, src, frame, now, msg.round, msg.bit)
+        if t.phase is not Phase.REVEALING:
+            return
+        t.reveals[sender] = frame
+        if t.reveals.keys() == t.kept.roster:
+            self._revealed(now)
+
+    def receive_proof(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
+        msg = wire.pull_proof(wire.split_auth(frame, wire.SIG_LEN)[0])
+        t = self._check_answer(sender, src, frame, now, msg.round, msg.bit)
+        edge = (min(sender, msg.peer), max(sender, msg.peer))
+        if t.phase is not Phase.PROVING or edge not in t.edges:
+            return
+        t.proofs.setdefault((sender, msg.peer), frame)
+        if len(t.proofs) == 2 * len(t.edges):
+            self._conclude(now)
+
+    # --- timers -------------------------------------------------------------------------------
+
+    def get_timer(self) -> float:
+        t = self.active
+        return float("inf") if t is None else min(t.deadline, t.ask_again)
+
+    def handle_timer(self, now: float) -> None:
+        t = self.active
+        if t is None:
+            return
+        if now >= t.deadline:
+            if t.phase is Phase.REVEALING:
+                self._revealed(now)
+            else:
+                self._conclude(now)
+        elif now >= t.ask_again:
+            t.ask_again = float("inf")
+            a = t.accusation
+            if t.phase is Phase.REVEALING:
+                self._ask(wire.Blame(a.round, a.bit, wire.BlamePhase.REVEAL))
+            else:
+                self._ask(wire.Blame(a.round, a.bit, wire.BlamePhase.PROVE, t.edges))
+
+    # --- conclusions --------------------------------------------------------------------------
+
+    def _revealed(self, now: float) -> None:
+        """Every reveal is in (or the wait is over): a verdict, or proofs for disputed pads."""
+        t = self.active
+        assert t is not None
+        finding = judge(self.c, self._evidence(t, frozenset()), self.e.verifier.verify)
+        disputes = self._disputes(t)
+        if finding.outcome is Outcome.INCOMPLETE and disputes and not finding.silent:
+            t.phase, t.edges = Phase.PROVING, disputes
+            t.deadline, t.ask_again = now + REVEAL_WAIT, now + ASK_AGAIN
+            a = t.accusation
+            self._ask(wire.Blame(a.round, a.bit, wire.BlamePhase.PROVE, disputes))
+            return
+        self._conclude(now, finding)
+
+    def _disputes(self, t: Tracing) -> tuple[tuple[int, int], ...]:
+        pads = {}
+        for m, frame in t.reveals.items():
+            pads[m] = wire.pull_reveal(wire.split_auth(frame, wire.SIG_LEN)[0]).pads
+        return tuple(
+            sorted(
+                (a, b)
+                for a, b in self.c.edges
+                if a in pads
+                and b in pads
+                and b in pads[a]
+                and a in pads[b]
+                and pads[a][b] != pads[b][a]
+            )
+        )
+
+    def _evidence(self, t: Tracing, named: frozenset[int]) -> Evidence:
+        k = t.kept
+        index = t.accusation.bit // (self.c.part_size * 8)
+        return Evidence(
+            k.round,
+            t.accusation.bit,
+            k.epoch,
+            k.nslots,
+            k.nentries,
+            k.roster,
+            k.key_ids,
+            k.attests,
+            {m: tuple(map(digest16, parts)) for m, parts in k.parts.items()},
+            {m: parts[index] for m, parts in k.parts.items() if index < len(parts)},
+            dict(t.reveals),
+            tuple(t.proofs.values()),
+            named,
+        )
+
+    def _conclude(self, now: float, finding: Finding | None = None) -> None:
+        t = self.active
+        assert t is not None
+        self.active = None
+        if finding is None:
+            finding = judge(self.c, self._evidence(t, frozenset()), self.e.verifier.verify)
+        named = finding.named if finding.outcome is Outcome.DISRUPTOR else frozenset()
+        ev = self._evidence(t, named)
+        self._publish(ev)
+        for m in sorted(named):
+            if m not in self.exclusions.members:
+                self.exclusions.members[m] = t.kept.round
+                self.e.event(MemberExcluded(self.c.members[m].name, t.kept.round))
+        for m in finding.silent:
+            self.exclusions.held[m] = t.kept.epoch
+        if named:  # accusations of rounds up to now are explained: no need to trace them
+            self._settled()
+            self.last_exclusion = now - t.kept.opened
+        self._count(finding.outcome.value)
+        self.e.event(
+            TraceEnded(
+                t.kept.round,
+                t.accusation.bit,
+                finding.outcome.value,
+                tuple(self.c.members[m].name for m in sorted(named)),
+                tuple(self.c.members[m].name for m in sorted(finding.silent)),
+                now - t.started,
+                now - t.kept.opened,
+            )
+        )
+
+    def _publish(self, ev: Evidence) -> None:
+        data = ev.encode(len(self.c.members))
+        size = self.c.coalition.lan_mtu - wire.VERDICT_OVERHEAD
+        pieces = wire.split_vector(data, size)
+        for i, chunk in enumerate(pieces):
+            piece = wire.VerdictPiece(ev.round, ev.bit, i, len(pieces), chunk)
+            self.e.send(wire.BROADCAST, signed(self.key, piece.encode(self.c.id, self.index)))
+
+    def _count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def _settled(self) -> None:
+        self.last_traced = max(self.last_traced, max(self.kept, default=0))
+
+    def readmit(self, member: int) -> bool:
+        """An operator lets `member` back in; accusations of rounds before now are not traced
+        (they would name it again for what it was excluded for)."""
+        if self.exclusions.members.pop(member, None) is None:
+            return False
+        self.exclusions.held.pop(member, None)
+        self._settled()
+        self.e.event(MemberReadmitted(self.c.members[member].name))
+        return True

@@ -1,0 +1,145 @@
+"""The member's part in blame (sans-IO): it reveals what the leader asks for when an accusation
+holds up, and checks the verdict itself (common/blame.py says what blame is).
+
+    BLAME, REVEAL   its pad bit with each neighbour of the round at the accused bit (one
+                    keystream bit says nothing of a key), signed: a REVEAL frame
+    BLAME, PROVE    its epoch exchange with a neighbour it disputes a pad with, and the proof
+                    that the exchange is right: a PROOF frame
+    VERDICT         the evidence, piece by piece; once whole, `verdict.judge` says whom it
+                    shows, and whether the leader named them (`VerdictChecked`)
+
+It reveals only at a bit of a reserved slot, in a round it answered, and in a reserved slot of
+its own only at the bit it accused itself: a gateway knows every claim's secret and could
+otherwise ask at a bit the owner wrote 1 in, and the trace would point at the owner.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from lanon.common import wire
+from lanon.common.blame import Outcome
+from lanon.common.coalition import Coalition, GatewayPeer
+from lanon.common.crypto import HostKey, pad_bit
+from lanon.common.engine import EngineBase, signed
+from lanon.common.errors import RemoteProtocolError
+from lanon.common.events import BlameAnswered, VerdictChecked
+from lanon.common.guard import GATEWAY
+from lanon.common.reservation import ENTRY_LEN
+from lanon.common.verdict import judge, pull_evidence
+from lanon.member.contributor import Answered, Contributor
+from lanon.member.pads import PadKeys
+
+ASSEMBLING = 4  # verdicts being pieced together at once
+
+
+class Revealer:
+    def __init__(
+        self,
+        engine: EngineBase,
+        coalition: Coalition,
+        index: int,
+        key: HostKey,
+        rounds: Contributor,
+        pads: PadKeys,
+    ) -> None:
+        self.e = engine
+        self.c = coalition
+        self.index = index
+        self.key = key
+        self.rounds = rounds
+        self.pads = pads
+        self.pieces: OrderedDict[tuple[int, int, int, int], dict[int, bytes]] = OrderedDict()
+        self.checked: OrderedDict[tuple[int, int], bool] = OrderedDict()  # (round, bit) -> agrees
+        self.excluded: dict[int, int] = {}  # member -> the round of the verdict that named it
+        self.tally: dict[str, int] = {}  # verdicts checked: "agreed", "refuted"
+
+    # --- BLAME ------------------------------------------------------------------------------
+
+    def receive_blame(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
+        body = self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
+        b = wire.pull_blame(body)
+        seen = self.rounds.history.get(b.round)
+        why = (
+            "not a round with reserved slots we answered"
+            if seen is None
+            else self._refusal(b, seen)
+        )
+        if why or seen is None:
+            self.e.event(BlameAnswered(b.round, b.bit, b.phase.name.lower(), why))
+            return
+        if b.phase is wire.BlamePhase.REVEAL:
+            keys, missing = self.pads.pair_keys(seen.epoch, seen.roster, seen.key_of)
+            if keys is None:
+                self.e.event(BlameAnswered(b.round, b.bit, "reveal", f"keys gone: {missing}"))
+                return
+            pads = {j: pad_bit(k, b.round, b.bit) for j, k in keys.items()}
+            msg = wire.RevealMsg(b.round, b.bit, len(self.c.members), pads)
+            self.e.send(src, signed(self.key, msg.encode(self.c.id, self.index)))
+            self.e.event(BlameAnswered(b.round, b.bit, "reveal", ""))
+            return
+        for a, z in b.edges:
+            if self.index not in (a, z) or a == z:
+                continue
+            peer = z if a == self.index else a
+            proven = self.pads.prove(seen.epoch, peer, seen.key_of)
+            if proven is None:
+                self.e.event(BlameAnswered(b.round, b.bit, "prove", "keys gone"))
+                continue
+            proof = wire.ProofMsg(b.round, b.bit, peer, *proven)
+            self.e.send(src, signed(self.key, proof.encode(self.c.id, self.index)))
+            self.e.event(BlameAnswered(b.round, b.bit, "prove", ""))
+
+    def _refusal(self, b: wire.Blame, seen: Answered) -> str:
+        """Why we will not reveal at this bit ('' if we will)."""
+        cs = self.c.coalition.cell_size
+        base = seen.nentries * ENTRY_LEN * 8
+        slot = (b.bit - base) // (cs * 8) if b.bit >= base else -1
+        if not 0 <= slot < seen.nslots - self.c.rounds.express_slots:
+            return "the bit is in no reserved slot"
+        if slot in seen.own and self.rounds.accused.get((b.round, slot)) != b.bit:
+            return "the bit is in a slot of ours, not the one we accused at"
+        return ""
+
+    # --- VERDICT ----------------------------------------------------------------------------
+
+    def receive_verdict(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
+        piece = wire.pull_verdict(wire.split_auth(frame, wire.SIG_LEN)[0])
+        if (piece.round, piece.bit) in self.checked:
+            return  # checked already: no signature to check
+        self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
+        key = (gateway.index, piece.round, piece.bit, piece.count)
+        got = self.pieces.setdefault(key, {})
+        got[piece.index] = piece.data
+        while len(self.pieces) > ASSEMBLING:
+            self.pieces.popitem(last=False)
+        if len(got) < piece.count:
+            return
+        del self.pieces[key]
+        try:
+            ev = pull_evidence(b"".join(got[i] for i in range(piece.count)))
+        except RemoteProtocolError as exc:
+            self.e.event(VerdictChecked(piece.round, piece.bit, "unreadable", (), False, str(exc)))
+            return
+        finding = judge(self.c, ev, self.e.verifier.verify)
+        agrees = finding.agrees(ev) and (ev.round, ev.bit) == (piece.round, piece.bit)
+        self.checked[(piece.round, piece.bit)] = agrees
+        word = "agreed" if agrees else "refuted"
+        self.tally[word] = self.tally.get(word, 0) + 1
+        while len(self.checked) > 64:
+            self.checked.popitem(last=False)
+        named = tuple(self.c.members[m].name for m in sorted(ev.named))
+        if agrees and finding.outcome is Outcome.DISRUPTOR:
+            for m in ev.named:
+                self.excluded[m] = ev.round
+        outcome = finding.outcome.value
+        self.e.event(VerdictChecked(ev.round, ev.bit, outcome, named, agrees, finding.detail))
+
+    def readmitted(self, excluded: frozenset[int]) -> None:
+        """The leader's heartbeat says who is out: whoever it let back in is."""
+        for m in [m for m in self.excluded if m not in excluded]:
+            del self.excluded[m]
+
+    @property
+    def we_are_excluded(self) -> bool:
+        return self.index in self.excluded

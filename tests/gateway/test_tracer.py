@@ -1,0 +1,211 @@
+"""Blame end to end, in memory: a jammer is traced and excluded, and nobody honest ever is.
+
+Played as the jammer (writes into others' reserved slots), as a jammer that lies about a pad,
+one that stays silent when asked, as the network that loses an honest member's frames, as a
+leader that restarts mid-trace, and as a leader that names an honest member in its verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lanon.common import wire
+from lanon.common.blame import Outcome
+from lanon.common.coalition import GatewayPeer
+from lanon.common.engine import signed
+from lanon.common.events import (
+    BlameAnswered,
+    MemberExcluded,
+    MemberReadmitted,
+    SlotCorrupted,
+    TraceEnded,
+    VerdictChecked,
+)
+from lanon.common.reservation import ENTRY_LEN
+from lanon.common.verdict import judge, pull_evidence
+from lanon.lab.jammer import Jamming
+from lanon.member.contributor import Contributor
+from lanon.member.revealer import Revealer
+from tests.harness import Lan, running_lan
+from tests.member.test_corruption import keep_sending
+
+JAMMER = 3  # member4
+
+
+def jammed(revealer: type[Revealer] | None = None) -> Lan:
+    lan = running_lan(4, gateways=2)
+    lan.member("member4").rounds.__class__ = Jamming
+    if revealer is not None:
+        lan.member("member4").blame.__class__ = revealer
+    return lan
+
+
+def traces(lan: Lan) -> list[TraceEnded]:
+    return [e for e in lan.all_events(TraceEnded) if isinstance(e, TraceEnded)]
+
+
+def excluded(lan: Lan) -> bool:
+    return JAMMER in lan.gateway("gateway1").tracer.exclusions.members
+
+
+def test_a_jammer_is_traced_excluded_and_the_others_go_on() -> None:
+    lan = jammed()
+    keep_sending(lan, ["member1", "member2"], 400)
+    ended = traces(lan)
+    assert any(e.outcome == "disruptor" and e.named == ("member4",) for e in ended)
+    assert all(e.named in ((), ("member4",)) for e in ended)  # nobody else, ever
+    first = next(e for e in ended if e.named)
+    assert first.since_round < 1.0  # from the accused round to the exclusion
+    for g in ("gateway1", "gateway2"):  # the standby mirrors the leader's heartbeat
+        assert lan.gateway(g).tracer.exclusions.members.keys() == {JAMMER}, g
+        assert [e.name for e in lan.events(g, MemberExcluded)] == ["member4"]  # type: ignore[attr-defined]
+    for m in ("member1", "member2", "member3"):  # every honest member checked the evidence
+        checked = [e for e in lan.events(m, VerdictChecked) if isinstance(e, VerdictChecked)]
+        assert checked and all(e.agrees for e in checked), m
+        assert any(e.named == ("member4",) for e in checked), m
+        assert lan.member(m).blame.excluded.keys() == {JAMMER}
+    # out of every roster from then on, and nothing is corrupted any more
+    corrupted = len(lan.all_events(SlotCorrupted))
+    keep_sending(lan, ["member1", "member2"], 200)
+    assert len(lan.all_events(SlotCorrupted)) == corrupted
+    opens = [
+        wire.pull_open(wire.split_sealed(f, 4)[0]) for _s, _d, f in lan.frames(wire.MsgType.OPEN)
+    ]
+    assert JAMMER not in opens[-1].roster
+
+
+def test_an_operator_readmits_an_excluded_member() -> None:
+    lan = jammed()
+    lan.run_until(lambda: excluded(lan) or bool(keep_sending(lan, ["member1"], 5)))
+    leader = lan.gateway("gateway1")
+    lan.run(1.5)
+    assert JAMMER in lan.gateway("gateway2").tracer.exclusions.members
+    lan.member("member4").rounds.__class__ = Contributor  # its operator mended it
+    assert leader.readmit("member4")
+    assert not leader.readmit("member4")  # not excluded any more
+    lan.run(1.5)  # a heartbeat later, the standby follows
+    assert JAMMER not in lan.gateway("gateway2").tracer.exclusions.members
+    assert lan.events("gateway2", MemberReadmitted)
+    keep_sending(lan, ["member1", "member4"], 100)  # and it takes part in rounds again
+    opens = [
+        wire.pull_open(wire.split_sealed(f, 4)[0]) for _s, _d, f in lan.frames(wire.MsgType.OPEN)
+    ]
+    assert JAMMER in opens[-1].roster
+
+
+class LyingRevealer(Revealer):
+    """Flips its pad bit with its first neighbour, so that its own bit reads 0."""
+
+    def receive_blame(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
+        b = wire.pull_blame(wire.split_auth(frame, wire.SIG_LEN)[0])
+        if b.phase is not wire.BlamePhase.REVEAL:
+            return super().receive_blame(gateway, src, frame, now)
+        seen = self.rounds.history[b.round]
+        keys, _ = self.pads.pair_keys(seen.epoch, seen.roster, seen.key_of)
+        assert keys
+        from lanon.common.crypto import pad_bit
+
+        pads = {j: pad_bit(k, b.round, b.bit) for j, k in keys.items()}
+        first = min(pads)
+        pads[first] ^= 1
+        msg = wire.RevealMsg(b.round, b.bit, len(self.c.members), pads)
+        self.e.send(src, signed(self.key, msg.encode(self.c.id, self.index)))
+
+
+class SilentRevealer(Revealer):
+    def receive_blame(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
+        return
+
+
+def test_a_jammer_that_lies_about_a_pad_is_named_by_the_proofs() -> None:
+    lan = jammed(LyingRevealer)
+    keep_sending(lan, ["member1", "member2"], 400)
+    ended = traces(lan)
+    assert any(e.named == ("member4",) for e in ended)
+    assert all(e.named in ((), ("member4",)) for e in ended)
+    assert lan.frames(wire.MsgType.PROOF)  # it came to proofs: the pads were disputed
+    assert excluded(lan)
+
+
+def test_a_jammer_that_stays_silent_is_kept_out_for_the_epoch_and_names_nobody() -> None:
+    lan = jammed(SilentRevealer)
+    keep_sending(lan, ["member1", "member2"], 300)
+    lan.run(0.5)  # the wait for its reveal ends
+    ended = traces(lan)
+    assert ended and all(e.outcome == "incomplete" and not e.named for e in ended)
+    assert ended[0].silent == ("member4",)
+    tracer = lan.gateway("gateway1").tracer
+    assert not tracer.exclusions.members
+    assert tracer.exclusions.held == {JAMMER: lan.gateway("gateway1").leader.epoch}
+    corrupted = len(lan.all_events(SlotCorrupted))
+    keep_sending(lan, ["member1", "member2"], 100)
+    assert len(lan.all_events(SlotCorrupted)) == corrupted  # out of the rosters meanwhile
+
+
+def test_an_honest_member_whose_answers_are_lost_is_never_named() -> None:
+    lan = jammed()
+    lan.member("member2").blame.__class__ = SilentRevealer  # crashed, or its REVEAL lost
+    lan.run_until(lambda: bool(traces(lan)) or bool(keep_sending(lan, ["member1"], 3)))
+    lan.run(0.5)
+    first = traces(lan)[0]
+    assert first.outcome == "incomplete" and first.named == () and "member2" in first.silent
+    lan.member("member2").blame.__class__ = Revealer
+    keep_sending(lan, ["member1"], 300)  # the jammer jams again: traced without member2
+    assert all(e.named in ((), ("member4",)) for e in traces(lan))
+    assert lan.gateway("gateway1").tracer.exclusions.members.keys() == {JAMMER}
+
+
+def test_a_leader_that_goes_away_mid_trace_names_nobody_and_the_next_one_traces() -> None:
+    lan = jammed()
+    for m in ("member1", "member2", "member3", "member4"):  # slow to answer: a trace waits
+        lan.member(m).blame.__class__ = SilentRevealer
+    leader = lan.gateway("gateway1")
+    lan.run_until(
+        lambda: leader.tracer.active is not None or bool(keep_sending(lan, ["member1"], 3))
+    )
+    lan.kill("gateway1")
+    for m in ("member1", "member2", "member3", "member4"):
+        lan.member(m).blame.__class__ = Revealer
+    keep_sending(lan, ["member1", "member2"], 600)
+    assert not lan.events("gateway1", TraceEnded)
+    assert JAMMER in lan.gateway("gateway2").tracer.exclusions.members
+    assert all(e.named in ((), ("member4",)) for e in traces(lan))
+
+
+def test_a_verdict_that_names_an_honest_member_does_not_check() -> None:
+    """A leader holds every MAC key, but it cannot forge what members signed: a verdict that
+    names anyone else than the evidence shows, or a reveal it changed, does not hold."""
+    lan = jammed()
+    lan.run_until(lambda: excluded(lan) or bool(keep_sending(lan, ["member1", "member2"], 5)))
+    lan.run(0.3)
+    pieces: dict[int, bytes] = {}
+    for _s, _d, f in lan.frames(wire.MsgType.VERDICT):
+        p = wire.pull_verdict(wire.split_auth(f, wire.SIG_LEN)[0])
+        if p.round == traces(lan)[0].round:
+            pieces[p.index] = p.data
+    ev = pull_evidence(b"".join(pieces[i] for i in sorted(pieces)))
+    verify = lan.member("member1").verifier.verify
+    finding = judge(lan.c, ev, verify)
+    assert finding.outcome is Outcome.DISRUPTOR and finding.agrees(ev)
+    framed = dataclasses.replace(ev, named=frozenset({1}))
+    assert not judge(lan.c, framed, verify).agrees(framed)
+    bent = dict(ev.reveals)
+    bent[JAMMER] = bent[JAMMER][:-1] + bytes([bent[JAMMER][-1] ^ 1])  # its signature breaks
+    forged = dataclasses.replace(ev, reveals=bent)
+    assert judge(lan.c, forged, verify).outcome is Outcome.INCOMPLETE  # nobody named
+
+
+def test_a_member_reveals_nothing_at_a_bit_of_its_own_slot_it_did_not_accuse() -> None:
+    """A gateway knows every claim's secret: it could ask the owner about a bit it wrote 1 in."""
+    lan = running_lan(3, gateways=1)
+    keep_sending(lan, ["member1"], 30)
+    m = lan.member("member1")
+    rnd, seen = next((r, a) for r, a in reversed(m.rounds.history.items()) if a.own)
+    slot = min(seen.own)
+    bit = (seen.nentries * ENTRY_LEN + slot * lan.c.coalition.cell_size) * 8 + 5
+    g = lan.gateway()
+    frame = signed(g.key, wire.Blame(rnd, bit, wire.BlamePhase.REVEAL).encode(lan.c.id, 0))
+    m.receive_frame(lan.host("gateway1").mac, frame, lan.now)
+    answered = [e for e in m.pop_events() if isinstance(e, BlameAnswered)]
+    assert answered and "slot of ours" in answered[0].refused
+    assert not [c for c in m.pop_commands() if getattr(c, "frame", b"  ")[1] == wire.MsgType.REVEAL]
