@@ -329,7 +329,7 @@ def describe_status(statuses: list[dict[str, Any]]) -> str:
         if blame.get("excluded"):
             lines.append(
                 f"{s['name']}: excluded after blame: {', '.join(blame['excluded'])} (lanon "
-                "readmit NAME on the leading gateway lets one back in)"
+                "readmit NAME on a gateway lets one back in)"
             )
         if blame.get("held_out"):
             lines.append(
@@ -411,7 +411,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_readmit(args: argparse.Namespace) -> int:
-    """Ask the leading gateway to let an excluded member back into the rosters."""
+    """Ask a gateway to let an excluded member back into the rosters (the others follow)."""
     from lanon.common import control
 
     errors = []
@@ -674,11 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
         "readmit",
         help="let a member that blame excluded back in",
         description="Let a member that a blame verdict excluded back into the rosters: asked of "
-        "the leading gateway (the others follow its heartbeats). Mend the host first: a member "
-        "that jams again is traced and excluded again.",
+        "a gateway (the others follow its heartbeats). Mend the host first: a member that "
+        "jams again is traced and excluded again.",
     )
     p.add_argument("member", help="the member's name in the coalition file")
-    p.add_argument("--socket", type=Path, help="the leading gateway's control socket")
+    p.add_argument("--socket", type=Path, help="a gateway's control socket")
     p.add_argument("--lab", help="the gateways of a lab")
     p.set_defaults(func=cmd_readmit)
 

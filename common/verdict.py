@@ -4,11 +4,13 @@ The leader that traced an accused bit (gateway/tracer.py) broadcasts the evidenc
 VERDICT pieces; every gateway and every member runs `judge` on it, the leader too before it
 excludes anyone: one computation, so that nobody has to take the leader's word.
 
-    round, bit, epoch, slot plan     which bit of which round (nslots, nentries: its layout)
-    roster, key ids                  who took part, with which ephemeral keys (from the OPEN)
+    round, bit                       which bit of which round
+    the round's OPEN body            roster, epoch, keys, layout: every ATTEST and REVEAL signs
+                                     its digest, so the leader cannot change whose round it was
     per roster member                its signed ATTEST (what it sent: the root of its parts'
                                      digests), every part's digest, the part holding the bit,
-                                     and its signed REVEAL (none if it stayed silent)
+                                     and its signed REVEAL (pad bits and the keys it used; none
+                                     if it stayed silent)
     proofs                           signed PROOFs: disputed pads' exchanges (blame.settle)
     named                            whom the leader names: they are excluded
 
@@ -31,9 +33,8 @@ from lanon.common.errors import RemoteProtocolError
 
 Verify = Callable[[bytes, bytes, bytes], bool]  # (public, message, signature)
 
-_HEAD = struct.Struct("!QIIHHH")
+_HEAD = struct.Struct("!QIH")
 _LEN = struct.Struct("!H")
-_ID = struct.Struct("!I")
 
 
 def attest_root(digests: list[bytes] | tuple[bytes, ...]) -> bytes:
@@ -45,11 +46,7 @@ def attest_root(digests: list[bytes] | tuple[bytes, ...]) -> bytes:
 class Evidence:
     round: int
     bit: int
-    epoch: int
-    nslots: int
-    nentries: int
-    roster: frozenset[int]
-    key_ids: dict[int, int]
+    opened: bytes  # the round's OPEN body (roster, epoch, keys): every ATTEST signs its digest
     attests: dict[int, bytes]  # member -> its ATTEST frame, signed (no MAC)
     digests: dict[int, tuple[bytes, ...]]  # member -> every part's digest16
     parts: dict[int, bytes]  # member -> its part that holds the bit
@@ -57,18 +54,20 @@ class Evidence:
     proofs: tuple[bytes, ...]  # PROOF frames, signed
     named: frozenset[int]  # whom the leader excludes
 
-    def encode(self, nmembers: int) -> bytes:
-        members = sorted(self.roster)
+    @property
+    def open(self) -> wire.Open:
+        return wire.pull_open(self.opened)
+
+    def encode(self) -> bytes:
+        o = self.open
         out = [
-            _HEAD.pack(self.round, self.bit, self.epoch, self.nslots, self.nentries, nmembers),
-            wire.bitmap_encode(self.roster, nmembers),
-            wire.bitmap_encode(self.named, nmembers),
+            _HEAD.pack(self.round, self.bit, o.nmembers),
+            _blob(self.opened),
+            wire.bitmap_encode(self.named, o.nmembers),
         ]
-        out += [_ID.pack(self.key_ids[m]) for m in members]
-        for m in members:
-            out += [_blob(self.attests.get(m, b""))]
+        for m in sorted(o.roster):
             digests = self.digests.get(m, ())
-            out += [_LEN.pack(len(digests)), *digests]
+            out += [_blob(self.attests.get(m, b"")), _LEN.pack(len(digests)), *digests]
             out += [_blob(self.parts.get(m, b"")), _blob(self.reveals.get(m, b""))]
         out += [_LEN.pack(len(self.proofs)), *map(_blob, self.proofs)]
         return b"".join(out)
@@ -98,16 +97,16 @@ class _Reader:
 
 def pull_evidence(data: bytes) -> Evidence:
     r = _Reader(data)
-    rnd, bit, epoch, nslots, nentries, nmembers = _HEAD.unpack(r.take(_HEAD.size))
-    width = (nmembers + 7) // 8
-    roster = wire.bitmap_decode(r.take(width), nmembers)
-    named = wire.bitmap_decode(r.take(width), nmembers)
-    if not roster or not named <= roster:
+    rnd, bit, nmembers = _HEAD.unpack(r.take(_HEAD.size))
+    opened = r.blob()
+    o = wire.pull_open(opened)
+    if o.nmembers != nmembers or o.round != rnd:
+        raise wire.malformed("evidence of another round than its OPEN")
+    named = wire.bitmap_decode(r.take((nmembers + 7) // 8), nmembers)
+    if not named <= o.roster:
         raise wire.malformed("evidence names members outside its roster")
-    members = sorted(roster)
-    key_ids = {m: int(_ID.unpack(r.take(_ID.size))[0]) for m in members}
     attests, digests, parts, reveals = {}, {}, {}, {}
-    for m in members:
+    for m in sorted(o.roster):
         attests[m] = r.blob()
         digests[m] = tuple(r.take(wire.DIGEST_LEN) for _ in range(r.count()))
         parts[m] = r.blob()
@@ -117,28 +116,15 @@ def pull_evidence(data: bytes) -> Evidence:
     proofs = tuple(r.blob() for _ in range(r.count()))
     if r.at != len(data):
         raise wire.malformed("evidence with bytes past its end")
-    return Evidence(
-        rnd,
-        bit,
-        epoch,
-        nslots,
-        nentries,
-        roster,
-        key_ids,
-        attests,
-        digests,
-        parts,
-        reveals,
-        proofs,
-        named,
-    )
+    return Evidence(rnd, bit, opened, attests, digests, parts, reveals, proofs, named)
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
     outcome: Outcome
     named: frozenset[int] = frozenset()  # DISRUPTOR: who wrote or lied
-    silent: frozenset[int] = frozenset()  # INCOMPLETE: who revealed nothing
+    silent: frozenset[int] = frozenset()  # revealed nothing, or proved nothing it was asked to
+    disputes: frozenset[tuple[int, int]] = frozenset()  # pads to prove (DISPUTED)
     detail: str = ""
 
     def agrees(self, ev: Evidence) -> bool:
@@ -162,13 +148,37 @@ def _signed_body(
     return body
 
 
-def _contribution_bit(c: Coalition, ev: Evidence, m: int, verify: Verify) -> int | None:
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """What the evidence's OPEN says, once checked against the coalition."""
+
+    open: wire.Open
+    opened: bytes  # its digest, which every ATTEST and REVEAL signs
+    lens: list[int]
+
+
+def _round_of(c: Coalition, ev: Evidence) -> _Round | None:
+    try:
+        o = ev.open
+    except RemoteProtocolError:
+        return None
+    r = c.rounds
+    if (
+        o.round != ev.round
+        or o.nmembers != len(c.members)
+        or not r.express_slots <= o.nslots <= r.max_slots + r.express_slots
+        or o.nentries > r.reservation_entries
+    ):
+        return None
+    return _Round(o, digest16(ev.opened), c.part_lens(o.nslots, o.nentries))
+
+
+def _contribution_bit(c: Coalition, ev: Evidence, rd: _Round, m: int, verify: Verify) -> int | None:
     """Member m's contribution bit at the accused bit, from its own signature; None if the
     evidence does not prove it."""
-    lens = c.part_lens(ev.nslots, ev.nentries)
     index, offset = divmod(ev.bit, c.part_size * 8)
     body = _signed_body(c, ev.attests.get(m, b""), wire.MsgType.ATTEST, m, verify)
-    if body is None or index >= len(lens):
+    if body is None or index >= len(rd.lens):
         return None
     try:
         attest = wire.pull_attest(body)
@@ -177,10 +187,11 @@ def _contribution_bit(c: Coalition, ev: Evidence, m: int, verify: Verify) -> int
     digests, part = ev.digests.get(m, ()), ev.parts.get(m, b"")
     if (
         attest.round != ev.round
-        or attest.nparts != len(lens)
-        or len(digests) != len(lens)
+        or attest.opened != rd.opened
+        or attest.nparts != len(rd.lens)
+        or len(digests) != len(rd.lens)
         or attest_root(digests) != attest.root
-        or len(part) != lens[index]
+        or len(part) != rd.lens[index]
         or digest16(part) != digests[index]
         or offset >= len(part) * 8
     ):
@@ -188,7 +199,7 @@ def _contribution_bit(c: Coalition, ev: Evidence, m: int, verify: Verify) -> int
     return bit_of(part, offset)
 
 
-def _reveal(c: Coalition, ev: Evidence, m: int, verify: Verify) -> Reveal | None:
+def _reveal(c: Coalition, ev: Evidence, rd: _Round, m: int, verify: Verify) -> Reveal | None:
     body = _signed_body(c, ev.reveals.get(m, b""), wire.MsgType.REVEAL, m, verify)
     if body is None:
         return None
@@ -196,9 +207,11 @@ def _reveal(c: Coalition, ev: Evidence, m: int, verify: Verify) -> Reveal | None
         msg = wire.pull_reveal(body)
     except RemoteProtocolError:
         return None
-    if msg.round != ev.round or msg.bit != ev.bit or msg.nmembers != len(c.members):
+    if (msg.round, msg.bit, msg.opened) != (ev.round, ev.bit, rd.opened):
         return None
-    return Reveal(m, msg.pads)
+    if msg.nmembers != len(c.members):
+        return None
+    return Reveal(m, msg.pads, msg.own, msg.keys)
 
 
 def _proofs(c: Coalition, ev: Evidence, verify: Verify) -> list[tuple[ExchangeProof, int]]:
@@ -221,30 +234,39 @@ def _proofs(c: Coalition, ev: Evidence, verify: Verify) -> list[tuple[ExchangePr
 
 
 def judge(c: Coalition, ev: Evidence, verify: Verify) -> Finding:
-    """Who the evidence shows wrote into the accused bit, or lied about a pad there."""
+    """Who the evidence shows wrote into the accused bit, or lied about a pad there; who it
+    shows nothing of (silent); which disputed pads are still to be proven."""
+    rd = _round_of(c, ev)
+    if rd is None:
+        return Finding(Outcome.INCOMPLETE, detail="an OPEN that does not fit the coalition")
     contributions = {}
-    for m in sorted(ev.roster):
-        b = _contribution_bit(c, ev, m, verify)
+    for m in sorted(rd.open.roster):
+        b = _contribution_bit(c, ev, rd, m, verify)
         if b is None:
             return Finding(Outcome.INCOMPLETE, detail=f"no signed contribution of #{m}")
         contributions[m] = b
-    reveals = {m: r for m in ev.roster if (r := _reveal(c, ev, m, verify)) is not None}
-    v = trace(ev.roster, c.edges, contributions, reveals)
-    if v.outcome is Outcome.INCOMPLETE:
-        return Finding(Outcome.INCOMPLETE, silent=v.members, detail="members revealed nothing")
-    if v.outcome is not Outcome.DISPUTED:
-        return Finding(v.outcome, v.members)
+    reveals = {m: r for m in rd.open.roster if (r := _reveal(c, ev, rd, m, verify)) is not None}
+    v = trace(rd.open.roster, c.edges, contributions, reveals)
+    named = set(v.members) if v.outcome is Outcome.DISRUPTOR else set()
+    silent = set(v.silent)
     proofs = _proofs(c, ev, verify)
-    liars: set[int] = set()
-    unsettled = []
+    unsettled = set()
     for a, b in sorted(v.disputes):
         shown = [p for p, peer in proofs if {p.member, peer} == {a, b}]
-        revealed = {a: reveals[a].pads[b], b: reveals[b].pads[a]}
-        who = settle((a, b), ev.round, ev.epoch, ev.bit, revealed, shown, ev.key_ids)
+        who = settle((a, b), ev.round, rd.open.epoch, ev.bit, reveals, shown)
         if who is None:
-            unsettled.append((a, b))
+            unsettled.add((a, b))
         else:
-            liars |= who
-    if liars:
-        return Finding(Outcome.DISRUPTOR, frozenset(liars))
-    return Finding(Outcome.INCOMPLETE, detail=f"disputed pads nobody proved: {unsettled}")
+            named |= who
+    if named:
+        return Finding(Outcome.DISRUPTOR, frozenset(named), frozenset(silent))
+    if unsettled:
+        return Finding(
+            Outcome.DISPUTED,
+            silent=frozenset(silent),
+            disputes=frozenset(unsettled),
+            detail=f"disputed pads not proven: {sorted(unsettled)}",
+        )
+    if silent:
+        return Finding(Outcome.INCOMPLETE, silent=frozenset(silent), detail="silent members")
+    return Finding(v.outcome)

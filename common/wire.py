@@ -106,13 +106,13 @@ _KEY_ENTRY = struct.Struct("!I32s")
 _REFUSE = struct.Struct("!QBQI")
 _TREE = struct.Struct("!QHHH")
 _FLOWS = struct.Struct("!QHH")
-_ATTEST = struct.Struct("!QH16s")
-_BLAME = struct.Struct("!QIBH")
-_REVEAL = struct.Struct("!QIH")
+_ATTEST = struct.Struct("!QH16s16s")
+_BLAME = struct.Struct("!QIBHHH")
+_REVEAL = struct.Struct("!QIH16s32s")
 _PROOF = struct.Struct("!QIH32s32s32s64s")
 _VERDICT = struct.Struct("!QIHH")
 KEY_ID = struct.Struct("!I")
-_COUNT = struct.Struct("!H")
+_EXCLUDED = struct.Struct("!QH")
 
 # Fixed overheads, used to size parts so that every frame fits the LAN MTU.
 CONTRIB_OVERHEAD = HEADER.size + _PART.size + MAC_LEN
@@ -503,8 +503,9 @@ class Heartbeat:
     naddresses: int
     leaving: bool = False  # a clean stop: take over now, do not wait for its silence
     started_ms: int = 0  # when this gateway process started: a change means it restarted
-    excluded: frozenset[int] = frozenset()  # members out after blame (a leader's word counts)
+    excluded: frozenset[int] = frozenset()  # members out after blame (gateway/tracer.py)
     nmembers: int = 0
+    excluded_version: int = 0  # when that list last changed (µs): the newest list wins
 
     def encode(self, coalition: int, sender: int) -> bytes:
         flags = (1 if self.leader else 0) | (2 if self.leaving else 0)
@@ -514,7 +515,7 @@ class Heartbeat:
                 self.seq, self.round, self.epoch, flags, self.started_ms, self.naddresses
             )
             + bitmap_encode(self.held, self.naddresses)
-            + _COUNT.pack(self.nmembers)
+            + _EXCLUDED.pack(self.excluded_version, self.nmembers)
             + bitmap_encode(self.excluded, self.nmembers)
         )
 
@@ -530,10 +531,10 @@ def pull_heartbeat(body: bytes) -> Heartbeat:
     start = HEADER.size + _HEARTBEAT.size
     end = start + (naddresses + 7) // 8
     held = bitmap_decode(body[start:end], naddresses)
-    if len(body) < end + _COUNT.size:
+    if len(body) < end + _EXCLUDED.size:
         raise malformed("HEARTBEAT without its excluded members")
-    (nmembers,) = _COUNT.unpack_from(body, end)
-    excluded = bitmap_decode(body[end + _COUNT.size :], nmembers)
+    version, nmembers = _EXCLUDED.unpack_from(body, end)
+    excluded = bitmap_decode(body[end + _EXCLUDED.size :], nmembers)
     return Heartbeat(
         seq,
         rnd,
@@ -545,6 +546,7 @@ def pull_heartbeat(body: bytes) -> Heartbeat:
         started_ms,
         excluded,
         nmembers,
+        version,
     )
 
 
@@ -620,100 +622,117 @@ def pull_refuse(body: bytes) -> Refuse:
 @dataclass(frozen=True, slots=True)
 class Attest:
     """A member signs what it sent in a round with reserved slots: `root` is the digest of its
-    parts' digests (`attest_root`). Sent with the parts, MACed to the leader, who keeps it:
-    signed, it shows everyone what the member sent, where a MAC only shows the leader."""
+    parts' digests (`verdict.attest_root`), `opened` the digest of the OPEN body it answered
+    (which names the roster, epoch and keys). Sent with the parts, MACed to the leader, who
+    keeps it: signed, it shows everyone what the member sent, where a MAC only shows the
+    leader."""
 
     round: int
     nparts: int
     root: bytes
+    opened: bytes
 
     def encode(self, coalition: int, sender: int) -> bytes:
         return push_header(MsgType.ATTEST, coalition, sender) + _ATTEST.pack(
-            self.round, self.nparts, self.root
+            self.round, self.nparts, self.root, self.opened
         )
 
 
 def pull_attest(body: bytes) -> Attest:
     if len(body) != HEADER.size + _ATTEST.size:
         raise malformed("ATTEST of wrong size")
-    rnd, nparts, root = _ATTEST.unpack_from(body, HEADER.size)
+    rnd, nparts, root, opened = _ATTEST.unpack_from(body, HEADER.size)
     if nparts == 0:
         raise malformed("ATTEST of no parts")
-    return Attest(_round(rnd), nparts, root)
+    return Attest(_round(rnd), nparts, root, opened)
 
 
 class BlamePhase(enum.IntEnum):
     REVEAL = 1  # every roster member: your pad bits at `bit`
-    PROVE = 2  # the ends of `edges`: your epoch exchange with the other end, and its proof
+    PROVE = 2  # an end of `edge`: your epoch exchange with the other end, whose REVEAL this is
 
 
 @dataclass(frozen=True, slots=True)
 class Blame:
-    """The leader traces bit `bit` of round `round`, which an accusation proved corrupted."""
+    """The leader traces bit `bit` of round `round`, which an accusation proved corrupted. To
+    PROVE, it names one disputed edge and carries the other end's signed REVEAL: a member
+    proves only a pad it is shown to be disputed."""
 
     round: int
     bit: int
     phase: BlamePhase
-    edges: tuple[tuple[int, int], ...] = ()  # PROVE: the disputed edges
+    edge: tuple[int, int] = (0, 0)
+    reveal: bytes = b""  # PROVE: the other end's REVEAL frame, signed
 
     def encode(self, coalition: int, sender: int) -> bytes:
         return (
             push_header(MsgType.BLAME, coalition, sender)
-            + _BLAME.pack(self.round, self.bit, self.phase, len(self.edges))
-            + b"".join(_EDGE.pack(a, b) for a, b in self.edges)
+            + _BLAME.pack(self.round, self.bit, self.phase, *self.edge, len(self.reveal))
+            + self.reveal
         )
-
-
-_EDGE = struct.Struct("!HH")
 
 
 def pull_blame(body: bytes) -> Blame:
     if len(body) < HEADER.size + _BLAME.size:
         raise malformed("short BLAME")
-    rnd, bit, phase, n = _BLAME.unpack_from(body, HEADER.size)
+    rnd, bit, phase, a, b, n = _BLAME.unpack_from(body, HEADER.size)
     try:
         kind = BlamePhase(phase)
     except ValueError:
         raise malformed(f"blame phase {phase}") from None
     start = HEADER.size + _BLAME.size
-    if len(body) != start + n * _EDGE.size or (kind is BlamePhase.PROVE) != (n > 0):
-        raise malformed("BLAME edges do not match their count or phase")
-    edges = tuple(_EDGE.unpack_from(body, start + i * _EDGE.size) for i in range(n))
-    return Blame(_round(rnd), bit, kind, edges)
+    if len(body) != start + n or (kind is BlamePhase.PROVE) != (n > 0):
+        raise malformed("BLAME with a REVEAL that does not match its length or phase")
+    return Blame(_round(rnd), bit, kind, (a, b), body[start:])
 
 
 @dataclass(frozen=True, slots=True)
 class RevealMsg:
     """A member's pad bit at `bit` of `round` with each neighbour in `pads` (its neighbours in
-    that round's roster)."""
+    that round's roster), the ephemeral keys it used (`own`, and each neighbour's in `keys`),
+    and the digest of the OPEN it answered."""
 
     round: int
     bit: int
     nmembers: int
+    opened: bytes
+    own: bytes
     pads: dict[int, int]
+    keys: dict[int, bytes]
 
     def encode(self, coalition: int, sender: int) -> bytes:
+        named = sorted(self.pads)
         return (
             push_header(MsgType.REVEAL, coalition, sender)
-            + _REVEAL.pack(self.round, self.bit, self.nmembers)
-            + bitmap_encode(self.pads, self.nmembers)
-            + bitmap_encode([j for j, b in self.pads.items() if b], self.nmembers)
+            + _REVEAL.pack(self.round, self.bit, self.nmembers, self.opened, self.own)
+            + bitmap_encode(named, self.nmembers)
+            + bitmap_encode([j for j in named if self.pads[j]], self.nmembers)
+            + b"".join(self.keys[j] for j in named)
         )
 
 
 def pull_reveal(body: bytes) -> RevealMsg:
     if len(body) < HEADER.size + _REVEAL.size:
         raise malformed("short REVEAL")
-    rnd, bit, nmembers = _REVEAL.unpack_from(body, HEADER.size)
+    rnd, bit, nmembers, opened, own = _REVEAL.unpack_from(body, HEADER.size)
     start = HEADER.size + _REVEAL.size
     width = (nmembers + 7) // 8
-    if len(body) != start + 2 * width:
-        raise malformed("REVEAL bitmaps do not match their width")
-    named = bitmap_decode(body[start : start + width], nmembers)
-    ones = bitmap_decode(body[start + width :], nmembers)
-    if not ones <= named:
-        raise malformed("REVEAL pad bits for members it does not name")
-    return RevealMsg(_round(rnd), bit, nmembers, {j: int(j in ones) for j in sorted(named)})
+    if len(body) < start + 2 * width:
+        raise malformed("short REVEAL bitmaps")
+    named = sorted(bitmap_decode(body[start : start + width], nmembers))
+    ones = bitmap_decode(body[start + width : start + 2 * width], nmembers)
+    keys = body[start + 2 * width :]
+    if not ones <= set(named) or len(keys) != 32 * len(named):
+        raise malformed("REVEAL pads or keys that do not match the neighbours it names")
+    return RevealMsg(
+        _round(rnd),
+        bit,
+        nmembers,
+        opened,
+        own,
+        {j: int(j in ones) for j in named},
+        {j: keys[32 * i : 32 * (i + 1)] for i, j in enumerate(named)},
+    )
 
 
 @dataclass(frozen=True, slots=True)

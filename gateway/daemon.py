@@ -253,7 +253,7 @@ class GatewayDaemon(DaemonBase):
             case ev.MemberExcluded():
                 self.log.warning(
                     "member %s is excluded after blame: out of every roster until an operator "
-                    "readmits it (lanon readmit %s, on the leading gateway)",
+                    "readmits it (lanon readmit %s, on any gateway)",
                     e.name,
                     e.name,
                 )
@@ -305,15 +305,7 @@ class GatewayDaemon(DaemonBase):
         e = self.engine
         if name not in {m.name for m in self.c.members}:
             return {"error": f"no member {name!r} in {self.c.path}"}
-        if not e.leading:
-            leader = next(
-                (self.c.gateways[g].name for g, p in e.policy.peers.items() if p.leader), "?"
-            )
-            return {
-                "error": f"{self.s.name} does not lead: readmit on the leading gateway "
-                f"({leader}); the others follow its heartbeats"
-            }
-        if not e.readmit(name):
+        if not e.readmit(name, self.reactor.clock()):
             return {"error": f"{name} is not excluded"}
         self.flush(self.reactor.clock())
         return {"readmitted": name}

@@ -83,7 +83,16 @@ class GatewayEngine(EngineBase):
             process=self.egress.process,
             exclusions=exclusions,
         )
-        self.tracer = Tracer(self, coalition, self.me.index, key, self.leader.kept, exclusions)
+        self.tracer = Tracer(
+            self,
+            coalition,
+            self.me.index,
+            key,
+            self.leader.kept,
+            exclusions,
+            wall_offset=wall_offset,
+            rotate=self.leader.rotate_soon,
+        )
         self.policy = ClaimPolicy(coalition, self.me.index, now)
         self.probes = arp.Prober(  # which addresses no other host uses (probed before claims)
             self.addresses, mac, self.command, self.event, self.held
@@ -156,10 +165,10 @@ class GatewayEngine(EngineBase):
             else:
                 self.tracer.start(a, now)
 
-    def readmit(self, name: str) -> bool:
+    def readmit(self, name: str, now: float) -> bool:
         """An operator lets an excluded member back in (`lanon readmit`); False if it was not
         excluded here."""
-        return self.tracer.readmit(self.c.member(name).index)
+        return self.tracer.readmit(self.c.member(name).index, now)
 
     def _from_gateway(self, header: wire.Header, src: bytes, frame: bytes, now: float) -> None:
         """A gateway's signed frame: cheap checks on the unverified body first (sequence
@@ -226,8 +235,8 @@ class GatewayEngine(EngineBase):
         if new and self.leading and not hb.leaving:
             self._send_flows(src, peer)  # it may have to take over: give it every flow we know
         self.seen_round = max(self.seen_round, hb.round)
-        if hb.leader and not self.leading and hb.nmembers == len(self.c.members):
-            added, removed = self.tracer.exclusions.mirror(hb.excluded)
+        if hb.nmembers == len(self.c.members):  # the newest list of exclusions wins
+            added, removed = self.tracer.exclusions.adopt(hb.excluded, hb.excluded_version)
             for m in sorted(added):
                 self.event(MemberExcluded(self.c.members[m].name, 0))
             for m in sorted(removed):
@@ -417,6 +426,7 @@ class GatewayEngine(EngineBase):
             self.started_ms,
             frozenset(self.tracer.exclusions.members),
             len(self.c.members),
+            self.tracer.exclusions.version,
         )
         self.send(wire.BROADCAST, signed(self.key, hb.encode(self.c.id, self.me.index)))
 

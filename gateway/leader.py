@@ -105,10 +105,11 @@ class Collecting:
     # Star rounds with reserved slots can be accused: every member's parts and signed ATTEST
     # are kept, and a member is done only with both (gateway/tracer.py shows them in blame).
     accountable: bool = False
+    body: bytes = b""  # the OPEN body sent: every ATTEST signs its digest
     done: set[int] = field(default_factory=set)
     parts: dict[int, dict[int, bytes]] = field(default_factory=dict)
     attests: dict[int, bytes] = field(default_factory=dict)
-    key_ids: dict[int, int] = field(default_factory=dict)
+    bad: set[int] = field(default_factory=set)  # sent an ATTEST that did not hold
 
 
 class Leader:
@@ -198,10 +199,16 @@ class Leader:
             return
         self.epoch = epoch
         self._epoch_opened, self._epoch_time = self.opened, now
+        self.exclusions.forget_held(epoch)
         for keys in self.ephemeral:  # past epochs' keys are of no use to anyone
             for e in [e for e in keys if e < epoch]:
                 del keys[e]
         self.e.event(EpochChanged(epoch))
+
+    def rotate_soon(self) -> None:
+        """Blame exposed a pair's pads for this epoch: move to the next one at the next round
+        (members hold its keys already; `_rotate` waits for them as usual)."""
+        self._epoch_time = float("-inf")
 
     def paused(self, now: float) -> None:
         """This gateway was frozen: the round it was collecting is given up without forgiving
@@ -315,9 +322,8 @@ class Leader:
             ids,
             ethernet,
         )
-        self.e.send(
-            wire.BROADCAST, sealed(self.key, o.encode(self.c.id, self.index), self.mac_keys)
-        )
+        body = o.encode(self.c.id, self.index)
+        self.e.send(wire.BROADCAST, sealed(self.key, body, self.mac_keys))
         part_lens = self.c.part_lens(nslots, nentries)
         self.collecting = Collecting(
             self.round,
@@ -334,7 +340,7 @@ class Leader:
             len(roster),
             order(roster, self.round)[0] if tree else None,
             accountable=not tree and nslots > r.express_slots,
-            key_ids=dict(zip(sorted(roster), ids, strict=True)),
+            body=body,
         )
         self.e.event(RoundOpened(self.round, self.epoch, nslots, len(roster)))
 
@@ -401,7 +407,7 @@ class Leader:
             raise RemoteProtocolError(RejectReason.STALE, f"an ATTEST of round {attest.round}")
         if sender not in col.got:
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"member #{sender} not in round")
-        if sender in col.attests:
+        if sender in col.attests or sender in col.bad:
             raise RemoteProtocolError(RejectReason.REPLAY, "ATTEST already received")
         col.attests[sender] = signed_frame
         if len(col.got[sender]) == len(col.part_lens):
@@ -417,11 +423,17 @@ class Leader:
             body, sig = wire.split_auth(signed_frame, wire.SIG_LEN)
             attest = wire.pull_attest(body)
             root = attest_root([digest16(parts[i]) for i in range(len(col.part_lens))])
-            if attest.nparts != len(col.part_lens) or attest.root != root:
+            if (
+                attest.nparts != len(col.part_lens)
+                or attest.root != root
+                or attest.opened != digest16(col.body)
+            ):
                 del col.attests[sender]
+                col.bad.add(sender)  # missing at the deadline: the round is redone without it
                 raise RemoteProtocolError(RejectReason.MALFORMED, "ATTEST of other parts")
             if not self.e.verifier.verify(self.c.members[sender].public, body, sig):
                 del col.attests[sender]
+                col.bad.add(sender)
                 raise RemoteProtocolError(RejectReason.BAD_AUTH, "ATTEST with a bad signature")
         col.done.add(sender)
         col.remaining -= 1
@@ -478,10 +490,8 @@ class Leader:
             col.round,
             col.epoch,
             col.opened,
-            col.nslots,
-            col.nentries,
+            col.body,
             col.roster,
-            col.key_ids,
             {m: [p[i] for i in range(len(col.part_lens))] for m, p in col.parts.items()},
             col.attests,
         )

@@ -1,37 +1,41 @@
 """Tracing an accused bit to whoever wrote it, and keeping that member out (sans-IO).
 
 When an accusation holds up (gateway/accusations.py), the gateway that led the accused round
-traces it. It kept what every roster member sent in that round, signed (`Kept`: ATTEST, and
-the parts), so it alone can:
+traces it. It kept what every roster member sent in that round, signed (`Kept`: the OPEN body,
+every ATTEST, the parts), so it alone can:
 
     REVEALING   BLAME(reveal) to all; each roster member answers with its signed pad bits at
-                the bit (member/revealer.py). Asked again once, for lost frames.
-    PROVING     only if two neighbours disagree on their pad: BLAME(prove) to the ends of
-                those edges, which answer with their epoch exchange and its proof
+                the bit and the keys it used (member/revealer.py). Asked again once.
+    PROVING     only if nobody is named yet and neighbours disagree on a pad: BLAME(prove) to
+                each end of such an edge, with the other end's REVEAL; an end that sees the
+                dispute answers with its epoch exchange and its proof. That exposes the pair's
+                pads for the epoch: the leader moves to the next epoch (`rotate`).
     concluded   the evidence (common/verdict.py) goes out in signed VERDICT pieces, and
                 `verdict.judge`, the computation every member repeats, decides: the members it
                 shows wrote there, or lied, are excluded until an operator readmits them
-                (`lanon readmit`). Members that revealed nothing are named by nobody; they stay
-                out of rosters for the rest of the round's epoch, whose keys they had to keep
-                (an honest member that crashed meanwhile loses nothing: it had lost the epoch's
-                keys anyway).
+                (`lanon readmit`). Members that revealed nothing (or did not prove a disputed
+                pad) are named by nobody; they stay out of rosters for the rest of the round's
+                epoch, whose keys they had to keep (an honest member that crashed meanwhile
+                loses nothing: it had lost the epoch's keys anyway).
 
 One trace at a time; accusations that come meanwhile, or about rounds before the last one
 traced, wait for the jammer to jam again (it must, to do harm). Exclusions live in the
-gateways: the leader's heartbeats carry them, the others mirror them (`Exclusions.mirror`),
-so that they survive a failover. A coalition whose gateways all restart forgets them; a
-jammer that comes back is traced again in well under a second.
+gateways: each heartbeat carries the list and when it last changed (`Exclusions.adopt`: the
+newest wins), so an exclusion or a readmission made on any gateway reaches the others and
+survives a failover or a gateway's restart. A coalition whose gateways all restart at once
+forgets them; a jammer that comes back is traced again in well under a second.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from lanon.common import wire
 from lanon.common.accusation import Accusation
 from lanon.common.blame import Outcome
+from lanon.common.clock import wall_us
 from lanon.common.coalition import Coalition
 from lanon.common.crypto import HostKey, digest16
 from lanon.common.engine import EngineBase, signed
@@ -50,11 +54,9 @@ class Kept:
 
     round: int
     epoch: int
-    opened: float
-    nslots: int
-    nentries: int
+    started: float  # when it opened
+    opened: bytes  # its OPEN body, as sent (every ATTEST signs its digest)
     roster: frozenset[int]
-    key_ids: dict[int, int]
     parts: dict[int, list[bytes]] = field(default_factory=dict)
     attests: dict[int, bytes] = field(default_factory=dict)  # signed ATTEST frames
 
@@ -65,12 +67,17 @@ class Exclusions:
     def __init__(self) -> None:
         self.members: dict[int, int] = {}  # member -> round of the verdict that named it
         self.held: dict[int, int] = {}  # member -> epoch it stays out of (silent in blame)
+        self.version = 0  # when `members` last changed (wall clock, µs): the newest list wins
 
     def out(self, member: int, epoch: int) -> bool:
         return member in self.members or self.held.get(member) == epoch
 
-    def mirror(self, excluded: frozenset[int]) -> tuple[set[int], set[int]]:
-        """The leading gateway's heartbeat says who is out: (added, removed)."""
+    def adopt(self, excluded: frozenset[int], version: int) -> tuple[set[int], set[int]]:
+        """Another gateway's heartbeat says who is out, as of `version`: taken if newer than
+        ours (a gateway that restarted has version 0 and takes the others'); (added, removed)."""
+        if version <= self.version:
+            return set(), set()
+        self.version = version
         added = set(excluded) - set(self.members)
         removed = set(self.members) - set(excluded)
         for m in added:
@@ -78,6 +85,10 @@ class Exclusions:
         for m in removed:
             del self.members[m]
         return added, removed
+
+    def forget_held(self, epoch: int) -> None:
+        """A new epoch: members held for an earlier one are back."""
+        self.held = {m: e for m, e in self.held.items() if e >= epoch}
 
 
 class Phase(enum.Enum):
@@ -95,7 +106,7 @@ class Tracing:
     phase: Phase = Phase.REVEALING
     reveals: dict[int, bytes] = field(default_factory=dict)
     proofs: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (member, peer)
-    edges: tuple[tuple[int, int], ...] = ()
+    edges: frozenset[tuple[int, int]] = frozenset()
 
 
 class Tracer:
@@ -107,6 +118,9 @@ class Tracer:
         key: HostKey,
         kept: Mapping[int, Kept],
         exclusions: Exclusions,
+        *,
+        wall_offset: float,
+        rotate: Callable[[], None],
     ) -> None:
         self.e = engine
         self.c = coalition
@@ -114,6 +128,8 @@ class Tracer:
         self.key = key
         self.kept = kept  # the leader's store of the rounds it collected
         self.exclusions = exclusions  # shared with the leader, which keeps them out
+        self.wall_offset = wall_offset
+        self.rotate = rotate  # the leader moves to the next epoch (after pads were proven)
         self.active: Tracing | None = None
         self.last_traced = 0
         self.outcomes: dict[str, int] = {}
@@ -154,7 +170,7 @@ class Tracer:
             raise RemoteProtocolError(RejectReason.STALE, f"blame answer for round {rnd}")
         if sender not in t.kept.roster:
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"#{sender} not in round")
-        self.e.verified((MEMBER, sender), src, member.public, frame, now)
+        self.e.verified((MEMBER, sender), src, member.public, frame, now, False)
         return t
 
     def receive_reveal(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
@@ -175,8 +191,9 @@ class Tracer:
         if t.phase is not Phase.PROVING or edge not in t.edges:
             return
         t.proofs.setdefault((sender, msg.peer), frame)
-        if len(t.proofs) == 2 * len(t.edges):
-            self._conclude(now)
+        # One end's proof settles an edge (both ends signed the keys it must be made with).
+        if all((a, b) in t.proofs or (b, a) in t.proofs for a, b in t.edges):
+            self._proven(now)
 
     # --- timers -------------------------------------------------------------------------------
 
@@ -192,14 +209,14 @@ class Tracer:
             if t.phase is Phase.REVEALING:
                 self._revealed(now)
             else:
-                self._conclude(now)
+                self._proven(now)
         elif now >= t.ask_again:
             t.ask_again = float("inf")
-            a = t.accusation
             if t.phase is Phase.REVEALING:
+                a = t.accusation
                 self._ask(wire.Blame(a.round, a.bit, wire.BlamePhase.REVEAL))
             else:
-                self._ask(wire.Blame(a.round, a.bit, wire.BlamePhase.PROVE, t.edges))
+                self._ask_proofs(t)
 
     # --- conclusions --------------------------------------------------------------------------
 
@@ -207,31 +224,40 @@ class Tracer:
         """Every reveal is in (or the wait is over): a verdict, or proofs for disputed pads."""
         t = self.active
         assert t is not None
-        finding = judge(self.c, self._evidence(t, frozenset()), self.e.verifier.verify)
-        disputes = self._disputes(t)
-        if finding.outcome is Outcome.INCOMPLETE and disputes and not finding.silent:
-            t.phase, t.edges = Phase.PROVING, disputes
+        finding = self._judge(t)
+        if finding.outcome is Outcome.DISPUTED:
+            t.phase, t.edges = Phase.PROVING, finding.disputes
             t.deadline, t.ask_again = now + REVEAL_WAIT, now + ASK_AGAIN
-            a = t.accusation
-            self._ask(wire.Blame(a.round, a.bit, wire.BlamePhase.PROVE, disputes))
+            self._ask_proofs(t)
             return
         self._conclude(now, finding)
 
-    def _disputes(self, t: Tracing) -> tuple[tuple[int, int], ...]:
-        pads = {}
-        for m, frame in t.reveals.items():
-            pads[m] = wire.pull_reveal(wire.split_auth(frame, wire.SIG_LEN)[0]).pads
-        return tuple(
-            sorted(
-                (a, b)
-                for a, b in self.c.edges
-                if a in pads
-                and b in pads
-                and b in pads[a]
-                and a in pads[b]
-                and pads[a][b] != pads[b][a]
-            )
-        )
+    def _ask_proofs(self, t: Tracing) -> None:
+        """Each end of a disputed edge is asked to prove its pad, shown the other end's REVEAL
+        (a member proves only a pad it sees disputed: a proof opens the pair's pads)."""
+        a = t.accusation
+        for edge in sorted(t.edges):
+            for end, other in (edge, edge[::-1]):
+                if (end, other) not in t.proofs:
+                    blame = wire.Blame(
+                        a.round, a.bit, wire.BlamePhase.PROVE, edge, t.reveals[other]
+                    )
+                    self._ask(blame)
+
+    def _proven(self, now: float) -> None:
+        """The proofs are in (or the wait is over). They exposed the pairs' pads for the
+        epoch: the leader moves to the next one."""
+        self.rotate()
+        t = self.active
+        assert t is not None
+        finding = self._judge(t)
+        if finding.outcome is Outcome.DISPUTED:  # unproven: nobody named, the ends held
+            ends = frozenset(m for edge in finding.disputes for m in edge)
+            finding = Finding(Outcome.INCOMPLETE, silent=finding.silent | ends)
+        self._conclude(now, finding)
+
+    def _judge(self, t: Tracing) -> Finding:
+        return judge(self.c, self._evidence(t, frozenset()), self.e.verifier.verify)
 
     def _evidence(self, t: Tracing, named: frozenset[int]) -> Evidence:
         k = t.kept
@@ -239,11 +265,7 @@ class Tracer:
         return Evidence(
             k.round,
             t.accusation.bit,
-            k.epoch,
-            k.nslots,
-            k.nentries,
-            k.roster,
-            k.key_ids,
+            k.opened,
             k.attests,
             {m: tuple(map(digest16, parts)) for m, parts in k.parts.items()},
             {m: parts[index] for m, parts in k.parts.items() if index < len(parts)},
@@ -252,24 +274,23 @@ class Tracer:
             named,
         )
 
-    def _conclude(self, now: float, finding: Finding | None = None) -> None:
+    def _conclude(self, now: float, finding: Finding) -> None:
         t = self.active
         assert t is not None
         self.active = None
-        if finding is None:
-            finding = judge(self.c, self._evidence(t, frozenset()), self.e.verifier.verify)
         named = finding.named if finding.outcome is Outcome.DISRUPTOR else frozenset()
         ev = self._evidence(t, named)
         self._publish(ev)
         for m in sorted(named):
             if m not in self.exclusions.members:
                 self.exclusions.members[m] = t.kept.round
+                self.exclusions.version = wall_us(now, self.wall_offset)
                 self.e.event(MemberExcluded(self.c.members[m].name, t.kept.round))
         for m in finding.silent:
             self.exclusions.held[m] = t.kept.epoch
         if named:  # accusations of rounds up to now are explained: no need to trace them
             self._settled()
-            self.last_exclusion = now - t.kept.opened
+            self.last_exclusion = now - t.kept.started
         self._count(finding.outcome.value)
         self.e.event(
             TraceEnded(
@@ -279,12 +300,12 @@ class Tracer:
                 tuple(self.c.members[m].name for m in sorted(named)),
                 tuple(self.c.members[m].name for m in sorted(finding.silent)),
                 now - t.started,
-                now - t.kept.opened,
+                now - t.kept.started,
             )
         )
 
     def _publish(self, ev: Evidence) -> None:
-        data = ev.encode(len(self.c.members))
+        data = ev.encode()
         size = self.c.coalition.lan_mtu - wire.VERDICT_OVERHEAD
         pieces = wire.split_vector(data, size)
         for i, chunk in enumerate(pieces):
@@ -297,12 +318,13 @@ class Tracer:
     def _settled(self) -> None:
         self.last_traced = max(self.last_traced, max(self.kept, default=0))
 
-    def readmit(self, member: int) -> bool:
+    def readmit(self, member: int, now: float) -> bool:
         """An operator lets `member` back in; accusations of rounds before now are not traced
         (they would name it again for what it was excluded for)."""
         if self.exclusions.members.pop(member, None) is None:
             return False
         self.exclusions.held.pop(member, None)
+        self.exclusions.version = wall_us(now, self.wall_offset)
         self._settled()
         self.e.event(MemberReadmitted(self.c.members[member].name))
         return True

@@ -516,12 +516,13 @@ def _blame(world: World) -> None:
     world.run_until(lambda: max(leader.leader.kept, default=0) > before)
     rnd = max(leader.leader.kept)
     kept = leader.leader.kept[rnd]
-    bit = kept.nentries * ENTRY_LEN * 8 + 3
+    o = wire.pull_open(kept.opened)
+    bit = o.nentries * ENTRY_LEN * 8 + 3
     leader.tracer.start(Accusation(rnd, 0, bit, bytes(16)), world.now)
     member = world.engine(world.c.members[0].name)
     assert isinstance(member, MemberEngine)
     peer = next(j for j in sorted(kept.roster) if j != 0)
-    proven = member.keys.pads.prove(kept.epoch, peer, kept.key_ids)
+    proven = member.keys.pads.prove(kept.epoch, peer, o.key_of())
     if proven is not None:
         proof = wire.ProofMsg(rnd, bit, peer, *proven).encode(world.c.id, 0)
         signature = world.keys[world.c.members[0].name].sign(proof)

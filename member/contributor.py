@@ -122,6 +122,7 @@ class Answered:
     nslots: int
     nentries: int
     own: frozenset[int]  # reserved slots we wrote a cell in
+    opened: bytes  # the digest of the OPEN body: what our ATTEST and REVEAL sign
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,8 +185,11 @@ class Contributor:
 
     # --- a round opens --------------------------------------------------------------------
 
-    def receive_open(self, o: wire.Open, gateway: int, src: bytes, now: float) -> None:
-        """An authenticated, fresh OPEN above every round we answered (the engine checked)."""
+    def receive_open(
+        self, o: wire.Open, gateway: int, src: bytes, now: float, body: bytes = b""
+    ) -> None:
+        """An authenticated, fresh OPEN above every round we answered (the engine checked);
+        `body` is its body as it came (what blame's signatures name)."""
         self.lose()  # a new round: the last one's output will not come any more
         express = self.c.rounds.express_slots
         grant, self.grant = self.grant, None
@@ -211,7 +215,7 @@ class Contributor:
             self.refuse(gateway, src, o.round, reason, detail)
             self._to(Phase.READY)
             return
-        self.keys.adopt(o.epoch)
+        self.keys.adopt(o.epoch, now)
         verdict = self.veto.judge(o.roster, now)
         if verdict.reason is not None:  # an idle vector: the cells wait for a better round
             self.e.event(RoundVetoed(o.round, verdict.reason, verdict.size, verdict.k))
@@ -256,11 +260,12 @@ class Contributor:
                 for i, payload in enumerate(parts)
             ]
             if o.nslots > express:  # reserved slots can be accused: sign what we sent
-                frames.append(self._attest(o.round, parts))
-                self._remember(o, slots)
+                opened = digest16(body)
+                frames.append(self._attest(o.round, parts, opened))
+                self._remember(o, slots, opened)
             self._hand_over([(src, maced(mkey, f)) for f in frames], o.round)
         self.last_round = o.round
-        self.keys.forget_others()  # forward secrecy: other epochs' keys are gone
+        self.keys.forget_others(now)  # forward secrecy: other epochs' keys are gone
         part_lens = self.c.part_lens(o.nslots, o.nentries)
         self.current = RoundView(
             o.round,
@@ -276,17 +281,18 @@ class Contributor:
         self._to(Phase.ANSWERING)
         self.e.event(Contributed(o.round, len(parts), len(padded), bool(slots or claims)))
 
-    def _attest(self, rnd: int, parts: list[bytes]) -> bytes:
+    def _attest(self, rnd: int, parts: list[bytes], opened: bytes) -> bytes:
         """Our signature on what we send: blame shows it to everyone (common/verdict.py)."""
         root = attest_root([digest16(p) for p in parts])
-        return signed(
-            self.keys.key, wire.Attest(rnd, len(parts), root).encode(self.c.id, self.index)
-        )
+        attest = wire.Attest(rnd, len(parts), root, opened)
+        return signed(self.keys.key, attest.encode(self.c.id, self.index))
 
-    def _remember(self, o: wire.Open, slots: dict[int, Pending]) -> None:
+    def _remember(self, o: wire.Open, slots: dict[int, Pending], opened: bytes) -> None:
         reserved = o.nslots - self.c.rounds.express_slots
         own = frozenset(s for s in slots if s < reserved)
-        self.history[o.round] = Answered(o.epoch, o.roster, o.key_of(), o.nslots, o.nentries, own)
+        self.history[o.round] = Answered(
+            o.epoch, o.roster, o.key_of(), o.nslots, o.nentries, own, opened
+        )
         while len(self.history) > HISTORY:
             self.history.popitem(last=False)
 

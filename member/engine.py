@@ -316,7 +316,8 @@ class MemberEngine(EngineBase):
         """Cheap checks on the unauthenticated OPEN first (shape, clock, round and epoch
         windows), then our MAC in its table, then the round."""
         nmembers = len(self.c.members)
-        o = wire.pull_open(wire.split_sealed(frame, nmembers)[0])
+        body = wire.split_sealed(frame, nmembers)[0]
+        o = wire.pull_open(body)
         r = self.c.rounds
         if (
             o.nmembers != nmembers
@@ -347,7 +348,8 @@ class MemberEngine(EngineBase):
         self.keys.follow(o.epoch, now)
         if self.me.index in o.roster:
             self.last_in_roster = now
-        self.rounds.receive_open(o, gateway.index, src, now)
+            self.blame.excluded.pop(self.me.index, None)  # readmitted: rounds name us again
+        self.rounds.receive_open(o, gateway.index, src, now, body)
         if self._accusation is not None:
             self._queue_accusation(now)  # its sealing, after this round's answer is made
         if not self.in_roster:

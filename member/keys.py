@@ -19,6 +19,10 @@ from lanon.common.guard import MEMBER
 from lanon.member.pads import PadKeys
 
 KEYS_ECHO_GAP = 0.2  # at most this often, new keys from a neighbour make us announce ours
+# A past epoch's keys are kept this long after the next epoch's first round: an accusation
+# about one of its last rounds can still be traced (member/revealer.py), and no round of it
+# can be answered any more (epochs never go back).
+BLAME_GRACE = 1.0
 
 
 class KeyRing:
@@ -35,6 +39,7 @@ class KeyRing:
         self.leader_epoch: int | None = None  # the leader's, from an OPEN or a heartbeat
         self.next_announce = float("inf")  # once the epoch is known
         self.heard: dict[int, float] = {}  # member -> when its keys were last heard
+        self.adopted_at = float("-inf")  # when the current epoch's first round was accepted
 
     def follow(self, epoch: int, now: float) -> None:
         """The leader is in `epoch`: hold keys for it and the next one; announce new ones."""
@@ -45,15 +50,18 @@ class KeyRing:
         if made or self.next_announce == float("inf"):
             self.announce(now)
 
-    def adopt(self, epoch: int) -> None:
+    def adopt(self, epoch: int, now: float) -> None:
         """A round of `epoch` was accepted (any epoch is safe: round numbers never repeat)."""
         if epoch != self.epoch:
             self.epoch = epoch
+            self.adopted_at = now
             self.e.event(EpochChanged(epoch))
 
-    def forget_others(self) -> None:
-        """Forward secrecy: keys of epochs other than this one and the next are gone."""
-        self.pads.keep_only(self.epoch)
+    def forget_others(self, now: float) -> None:
+        """Forward secrecy: keys of epochs other than this one and the next are gone (the
+        last one's after BLAME_GRACE)."""
+        grace = now - self.adopted_at < BLAME_GRACE
+        self.pads.keep_only(self.epoch, self.epoch - 1 if grace else None)
 
     def announce(self, now: float) -> None:
         epoch = self.leader_epoch

@@ -72,6 +72,19 @@ class PadKeys:
             out[j] = cached
         return out, ""
 
+    def publics(
+        self, epoch: int, roster: frozenset[int], key_of: dict[int, int]
+    ) -> tuple[bytes, dict[int, bytes]]:
+        """Our ephemeral public key for `epoch`, and each roster neighbour's that the round
+        names (what a REVEAL says we used)."""
+        own = self.own.get(epoch)
+        peers = {
+            j: public
+            for j in self.neighbours
+            if j in roster and (public := self.peers.get((j, epoch), {}).get(key_of[j]))
+        }
+        return (own.public if own is not None else b""), peers
+
     def prove(
         self, epoch: int, peer: int, key_of: dict[int, int]
     ) -> tuple[bytes, bytes, bytes, bytes] | None:
@@ -84,10 +97,10 @@ class PadKeys:
         proven = own.prove(public)
         return None if proven is None else (own.public, public, *proven)
 
-    def keep_only(self, epoch: int) -> None:
-        """Drop every key but those of `epoch` and the next: past (or abandoned) epochs' pads can
-        never be recomputed."""
-        keep = {epoch, epoch + 1}
+    def keep_only(self, epoch: int, also: int | None = None) -> None:
+        """Drop every key but those of `epoch`, the next (and `also`): past (or abandoned)
+        epochs' pads can never be recomputed."""
+        keep = {epoch, epoch + 1, also}
         for e in [e for e in self.own if e not in keep]:
             del self.own[e]
         for peer in [k for k in self.peers if k[1] not in keep]:

@@ -57,7 +57,8 @@ class Revealer:
     # --- BLAME ------------------------------------------------------------------------------
 
     def receive_blame(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
-        body = self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
+        # fresh=False: anybody can replay a BLAME; it must not make us trust its source
+        body = self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now, False)
         b = wire.pull_blame(body)
         seen = self.rounds.history.get(b.round)
         why = (
@@ -68,27 +69,61 @@ class Revealer:
         if why or seen is None:
             self.e.event(BlameAnswered(b.round, b.bit, b.phase.name.lower(), why))
             return
+        keys, missing = self.pads.pair_keys(seen.epoch, seen.roster, seen.key_of)
+        if keys is None:
+            self.e.event(
+                BlameAnswered(b.round, b.bit, b.phase.name.lower(), f"keys gone: {missing}")
+            )
+            return
+        pads = {j: pad_bit(k, b.round, b.bit) for j, k in keys.items()}
         if b.phase is wire.BlamePhase.REVEAL:
-            keys, missing = self.pads.pair_keys(seen.epoch, seen.roster, seen.key_of)
-            if keys is None:
-                self.e.event(BlameAnswered(b.round, b.bit, "reveal", f"keys gone: {missing}"))
-                return
-            pads = {j: pad_bit(k, b.round, b.bit) for j, k in keys.items()}
-            msg = wire.RevealMsg(b.round, b.bit, len(self.c.members), pads)
+            own, publics = self.pads.publics(seen.epoch, seen.roster, seen.key_of)
+            msg = wire.RevealMsg(
+                b.round, b.bit, len(self.c.members), seen.opened, own, pads, publics
+            )
             self.e.send(src, signed(self.key, msg.encode(self.c.id, self.index)))
             self.e.event(BlameAnswered(b.round, b.bit, "reveal", ""))
             return
-        for a, z in b.edges:
-            if self.index not in (a, z) or a == z:
-                continue
-            peer = z if a == self.index else a
-            proven = self.pads.prove(seen.epoch, peer, seen.key_of)
-            if proven is None:
-                self.e.event(BlameAnswered(b.round, b.bit, "prove", "keys gone"))
-                continue
-            proof = wire.ProofMsg(b.round, b.bit, peer, *proven)
-            self.e.send(src, signed(self.key, proof.encode(self.c.id, self.index)))
-            self.e.event(BlameAnswered(b.round, b.bit, "prove", ""))
+        if b.reveal[6:8] == self.index.to_bytes(2, "big"):
+            return  # our own REVEAL: the other end is asked to prove, not us
+        peer, why = self._disputed(b, seen, pads)
+        proven = None if why else self.pads.prove(seen.epoch, peer, seen.key_of)
+        if proven is None:
+            self.e.event(BlameAnswered(b.round, b.bit, "prove", why or "keys gone"))
+            return
+        proof = wire.ProofMsg(b.round, b.bit, peer, *proven)
+        self.e.send(src, signed(self.key, proof.encode(self.c.id, self.index)))
+        self.e.event(BlameAnswered(b.round, b.bit, "prove", ""))
+
+    def _disputed(self, b: wire.Blame, seen: Answered, pads: dict[int, int]) -> tuple[int, str]:
+        """The neighbour whose signed REVEAL (in the BLAME) disputes our pad with it, or why
+        we prove nothing: proving opens the pair's pads for the epoch, so only a pad shown to
+        be disputed is proven."""
+        a, z = b.edge
+        if self.index not in (a, z) or a == z:
+            return 0, "not an end of the edge"
+        peer = z if a == self.index else a
+        try:
+            header = wire.pull_header(b.reveal)
+            body, sig = wire.split_auth(b.reveal, wire.SIG_LEN)
+            theirs = wire.pull_reveal(body)
+        except RemoteProtocolError:
+            return peer, "no readable REVEAL of the other end"
+        if (
+            header.type is not wire.MsgType.REVEAL
+            or header.sender != peer
+            or peer not in pads
+            or not self.e.verifier.verify(self.c.members[peer].public, body, sig)
+        ):
+            return peer, "no REVEAL signed by a neighbour of ours"
+        own, publics = self.pads.publics(seen.epoch, seen.roster, seen.key_of)
+        if (theirs.round, theirs.bit, theirs.opened) != (b.round, b.bit, seen.opened):
+            return peer, "a REVEAL of another round"
+        if theirs.keys.get(self.index) != own or theirs.own != publics.get(peer):
+            return peer, "a REVEAL with other keys than ours: nothing a proof can settle"
+        if theirs.pads.get(self.index) == pads[peer]:
+            return peer, "no dispute: its pad bit is ours"
+        return peer, ""
 
     def _refusal(self, b: wire.Blame, seen: Answered) -> str:
         """Why we will not reveal at this bit ('' if we will)."""
@@ -107,7 +142,7 @@ class Revealer:
         piece = wire.pull_verdict(wire.split_auth(frame, wire.SIG_LEN)[0])
         if (piece.round, piece.bit) in self.checked:
             return  # checked already: no signature to check
-        self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
+        self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now, False)
         key = (gateway.index, piece.round, piece.bit, piece.count)
         got = self.pieces.setdefault(key, {})
         got[piece.index] = piece.data

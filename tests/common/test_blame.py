@@ -4,6 +4,7 @@ and an accuser that lies."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 
@@ -47,7 +48,9 @@ class Round:
         return bytes(out)
 
     def reveal(self, m: int, bit: int) -> Reveal:
-        return Reveal(m, {j: pad_bit(self.keys[(m, j)], ROUND, bit) for j in self.neighbours(m)})
+        neighbours = self.neighbours(m)
+        pads = {j: pad_bit(self.keys[(m, j)], ROUND, bit) for j in neighbours}
+        return Reveal(m, pads, self.eph[m].public, {j: self.eph[j].public for j in neighbours})
 
     def trace(
         self,
@@ -58,7 +61,7 @@ class Round:
         contributions = {m: blame.bit_of(c, bit) for m, c in enumerate(self.contributions())}
         reveals = {m: self.reveal(m, bit) for m in range(self.n) if m not in silent}
         for m, pads in (lies or {}).items():
-            reveals[m] = Reveal(m, {**reveals[m].pads, **pads})
+            reveals[m] = dataclasses.replace(reveals[m], pads={**reveals[m].pads, **pads})
         return blame.trace(range(self.n), self.edges, contributions, reveals), reveals
 
 
@@ -100,29 +103,50 @@ def test_a_jammer_that_lies_about_a_pad_is_disputed_and_the_proofs_name_it() -> 
     true = r.reveal(3, bit).pads[4]
     verdict, reveals = r.trace(bit, lies={3: {4: true ^ 1}})  # its own bit would read 0
     assert verdict.outcome is Outcome.DISPUTED and verdict.disputes == {(3, 4)}
-    announced = {3: r.eph[3].id, 4: r.eph[4].id}
     proofs = []
     for m, other in ((3, 4), (4, 3)):
         proven = r.eph[m].prove(r.eph[other].public)
         assert proven is not None
         proofs.append(ExchangeProof(m, r.eph[m].public, r.eph[other].public, *proven))
-    revealed = {3: reveals[3].pads[4], 4: reveals[4].pads[3]}
-    for shown in (proofs, proofs[1:]):  # the honest end's proof alone settles it
-        assert blame.settle((3, 4), ROUND, EPOCH, bit, revealed, shown, announced) == {3}
+    for shown in (proofs, proofs[:1], proofs[1:]):  # either end's proof alone settles it
+        assert blame.settle((3, 4), ROUND, EPOCH, bit, reveals, shown) == {3}
+
+
+def test_two_keys_under_one_name_settle_nothing() -> None:
+    """A jammer that announced one key to its neighbour and proves with another: the keys the
+    two ends signed in their reveals disagree, and nobody is named (not the honest end)."""
+    r, bit = owner_and_jammer()
+    true = r.reveal(3, bit).pads[4]
+    _, reveals = r.trace(bit, lies={3: {4: true ^ 1}})
+    other = Ephemeral()  # the jammer's second key
+    reveals[3] = dataclasses.replace(reveals[3], own=other.public)
+    proven = other.prove(r.eph[4].public)
+    assert proven is not None
+    proof = ExchangeProof(3, other.public, r.eph[4].public, *proven)
+    assert blame.settle((3, 4), ROUND, EPOCH, bit, reveals, [proof]) is None
+
+
+def test_a_jammer_is_named_by_its_own_words_whatever_its_neighbours_say() -> None:
+    """Two members that dispute a pad and prove nothing, or a silent member, shield nobody
+    whose own signed contribution and pads add up to 1."""
+    r, bit = owner_and_jammer()
+    pads = r.reveal(2, bit).pads  # member 2 flips two pads: its own bit still reads 0
+    verdict, _ = r.trace(bit, silent=frozenset({1}), lies={2: {0: pads[0] ^ 1, 4: pads[4] ^ 1}})
+    assert verdict.outcome is Outcome.DISRUPTOR and verdict.members == {3}
+    assert verdict.silent == {1} and verdict.disputes == {(0, 2), (2, 4)}
 
 
 def test_a_forged_exchange_proves_nothing() -> None:
     r, bit = owner_and_jammer()
     true = r.reveal(3, bit).pads[4]
-    revealed = {3: true ^ 1, 4: true}
-    announced = {3: r.eph[3].id, 4: r.eph[4].id}
+    _, reveals = r.trace(bit, lies={3: {4: true ^ 1}})
     stranger = Ephemeral()
-    fake = stranger.prove(r.eph[4].public)  # valid, but for a key nobody announced
+    fake = stranger.prove(r.eph[4].public)  # valid, but for a key nobody signed
     assert fake is not None
     forged = ExchangeProof(3, stranger.public, r.eph[4].public, *fake)
-    assert blame.settle((3, 4), ROUND, EPOCH, bit, revealed, [forged], announced) is None
+    assert blame.settle((3, 4), ROUND, EPOCH, bit, reveals, [forged]) is None
     bent = ExchangeProof(3, r.eph[3].public, r.eph[4].public, fake[0], fake[1])
-    assert blame.settle((3, 4), ROUND, EPOCH, bit, revealed, [bent], announced) is None
+    assert blame.settle((3, 4), ROUND, EPOCH, bit, reveals, [bent]) is None
 
 
 def test_members_that_reveal_nothing_are_never_blamed() -> None:
@@ -157,7 +181,7 @@ def test_a_reveal_that_does_not_name_its_neighbours_names_its_member() -> None:
     reveals = {m: r.reveal(m, bit) for m in range(r.n)}
     reveals[2] = Reveal(2, {0: 1})
     verdict = blame.trace(range(r.n), r.edges, contributions, reveals)
-    assert verdict.outcome is Outcome.DISRUPTOR and verdict.members == {2}
+    assert verdict.outcome is Outcome.DISRUPTOR and verdict.members == {2, 3}  # and the jammer
 
 
 def test_only_the_claimant_can_show_a_claim_was_its_own() -> None:

@@ -152,6 +152,7 @@ HEARTBEAT = wire.Heartbeat(
     started_ms=1_800_000_000_000,
     excluded=frozenset({1}),
     nmembers=10,
+    excluded_version=1_800_000_000_000_000,
 )
 HEARTBEAT_BYTES = h(
     header(T.HEARTBEAT),
@@ -162,6 +163,7 @@ HEARTBEAT_BYTES = h(
     "000001a3185c5000",  # started_ms
     "0008",  # naddresses
     "84",  # held bitmap, 8 bits: 0, 5
+    "0006651728988000",  # excluded_version: when the list of excluded members changed (µs)
     "000a",  # nmembers
     "4000",  # excluded bitmap, 10 bits: 1
 )
@@ -210,33 +212,47 @@ FLOWS_BYTES = h(
 )
 
 
-ATTEST = wire.Attest(round=7, nparts=3, root=b"r" * 16)
+ATTEST = wire.Attest(round=7, nparts=3, root=b"r" * 16, opened=b"o" * 16)
 ATTEST_BYTES = h(
     header(T.ATTEST),
     "0000000000000007",  # round
     "0003",  # number of parts
     "72" * 16,  # root: the digest of the parts' digests
+    "6f" * 16,  # the digest of the OPEN body answered
 )
 
-BLAME = wire.Blame(round=7, bit=4099, phase=wire.BlamePhase.PROVE, edges=((1, 2), (0, 9)))
+BLAME = wire.Blame(round=7, bit=4099, phase=wire.BlamePhase.PROVE, edge=(1, 2), reveal=b"rv")
 BLAME_BYTES = h(
     header(T.BLAME),
     "0000000000000007",  # round
     "00001003",  # bit
     "02",  # phase: PROVE
-    "0002",  # number of edges
-    "0001 0002",  # an edge
-    "0000 0009",
+    "0001 0002",  # the disputed edge
+    "0002",  # the other end's REVEAL: its length
+    "7276",  # and the frame
 )
 
-REVEAL = wire.RevealMsg(round=7, bit=4099, nmembers=10, pads={1: 0, 2: 1, 9: 1})
+REVEAL = wire.RevealMsg(
+    round=7,
+    bit=4099,
+    nmembers=10,
+    opened=b"o" * 16,
+    own=b"m" * 32,
+    pads={1: 0, 2: 1, 9: 1},
+    keys={1: b"a" * 32, 2: b"b" * 32, 9: b"c" * 32},
+)
 REVEAL_BYTES = h(
     header(T.REVEAL),
     "0000000000000007",  # round
     "00001003",  # bit
     "000a",  # nmembers
+    "6f" * 16,  # the digest of the OPEN body answered
+    "6d" * 32,  # our ephemeral key for the epoch
     "6040",  # neighbours revealed, 10 bits: 1, 2, 9
     "2040",  # of them, pad bit 1: 2, 9
+    "61" * 32,  # the key of each neighbour, as we used it, in order
+    "62" * 32,
+    "63" * 32,
 )
 
 PROOF = wire.ProofMsg(
