@@ -100,6 +100,8 @@ class Verdict:
     members: frozenset[int] = frozenset()
     disputes: frozenset[Edge] = frozenset()
     silent: frozenset[int] = frozenset()
+    wrote: frozenset[int] = frozenset()  # own bit 1 (DISRUPTOR's members: these and `broken`)
+    broken: frozenset[int] = frozenset()  # a reveal that does not name its neighbours
 
 
 def trace(
@@ -131,7 +133,7 @@ def trace(
         if a < b and reveals[a].pads[b] != reveals[b].pads[a]
     )
     if broken or wrote:
-        return Verdict(Outcome.DISRUPTOR, broken | wrote, disputes, silent)
+        return Verdict(Outcome.DISRUPTOR, broken | wrote, disputes, silent, wrote, broken)
     if disputes:
         return Verdict(Outcome.DISPUTED, disputes=disputes, silent=silent)
     if silent:

@@ -431,6 +431,7 @@ class TraceEnded(Event):
     silent: tuple[str, ...]
     seconds: float
     since_round: float
+    flood: bool = False  # the trace of a flooded reservation area, not of an accused slot
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,9 @@ claims: the check fails, with probability 1 - 2^-32). The valid entries, in inde
 granted the next round's data slots 0, 1, ... up to max_slots; valid entries beyond that are
 deferred. Every member computes the same tally from the round output; only the claimant
 recognises its own claim.
+
+A round whose area holds more than its roster may write (`overflowed`) was flooded: its grants
+are void (nobody sends in them), and blame traces who wrote which entries (gateway/tracer.py).
 """
 
 from __future__ import annotations
@@ -59,6 +62,13 @@ def tally(area: bytes, nentries: int, max_slots: int) -> Tally:
         else:
             collisions += 1
     return Tally(tuple(valid[:max_slots]), collisions, tuple(valid[max_slots:]))
+
+
+def overflowed(t: Tally, writers: int, max_claims: int) -> bool:
+    """Whether an area holds more than `writers` members may write: each writes at most
+    `max_claims` entries, a valid entry holds one claim and a collision at least two. Honest
+    members never make this true: someone claimed beyond its share (blame traces it)."""
+    return len(t.granted) + len(t.deferred) + 2 * t.collisions > writers * max_claims
 
 
 def write_claims(nentries: int, claims: dict[int, bytes]) -> bytearray:

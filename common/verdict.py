@@ -33,8 +33,9 @@ from lanon.common.errors import RemoteProtocolError
 
 Verify = Callable[[bytes, bytes, bytes], bool]  # (public, message, signature)
 
-_HEAD = struct.Struct("!QIH")
+_HEAD = struct.Struct("!QBHH")
 _LEN = struct.Struct("!H")
+_BIT = struct.Struct("!I")
 
 
 def attest_root(digests: list[bytes] | tuple[bytes, ...]) -> bytes:
@@ -45,12 +46,13 @@ def attest_root(digests: list[bytes] | tuple[bytes, ...]) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Evidence:
     round: int
-    bit: int
+    bits: tuple[int, ...]  # the accused bit; or (flood) a bit of each entry traced
+    flood: bool  # a flooded reservation area: who wrote more entries than its share
     opened: bytes  # the round's OPEN body (roster, epoch, keys): every ATTEST signs its digest
     attests: dict[int, bytes]  # member -> its ATTEST frame, signed (no MAC)
     digests: dict[int, tuple[bytes, ...]]  # member -> every part's digest16
-    parts: dict[int, bytes]  # member -> its part that holds the bit
-    reveals: dict[int, bytes]  # member -> its REVEAL frame, signed (absent: silent)
+    parts: dict[tuple[int, int], bytes]  # (member, part index) -> the parts holding the bits
+    reveals: dict[tuple[int, int], bytes]  # (member, bit) -> its REVEAL frame, signed
     proofs: tuple[bytes, ...]  # PROOF frames, signed
     named: frozenset[int]  # whom the leader excludes
 
@@ -58,17 +60,25 @@ class Evidence:
     def open(self) -> wire.Open:
         return wire.pull_open(self.opened)
 
+    @property
+    def bit(self) -> int:
+        return self.bits[0]
+
     def encode(self) -> bytes:
         o = self.open
         out = [
-            _HEAD.pack(self.round, self.bit, o.nmembers),
+            _HEAD.pack(self.round, self.flood, o.nmembers, len(self.bits)),
+            *(_BIT.pack(b) for b in self.bits),
             _blob(self.opened),
             wire.bitmap_encode(self.named, o.nmembers),
         ]
         for m in sorted(o.roster):
             digests = self.digests.get(m, ())
             out += [_blob(self.attests.get(m, b"")), _LEN.pack(len(digests)), *digests]
-            out += [_blob(self.parts.get(m, b"")), _blob(self.reveals.get(m, b""))]
+            shown = sorted(i for (who, i) in self.parts if who == m)
+            out += [_LEN.pack(len(shown))]
+            out += [_LEN.pack(i) + _blob(self.parts[(m, i)]) for i in shown]
+            out += [_blob(self.reveals.get((m, b), b"")) for b in self.bits]
         out += [_LEN.pack(len(self.proofs)), *map(_blob, self.proofs)]
         return b"".join(out)
 
@@ -97,7 +107,10 @@ class _Reader:
 
 def pull_evidence(data: bytes) -> Evidence:
     r = _Reader(data)
-    rnd, bit, nmembers = _HEAD.unpack(r.take(_HEAD.size))
+    rnd, flood, nmembers, nbits = _HEAD.unpack(r.take(_HEAD.size))
+    if not 0 < nbits <= wire.MAX_FLOOD_BITS or (nbits > 1 and not flood) or flood > 1:
+        raise wire.malformed("evidence of no bit, or of several bits outside a flood")
+    bits = tuple(int(_BIT.unpack(r.take(_BIT.size))[0]) for _ in range(nbits))
     opened = r.blob()
     o = wire.pull_open(opened)
     if o.nmembers != nmembers or o.round != rnd:
@@ -109,21 +122,24 @@ def pull_evidence(data: bytes) -> Evidence:
     for m in sorted(o.roster):
         attests[m] = r.blob()
         digests[m] = tuple(r.take(wire.DIGEST_LEN) for _ in range(r.count()))
-        parts[m] = r.blob()
-        reveal = r.blob()
-        if reveal:
-            reveals[m] = reveal
+        for _ in range(r.count()):
+            index = r.count()
+            parts[(m, index)] = r.blob()
+        for b in bits:
+            reveal = r.blob()
+            if reveal:
+                reveals[(m, b)] = reveal
     proofs = tuple(r.blob() for _ in range(r.count()))
     if r.at != len(data):
         raise wire.malformed("evidence with bytes past its end")
-    return Evidence(rnd, bit, opened, attests, digests, parts, reveals, proofs, named)
+    return Evidence(rnd, bits, bool(flood), opened, attests, digests, parts, reveals, proofs, named)
 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
     outcome: Outcome
-    named: frozenset[int] = frozenset()  # DISRUPTOR: who wrote or lied
-    silent: frozenset[int] = frozenset()  # revealed nothing, or proved nothing it was asked to
+    named: frozenset[int] = frozenset()  # DISRUPTOR: who wrote (or flooded), or lied
+    silent: frozenset[int] = frozenset()  # showed nothing: revealed nothing, or signed nothing
     disputes: frozenset[tuple[int, int]] = frozenset()  # pads to prove (DISPUTED)
     detail: str = ""
 
@@ -173,41 +189,53 @@ def _round_of(c: Coalition, ev: Evidence) -> _Round | None:
     return _Round(o, digest16(ev.opened), c.part_lens(o.nslots, o.nentries))
 
 
-def _contribution_bit(c: Coalition, ev: Evidence, rd: _Round, m: int, verify: Verify) -> int | None:
-    """Member m's contribution bit at the accused bit, from its own signature; None if the
-    evidence does not prove it."""
-    index, offset = divmod(ev.bit, c.part_size * 8)
+def _contribution(
+    c: Coalition, ev: Evidence, rd: _Round, m: int, verify: Verify
+) -> dict[int, int] | None:
+    """Member m's contribution bit at each traced bit, from its own signature; None if the
+    evidence does not prove them."""
     body = _signed_body(c, ev.attests.get(m, b""), wire.MsgType.ATTEST, m, verify)
-    if body is None or index >= len(rd.lens):
+    if body is None:
         return None
     try:
         attest = wire.pull_attest(body)
     except RemoteProtocolError:
         return None
-    digests, part = ev.digests.get(m, ()), ev.parts.get(m, b"")
+    digests = ev.digests.get(m, ())
     if (
         attest.round != ev.round
         or attest.opened != rd.opened
         or attest.nparts != len(rd.lens)
         or len(digests) != len(rd.lens)
         or attest_root(digests) != attest.root
-        or len(part) != rd.lens[index]
-        or digest16(part) != digests[index]
-        or offset >= len(part) * 8
     ):
         return None
-    return bit_of(part, offset)
+    bits = {}
+    for bit in ev.bits:
+        index, offset = divmod(bit, c.part_size * 8)
+        part = ev.parts.get((m, index), b"")
+        if (
+            index >= len(rd.lens)
+            or len(part) != rd.lens[index]
+            or digest16(part) != digests[index]
+            or offset >= len(part) * 8
+        ):
+            return None
+        bits[bit] = bit_of(part, offset)
+    return bits
 
 
-def _reveal(c: Coalition, ev: Evidence, rd: _Round, m: int, verify: Verify) -> Reveal | None:
-    body = _signed_body(c, ev.reveals.get(m, b""), wire.MsgType.REVEAL, m, verify)
+def _reveal(
+    c: Coalition, ev: Evidence, rd: _Round, m: int, bit: int, verify: Verify
+) -> Reveal | None:
+    body = _signed_body(c, ev.reveals.get((m, bit), b""), wire.MsgType.REVEAL, m, verify)
     if body is None:
         return None
     try:
         msg = wire.pull_reveal(body)
     except RemoteProtocolError:
         return None
-    if (msg.round, msg.bit, msg.opened) != (ev.round, ev.bit, rd.opened):
+    if (msg.round, msg.bit, msg.opened) != (ev.round, bit, rd.opened):
         return None
     if msg.nmembers != len(c.members):
         return None
@@ -228,36 +256,57 @@ def _proofs(c: Coalition, ev: Evidence, verify: Verify) -> list[tuple[ExchangePr
             p = wire.pull_proof(body)
         except RemoteProtocolError:
             continue
-        if p.round == ev.round and p.bit == ev.bit:
+        if p.round == ev.round and p.bit in ev.bits:
             out.append((ExchangeProof(sender, p.public, p.peer_public, p.shared, p.proof), p.peer))
     return out
 
 
 def judge(c: Coalition, ev: Evidence, verify: Verify) -> Finding:
-    """Who the evidence shows wrote into the accused bit, or lied about a pad there; who it
-    shows nothing of (silent); which disputed pads are still to be proven."""
+    """Who the evidence shows wrote into the accused bit (or, for a flooded reservation area,
+    into more entries than a member may), or lied about a pad there; who it shows nothing of
+    (silent); which disputed pads are still to be proven."""
     rd = _round_of(c, ev)
     if rd is None:
         return Finding(Outcome.INCOMPLETE, detail="an OPEN that does not fit the coalition")
-    contributions = {}
-    for m in sorted(rd.open.roster):
-        b = _contribution_bit(c, ev, rd, m, verify)
-        if b is None:
-            return Finding(Outcome.INCOMPLETE, detail=f"no signed contribution of #{m}")
-        contributions[m] = b
-    reveals = {m: r for m in rd.open.roster if (r := _reveal(c, ev, rd, m, verify)) is not None}
-    v = trace(rd.open.roster, c.edges, contributions, reveals)
-    named = set(v.members) if v.outcome is Outcome.DISRUPTOR else set()
-    silent = set(v.silent)
+    roster = rd.open.roster
+    contributions = {m: got for m in roster if (got := _contribution(c, ev, rd, m, verify))}
+    unsigned = roster - contributions.keys()  # the leader could not show what it sent
+    named: set[int] = set()
+    silent: set[int] = set(unsigned)
+    wrote: dict[int, int] = {}  # member -> bits it wrote (own bit 1)
+    disputes: set[tuple[int, int]] = set()
+    reveals_at: dict[int, dict[int, Reveal]] = {}
+    for bit in ev.bits:
+        reveals = {m: r for m in roster if (r := _reveal(c, ev, rd, m, bit, verify))}
+        reveals_at[bit] = reveals
+        v = trace(roster, c.edges, {m: got[bit] for m, got in contributions.items()}, reveals)
+        named |= v.broken
+        silent |= v.silent
+        disputes |= v.disputes
+        for m in v.wrote:
+            wrote[m] = wrote.get(m, 0) + 1
+    if ev.flood:  # writing a claim is no fault: writing more than a member's share is
+        named |= {m for m, n in wrote.items() if n > c.rounds.max_claims}
+    else:
+        named |= wrote.keys()
     proofs = _proofs(c, ev, verify)
     unsettled = set()
-    for a, b in sorted(v.disputes):
+    for a, b in sorted(disputes):
         shown = [p for p, peer in proofs if {p.member, peer} == {a, b}]
-        who = settle((a, b), ev.round, rd.open.epoch, ev.bit, reveals, shown)
-        if who is None:
-            unsettled.add((a, b))
-        else:
-            named |= who
+        for bit in ev.bits:
+            reveals = reveals_at[bit]
+            if (
+                a not in reveals
+                or b not in reveals
+                or reveals[a].pads.get(b) == reveals[b].pads.get(a)
+            ):
+                continue
+            who = settle((a, b), ev.round, rd.open.epoch, bit, reveals, shown)
+            if who is None:
+                unsettled.add((a, b))
+            else:
+                named |= who
+    silent -= named
     if named:
         return Finding(Outcome.DISRUPTOR, frozenset(named), frozenset(silent))
     if unsettled:
@@ -268,5 +317,7 @@ def judge(c: Coalition, ev: Evidence, verify: Verify) -> Finding:
             detail=f"disputed pads not proven: {sorted(unsettled)}",
         )
     if silent:
-        return Finding(Outcome.INCOMPLETE, silent=frozenset(silent), detail="silent members")
-    return Finding(v.outcome)
+        return Finding(
+            Outcome.INCOMPLETE, silent=frozenset(silent), detail="members showed nothing"
+        )
+    return Finding(Outcome.CLEAN)

@@ -650,6 +650,7 @@ def pull_attest(body: bytes) -> Attest:
 class BlamePhase(enum.IntEnum):
     REVEAL = 1  # every roster member: your pad bits at `bit`
     PROVE = 2  # an end of `edge`: your epoch exchange with the other end, whose REVEAL this is
+    FLOOD = 3  # every roster member: your pad bits at each of `bits` (a flooded area's entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -659,17 +660,24 @@ class Blame:
     proves only a pad it is shown to be disputed."""
 
     round: int
-    bit: int
+    bit: int  # FLOOD: the first of `bits`
     phase: BlamePhase
     edge: tuple[int, int] = (0, 0)
     reveal: bytes = b""  # PROVE: the other end's REVEAL frame, signed
+    bits: tuple[int, ...] = ()  # FLOOD: a bit of each entry traced
 
     def encode(self, coalition: int, sender: int) -> bytes:
         return (
             push_header(MsgType.BLAME, coalition, sender)
             + _BLAME.pack(self.round, self.bit, self.phase, *self.edge, len(self.reveal))
             + self.reveal
+            + _NBITS.pack(len(self.bits))
+            + b"".join(KEY_ID.pack(b) for b in self.bits)
         )
+
+
+_NBITS = struct.Struct("!H")
+MAX_FLOOD_BITS = 64
 
 
 def pull_blame(body: bytes) -> Blame:
@@ -681,9 +689,16 @@ def pull_blame(body: bytes) -> Blame:
     except ValueError:
         raise malformed(f"blame phase {phase}") from None
     start = HEADER.size + _BLAME.size
-    if len(body) != start + n or (kind is BlamePhase.PROVE) != (n > 0):
+    end = start + n
+    if len(body) < end + _NBITS.size or (kind is BlamePhase.PROVE) != (n > 0):
         raise malformed("BLAME with a REVEAL that does not match its length or phase")
-    return Blame(_round(rnd), bit, kind, (a, b), body[start:])
+    (nbits,) = _NBITS.unpack_from(body, end)
+    if len(body) != end + _NBITS.size + 4 * nbits or nbits > MAX_FLOOD_BITS:
+        raise malformed("BLAME bits that do not match their count")
+    if (kind is BlamePhase.FLOOD) != (nbits > 0):
+        raise malformed("BLAME bits outside a FLOOD")
+    bits = tuple(KEY_ID.unpack_from(body, end + _NBITS.size + 4 * i)[0] for i in range(nbits))
+    return Blame(_round(rnd), bit, kind, (a, b), body[start:end], bits)
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,9 @@ class GatewayEngine(EngineBase):
     def _trace_proven(self, now: float) -> None:
         """Accusations that held up in the outputs just processed: trace them."""
         proven, self.egress.proven = self.egress.proven, []
+        flooded, self.leader.flooded = self.leader.flooded, []
+        for rnd in flooded:
+            self.tracer.start_flood(rnd, now)
         for a in proven:
             if self.c.rounds.schedule is Schedule.TREE:
                 self.tracer.untraceable(a)

@@ -51,7 +51,7 @@ from lanon.common.events import (
 )
 from lanon.common.guard import MEMBER
 from lanon.common.output import RoundOutput, SlotStats
-from lanon.common.reservation import ENTRY_LEN, tally
+from lanon.common.reservation import ENTRY_LEN, overflowed, tally
 from lanon.common.roster import RosterCheck
 from lanon.common.tree import order, place
 from lanon.common.vectorsum import VectorSum
@@ -102,8 +102,10 @@ class Collecting:
     root: int | None = None  # schedule "tree": the member that sends the whole sum
     subtree: frozenset[int] | None = None  # tree: whose vectors the root's sum contains
     tree_got: set[int] = field(default_factory=set)  # tree: part indices received from the root
-    # Star rounds with reserved slots can be accused: every member's parts and signed ATTEST
-    # are kept, and a member is done only with both (gateway/tracer.py shows them in blame).
+    # Star rounds can be traced (an accused reserved slot, a flooded reservation area): every
+    # member's parts and signed ATTEST are kept, and a member is done only with both
+    # (gateway/tracer.py shows them in blame). The signature is checked at once in rounds with
+    # reserved slots (accusations come of them), else when a trace needs it.
     accountable: bool = False
     body: bytes = b""  # the OPEN body sent: every ATTEST signs its digest
     done: set[int] = field(default_factory=set)
@@ -129,6 +131,7 @@ class Leader:
         self.e = engine
         self.exclusions = exclusions or Exclusions()  # members blame keeps out of rosters
         self.kept: OrderedDict[int, Kept] = OrderedDict()
+        self.flooded: list[int] = []  # rounds whose reservation area was flooded: to trace
         self.c = coalition
         self.index = index
         self.key = key
@@ -339,7 +342,7 @@ class Leader:
             {i: set() for i in roster},
             len(roster),
             order(roster, self.round)[0] if tree else None,
-            accountable=not tree and nslots > r.express_slots,
+            accountable=not tree,
             body=body,
         )
         self.e.event(RoundOpened(self.round, self.epoch, nslots, len(roster)))
@@ -431,7 +434,8 @@ class Leader:
                 del col.attests[sender]
                 col.bad.add(sender)  # missing at the deadline: the round is redone without it
                 raise RemoteProtocolError(RejectReason.MALFORMED, "ATTEST of other parts")
-            if not self.e.verifier.verify(self.c.members[sender].public, body, sig):
+            reserved = col.nslots > self.c.rounds.express_slots
+            if reserved and not self.e.verifier.verify(self.c.members[sender].public, body, sig):
                 del col.attests[sender]
                 col.bad.add(sender)
                 raise RemoteProtocolError(RejectReason.BAD_AUTH, "ATTEST with a bad signature")
@@ -463,6 +467,10 @@ class Leader:
             )
         t = tally(vector[: col.nentries * ENTRY_LEN], col.nentries, self.c.rounds.max_slots)
         self.next_nslots = len(t.granted)
+        if overflowed(t, len(col.roster), self.c.rounds.max_claims):
+            self.next_nslots = 0  # flooded: its grants are void (members void them too)
+            if col.accountable:
+                self.flooded.append(col.round)  # to trace (the engine takes them)
         self.e.event(
             RoundCompleted(
                 col.round,

@@ -1,6 +1,8 @@
 """Tracing an accused bit to whoever wrote it, and keeping that member out (sans-IO).
 
-When an accusation holds up (gateway/accusations.py), the gateway that led the accused round
+When an accusation holds up (gateway/accusations.py), or a round's reservation area holds
+more claims than its roster may write (`reservation.overflowed`: someone claimed beyond its
+share; `start_flood` traces a bit of each written entry), the gateway that led the round
 traces it. It kept what every roster member sent in that round, signed (`Kept`: the OPEN body,
 every ATTEST, the parts), so it alone can:
 
@@ -42,6 +44,7 @@ from lanon.common.engine import EngineBase, signed
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import MemberExcluded, MemberReadmitted, TraceEnded, TraceStarted
 from lanon.common.guard import MEMBER
+from lanon.common.reservation import ENTRY_LEN
 from lanon.common.verdict import Evidence, Finding, judge
 
 REVEAL_WAIT = 0.25  # seconds for every reveal (or proof) to come
@@ -91,6 +94,16 @@ class Exclusions:
         self.held = {m: e for m, e in self.held.items() if e >= epoch}
 
 
+def _output_area(kept: Kept, size: int) -> bytes:
+    """The first `size` bytes of the round's output: the XOR of the kept contributions."""
+    area = bytearray(size)
+    for parts in kept.parts.values():
+        head = b"".join(parts[: 1 + size // max(1, len(parts[0]))])[:size]
+        for i, x in enumerate(head):
+            area[i] ^= x
+    return bytes(area)
+
+
 class Phase(enum.Enum):
     REVEALING = "revealing"
     PROVING = "proving"
@@ -98,15 +111,26 @@ class Phase(enum.Enum):
 
 @dataclass(slots=True)
 class Tracing:
-    accusation: Accusation
+    round: int
+    bits: tuple[int, ...]  # the accused bit; or a bit of each entry of a flooded area
+    flood: bool
     kept: Kept
     started: float
     deadline: float
     ask_again: float
     phase: Phase = Phase.REVEALING
-    reveals: dict[int, bytes] = field(default_factory=dict)
+    reveals: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (member, bit)
     proofs: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (member, peer)
     edges: frozenset[tuple[int, int]] = frozenset()
+
+    @property
+    def bit(self) -> int:
+        return self.bits[0]
+
+    def blame(self) -> wire.Blame:
+        if self.flood:
+            return wire.Blame(self.round, self.bit, wire.BlamePhase.FLOOD, bits=self.bits)
+        return wire.Blame(self.round, self.bit, wire.BlamePhase.REVEAL)
 
 
 class Tracer:
@@ -143,9 +167,33 @@ class Tracer:
         if kept is None:
             return  # another gateway led it (it traces), or the round is no longer kept
         self.last_traced = a.round
-        self.active = Tracing(a, kept, now, now + REVEAL_WAIT, now + ASK_AGAIN)
-        self._ask(wire.Blame(a.round, a.bit, wire.BlamePhase.REVEAL))
-        self.e.event(TraceStarted(a.round, a.bit))
+        self._begin(Tracing(a.round, (a.bit,), False, kept, now, now + REVEAL_WAIT, now), now)
+
+    def start_flood(self, rnd: int, now: float) -> None:
+        """Round `rnd`'s reservation area held more than its roster may write (its grants were
+        void): trace who wrote which entries, a bit of each (the first set in the output)."""
+        kept = self.kept.get(rnd)
+        if self.active is not None or rnd <= self.last_traced or kept is None:
+            return
+        o = wire.pull_open(kept.opened)
+        area = _output_area(kept, o.nentries * ENTRY_LEN)
+        bits = []
+        for e in range(o.nentries):
+            entry = area[e * ENTRY_LEN : (e + 1) * ENTRY_LEN]
+            j = next((j for j, byte in enumerate(entry) if byte), None)
+            if j is not None:  # its first bit set: someone wrote it there
+                bits.append((e * ENTRY_LEN + j) * 8 + 8 - entry[j].bit_length())
+        bits = bits[: wire.MAX_FLOOD_BITS]
+        if not bits:
+            return
+        self.last_traced = rnd
+        self._begin(Tracing(rnd, tuple(bits), True, kept, now, now + REVEAL_WAIT, now), now)
+
+    def _begin(self, t: Tracing, now: float) -> None:
+        t.ask_again = now + ASK_AGAIN
+        self.active = t
+        self._ask(t.blame())
+        self.e.event(TraceStarted(t.round, t.bit))
 
     def untraceable(self, a: Accusation) -> None:
         """Schedule "tree": no member's own contribution reaches the leader, so none is kept."""
@@ -166,7 +214,7 @@ class Tracer:
         round."""
         t = self.active
         member = self.c.member_at(sender)
-        if t is None or (rnd, bit) != (t.accusation.round, t.accusation.bit):
+        if t is None or rnd != t.round or bit not in t.bits:
             raise RemoteProtocolError(RejectReason.STALE, f"blame answer for round {rnd}")
         if sender not in t.kept.roster:
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"#{sender} not in round")
@@ -175,13 +223,13 @@ class Tracer:
 
     def receive_reveal(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
         msg = wire.pull_reveal(wire.split_auth(frame, wire.SIG_LEN)[0])
-        if self.active is not None and sender in self.active.reveals:
+        if self.active is not None and (sender, msg.bit) in self.active.reveals:
             return  # asked twice, answered twice: no signature to check
         t = self._check_answer(sender, src, frame, now, msg.round, msg.bit)
         if t.phase is not Phase.REVEALING:
             return
-        t.reveals[sender] = frame
-        if t.reveals.keys() == t.kept.roster:
+        t.reveals[(sender, msg.bit)] = frame
+        if len(t.reveals) == len(t.kept.roster) * len(t.bits):
             self._revealed(now)
 
     def receive_proof(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
@@ -213,8 +261,7 @@ class Tracer:
         elif now >= t.ask_again:
             t.ask_again = float("inf")
             if t.phase is Phase.REVEALING:
-                a = t.accusation
-                self._ask(wire.Blame(a.round, a.bit, wire.BlamePhase.REVEAL))
+                self._ask(t.blame())
             else:
                 self._ask_proofs(t)
 
@@ -235,14 +282,24 @@ class Tracer:
     def _ask_proofs(self, t: Tracing) -> None:
         """Each end of a disputed edge is asked to prove its pad, shown the other end's REVEAL
         (a member proves only a pad it sees disputed: a proof opens the pair's pads)."""
-        a = t.accusation
         for edge in sorted(t.edges):
+            bit = self._disputed_bit(t, edge)
             for end, other in (edge, edge[::-1]):
-                if (end, other) not in t.proofs:
-                    blame = wire.Blame(
-                        a.round, a.bit, wire.BlamePhase.PROVE, edge, t.reveals[other]
-                    )
-                    self._ask(blame)
+                if (end, other) not in t.proofs and bit is not None:
+                    reveal = t.reveals[(other, bit)]
+                    self._ask(wire.Blame(t.round, bit, wire.BlamePhase.PROVE, edge, reveal))
+
+    @staticmethod
+    def _disputed_bit(t: Tracing, edge: tuple[int, int]) -> int | None:
+        """A traced bit at which the edge's ends revealed different pad bits."""
+        a, b = edge
+        for bit in t.bits:
+            if (a, bit) in t.reveals and (b, bit) in t.reveals:
+                ra = wire.pull_reveal(wire.split_auth(t.reveals[(a, bit)], wire.SIG_LEN)[0])
+                rb = wire.pull_reveal(wire.split_auth(t.reveals[(b, bit)], wire.SIG_LEN)[0])
+                if ra.pads.get(b) != rb.pads.get(a):
+                    return bit
+        return None
 
     def _proven(self, now: float) -> None:
         """The proofs are in (or the wait is over). They exposed the pairs' pads for the
@@ -261,14 +318,15 @@ class Tracer:
 
     def _evidence(self, t: Tracing, named: frozenset[int]) -> Evidence:
         k = t.kept
-        index = t.accusation.bit // (self.c.part_size * 8)
+        shown = {bit // (self.c.part_size * 8) for bit in t.bits}
         return Evidence(
             k.round,
-            t.accusation.bit,
+            t.bits,
+            t.flood,
             k.opened,
             k.attests,
             {m: tuple(map(digest16, parts)) for m, parts in k.parts.items()},
-            {m: parts[index] for m, parts in k.parts.items() if index < len(parts)},
+            {(m, i): parts[i] for m, parts in k.parts.items() for i in shown if i < len(parts)},
             dict(t.reveals),
             tuple(t.proofs.values()),
             named,
@@ -295,12 +353,13 @@ class Tracer:
         self.e.event(
             TraceEnded(
                 t.kept.round,
-                t.accusation.bit,
+                t.bit,
                 finding.outcome.value,
                 tuple(self.c.members[m].name for m in sorted(named)),
                 tuple(self.c.members[m].name for m in sorted(finding.silent)),
                 now - t.started,
                 now - t.kept.started,
+                t.flood,
             )
         )
 

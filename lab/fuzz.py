@@ -512,9 +512,21 @@ def _blame(world: World) -> None:
     before = max(leader.leader.kept, default=0)
     for i in range(6):  # more than an express slot takes: reserved slots
         world.submit(first, udp(member_address(0), SERVER, 40400 + i, 7, b"a round to trace"))
+    express = world.c.rounds.express_slots
+
+    def reserved() -> int:  # the newest kept round with reserved slots since `before`
+        return max(
+            (
+                r
+                for r, k in leader.leader.kept.items()
+                if r > before and wire.pull_open(k.opened).nslots > express
+            ),
+            default=0,
+        )
+
     # Traced at once: epochs are short here, and members forget a past epoch's keys.
-    world.run_until(lambda: max(leader.leader.kept, default=0) > before)
-    rnd = max(leader.leader.kept)
+    world.run_until(lambda: reserved() > 0)
+    rnd = reserved()
     kept = leader.leader.kept[rnd]
     o = wire.pull_open(kept.opened)
     bit = o.nentries * ENTRY_LEN * 8 + 3

@@ -2,7 +2,7 @@
 
 It runs the member daemon as `lanon member` does, with one change: its contributor XORs junk
 into every reserved slot of each round but its own (`Jamming`), as an insider that wants to
-stop the coalition would. Nothing in a shipped configuration can turn a daemon into this:
+stop the coalition would. `Flooding` (tests) claims every reservation entry instead. Nothing in a shipped configuration can turn a daemon into this:
 only the lab starts it, with `python -m lanon.lab.jammer --config FILE`.
 """
 
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from lanon.common import wire
-from lanon.common.reservation import ENTRY_LEN
+from lanon.common.reservation import ENTRY_LEN, SECRET_LEN, make_claim
 from lanon.member.contributor import Contributor, Pending
 
 
@@ -33,6 +33,21 @@ class Jamming(Contributor):
             if s not in slots:
                 for i in range(base + s * cs, base + (s + 1) * cs):
                     vector[i] ^= junk.randrange(256)
+        return vector
+
+
+class Flooding(Contributor):
+    """A contributor that claims every entry of every round's reservation area."""
+
+    def _vector(
+        self, o: wire.Open, slots: dict[int, Pending], claims: dict[int, tuple[bytes, bytes]]
+    ) -> bytearray:
+        vector = super()._vector(o, slots, claims)
+        junk = random.Random(o.round)
+        for e in range(o.nentries):
+            if e not in claims:
+                claim = make_claim(junk.randbytes(SECRET_LEN))
+                vector[e * ENTRY_LEN : (e + 1) * ENTRY_LEN] = claim
         return vector
 
 

@@ -54,7 +54,14 @@ from lanon.common.events import (
     SlotCorrupted,
 )
 from lanon.common.output import OutputAssembler
-from lanon.common.reservation import ENTRY_LEN, SECRET_LEN, make_claim, tally, write_claims
+from lanon.common.reservation import (
+    ENTRY_LEN,
+    SECRET_LEN,
+    make_claim,
+    overflowed,
+    tally,
+    write_claims,
+)
 from lanon.common.roster import RosterCheck
 from lanon.common.tree import forward_by, place
 from lanon.common.verdict import attest_root
@@ -110,6 +117,7 @@ class RoundView:
     claims: dict[int, tuple[bytes, bytes]]  # entry -> (claim written, the secret it commits to)
     secrets: dict[int, bytes]  # reserved slot -> the secret of the claim it was granted to
     output: OutputAssembler
+    writers: int  # the roster's size: how many members may write claims
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +181,7 @@ class Contributor:
         self.corrupted = 0  # reserved slots of ours that emerged other than we wrote them
         self.history: OrderedDict[int, Answered] = OrderedDict()  # for blame
         self.accused: OrderedDict[tuple[int, int], int] = OrderedDict()  # (round, slot) -> bit
+        self.flooded: OrderedDict[int, None] = OrderedDict()  # rounds whose grants were void
 
     def _to(self, phase: Phase) -> None:
         if phase not in _TRANSITIONS[self.phase]:
@@ -259,10 +268,11 @@ class Contributor:
                 )
                 for i, payload in enumerate(parts)
             ]
-            if o.nslots > express:  # reserved slots can be accused: sign what we sent
-                opened = digest16(body)
-                frames.append(self._attest(o.round, parts, opened))
-                self._remember(o, slots, opened)
+            # Sign what we sent: blame may show it to everyone (an accused slot, a flooded
+            # reservation area: common/verdict.py).
+            opened = digest16(body)
+            frames.append(self._attest(o.round, parts, opened))
+            self._remember(o, slots, opened)
             self._hand_over([(src, maced(mkey, f)) for f in frames], o.round)
         self.last_round = o.round
         self.keys.forget_others(now)  # forward secrecy: other epochs' keys are gone
@@ -277,6 +287,7 @@ class Contributor:
             claims,
             dict(zip(grant.slots, grant.secrets, strict=True)) if grant else {},
             OutputAssembler(o.round, part_lens, o.nslots, o.nentries),
+            len(o.roster),
         )
         self._to(Phase.ANSWERING)
         self.e.event(Contributed(o.round, len(parts), len(padded), bool(slots or claims)))
@@ -461,7 +472,14 @@ class Contributor:
         self._to(Phase.READY)
         area = vector[: cur.nentries * ENTRY_LEN]
         t = tally(area, cur.nentries, self.c.rounds.max_slots)
-        slot_of = {entry: s for s, entry in enumerate(t.granted)}
+        # A flooded area's grants are void: nothing of ours goes in them, so that blame can
+        # open who wrote its entries without linking anyone to a cell.
+        flooded = overflowed(t, cur.writers, self.c.rounds.max_claims)
+        if flooded:
+            self.flooded[cur.round] = None
+            while len(self.flooded) > HISTORY:
+                self.flooded.popitem(last=False)
+        slot_of = {} if flooded else {entry: s for s, entry in enumerate(t.granted)}
         granted: dict[int, bytes] = {}  # slot -> the secret of our claim it was granted to
         collided, deferred = 0, 0
         for entry, (value, secret) in cur.claims.items():

@@ -60,30 +60,30 @@ class Revealer:
         # fresh=False: anybody can replay a BLAME; it must not make us trust its source
         body = self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now, False)
         b = wire.pull_blame(body)
+        phase = b.phase.name.lower()
         seen = self.rounds.history.get(b.round)
-        why = (
-            "not a round with reserved slots we answered"
-            if seen is None
-            else self._refusal(b, seen)
-        )
+        bits = b.bits if b.phase is wire.BlamePhase.FLOOD else (b.bit,)
+        why = "not a round we answered" if seen is None else ""
+        for bit in bits:
+            why = why or (self._refusal(b, bit, seen) if seen is not None else "")
         if why or seen is None:
-            self.e.event(BlameAnswered(b.round, b.bit, b.phase.name.lower(), why))
+            self.e.event(BlameAnswered(b.round, b.bit, phase, why))
             return
         keys, missing = self.pads.pair_keys(seen.epoch, seen.roster, seen.key_of)
         if keys is None:
-            self.e.event(
-                BlameAnswered(b.round, b.bit, b.phase.name.lower(), f"keys gone: {missing}")
-            )
+            self.e.event(BlameAnswered(b.round, b.bit, phase, f"keys gone: {missing}"))
             return
-        pads = {j: pad_bit(k, b.round, b.bit) for j, k in keys.items()}
-        if b.phase is wire.BlamePhase.REVEAL:
-            own, publics = self.pads.publics(seen.epoch, seen.roster, seen.key_of)
-            msg = wire.RevealMsg(
-                b.round, b.bit, len(self.c.members), seen.opened, own, pads, publics
-            )
+        if b.phase is wire.BlamePhase.PROVE:
+            self._prove(b, seen, {j: pad_bit(k, b.round, b.bit) for j, k in keys.items()}, src)
+            return
+        own, publics = self.pads.publics(seen.epoch, seen.roster, seen.key_of)
+        for bit in bits:
+            pads = {j: pad_bit(k, b.round, bit) for j, k in keys.items()}
+            msg = wire.RevealMsg(b.round, bit, len(self.c.members), seen.opened, own, pads, publics)
             self.e.send(src, signed(self.key, msg.encode(self.c.id, self.index)))
-            self.e.event(BlameAnswered(b.round, b.bit, "reveal", ""))
-            return
+        self.e.event(BlameAnswered(b.round, b.bit, phase, ""))
+
+    def _prove(self, b: wire.Blame, seen: Answered, pads: dict[int, int], src: bytes) -> None:
         if b.reveal[6:8] == self.index.to_bytes(2, "big"):
             return  # our own REVEAL: the other end is asked to prove, not us
         peer, why = self._disputed(b, seen, pads)
@@ -125,14 +125,20 @@ class Revealer:
             return peer, "no dispute: its pad bit is ours"
         return peer, ""
 
-    def _refusal(self, b: wire.Blame, seen: Answered) -> str:
-        """Why we will not reveal at this bit ('' if we will)."""
-        cs = self.c.coalition.cell_size
+    def _refusal(self, b: wire.Blame, bit: int, seen: Answered) -> str:
+        """Why we will not reveal at this bit ('' if we will): a bit of a reserved slot (in a
+        slot of ours, only the one we accused at), or of the reservation area of a round we
+        saw flooded (its grants were void: its claims carry nobody's cell)."""
         base = seen.nentries * ENTRY_LEN * 8
-        slot = (b.bit - base) // (cs * 8) if b.bit >= base else -1
+        if 0 <= bit < base:
+            return "" if b.round in self.rounds.flooded else "not a round we saw flooded"
+        if b.phase is wire.BlamePhase.FLOOD:
+            return "the bit is outside the reservation area"
+        cs = self.c.coalition.cell_size
+        slot = (bit - base) // (cs * 8) if bit >= base else -1
         if not 0 <= slot < seen.nslots - self.c.rounds.express_slots:
             return "the bit is in no reserved slot"
-        if slot in seen.own and self.rounds.accused.get((b.round, slot)) != b.bit:
+        if slot in seen.own and self.rounds.accused.get((b.round, slot)) != bit:
             return "the bit is in a slot of ours, not the one we accused at"
         return ""
 

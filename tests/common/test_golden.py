@@ -230,6 +230,20 @@ BLAME_BYTES = h(
     "0001 0002",  # the disputed edge
     "0002",  # the other end's REVEAL: its length
     "7276",  # and the frame
+    "0000",  # FLOOD only: the number of bits, then each (4 bytes)
+)
+
+BLAME_FLOOD = wire.Blame(round=7, bit=9, phase=wire.BlamePhase.FLOOD, bits=(9, 130))
+BLAME_FLOOD_BYTES = h(
+    header(T.BLAME),
+    "0000000000000007",  # round
+    "00000009",  # bit: the first of the bits
+    "03",  # phase: FLOOD
+    "0000 0000",  # no edge
+    "0000",  # no REVEAL
+    "0002",  # the number of bits: a bit of each reservation entry traced
+    "00000009",
+    "00000082",
 )
 
 REVEAL = wire.RevealMsg(
@@ -311,6 +325,7 @@ GOLDEN: list[tuple[str, wire.MsgType, Any, bytes, Pull]] = [
     ("flows", T.FLOWS, FLOWS, FLOWS_BYTES, wire.pull_flows),
     ("attest", T.ATTEST, ATTEST, ATTEST_BYTES, wire.pull_attest),
     ("blame", T.BLAME, BLAME, BLAME_BYTES, wire.pull_blame),
+    ("blame_flood", T.BLAME, BLAME_FLOOD, BLAME_FLOOD_BYTES, wire.pull_blame),
     ("reveal", T.REVEAL, REVEAL, REVEAL_BYTES, wire.pull_reveal),
     ("proof", T.PROOF, PROOF, PROOF_BYTES, wire.pull_proof),
     ("verdict", T.VERDICT, VERDICT, VERDICT_BYTES, wire.pull_verdict),
@@ -358,7 +373,7 @@ def test_the_numbers_on_the_wire() -> None:
         "PROOF": 16,
         "VERDICT": 17,
     }
-    assert {r.name: r.value for r in wire.BlamePhase} == {"REVEAL": 1, "PROVE": 2}
+    assert {r.name: r.value for r in wire.BlamePhase} == {"REVEAL": 1, "PROVE": 2, "FLOOD": 3}
     assert {r.name: r.value for r in wire.AbortReason} == {
         "DEADLINE": 1,
         "LEADER_CHANGE": 2,

@@ -15,6 +15,7 @@ from lanon.common.coalition import GatewayPeer
 from lanon.common.engine import signed
 from lanon.common.events import (
     BlameAnswered,
+    CellDelivered,
     MemberExcluded,
     MemberReadmitted,
     SlotCorrupted,
@@ -23,7 +24,7 @@ from lanon.common.events import (
 )
 from lanon.common.reservation import ENTRY_LEN
 from lanon.common.verdict import judge, pull_evidence
-from lanon.lab.jammer import Jamming
+from lanon.lab.jammer import Flooding, Jamming
 from lanon.member.contributor import Contributor
 from lanon.member.revealer import Revealer
 from tests.harness import Lan, running_lan
@@ -192,7 +193,8 @@ def test_a_verdict_that_names_an_honest_member_does_not_check() -> None:
     framed = dataclasses.replace(ev, named=frozenset({1}))
     assert not judge(lan.c, framed, verify).agrees(framed)
     bent = dict(ev.reveals)
-    bent[JAMMER] = bent[JAMMER][:-1] + bytes([bent[JAMMER][-1] ^ 1])  # its signature breaks
+    key = (JAMMER, ev.bit)
+    bent[key] = bent[key][:-1] + bytes([bent[key][-1] ^ 1])  # its signature breaks
     forged = dataclasses.replace(ev, reveals=bent)
     assert judge(lan.c, forged, verify).outcome is Outcome.INCOMPLETE  # nobody named
 
@@ -270,3 +272,30 @@ def test_exclusions_survive_a_leader_restart() -> None:
     lan.run(3.0)
     for g in ("gateway1", "gateway2"):
         assert lan.gateway(g).tracer.exclusions.members.keys() == {JAMMER}, g
+
+
+def test_a_member_that_floods_the_reservations_is_traced_and_excluded() -> None:
+    """Claims are anonymous; more of them than the roster may write is proof that someone
+    claimed beyond its share. Such a round's grants are void (nobody's cell goes in them), and
+    blame opens who wrote which entries: the flooder, and only it, wrote more than max_claims."""
+    lan = running_lan(4, gateways=2)
+    lan.member("member4").rounds.__class__ = Flooding
+    keep_sending(lan, ["member1", "member2"], 200)
+    lan.run(0.5)
+    ended = traces(lan)
+    assert any(e.flood and e.named == ("member4",) for e in ended), ended
+    assert all(e.named in ((), ("member4",)) for e in ended)
+    assert lan.gateway("gateway1").tracer.exclusions.members.keys() == {JAMMER}
+    for m in ("member1", "member2", "member3"):
+        checked = [e for e in lan.events(m, VerdictChecked) if isinstance(e, VerdictChecked)]
+        assert checked and all(e.agrees for e in checked), m
+    delivered = len(lan.events("member1", CellDelivered))
+    keep_sending(lan, ["member1", "member2"], 100)  # the lanon goes on without it
+    assert len(lan.events("member1", CellDelivered)) > delivered
+
+
+def test_honest_contention_floods_nothing() -> None:
+    lan = running_lan(4, gateways=1)
+    keep_sending(lan, ["member1", "member2", "member3", "member4"], 300)
+    assert not traces(lan)
+    assert not any(lan.member(m).rounds.flooded for m in ("member1", "member2"))
