@@ -124,8 +124,9 @@ class RoundSection:
     )
     reservation_entries: int = opt(
         64,
-        "entries in each round's reservation vector (more entries, fewer collisions)",
-        between(4, 1024),
+        "entries in each round's reservation vector (more entries, fewer collisions; at most "
+        "64: blame traces every written entry of a flooded one)",
+        between(4, 64),
     )
     max_claims: int = opt(4, "most slots one member claims in one round", between(1, 64))
     epoch_rounds: int = opt(100_000, "rounds before the pad keys rotate", between(1, 2**31))

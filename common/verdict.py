@@ -30,12 +30,26 @@ from lanon.common.blame import ExchangeProof, Outcome, Reveal, settle, trace
 from lanon.common.coalition import Coalition
 from lanon.common.crypto import bit_of, digest16
 from lanon.common.errors import RemoteProtocolError
+from lanon.common.reservation import ENTRY_LEN
 
 Verify = Callable[[bytes, bytes, bytes], bool]  # (public, message, signature)
 
 _HEAD = struct.Struct("!QBHH")
 _LEN = struct.Struct("!H")
 _BIT = struct.Struct("!I")
+
+
+def distinct_entries(bits: tuple[int, ...], nentries: int) -> bool:
+    """Whether a flood trace's bits lie in the reservation area, each in an entry of its own
+    (a member writes at most max_claims entries: two bits of one would count it twice)."""
+    entries = [bit // (ENTRY_LEN * 8) for bit in bits]
+    return len(set(entries)) == len(entries) and all(0 <= e < nentries for e in entries)
+
+
+def in_reserved_slot(c: Coalition, bit: int, o: wire.Open) -> bool:
+    """Whether `bit` lies in one of the round's reserved slots (the only ones accused)."""
+    base = o.nentries * ENTRY_LEN * 8
+    return base <= bit < base + (o.nslots - c.rounds.express_slots) * c.coalition.cell_size * 8
 
 
 def attest_root(digests: list[bytes] | tuple[bytes, ...]) -> bytes:
@@ -142,6 +156,7 @@ class Finding:
     silent: frozenset[int] = frozenset()  # showed nothing: revealed nothing, or signed nothing
     disputes: frozenset[tuple[int, int]] = frozenset()  # pads to prove (DISPUTED)
     detail: str = ""
+    at: tuple[tuple[tuple[int, int], int], ...] = ()  # (edge, a bit its valid reveals dispute)
 
     def agrees(self, ev: Evidence) -> bool:
         """Whether the leader's `named` is what the evidence shows."""
@@ -269,6 +284,10 @@ def judge(c: Coalition, ev: Evidence, verify: Verify) -> Finding:
     if rd is None:
         return Finding(Outcome.INCOMPLETE, detail="an OPEN that does not fit the coalition")
     roster = rd.open.roster
+    if ev.flood and not distinct_entries(ev.bits, rd.open.nentries):
+        return Finding(Outcome.INCOMPLETE, detail="flood bits outside the area, or two in an entry")
+    if not ev.flood and not in_reserved_slot(c, ev.bit, rd.open):
+        return Finding(Outcome.INCOMPLETE, detail="an accused bit outside the reserved slots")
     contributions = {m: got for m in roster if (got := _contribution(c, ev, rd, m, verify))}
     unsigned = roster - contributions.keys()  # the leader could not show what it sent
     named: set[int] = set()
@@ -291,6 +310,7 @@ def judge(c: Coalition, ev: Evidence, verify: Verify) -> Finding:
         named |= wrote.keys()
     proofs = _proofs(c, ev, verify)
     unsettled = set()
+    at: dict[tuple[int, int], int] = {}
     for a, b in sorted(disputes):
         shown = [p for p, peer in proofs if {p.member, peer} == {a, b}]
         for bit in ev.bits:
@@ -304,6 +324,7 @@ def judge(c: Coalition, ev: Evidence, verify: Verify) -> Finding:
             who = settle((a, b), ev.round, rd.open.epoch, bit, reveals, shown)
             if who is None:
                 unsettled.add((a, b))
+                at.setdefault((a, b), bit)
             else:
                 named |= who
     silent -= named
@@ -315,6 +336,7 @@ def judge(c: Coalition, ev: Evidence, verify: Verify) -> Finding:
             silent=frozenset(silent),
             disputes=frozenset(unsettled),
             detail=f"disputed pads not proven: {sorted(unsettled)}",
+            at=tuple(sorted(at.items())),
         )
     if silent:
         return Finding(

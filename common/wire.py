@@ -698,6 +698,8 @@ def pull_blame(body: bytes) -> Blame:
     if (kind is BlamePhase.FLOOD) != (nbits > 0):
         raise malformed("BLAME bits outside a FLOOD")
     bits = tuple(KEY_ID.unpack_from(body, end + _NBITS.size + 4 * i)[0] for i in range(nbits))
+    if bits and (bits[0] != bit or len(set(bits)) != nbits):
+        raise malformed("FLOOD bits that repeat, or do not start with its bit")
     return Blame(_round(rnd), bit, kind, (a, b), body[start:end], bits)
 
 

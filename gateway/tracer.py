@@ -122,6 +122,7 @@ class Tracing:
     reveals: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (member, bit)
     proofs: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (member, peer)
     edges: frozenset[tuple[int, int]] = frozenset()
+    at: tuple[tuple[tuple[int, int], int], ...] = ()  # each disputed edge, and a bit of it
 
     @property
     def bit(self) -> int:
@@ -239,8 +240,10 @@ class Tracer:
         if t.phase is not Phase.PROVING or edge not in t.edges:
             return
         t.proofs.setdefault((sender, msg.peer), frame)
-        # One end's proof settles an edge (both ends signed the keys it must be made with).
-        if all((a, b) in t.proofs or (b, a) in t.proofs for a, b in t.edges):
+        # One valid proof settles an edge; a bogus one (a liar's, sent first) settles nothing:
+        # wait on for the other end's, or the deadline.
+        proven = all((a, b) in t.proofs or (b, a) in t.proofs for a, b in t.edges)
+        if proven and self._judge(t).outcome is not Outcome.DISPUTED:
             self._proven(now)
 
     # --- timers -------------------------------------------------------------------------------
@@ -273,7 +276,7 @@ class Tracer:
         assert t is not None
         finding = self._judge(t)
         if finding.outcome is Outcome.DISPUTED:
-            t.phase, t.edges = Phase.PROVING, finding.disputes
+            t.phase, t.edges, t.at = Phase.PROVING, finding.disputes, finding.at
             t.deadline, t.ask_again = now + REVEAL_WAIT, now + ASK_AGAIN
             self._ask_proofs(t)
             return
@@ -282,24 +285,11 @@ class Tracer:
     def _ask_proofs(self, t: Tracing) -> None:
         """Each end of a disputed edge is asked to prove its pad, shown the other end's REVEAL
         (a member proves only a pad it sees disputed: a proof opens the pair's pads)."""
-        for edge in sorted(t.edges):
-            bit = self._disputed_bit(t, edge)
-            for end, other in (edge, edge[::-1]):
-                if (end, other) not in t.proofs and bit is not None:
+        for (a, b), bit in t.at:
+            for end, other in ((a, b), (b, a)):
+                if (end, other) not in t.proofs:
                     reveal = t.reveals[(other, bit)]
-                    self._ask(wire.Blame(t.round, bit, wire.BlamePhase.PROVE, edge, reveal))
-
-    @staticmethod
-    def _disputed_bit(t: Tracing, edge: tuple[int, int]) -> int | None:
-        """A traced bit at which the edge's ends revealed different pad bits."""
-        a, b = edge
-        for bit in t.bits:
-            if (a, bit) in t.reveals and (b, bit) in t.reveals:
-                ra = wire.pull_reveal(wire.split_auth(t.reveals[(a, bit)], wire.SIG_LEN)[0])
-                rb = wire.pull_reveal(wire.split_auth(t.reveals[(b, bit)], wire.SIG_LEN)[0])
-                if ra.pads.get(b) != rb.pads.get(a):
-                    return bit
-        return None
+                    self._ask(wire.Blame(t.round, bit, wire.BlamePhase.PROVE, (a, b), reveal))
 
     def _proven(self, now: float) -> None:
         """The proofs are in (or the wait is over). They exposed the pairs' pads for the

@@ -26,11 +26,13 @@ from lanon.common.errors import RemoteProtocolError
 from lanon.common.events import BlameAnswered, VerdictChecked
 from lanon.common.guard import GATEWAY
 from lanon.common.reservation import ENTRY_LEN
-from lanon.common.verdict import judge, pull_evidence
+from lanon.common.verdict import distinct_entries, judge, pull_evidence
 from lanon.member.contributor import Answered, Contributor
 from lanon.member.pads import PadKeys
 
 ASSEMBLING = 4  # verdicts being pieced together at once
+ANSWERS_KEPT = 16  # BLAMEs answered, with what we sent: asked again, we send it again
+ANSWER_AGAIN = 0.05  # seconds: a BLAME repeated sooner (a replay) gets nothing
 
 
 class Revealer:
@@ -53,17 +55,32 @@ class Revealer:
         self.checked: OrderedDict[tuple[int, int], bool] = OrderedDict()  # (round, bit) -> agrees
         self.excluded: dict[int, int] = {}  # member -> the round of the verdict that named it
         self.tally: dict[str, int] = {}  # verdicts checked: "agreed", "refuted"
+        self.answers: OrderedDict[bytes, tuple[float, list[bytes]]] = OrderedDict()
 
     # --- BLAME ------------------------------------------------------------------------------
 
     def receive_blame(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
+        body = wire.split_auth(frame, wire.SIG_LEN)[0]
+        sent = self.answers.get(body)
+        if sent is not None:  # asked again (a lost answer), or a replay: no new work
+            at, frames = sent
+            if now - at >= ANSWER_AGAIN:
+                self.answers[body] = (now, frames)
+                for f in frames:
+                    self.e.send(src, f)
+            return
         # fresh=False: anybody can replay a BLAME; it must not make us trust its source
-        body = self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now, False)
+        self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now, False)
         b = wire.pull_blame(body)
+        self.answers[body] = (now, [])
+        while len(self.answers) > ANSWERS_KEPT:
+            self.answers.popitem(last=False)
         phase = b.phase.name.lower()
         seen = self.rounds.history.get(b.round)
         bits = b.bits if b.phase is wire.BlamePhase.FLOOD else (b.bit,)
         why = "not a round we answered" if seen is None else ""
+        if seen is not None and bits != (b.bit,) and not distinct_entries(bits, seen.nentries):
+            why = "flood bits outside the area, or two in one entry"
         for bit in bits:
             why = why or (self._refusal(b, bit, seen) if seen is not None else "")
         if why or seen is None:
@@ -74,16 +91,21 @@ class Revealer:
             self.e.event(BlameAnswered(b.round, b.bit, phase, f"keys gone: {missing}"))
             return
         if b.phase is wire.BlamePhase.PROVE:
-            self._prove(b, seen, {j: pad_bit(k, b.round, b.bit) for j, k in keys.items()}, src)
+            pads = {j: pad_bit(k, b.round, b.bit) for j, k in keys.items()}
+            self._prove(b, seen, pads, src, self.answers[body][1])
             return
         own, publics = self.pads.publics(seen.epoch, seen.roster, seen.key_of)
+        frames = self.answers[body][1]
         for bit in bits:
             pads = {j: pad_bit(k, b.round, bit) for j, k in keys.items()}
             msg = wire.RevealMsg(b.round, bit, len(self.c.members), seen.opened, own, pads, publics)
-            self.e.send(src, signed(self.key, msg.encode(self.c.id, self.index)))
+            frames.append(signed(self.key, msg.encode(self.c.id, self.index)))
+            self.e.send(src, frames[-1])
         self.e.event(BlameAnswered(b.round, b.bit, phase, ""))
 
-    def _prove(self, b: wire.Blame, seen: Answered, pads: dict[int, int], src: bytes) -> None:
+    def _prove(
+        self, b: wire.Blame, seen: Answered, pads: dict[int, int], src: bytes, frames: list[bytes]
+    ) -> None:
         if b.reveal[6:8] == self.index.to_bytes(2, "big"):
             return  # our own REVEAL: the other end is asked to prove, not us
         peer, why = self._disputed(b, seen, pads)
@@ -91,8 +113,9 @@ class Revealer:
         if proven is None:
             self.e.event(BlameAnswered(b.round, b.bit, "prove", why or "keys gone"))
             return
-        proof = wire.ProofMsg(b.round, b.bit, peer, *proven)
-        self.e.send(src, signed(self.key, proof.encode(self.c.id, self.index)))
+        msg = wire.ProofMsg(b.round, b.bit, peer, *proven)
+        frames.append(signed(self.key, msg.encode(self.c.id, self.index)))
+        self.e.send(src, frames[-1])
         self.e.event(BlameAnswered(b.round, b.bit, "prove", ""))
 
     def _disputed(self, b: wire.Blame, seen: Answered, pads: dict[int, int]) -> tuple[int, str]:
@@ -130,7 +153,9 @@ class Revealer:
         slot of ours, only the one we accused at), or of the reservation area of a round we
         saw flooded (its grants were void: its claims carry nobody's cell)."""
         base = seen.nentries * ENTRY_LEN * 8
-        if 0 <= bit < base:
+        if 0 <= bit < base:  # the area: only to trace a flood, whose grants were void
+            if b.phase is wire.BlamePhase.REVEAL:
+                return "the bit is in the reservation area, and this is no flood trace"
             return "" if b.round in self.rounds.flooded else "not a round we saw flooded"
         if b.phase is wire.BlamePhase.FLOOD:
             return "the bit is outside the reservation area"

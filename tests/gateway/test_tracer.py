@@ -23,7 +23,7 @@ from lanon.common.events import (
     VerdictChecked,
 )
 from lanon.common.reservation import ENTRY_LEN
-from lanon.common.verdict import judge, pull_evidence
+from lanon.common.verdict import distinct_entries, judge, pull_evidence
 from lanon.lab.jammer import Flooding, Jamming
 from lanon.member.contributor import Contributor
 from lanon.member.revealer import Revealer
@@ -299,3 +299,55 @@ def test_honest_contention_floods_nothing() -> None:
     keep_sending(lan, ["member1", "member2", "member3", "member4"], 300)
     assert not traces(lan)
     assert not any(lan.member(m).rounds.flooded for m in ("member1", "member2"))
+
+
+def test_a_flood_trace_counts_entries_not_bits() -> None:
+    """A leader that asks about several bits of one entry an honest member claimed would count
+    that member more than once: members refuse, and such evidence names nobody."""
+    lan = running_lan(4, gateways=1)
+    lan.member("member4").rounds.__class__ = Flooding
+    keep_sending(lan, ["member1"], 20)
+    m = lan.member("member2")
+    rnd = next(r for r in reversed(m.rounds.flooded) if r in m.rounds.history)
+    bits = (0, 1, 2, 3, 4, 5)  # six bits of entry 0
+    blame = wire.Blame(rnd, 0, wire.BlamePhase.FLOOD, bits=bits)
+    g = lan.gateway()
+    m.receive_frame(lan.host("gateway1").mac, signed(g.key, blame.encode(lan.c.id, 0)), lan.now)
+    answered = [e for e in m.pop_events() if isinstance(e, BlameAnswered)]
+    assert answered and "two in one entry" in answered[0].refused
+    assert not distinct_entries(bits, 64) and distinct_entries((0, 128, 300), 64)
+
+
+def test_a_plain_trace_never_opens_the_reservation_area() -> None:
+    """Even in a flooded round, only a FLOOD trace (counting entries) reveals there: a single-bit
+    trace at a 1-bit of an honest claim would name its claimant."""
+    lan = running_lan(4, gateways=1)
+    lan.member("member4").rounds.__class__ = Flooding
+    keep_sending(lan, ["member1"], 20)
+    m = lan.member("member2")
+    rnd = next(r for r in reversed(m.rounds.flooded) if r in m.rounds.history)
+    blame = wire.Blame(rnd, 3, wire.BlamePhase.REVEAL)
+    g = lan.gateway()
+    m.receive_frame(lan.host("gateway1").mac, signed(g.key, blame.encode(lan.c.id, 0)), lan.now)
+    answered = [e for e in m.pop_events() if isinstance(e, BlameAnswered)]
+    assert answered and "reservation area" in answered[0].refused
+
+
+class BogusProver(LyingRevealer):
+    """Lies about a pad, then answers a request to prove at once, with a proof of nothing."""
+
+    def receive_blame(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
+        b = wire.pull_blame(wire.split_auth(frame, wire.SIG_LEN)[0])
+        if b.phase is not wire.BlamePhase.PROVE or self.index not in b.edge:
+            return super().receive_blame(gateway, src, frame, now)
+        peer = b.edge[1] if b.edge[0] == self.index else b.edge[0]
+        junk = wire.ProofMsg(b.round, b.bit, peer, bytes(32), bytes(32), bytes(32), bytes(64))
+        self.e.send(src, signed(self.key, junk.encode(self.c.id, self.index)))
+
+
+def test_a_bogus_proof_sent_first_settles_nothing() -> None:
+    lan = jammed(BogusProver)
+    keep_sending(lan, ["member1", "member2"], 300)
+    lan.run(0.5)
+    assert any(e.named == ("member4",) for e in traces(lan))
+    assert all(e.named in ((), ("member4",)) for e in traces(lan))
