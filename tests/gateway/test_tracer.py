@@ -23,7 +23,7 @@ from lanon.common.events import (
     VerdictChecked,
 )
 from lanon.common.reservation import ENTRY_LEN
-from lanon.common.verdict import distinct_entries, judge, pull_evidence
+from lanon.common.verdict import Evidence, distinct_entries, judge, pull_evidence
 from lanon.lab.jammer import Flooding, Jamming
 from lanon.member.contributor import Contributor
 from lanon.member.revealer import Revealer
@@ -175,9 +175,8 @@ def test_a_leader_that_goes_away_mid_trace_names_nobody_and_the_next_one_traces(
     assert all(e.named in ((), ("member4",)) for e in traces(lan))
 
 
-def test_a_verdict_that_names_an_honest_member_does_not_check() -> None:
-    """A leader holds every MAC key, but it cannot forge what members signed: a verdict that
-    names anyone else than the evidence shows, or a reveal it changed, does not hold."""
+def first_verdict() -> tuple[Lan, Evidence]:
+    """A jammed coalition, and the evidence of its first verdict, as it went out."""
     lan = jammed()
     lan.run_until(lambda: excluded(lan) or bool(keep_sending(lan, ["member1", "member2"], 5)))
     lan.run(0.3)
@@ -186,7 +185,13 @@ def test_a_verdict_that_names_an_honest_member_does_not_check() -> None:
         p = wire.pull_verdict(wire.split_auth(f, wire.SIG_LEN)[0])
         if p.round == traces(lan)[0].round:
             pieces[p.index] = p.data
-    ev = pull_evidence(b"".join(pieces[i] for i in sorted(pieces)))
+    return lan, pull_evidence(b"".join(pieces[i] for i in sorted(pieces)))
+
+
+def test_a_verdict_that_names_an_honest_member_does_not_check() -> None:
+    """A leader holds every MAC key, but it cannot forge what members signed: a verdict that
+    names anyone else than the evidence shows, or a reveal it changed, does not hold."""
+    lan, ev = first_verdict()
     verify = lan.member("member1").verifier.verify
     finding = judge(lan.c, ev, verify)
     assert finding.outcome is Outcome.DISRUPTOR and finding.agrees(ev)
@@ -247,15 +252,7 @@ def test_a_member_proves_only_a_pad_it_is_shown_to_be_disputed() -> None:
 def test_a_verdict_about_another_roster_than_the_members_signed_does_not_hold() -> None:
     """The leader leaves a member out of the round's roster in its evidence: its neighbours'
     reveals would then name it 'broken'. Every ATTEST signs the OPEN: nobody is named."""
-    lan = jammed()
-    lan.run_until(lambda: excluded(lan) or bool(keep_sending(lan, ["member1", "member2"], 5)))
-    lan.run(0.3)
-    pieces: dict[int, bytes] = {}
-    for _s, _d, f in lan.frames(wire.MsgType.VERDICT):
-        p = wire.pull_verdict(wire.split_auth(f, wire.SIG_LEN)[0])
-        if p.round == traces(lan)[0].round:
-            pieces[p.index] = p.data
-    ev = pull_evidence(b"".join(pieces[i] for i in sorted(pieces)))
+    lan, ev = first_verdict()
     o = ev.open
     smaller = dataclasses.replace(o, roster=o.roster - {1}, key_ids=o.key_ids[:1] + o.key_ids[2:])
     opened = smaller.encode(lan.c.id, 0)
