@@ -420,8 +420,8 @@ class TraceStarted(Event):
 
 @dataclass(frozen=True, slots=True)
 class TraceEnded(Event):
-    """A trace is over: `outcome` is a `blame.Outcome` value (or "untraceable": the round's
-    contributions are not kept), `named` whom the evidence shows wrote into the slot or lied,
+    """A trace is over: `outcome` is a `blame.Outcome` value (or "untraceable": schedule tree,
+    no member's own contribution is kept; "unkept": the leader does not hold that round's), `named` whom the evidence shows wrote into the slot or lied,
     `silent` who revealed nothing. `since_round`: seconds from the accused round's opening."""
 
     round: int

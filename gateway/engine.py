@@ -166,7 +166,7 @@ class GatewayEngine(EngineBase):
             if self.c.rounds.schedule is Schedule.TREE:
                 self.tracer.untraceable(a)
             else:
-                self.tracer.start(a, now)
+                self.tracer.start(a, now, self.leading)
 
     def readmit(self, name: str, now: float) -> bool:
         """An operator lets an excluded member back in (`lanon readmit`); False if it was not

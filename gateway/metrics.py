@@ -169,7 +169,8 @@ class GatewayMetrics(BaseMetrics):
             "lanon_traces_total",
             "Accused bits traced (blame), by outcome: disruptor (someone named and excluded), "
             "incomplete (a member silent, or a dispute nobody proved: nobody named), clean, "
-            "untraceable (schedule tree)",
+            "untraceable (schedule tree), unkept (the round's contributions are gone: another "
+            "leader's round, or too old)",
             ["outcome"],
             registry=r,
         )
@@ -191,7 +192,7 @@ class GatewayMetrics(BaseMetrics):
                 self.accusations.labels(e.judgement).inc()
             case ev.TraceEnded():
                 self.traces.labels(e.outcome).inc()
-                if e.outcome != "untraceable":
+                if e.outcome not in ("untraceable", "unkept"):
                     self.trace_seconds.observe(e.since_round)
             case ev.RoundCompleted():
                 self.completed.inc()

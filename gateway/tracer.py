@@ -160,13 +160,17 @@ class Tracer:
         self.outcomes: dict[str, int] = {}
         self.last_exclusion: float | None = None  # seconds from the accused round to it
 
-    def start(self, a: Accusation, now: float) -> None:
+    def start(self, a: Accusation, now: float, leading: bool = False) -> None:
         """An accusation held up: trace it, if we led its round and nothing else is traced."""
         if self.active is not None or a.round <= self.last_traced:
             return
         kept = self.kept.get(a.round)
-        if kept is None:
-            return  # another gateway led it (it traces), or the round is no longer kept
+        if kept is None:  # another gateway led it (it traces), or the round is no longer kept
+            if leading:  # nobody will: say so (the jammer's next corruption is traced)
+                self.last_traced = a.round
+                self._count("unkept")
+                self.e.event(TraceEnded(a.round, a.bit, "unkept", (), (), 0.0, 0.0))
+            return
         self.last_traced = a.round
         self._begin(Tracing(a.round, (a.bit,), False, kept, now, now + REVEAL_WAIT, now), now)
 

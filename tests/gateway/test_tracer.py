@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from lanon.common import wire
+from lanon.common.accusation import Accusation
 from lanon.common.blame import Outcome
 from lanon.common.coalition import GatewayPeer
 from lanon.common.engine import signed
@@ -348,3 +349,15 @@ def test_a_bogus_proof_sent_first_settles_nothing() -> None:
     lan.run(0.5)
     assert any(e.named == ("member4",) for e in traces(lan))
     assert all(e.named in ((), ("member4",)) for e in traces(lan))
+
+
+def test_an_accusation_the_leader_cannot_trace_is_counted() -> None:
+    """Its round was led by another gateway, or is no longer kept: nobody can trace it."""
+    lan = running_lan(3, gateways=1)
+    g = lan.gateway()
+    gone = min(g.leader.kept) - 1
+    g.tracer.start(Accusation(gone, 0, 0, bytes(16)), lan.now, leading=True)
+    ended = [e for e in g.pop_events() if isinstance(e, TraceEnded)]
+    assert [e.outcome for e in ended] == ["unkept"] and g.tracer.outcomes == {"unkept": 1}
+    g.tracer.start(Accusation(gone, 0, 0, bytes(16)), lan.now, leading=True)  # once a round
+    assert g.tracer.outcomes == {"unkept": 1}
