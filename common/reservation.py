@@ -71,6 +71,18 @@ def overflowed(t: Tally, writers: int, max_claims: int) -> bool:
     return len(t.granted) + len(t.deferred) + 2 * t.collisions > writers * max_claims
 
 
+def flood_bits(area: bytes) -> tuple[int, ...]:
+    """A bit of each written entry of an area (its first bit set, so that some writer's own
+    bit is 1 there): what blame traces of a flooded one."""
+    bits = []
+    for e in range(len(area) // ENTRY_LEN):
+        entry = area[e * ENTRY_LEN : (e + 1) * ENTRY_LEN]
+        j = next((j for j, byte in enumerate(entry) if byte), None)
+        if j is not None:
+            bits.append((e * ENTRY_LEN + j) * 8 + 8 - entry[j].bit_length())
+    return tuple(bits)
+
+
 def write_claims(nentries: int, claims: dict[int, bytes]) -> bytearray:
     area = bytearray(nentries * ENTRY_LEN)
     for index, entry in claims.items():

@@ -160,8 +160,8 @@ class GatewayEngine(EngineBase):
         """Accusations that held up in the outputs just processed: trace them."""
         proven, self.egress.proven = self.egress.proven, []
         flooded, self.leader.flooded = self.leader.flooded, []
-        for rnd in flooded:
-            self.tracer.start_flood(rnd, now)
+        for rnd, area in flooded:
+            self.tracer.start_flood(rnd, area, now)
         for a in proven:
             if self.c.rounds.schedule is Schedule.TREE:
                 self.tracer.untraceable(a)

@@ -107,7 +107,8 @@ class Collecting:
     # (gateway/tracer.py shows them in blame). The signature is checked at once in rounds with
     # reserved slots (accusations come of them), else when a trace needs it.
     accountable: bool = False
-    body: bytes = b""  # the OPEN body sent: every ATTEST signs its digest
+    body: bytes = b""  # the OPEN body sent
+    body_digest: bytes = b""  # what every ATTEST signs of it
     done: set[int] = field(default_factory=set)
     parts: dict[int, dict[int, bytes]] = field(default_factory=dict)
     attests: dict[int, bytes] = field(default_factory=dict)
@@ -131,7 +132,9 @@ class Leader:
         self.e = engine
         self.exclusions = exclusions or Exclusions()  # members blame keeps out of rosters
         self.kept: OrderedDict[int, Kept] = OrderedDict()
-        self.flooded: list[int] = []  # rounds whose reservation area was flooded: to trace
+        # rounds whose reservation area was flooded, with that area: to trace (the engine
+        # takes them)
+        self.flooded: list[tuple[int, bytes]] = []
         self.c = coalition
         self.index = index
         self.key = key
@@ -344,6 +347,7 @@ class Leader:
             order(roster, self.round)[0] if tree else None,
             accountable=not tree,
             body=body,
+            body_digest=digest16(body),
         )
         self.e.event(RoundOpened(self.round, self.epoch, nslots, len(roster)))
 
@@ -429,7 +433,7 @@ class Leader:
             if (
                 attest.nparts != len(col.part_lens)
                 or attest.root != root
-                or attest.opened != digest16(col.body)
+                or attest.opened != col.body_digest
             ):
                 del col.attests[sender]
                 col.bad.add(sender)  # missing at the deadline: the round is redone without it
@@ -470,7 +474,7 @@ class Leader:
         if overflowed(t, len(col.roster), self.c.rounds.max_claims):
             self.next_nslots = 0  # flooded: its grants are void (members void them too)
             if col.accountable:
-                self.flooded.append(col.round)  # to trace (the engine takes them)
+                self.flooded.append((col.round, vector[: col.nentries * ENTRY_LEN]))
         self.e.event(
             RoundCompleted(
                 col.round,

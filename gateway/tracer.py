@@ -44,7 +44,7 @@ from lanon.common.engine import EngineBase, signed
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import MemberExcluded, MemberReadmitted, TraceEnded, TraceStarted
 from lanon.common.guard import MEMBER
-from lanon.common.reservation import ENTRY_LEN
+from lanon.common.reservation import flood_bits
 from lanon.common.verdict import Evidence, Finding, judge
 
 REVEAL_WAIT = 0.25  # seconds for every reveal (or proof) to come
@@ -53,7 +53,7 @@ ASK_AGAIN = 0.06  # BLAME once more after this, for frames lost on the way
 
 @dataclass(slots=True)
 class Kept:
-    """A round with reserved slots, as the leader collected it: what blame shows of it."""
+    """A star round, as the leader collected it: what blame shows of it."""
 
     round: int
     epoch: int
@@ -92,16 +92,6 @@ class Exclusions:
     def forget_held(self, epoch: int) -> None:
         """A new epoch: members held for an earlier one are back."""
         self.held = {m: e for m, e in self.held.items() if e >= epoch}
-
-
-def _output_area(kept: Kept, size: int) -> bytes:
-    """The first `size` bytes of the round's output: the XOR of the kept contributions."""
-    area = bytearray(size)
-    for parts in kept.parts.values():
-        head = b"".join(parts[: 1 + size // max(1, len(parts[0]))])[:size]
-        for i, x in enumerate(head):
-            area[i] ^= x
-    return bytes(area)
 
 
 class Phase(enum.Enum):
@@ -174,25 +164,17 @@ class Tracer:
         self.last_traced = a.round
         self._begin(Tracing(a.round, (a.bit,), False, kept, now, now + REVEAL_WAIT, now), now)
 
-    def start_flood(self, rnd: int, now: float) -> None:
-        """Round `rnd`'s reservation area held more than its roster may write (its grants were
-        void): trace who wrote which entries, a bit of each (the first set in the output)."""
+    def start_flood(self, rnd: int, area: bytes, now: float) -> None:
+        """Round `rnd`'s reservation area (`area`, as it emerged) held more than its roster may
+        write (its grants were void): trace who wrote which entries, a bit of each."""
         kept = self.kept.get(rnd)
         if self.active is not None or rnd <= self.last_traced or kept is None:
             return
-        o = wire.pull_open(kept.opened)
-        area = _output_area(kept, o.nentries * ENTRY_LEN)
-        bits = []
-        for e in range(o.nentries):
-            entry = area[e * ENTRY_LEN : (e + 1) * ENTRY_LEN]
-            j = next((j for j, byte in enumerate(entry) if byte), None)
-            if j is not None:  # its first bit set: someone wrote it there
-                bits.append((e * ENTRY_LEN + j) * 8 + 8 - entry[j].bit_length())
-        bits = bits[: wire.MAX_FLOOD_BITS]
+        bits = flood_bits(area)[: wire.MAX_FLOOD_BITS]
         if not bits:
             return
         self.last_traced = rnd
-        self._begin(Tracing(rnd, tuple(bits), True, kept, now, now + REVEAL_WAIT, now), now)
+        self._begin(Tracing(rnd, bits, True, kept, now, now + REVEAL_WAIT, now), now)
 
     def _begin(self, t: Tracing, now: float) -> None:
         t.ask_again = now + ASK_AGAIN

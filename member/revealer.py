@@ -78,11 +78,12 @@ class Revealer:
         phase = b.phase.name.lower()
         seen = self.rounds.history.get(b.round)
         bits = b.bits if b.phase is wire.BlamePhase.FLOOD else (b.bit,)
-        why = "not a round we answered" if seen is None else ""
-        if seen is not None and bits != (b.bit,) and not distinct_entries(bits, seen.nentries):
+        if seen is None:
+            why = "not a round we answered"
+        elif len(bits) > 1 and not distinct_entries(bits, seen.nentries):
             why = "flood bits outside the area, or two in one entry"
-        for bit in bits:
-            why = why or (self._refusal(b, bit, seen) if seen is not None else "")
+        else:
+            why = next((w for bit in bits if (w := self._refusal(b, bit, seen))), "")
         if why or seen is None:
             self.e.event(BlameAnswered(b.round, b.bit, phase, why))
             return
