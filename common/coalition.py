@@ -7,6 +7,7 @@ do not silently disagree: their frames are rejected as foreign and the daemon sa
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import functools
@@ -20,7 +21,7 @@ from typing import Any
 
 from lanon.common import keygraph, wire
 from lanon.common.cell import CELL_HEADER_LEN
-from lanon.common.crypto import decode_public_key
+from lanon.common.crypto import decode_public_key, verify_signature
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
 from lanon.common.flowkey import SEALED_OVERHEAD
 from lanon.common.reservation import ENTRY_LEN
@@ -79,6 +80,37 @@ class CoalitionSection:
         "the border router's address on the LAN, '' if not given; no gateway share may contain it",
         or_empty(is_address),
     )
+    version: int = opt(
+        0,
+        "this file's version, with [admin]: hosts apply a newer signed version heard on the LAN "
+        "without a restart (lanon admin raises it and signs); 0 without [admin]",
+        between(0, 2**32 - 1),
+    )
+    disband_timeout: float = opt(
+        600.0,
+        "seconds a lanon may stay disbanded (too few members) before its flows are ended: "
+        "gateways forget them, and their TCP connections are reset one by one at random "
+        "moments, not in a burst that would link them",
+        between(1, 86400 * 30),
+    )
+
+
+@dataclass(frozen=True)
+class AdminSection:
+    """Who may publish a new version of the coalition (common/versions.py)."""
+
+    keys: list[str] = opt(
+        [],
+        "public keys of the administrators (lanon admin keygen); a version counts only with "
+        "`threshold` of their signatures; changing them needs a new coalition, not a version",
+    )
+    threshold: int = opt(1, "signatures a version needs", between(1, 64))
+
+
+@dataclass(frozen=True)
+class SignatureEntry:
+    key: str = opt(REQUIRED, "an administrator's public key")
+    signature: str = opt(REQUIRED, "its Ed25519 signature of this version (lanon admin sign)")
 
 
 class Schedule(enum.Enum):
@@ -286,6 +318,21 @@ class Coalition:
     id: int  # the fingerprint's first four bytes: every frame header carries it
     egress: EgressSection = dataclasses.field(default_factory=EgressSection)
     lan_services: LanServicesSection = dataclasses.field(default_factory=LanServicesSection)
+    # Versions (common/versions.py): the administrators, and what stays across versions.
+    admins: tuple[bytes, ...] = ()
+    threshold: int = 1
+    # The coalition across its versions: frame headers (`id`) and flow ports derive from it.
+    identity: bytes = b""
+    text: str = ""  # the file as written: what gateways repeat on the LAN
+    shortfall: str = ""  # why these members cannot run rounds, if they cannot (a version may)
+
+    @property
+    def version(self) -> int:
+        return self.coalition.version
+
+    @property
+    def versioned(self) -> bool:
+        return bool(self.admins)
 
     @property
     def lan(self) -> ipaddress.IPv4Network:
@@ -371,12 +418,21 @@ class Coalition:
 
 def load(path: Path) -> Coalition:
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read coalition file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file") from None
+    return loads(text, path)
+
+
+def loads(text: str, path: Path, *, signatures: bool = True) -> Coalition:
+    """`signatures=False`: a version being signed (lanon admin), never one to run."""
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse(raw, path)
+    return parse(raw, path, text, signatures=signatures)
 
 
 _TOP = {
@@ -388,10 +444,13 @@ _TOP = {
     "lan_services",
     "gateways",
     "members",
+    "admin",
+    "signatures",
 }
+SIGNED = b"lanon-coalition-version\x00"  # what administrators sign: this, then the fingerprint
 
 
-def parse(raw: dict[str, Any], path: Path) -> Coalition:
+def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool = True) -> Coalition:
     unknown = sorted(set(raw) - _TOP)
     if unknown:
         raise ConfigError(
@@ -407,6 +466,11 @@ def parse(raw: dict[str, Any], path: Path) -> Coalition:
     services = load_table(
         LanServicesSection, raw.get("lan_services", {}), f"{path}: [lan_services]"
     )
+    admin = load_table(AdminSection, raw.get("admin", {}), f"{path}: [admin]")
+    admins = tuple(
+        decode_public_key(k, f"{path}: [admin] keys #{i + 1}") for i, k in enumerate(admin.keys)
+    )
+    _check_admin(section, admin, admins, raw, path)
     if flows.port_min > flows.port_max:
         raise ConfigError(
             f"{path}: [flows] port_min = {flows.port_min} is above port_max = {flows.port_max}"
@@ -442,21 +506,28 @@ def parse(raw: dict[str, Any], path: Path) -> Coalition:
     _check_egress(egress, lan, path)
     _check_services(services, lan, gw_peers, path)
 
+    # A file that starts a lanon must be able to run it. A version (signed, applied on the
+    # fly) may leave too few members: the lanon then disbands until a later version.
+    shortfall = ""
     if len(peers) < section.min_members:
-        raise ConfigError(
-            f"{path}: {len(peers)} member(s) listed but [coalition] min_members = {section.min_members}: "
+        shortfall = (
+            f"{len(peers)} member(s) listed but [coalition] min_members = {section.min_members}: "
             "a lanon needs at least min_members members"
         )
+        if not admins:
+            raise ConfigError(f"{path}: {shortfall}")
     edges = _edges(graph, members, path)
     conn = keygraph.connectivity(range(len(peers)), edges)
-    if conn.k < 2:
+    if conn.k < 2 and not shortfall:
         weak = ", ".join(sorted(members[i].name for i in conn.weak))
         cut = ", ".join(f"{members[a].name}-{members[b].name}" for a, b in conn.cut) or "no link"
-        raise ConfigError(
-            f"{path}: [key_graph] is {conn.k}-connected; expected at least 2-connected: "
+        shortfall = (
+            f"[key_graph] is {conn.k}-connected; expected at least 2-connected: "
             f"{weak} reach(es) the other members through {cut} only, "
             "so a single neighbour would know what it sends"
         )
+        if not admins:
+            raise ConfigError(f"{path}: {shortfall}")
     content: dict[str, Any] = {
         "coalition": dataclasses.asdict(section),
         "rounds": dataclasses.asdict(rounds),
@@ -475,11 +546,20 @@ def parse(raw: dict[str, Any], path: Path) -> Coalition:
         content["egress"] = sorted(str(ipaddress.IPv4Network(p)) for p in egress.allow)
     if services.anonymous or services.direct:
         content["lan_services"] = dataclasses.asdict(services)
-    canonical = json.dumps(content, sort_keys=True, default=_plain).encode()
-    fingerprint = hashlib.blake2b(
-        canonical, digest_size=wire.FINGERPRINT_LEN, person=b"lanon-coalition"
-    ).digest()
-    cid = int.from_bytes(fingerprint[:4], "big")
+    for key, default in (("version", 0), ("disband_timeout", 600.0)):
+        if content["coalition"][key] == default:
+            del content["coalition"][key]
+    if admins:
+        content["admin"] = {"keys": [a.hex() for a in admins], "threshold": admin.threshold}
+    fingerprint = _digest(content, b"lanon-coalition")
+    identity = fingerprint
+    if admins:  # what no version changes: the name, the LAN and who may sign versions
+        identity = _digest(
+            {"name": section.name, "lan": str(lan), "admin": content["admin"]}, b"lanon-identity"
+        )
+        if signatures:
+            _check_signatures(raw, fingerprint, admins, admin.threshold, section.version, path)
+    cid = int.from_bytes(identity[:4], "big")
     return Coalition(
         path,
         section,
@@ -493,7 +573,75 @@ def parse(raw: dict[str, Any], path: Path) -> Coalition:
         cid,
         egress,
         services,
+        admins,
+        admin.threshold,
+        identity,
+        text,
+        shortfall,
     )
+
+
+def _digest(content: dict[str, Any], person: bytes) -> bytes:
+    canonical = json.dumps(content, sort_keys=True, default=_plain).encode()
+    return hashlib.blake2b(canonical, digest_size=wire.FINGERPRINT_LEN, person=person).digest()
+
+
+def signed_message(fingerprint: bytes) -> bytes:
+    return SIGNED + fingerprint
+
+
+def _check_admin(
+    section: CoalitionSection,
+    admin: AdminSection,
+    admins: tuple[bytes, ...],
+    raw: dict[str, Any],
+    path: Path,
+) -> None:
+    if not admins:
+        if section.version or raw.get("signatures"):
+            raise ConfigError(
+                f"{path}: a version and signatures need [admin] keys (who signs versions)"
+            )
+        return
+    _unique(list(admins), path, "administrator key")
+    if admin.threshold > len(admins):
+        raise ConfigError(
+            f"{path}: [admin] threshold = {admin.threshold}: expected at most the "
+            f"{len(admins)} administrator key(s)"
+        )
+    if section.version < 1:
+        raise ConfigError(
+            f"{path}: [coalition] version = {section.version}: a coalition with [admin] has "
+            "versions from 1 (lanon admin sign)"
+        )
+
+
+def _check_signatures(
+    raw: dict[str, Any],
+    fingerprint: bytes,
+    admins: tuple[bytes, ...],
+    threshold: int,
+    version: int,
+    path: Path,
+) -> None:
+    """At least `threshold` distinct administrators signed this content."""
+    entries = _entries(raw, "signatures", SignatureEntry, path)
+    message = signed_message(fingerprint)
+    good = set()
+    for i, entry in enumerate(entries):
+        key = decode_public_key(entry.key, f"{path}: [[signatures]] #{i + 1}: key")
+        try:
+            sig = base64.b64decode(entry.signature, validate=True)
+        except ValueError:
+            sig = b""
+        if key in admins and len(sig) == wire.SIG_LEN and verify_signature(key, message, sig):
+            good.add(key)
+    if len(good) < threshold:
+        raise ConfigError(
+            f"{path}: version {version} carries {len(good)} valid administrator signature(s); "
+            f"[admin] threshold is {threshold} (lanon admin sign adds one; an edit after signing "
+            "voids them)"
+        )
 
 
 def _plain(value: Any) -> Any:

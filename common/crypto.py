@@ -236,6 +236,15 @@ def digest16(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
+def verify_signature(public: bytes, message: bytes, signature: bytes) -> bool:
+    """A one-off Ed25519 check (files, not frames: those go through a Verifier)."""
+    try:
+        VerifyKey(public).verify(message, signature)
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True
+
+
 class Verifier:
     """Ed25519 verification with the VerifyKey objects kept per public key."""
 

@@ -44,6 +44,14 @@ class SendArp(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class SaveCoalition(Command):
+    """A new version of the coalition file was applied: write it where it was loaded from, so
+    that the next start runs it too."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class EmitPacket(Command):
     """Gateway: send an IPv4 packet towards the Internet."""
 
@@ -216,6 +224,7 @@ class DropReason(enum.Enum):
     IP_OPTIONS = "ip_options"  # options could identify the sender
     FLOW_TABLE_FULL = "flow_table_full"
     QUEUE_FULL = "queue_full"
+    RETIRED = "retired"  # a version of the coalition left this member out
     # gateway: packets out of round outputs
     MALFORMED = "malformed"  # not a packet lanon carries
     NOT_ANONYMOUS = "not_anonymous"  # its source is no anonymous address
@@ -440,6 +449,42 @@ class MemberExcluded(Event):
 
     name: str
     round: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionApplied(Event):
+    """A newer version of the coalition file runs now (no restart)."""
+
+    old: int
+    new: int
+    joined: tuple[str, ...]  # hosts it adds
+    left: tuple[str, ...]  # hosts it removes
+    rekeyed: tuple[str, ...]  # hosts with a new key
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRefused(Event):
+    """A coalition file heard or given was not applied (outcome: common/versions.Outcome)."""
+
+    outcome: str
+    version: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequested(Event):
+    """A host asked to be added (a new, verified request: lanon admin pending lists it)."""
+
+    name: str
+    rotation: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Retired(Event):
+    """A version left this host out: it takes no part from now on (nothing leaves with its
+    address: its rules stay)."""
+
+    version: int
 
 
 @dataclass(frozen=True, slots=True)

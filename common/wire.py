@@ -24,6 +24,13 @@ then a type-specific body, then its authenticator:
     PROOF        member -> leader   its epoch exchange with a neighbour, and its proof  Ed25519
     VERDICT      leader -> all      one piece of a trace's evidence and verdict         Ed25519
                  (blame: common/blame.py, common/verdict.py)
+    COALITION    gateway -> all     one chunk of the current coalition file             (signed
+                                    (common/versions.py)                                inside)
+    JOIN         host -> all        asks to be added: name and public key (or a new     Ed25519
+                                    key for its name: signed by the old one too)        (1 or 2)
+
+OPEN, HELLO and HEARTBEAT say which version of the coalition file their sender runs: a member
+answers only rounds of its own version, and status shows who runs which.
 
 OPEN and OUTPUT_HEAD, a member's two frames of every round, end with a MAC table before the
 signature: one MAC16 per coalition member, in index order, over the body, under the key that
@@ -52,10 +59,11 @@ from dataclasses import dataclass
 from lanon.common.errors import RejectReason, RemoteProtocolError
 
 ETHERTYPE = 0x88B5
-VERSION = 6  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
+VERSION = 7  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
 # 4: per-flow keys (INBOUND sealed under the flow key, not signed; sealed packets in cells);
 # 5: ephemeral keys on the Ed25519 curve, epoch keys from their exchange alone (common/crypto.py)
 # 6: blame (ATTEST, BLAME, REVEAL, PROOF, VERDICT); heartbeats say who is excluded
+# 7: coalition versions (COALITION, JOIN; the version in OPEN, HELLO and HEARTBEAT)
 BROADCAST = b"\xff" * 6
 SIG_LEN = 64
 MAC_LEN = 16
@@ -84,6 +92,8 @@ class MsgType(enum.IntEnum):
     REVEAL = 15
     PROOF = 16
     VERDICT = 17
+    COALITION = 18
+    JOIN = 19
 
 
 class AbortReason(enum.IntEnum):
@@ -94,13 +104,13 @@ class AbortReason(enum.IntEnum):
 
 
 HEADER = struct.Struct("!BBIH")
-_OPEN = struct.Struct("!QIQHHH")
+_OPEN = struct.Struct("!QIQHHHI")
 _PART = struct.Struct("!QHH")
 _HEAD = struct.Struct("!QQHHH")
 _ABORT = struct.Struct("!QBH")
 _INBOUND = struct.Struct("!QQBB")
-_HELLO = struct.Struct("!Q16s")
-_HEARTBEAT = struct.Struct("!QQIBQH")
+_HELLO = struct.Struct("!Q16sI")
+_HEARTBEAT = struct.Struct("!QQIBQHI")
 _KEYS = struct.Struct("!QB")
 _KEY_ENTRY = struct.Struct("!I32s")
 _REFUSE = struct.Struct("!QBQI")
@@ -113,6 +123,9 @@ _PROOF = struct.Struct("!QIH32s32s32s64s")
 _VERDICT = struct.Struct("!QIHH")
 KEY_ID = struct.Struct("!I")
 _EXCLUDED = struct.Struct("!QH")
+_COALITION = struct.Struct("!I16sBB")
+_JOIN = struct.Struct("!Q32s32sB")
+MAX_NAME = 32
 
 # Fixed overheads, used to size parts so that every frame fits the LAN MTU.
 CONTRIB_OVERHEAD = HEADER.size + _PART.size + MAC_LEN
@@ -235,12 +248,19 @@ class Open:
     nmembers: int  # size of the coalition's member list (bitmap width)
     key_ids: tuple[int, ...]  # ephemeral key id of each roster member, in index order
     ethernet: tuple[bytes, ...] = ()  # tree rounds: roster members' Ethernet addresses, in order
+    version: int = 0  # of the coalition file: the roster's indices are that version's
 
     def encode(self, coalition: int, sender: int) -> bytes:
         return (
             push_header(MsgType.OPEN, coalition, sender)
             + _OPEN.pack(
-                self.round, self.epoch, self.leader_ms, self.nslots, self.nentries, self.nmembers
+                self.round,
+                self.epoch,
+                self.leader_ms,
+                self.nslots,
+                self.nentries,
+                self.nmembers,
+                self.version,
             )
             + bitmap_encode(self.roster, self.nmembers)
             + b"".join(KEY_ID.pack(k) for k in self.key_ids)
@@ -258,7 +278,9 @@ class Open:
 def pull_open(body: bytes) -> Open:
     if len(body) < HEADER.size + _OPEN.size:
         raise malformed("short OPEN")
-    rnd, epoch, leader_ms, nslots, nentries, nmembers = _OPEN.unpack_from(body, HEADER.size)
+    rnd, epoch, leader_ms, nslots, nentries, nmembers, version = _OPEN.unpack_from(
+        body, HEADER.size
+    )
     _round(rnd)
     _epoch(epoch)
     start = HEADER.size + _OPEN.size
@@ -272,7 +294,9 @@ def pull_open(body: bytes) -> Open:
         raise malformed("OPEN key ids or MACs do not match its roster")
     key_ids = tuple(KEY_ID.unpack_from(ids, i * KEY_ID.size)[0] for i in range(len(roster)))
     ethernet = tuple(rest[i * 6 : (i + 1) * 6] for i in range(len(rest) // 6))
-    return Open(rnd, epoch, leader_ms, nslots, nentries, roster, nmembers, key_ids, ethernet)
+    return Open(
+        rnd, epoch, leader_ms, nslots, nentries, roster, nmembers, key_ids, ethernet, version
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,18 +501,19 @@ class Hello:
 
     wall_ms: int
     fingerprint: bytes
+    version: int = 0  # of the coalition file
 
     def encode(self, coalition: int, sender: int) -> bytes:
         return push_header(MsgType.HELLO, coalition, sender) + _HELLO.pack(
-            self.wall_ms, self.fingerprint
+            self.wall_ms, self.fingerprint, self.version
         )
 
 
 def pull_hello(body: bytes) -> Hello:
     if len(body) != HEADER.size + _HELLO.size:
         raise malformed("HELLO of wrong size")
-    wall_ms, fingerprint = _HELLO.unpack_from(body, HEADER.size)
-    return Hello(wall_ms, fingerprint)
+    wall_ms, fingerprint, version = _HELLO.unpack_from(body, HEADER.size)
+    return Hello(wall_ms, fingerprint, version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,13 +531,20 @@ class Heartbeat:
     excluded: frozenset[int] = frozenset()  # members out after blame (gateway/tracer.py)
     nmembers: int = 0
     excluded_version: int = 0  # when that list last changed (µs): the newest list wins
+    version: int = 0  # of the coalition file this gateway runs
 
     def encode(self, coalition: int, sender: int) -> bytes:
         flags = (1 if self.leader else 0) | (2 if self.leaving else 0)
         return (
             push_header(MsgType.HEARTBEAT, coalition, sender)
             + _HEARTBEAT.pack(
-                self.seq, self.round, self.epoch, flags, self.started_ms, self.naddresses
+                self.seq,
+                self.round,
+                self.epoch,
+                flags,
+                self.started_ms,
+                self.naddresses,
+                self.version,
             )
             + bitmap_encode(self.held, self.naddresses)
             + _EXCLUDED.pack(self.excluded_version, self.nmembers)
@@ -523,7 +555,9 @@ class Heartbeat:
 def pull_heartbeat(body: bytes) -> Heartbeat:
     if len(body) < HEADER.size + _HEARTBEAT.size:
         raise malformed("short HEARTBEAT")
-    seq, rnd, epoch, flags, started_ms, naddresses = _HEARTBEAT.unpack_from(body, HEADER.size)
+    seq, rnd, epoch, flags, started_ms, naddresses, coalition_version = _HEARTBEAT.unpack_from(
+        body, HEADER.size
+    )
     _round(rnd)
     _epoch(epoch)
     if naddresses == 0:
@@ -547,6 +581,7 @@ def pull_heartbeat(body: bytes) -> Heartbeat:
         excluded,
         nmembers,
         version,
+        coalition_version,
     )
 
 
@@ -804,6 +839,88 @@ def pull_verdict(body: bytes) -> VerdictPiece:
     if not index < count <= MAX_VERDICT_PIECES:
         raise malformed(f"verdict piece {index} of {count}")
     return VerdictPiece(_round(rnd), bit, index, count, body[HEADER.size + _VERDICT.size :])
+
+
+MAX_COALITION_CHUNKS = 64
+COALITION_OVERHEAD = HEADER.size + _COALITION.size
+
+
+@dataclass(frozen=True, slots=True)
+class CoalitionChunk:
+    """One chunk of a coalition file's text (UTF-8), `index` of `count`; `digest` is the
+    BLAKE2b of the whole text: chunks of one text go together. The text carries the
+    administrators' signatures: the frame needs none."""
+
+    version: int
+    digest: bytes
+    index: int
+    count: int
+    data: bytes
+
+    def encode(self, coalition: int, sender: int = 0) -> bytes:
+        return (
+            push_header(MsgType.COALITION, coalition, sender)
+            + _COALITION.pack(self.version, self.digest, self.index, self.count)
+            + self.data
+        )
+
+
+def pull_coalition(body: bytes) -> CoalitionChunk:
+    if len(body) < HEADER.size + _COALITION.size:
+        raise malformed("short COALITION")
+    version, digest, index, count = _COALITION.unpack_from(body, HEADER.size)
+    if not index < count <= MAX_COALITION_CHUNKS:
+        raise malformed(f"coalition chunk {index} of {count}")
+    return CoalitionChunk(version, digest, index, count, body[HEADER.size + _COALITION.size :])
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """A host asks the administrators to add it: its name, its public key and, to replace the
+    key its name has (a rotation), that old key, which signs too (common/versions.py)."""
+
+    wall_ms: int
+    name: str
+    public: bytes
+    old_public: bytes = b"\x00" * 32  # zeros: a new host
+
+    @property
+    def rotation(self) -> bool:
+        return self.old_public != b"\x00" * 32
+
+    def encode(self, coalition: int, sender: int = 0) -> bytes:
+        name = self.name.encode()
+        return (
+            push_header(MsgType.JOIN, coalition, sender)
+            + _JOIN.pack(self.wall_ms, self.public, self.old_public, len(name))
+            + name
+        )
+
+
+def split_join(frame: bytes) -> tuple[bytes, list[bytes]]:
+    """A JOIN: (body, signatures): one by its key, and by the old key for a rotation."""
+    if len(frame) < HEADER.size + _JOIN.size:
+        raise malformed("short JOIN")
+    _, _, old, nlen = _JOIN.unpack_from(frame, HEADER.size)
+    end = HEADER.size + _JOIN.size + nlen
+    nsigs = 2 if old != b"\x00" * 32 else 1
+    if len(frame) != end + nsigs * SIG_LEN:
+        raise malformed("JOIN of wrong size")
+    return frame[:end], [frame[end + i * SIG_LEN : end + (i + 1) * SIG_LEN] for i in range(nsigs)]
+
+
+def pull_join(body: bytes) -> Join:
+    if len(body) < HEADER.size + _JOIN.size:
+        raise malformed("short JOIN")
+    wall_ms, public, old, nlen = _JOIN.unpack_from(body, HEADER.size)
+    raw = body[HEADER.size + _JOIN.size :]
+    if not 0 < nlen <= MAX_NAME or len(raw) != nlen:
+        raise malformed("JOIN name of wrong size")
+    try:
+        name = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise malformed("JOIN name not ASCII") from None
+    return Join(wall_ms, name, public, old)
 
 
 def split_vector(vector: bytes, part_size: int) -> list[bytes]:

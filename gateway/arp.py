@@ -185,6 +185,20 @@ class Prober:
             slot.due = now + i * step
         self._recompute()
 
+    def carry(self, old: Prober, now: float) -> None:
+        """A new version's addresses: what was learned of those it keeps stays; new ones
+        are probed now."""
+        for i, a in enumerate(self.addresses):
+            j = old.index.get(a)
+            if j is None:
+                self.slots[i].due = now
+            else:
+                self.slots[i] = old.slots[j]
+        for mac, held in old.gateways.items():
+            kept = {self.index[old.addresses[j]] for j in held if old.addresses[j] in self.index}
+            self.gateways[mac] = kept
+        self._recompute()
+
     def reserve(self, address: bytes, reason: ClaimRefusal, detail: str) -> None:
         """Never claim `address` (the router's, this host's own)."""
         i = self.index.get(address)

@@ -17,6 +17,7 @@ heard within `gateway_timeout`, each gateway decides by the same rules:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from lanon.common.clock import KEYS_INTERVAL
@@ -60,6 +61,25 @@ class ClaimPolicy:
         self.peers.clear()
         self.heard_since_start: set[int] = set()
         self.listen_until = now + self.c.rounds.gateway_timeout + KEYS_INTERVAL
+
+    def carry(self, old: ClaimPolicy, now: float) -> None:
+        """A new version: the other gateways still in it stay as they were heard (their
+        held addresses by address), and no new listening period."""
+        index = self.c.anonymous_index
+        by_name = {g.name: g.index for g in self.c.gateways}
+        for g, view in old.peers.items():
+            j = by_name.get(old.c.gateways[g].name)
+            if j is None or j == self.me:
+                continue
+            held = frozenset(
+                index[a.packed]
+                for a in (old.c.anonymous[i] for i in view.held)
+                if a.packed in index
+            )
+            self.peers[j] = dataclasses.replace(view, held=held)
+            if g in old.heard_since_start:
+                self.heard_since_start.add(j)
+        self.listen_until = min(self.listen_until, old.listen_until)
 
     def heard(self, gateway: int, view: PeerView) -> None:
         self.peers[gateway] = view

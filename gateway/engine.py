@@ -22,15 +22,29 @@ from lanon.common.events import (
     ArpAnswered,
     FlowsReceived,
     GatewayChanged,
+    JoinRequested,
     LeadershipChanged,
     LinkChanged,
     MemberExcluded,
     MemberReadmitted,
+    Retired,
+    SaveCoalition,
     SendArp,
+    VersionApplied,
+    VersionRefused,
 )
 from lanon.common.flowkey import open_part, seal_part
 from lanon.common.guard import GATEWAY
 from lanon.common.output import OutputAssembler, RoundOutput
+from lanon.common.versions import (
+    REPEAT,
+    Considered,
+    Outcome,
+    PendingJoins,
+    VersionBook,
+    changes,
+    chunks,
+)
 from lanon.gateway import arp
 from lanon.gateway.claims import ClaimPolicy, PeerView
 from lanon.gateway.egress import Egress, address_text
@@ -38,6 +52,8 @@ from lanon.gateway.flows import RECORD, FlowTable
 from lanon.gateway.ingress import Ingress
 from lanon.gateway.leader import Leader, Phase
 from lanon.gateway.tracer import Exclusions, Tracer
+
+VERSION_ECHO_GAP = 0.25  # at most this often, a host behind makes us repeat our version
 
 
 class GatewayEngine(EngineBase):
@@ -53,27 +69,56 @@ class GatewayEngine(EngineBase):
         rng: random.Random,
     ) -> None:
         super().__init__()
-        self.c = coalition
-        self.me: GatewayPeer = coalition.gateway(name)
-        if key.public != self.me.public:
-            raise ConfigError(
-                f"the private key does not belong to gateway {name!r}: its public key differs "
-                f"from the one in {coalition.path}"
-            )
+        self.name = name
         self.key = key
         self.mac = mac
         self.wall_offset = wall_offset
+        self.rng = rng
+        self.me = self._me(coalition)
+        # Flow ports derive from the member's secret tag and the coalition's identity, which
+        # no version changes: every gateway, and every version, gives a flow the same port.
+        self.flows = FlowTable(coalition.flows, coalition.identity)
+        self._build(coalition, now, Exclusions())
+        self.policy = ClaimPolicy(coalition, self.me.index, now)
+        self.following: OutputAssembler | None = None
+        self.seen_round = 0
+        self.seen_epoch = 0
+        self.hb_seq = wall_us(now, wall_offset)
+        self.started_ms = wall_ms(now, wall_offset)
+        self.next_heartbeat = now
+        self.announcements: list[tuple[float, int]] = []
+        self._alive: frozenset[int] = frozenset({self.me.index})
+        self.link = True
+        self.flows_seq: dict[int, int] = {}  # newest FLOWS frame per gateway: no replays
+        self._last_timer = now
+        self._pair_keys: dict[int, bytes] = {}  # gateway -> the key FLOWS to it are sealed with
+        self.versions = VersionBook(coalition)
+        self.joins = PendingJoins()
+        self.next_repeat = now  # the version's text, repeated on the LAN (versioned only)
+        self.retired = False  # a version left us out: nothing but versions from here on
+        self.host_versions: dict[str, int] = {}  # other hosts' versions, as last heard
+
+    def _me(self, coalition: Coalition) -> GatewayPeer:
+        me = coalition.gateway(self.name)
+        if self.key.public != me.public:
+            raise ConfigError(
+                f"the private key does not belong to gateway {self.name!r}: its public key "
+                f"differs from the one in {coalition.path}"
+            )
+        return me
+
+    def _build(self, coalition: Coalition, now: float, exclusions: Exclusions) -> None:
+        """The parts that depend on the coalition's hosts: made at start and by a version."""
+        self.c = coalition
+        key, wall_offset = self.key, self.wall_offset
         self.addresses = tuple(a.packed for a in coalition.anonymous)
         self.held: set[int] = set()
-        # Flow ports derive from the member's secret tag; every gateway uses the same key.
-        self.flows = FlowTable(coalition.flows, coalition.fingerprint)
         self.ingress = Ingress(
             self, coalition, self.me.index, self.flows, self.held, wall_us(now, wall_offset)
         )
         self.egress = Egress(
-            self, coalition, key, self.me.index, self.flows, self.held, self.ingress, rng
+            self, coalition, key, self.me.index, self.flows, self.held, self.ingress, self.rng
         )
-        exclusions = Exclusions()
         self.leader = Leader(
             self,
             coalition,
@@ -93,22 +138,9 @@ class GatewayEngine(EngineBase):
             wall_offset=wall_offset,
             rotate=self.leader.rotate_soon,
         )
-        self.policy = ClaimPolicy(coalition, self.me.index, now)
         self.probes = arp.Prober(  # which addresses no other host uses (probed before claims)
-            self.addresses, mac, self.command, self.event, self.held
+            self.addresses, self.mac, self.command, self.event, self.held
         )
-        self.following: OutputAssembler | None = None
-        self.seen_round = 0
-        self.seen_epoch = 0
-        self.hb_seq = wall_us(now, wall_offset)
-        self.started_ms = wall_ms(now, wall_offset)
-        self.next_heartbeat = now
-        self.announcements: list[tuple[float, int]] = []
-        self._alive: frozenset[int] = frozenset({self.me.index})
-        self.link = True
-        self.flows_seq: dict[int, int] = {}  # newest FLOWS frame per gateway: no replays
-        self._last_timer = now
-        self._pair_keys: dict[int, bytes] = {}  # gateway -> the key FLOWS to it are sealed with
 
     @property
     def leading(self) -> bool:
@@ -122,11 +154,19 @@ class GatewayEngine(EngineBase):
         try:
             header = self._header(frame, self.c.id)
             t = header.type
-            if t == wire.MsgType.CONTRIB:
+            if t == wire.MsgType.COALITION:
+                self._on_version(self.versions.receive(frame, now), now)
+            elif self.retired:
+                return
+            elif t == wire.MsgType.JOIN:
+                if self.joins.receive(self.c, frame, now, wall_ms(now, self.wall_offset)):
+                    j = wire.pull_join(wire.split_join(frame)[0])
+                    self.event(JoinRequested(j.name, j.rotation))
+            elif t == wire.MsgType.CONTRIB:
                 if self.leading:
                     self.leader.receive_contrib(header.sender, frame, now)
             elif t == wire.MsgType.HELLO:
-                self.leader.receive_hello(header.sender, frame, now, src)
+                self._on_hello(header.sender, frame, now, src)
             elif t == wire.MsgType.TREE_PART:
                 if self.leading:
                     self.leader.receive_tree_part(header.sender, frame, now)
@@ -155,6 +195,86 @@ class GatewayEngine(EngineBase):
         except RemoteProtocolError as exc:
             self._reject(exc, frame, src, now)
         self._trace_proven(now)
+
+    # --- versions (common/versions.py) ------------------------------------------------------
+
+    def offer_version(self, text: str, now: float) -> Considered:
+        """A coalition file an administrator gives this gateway (lanon admin publish)."""
+        considered = self.versions.consider(text)
+        self._on_version(considered, now)
+        return considered
+
+    def _on_version(self, considered: Considered | None, now: float) -> None:
+        if considered is None or considered.outcome is Outcome.SAME:
+            return
+        if considered.coalition is None:
+            self.event(VersionRefused(considered.outcome.value, 0, considered.detail))
+            return
+        self.apply(considered.coalition, now)
+
+    def apply(self, new: Coalition, now: float) -> None:
+        """Run a newer version of the coalition from now on, between two rounds: flows, the
+        addresses held that stay ours, the lead, members' presence and keys all go on. A
+        version that leaves this gateway out (or gives it a key we do not hold) retires it."""
+        old = self.c
+        self.versions.current = new
+        joined, left, rekeyed = changes(old, new)
+        self.event(VersionApplied(old.version, new.version, joined, left, rekeyed))
+        self.command(SaveCoalition(new.text))
+        self.next_repeat = now  # tell the LAN at once
+        try:
+            me = self._me(new)
+        except ConfigError:
+            self._let_go(now)
+            self.retired = True
+            self.c = new
+            self.event(Retired(new.version))
+            return
+        held = {self.addresses[i] for i in self.held}
+        leading = self.leading
+        old_leader, old_policy, old_probes = self.leader, self.policy, self.probes
+        if leading:
+            old_leader.stop(now)  # the round being collected has the old roster: given up
+        self.me = me
+        self.flows.s = new.flows
+        self._build(new, now, old_leader.exclusions.remapped(old, new))
+        self.held.update(i for i, a in enumerate(self.addresses) if a in held)
+        for a in held - set(self.addresses):  # a share that no version has any more
+            self.event(AddressReleased(address_text(a)))
+        self.probes.carry(old_probes, now)
+        self.leader.carry(old_leader)
+        self.policy = ClaimPolicy(new, me.index, now)
+        self.policy.carry(old_policy, now)
+        self.following = None
+        self._pair_keys.clear()
+        self.flows_seq.clear()
+        self.joins.prune(new, now)
+        if leading:
+            self.leader.start(now, old_leader.round, old_leader.epoch)
+        if held != {self.addresses[i] for i in self.held} or self.held:
+            self._announce(self.held, now)  # a share moved: the router learns where
+
+    def _repeat_version(self, now: float) -> None:
+        for frame in chunks(self.c):
+            self.send(wire.BROADCAST, frame)
+        self.next_repeat = now + REPEAT
+
+    def _on_hello(self, sender: int, frame: bytes, now: float, src: bytes) -> None:
+        """A HELLO of another version: the member learns ours at once (and is told apart in
+        status); of ours, the leader takes it."""
+        hello = wire.pull_hello(wire.split_auth(frame, wire.SIG_LEN)[0])
+        if hello.fingerprint != self.c.fingerprint and 0 < hello.version < self.c.version:
+            if 0 <= sender < len(self.c.members):
+                self.host_versions[self.c.members[sender].name] = hello.version
+            if now - self.next_repeat + REPEAT >= VERSION_ECHO_GAP:
+                self.next_repeat = now
+            raise RemoteProtocolError(
+                RejectReason.FOREIGN,
+                f"member #{sender} runs version {hello.version} of the coalition file, we run "
+                f"{self.c.version}: ours is repeated on the LAN",
+            )
+        self.leader.receive_hello(sender, frame, now, src)
+        self.host_versions[self.c.members[sender].name] = hello.version
 
     def _trace_proven(self, now: float) -> None:
         """Accusations that held up in the outputs just processed: trace them."""
@@ -235,6 +355,9 @@ class GatewayEngine(EngineBase):
             PeerView(now, hb.seq, hb.leader, hb.held, hb.round, hb.leaving, hb.started_ms),
         )
         self.probes.vouch(src, hb.held)  # its ARP for these is normal, not a conflict
+        self.host_versions[peer.name] = hb.version
+        if hb.version < self.c.version and now - self.next_repeat + REPEAT >= VERSION_ECHO_GAP:
+            self.next_repeat = now  # it missed ours
         if new and self.leading and not hb.leaving:
             self._send_flows(src, peer)  # it may have to take over: give it every flow we know
         self.seen_round = max(self.seen_round, hb.round)
@@ -326,6 +449,10 @@ class GatewayEngine(EngineBase):
         self._heartbeat(now)
 
     def get_timer(self) -> float:
+        if self.c.versioned and self.next_repeat < self.next_heartbeat:
+            return self.next_repeat
+        if self.retired:
+            return self.next_heartbeat
         t = min(self.next_heartbeat, self.tracer.get_timer())
         lt = self.leader.get_timer()
         if lt is not None:
@@ -365,6 +492,11 @@ class GatewayEngine(EngineBase):
         self.policy.peers.clear()
 
     def handle_timer(self, now: float) -> None:
+        if self.c.versioned and now >= self.next_repeat:
+            self._repeat_version(now)
+        if self.retired:
+            self.next_heartbeat = now + self.c.rounds.heartbeat_interval
+            return
         self._report_turned_away(now)
         if now - self._last_timer > self.c.rounds.gateway_timeout:
             self._after_pause(now)
@@ -430,6 +562,7 @@ class GatewayEngine(EngineBase):
             frozenset(self.tracer.exclusions.members),
             len(self.c.members),
             self.tracer.exclusions.version,
+            self.c.version,
         )
         self.send(wire.BROADCAST, signed(self.key, hb.encode(self.c.id, self.me.index)))
 

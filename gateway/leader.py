@@ -161,6 +161,25 @@ class Leader:
         self.member_ethernet: dict[int, bytes] = {}  # Ethernet addresses, from verified HELLOs
         self._rotation_due: float | None = None
 
+    def carry(self, old: Leader) -> None:
+        """A new version of the coalition: members still in it (by public key: one with a
+        new key starts over) keep their presence and ephemeral keys; round numbers and the
+        epoch go on. The round `old` was collecting is given up (its roster is the old one's)."""
+        index = {m.public: m.index for m in self.c.members}
+        for m in old.c.members:
+            j = index.get(m.public)
+            if j is None:
+                continue
+            self.members[j] = old.members[m.index]
+            self.ephemeral[j] = old.ephemeral[m.index]
+            if m.index in old.member_ethernet:
+                self.member_ethernet[j] = old.member_ethernet[m.index]
+        self.floor = max(old.floor, old.round + 1)
+        self.round, self.opened, self.epoch = old.round, old.opened, old.epoch
+        self._epoch_opened, self._epoch_time = old._epoch_opened, old._epoch_time
+        self.anchored = old.anchored
+        self.busy_until = old.busy_until
+
     # --- state ----------------------------------------------------------------------------
 
     def _to(self, phase: Phase) -> None:
@@ -327,6 +346,7 @@ class Leader:
             len(self.members),
             ids,
             ethernet,
+            self.c.version,
         )
         body = o.encode(self.c.id, self.index)
         self.e.send(wire.BROADCAST, sealed(self.key, body, self.mac_keys))

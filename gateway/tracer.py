@@ -89,6 +89,18 @@ class Exclusions:
             del self.members[m]
         return added, removed
 
+    def remapped(self, old: Coalition, new: Coalition) -> Exclusions:
+        """The same exclusions in a new version's member indices (by public key)."""
+        index = {m.public: m.index for m in new.members}
+        out = Exclusions()
+        out.version = self.version
+        for table, into in ((self.members, out.members), (self.held, out.held)):
+            for m, v in table.items():
+                j = index.get(old.members[m].public)
+                if j is not None:
+                    into[j] = v
+        return out
+
     def forget_held(self, epoch: int) -> None:
         """A new epoch: members held for an earlier one are back."""
         self.held = {m: e for m, e in self.held.items() if e >= epoch}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lanon.common import admin
 from lanon.common import coalition as coalition_mod
 from lanon.common.crypto import HostKey, encode_key
 from lanon.common.events import (
@@ -25,9 +26,11 @@ from lanon.common.events import (
     FilterSources,
     InjectPacket,
     OutputSeen,
+    SaveCoalition,
     SendArp,
     SendFrame,
 )
+from lanon.common.templates import toml_value
 from lanon.common.wire import BROADCAST
 from lanon.gateway.engine import GatewayEngine
 from lanon.lab.packets import echo_internet
@@ -67,6 +70,42 @@ def make_coalition(
         **sections,
     )
     return coalition_mod.parse(raw, Path("test-coalition.toml")), {**keys, **gkeys}
+
+
+def toml_text(raw: dict[str, Any]) -> str:
+    """A coalition file's text from its tables (plain values: what these tests write)."""
+    lines: list[str] = []
+    for table, value in raw.items():
+        if isinstance(value, list):
+            for entry in value:
+                lines += ["", f"[[{table}]]"] + [f"{k} = {toml_value(v)}" for k, v in entry.items()]
+        else:
+            lines += ["", f"[{table}]"] + [f"{k} = {toml_value(v)}" for k, v in value.items()]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+ADMIN = HostKey(bytes([9]) * 32)  # the administrator of versioned test coalitions
+
+
+def make_versioned(
+    n_members: int = 3, n_gateways: int = 1, *, seed: int = 1, **sections: dict[str, Any]
+) -> tuple[coalition_mod.Coalition, dict[str, HostKey]]:
+    """`make_coalition`, as version 1 of a coalition with ADMIN as its administrator."""
+    rng = random.Random(seed)
+    keys = {f"member{i + 1}": HostKey(rng.randbytes(32)) for i in range(n_members)}
+    gkeys = {f"gateway{j + 1}": HostKey(rng.randbytes(32)) for j in range(n_gateways)}
+    shares = [[f"198.18.0.{192 + 4 * j}/30"] for j in range(n_gateways)]
+    coalition = {"version": 1, **sections.pop("coalition", {})}
+    raw = coalition_dict(
+        list(keys.items()),
+        [(n, k, shares[j]) for j, (n, k) in enumerate(gkeys.items())],
+        coalition=coalition,
+        admin={"keys": [encode_key(ADMIN.public)]},
+        **sections,
+    )
+    path = Path("test-coalition.toml")
+    text = admin.sign(toml_text(raw), path, ADMIN)
+    return coalition_mod.loads(text, path), {**keys, **gkeys}
 
 
 def mac_of(i: int) -> bytes:
@@ -233,7 +272,7 @@ class Lan:
                                 h.engine.receive_packet(reply, self.now)
             elif isinstance(cmd, InjectPacket):
                 sender.injected.append(cmd.packet)
-            elif isinstance(cmd, SendArp):
+            elif isinstance(cmd, SendArp | SaveCoalition):
                 pass
             elif isinstance(cmd, FilterSources):
                 sender.allow = cmd.allow
@@ -310,6 +349,22 @@ class Lan:
                 rng=random.Random(self.rng.random()),
             )
         h.engine.start(self.now)
+        self.collect()
+
+    def add_member(self, name: str, key: HostKey, coalition: coalition_mod.Coalition) -> None:
+        """A new host, running `coalition` (a version that lists it) from now on."""
+        mac = mac_of(len(self.hosts) + 1)
+        member = MemberEngine(
+            coalition,
+            name,
+            key,
+            now=self.now,
+            wall_offset=WALL - self._start,
+            rng=random.Random(self.rng.random()),
+        )
+        self.hosts[mac] = Host(name, mac, member)
+        self.keys[name] = key
+        member.start(self.now)
         self.collect()
 
     def frames(self, mtype: int) -> list[tuple[bytes, bytes, bytes]]:

@@ -563,6 +563,16 @@ class Contributor:
         if self.phase in (Phase.ANSWERING, Phase.SENT):
             self._to(Phase.READY)
 
+    def carry(self, old: Contributor) -> None:
+        """A new version of the coalition: the cells waiting and what rounds taught us (the
+        last round answered, backoffs, counts) go on; we are outside the roster until a round
+        of the new version names us."""
+        self.queue, self.accusation = old.queue, old.accusation
+        self.last_round = old.last_round
+        self.claim_after, self.collisions = old.claim_after, old.collisions
+        self.express_after, self.express_collisions = old.express_after, old.express_collisions
+        self.answered, self.late, self.corrupted = old.answered, old.late, old.corrupted
+
     def leave(self) -> None:
         """No round has named us for a while: we are out of the roster until one does."""
         self.lose()

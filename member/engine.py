@@ -22,7 +22,7 @@ from lanon.common import wire
 from lanon.common.accusation import ACCUSATION_TAG, Accusation, seal_accusation
 from lanon.common.cell import encode_cell
 from lanon.common.clock import wall_ms
-from lanon.common.coalition import Coalition, GatewayPeer
+from lanon.common.coalition import Coalition, GatewayPeer, Peer
 from lanon.common.crypto import HostKey
 from lanon.common.engine import EngineBase, check_sealed, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
@@ -34,6 +34,10 @@ from lanon.common.events import (
     PacketDropped,
     PacketQueued,
     RefuseReason,
+    Retired,
+    SaveCoalition,
+    VersionApplied,
+    VersionRefused,
 )
 from lanon.common.flowkey import SEALED_OVERHEAD, KeyWrapper, seal_packet
 from lanon.common.guard import GATEWAY
@@ -51,6 +55,7 @@ from lanon.common.packet import (
     pure_ack,
     set_source,
 )
+from lanon.common.versions import Outcome, VersionBook, changes
 from lanon.member.contributor import Contributor, Pending
 from lanon.member.flows import MemberFlow, MemberFlows
 from lanon.member.inbound import InboundReceiver
@@ -90,28 +95,21 @@ class MemberEngine(EngineBase):
         policy: AnonymityPolicy | None = None,
     ) -> None:
         super().__init__()
-        self.c = coalition
-        self.me = coalition.member(name)
-        if key.public != self.me.public:
-            raise ConfigError(
-                f"the private key does not belong to member {name!r}: its public key differs "
-                f"from the one in {coalition.path}"
-            )
+        self.name = name
         self.key = key
         self.rng = rng
         self.wall_offset = wall_offset
         self.max_queue = max_queue
-        self.keys = KeyRing(self, coalition, self.me.index, key, wall_offset)
-        veto = Veto(coalition, policy or AnonymityPolicy())
+        self.policy = policy or AnonymityPolicy()
+        self.wanted_gateways = gateways or []
         self._accusation: Accusation | None = None  # to seal after the next answer
-        self.rounds = Contributor(
-            self, coalition, self.me.index, self.keys, veto, rng, accuse=self._accuse
-        )
-        self.blame = Revealer(self, coalition, self.me.index, key, self.rounds, self.keys.pads)
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
-        self.inbound = InboundReceiver(self, coalition, self.flows, rng)
-        self.wrapper = KeyWrapper([g.public for g in coalition.gateways])
-        self.anonymous = self._allowed_addresses(gateways or [])
+        self.me = self._me(coalition)
+        self._build(coalition)
+        self.versions = VersionBook(coalition)
+        self.retired = False  # a version left us out: nothing but versions from here on
+        self.behind = 0  # a newer version a leader runs, that we have not heard whole yet
+        self.next_key: HostKey | None = None  # asked for by `lanon rekey`: a version gives it
         # How the lanon looks from here (member/health.py): times of the last OPEN of any
         # roster, of the last naming us, and of a leading gateway's verified heartbeat.
         self.last_open = float("-inf")
@@ -121,6 +119,70 @@ class MemberEngine(EngineBase):
         self.roster_silence = max(2 * HELLO_INTERVAL, 3 * coalition.rounds.idle_interval)
         self.next_hello = now
         self.next_housekeeping = now + HOUSEKEEPING
+
+    def _me(self, coalition: Coalition) -> Peer:
+        me = coalition.member(self.name)
+        if self.key.public != me.public:
+            raise ConfigError(
+                f"the private key does not belong to member {self.name!r}: its public key "
+                f"differs from the one in {coalition.path}"
+            )
+        return me
+
+    def _build(self, coalition: Coalition) -> None:
+        """The parts that depend on the coalition's hosts: made at start and by a version."""
+        self.c = coalition
+        key, rng = self.key, self.rng
+        self.keys = KeyRing(self, coalition, self.me.index, key, self.wall_offset)
+        veto = Veto(coalition, self.policy)
+        self.rounds = Contributor(
+            self, coalition, self.me.index, self.keys, veto, rng, accuse=self._accuse
+        )
+        self.blame = Revealer(self, coalition, self.me.index, key, self.rounds, self.keys.pads)
+        self.inbound = InboundReceiver(self, coalition, self.flows, rng)
+        self.wrapper = KeyWrapper([g.public for g in coalition.gateways])
+        self.anonymous = self._allowed_addresses(self.wanted_gateways)
+
+    def apply(self, new: Coalition, now: float) -> None:
+        """Run a newer version of the coalition from now on: flows, queued cells and the
+        keys of neighbours that stay go on; the round in progress is given up (its roster is
+        the old version's). A version that leaves us out retires this engine: nothing is
+        sent from then on but what the daemon's rules already stop."""
+        old = self.c
+        self.versions.current = new
+        self.behind = 0
+        joined, left, rekeyed = changes(old, new)
+        self.event(VersionApplied(old.version, new.version, joined, left, rekeyed))
+        self.command(SaveCoalition(new.text))
+        old_rounds, old_keys = self.rounds, self.keys
+        old_rounds.lose()
+        listed = {m.name: m.public for m in new.members}
+        if self.next_key is not None and listed.get(self.name) == self.next_key.public:
+            self.key, self.next_key = self.next_key, None  # the rotation we asked for
+        try:
+            self.me = self._me(new)
+        except ConfigError:
+            self.c = new
+            self.retired = True
+            old_rounds.queue.clear()
+            if old_rounds.in_roster:
+                old_rounds.leave()
+            self.event(Retired(new.version))
+            return
+        self._build(new)
+        self.keys.carry(old_keys, old, now)
+        self.rounds.carry(old_rounds)
+        self.keys.announce(now)  # new neighbours need our keys, and we theirs
+        self.next_hello = now
+
+    def _on_version(self, frame: bytes, now: float) -> None:
+        considered = self.versions.receive(frame, now)
+        if considered is None or considered.outcome is Outcome.SAME:
+            return
+        if considered.coalition is None:
+            self.event(VersionRefused(considered.outcome.value, 0, considered.detail))
+            return
+        self.apply(considered.coalition, now)
 
     # What status and health read.
 
@@ -161,6 +223,9 @@ class MemberEngine(EngineBase):
 
     def submit_packet(self, packet: bytes, now: float) -> None:
         """An outbound IPv4 packet from this host (its original has been dropped)."""
+        if self.retired:
+            self.event(PacketDropped(DropReason.RETIRED, "this host is out of the coalition"))
+            return
         try:
             p = parse(packet)
         except PacketError as exc:
@@ -277,7 +342,10 @@ class MemberEngine(EngineBase):
         try:
             header = self._header(frame, self.c.id)
             t = header.type
-            if t in _TO_THE_LEADER:
+            if t == wire.MsgType.COALITION:
+                self._on_version(frame, now)
+                return
+            if t in _TO_THE_LEADER or self.retired:
                 return  # other members' frames to the leader: not for us
             if t == wire.MsgType.TREE_PART:
                 self.rounds.receive_tree_part(header.sender, frame, now)
@@ -318,6 +386,13 @@ class MemberEngine(EngineBase):
         nmembers = len(self.c.members)
         body = wire.split_sealed(frame, nmembers)[0]
         o = wire.pull_open(body)
+        if o.version != self.c.version:
+            if o.version > self.c.version:
+                self.behind = max(self.behind, o.version)
+            raise RemoteProtocolError(
+                RejectReason.FOREIGN,
+                f"OPEN of version {o.version} of the coalition file, we run {self.c.version}",
+            )
         r = self.c.rounds
         if (
             o.nmembers != nmembers
@@ -366,12 +441,17 @@ class MemberEngine(EngineBase):
     # --- timers ---------------------------------------------------------------------------
 
     def get_timer(self) -> float:
+        if self.retired:
+            return self.next_housekeeping
         t = min(self.next_housekeeping, self.keys.get_timer(), self.rounds.get_timer())
         if self.in_roster:
             return min(t, self.last_in_roster + self.roster_silence)
         return min(t, self.next_hello)
 
     def handle_timer(self, now: float) -> None:
+        if self.retired:
+            self.next_housekeeping = now + HOUSEKEEPING
+            return
         self.rounds.handle_timer(now)  # first: an answer is due at a fixed moment
         self._report_turned_away(now)
         if self.in_roster and now - self.last_in_roster >= self.roster_silence:
@@ -388,7 +468,7 @@ class MemberEngine(EngineBase):
         if now < self.next_hello:
             return
         self.next_hello = now + HELLO_INTERVAL
-        hello = wire.Hello(wall_ms(now, self.wall_offset), self.c.fingerprint)
+        hello = wire.Hello(wall_ms(now, self.wall_offset), self.c.fingerprint, self.c.version)
         self.send(wire.BROADCAST, signed(self.key, hello.encode(self.c.id, self.me.index)))
         self.event(Joining(self.rounds.last_round))
 

@@ -41,6 +41,19 @@ class KeyRing:
         self.heard: dict[int, float] = {}  # member -> when its keys were last heard
         self.adopted_at = float("-inf")  # when the current epoch's first round was accepted
 
+    def carry(self, old: KeyRing, old_c: Coalition, now: float) -> None:
+        """A new version of the coalition: our ephemeral keys, and those of neighbours that
+        stay neighbours (by public key), go on; the epoch too."""
+        self.pads.carry(old.pads, old_c, self.c)
+        index = {m.public: m.index for m in self.c.members}
+        self.heard = {
+            index[old_c.members[m].public]: t
+            for m, t in old.heard.items()
+            if old_c.members[m].public in index
+        }
+        self.epoch, self.leader_epoch = old.epoch, old.leader_epoch
+        self.adopted_at = old.adopted_at
+
     def follow(self, epoch: int, now: float) -> None:
         """The leader is in `epoch`: hold keys for it and the next one; announce new ones."""
         if epoch < max(self.epoch, 0) or epoch > wire.MAX_EPOCH:

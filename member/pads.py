@@ -17,6 +17,15 @@ class PadKeys:
         self.peers: dict[tuple[int, int], dict[int, bytes]] = {}  # (member, epoch) -> id -> key
         self._cache: dict[tuple[int, int, int], bytes] = {}  # (member, epoch, id) -> epoch key
 
+    def carry(self, old: PadKeys, old_c: Coalition, new_c: Coalition) -> None:
+        """Our ephemeral keys, and those of members still our neighbours in `new_c`."""
+        self.own = old.own
+        index = {m.public: m.index for m in new_c.members}
+        for (member, epoch), keys in old.peers.items():
+            j = index.get(old_c.members[member].public)
+            if j is not None and j in self.neighbours:
+                self.peers[(j, epoch)] = keys
+
     def ensure(self, epoch: int) -> bool:
         """Make our ephemeral key for `epoch` if we have none; True if one was made."""
         if epoch in self.own:

@@ -30,7 +30,7 @@ def h(*fields: str) -> bytes:
 
 
 def header(mtype: wire.MsgType) -> str:
-    return f"06 {mtype:02x} deadbeef 0003"  # version 6, type, coalition, sender
+    return f"07 {mtype:02x} deadbeef 0003"  # version 7, type, coalition, sender
 
 
 OPEN = wire.Open(
@@ -42,6 +42,7 @@ OPEN = wire.Open(
     roster=frozenset({0, 2, 9}),
     nmembers=10,
     key_ids=(0x11111111, 0x22222222, 0x33333333),
+    version=12,
 )
 OPEN_BYTES = h(
     header(T.OPEN),
@@ -51,6 +52,7 @@ OPEN_BYTES = h(
     "0004",  # nslots
     "0040",  # nentries
     "000a",  # nmembers
+    "0000000c",  # version of the coalition file (its roster indices)
     "a040",  # roster bitmap, 10 bits: 0, 2, 9
     "11111111 22222222 33333333",  # key id of each roster member, in index order
 )
@@ -74,6 +76,7 @@ OPEN_TREE_BYTES = h(
     "0000",  # nslots
     "0010",  # nentries
     "0003",  # nmembers
+    "00000000",  # coalition version: 0, an unversioned file
     "60",  # roster bitmap, 3 bits: 1, 2
     "aabbccdd 01020304",  # key ids
     "020000000002 020000000003",  # tree rounds: each roster member's Ethernet address
@@ -134,11 +137,12 @@ INBOUND_BYTES = h(
     "7061636b6574",  # payload
 )
 
-HELLO = wire.Hello(wall_ms=42, fingerprint=b"f" * 16)
+HELLO = wire.Hello(wall_ms=42, fingerprint=b"f" * 16, version=3)
 HELLO_BYTES = h(
     header(T.HELLO),
     "000000000000002a",  # wall_ms
     "66666666666666666666666666666666",  # coalition file fingerprint
+    "00000003",  # its version
 )
 
 HEARTBEAT = wire.Heartbeat(
@@ -153,6 +157,7 @@ HEARTBEAT = wire.Heartbeat(
     excluded=frozenset({1}),
     nmembers=10,
     excluded_version=1_800_000_000_000_000,
+    version=5,
 )
 HEARTBEAT_BYTES = h(
     header(T.HEARTBEAT),
@@ -162,6 +167,7 @@ HEARTBEAT_BYTES = h(
     "03",  # flags: 1 leader, 2 leaving
     "000001a3185c5000",  # started_ms
     "0008",  # naddresses
+    "00000005",  # the coalition file's version
     "84",  # held bitmap, 8 bits: 0, 5
     "0006651728988000",  # excluded_version: when the list of excluded members changed (µs)
     "000a",  # nmembers
@@ -299,6 +305,26 @@ VERDICT_BYTES = h(
     "6576",  # evidence (common/verdict.py)
 )
 
+COALITION = wire.CoalitionChunk(version=2, digest=b"d" * 16, index=1, count=3, data=b"[c]")
+COALITION_BYTES = h(
+    header(T.COALITION),
+    "00000002",  # version
+    "64646464646464646464646464646464",  # digest of the whole text
+    "01",  # index
+    "03",  # count
+    "5b635d",  # a chunk of the file's text
+)
+
+JOIN = wire.Join(wall_ms=42, name="m4", public=b"p" * 32, old_public=b"o" * 32)
+JOIN_BYTES = h(
+    header(T.JOIN),
+    "000000000000002a",  # wall_ms
+    "70" * 32,  # public key
+    "6f" * 32,  # old public key (zeros for a new host)
+    "02",  # name length
+    "6d34",  # name
+)
+
 
 def encode(value: Any, mtype: wire.MsgType) -> bytes:
     if isinstance(value, wire.Part):
@@ -329,6 +355,8 @@ GOLDEN: list[tuple[str, wire.MsgType, Any, bytes, Pull]] = [
     ("reveal", T.REVEAL, REVEAL, REVEAL_BYTES, wire.pull_reveal),
     ("proof", T.PROOF, PROOF, PROOF_BYTES, wire.pull_proof),
     ("verdict", T.VERDICT, VERDICT, VERDICT_BYTES, wire.pull_verdict),
+    ("coalition", T.COALITION, COALITION, COALITION_BYTES, wire.pull_coalition),
+    ("join", T.JOIN, JOIN, JOIN_BYTES, wire.pull_join),
 ]
 
 
@@ -352,7 +380,7 @@ def test_every_frame_type_has_a_golden_vector() -> None:
 def test_the_numbers_on_the_wire() -> None:
     """Version, type codes and reason codes are wire values: they never follow declaration
     order, and changing one is a new protocol version."""
-    assert wire.VERSION == 6
+    assert wire.VERSION == 7
     assert wire.ETHERTYPE == 0x88B5
     assert {t.name: t.value for t in wire.MsgType} == {
         "OPEN": 1,
@@ -372,6 +400,8 @@ def test_the_numbers_on_the_wire() -> None:
         "REVEAL": 15,
         "PROOF": 16,
         "VERDICT": 17,
+        "COALITION": 18,
+        "JOIN": 19,
     }
     assert {r.name: r.value for r in wire.BlamePhase} == {"REVEAL": 1, "PROVE": 2, "FLOOD": 3}
     assert {r.name: r.value for r in wire.AbortReason} == {
@@ -394,12 +424,12 @@ LEADER = HostKey(bytes(32))
 MEMBER_KEYS = [bytes([1]) * 32, bytes([2]) * 32]  # the MAC key each member shares with it
 
 # The MAC table of OPEN_BYTES under MEMBER_KEYS: BLAKE2b-128 of the body, keyed, in index order.
-OPEN_MACS = (h("67dec6bed51f599cfbd4e9b5729e2888"), h("791ad158443743958d08cae19aed46cc"))
+OPEN_MACS = (h("811a26abe46c4e495d6bf48490ec60ce"), h("8f39f9827db238ef0cebb407341af2ea"))
 OPEN_TABLE = b"".join(OPEN_MACS)
 # LEADER's Ed25519 signature over OPEN_BYTES and its MAC table.
 OPEN_SIGNATURE = h(
-    "cb24f6d818952cc3ab711a0fa8c35922f5eacecb235e7491e2df35b383afb741",
-    "0f32c865401a685bae7fad7a5ffd178964324b4c93556dc6ba690bac9572420b",
+    "bd11d3c65d3a5ffc963cca7de911df43a8ccd3932252030ec1f50b8a7cd55008",
+    "44e1d41f1687da5362735898ed4e8befc11aa289afb99ee63537b6a467431f0c",
 )
 
 
@@ -417,11 +447,11 @@ def test_a_sealed_frame_is_body_mac_table_signature() -> None:
 
 
 # A member's CONTRIB: the body and its MAC16 under the key it shares with the leader.
-CONTRIB_MAC = h("685bf981d19bbc4cc6a11769a4c34abf")
+CONTRIB_MAC = h("95ed14748c73403fefc4bedcea3d1e37")
 # LEADER's Ed25519 signature over ABORT_BYTES (signed frames end with 64 bytes of it).
 ABORT_SIGNATURE = h(
-    "d8fced6bbbc903b944cd28ea7b4bb89132eacb368a08699c88b3cbcdd85f0a23",
-    "8fc201a69f1ae2c51f2954c2ca029768798b6b1006df01a1cae469a5ba761d0a",
+    "99328ad68bf4673bcbef2520d7914a216f121fb8c42a6d0a42a401d46f3e8211",
+    "6fc082a3472a32a3f0e03fa9aa4c8b418fa7c710da6fdf9566423e8fd651de09",
 )
 
 

@@ -1,0 +1,115 @@
+"""What an administrator does to a coalition file (lanon admin): the next version, with a
+member added, removed or given a new key, a gateway's share changed, signed.
+
+The file is edited as text, table by table, so that its comments stay. Every edit strips the
+signatures (they signed the old content) and raises the version; `sign` adds one.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lanon.common.coalition import Coalition, loads, signed_message
+from lanon.common.crypto import HostKey, encode_key
+from lanon.common.errors import ConfigError
+from lanon.common.templates import set_keys, toml_value
+
+_TABLE = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?$")
+
+
+def _blocks(text: str) -> list[tuple[str | None, list[str]]]:
+    """(table name, its lines) in order; the first block is what precedes any table."""
+    out: list[tuple[str | None, list[str]]] = [(None, [])]
+    for line in text.split("\n"):
+        m = _TABLE.match(line)
+        if m:
+            out.append((m.group(1), [line]))
+        else:
+            out[-1][1].append(line)
+    return out
+
+
+def _join(blocks: list[tuple[str | None, list[str]]]) -> str:
+    return "\n".join(line for _, lines in blocks for line in lines)
+
+
+def _named(lines: list[str], name: str) -> bool:
+    return any(re.match(rf'^\s*name\s*=\s*"{re.escape(name)}"\s*(#.*)?$', x) for x in lines)
+
+
+def unsigned(text: str) -> str:
+    blocks = [b for b in _blocks(text) if b[0] != "signatures"]
+    return _join(blocks).rstrip("\n") + "\n"
+
+
+def next_version(text: str, path: Path) -> str:
+    """The same content, one version up and unsigned."""
+    c = loads(text, path, signatures=False)
+    return set_keys(unsigned(text), {"version": c.version + 1}, "coalition")
+
+
+def add_host(text: str, kind: str, values: dict[str, object]) -> str:
+    """A [[members]] or [[gateways]] table after the last one of its kind."""
+    blocks = _blocks(text)
+    table = [f"[[{kind}]]"] + [f"{k} = {toml_value(v)}" for k, v in values.items() if v] + [""]
+    last = max((i for i, (t, _) in enumerate(blocks) if t == kind), default=len(blocks) - 1)
+    if blocks[last][1] and blocks[last][1][-1].strip():
+        blocks[last][1].append("")
+    blocks.insert(last + 1, (kind, table))
+    return _join(blocks)
+
+
+def remove_host(text: str, kind: str, name: str) -> str:
+    blocks = _blocks(text)
+    kept = [b for b in blocks if not (b[0] == kind and _named(b[1], name))]
+    if len(kept) == len(blocks):
+        raise ConfigError(f"no [[{kind}]] named {name!r}")
+    return _join(kept)
+
+
+def set_host(text: str, kind: str, name: str, values: dict[str, object]) -> str:
+    blocks = _blocks(text)
+    for i, (table, lines) in enumerate(blocks):
+        if table == kind and _named(lines, name):
+            body = set_keys("\n".join(lines[1:]), values)
+            blocks[i] = (table, [lines[0], *body.split("\n")])
+            return _join(blocks)
+    raise ConfigError(f"no [[{kind}]] named {name!r}")
+
+
+def sign(text: str, path: Path, key: HostKey) -> str:
+    """`text` with `key`'s signature added (one that key made before is replaced)."""
+    c = loads(text, path, signatures=False)
+    if key.public not in c.admins:
+        raise ConfigError(f"{path}: this key is not one of [admin] keys")
+    mine = encode_key(key.public)
+    blocks = [
+        b
+        for b in _blocks(text)
+        if not (b[0] == "signatures" and any(mine in line for line in b[1]))
+    ]
+    out = _join(blocks).rstrip("\n") + "\n"
+    sig = encode_key(key.sign(signed_message(c.fingerprint)))
+    return out + f'\n[[signatures]]\nkey = "{mine}"\nsignature = "{sig}"\n'
+
+
+def member_added(c: Coalition, name: str, public: bytes, address: str = "") -> str:
+    if any(m.name == name for m in c.members) or any(g.name == name for g in c.gateways):
+        raise ConfigError(f"{name!r} is already a host of coalition {c.coalition.name}")
+    text = next_version(c.text, c.path)
+    return add_host(
+        text, "members", {"name": name, "public_key": encode_key(public), "address": address}
+    )
+
+
+def member_removed(c: Coalition, name: str) -> str:
+    c.member(name)
+    return remove_host(next_version(c.text, c.path), "members", name)
+
+
+def key_replaced(c: Coalition, name: str, public: bytes) -> str:
+    kind = "members" if any(m.name == name for m in c.members) else "gateways"
+    if kind == "gateways":
+        c.gateway(name)
+    return set_host(next_version(c.text, c.path), kind, name, {"public_key": encode_key(public)})

@@ -1,0 +1,143 @@
+"""Versions applied while the lanon runs (in memory): a member joins, one is removed, a key is
+replaced and a gateway's share moves, with no engine made anew; flows and the lead go on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lanon.common import admin, wire
+from lanon.common.coalition import Coalition, loads
+from lanon.common.crypto import HostKey
+from lanon.common.engine import signed
+from lanon.common.events import (
+    FrameRejected,
+    OutputSeen,
+    Retired,
+    VersionApplied,
+    VersionRefused,
+)
+from lanon.common.versions import Outcome
+from lanon.lab.packets import echo_internet
+from lanon.lab.sim import ADMIN, Lan, make_versioned
+from tests.packets import udp
+
+PATH = Path("test-coalition.toml")
+
+
+def running(members: int = 3, gateways: int = 1) -> Lan:
+    c, keys = make_versioned(members, gateways)
+    lan = Lan(c, keys, internet=echo_internet)
+    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * members)
+    return lan
+
+
+def publish(lan: Lan, text: str) -> Coalition:
+    """The administrator gives gateway1 a signed version; it goes out on the LAN."""
+    signed_text = admin.sign(text, PATH, ADMIN)
+    considered = lan.gateway("gateway1").offer_version(signed_text, lan.now)
+    assert considered.outcome is Outcome.APPLIED, considered
+    lan.collect()
+    assert considered.coalition is not None
+    return considered.coalition
+
+
+def echo(lan: Lan, member: str, sport: int) -> None:
+    host = lan.host(member)
+    host.injected.clear()
+    lan.submit(member, udp(sport=sport, payload=b"hello"))
+    lan.run_until(lambda: bool(host.injected), limit=5)
+
+
+def in_rounds(lan: Lan) -> frozenset[int]:
+    """The members of the round being collected (empty between rounds)."""
+    col = lan.gateway().leader.collecting
+    return col.roster if col is not None else frozenset()
+
+
+def on_version(lan: Lan, version: int) -> bool:
+    return all(h.engine.c.version == version for h in lan.hosts.values())
+
+
+def test_a_member_joins_and_one_is_removed_while_a_flow_goes_on() -> None:
+    lan = running(3)
+    gw = lan.gateway()
+    engines = {h.name: h.engine for h in lan.hosts.values()}
+    echo(lan, "member1", 5000)
+    port = {f.port for f in gw.flows.by_tag.values()}
+
+    newcomer = HostKey(bytes([44]) * 32)
+    v2 = publish(lan, admin.member_added(gw.c, "member4", newcomer.public))
+    lan.run_until(lambda: on_version(lan, 2), limit=3)
+    lan.add_member("member4", newcomer, v2)
+    lan.run_until(lambda: 3 in in_rounds(lan), limit=5)
+    assert gw.leading and gw.leader.present == frozenset(range(4))
+    echo(lan, "member4", 6000)  # the newcomer's packets leave and its replies come back
+    echo(lan, "member1", 5000)  # the old flow, on the same port
+    assert {f.port for f in gw.flows.by_tag.values() if f.port in port} == port
+
+    hello = wire.Hello(0, lan.member("member2").c.fingerprint, 2).encode(gw.c.id, 1)
+    replayed = signed(lan.keys["member2"], hello)
+    v3 = publish(lan, admin.member_removed(gw.c, "member2"))
+    lan.run_until(lambda: on_version(lan, 3), limit=3)
+    assert lan.events("member2", Retired)
+    lan.run(1.0)
+    assert gw.leader.present == frozenset(range(3)) and len(v3.members) == 3
+    assert not lan.member("member2").in_roster
+    echo(lan, "member1", 5000)
+    echo(lan, "member4", 6000)
+    before = len(lan.events("gateway1", FrameRejected))
+    gw.receive_frame(lan.host("member2").mac, replayed, lan.now)  # its frames are refused
+    assert len(lan.events("gateway1", FrameRejected)) + len(gw.pop_events()) > before
+    assert gw.leader.members[1].state.value == "present"  # index 1 is member3 now, untouched
+    # no engine was made anew, and every host says which versions it applied
+    assert all(h.engine is engines[h.name] for h in lan.hosts.values() if h.name in engines)
+    applied = [(e.old, e.new) for e in lan.events("member1", VersionApplied)]  # type: ignore[attr-defined]
+    assert applied == [(1, 2), (2, 3)]
+
+
+def test_old_and_forged_versions_heard_on_the_lan_are_refused_and_counted() -> None:
+    lan = running(3)
+    gw = lan.gateway()
+    v1 = gw.c
+    publish(lan, admin.member_added(v1, "member4", HostKey(bytes([44]) * 32).public))
+    lan.run_until(lambda: on_version(lan, 2), limit=3)
+    forged = loads(admin.next_version(gw.c.text, PATH), PATH, signatures=False)
+    from lanon.common.versions import chunks
+
+    m1 = lan.member("member1")
+    for frame in chunks(v1) + chunks(forged):  # a replay of version 1, an unsigned version 3
+        m1.receive_frame(b"\x02" * 6, frame, lan.now)
+    refused = [e.outcome for e in m1.pop_events() if isinstance(e, VersionRefused)]
+    assert refused == ["forged"]  # version 1 is older than ours: not even reassembled
+    assert m1.c.version == 2
+
+
+def test_a_member_key_is_replaced_without_restarts() -> None:
+    lan = running(4)
+    gw = lan.gateway()
+    new_key = HostKey(bytes([77]) * 32)
+    m2, m3 = lan.member("member2"), lan.member("member3")
+    m3.next_key = new_key  # lanon rekey made it, and asked
+    publish(lan, admin.key_replaced(gw.c, "member3", new_key.public))
+    publish(lan, admin.key_replaced(gw.c, "member2", HostKey(bytes([78]) * 32).public))
+    lan.run_until(lambda: on_version(lan, 3), limit=3)
+    assert m3.key is new_key and not m3.retired
+    assert m2.retired  # a key it does not hold: out, and nothing leaves
+    lan.run_until(lambda: in_rounds(lan) == frozenset({0, 2, 3}), limit=5)
+    echo(lan, "member3", 7000)
+
+
+def test_a_share_moves_to_a_new_gateway_with_announcements() -> None:
+    lan = running(3, 2)
+    g1, g2 = lan.gateway("gateway1"), lan.gateway("gateway2")
+    text = admin.set_host(
+        admin.next_version(g1.c.text, PATH),
+        "gateways",
+        "gateway2",
+        {"addresses": ["198.18.0.196/30", "198.18.0.200/30"]},
+    )
+    publish(lan, text)
+    lan.run_until(lambda: on_version(lan, 2), limit=3)
+    lan.run(8.0)  # probes of the new addresses, then claims
+    assert len(g2.addresses) == 12 and len(g2.held) == 8 and len(g1.held) == 4
+    echo(lan, "member1", 8000)
