@@ -52,6 +52,11 @@ class SaveCoalition(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class AdoptNextKey(Command):
+    """A version gave this host the key `lanon rekey` made: it replaces the old one on disk."""
+
+
+@dataclass(frozen=True, slots=True)
 class EmitPacket(Command):
     """Gateway: send an IPv4 packet towards the Internet."""
 
@@ -449,6 +454,15 @@ class MemberExcluded(Event):
 
     name: str
     round: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlowsEnded(Event):
+    """No rounds for [coalition] disband_timeout: every flow is given up (seed 000 §4.5). A
+    member resets its own applications' TCP connections, inside the host; nothing leaves."""
+
+    flows: int
+    reset: int  # of them, TCP connections reset locally (members)
 
 
 @dataclass(frozen=True, slots=True)

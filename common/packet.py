@@ -427,5 +427,25 @@ def icmp_error(pkt: bytes | bytearray, code: int, mtu: int = 0) -> bytes:
     return bytes(hdr) + bytes(icmp)
 
 
+def tcp_reset(src: bytes, dst: bytes, sport: int, dport: int, seq: int) -> bytes:
+    """A bare TCP RST from src:sport to dst:dport with sequence number `seq` (a member ends
+    its own applications' connections with it: it never leaves the host)."""
+    tcp = bytearray(struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x04, 0, 0, 0))
+    pseudo = src + dst + struct.pack("!BBH", 0, TCP, len(tcp))
+    tcp[16:18] = _H.pack(checksum(pseudo + tcp))
+    hdr = bytearray(
+        struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, TCP, 0, src, dst)
+    )
+    hdr[10:12] = _H.pack(checksum(hdr))
+    return bytes(hdr) + bytes(tcp)
+
+
+def tcp_ack_number(pkt: bytes | bytearray, ihl: int) -> int | None:
+    """The acknowledgment number of a TCP segment with ACK set, else None."""
+    if len(pkt) < ihl + 14 or not pkt[ihl + 13] & 0x10:
+        return None
+    return int.from_bytes(pkt[ihl + 8 : ihl + 12], "big")
+
+
 UNREACH_FRAG_NEEDED = 4
 UNREACH_PROHIBITED = 13

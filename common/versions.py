@@ -37,6 +37,7 @@ PARSES_PER_SECOND = 8
 KEPT_PARTIALS = 4  # texts being reassembled at once
 KEPT_REFUSED = 64  # digests of texts refused: not looked at twice
 JOIN_INTERVAL = 1.0  # seconds between a joining host's requests
+REKEY_INTERVAL = 5.0  # seconds between the requests of a host that made a new key
 JOIN_FRESH = 30.0  # seconds a JOIN's clock may be off: older ones are replays
 MAX_PENDING = 32
 PENDING_TTL = 3600.0  # seconds a request waits for the administrator

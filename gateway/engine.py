@@ -20,6 +20,7 @@ from lanon.common.events import (
     AddressClaimed,
     AddressReleased,
     ArpAnswered,
+    FlowsEnded,
     FlowsReceived,
     GatewayChanged,
     JoinRequested,
@@ -97,6 +98,7 @@ class GatewayEngine(EngineBase):
         self.next_repeat = now  # the version's text, repeated on the LAN (versioned only)
         self.retired = False  # a version left us out: nothing but versions from here on
         self.host_versions: dict[str, int] = {}  # other hosts' versions, as last heard
+        self._output_seen = (0, now)  # (last round output processed, when): flows end after
 
     def _me(self, coalition: Coalition) -> GatewayPeer:
         me = coalition.gateway(self.name)
@@ -498,6 +500,7 @@ class GatewayEngine(EngineBase):
             self.next_heartbeat = now + self.c.rounds.heartbeat_interval
             return
         self._report_turned_away(now)
+        self._end_flows_if_disbanded(now)
         if now - self._last_timer > self.c.rounds.gateway_timeout:
             self._after_pause(now)
         self._last_timer = now
@@ -517,6 +520,16 @@ class GatewayEngine(EngineBase):
         if self.leading:
             self.leader.handle_timer(now)
         self._trace_proven(now)
+
+    def _end_flows_if_disbanded(self, now: float) -> None:
+        """No round output for disband_timeout: the lanon disbanded for good, or for too long
+        to recover its flows (seed 000 §4.5). Every gateway forgets them silently: the
+        Internet hosts' ends time out; no burst of resets links them."""
+        last, since = self._output_seen
+        if self.egress.last_round != last:
+            self._output_seen = (self.egress.last_round, now)
+        elif now - since >= self.c.coalition.disband_timeout and len(self.flows):
+            self.event(FlowsEnded(self.flows.clear(), 0))
 
     def _after_pause(self, now: float) -> None:
         """Our timers ran late by more than a gateway timeout: this process was frozen (SIGSTOP,

@@ -157,6 +157,13 @@ class FlowTable:
             self._remove(f)
         return gone
 
+    def clear(self) -> int:
+        n = len(self.by_tag)
+        self.by_tag.clear()
+        self.by_port.clear()
+        self.in_use.clear()
+        return n
+
     def _remove(self, f: GatewayFlow) -> None:
         del self.by_tag[f.tag]
         del self.by_port[(f.proto, f.anon, f.port)]

@@ -20,6 +20,7 @@ from lanon.common import admin
 from lanon.common import coalition as coalition_mod
 from lanon.common.crypto import HostKey, encode_key
 from lanon.common.events import (
+    AdoptNextKey,
     Command,
     EmitPacket,
     Event,
@@ -272,7 +273,7 @@ class Lan:
                                 h.engine.receive_packet(reply, self.now)
             elif isinstance(cmd, InjectPacket):
                 sender.injected.append(cmd.packet)
-            elif isinstance(cmd, SendArp | SaveCoalition):
+            elif isinstance(cmd, SendArp | SaveCoalition | AdoptNextKey):
                 pass
             elif isinstance(cmd, FilterSources):
                 sender.allow = cmd.allow

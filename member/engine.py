@@ -28,7 +28,9 @@ from lanon.common.engine import EngineBase, check_sealed, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
     AckReplaced,
+    AdoptNextKey,
     DropReason,
+    FlowsEnded,
     InjectPacket,
     Joining,
     PacketDropped,
@@ -54,8 +56,17 @@ from lanon.common.packet import (
     parse,
     pure_ack,
     set_source,
+    tcp_ack_number,
+    tcp_reset,
 )
-from lanon.common.versions import Outcome, VersionBook, changes
+from lanon.common.versions import (
+    JOIN_INTERVAL,
+    REKEY_INTERVAL,
+    Outcome,
+    VersionBook,
+    changes,
+    join_frame,
+)
 from lanon.member.contributor import Contributor, Pending
 from lanon.member.flows import MemberFlow, MemberFlows
 from lanon.member.inbound import InboundReceiver
@@ -104,15 +115,26 @@ class MemberEngine(EngineBase):
         self.wanted_gateways = gateways or []
         self._accusation: Accusation | None = None  # to seal after the next answer
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
-        self.me = self._me(coalition)
+        # Out of the coalition: retired by a version, or joining (a versioned coalition that
+        # does not list us yet: we ask, with JOIN, until a version does). Rounds go on
+        # without us; nothing of ours leaves but the requests.
+        self.retired = self.joining = False
+        try:
+            self.me = self._me(coalition)
+        except ConfigError:
+            if not coalition.versioned:
+                raise
+            self.me = Peer(len(coalition.members), name, key.public)  # in no round
+            self.retired = self.joining = True
         self._build(coalition)
         self.versions = VersionBook(coalition)
-        self.retired = False  # a version left us out: nothing but versions from here on
         self.behind = 0  # a newer version a leader runs, that we have not heard whole yet
         self.next_key: HostKey | None = None  # asked for by `lanon rekey`: a version gives it
+        self.next_join = now  # the next JOIN (joining, or asking for next_key)
         # How the lanon looks from here (member/health.py): times of the last OPEN of any
         # roster, of the last naming us, and of a leading gateway's verified heartbeat.
         self.last_open = float("-inf")
+        self.rounds_seen_at = now  # the last OPEN, or our start: flows end after long silence
         self.last_in_roster = float("-inf")
         self.last_heartbeat = float("-inf")
         # No round naming us for this long: out of the roster (the leader is gone or new).
@@ -159,16 +181,20 @@ class MemberEngine(EngineBase):
         listed = {m.name: m.public for m in new.members}
         if self.next_key is not None and listed.get(self.name) == self.next_key.public:
             self.key, self.next_key = self.next_key, None  # the rotation we asked for
+            self.command(AdoptNextKey())
         try:
             self.me = self._me(new)
         except ConfigError:
             self.c = new
+            if self.joining:
+                return  # still not us: we go on asking
             self.retired = True
             old_rounds.queue.clear()
             if old_rounds.in_roster:
                 old_rounds.leave()
             self.event(Retired(new.version))
             return
+        self.retired = self.joining = False
         self._build(new)
         self.keys.carry(old_keys, old, now)
         self.rounds.carry(old_rounds)
@@ -262,6 +288,7 @@ class MemberEngine(EngineBase):
         buf = bytearray(packet)
         if p.flow.proto == TCP:
             clamp_mss(buf, p.ihl, self.c.mss)
+            entry.last_ack = tcp_ack_number(packet, p.ihl) or entry.last_ack
         set_source(buf, p, entry.anon, 0)
         entry.state.update(p.tcp_flags, True, now)
         entry.sent += 1
@@ -419,7 +446,7 @@ class MemberEngine(EngineBase):
             self.rounds.refuse(gateway.index, src, o.round, RefuseReason.CLOCK, detail)
             return
         self.trusted((GATEWAY, gateway.index), src)
-        self.last_open = self.last_heartbeat = now
+        self.last_open = self.last_heartbeat = self.rounds_seen_at = now
         self.keys.follow(o.epoch, now)
         if self.me.index in o.roster:
             self.last_in_roster = now
@@ -441,6 +468,9 @@ class MemberEngine(EngineBase):
     # --- timers ---------------------------------------------------------------------------
 
     def get_timer(self) -> float:
+        asking = self.joining or self.next_key is not None
+        if asking and self.next_join < self.next_housekeeping:
+            return self.next_join
         if self.retired:
             return self.next_housekeeping
         t = min(self.next_housekeeping, self.keys.get_timer(), self.rounds.get_timer())
@@ -449,6 +479,8 @@ class MemberEngine(EngineBase):
         return min(t, self.next_hello)
 
     def handle_timer(self, now: float) -> None:
+        if now >= self.next_join:
+            self._ask(now)
         if self.retired:
             self.next_housekeeping = now + HOUSEKEEPING
             return
@@ -463,6 +495,24 @@ class MemberEngine(EngineBase):
             self.next_housekeeping = now + HOUSEKEEPING
             self.flows.expire(now)
             self.inbound.expire(now)
+            quiet = now - self.rounds_seen_at
+            if len(self.flows) and quiet >= self.c.coalition.disband_timeout:
+                self._end_flows()
+
+    def _end_flows(self) -> None:
+        """No round for disband_timeout (the lanon disbanded, or its gateways are gone): no
+        hope of recovering the flows (seed 000 §4.5). Our applications learn it at once, from
+        a reset each connection gets inside this host; nothing is sent on the LAN or beyond,
+        so nobody sees a burst of resets that would link the connections."""
+        gone = self.flows.clear()
+        reset = 0
+        for f in gone:
+            if f.key[0] == TCP and f.last_ack is not None:
+                rst = tcp_reset(f.remote, f.local_addr, f.key[4], f.local_port, f.last_ack)
+                self.command(InjectPacket(rst))
+                reset += 1
+        self.rounds.queue.clear()
+        self.event(FlowsEnded(len(gone), reset))
 
     def _hello(self, now: float) -> None:
         if now < self.next_hello:
@@ -472,7 +522,24 @@ class MemberEngine(EngineBase):
         self.send(wire.BROADCAST, signed(self.key, hello.encode(self.c.id, self.me.index)))
         self.event(Joining(self.rounds.last_round))
 
+    def _ask(self, now: float) -> None:
+        """A JOIN: to be added (joining), or to have the key we made replace ours."""
+        if self.joining:
+            frame = join_frame(self.c, self.name, self.key, wall_ms(now, self.wall_offset), None)
+            self.next_join = now + JOIN_INTERVAL
+        elif self.next_key is not None:
+            ms = wall_ms(now, self.wall_offset)
+            frame = join_frame(self.c, self.name, self.next_key, ms, self.key)
+            self.next_join = now + REKEY_INTERVAL
+        else:
+            self.next_join = float("inf")
+            return
+        self.send(wire.BROADCAST, frame)
+
     def start(self, now: float) -> None:
+        if self.joining:
+            self._ask(now)
+            return
         self._hello(now)
 
 

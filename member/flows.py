@@ -47,6 +47,7 @@ class MemberFlow:
     ack: Pending | None = None
     ack_no: int = 0
     ack_first: int = 0  # the counter the queued ACK's place was first taken with
+    last_ack: int | None = None  # TCP: the last ACK number our stack sent (what it expects)
 
     def wants_wrap(self, now: float) -> bool:
         """Whether the next packet should carry the key wrap."""
@@ -110,6 +111,12 @@ class MemberFlows:
         for f in gone:
             del self._by_key[f.key]
             del self._by_tag[f.tag]
+        return gone
+
+    def clear(self) -> list[MemberFlow]:
+        gone = list(self._by_key.values())
+        self._by_key.clear()
+        self._by_tag.clear()
         return gone
 
     def __len__(self) -> int:

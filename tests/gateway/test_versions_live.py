@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scapy.layers.inet import IP, TCP
+
 from lanon.common import admin, wire
 from lanon.common.coalition import Coalition, loads
 from lanon.common.crypto import HostKey
 from lanon.common.engine import signed
 from lanon.common.events import (
+    FlowsEnded,
     FrameRejected,
     OutputSeen,
     Retired,
@@ -19,7 +22,7 @@ from lanon.common.events import (
 from lanon.common.versions import Outcome
 from lanon.lab.packets import echo_internet
 from lanon.lab.sim import ADMIN, Lan, make_versioned
-from tests.packets import udp
+from tests.packets import checksums_ok, tcp, udp
 
 PATH = Path("test-coalition.toml")
 
@@ -63,12 +66,17 @@ def test_a_member_joins_and_one_is_removed_while_a_flow_goes_on() -> None:
     gw = lan.gateway()
     engines = {h.name: h.engine for h in lan.hosts.values()}
     echo(lan, "member1", 5000)
+    newcomer_engines = len(engines) + 1
     port = {f.port for f in gw.flows.by_tag.values()}
 
     newcomer = HostKey(bytes([44]) * 32)
-    v2 = publish(lan, admin.member_added(gw.c, "member4", newcomer.public))
+    lan.add_member("member4", newcomer, gw.c)  # a host with the file, not in it: it asks
+    lan.run_until(lambda: bool(gw.joins.requests), limit=3)
+    [request] = gw.joins.requests.values()
+    assert request.name == "member4" and request.public == newcomer.public
+    publish(lan, admin.member_added(gw.c, request.name, request.public))
     lan.run_until(lambda: on_version(lan, 2), limit=3)
-    lan.add_member("member4", newcomer, v2)
+    assert not gw.joins.requests
     lan.run_until(lambda: 3 in in_rounds(lan), limit=5)
     assert gw.leading and gw.leader.present == frozenset(range(4))
     echo(lan, "member4", 6000)  # the newcomer's packets leave and its replies come back
@@ -91,6 +99,7 @@ def test_a_member_joins_and_one_is_removed_while_a_flow_goes_on() -> None:
     assert gw.leader.members[1].state.value == "present"  # index 1 is member3 now, untouched
     # no engine was made anew, and every host says which versions it applied
     assert all(h.engine is engines[h.name] for h in lan.hosts.values() if h.name in engines)
+    assert len(lan.hosts) == newcomer_engines
     applied = [(e.old, e.new) for e in lan.events("member1", VersionApplied)]  # type: ignore[attr-defined]
     assert applied == [(1, 2), (2, 3)]
 
@@ -117,8 +126,12 @@ def test_a_member_key_is_replaced_without_restarts() -> None:
     gw = lan.gateway()
     new_key = HostKey(bytes([77]) * 32)
     m2, m3 = lan.member("member2"), lan.member("member3")
-    m3.next_key = new_key  # lanon rekey made it, and asked
-    publish(lan, admin.key_replaced(gw.c, "member3", new_key.public))
+    m3.next_key = new_key  # lanon rekey made it: the engine asks, signed by both keys
+    m3.next_join = lan.now
+    lan.run_until(lambda: bool(gw.joins.requests), limit=3)
+    [request] = gw.joins.requests.values()
+    assert request.old_public == lan.keys["member3"].public
+    publish(lan, admin.key_replaced(gw.c, "member3", request.public))
     publish(lan, admin.key_replaced(gw.c, "member2", HostKey(bytes([78]) * 32).public))
     lan.run_until(lambda: on_version(lan, 3), limit=3)
     assert m3.key is new_key and not m3.retired
@@ -141,3 +154,32 @@ def test_a_share_moves_to_a_new_gateway_with_announcements() -> None:
     lan.run(8.0)  # probes of the new addresses, then claims
     assert len(g2.addresses) == 12 and len(g2.held) == 8 and len(g1.held) == 4
     echo(lan, "member1", 8000)
+
+
+def test_a_version_below_min_members_disbands_and_a_long_disband_ends_flows_quietly() -> None:
+    c, keys = make_versioned(3, coalition={"disband_timeout": 5.0})
+    lan = Lan(c, keys, internet=echo_internet)
+    lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 9)
+    gw = lan.gateway()
+    m1 = lan.member("member1")
+    lan.submit("member1", tcp(sport=41000, flags="S", seq=100))
+    lan.submit("member1", tcp(sport=41000, flags="A", seq=101, ack=5000))
+    lan.run_until(lambda: len(gw.flows) == 1, limit=3)
+    publish(lan, admin.member_removed(gw.c, "member2"))
+    lan.run_until(lambda: on_version(lan, 2), limit=3)
+    lan.run(1.0)
+    assert gw.leader.phase.value == "disbanded" and "min_members" in gw.c.shortfall
+    emitted = len(lan.emitted)
+    m1_host = lan.host("member1")
+    m1_host.injected.clear()
+    lan.run(3.0)
+    assert len(m1.flows) == 1 and len(gw.flows) == 1  # not yet: a disband may be short
+    lan.run(4.0)
+    assert len(m1.flows) == 0 and len(gw.flows) == 0
+    [ended] = [e for e in lan.events("member1") if isinstance(e, FlowsEnded)]
+    assert (ended.flows, ended.reset) == (1, 1)
+    [rst] = m1_host.injected  # inside the host: the application's connection is reset
+    assert IP(rst)[TCP].flags == "R" and IP(rst)[TCP].seq == 5000 and IP(rst)[TCP].dport == 41000
+    assert IP(rst).src == "203.0.113.10" and checksums_ok(rst)
+    assert len(lan.emitted) == emitted  # and nothing left for the Internet: no burst of resets
+    assert lan.events("gateway1", FlowsEnded)
