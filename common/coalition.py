@@ -88,9 +88,9 @@ class CoalitionSection:
     )
     disband_timeout: float = opt(
         600.0,
-        "seconds a lanon may stay disbanded (too few members) before its flows are ended: "
-        "gateways forget them, and their TCP connections are reset one by one at random "
-        "moments, not in a burst that would link them",
+        "seconds without rounds (the lanon disbanded: too few members) before its flows are "
+        "ended: members reset their applications' connections inside the host and gateways "
+        "forget them; nothing is sent, so no burst of resets links them",
         between(1, 86400 * 30),
     )
 

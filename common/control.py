@@ -55,7 +55,7 @@ class ControlServer:
         with conn:
             conn.settimeout(0.5)
             try:
-                request = conn.recv(256).decode("utf-8", "replace").strip() or "status"
+                request = _read_line(conn).decode("utf-8", "replace").strip() or "status"
                 answer = self.handler(request)
                 conn.sendall(json.dumps(answer, sort_keys=True).encode() + b"\n")
             except OSError:
@@ -65,6 +65,19 @@ class ControlServer:
         self.sock.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+MAX_REQUEST = 1 << 20  # a request line: a coalition file's text in base64 fits
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\n" not in data and len(data) < MAX_REQUEST:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\n", 1)[0]
 
 
 def query(path: Path, request: str = "status", timeout: float = 2.0) -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import enum
 import ipaddress
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -14,13 +16,16 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from lanon.common import events as ev
+from lanon.common.coalition import Coalition
 from lanon.common.control import ControlServer
 from lanon.common.daemon_config import DaemonSettings, Loaded, control_path
 from lanon.common.errors import RejectReason
+from lanon.common.events import SaveCoalition
 from lanon.common.iptables import Jump
 from lanon.common.loop import Reactor
 from lanon.common.metrics import BaseMetrics
 from lanon.common.metrics_http import MetricsServer, parse_listen
+from lanon.common.versions import Considered
 
 LOG_EVERY = 10.0  # seconds between repeated warnings of one kind
 PAUSE_WARN_AFTER = 5.0  # seconds a pause lasts before it is a WARNING (restarts pause briefly)
@@ -76,7 +81,7 @@ class DaemonBase:
     ) -> None:
         self.settings = settings
         self.loaded = loaded
-        self.c = loaded.coalition
+        self._started_with = loaded.coalition
         self.log = logging.getLogger(f"lanon.{self.role}")
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry()
@@ -88,6 +93,32 @@ class DaemonBase:
         self._paused: tuple[float, str] | None = None  # since when, and why (LanonDisbanded)
         self._paused_warned = False
         self.metrics: BaseMetrics
+
+    @property
+    def c(self) -> Coalition:
+        """The coalition as the engine runs it now (a version may have replaced the file's)."""
+        c: Coalition = getattr(getattr(self, "engine", None), "c", self._started_with)
+        return c
+
+    # --- versions ---------------------------------------------------------------------------
+
+    def save_coalition(self, cmd: SaveCoalition) -> None:
+        """Write the version just applied over the coalition file, atomically, so that the
+        next start runs it; a file we cannot write is said, and the daemon goes on."""
+        path = self._started_with.path
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        try:
+            tmp.write_text(cmd.text)
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            self.log.warning(
+                "cannot write the new version to %s (%s): it runs, but a restart would run "
+                "the old one until a gateway repeats the new",
+                path,
+                exc.strerror,
+            )
 
     # --- serving ----------------------------------------------------------------------------
 
@@ -120,9 +151,23 @@ class DaemonBase:
         self.reactor.add_reader(self.control.fileno(), self.control.handle)
 
     def _control(self, request: str) -> dict[str, Any]:
-        if request == "status":
+        verb, _, arg = request.partition(" ")
+        if verb == "status":
             return self.status()
-        return {"error": f"unknown request {request!r}; try 'status'"}
+        if verb == "coalition":  # the file this daemon runs: what lanon admin edits
+            return {"version": self.c.version, "text": self.c.text, "path": str(self.c.path)}
+        if verb == "publish":  # a signed version an administrator gives (lanon admin publish)
+            try:
+                text = base64.b64decode(arg, validate=True).decode()
+            except ValueError:
+                return {"error": "publish: expected the file's text in base64"}
+            considered = self.offer_version(text, self.reactor.clock())
+            self.flush(self.reactor.clock())
+            return {"outcome": considered.outcome.value, "detail": considered.detail}
+        return {"error": f"unknown request {verb!r}; try 'status'"}
+
+    def offer_version(self, text: str, now: float) -> Considered:
+        raise NotImplementedError
 
     def status(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -309,6 +354,51 @@ class DaemonBase:
                     e.added,
                     e.sender,
                     e.refused,
+                )
+            case ev.VersionApplied():
+                changed = [
+                    f"{what} {', '.join(names)}"
+                    for what, names in (
+                        ("added", e.joined),
+                        ("removed", e.left),
+                        ("new key for", e.rekeyed),
+                    )
+                    if names
+                ]
+                self.log.warning(
+                    "coalition version %d applied (was %d), without a restart%s",
+                    e.new,
+                    e.old,
+                    ": " + "; ".join(changed) if changed else "",
+                )
+            case ev.VersionRefused():
+                self.say_once(
+                    logging.INFO if e.outcome in ("older", "busy") else logging.WARNING,
+                    f"version-{e.outcome}",
+                    now,
+                    "refused a coalition file heard on the LAN (%s): %s",
+                    e.outcome,
+                    e.detail or "-",
+                )
+            case ev.JoinRequested():
+                self.log.warning(
+                    "%s asks %s (lanon admin pending lists it; lanon admin approve %s adds it)",
+                    e.name,
+                    "for a new key" if e.rotation else "to join",
+                    e.name,
+                )
+            case ev.Retired():
+                self.log.error(
+                    "version %d of the coalition file leaves this host out: it takes no part "
+                    "from now on (its rules stay: nothing leaves with its address)",
+                    e.version,
+                )
+            case ev.FlowsEnded():
+                self.log.warning(
+                    "no rounds for %.0f s (disband_timeout): %d flows ended%s",
+                    self.c.coalition.disband_timeout,
+                    e.flows,
+                    f", {e.reset} TCP connections reset inside this host" if e.reset else "",
                 )
             case ev.GatewayChanged():
                 self.log.info("gateway %s is %s", e.name, "alive" if e.alive else "silent")

@@ -60,6 +60,8 @@ class Loaded:
     path: Path
     coalition: Coalition
     key: HostKey
+    key_path: Path | None = None
+    next_key: HostKey | None = None  # `lanon rekey` made it: a version is to give it
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -78,20 +80,35 @@ def load(cls: type[S], path: Path, role: str) -> tuple[S, Loaded]:
     base = path.parent
     coalition = coalition_mod.load(resolve(base, settings.coalition))
     hosts = coalition.members if role == "member" else coalition.gateways
-    if settings.name not in {h.name for h in hosts}:
+    key_path = resolve(base, settings.private_key)
+    key = read_private_key(key_path)
+    next_path = next_key_path(key_path)
+    next_key = read_private_key(next_path) if next_path.exists() else None
+    listed = {h.name: h.public for h in hosts}
+    if role == "member" and coalition.versioned and listed.get(settings.name) != key.public:
+        # Not (yet) in the coalition with this key: the daemon asks to join (member/engine.py),
+        # unless a version already gave the key lanon rekey made.
+        if next_key is None or listed.get(settings.name) != next_key.public:
+            return settings, Loaded(path, coalition, key, key_path, next_key)
+        next_path.replace(key_path)
+        return settings, Loaded(path, coalition, next_key, key_path, None)
+    if settings.name not in listed:
         raise ConfigError(
             f"{path}: name = {settings.name!r}: expected the name of a {role} of {coalition.path} "
             f"({', '.join(h.name for h in hosts)})"
         )
     peer = coalition.member(settings.name) if role == "member" else coalition.gateway(settings.name)
-    key_path = resolve(base, settings.private_key)
-    key = read_private_key(key_path)
     if key.public != peer.public:
         raise ConfigError(
             f"{key_path}: this key is not {role} {settings.name}'s: its public key "
             f"{encode_key(key.public)} is not the one in {coalition.path}"
         )
-    return settings, Loaded(path, coalition, key)
+    return settings, Loaded(path, coalition, key, key_path, next_key)
+
+
+def next_key_path(key_path: Path) -> Path:
+    """Where `lanon rekey` keeps the key it made until a version gives it."""
+    return key_path.with_name(key_path.name + ".next")
 
 
 def control_path(settings: DaemonSettings, base: Path) -> Path | None:

@@ -71,6 +71,17 @@ class BaseMetrics:
         self.rounds_rate = RoundRate()
         self.local: PyCounter[str] = PyCounter()  # figures for `lanon status` only
         self.internal_errors = self.internal_error_counter(r)
+        self.versions = Counter(
+            "lanon_versions_total",
+            "Coalition file versions applied, and those refused by why (older: a replay or a "
+            "host behind; forged: not signed by enough administrators; conflict: our number "
+            "with other content; foreign; invalid; busy)",
+            ["outcome"],
+            registry=r,
+        )
+        self.version = Gauge(
+            "lanon_coalition_version", "Version of the coalition file this host runs", registry=r
+        )
         self.lan_filtered = Gauge(
             "lanon_lan_filtered",
             "1 while the LAN is flooded and only verified hosts' frames are read",
@@ -93,6 +104,11 @@ class BaseMetrics:
             self.local[f"rejected_{e.reason.value}"] += e.count
         elif isinstance(e, ev.EpochChanged):
             self.epoch.set(e.epoch)
+        elif isinstance(e, ev.VersionApplied):
+            self.versions.labels("applied").inc()
+            self.version.set(e.new)
+        elif isinstance(e, ev.VersionRefused):
+            self.versions.labels(e.outcome).inc()
         elif isinstance(e, ev.LanFlooded):
             self.lan_filtered.set(1 if e.active else 0)
 

@@ -22,10 +22,12 @@ from lanon.common.events import (
     EmitPacket,
     FilterSources,
     MemberState,
+    SaveCoalition,
     SendArp,
     SendFrame,
 )
 from lanon.common.rawsock import ETH_P_ARP, ETH_P_IP, LinkSocket
+from lanon.common.versions import Considered
 from lanon.gateway import rules
 from lanon.gateway.config import GatewaySettings
 from lanon.gateway.engine import GatewayEngine
@@ -70,6 +72,7 @@ class GatewayDaemon(DaemonBase):
             self.registry, settings.name, self.c.coalition.name
         )
         self.metrics.port_space.set(self.c.flows.port_max - self.c.flows.port_min + 1)
+        self.metrics.version.set(self.c.version)
         self.next_refresh = 0.0
         self.next_link_check = 0.0
 
@@ -79,10 +82,9 @@ class GatewayDaemon(DaemonBase):
         # The quiet-stack rules before any address is claimed; a watch puts them back within
         # a second if anything removes them (a firewall reload, iptables -t raw -F).
         self.watch: iptables.Watch | None = None
+        self._rules_for: list[str] = []
         if s.manage_rules:
-            own = rules.prefixes(self.c)
-            rules.install(own)
-            self.watch = iptables.Watch(rules.rulesets(own), self.rules_restored)
+            self._install_rules()
         self.lan = LinkSocket(s.interface, wire.ETHERTYPE)
         self.ip = LinkSocket(s.interface, ETH_P_IP, rcvbuf=16 << 20)
         self.arp = LinkSocket(s.interface, ETH_P_ARP)
@@ -94,6 +96,7 @@ class GatewayDaemon(DaemonBase):
             FilterSources: lambda cmd: self.lan.allow_only(cmd.allow),
             EmitPacket: self._emit,
             SendArp: lambda cmd: self.arp.send(cmd.dst, cmd.payload),
+            SaveCoalition: self.save_coalition,
         }
         r = self.reactor
         now = r.clock()
@@ -298,8 +301,33 @@ class GatewayDaemon(DaemonBase):
             else round(t.last_exclusion * 1000, 1),
         }
 
+    def _install_rules(self) -> bool:
+        """The quiet-stack rules for the anonymous addresses of the coalition as it runs now
+        (a version may change the shares), watched (the watch not started yet); False if
+        they were in place already."""
+        own = rules.prefixes(self.c)
+        if own == self._rules_for:
+            return False
+        if self.watch is not None:
+            self.watch.stop()
+        rules.install(own)
+        self._rules_for = own
+        self.watch = iptables.Watch(rules.rulesets(own), self.rules_restored)
+        return True
+
+    def report(self, events: list[ev.Event], now: float) -> None:
+        super().report(events, now)
+        versions = any(isinstance(e, ev.VersionApplied) for e in events)
+        if versions and self.s.manage_rules and self._install_rules() and self.watch is not None:
+            self.watch.start()
+
+    def offer_version(self, text: str, now: float) -> Considered:
+        return self.engine.offer_version(text, now)
+
     def _control(self, request: str) -> dict[str, Any]:
         verb, _, name = request.partition(" ")
+        if verb == "pending":
+            return {"pending": self.engine.joins.as_list(self.reactor.clock())}
         if verb != "readmit":
             return super()._control(request)
         e = self.engine
@@ -319,7 +347,13 @@ class GatewayDaemon(DaemonBase):
         m = self.metrics
         value = self.registry.get_sample_value
         disbanded = leader.phase is Phase.DISBANDED
-        if disbanded:
+        if e.retired:
+            state = "removed"
+            condition = (
+                f"removed: version {self.c.version} of the coalition file leaves this gateway "
+                "out; it holds no address and leads no round"
+            )
+        elif disbanded:
             state = "paused"
             condition = (
                 f"paused: {len(present)} of {len(self.c.members)} members present "
@@ -336,6 +370,10 @@ class GatewayDaemon(DaemonBase):
             "fingerprint": self.c.fingerprint.hex(),
             "version": __version__,
             "wire_version": wire.VERSION,
+            "coalition_version": self.c.version,
+            "host_versions": dict(sorted(e.host_versions.items())),
+            "pending": e.joins.as_list(now),  # join requests for the administrator
+            "shortfall": self.c.shortfall,  # why this version cannot run rounds, if it cannot
             "interface": self.s.interface,
             "state": state,
             "condition": condition,

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lanon.common import crypto, flowkey, wire
+from lanon.common import admin, crypto, flowkey, wire
 from lanon.common.accusation import Accusation
 from lanon.common.cell import (
     CELL_HEADER_LEN,
@@ -59,7 +59,7 @@ from lanon.common.cell import (
     encode_cell,
 )
 from lanon.common.clock import wall_us
-from lanon.common.coalition import Coalition, Schedule
+from lanon.common.coalition import Coalition, Schedule, loads
 from lanon.common.crypto import HostKey
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import (
@@ -91,11 +91,12 @@ from lanon.common.packet import (
 )
 from lanon.common.reservation import ENTRY_LEN
 from lanon.common.tree import order, place
+from lanon.common.versions import PendingJoins, VersionBook, chunks, join_frame
 from lanon.gateway import arp
 from lanon.gateway.defrag import MAX_DATAGRAM, Defragmenter
 from lanon.gateway.engine import GatewayEngine
 from lanon.gateway.flows import RECORD
-from lanon.lab.sim import WALL, make_coalition
+from lanon.lab.sim import ADMIN, WALL, make_coalition, make_versioned
 from lanon.member.engine import MemberEngine
 
 Engine = MemberEngine | GatewayEngine
@@ -463,6 +464,7 @@ class Corpus:
     fragments: list[bytes]
     cells: list[Cell]  # cells from real round outputs
     slots: list[bytes]
+    versioned: Coalition  # version 1 of a versioned coalition (COALITION frames: its next)
 
     @classmethod
     def build(cls, seed: int = 1) -> Corpus:
@@ -490,6 +492,7 @@ class Corpus:
         pair = crypto.gateway_pair_key(star.keys["gateway1"], star.keys["gateway2"].public)
         frame = head + flowkey.seal_part(pair, 0, 1 << 40, head, b"".join(records))
         frames[wire.MsgType.FLOWS].append(frame + star.keys["gateway1"].sign(frame))
+        versioned = _version_frames(frames)
         cells = _cells_of(star)
         cs = star.c.coalition.cell_size
         slots = [encode_cell(cs, c.tag, c.packet_id, c.index, c.count, c.data) for c in cells]
@@ -499,7 +502,25 @@ class Corpus:
         for p in whole:
             if len(p) > 600:
                 frags += fragment(bytes(p[:6]) + b"\0\0" + p[8:], 300)
-        return cls(star, tree, snapshots, lans, frames, whole, frags, cells, slots)
+        return cls(star, tree, snapshots, lans, frames, whole, frags, cells, slots, versioned)
+
+
+def _version_frames(frames: dict[int, list[bytes]]) -> Coalition:
+    """COALITION frames of a versioned coalition's next versions (signed, unsigned, with a
+    member more or less) and JOIN requests; version 1 of that coalition."""
+    c, keys = make_versioned(4, 2)
+    path = c.path
+    newcomer = crypto.HostKey(bytes([44]) * 32)
+    added = admin.member_added(c, "member5", newcomer.public)
+    texts = [admin.sign(added, path, ADMIN), added, admin.member_removed(c, "member2")]
+    for text in texts:
+        frames[wire.MsgType.COALITION] += chunks(loads(text, path, signatures=False))
+    wall = 1_800_000_000_000
+    frames[wire.MsgType.JOIN] += [
+        join_frame(c, "member5", newcomer, wall, None),
+        join_frame(c, "member1", newcomer, wall, keys["member1"]),
+    ]
+    return c
 
 
 def _blame(world: World) -> None:
@@ -837,6 +858,13 @@ WIRE_TARGETS = [
     _decoder("pull_reveal", wire.pull_reveal, [wire.MsgType.REVEAL]),
     _decoder("pull_proof", wire.pull_proof, [wire.MsgType.PROOF]),
     _decoder("pull_verdict", wire.pull_verdict, [wire.MsgType.VERDICT]),
+    _decoder("pull_coalition", wire.pull_coalition, [wire.MsgType.COALITION], strip=False),
+    _decoder(
+        "pull_join",
+        lambda f: wire.pull_join(wire.split_join(f)[0]),
+        [wire.MsgType.JOIN],
+        strip=False,
+    ),
     Target("wire.bitmap_decode", _bitmap, _bitmap_one),
 ]
 
@@ -1084,7 +1112,36 @@ def _arp_one(pool: list[bytes], rng: random.Random) -> bool:
     return arp.pull_arp(payload) is None
 
 
+def _versions_fresh(corpus: Corpus) -> tuple[Any, list[bytes]]:
+    """A versioned coalition's book and join requests, and COALITION and JOIN frames to
+    mutate: its next versions, signed and not, and requests, new and rotations."""
+    c = corpus.versioned
+    return (c, VersionBook(c), PendingJoins()), corpus.frames[
+        wire.MsgType.COALITION
+    ] + corpus.frames[wire.MsgType.JOIN]
+
+
+def _versions_one(ctx: tuple[Any, list[bytes]], rng: random.Random) -> bool:
+    (c, book, joins), pool = ctx
+    frame = (
+        mutate(rng, rng.choice(pool), pool, wire.HEADER.size)
+        if rng.random() < 0.8
+        else rng.choice(pool)
+    )
+    try:
+        if len(frame) > 1 and frame[1] == wire.MsgType.JOIN:
+            joins.receive(c, frame, 0.0, 1_800_000_000_000)
+        else:
+            considered = book.receive(frame, rng.random() * 100)
+            if considered is not None and considered.coalition is not None:
+                book.current = c  # back to version 1: the next input may apply again
+    except RemoteProtocolError:
+        return True
+    return False
+
+
 OTHER_TARGETS = [
+    Target("versions.receive", _versions_fresh, _versions_one, cost=20),
     Target("defrag", _defrag_fresh, _defrag_one),
     Target("cell.reassembler", _cells_fresh, _reassembler_one),
     Target("cell.decode_slot", _slots_fresh, _slot_one),

@@ -13,11 +13,18 @@ from prometheus_client import CollectorRegistry
 from lanon.common import __version__, iptables, wire
 from lanon.common import events as ev
 from lanon.common.daemon import DaemonBase, Stage
-from lanon.common.daemon_config import Loaded
+from lanon.common.daemon_config import Loaded, next_key_path
 from lanon.common.errors import PrerequisiteError
-from lanon.common.events import FilterSources, InjectPacket, SendFrame
+from lanon.common.events import (
+    AdoptNextKey,
+    FilterSources,
+    InjectPacket,
+    SaveCoalition,
+    SendFrame,
+)
 from lanon.common.metrics import snapshot
 from lanon.common.rawsock import LinkSocket
+from lanon.common.versions import Considered
 from lanon.member import health, rules
 from lanon.member.config import MemberSettings
 from lanon.member.engine import MemberEngine
@@ -65,6 +72,8 @@ class MemberDaemon(DaemonBase):
                 settings.presence_window,
             ),
         )
+        self.engine.next_key = loaded.next_key
+        self.metrics.version.set(self.c.version)
         # Until the pacer process runs (and if it cannot), the loop sends answers itself.
         self.pacer: InlinePacer | ProcessPacer = self._inline_pacer()
 
@@ -97,6 +106,8 @@ class MemberDaemon(DaemonBase):
             SendFrame: self._send,
             FilterSources: self._filter_sources,
             InjectPacket: lambda cmd: self.tun.write(cmd.packet),
+            SaveCoalition: self.save_coalition,
+            AdoptNextKey: self._adopt_next_key,
         }
         self.queue = NetfilterQueue()
         with warnings.catch_warnings(record=True) as caught:
@@ -222,6 +233,24 @@ class MemberDaemon(DaemonBase):
         self.engine.answer_left(due, rnd, when)
         self.flush(self.reactor.clock())
 
+    def _adopt_next_key(self, _cmd: AdoptNextKey) -> None:
+        """A version gave us the key lanon rekey made: it is our key from now on, on disk too."""
+        key_path = self.loaded.key_path
+        if key_path is None:
+            return
+        try:
+            next_key_path(key_path).replace(key_path)
+        except OSError as exc:
+            self.log.warning("cannot replace %s with the new key: %s", key_path, exc.strerror)
+            return
+        self.log.warning("the new key of this host is in use (%s)", key_path)
+
+    def offer_version(self, text: str, now: float) -> Considered:
+        considered = self.engine.versions.consider(text)
+        if considered.coalition is not None:
+            self.engine.apply(considered.coalition, now)
+        return considered
+
     def _filter_sources(self, cmd: FilterSources) -> None:
         self.lan.allow_only(cmd.allow)
         self.inbound.allow_only(cmd.allow)
@@ -258,6 +287,8 @@ class MemberDaemon(DaemonBase):
             "fingerprint": self.c.fingerprint.hex(),
             "version": __version__,
             "wire_version": wire.VERSION,
+            "coalition_version": self.c.version,
+            "behind": e.behind,  # a newer version a leader runs, not heard whole here yet
             "interface": self.s.interface,
             "state": h.state.value,
             "condition": h.message,
@@ -334,6 +365,9 @@ class MemberDaemon(DaemonBase):
                 min_members=self.c.coalition.min_members,
                 foreign=now - self._foreign[1] < health.PROBLEM_AFTER * 2,
                 excluded=e.blame.we_are_excluded,
+                outside="asking" if e.joining else "removed" if e.retired else "",
+                version=self.c.version,
+                behind=e.behind,
             )
         )
 

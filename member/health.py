@@ -6,6 +6,8 @@ leading gateway's heartbeats. From them:
     running      in the roster of the last rounds
     joining      rounds run, without this member (the leader has not taken it in, or refuses it)
     excluded     rounds run without it since a verdict named it (blame): until readmitted
+    asking       not in the coalition file (yet): it asks to be added, with JOIN requests
+    removed      a version of the coalition file left it out (or gave its name another key)
     paused       a leading gateway is alive but opens no rounds: too few members present
     no gateway   neither rounds nor a leading gateway's heartbeat for a while
     no rounds    no rounds, and the engine does not say whether a gateway is alive
@@ -34,13 +36,23 @@ class State(enum.Enum):
     RUNNING = "running"
     JOINING = "joining"
     EXCLUDED = "excluded"
+    ASKING = "asking"
+    REMOVED = "removed"
     PAUSED = "paused"
     NO_GATEWAY = "no gateway"
     NO_ROUNDS = "no rounds"
 
 
 PROBLEMS = frozenset(
-    {State.JOINING, State.EXCLUDED, State.PAUSED, State.NO_GATEWAY, State.NO_ROUNDS}
+    {
+        State.JOINING,
+        State.EXCLUDED,
+        State.ASKING,
+        State.REMOVED,
+        State.PAUSED,
+        State.NO_GATEWAY,
+        State.NO_ROUNDS,
+    }
 )
 
 
@@ -58,6 +70,9 @@ class Observation:
     min_members: int
     foreign: bool = False  # frames of another coalition file or protocol version arrive lately
     excluded: bool = False  # a verdict it checked named this member (member/revealer.py)
+    outside: str = ""  # "asking" (not in the coalition file yet) or "removed" (by a version)
+    version: int = 0  # of the coalition file it runs
+    behind: int = 0  # a newer version a leader runs, not yet heard whole here
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +88,21 @@ class Health:
 
 def assess(o: Observation) -> Health:
     now = o.now
+    if o.outside == "asking":
+        return Health(
+            State.ASKING,
+            f"asking to join: version {o.version} of the coalition file does not list this "
+            "host with its key; its JOIN requests wait for an administrator (lanon admin "
+            "pending, then approve)",
+            o.started,
+        )
+    if o.outside == "removed":
+        return Health(
+            State.REMOVED,
+            f"removed: version {o.version} of the coalition file leaves this host out; it "
+            "takes no part, and nothing leaves with its address",
+            o.started,
+        )
     if now - o.last_in_roster < QUIET:
         return Health(State.RUNNING, "running: in the roster", o.last_in_roster)
     if now - o.last_open < QUIET:
@@ -84,9 +114,15 @@ def assess(o: Observation) -> Health:
                 "out of every roster until an operator readmits it (lanon readmit)",
                 since,
             )
+        behind = (
+            f" (the leader runs version {o.behind} of the coalition file, this host "
+            f"{o.version}: waiting for the gateways to repeat it)"
+            if o.behind > o.version
+            else ""
+        )
         return Health(
             State.JOINING,
-            f"joining: rounds run without this member for {now - since:.0f} s",
+            f"joining: rounds run without this member for {now - since:.0f} s{behind}",
             since,
         )
     heard = o.last_open if o.last_heartbeat is None else max(o.last_open, o.last_heartbeat)

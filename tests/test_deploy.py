@@ -51,6 +51,7 @@ def toml_default(default: str) -> str:
                 "flows": coalition.FlowSection,
                 "key_graph": coalition.KeyGraphSection,
                 "egress": coalition.EgressSection,
+                "admin": coalition.AdminSection,
             },
         ),
         ("member.toml", {None: MemberSettings}),
