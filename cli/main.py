@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lanon.cli import admin as admin_cli
 from lanon.common import __version__
 from lanon.common.errors import ConfigError, LanonError, PrerequisiteError
 from lanon.common.wire import VERSION as WIRE_VERSION
@@ -342,28 +343,45 @@ def describe_status(statuses: list[dict[str, Any]]) -> str:
                 f"{s['name']}: {refuted} blame verdicts did not hold against their evidence: "
                 "the leading gateway named members it should not have"
             )
+        if s.get("pending"):
+            lines.append(
+                f"{s['name']}: {len(s['pending'])} host(s) ask to join: "
+                f"{', '.join(r['name'] for r in s['pending'])} (lanon admin pending)"
+            )
+        if s.get("shortfall"):
+            lines.append(f"{s['name']}: this version cannot run rounds: {s['shortfall']}")
     for s in statuses:
         if "error" in s:
             lines.append(f"{s['name']}: {s['error']}")
-    runs: dict[tuple[str, str, str, str], list[str]] = {}
+    runs: dict[tuple[str, str, str, str, str], list[str]] = {}
     for s in ok:
         key = (
             s.get("coalition", "?"),
+            str(s.get("coalition_version", 0)),
             s.get("fingerprint", "?")[:16],
             s.get("version", "?"),
             str(s.get("wire_version", "?")),
         )
         runs.setdefault(key, []).append(s["name"])
-    for (coalition, fingerprint, version, wire_version), names in sorted(runs.items()):
+    for (coalition, cversion, fingerprint, version, wire_version), names in sorted(runs.items()):
         who = "" if len(runs) == 1 else f" ({', '.join(names)})"
+        numbered = f" version {cversion}" if cversion != "0" else ""
         lines.append(
-            f"coalition {coalition}, fingerprint {fingerprint}, lanon {version}, "
+            f"coalition {coalition}{numbered}, fingerprint {fingerprint}, lanon {version}, "
             f"wire version {wire_version}{who}"
         )
     if len(runs) > 1:
-        lines.append(
-            "these daemons run different coalition files or versions: they refuse each other"
-        )
+        versions = {k[1] for k in runs}
+        if len(versions) > 1 and len({k[0] for k in runs}) == 1 and "0" not in versions:
+            lines.append(
+                "these daemons run different versions of the coalition file: a host behind "
+                "applies the newest when a gateway repeats it (every 2 s); one that stays "
+                "behind could not verify it (its log says why)"
+            )
+        else:
+            lines.append(
+                "these daemons run different coalition files or versions: they refuse each other"
+            )
     return "\n".join(lines)
 
 
@@ -525,6 +543,23 @@ def cmd_lab_exec(args: argparse.Namespace) -> int:
     argv = Lab(args.name).argv(args.host, command)
     os.execvp(argv[0], argv)
     return EXIT_ERROR  # not reached
+
+
+def cmd_lab_join(args: argparse.Namespace) -> int:
+    from lanon.lab.lab import Lab
+
+    lab = Lab(args.name)
+    pid = lab.join(args.member, progress=print)
+    print(f"{args.member} is a member of lab {args.name} (daemon pid {pid}), no restart")
+    return 0
+
+
+def cmd_lab_leave(args: argparse.Namespace) -> int:
+    from lanon.lab.lab import Lab
+
+    version = Lab(args.name).leave(args.member, progress=print)
+    print(f"{args.member} is out of lab {args.name} from version {version}")
+    return 0
 
 
 def cmd_lab_demo(args: argparse.Namespace) -> int:
@@ -791,6 +826,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--members", type=int, default=3)
     m.add_argument("--gateways", type=int, default=1)
     m.set_defaults(func=cmd_lab_demo)
+    for action, helptext in (
+        ("join", "add a member host to a running lab, by request and approval"),
+        ("leave", "remove a member from a running lab, by a version"),
+    ):
+        j = lsub.add_parser(action, help=helptext, description=helptext.capitalize() + ".")
+        j.add_argument("member", help="member4, member5, ... (join); a member's name (leave)")
+        j.add_argument("--name", default="lab")
+        j.set_defaults(func=cmd_lab_join if action == "join" else cmd_lab_leave)
+    admin_cli.add_parsers(sub)
     return ap
 
 

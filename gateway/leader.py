@@ -427,11 +427,14 @@ class Leader:
     def receive_attest(self, sender: int, frame: bytes, now: float) -> None:
         """A member's signature on its contribution to a round with reserved slots."""
         self.c.member_at(sender)
-        signed_frame = check_mac(self.mac_keys[sender], frame)
-        attest = wire.pull_attest(wire.split_auth(signed_frame, wire.SIG_LEN)[0])
+        # The round first (unauthenticated, and cheap): one of a round given up, say by a
+        # version that renumbered the members, is stale, not forged.
+        unchecked = wire.split_auth(wire.split_auth(frame, wire.MAC_LEN)[0], wire.SIG_LEN)[0]
+        rnd = wire.pull_attest(unchecked).round
         col = self.collecting
-        if col is None or attest.round != col.round or not col.accountable:
-            raise RemoteProtocolError(RejectReason.STALE, f"an ATTEST of round {attest.round}")
+        if col is None or rnd != col.round or not col.accountable:
+            raise RemoteProtocolError(RejectReason.STALE, f"an ATTEST of round {rnd}")
+        signed_frame = check_mac(self.mac_keys[sender], frame)
         if sender not in col.got:
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"member #{sender} not in round")
         if sender in col.attests or sender in col.bad:

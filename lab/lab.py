@@ -27,10 +27,11 @@ from typing import Any
 
 from pyroute2 import IPRoute, netns
 
-from lanon.common import control
+from lanon.common import admin, admin_client, control
 from lanon.common.coalition import load as load_coalition
+from lanon.common.crypto import HostKey, encode_key, read_private_key, write_private_key
 from lanon.common.errors import LanonError, PrerequisiteError
-from lanon.common.templates import write_coalition
+from lanon.common.templates import daemon_file, write_coalition
 from lanon.deploy import path as deploy_path
 from lanon.lab import topology
 from lanon.lab.topology import Host
@@ -206,8 +207,21 @@ class Lab:
             self.down()
             raise
 
+    def _daemon_values(self, role: str, host: str) -> dict[str, Any]:
+        return {
+            "metrics": f":{DAEMON_PORT}",  # as the templates: the address of `interface`
+            "control_socket": str(self.socket_path(host)),
+        }
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.dir / "keys" / "admin.key"
+
     def _write_configs(self) -> None:
         """Keys and files from the shipped templates, as an operator would make them."""
+        (self.dir / "keys").mkdir(parents=True, mode=0o700, exist_ok=True)
+        admin_key = HostKey.generate()  # the lab's administrator (lanon lab join, leave)
+        write_private_key(self.admin_key_path, admin_key, f"administrator of lab {self.name}")
         router = ipaddress.IPv4Address(topology.ROUTER_LAN)
         router_shared = any(
             router in ipaddress.IPv4Network(p)
@@ -227,7 +241,9 @@ class Lab:
             ],
             [m.name for m in self.members],
             sections={
-                "coalition": {"min_members": self.spec.min_members},
+                # a versioned coalition: members join and leave by signed versions (lab join)
+                "coalition": {"min_members": self.spec.min_members, "version": 1},
+                "admin": {"keys": [encode_key(admin_key.public)]},
                 "rounds": {
                     **(
                         {"idle_interval": self.spec.idle_interval}
@@ -251,21 +267,87 @@ class Lab:
                     "anonymous": [f"{topology.ROUTER_LAN}:53"] if not router_shared else []
                 },
             },
-            daemon=lambda role, host: {
-                "metrics": f":{DAEMON_PORT}",  # as the templates: the address of `interface`
-                "control_socket": str(self.socket_path(host)),
-            },
+            daemon=self._daemon_values,
         )
+        path = self.dir / "coalition.toml"
+        path.write_text(admin.sign(path.read_text(), path, admin_key))
         if (
             self.spec.unprivileged
         ):  # the keys belong to the daemons' user, as `lanon keygen` makes them
             owner = daemon_user()
             for path in [self.dir / "keys", *(self.dir / "keys").iterdir()]:
-                os.chown(path, owner.pw_uid, owner.pw_gid)
-        for m in self.members:  # members resolve names through the lanon too
-            etc = NETNS_ETC / self.ns(m.name)
-            etc.mkdir(parents=True, exist_ok=True)
-            (etc / "resolv.conf").write_text(f"nameserver {topology.ROUTER_LAN}\n")
+                if path != self.admin_key_path:
+                    os.chown(path, owner.pw_uid, owner.pw_gid)
+        for m in self.members:
+            self._resolver(m.name)
+
+    def _resolver(self, member: str) -> None:
+        """Members resolve names through the lanon too."""
+        etc = NETNS_ETC / self.ns(member)
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text(f"nameserver {topology.ROUTER_LAN}\n")
+
+    # --- members come and go (coalition versions) ----------------------------------------
+
+    def join(self, name: str, progress: Any = None, timeout: float = 30.0) -> int:
+        """A new member host, as a real one joins: it gets the coalition file (as it is now)
+        and its own key, its daemon asks to join, the administrator approves on gateway1, and
+        the new version reaches every host. Returns the new daemon's pid."""
+        say = progress or (lambda msg: None)
+        if not self.is_up():
+            raise LanonError(f"lab {self.name!r} is not up")
+        if not name.startswith("member") or not name[6:].isdigit():
+            raise LanonError(f"{name!r}: expected member<N>, e.g. member4")
+        if name in {h.name for h in self.hosts}:
+            raise LanonError(f"lab {self.name!r} has a host {name!r} already")
+        host = topology.add_member(self.name, int(name[6:]))
+        self.hosts.insert(len(self.hosts) - 1, host)  # before the Internet host
+        self._save()
+        key = HostKey.generate()
+        write_private_key(self.dir / "keys" / f"{name}.key", key, f"{name} of lab {self.name}")
+        own = {"coalition": "coalition.toml", "name": name, "private_key": f"keys/{name}.key"}
+        (self.dir / f"{name}.toml").write_text(
+            daemon_file("member", {**own, **self._daemon_values("member", name)})
+        )
+        if self.spec.unprivileged:
+            owner = daemon_user()
+            os.chown(self.dir / "keys" / f"{name}.key", owner.pw_uid, owner.pw_gid)
+        self._resolver(name)
+        say(f"{name}: plugged in; its daemon asks to join")
+        pid = self.start_daemon(name)
+        gateway = self.socket_path(self.gateways[0].name)
+        end = time.monotonic() + timeout
+        while not any(r["name"] == name for r in admin_client.pending(gateway)):
+            self._still_running(name, end)
+        c = admin_client.approve(
+            gateway, name, read_private_key(self.admin_key_path), address=host.address
+        )
+        say(f"approved on {self.gateways[0].name}: coalition version {c.version}")
+        while self.status(name).get("state") != "running":
+            self._still_running(name, end)
+        return pid
+
+    def leave(self, name: str, progress: Any = None, timeout: float = 20.0) -> int:
+        """Remove a member by a version (its daemon runs on, out of the coalition)."""
+        say = progress or (lambda msg: None)
+        self.host(name)
+        gateway = self.socket_path(self.gateways[0].name)
+        c = admin_client.remove(gateway, name, read_private_key(self.admin_key_path))
+        say(f"removed on {self.gateways[0].name}: coalition version {c.version}")
+        end = time.monotonic() + timeout
+        while self.status(name).get("state") != "removed":
+            self._still_running(name, end)
+        return c.version
+
+    def _still_running(self, name: str, end: float) -> None:
+        if not _alive(self.pids.get(name, -1)):
+            raise LanonError(f"{name} exited:\n{self.tail(name)}")
+        if time.monotonic() > end:
+            raise LanonError(
+                f"{name}: not done in time; status {self.status(name).get('condition')}\n"
+                + "\n".join(self.tail(h.name) for h in [*self.gateways, self.host(name)])
+            )
+        time.sleep(0.1)
 
     def _start_internet(self) -> None:
         self.www.mkdir()

@@ -92,17 +92,9 @@ def build(lab: str, members: int, gateways: int) -> list[Host]:
         br = lan.link_lookup(ifname="br0")[0]
         lan.link("set", index=br, state="up")
         lan.link("set", index=lan.link_lookup(ifname="lo")[0], state="up")
-        for h in all_hosts:
-            if h.kind == "internet":
-                continue
-            lan.link(
-                "add",
-                ifname=h.name,
-                kind="veth",
-                peer={"ifname": "eth0", "net_ns_fd": ns_name(lab, h.name)},
-            )
-            port = lan.link_lookup(ifname=h.name)[0]
-            lan.link("set", index=port, master=br, state="up")
+    for h in all_hosts:
+        if h.kind != "internet":
+            _plug(lab, h)
     router_ns = ns_name(lab, "router")
     with IPRoute(netns=router_ns) as rt:
         rt.link(
@@ -112,28 +104,57 @@ def build(lab: str, members: int, gateways: int) -> list[Host]:
             peer={"ifname": "eth0", "net_ns_fd": ns_name(lab, "internet")},
         )
     for h in all_hosts:
-        ns = ns_name(lab, h.name)
-        # no IPv6 in the lab: nothing but what lanon carries; the router forwards
-        settings = ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
-        if h.kind == "router":
-            settings.append("net.ipv4.ip_forward=1")
-        sysctl(ns, *settings)
-        with IPRoute(netns=ns) as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-            eth0 = ipr.link_lookup(ifname="eth0")[0]
-            ipr.link("set", index=eth0, address=h.mac, state="up")
-            if h.kind == "internet":
-                ipr.addr("add", index=eth0, address=INTERNET_HOST, prefixlen=INTERNET.prefixlen)
-                ipr.route("add", dst=str(LAN.supernet(new_prefix=15)), gateway=ROUTER_WAN)
-                continue
-            ipr.addr("add", index=eth0, address=h.address, prefixlen=LAN.prefixlen)
-            if h.kind == "router":
-                eth1 = ipr.link_lookup(ifname="eth1")[0]
-                ipr.link("set", index=eth1, state="up")
-                ipr.addr("add", index=eth1, address=ROUTER_WAN, prefixlen=INTERNET.prefixlen)
-            else:
-                ipr.route("add", dst="default", gateway=ROUTER_LAN)
+        _configure(lab, h)
     return all_hosts
+
+
+def add_member(lab: str, i: int) -> Host:
+    """A member host more, plugged into the running lab's switch (lanon lab join)."""
+    if not 1 <= i <= MAX_MEMBERS:
+        raise ValueError(f"member{i}: expected 1 to {MAX_MEMBERS}")
+    h = Host(f"member{i}", "member", i, member_address(i), f"02:1a:00:01:00:{i:02x}")
+    netns.create(ns_name(lab, h.name))
+    _plug(lab, h)
+    _configure(lab, h)
+    return h
+
+
+def _plug(lab: str, h: Host) -> None:
+    """A veth from the switch's bridge to the host's eth0."""
+    with IPRoute(netns=ns_name(lab, "lan")) as lan:
+        br = lan.link_lookup(ifname="br0")[0]
+        lan.link(
+            "add",
+            ifname=h.name,
+            kind="veth",
+            peer={"ifname": "eth0", "net_ns_fd": ns_name(lab, h.name)},
+        )
+        port = lan.link_lookup(ifname=h.name)[0]
+        lan.link("set", index=port, master=br, state="up")
+
+
+def _configure(lab: str, h: Host) -> None:
+    ns = ns_name(lab, h.name)
+    # no IPv6 in the lab: nothing but what lanon carries; the router forwards
+    settings = ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
+    if h.kind == "router":
+        settings.append("net.ipv4.ip_forward=1")
+    sysctl(ns, *settings)
+    with IPRoute(netns=ns) as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        eth0 = ipr.link_lookup(ifname="eth0")[0]
+        ipr.link("set", index=eth0, address=h.mac, state="up")
+        if h.kind == "internet":
+            ipr.addr("add", index=eth0, address=INTERNET_HOST, prefixlen=INTERNET.prefixlen)
+            ipr.route("add", dst=str(LAN.supernet(new_prefix=15)), gateway=ROUTER_WAN)
+            return
+        ipr.addr("add", index=eth0, address=h.address, prefixlen=LAN.prefixlen)
+        if h.kind == "router":
+            eth1 = ipr.link_lookup(ifname="eth1")[0]
+            ipr.link("set", index=eth1, state="up")
+            ipr.addr("add", index=eth1, address=ROUTER_WAN, prefixlen=INTERNET.prefixlen)
+        else:
+            ipr.route("add", dst="default", gateway=ROUTER_LAN)
 
 
 def destroy(lab: str) -> list[str]:

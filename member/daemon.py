@@ -299,7 +299,7 @@ class MemberDaemon(DaemonBase):
             "queue_cells": len(e.queue),
             "flows": len(e.flows),
             "members": len(self.c.members),
-            "members_heard": self._members_heard(now),
+            "members_heard": None if e.retired else self._members_heard(now),
             "min_members": self.c.coalition.min_members,
             "k": self.c.connectivity.k,
             "own": snapshot(self.private_registry),  # this member's own traffic: local only
