@@ -166,6 +166,45 @@ def cmd_join(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rekey(args: argparse.Namespace) -> int:
+    """Make a new key beside the member's (KEY.next) and have its daemon ask for it: signed
+    by both keys, so that the administrator can approve it (lanon admin approve NAME); the
+    version that gives it replaces the old key, without a restart."""
+    from lanon.cli.main import _key_owner
+    from lanon.common import control
+    from lanon.common.crypto import HostKey, encode_key, write_private_key
+    from lanon.common.daemon_config import control_path, next_key_path, read_toml
+    from lanon.common.settings import load_table, resolve
+    from lanon.member.config import MemberSettings
+
+    settings = load_table(MemberSettings, read_toml(args.config), str(args.config))
+    base = args.config.parent
+    path = next_key_path(resolve(base, settings.private_key))
+    if path.exists():
+        raise LanonError(f"{path} exists: a new key waits for its version already")
+    owner, note = _key_owner(None)
+    key = HostKey.generate()
+    write_private_key(path, key, f"{settings.name} (next)")
+    if owner is not None:
+        import os
+
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    print(f"new key of {settings.name}: {encode_key(key.public)} (in {path})")
+    if note:
+        print(note, file=sys.stderr)
+    sock = control_path(settings, base)
+    try:
+        if sock is None:
+            raise LanonError("no control socket")
+        answer = control.query(sock, "rekey")
+        if "error" in answer:
+            raise LanonError(answer["error"])
+        print("the daemon asks for it; then: lanon admin approve " + settings.name)
+    except LanonError as exc:
+        print(f"the daemon was not told ({exc}): it asks for the key once started")
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     def target(p: argparse.ArgumentParser) -> None:
         p.add_argument("--socket", type=Path, help="a gateway's control socket")
@@ -216,3 +255,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--config", type=Path, required=True, help="the member's TOML file")
     p.add_argument("--repeat", type=int, default=3, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_join)
+
+    p = sub.add_parser(
+        "rekey",
+        help="make a new key for this member and ask for it",
+        description="Make a new key beside the member's (KEY.next); the daemon asks for it, "
+        "signed by both keys. Once the administrator approves, the version that gives it "
+        "replaces the old key: no restart.",
+    )
+    p.add_argument("--config", type=Path, required=True, help="the member's TOML file")
+    p.set_defaults(func=cmd_rekey)

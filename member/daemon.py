@@ -12,9 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from lanon.common import __version__, iptables, wire
 from lanon.common import events as ev
+from lanon.common.crypto import read_private_key
 from lanon.common.daemon import DaemonBase, Stage
 from lanon.common.daemon_config import Loaded, next_key_path
-from lanon.common.errors import PrerequisiteError
+from lanon.common.errors import ConfigError, PrerequisiteError
 from lanon.common.events import (
     AdoptNextKey,
     FilterSources,
@@ -244,6 +245,20 @@ class MemberDaemon(DaemonBase):
             self.log.warning("cannot replace %s with the new key: %s", key_path, exc.strerror)
             return
         self.log.warning("the new key of this host is in use (%s)", key_path)
+
+    def _control(self, request: str) -> dict[str, Any]:
+        if request != "rekey":
+            return super()._control(request)
+        key_path = self.loaded.key_path
+        path = next_key_path(key_path) if key_path is not None else None
+        if path is None or not path.exists():
+            return {"error": "no new key to ask for (lanon rekey makes one)"}
+        try:
+            self.engine.next_key = read_private_key(path)
+        except ConfigError as exc:
+            return {"error": str(exc)}
+        self.engine.next_join = self.reactor.clock()
+        return {"asking": True}
 
     def offer_version(self, text: str, now: float) -> Considered:
         considered = self.engine.versions.consider(text)

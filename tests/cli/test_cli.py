@@ -35,6 +35,16 @@ def lanon(*args: str) -> subprocess.CompletedProcess[str]:
         ["lab", "down"],
         ["lab", "exec"],
         ["lab", "demo"],
+        ["lab", "join"],
+        ["lab", "leave"],
+        ["admin"],
+        ["admin", "pending"],
+        ["admin", "approve"],
+        ["admin", "remove"],
+        ["admin", "sign"],
+        ["admin", "publish"],
+        ["join"],
+        ["rekey"],
     ],
 )
 def test_every_command_explains_itself(args: list[str]) -> None:
