@@ -416,6 +416,15 @@ class Coalition:
         return [min(ps, total - i) for i in range(0, total, ps)] or [0]
 
 
+def check_own_key(peer: Peer | GatewayPeer, role: str, public: bytes, path: Path) -> None:
+    """A daemon's key must be the one the coalition file gives its name."""
+    if public != peer.public:
+        raise ConfigError(
+            f"the private key does not belong to {role} {peer.name!r}: its public key differs "
+            f"from the one in {path}"
+        )
+
+
 def load(path: Path) -> Coalition:
     try:
         text = path.read_text()

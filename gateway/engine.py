@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from lanon.common import wire
 from lanon.common.clock import wall_ms, wall_us
-from lanon.common.coalition import Coalition, GatewayPeer, Schedule
+from lanon.common.coalition import Coalition, GatewayPeer, Schedule, check_own_key
 from lanon.common.crypto import HostKey, gateway_pair_key
 from lanon.common.engine import EngineBase, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
@@ -102,11 +102,7 @@ class GatewayEngine(EngineBase):
 
     def _me(self, coalition: Coalition) -> GatewayPeer:
         me = coalition.gateway(self.name)
-        if self.key.public != me.public:
-            raise ConfigError(
-                f"the private key does not belong to gateway {self.name!r}: its public key "
-                f"differs from the one in {coalition.path}"
-            )
+        check_own_key(me, "gateway", self.key.public, coalition.path)
         return me
 
     def _build(self, coalition: Coalition, now: float, exclusions: Exclusions) -> None:

@@ -353,7 +353,8 @@ class Lan:
         self.collect()
 
     def add_member(self, name: str, key: HostKey, coalition: coalition_mod.Coalition) -> None:
-        """A new host, running `coalition` (a version that lists it) from now on."""
+        """A new member host, running `coalition` from now on (a version that lists it, or
+        one that does not: it asks to join)."""
         mac = mac_of(len(self.hosts) + 1)
         member = MemberEngine(
             coalition,
@@ -363,9 +364,26 @@ class Lan:
             wall_offset=WALL - self._start,
             rng=random.Random(self.rng.random()),
         )
-        self.hosts[mac] = Host(name, mac, member)
-        self.keys[name] = key
-        member.start(self.now)
+        self._add(Host(name, mac, member), key)
+
+    def add_gateway(self, name: str, key: HostKey, coalition: coalition_mod.Coalition) -> None:
+        """A new gateway host, running `coalition` (a version that lists it)."""
+        mac = mac_of(len(self.hosts) + 1)
+        gateway = GatewayEngine(
+            coalition,
+            name,
+            key,
+            mac,
+            now=self.now,
+            wall_offset=WALL - self._start,
+            rng=random.Random(self.rng.random()),
+        )
+        self._add(Host(name, mac, gateway), key)
+
+    def _add(self, host: Host, key: HostKey) -> None:
+        self.hosts[host.mac] = host
+        self.keys[host.name] = key
+        host.engine.start(self.now)
         self.collect()
 
     def frames(self, mtype: int) -> list[tuple[bytes, bytes, bytes]]:

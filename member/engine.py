@@ -22,7 +22,7 @@ from lanon.common import wire
 from lanon.common.accusation import ACCUSATION_TAG, Accusation, seal_accusation
 from lanon.common.cell import encode_cell
 from lanon.common.clock import wall_ms
-from lanon.common.coalition import Coalition, GatewayPeer, Peer
+from lanon.common.coalition import Coalition, GatewayPeer, Peer, check_own_key
 from lanon.common.crypto import HostKey
 from lanon.common.engine import EngineBase, check_sealed, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
@@ -144,11 +144,7 @@ class MemberEngine(EngineBase):
 
     def _me(self, coalition: Coalition) -> Peer:
         me = coalition.member(self.name)
-        if self.key.public != me.public:
-            raise ConfigError(
-                f"the private key does not belong to member {self.name!r}: its public key "
-                f"differs from the one in {coalition.path}"
-            )
+        check_own_key(me, "member", self.key.public, coalition.path)
         return me
 
     def _build(self, coalition: Coalition) -> None:

@@ -9,7 +9,7 @@ from scapy.layers.inet import IP, TCP
 
 from lanon.common import admin, wire
 from lanon.common.coalition import Coalition, loads
-from lanon.common.crypto import HostKey
+from lanon.common.crypto import HostKey, encode_key
 from lanon.common.engine import signed
 from lanon.common.events import (
     FlowsEnded,
@@ -183,3 +183,30 @@ def test_a_version_below_min_members_disbands_and_a_long_disband_ends_flows_quie
     assert IP(rst).src == "203.0.113.10" and checksums_ok(rst)
     assert len(lan.emitted) == emitted  # and nothing left for the Internet: no burst of resets
     assert lan.events("gateway1", FlowsEnded)
+
+
+def test_a_gateway_started_with_the_next_version_brings_it_to_everyone() -> None:
+    lan = running(3, 1)
+    g1 = lan.gateway("gateway1")
+    g2_key = HostKey(bytes([88]) * 32)
+    text = admin.add_host(
+        admin.next_version(g1.c.text, PATH),
+        "gateways",
+        {
+            "name": "gateway2",
+            "public_key": encode_key(g2_key.public),
+            "addresses": ["198.18.0.196/30"],
+        },
+    )
+    v2 = loads(admin.sign(text, PATH, ADMIN), PATH)
+    lan.add_gateway("gateway2", g2_key, v2)  # the new gateway runs it: its repeats carry it
+    lan.run_until(lambda: on_version(lan, 2), limit=5)
+    lan.run(8.0)  # probes, then its claims
+    g2 = lan.gateway("gateway2")
+    assert len(g1.held) == 4 and len(g2.held) == 4 and g1.leading and not g2.leading
+    for sport in range(9000, 9012):  # flows on every address, the new gateway's too
+        echo(lan, "member1", sport)
+    assert {
+        lan.gateway(n).addresses[i] for n in ("gateway1", "gateway2") for i in lan.gateway(n).held
+    } == set(g2.addresses)
+    assert any(name == "gateway2" for name, _ in lan.emitted)

@@ -62,7 +62,19 @@ def rounds(lab: Lab) -> int:
 
 
 def logs(lab: Lab) -> str:
-    return "\n".join(lab.tail(h.name, 25) for h in lab.gateways + lab.members)
+    """Every daemon's log tail and what its status says now (a failure must say why)."""
+    keys = ("state", "condition", "leading", "round", "rounds_completed", "epoch", "held")
+    keys += ("gateways_alive", "members_present", "last_round", "in_roster", "flows")
+    states = []
+    for h in lab.gateways + lab.members:
+        try:
+            st = lab.status(h.name)
+        except Exception as exc:  # a daemon that does not answer says so too
+            states.append(f"{h.name}: {exc}")
+            continue
+        states.append(f"{h.name}: " + ", ".join(f"{k}={st[k]}" for k in keys if k in st))
+    tails = "\n".join(lab.tail(h.name, 25) for h in lab.gateways + lab.members)
+    return "\n".join(states) + "\n" + tails
 
 
 def test_a_leader_frozen_three_times_in_a_row_never_stops_the_lanon(lab2: Lab) -> None:
