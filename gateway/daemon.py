@@ -276,6 +276,7 @@ class GatewayDaemon(DaemonBase):
             m.members.labels(state.value).set(n)
         m.k.set(keygraph.connectivity(e.leader.present, self.c.edges).k)
         m.excluded.set(len(e.tracer.exclusions.members))
+        m.join_requests.set(len(e.joins.requests))
         m.held.set(len(e.held))
         m.gateways_alive.set(len(e.policy.alive(self.reactor.clock())))
         for reason, n in e.probes.counts().items():

@@ -185,6 +185,11 @@ class GatewayMetrics(BaseMetrics):
             "Members a verdict excluded, kept out of rosters until readmitted (lanon readmit)",
             registry=r,
         )
+        self.join_requests = Gauge(
+            "lanon_join_requests",
+            "Hosts asking to join (or for a new key), waiting for an administrator",
+            registry=r,
+        )
 
     def observe(self, e: ev.Event, now: float) -> None:
         match e:
