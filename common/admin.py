@@ -7,13 +7,21 @@ signatures (they signed the old content) and raises the version; `sign` adds one
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
-from lanon.common.coalition import Coalition, loads, signed_message
+from lanon.common.coalition import (
+    Coalition,
+    loads,
+    signature_block,
+    signed_message,
+    split_signed,
+)
 from lanon.common.crypto import HostKey, encode_key
 from lanon.common.errors import ConfigError
 from lanon.common.templates import set_keys, toml_value
+from lanon.common.versions import changes
 
 _TABLE = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?$")
 
@@ -35,12 +43,12 @@ def _join(blocks: list[tuple[str | None, list[str]]]) -> str:
 
 
 def _named(lines: list[str], name: str) -> bool:
-    return any(re.match(rf'^\s*name\s*=\s*"{re.escape(name)}"\s*(#.*)?$', x) for x in lines)
+    quoted = f"(\"{re.escape(name)}\"|'{re.escape(name)}')"
+    return any(re.match(rf"^\s*name\s*=\s*{quoted}\s*(#.*)?$", x) for x in lines)
 
 
 def unsigned(text: str) -> str:
-    blocks = [b for b in _blocks(text) if b[0] != "signatures"]
-    return _join(blocks).rstrip("\n") + "\n"
+    return split_signed(text)[0]
 
 
 def next_version(text: str, path: Path) -> str:
@@ -79,37 +87,64 @@ def set_host(text: str, kind: str, name: str, values: dict[str, object]) -> str:
 
 
 def sign(text: str, path: Path, key: HostKey) -> str:
-    """`text` with `key`'s signature added (one that key made before is replaced)."""
+    """`text` with `key`'s signature of its body added (replacing one that key made)."""
     c = loads(text, path, signatures=False)
     if key.public not in c.admins:
         raise ConfigError(f"{path}: this key is not one of [admin] keys")
-    mine = encode_key(key.public)
-    blocks = [
-        b
-        for b in _blocks(text)
-        if not (b[0] == "signatures" and any(mine in line for line in b[1]))
+    body = c.text.split("\n[[signatures]]\n", 1)[0].rstrip() + "\n"
+    others = {
+        k: sig for k, sig in _signatures(c.text) if k != key.public
+    }  # valid ones only: c.text keeps no other
+    others[key.public] = key.sign(signed_message(body))
+    return body + "".join(signature_block(k, others[k]) for k in c.admins if k in others)
+
+
+def _signatures(text: str) -> list[tuple[bytes, bytes]]:
+    import base64
+    import tomllib
+
+    raw = tomllib.loads(text)
+    return [
+        (base64.b64decode(e["key"]), base64.b64decode(e["signature"]))
+        for e in raw.get("signatures", [])
     ]
-    out = _join(blocks).rstrip("\n") + "\n"
-    sig = encode_key(key.sign(signed_message(c.fingerprint)))
-    return out + f'\n[[signatures]]\nkey = "{mine}"\nsignature = "{sig}"\n'
 
 
 def member_added(c: Coalition, name: str, public: bytes, address: str = "") -> str:
     if any(m.name == name for m in c.members) or any(g.name == name for g in c.gateways):
         raise ConfigError(f"{name!r} is already a host of coalition {c.coalition.name}")
     text = next_version(c.text, c.path)
-    return add_host(
-        text, "members", {"name": name, "public_key": encode_key(public), "address": address}
-    )
+    values: dict[str, object] = {"name": name, "public_key": encode_key(public), "address": address}
+    return _checked(c, add_host(text, "members", values), ((name,), (), ()))
 
 
 def member_removed(c: Coalition, name: str) -> str:
     c.member(name)
-    return remove_host(next_version(c.text, c.path), "members", name)
+    return _checked(
+        c, remove_host(next_version(c.text, c.path), "members", name), ((), (name,), ())
+    )
 
 
 def key_replaced(c: Coalition, name: str, public: bytes) -> str:
     kind = "members" if any(m.name == name for m in c.members) else "gateways"
     if kind == "gateways":
         c.gateway(name)
-    return set_host(next_version(c.text, c.path), kind, name, {"public_key": encode_key(public)})
+    text = set_host(next_version(c.text, c.path), kind, name, {"public_key": encode_key(public)})
+    return _checked(c, text, ((), (), (name,)))
+
+
+def _checked(c: Coalition, text: str, expected: tuple[tuple[str, ...], ...]) -> str:
+    """The edited text, once its parse shows the change meant and no other (a file written
+    in a way these edits do not foresee is edited by hand: lanon admin show, sign, publish)."""
+    new = loads(text, c.path, signatures=False)
+    same = [dataclasses.replace(x.coalition, version=0) for x in (c, new)]
+    if (
+        changes(c, new) != expected
+        or same[0] != same[1]
+        or (c.rounds, c.flows) != (new.rounds, new.flows)
+    ):
+        raise ConfigError(
+            f"{c.path}: the edit would not change only what was asked; edit the file by hand "
+            "(lanon admin show, lanon admin sign --next, lanon admin publish)"
+        )
+    return text

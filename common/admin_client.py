@@ -47,13 +47,19 @@ def approve(
     sock: Path, name: str, key: HostKey, *, public: str | None = None, address: str = ""
 ) -> Coalition:
     """Add the host that asks to join as `name` (or give `name` the key it asks for), in a
-    new version signed with `key`; published. `public` picks one of several requests."""
+    new version signed with `key`; published. `public` picks one of several requests, or
+    names the key without a request (its owner gave it: a flood of requests cannot hide it)."""
     c = current(sock)
     asks = [r for r in pending(sock) if r["name"] == name]
     if public is not None:
         asks = [r for r in asks if r["public_key"] == public]
+    if not asks and public is not None:
+        asks = [{"name": name, "public_key": public}]  # its key, given by its owner in person
     if not asks:
-        raise LanonError(f"no pending request from {name!r} (lanon admin pending lists them)")
+        raise LanonError(
+            f"no pending request from {name!r} (lanon admin pending lists them; --public KEY "
+            "adds a key its owner gave you)"
+        )
     if len(asks) > 1:
         keys = ", ".join(r["public_key"] for r in asks)
         raise LanonError(f"{name!r} asked with {len(asks)} keys ({keys}): pick one with --public")

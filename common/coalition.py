@@ -437,11 +437,36 @@ def load(path: Path) -> Coalition:
 
 def loads(text: str, path: Path, *, signatures: bool = True) -> Coalition:
     """`signatures=False`: a version being signed (lanon admin), never one to run."""
+    if len(text) > MAX_TEXT:
+        raise ConfigError(f"{path}: {len(text)} characters: at most {MAX_TEXT} (drop comments)")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse(raw, path, text, signatures=signatures)
+
+
+def split_signed(text: str) -> tuple[str, str]:
+    """(body, signatures): a versioned file's text above its first `[[signatures]]` line,
+    which is what administrators sign (trailing whitespace aside), and the rest."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.strip() == "[[signatures]]":
+            return "\n".join(lines[:i]).rstrip() + "\n", "\n".join(lines[i:])
+    return text.rstrip() + "\n", ""
+
+
+def signed_message(body: str) -> bytes:
+    """What an administrator signs: the exact text of the file's body."""
+    digest = hashlib.blake2b(body.encode(), digest_size=32, person=b"lanon-cbody").digest()
+    return SIGNED + digest
+
+
+def signature_block(key: bytes, signature: bytes) -> str:
+    return (
+        f'\n[[signatures]]\nkey = "{base64.b64encode(key).decode()}"\n'
+        f'signature = "{base64.b64encode(signature).decode()}"\n'
+    )
 
 
 _TOP = {
@@ -456,7 +481,9 @@ _TOP = {
     "admin",
     "signatures",
 }
-SIGNED = b"lanon-coalition-version\x00"  # what administrators sign: this, then the fingerprint
+SIGNED = b"lanon-coalition-version\x00"  # what administrators sign: this, then the body's hash
+MAX_TEXT = 90_000  # characters of a coalition file (what COALITION frames can carry)
+MAX_HOSTS = 1024  # members, and gateways
 
 
 def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool = True) -> Coalition:
@@ -480,6 +507,10 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
         decode_public_key(k, f"{path}: [admin] keys #{i + 1}") for i, k in enumerate(admin.keys)
     )
     _check_admin(section, admin, admins, raw, path)
+    if admins:  # before anything that costs: a version is looked at only once it is signed
+        if not text:
+            raise ConfigError(f"{path}: a versioned coalition is read from its text")
+        text = _check_signatures(raw, text, admins, admin.threshold, section, path, signatures)
     if flows.port_min > flows.port_max:
         raise ConfigError(
             f"{path}: [flows] port_min = {flows.port_min} is above port_max = {flows.port_max}"
@@ -495,6 +526,8 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
 
     members = _entries(raw, "members", MemberEntry, path)
     gateways = _entries(raw, "gateways", GatewayEntry, path)
+    if len(members) > MAX_HOSTS or len(gateways) > MAX_HOSTS:
+        raise ConfigError(f"{path}: at most {MAX_HOSTS} members and {MAX_HOSTS} gateways")
     if not gateways:
         raise ConfigError(f"{path}: no [[gateways]]: a lanon needs at least one")
     _unique([m.name for m in members] + [g.name for g in gateways], path, "host name")
@@ -566,8 +599,6 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
         identity = _digest(
             {"name": section.name, "lan": str(lan), "admin": content["admin"]}, b"lanon-identity"
         )
-        if signatures:
-            _check_signatures(raw, fingerprint, admins, admin.threshold, section.version, path)
     cid = int.from_bytes(identity[:4], "big")
     return Coalition(
         path,
@@ -593,10 +624,6 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
 def _digest(content: dict[str, Any], person: bytes) -> bytes:
     canonical = json.dumps(content, sort_keys=True, default=_plain).encode()
     return hashlib.blake2b(canonical, digest_size=wire.FINGERPRINT_LEN, person=person).digest()
-
-
-def signed_message(fingerprint: bytes) -> bytes:
-    return SIGNED + fingerprint
 
 
 def _check_admin(
@@ -627,16 +654,27 @@ def _check_admin(
 
 def _check_signatures(
     raw: dict[str, Any],
-    fingerprint: bytes,
+    text: str,
     admins: tuple[bytes, ...],
     threshold: int,
-    version: int,
+    section: CoalitionSection,
     path: Path,
-) -> None:
-    """At least `threshold` distinct administrators signed this content."""
+    required: bool,
+) -> str:
+    """At least `threshold` distinct administrators signed the body; the text as hosts keep
+    and repeat it: the body, then its valid signatures in the order of [admin] keys (any
+    other wrapping of a signed body, by anyone, comes out the same)."""
+    body, _ = split_signed(text)
+    try:
+        if "signatures" in tomllib.loads(body):
+            raise ConfigError(
+                f"{path}: [[signatures]] tables go last, as lanon admin sign writes them"
+            )
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML above its signatures: {exc}") from None
     entries = _entries(raw, "signatures", SignatureEntry, path)
-    message = signed_message(fingerprint)
-    good = set()
+    message = signed_message(body)
+    good: dict[bytes, bytes] = {}
     for i, entry in enumerate(entries):
         key = decode_public_key(entry.key, f"{path}: [[signatures]] #{i + 1}: key")
         try:
@@ -644,13 +682,14 @@ def _check_signatures(
         except ValueError:
             sig = b""
         if key in admins and len(sig) == wire.SIG_LEN and verify_signature(key, message, sig):
-            good.add(key)
-    if len(good) < threshold:
+            good[key] = sig
+    if required and len(good) < threshold:
         raise ConfigError(
-            f"{path}: version {version} carries {len(good)} valid administrator signature(s); "
-            f"[admin] threshold is {threshold} (lanon admin sign adds one; an edit after signing "
-            "voids them)"
+            f"{path}: version {section.version} carries {len(good)} valid administrator "
+            f"signature(s); [admin] threshold is {threshold} (lanon admin sign adds one; an "
+            "edit after signing voids them)"
         )
+    return body + "".join(signature_block(k, good[k]) for k in admins if k in good)
 
 
 def _plain(value: Any) -> Any:

@@ -381,8 +381,12 @@ class DaemonBase:
                     e.detail or "-",
                 )
             case ev.JoinRequested():
-                self.log.warning(
-                    "%s asks %s (lanon admin pending lists it; lanon admin approve %s adds it)",
+                self.say_once(
+                    logging.WARNING,
+                    "join-requested",
+                    now,
+                    "%s asks %s (lanon admin pending lists every request; lanon admin approve "
+                    "%s adds it)",
                     e.name,
                     "for a new key" if e.rotation else "to join",
                     e.name,

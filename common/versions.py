@@ -31,14 +31,16 @@ from lanon.common import wire
 from lanon.common.coalition import Coalition, loads
 from lanon.common.crypto import HostKey, Verifier, encode_key
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
+from lanon.common.settings import is_name
 
 REPEAT = 2.0  # seconds between a gateway's repeats of its version
-PARSES_PER_SECOND = 8
-KEPT_PARTIALS = 4  # texts being reassembled at once
+PARSES_PER_SECOND = 2  # texts no verified gateway advertised, looked at a second
+KEPT_PARTIALS = 4  # texts being reassembled at once (and as many advertised ones)
 KEPT_REFUSED = 64  # digests of texts refused: not looked at twice
 JOIN_INTERVAL = 1.0  # seconds between a joining host's requests
 REKEY_INTERVAL = 5.0  # seconds between the requests of a host that made a new key
 JOIN_FRESH = 30.0  # seconds a JOIN's clock may be off: older ones are replays
+JOIN_CHECKS_PER_SECOND = 10  # new requests whose signatures are checked, a second
 MAX_PENDING = 32
 PENDING_TTL = 3600.0  # seconds a request waits for the administrator
 
@@ -78,6 +80,15 @@ def chunks(c: Coalition) -> list[bytes]:
     ]
 
 
+def repeatable(c: Coalition) -> str:
+    """Why `c` cannot be repeated on the LAN ('' if it can)."""
+    try:
+        chunks(c)
+    except ConfigError as exc:
+        return str(exc)
+    return ""
+
+
 @dataclass
 class _Partial:
     version: int
@@ -88,36 +99,55 @@ class _Partial:
 @dataclass(frozen=True, slots=True)
 class Considered:
     outcome: Outcome
-    coalition: Coalition | None = None  # the new version, when applied
+    coalition: Coalition | None = None  # the new version, when it is to be applied
     detail: str = ""
 
 
 class VersionBook:
-    """The version this host runs, and what it heard of others."""
+    """The version this host runs, and what it heard of others.
+
+    Anyone on the LAN can send COALITION frames, so what is looked at is bounded: a text a
+    verified heartbeat advertised (its version and digest, from the gateway that sent it) is
+    reassembled from that gateway's frames only and looked at once; other texts (a new gateway's
+    version, before anyone knows that gateway) share PARSES_PER_SECOND. A text refused once is
+    refused again unread. Parsing checks the signatures before anything that costs."""
 
     def __init__(self, coalition: Coalition) -> None:
         self.current = coalition
         self._partials: OrderedDict[bytes, _Partial] = OrderedDict()
+        self._advertised: OrderedDict[bytes, tuple[int, bytes]] = (
+            OrderedDict()
+        )  # digest -> (version, src)
         self._refused: OrderedDict[bytes, Outcome] = OrderedDict()
-        self._budget = (0.0, 0)  # (second, parses in it)
-        self.newest_heard = coalition.version  # the highest version any frame claimed
+        self._budget = (0, 0)  # (second, parses in it)
+        self.newest_heard = coalition.version  # the highest version a verified frame claimed
 
-    def receive(self, frame: bytes, now: float) -> Considered | None:
+    def advertised(self, version: int, digest: bytes, src: bytes) -> None:
+        """A verified heartbeat from `src` says it runs `version`, whose text has `digest`."""
+        self.newest_heard = max(self.newest_heard, version)
+        if version <= self.current.version or digest in self._refused:
+            return
+        self._advertised[digest] = (version, src)
+        self._advertised.move_to_end(digest)
+        while len(self._advertised) > KEPT_PARTIALS:
+            self._advertised.popitem(last=False)
+
+    def receive(self, frame: bytes, now: float, src: bytes = b"") -> Considered | None:
         """A COALITION frame: the outcome once its text is whole (None before)."""
         chunk = wire.pull_coalition(frame)
-        if not self.current.versioned:
-            return None  # an unversioned coalition changes only by restarts
-        if chunk.version <= self.current.version:
+        if not self.current.versioned or chunk.version <= self.current.version:
             return None  # repeats of ours (or older) need no reassembly
         if chunk.digest in self._refused:
             return Considered(self._refused[chunk.digest], detail="refused before")
+        advert = self._advertised.get(chunk.digest)
+        if advert is not None and (advert[1] != src or advert[0] != chunk.version):
+            raise RemoteProtocolError(
+                RejectReason.FOREIGN, "COALITION chunk not from the gateway that advertised it"
+            )
         partial = self._partials.get(chunk.digest)
-        if partial is None:
+        if partial is None or (partial.version, partial.count) != (chunk.version, chunk.count):
             partial = self._partials[chunk.digest] = _Partial(chunk.version, chunk.count)
-            while len(self._partials) > KEPT_PARTIALS:
-                self._partials.popitem(last=False)
-        if (partial.version, partial.count) != (chunk.version, chunk.count):
-            raise RemoteProtocolError(RejectReason.MALFORMED, "COALITION chunks disagree")
+            self._evict()
         partial.got[chunk.index] = chunk.data
         if len(partial.got) < partial.count:
             return None
@@ -125,28 +155,40 @@ class VersionBook:
         raw = b"".join(partial.got[i] for i in range(partial.count))
         if text_digest(raw) != chunk.digest:
             raise RemoteProtocolError(RejectReason.MALFORMED, "COALITION text off its digest")
-        second, used = self._budget
-        if int(now) != second:
-            second, used = int(now), 0
-        if used >= PARSES_PER_SECOND:
-            return Considered(Outcome.BUSY)
-        self._budget = (second, used + 1)
+        if advert is None:
+            second, used = self._budget
+            if int(now) != second:
+                second, used = int(now), 0
+            if used >= PARSES_PER_SECOND:
+                return Considered(Outcome.BUSY)
+            self._budget = (second, used + 1)
         try:
             text = raw.decode()
         except UnicodeDecodeError:
             return self._refuse(chunk.digest, Considered(Outcome.INVALID, detail="not UTF-8"))
         return self._refuse(chunk.digest, self.consider(text))
 
+    def _evict(self) -> None:
+        """At most KEPT_PARTIALS unadvertised texts in reassembly (the oldest go), and the
+        advertised ones besides."""
+        loose = [d for d in self._partials if d not in self._advertised]
+        for digest in loose[: max(0, len(loose) - KEPT_PARTIALS)]:
+            del self._partials[digest]
+        for digest in [d for d in self._partials if d in self._advertised][:-KEPT_PARTIALS]:
+            del self._partials[digest]
+
     def _refuse(self, digest: bytes, c: Considered) -> Considered:
         if c.outcome in REFUSED:
             self._refused[digest] = c.outcome
+            self._advertised.pop(digest, None)
             while len(self._refused) > KEPT_REFUSED:
                 self._refused.popitem(last=False)
         return c
 
     def consider(self, text: str, path: Path | None = None) -> Considered:
-        """A coalition file's text (heard on the LAN, or given by an administrator): applied
-        if it is a newer version of our coalition, signed as [admin] says."""
+        """A coalition file's text (heard on the LAN, or given by an administrator): to be
+        applied if it is a newer version of our coalition, signed as [admin] says, and one
+        gateways can repeat. The caller applies it, then makes it `current`."""
         cur = self.current
         try:
             new = loads(text, path or cur.path)
@@ -156,7 +198,6 @@ class VersionBook:
             return Considered(Outcome.FORGED if signed else Outcome.INVALID, detail=detail)
         if new.identity != cur.identity:
             return Considered(Outcome.FOREIGN, detail=f"coalition {new.coalition.name}")
-        self.newest_heard = max(self.newest_heard, new.version)
         if new.version < cur.version:
             return Considered(Outcome.OLDER, detail=f"version {new.version}")
         if new.version == cur.version:
@@ -167,7 +208,10 @@ class VersionBook:
                 detail=f"a second version {new.version} with other content (two administrators "
                 "signed different files under one number: the next version settles it)",
             )
-        self.current = new
+        too_long = repeatable(new)
+        if too_long:
+            return Considered(Outcome.INVALID, detail=too_long)
+        self.newest_heard = max(self.newest_heard, new.version)
         return Considered(Outcome.APPLIED, new)
 
 
@@ -209,8 +253,10 @@ class PendingJoins:
     (its signature(s)); repeats only say it is still there."""
 
     def __init__(self, verifier: Verifier | None = None) -> None:
+        # least recently heard first: a request its host repeats stays, a flood's go first
         self.requests: OrderedDict[tuple[str, bytes], JoinRequest] = OrderedDict()
         self.verifier = verifier or Verifier()
+        self._checks = (0, 0)  # (second, new requests checked in it)
 
     def receive(self, c: Coalition, frame: bytes, now: float, wall_now_ms: int) -> bool:
         """True if the request is new."""
@@ -220,6 +266,8 @@ class PendingJoins:
             )
         body, sigs = wire.split_join(frame)
         j = wire.pull_join(body)
+        if is_name(j.name):
+            raise RemoteProtocolError(RejectReason.MALFORMED, "JOIN with a name no host can have")
         if abs(j.wall_ms - wall_now_ms) > JOIN_FRESH * 1000:
             raise RemoteProtocolError(RejectReason.REPLAY, f"JOIN from {j.name!r} is not fresh")
         listed = hosts(c)
@@ -236,6 +284,12 @@ class PendingJoins:
             raise RemoteProtocolError(
                 RejectReason.BAD_AUTH, f"JOIN replacing a key {j.name!r} does not have"
             )
+        second, used = self._checks
+        if int(now) != second:
+            second, used = int(now), 0
+        if used >= JOIN_CHECKS_PER_SECOND:  # a flood of new requests: the rest wait
+            raise RemoteProtocolError(RejectReason.STALE, "too many new JOINs this second")
+        self._checks = (second, used + 1)
         signers = [j.public] + ([j.old_public] if j.rotation else [])
         for public, sig in zip(signers, sigs, strict=True):
             if not self.verifier.verify(public, body, sig):

@@ -110,7 +110,7 @@ _HEAD = struct.Struct("!QQHHH")
 _ABORT = struct.Struct("!QBH")
 _INBOUND = struct.Struct("!QQBB")
 _HELLO = struct.Struct("!Q16sI")
-_HEARTBEAT = struct.Struct("!QQIBQHI")
+_HEARTBEAT = struct.Struct("!QQIBQHI16s")
 _KEYS = struct.Struct("!QB")
 _KEY_ENTRY = struct.Struct("!I32s")
 _REFUSE = struct.Struct("!QBQI")
@@ -532,6 +532,7 @@ class Heartbeat:
     nmembers: int = 0
     excluded_version: int = 0  # when that list last changed (µs): the newest list wins
     version: int = 0  # of the coalition file this gateway runs
+    text_digest: bytes = bytes(16)  # of that file's text: hosts behind take only that text
 
     def encode(self, coalition: int, sender: int) -> bytes:
         flags = (1 if self.leader else 0) | (2 if self.leaving else 0)
@@ -545,6 +546,7 @@ class Heartbeat:
                 self.started_ms,
                 self.naddresses,
                 self.version,
+                self.text_digest,
             )
             + bitmap_encode(self.held, self.naddresses)
             + _EXCLUDED.pack(self.excluded_version, self.nmembers)
@@ -555,9 +557,8 @@ class Heartbeat:
 def pull_heartbeat(body: bytes) -> Heartbeat:
     if len(body) < HEADER.size + _HEARTBEAT.size:
         raise malformed("short HEARTBEAT")
-    seq, rnd, epoch, flags, started_ms, naddresses, coalition_version = _HEARTBEAT.unpack_from(
-        body, HEADER.size
-    )
+    fields = _HEARTBEAT.unpack_from(body, HEADER.size)
+    seq, rnd, epoch, flags, started_ms, naddresses, coalition_version, text_digest = fields
     _round(rnd)
     _epoch(epoch)
     if naddresses == 0:
@@ -582,6 +583,7 @@ def pull_heartbeat(body: bytes) -> Heartbeat:
         nmembers,
         version,
         coalition_version,
+        text_digest,
     )
 
 

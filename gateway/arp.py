@@ -195,8 +195,8 @@ class Prober:
             else:
                 self.slots[i] = old.slots[j]
         for mac, held in old.gateways.items():
-            kept = {self.index[old.addresses[j]] for j in held if old.addresses[j] in self.index}
-            self.gateways[mac] = kept
+            before = [old.addresses[j] for j in held if j < len(old.addresses)]
+            self.gateways[mac] = {self.index[a] for a in before if a in self.index}
         self._recompute()
 
     def reserve(self, address: bytes, reason: ClaimRefusal, detail: str) -> None:

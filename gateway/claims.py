@@ -71,10 +71,11 @@ class ClaimPolicy:
             j = by_name.get(old.c.gateways[g].name)
             if j is None or j == self.me:
                 continue
+            before = old.c.anonymous
             held = frozenset(
-                index[a.packed]
-                for a in (old.c.anonymous[i] for i in view.held)
-                if a.packed in index
+                index[before[i].packed]
+                for i in view.held
+                if i < len(before) and before[i].packed in index
             )
             self.peers[j] = dataclasses.replace(view, held=held)
             if g in old.heard_since_start:

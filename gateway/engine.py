@@ -35,7 +35,7 @@ from lanon.common.events import (
     VersionRefused,
 )
 from lanon.common.flowkey import open_part, seal_part
-from lanon.common.guard import GATEWAY
+from lanon.common.guard import GATEWAY, MEMBER
 from lanon.common.output import OutputAssembler, RoundOutput
 from lanon.common.versions import (
     REPEAT,
@@ -45,6 +45,7 @@ from lanon.common.versions import (
     VersionBook,
     changes,
     chunks,
+    text_digest,
 )
 from lanon.gateway import arp
 from lanon.gateway.claims import ClaimPolicy, PeerView
@@ -54,7 +55,20 @@ from lanon.gateway.ingress import Ingress
 from lanon.gateway.leader import Leader, Phase
 from lanon.gateway.tracer import Exclusions, Tracer
 
-VERSION_ECHO_GAP = 0.25  # at most this often, a host behind makes us repeat our version
+VERSION_ECHO_GAP = 1.0  # at most this often, a host behind makes us repeat our version
+# What a version rebuilds (GatewayEngine._build and apply): kept, to put back if that fails.
+_REBUILT = (
+    "c",
+    "me",
+    "addresses",
+    "held",
+    "ingress",
+    "egress",
+    "leader",
+    "tracer",
+    "probes",
+    "policy",
+)
 
 
 class GatewayEngine(EngineBase):
@@ -94,6 +108,9 @@ class GatewayEngine(EngineBase):
         self._last_timer = now
         self._pair_keys: dict[int, bytes] = {}  # gateway -> the key FLOWS to it are sealed with
         self.versions = VersionBook(coalition)
+        self.version_digest = (
+            text_digest(coalition.text.encode()) if coalition.versioned else bytes(16)
+        )
         self.joins = PendingJoins()
         self.next_repeat = now  # the version's text, repeated on the LAN (versioned only)
         self.retired = False  # a version left us out: nothing but versions from here on
@@ -153,7 +170,7 @@ class GatewayEngine(EngineBase):
             header = self._header(frame, self.c.id)
             t = header.type
             if t == wire.MsgType.COALITION:
-                self._on_version(self.versions.receive(frame, now), now)
+                self._on_version(self.versions.receive(frame, now, src), now)
             elif self.retired:
                 return
             elif t == wire.MsgType.JOIN:
@@ -213,57 +230,77 @@ class GatewayEngine(EngineBase):
     def apply(self, new: Coalition, now: float) -> None:
         """Run a newer version of the coalition from now on, between two rounds: flows, the
         addresses held that stay ours, the lead, members' presence and keys all go on. A
-        version that leaves this gateway out (or gives it a key we do not hold) retires it."""
+        version that leaves this gateway out (or gives it a key we do not hold) retires it.
+        All or nothing: the parts are built for `new` first; if that fails, the old ones
+        stay, the version is not taken, and the error is the caller's."""
         old = self.c
-        self.versions.current = new
-        joined, left, rekeyed = changes(old, new)
-        self.event(VersionApplied(old.version, new.version, joined, left, rekeyed))
-        self.command(SaveCoalition(new.text))
-        self.next_repeat = now  # tell the LAN at once
         try:
             me = self._me(new)
         except ConfigError:
             self._let_go(now)
             self.retired = True
             self.c = new
+            self._took(old, new, now)
             self.event(Retired(new.version))
             return
+        kept = {k: getattr(self, k) for k in _REBUILT}
         held = {self.addresses[i] for i in self.held}
         leading = self.leading
         old_leader, old_policy, old_probes = self.leader, self.policy, self.probes
+        try:
+            self.me = me
+            self._build(new, now, old_leader.exclusions.remapped(old, new))
+            self.held.update(i for i, a in enumerate(self.addresses) if a in held)
+            self.probes.carry(old_probes, now)
+            self.leader.carry(old_leader)
+            self.egress.last_round = kept["egress"].last_round  # outputs already processed
+            self.policy = ClaimPolicy(new, me.index, now)
+            self.policy.carry(old_policy, now)
+        except Exception:
+            for k, v in kept.items():
+                setattr(self, k, v)
+            raise
+        self.flows.s = new.flows
         if leading:
             old_leader.stop(now)  # the round being collected has the old roster: given up
-        self.me = me
-        self.flows.s = new.flows
-        self._build(new, now, old_leader.exclusions.remapped(old, new))
-        self.held.update(i for i, a in enumerate(self.addresses) if a in held)
+            self.leader.start(now, old_leader.round, old_leader.epoch)
         for a in held - set(self.addresses):  # a share that no version has any more
             self.event(AddressReleased(address_text(a)))
-        self.probes.carry(old_probes, now)
-        self.leader.carry(old_leader)
-        self.policy = ClaimPolicy(new, me.index, now)
-        self.policy.carry(old_policy, now)
         self.following = None
         self._pair_keys.clear()
-        self.flows_seq.clear()
+        names = {g.name: g.index for g in new.gateways}
+        self.flows_seq = {
+            names[old.gateways[g].name]: seq
+            for g, seq in self.flows_seq.items()
+            if old.gateways[g].name in names
+        }
         self.joins.prune(new, now)
-        if leading:
-            self.leader.start(now, old_leader.round, old_leader.epoch)
-        if held != {self.addresses[i] for i in self.held} or self.held:
-            self._announce(self.held, now)  # a share moved: the router learns where
+        self._took(old, new, now)
+        if self.held:
+            self._announce(self.held, now)  # a share that moved: the router learns where
+
+    def _took(self, old: Coalition, new: Coalition, now: float) -> None:
+        """`new` is the version this gateway runs: said, saved, and repeated at once."""
+        self.versions.current = new
+        self.version_digest = text_digest(new.text.encode()) if new.versioned else bytes(16)
+        joined, left, rekeyed = changes(old, new)
+        self.event(VersionApplied(old.version, new.version, joined, left, rekeyed))
+        self.command(SaveCoalition(new.text))
+        self.next_repeat = now
 
     def _repeat_version(self, now: float) -> None:
-        for frame in chunks(self.c):
-            self.send(wire.BROADCAST, frame)
         self.next_repeat = now + REPEAT
+        for frame in chunks(self.c):  # it fits: versions.consider refuses texts that do not
+            self.send(wire.BROADCAST, frame)
 
     def _on_hello(self, sender: int, frame: bytes, now: float, src: bytes) -> None:
         """A HELLO of another version: the member learns ours at once (and is told apart in
         status); of ours, the leader takes it."""
         hello = wire.pull_hello(wire.split_auth(frame, wire.SIG_LEN)[0])
         if hello.fingerprint != self.c.fingerprint and 0 < hello.version < self.c.version:
-            if 0 <= sender < len(self.c.members):
-                self.host_versions[self.c.members[sender].name] = hello.version
+            member = self.c.member_at(sender)  # signed by the key our version gives it
+            self.verified((MEMBER, sender), src, member.public, frame, now)
+            self.host_versions[member.name] = hello.version
             if now - self.next_repeat + REPEAT >= VERSION_ECHO_GAP:
                 self.next_repeat = now
             raise RemoteProtocolError(
@@ -348,18 +385,25 @@ class GatewayEngine(EngineBase):
         new = peer.index not in self.policy.alive(now) or (
             prev is not None and prev.started_ms != hb.started_ms
         )
+        # Another version numbers addresses and members otherwise: what it says it holds
+        # and excludes waits until we run the same one (a moment: the newer is repeated).
+        ours = hb.version == self.c.version and hb.naddresses == len(self.addresses)
+        held = hb.held if ours else (prev.held if prev is not None else frozenset())
         self.policy.heard(
             peer.index,
-            PeerView(now, hb.seq, hb.leader, hb.held, hb.round, hb.leaving, hb.started_ms),
+            PeerView(now, hb.seq, hb.leader, held, hb.round, hb.leaving, hb.started_ms),
         )
-        self.probes.vouch(src, hb.held)  # its ARP for these is normal, not a conflict
+        if ours:
+            self.probes.vouch(src, hb.held)  # its ARP for these is normal, not a conflict
         self.host_versions[peer.name] = hb.version
-        if hb.version < self.c.version and now - self.next_repeat + REPEAT >= VERSION_ECHO_GAP:
+        if hb.version > self.c.version:
+            self.versions.advertised(hb.version, hb.text_digest, src)
+        elif hb.version < self.c.version and now - self.next_repeat + REPEAT >= VERSION_ECHO_GAP:
             self.next_repeat = now  # it missed ours
         if new and self.leading and not hb.leaving:
             self._send_flows(src, peer)  # it may have to take over: give it every flow we know
         self.seen_round = max(self.seen_round, hb.round)
-        if hb.nmembers == len(self.c.members):  # the newest list of exclusions wins
+        if ours and hb.nmembers == len(self.c.members):  # the newest list of exclusions wins
             added, removed = self.tracer.exclusions.adopt(hb.excluded, hb.excluded_version)
             for m in sorted(added):
                 self.event(MemberExcluded(self.c.members[m].name, 0))
@@ -572,6 +616,7 @@ class GatewayEngine(EngineBase):
             len(self.c.members),
             self.tracer.exclusions.version,
             self.c.version,
+            self.version_digest,
         )
         self.send(wire.BROADCAST, signed(self.key, hb.encode(self.c.id, self.me.index)))
 

@@ -87,6 +87,11 @@ _TO_THE_LEADER = frozenset(
         wire.MsgType.PROOF,
     }
 )
+# What a version rebuilds (MemberEngine._build and apply): kept, to put back if that fails.
+_REBUILT = (
+    *("c", "me", "key", "keys", "rounds", "blame"),
+    *("inbound", "wrapper", "anonymous", "_built_for"),
+)
 HEARTBEAT_QUIET = 1.0  # heartbeats matter only when no OPEN came for this long
 ACK_SPAN = 256  # ACKs that may take one queued ACK's place (the gateways' replay window is 1024)
 
@@ -150,6 +155,8 @@ class MemberEngine(EngineBase):
     def _build(self, coalition: Coalition) -> None:
         """The parts that depend on the coalition's hosts: made at start and by a version."""
         self.c = coalition
+        self._built_for = coalition  # the numbering of the parts' members (a retired
+        # engine keeps parts of a version that listed it, whatever version it hears since)
         key, rng = self.key, self.rng
         self.keys = KeyRing(self, coalition, self.me.index, key, self.wall_offset)
         veto = Veto(coalition, self.policy)
@@ -165,40 +172,53 @@ class MemberEngine(EngineBase):
         """Run a newer version of the coalition from now on: flows, queued cells and the
         keys of neighbours that stay go on; the round in progress is given up (its roster is
         the old version's). A version that leaves us out retires this engine: nothing is
-        sent from then on but what the daemon's rules already stop."""
+        sent from then on but what the daemon's rules already stop. All or nothing: if the
+        parts cannot be built for `new`, the old ones stay and the error is the caller's."""
         old = self.c
+        listed = {m.name: m.public for m in new.members}
+        rotated = self.next_key is not None and listed.get(self.name) == self.next_key.public
+        key = self.next_key if rotated and self.next_key is not None else self.key
+        if listed.get(self.name) != key.public:  # not (or no longer) us
+            self.c = new
+            if not self.joining and not self.retired:
+                self.retired = True
+                self.rounds.lose()
+                self.rounds.queue.clear()
+                if self.rounds.in_roster:
+                    self.rounds.leave()
+                self.event(Retired(new.version))
+            self._took(old, new)
+            return
+        kept = {k: getattr(self, k) for k in _REBUILT}
+        old_rounds, old_keys, built_for = self.rounds, self.keys, self._built_for
+        try:
+            self.key = key
+            self.me = self._me(new)
+            self._build(new)
+            self.keys.carry(old_keys, built_for, now)
+        except Exception:
+            for k, v in kept.items():
+                setattr(self, k, v)
+            raise
+        old_rounds.lose()
+        self.rounds.carry(old_rounds)
+        if rotated:
+            self.next_key = None
+            self.command(AdoptNextKey())  # the key lanon rekey made is ours now, on disk too
+        self.retired = self.joining = False
+        self._took(old, new)
+        self.keys.announce(now)  # new neighbours need our keys, and we theirs
+        self.next_hello = now
+
+    def _took(self, old: Coalition, new: Coalition) -> None:
         self.versions.current = new
         self.behind = 0
         joined, left, rekeyed = changes(old, new)
         self.event(VersionApplied(old.version, new.version, joined, left, rekeyed))
         self.command(SaveCoalition(new.text))
-        old_rounds, old_keys = self.rounds, self.keys
-        old_rounds.lose()
-        listed = {m.name: m.public for m in new.members}
-        if self.next_key is not None and listed.get(self.name) == self.next_key.public:
-            self.key, self.next_key = self.next_key, None  # the rotation we asked for
-            self.command(AdoptNextKey())
-        try:
-            self.me = self._me(new)
-        except ConfigError:
-            self.c = new
-            if self.joining:
-                return  # still not us: we go on asking
-            self.retired = True
-            old_rounds.queue.clear()
-            if old_rounds.in_roster:
-                old_rounds.leave()
-            self.event(Retired(new.version))
-            return
-        self.retired = self.joining = False
-        self._build(new)
-        self.keys.carry(old_keys, old, now)
-        self.rounds.carry(old_rounds)
-        self.keys.announce(now)  # new neighbours need our keys, and we theirs
-        self.next_hello = now
 
-    def _on_version(self, frame: bytes, now: float) -> None:
-        considered = self.versions.receive(frame, now)
+    def _on_version(self, src: bytes, frame: bytes, now: float) -> None:
+        considered = self.versions.receive(frame, now, src)
         if considered is None or considered.outcome is Outcome.SAME:
             return
         if considered.coalition is None:
@@ -366,7 +386,10 @@ class MemberEngine(EngineBase):
             header = self._header(frame, self.c.id)
             t = header.type
             if t == wire.MsgType.COALITION:
-                self._on_version(frame, now)
+                self._on_version(src, frame, now)
+                return
+            if t == wire.MsgType.HEARTBEAT:
+                self._on_heartbeat(header.sender, src, frame, now)
                 return
             if t in _TO_THE_LEADER or self.retired:
                 return  # other members' frames to the leader: not for us
@@ -391,17 +414,29 @@ class MemberEngine(EngineBase):
                 self.blame.receive_blame(self.c.gateway_at(header.sender), src, frame, now)
             elif t == wire.MsgType.VERDICT:
                 self.blame.receive_verdict(self.c.gateway_at(header.sender), src, frame, now)
-            elif t == wire.MsgType.HEARTBEAT and now - self.last_open >= HEARTBEAT_QUIET:
-                # Rounds tell us the epoch; heartbeats matter only while there are none.
-                gateway = self.c.gateway_at(header.sender)
-                body = self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
-                hb = wire.pull_heartbeat(body)
-                if hb.leader:  # only a leader's epoch is the lanon's
-                    self.last_heartbeat = now
-                    self.keys.follow(hb.epoch, now)
-                    self.blame.readmitted(hb.excluded)
+
         except RemoteProtocolError as exc:
             self._reject(exc, frame, src, now)
+
+    def _on_heartbeat(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
+        """Rounds tell us the epoch: heartbeats matter while there are none, and when one
+        says its gateway runs a newer version (its text's digest: what we take from it)."""
+        newer = wire.pull_heartbeat(wire.split_auth(frame, wire.SIG_LEN)[0]).version
+        if now - self.last_open < HEARTBEAT_QUIET and newer <= self.c.version:
+            return
+        gateway = self.c.gateway_at(sender)
+        hb = wire.pull_heartbeat(
+            self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
+        )
+        if hb.version > self.c.version:
+            self.behind = max(self.behind, hb.version)
+            self.versions.advertised(hb.version, hb.text_digest, src)
+        if self.retired or hb.version != self.c.version:
+            return
+        if hb.leader:  # only a leader's epoch is the lanon's
+            self.last_heartbeat = now
+            self.keys.follow(hb.epoch, now)
+            self.blame.readmitted(hb.excluded)
 
     def _on_open(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
         """Cheap checks on the unauthenticated OPEN first (shape, clock, round and epoch
@@ -409,9 +444,7 @@ class MemberEngine(EngineBase):
         nmembers = len(self.c.members)
         body = wire.split_sealed(frame, nmembers)[0]
         o = wire.pull_open(body)
-        if o.version != self.c.version:
-            if o.version > self.c.version:
-                self.behind = max(self.behind, o.version)
+        if o.version != self.c.version:  # (unauthenticated: heartbeats say who is behind)
             raise RemoteProtocolError(
                 RejectReason.FOREIGN,
                 f"OPEN of version {o.version} of the coalition file, we run {self.c.version}",
@@ -523,7 +556,7 @@ class MemberEngine(EngineBase):
         if self.joining:
             frame = join_frame(self.c, self.name, self.key, wall_ms(now, self.wall_offset), None)
             self.next_join = now + JOIN_INTERVAL
-        elif self.next_key is not None:
+        elif self.next_key is not None and not self.retired:
             ms = wall_ms(now, self.wall_offset)
             frame = join_frame(self.c, self.name, self.next_key, ms, self.key)
             self.next_join = now + REKEY_INTERVAL

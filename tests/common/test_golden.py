@@ -158,6 +158,7 @@ HEARTBEAT = wire.Heartbeat(
     nmembers=10,
     excluded_version=1_800_000_000_000_000,
     version=5,
+    text_digest=b"t" * 16,
 )
 HEARTBEAT_BYTES = h(
     header(T.HEARTBEAT),
@@ -168,6 +169,7 @@ HEARTBEAT_BYTES = h(
     "000001a3185c5000",  # started_ms
     "0008",  # naddresses
     "00000005",  # the coalition file's version
+    "74747474747474747474747474747474",  # its text's digest
     "84",  # held bitmap, 8 bits: 0, 5
     "0006651728988000",  # excluded_version: when the list of excluded members changed (µs)
     "000a",  # nmembers

@@ -210,3 +210,57 @@ def test_a_gateway_started_with_the_next_version_brings_it_to_everyone() -> None
         lan.gateway(n).addresses[i] for n in ("gateway1", "gateway2") for i in lan.gateway(n).held
     } == set(g2.addresses)
     assert any(name == "gateway2" for name, _ in lan.emitted)
+
+
+def test_a_heartbeat_of_the_next_version_before_the_version_breaks_nothing() -> None:
+    lan = running(3, 2)
+    g1, g2 = lan.gateway("gateway1"), lan.gateway("gateway2")
+    text = admin.set_host(
+        admin.next_version(g1.c.text, PATH),
+        "gateways",
+        "gateway1",
+        {"addresses": ["198.18.0.200/30"]},
+    )
+    v2 = loads(admin.sign(text, PATH, ADMIN), PATH)
+    # gateway1's heartbeat in version 2's numbering (it holds addresses 8..11 of 12) reaches
+    # gateway2 first: it is heard as alive, its addresses wait for the version
+    hb = wire.Heartbeat(
+        g1.hb_seq + 10,
+        g1.leader.round,
+        g1.leader.epoch,
+        True,
+        frozenset({8, 9, 10, 11}),
+        12,
+        version=2,
+        text_digest=b"\0" * 16,
+    )
+    g2.receive_frame(
+        lan.host("gateway1").mac, signed(lan.keys["gateway1"], hb.encode(g1.c.id, 0)), lan.now
+    )
+    assert g2.policy.peers[0].held <= frozenset(range(8))
+    considered = g2.offer_version(v2.text, lan.now)
+    assert considered.outcome is Outcome.APPLIED and g2.c.version == 2
+    publish_text = g1.offer_version(v2.text, lan.now)
+    assert publish_text.outcome is Outcome.APPLIED
+    lan.collect()
+    lan.run(8.0)
+    assert {g1.addresses[i] for i in g1.held} == {
+        a.packed for a in v2.gateway("gateway1").addresses
+    }
+    echo(lan, "member1", 9100)
+
+
+def test_a_member_removed_then_added_again_takes_part_again() -> None:
+    lan = running(4)
+    gw = lan.gateway()
+    m2 = lan.member("member2")
+    key2 = lan.keys["member2"]
+    publish(lan, admin.member_removed(gw.c, "member2"))
+    lan.run_until(lambda: on_version(lan, 2), limit=3)
+    assert m2.retired
+    publish(lan, admin.member_added(gw.c, "member2", key2.public))
+    lan.run_until(lambda: on_version(lan, 3), limit=3)
+    assert not m2.retired
+    index = gw.c.member("member2").index
+    lan.run_until(lambda: index in in_rounds(lan), limit=5)
+    echo(lan, "member2", 9200)
