@@ -174,10 +174,17 @@ def cmd_rekey(args: argparse.Namespace) -> int:
     from lanon.common import control
     from lanon.common.crypto import HostKey, encode_key, write_private_key
     from lanon.common.daemon_config import control_path, next_key_path, read_toml
+    from lanon.common.errors import ConfigError
     from lanon.common.settings import load_table, resolve
+    from lanon.gateway.config import GatewaySettings
     from lanon.member.config import MemberSettings
 
-    settings = load_table(MemberSettings, read_toml(args.config), str(args.config))
+    raw = read_toml(args.config)
+    settings: MemberSettings | GatewaySettings
+    try:
+        settings = load_table(MemberSettings, raw, str(args.config))
+    except ConfigError:
+        settings = load_table(GatewaySettings, raw, str(args.config))
     base = args.config.parent
     path = next_key_path(resolve(base, settings.private_key))
     if path.exists():
@@ -258,10 +265,10 @@ def add_parsers(sub: Any) -> None:
 
     p = sub.add_parser(
         "rekey",
-        help="make a new key for this member and ask for it",
-        description="Make a new key beside the member's (KEY.next); the daemon asks for it, "
+        help="make a new key for this host and ask for it",
+        description="Make a new key beside the host's (KEY.next); the daemon asks for it, "
         "signed by both keys. Once the administrator approves, the version that gives it "
         "replaces the old key: no restart.",
     )
-    p.add_argument("--config", type=Path, required=True, help="the member's TOML file")
+    p.add_argument("--config", type=Path, required=True, help="the member's or gateway's file")
     p.set_defaults(func=cmd_rekey)

@@ -391,6 +391,10 @@ class Coalition:
             f"{self.path}: no gateway named {name!r} (gateways: {', '.join(g.name for g in self.gateways)})"
         )
 
+    def gateway_named(self, name: str) -> bytes | None:
+        """The public key of the gateway of that name, if any."""
+        return next((g.public for g in self.gateways if g.name == name), None)
+
     def member_at(self, index: int, me: int | None = None) -> Peer:
         """The member a frame's header names by index; RemoteProtocolError (NOT_IN_ROSTER)
         if the coalition has none there, or if it names `me` (a member hears itself only

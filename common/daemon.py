@@ -18,9 +18,10 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from lanon.common import events as ev
 from lanon.common.coalition import Coalition
 from lanon.common.control import ControlServer
-from lanon.common.daemon_config import DaemonSettings, Loaded, control_path
-from lanon.common.errors import RejectReason
-from lanon.common.events import SaveCoalition
+from lanon.common.crypto import HostKey, read_private_key
+from lanon.common.daemon_config import DaemonSettings, Loaded, control_path, next_key_path
+from lanon.common.errors import LanonError, RejectReason
+from lanon.common.events import AdoptNextKey, SaveCoalition
 from lanon.common.iptables import Jump
 from lanon.common.loop import Reactor
 from lanon.common.metrics import BaseMetrics
@@ -61,6 +62,7 @@ class Engine(Protocol):
     def handle_timer(self, now: float) -> None: ...
     def pop_commands(self) -> list[ev.Command]: ...
     def pop_events(self) -> list[ev.Event]: ...
+    def ask_for_key(self, key: HostKey, now: float) -> None: ...
 
 
 class LanSocket(Protocol):
@@ -120,6 +122,32 @@ class DaemonBase:
                 exc.strerror,
             )
 
+    def adopt_next_key(self, _cmd: AdoptNextKey) -> None:
+        """A version gave us the key lanon rekey made: it is our key from now on, on disk too."""
+        key_path = self.loaded.key_path
+        if key_path is None:
+            return
+        try:
+            next_key_path(key_path).replace(key_path)
+        except OSError as exc:
+            self.log.warning("cannot replace %s with the new key: %s", key_path, exc.strerror)
+            return
+        self.log.warning("the new key of this host is in use (%s)", key_path)
+
+    def _ask_for_next_key(self) -> dict[str, Any]:
+        """lanon rekey made KEY.next: the engine asks for it (JOIN, signed by both keys)."""
+        key_path = self.loaded.key_path
+        path = next_key_path(key_path) if key_path is not None else None
+        if path is None or not path.exists():
+            return {"error": "no new key to ask for (lanon rekey makes one)"}
+        try:
+            key = read_private_key(path)
+        except LanonError as exc:
+            return {"error": str(exc)}
+        self.engine.ask_for_key(key, self.reactor.clock())
+        self.flush(self.reactor.clock())
+        return {"asking": True}
+
     # --- serving ----------------------------------------------------------------------------
 
     def serve_metrics(
@@ -154,6 +182,8 @@ class DaemonBase:
         verb, _, arg = request.partition(" ")
         if verb == "status":
             return self.status()
+        if verb == "rekey":
+            return self._ask_for_next_key()
         if verb == "coalition":  # the file this daemon runs: what lanon admin edits
             return {"version": self.c.version, "text": self.c.text, "path": str(self.c.path)}
         if verb == "publish":  # a signed version an administrator gives (lanon admin publish)

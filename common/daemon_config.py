@@ -85,13 +85,12 @@ def load(cls: type[S], path: Path, role: str) -> tuple[S, Loaded]:
     next_path = next_key_path(key_path)
     next_key = read_private_key(next_path) if next_path.exists() else None
     listed = {h.name: h.public for h in hosts}
+    if next_key is not None and listed.get(settings.name) == next_key.public != key.public:
+        next_path.replace(key_path)  # a version gave the key lanon rekey made: ours now
+        key, next_key = next_key, None
     if role == "member" and coalition.versioned and listed.get(settings.name) != key.public:
-        # Not (yet) in the coalition with this key: the daemon asks to join (member/engine.py),
-        # unless a version already gave the key lanon rekey made.
-        if next_key is None or listed.get(settings.name) != next_key.public:
-            return settings, Loaded(path, coalition, key, key_path, next_key)
-        next_path.replace(key_path)
-        return settings, Loaded(path, coalition, next_key, key_path, None)
+        # Not (yet) in the coalition with this key: the daemon asks to join (member/engine.py)
+        return settings, Loaded(path, coalition, key, key_path, next_key)
     if settings.name not in listed:
         raise ConfigError(
             f"{path}: name = {settings.name!r}: expected the name of a {role} of {coalition.path} "

@@ -8,11 +8,11 @@ carry that, so hosts one version apart still hear each other, and the OPEN, HELL
 HEARTBEAT say which version their sender runs.
 
 Gateways repeat their version's text in COALITION frames (chunks of at most one frame each),
-at once after applying it and every REPEAT seconds. Every host reassembles what it hears and
-`VersionBook.consider`s it: a newer version, verified, replaces the current one; an older one
-(a replay), the same version with other content (a conflict), unsigned or forged, or another
-coalition's, is refused and counted. Parsing costs a little: at most PARSES_PER_SECOND texts
-are looked at, and a text refused once is refused again without a look.
+at once after applying it and every REPEAT seconds, and their heartbeats advertise its number
+and digest. Every host reassembles what it hears (`VersionBook`) and `consider`s it: a newer
+version, verified, is applied by the engine between two rounds; an older one (a replay), the
+same number with other content (a conflict), unsigned or forged, or another coalition's, is
+refused and counted.
 
 A host that is not (yet) in the coalition asks with JOIN frames: its name and public key,
 signed by that key (and, to replace the key its name has, by the old one too). Gateways keep

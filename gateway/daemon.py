@@ -18,6 +18,7 @@ from lanon.common.daemon import DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import PrerequisiteError
 from lanon.common.events import (
+    AdoptNextKey,
     ClaimRefusal,
     EmitPacket,
     FilterSources,
@@ -97,6 +98,7 @@ class GatewayDaemon(DaemonBase):
             EmitPacket: self._emit,
             SendArp: lambda cmd: self.arp.send(cmd.dst, cmd.payload),
             SaveCoalition: self.save_coalition,
+            AdoptNextKey: self.adopt_next_key,
         }
         r = self.reactor
         now = r.clock()
@@ -109,6 +111,8 @@ class GatewayDaemon(DaemonBase):
             wall_offset=self.wall_offset,
             rng=random.SystemRandom(),
         )
+        if self.loaded.next_key is not None:
+            self.engine.ask_for_key(self.loaded.next_key, now)
         self._refuse_host_addresses()
         r.add_reader(self.lan.fileno(), self.on_lan)
         r.add_reader(self.ip.fileno(), self._on_ip)

@@ -7,6 +7,7 @@ commands (SendFrame, SendArp, EmitPacket) and events.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterable
 
@@ -19,6 +20,7 @@ from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
     AddressClaimed,
     AddressReleased,
+    AdoptNextKey,
     ArpAnswered,
     FlowsEnded,
     FlowsReceived,
@@ -38,6 +40,7 @@ from lanon.common.flowkey import open_part, seal_part
 from lanon.common.guard import GATEWAY, MEMBER
 from lanon.common.output import OutputAssembler, RoundOutput
 from lanon.common.versions import (
+    REKEY_INTERVAL,
     REPEAT,
     Considered,
     Outcome,
@@ -45,6 +48,7 @@ from lanon.common.versions import (
     VersionBook,
     changes,
     chunks,
+    join_frame,
     text_digest,
 )
 from lanon.gateway import arp
@@ -60,6 +64,7 @@ VERSION_ECHO_GAP = 1.0  # at most this often, a host behind makes us repeat our 
 _REBUILT = (
     "c",
     "me",
+    "key",
     "addresses",
     "held",
     "ingress",
@@ -114,6 +119,8 @@ class GatewayEngine(EngineBase):
         self.joins = PendingJoins()
         self.next_repeat = now  # the version's text, repeated on the LAN (versioned only)
         self.retired = False  # a version left us out: nothing but versions from here on
+        self.next_key: HostKey | None = None  # asked for by `lanon rekey`: a version gives it
+        self.next_join = float("inf")
         self.host_versions: dict[str, int] = {}  # other hosts' versions, as last heard
         self._output_seen = (0, now)  # (last round output processed, when): flows end after
 
@@ -234,8 +241,12 @@ class GatewayEngine(EngineBase):
         All or nothing: the parts are built for `new` first; if that fails, the old ones
         stay, the version is not taken, and the error is the caller's."""
         old = self.c
+        key = self.key
+        if self.next_key is not None and new.gateway_named(self.name) == self.next_key.public:
+            key = self.next_key  # the rotation we asked for
         try:
-            me = self._me(new)
+            me = new.gateway(self.name)
+            check_own_key(me, "gateway", key.public, new.path)
         except ConfigError:
             self._let_go(now)
             self.retired = True
@@ -248,7 +259,7 @@ class GatewayEngine(EngineBase):
         leading = self.leading
         old_leader, old_policy, old_probes = self.leader, self.policy, self.probes
         try:
-            self.me = me
+            self.me, self.key = me, key
             self._build(new, now, old_leader.exclusions.remapped(old, new))
             self.held.update(i for i, a in enumerate(self.addresses) if a in held)
             self.probes.carry(old_probes, now)
@@ -261,6 +272,9 @@ class GatewayEngine(EngineBase):
                 setattr(self, k, v)
             raise
         self.flows.s = new.flows
+        if key is self.next_key:
+            self.next_key, self.next_join = None, float("inf")
+            self.command(AdoptNextKey())
         if leading:
             old_leader.stop(now)  # the round being collected has the old roster: given up
             self.leader.start(now, old_leader.round, old_leader.epoch)
@@ -278,6 +292,22 @@ class GatewayEngine(EngineBase):
         self._took(old, new, now)
         if self.held:
             self._announce(self.held, now)  # a share that moved: the router learns where
+
+    def ask_for_key(self, key: HostKey, now: float) -> None:
+        """lanon rekey made `key`: ask for it (here too: the administrator may be asking this
+        gateway) until a version gives it."""
+        self.next_key, self.next_join = key, now
+
+    def _ask(self, now: float) -> None:
+        self.next_join = now + REKEY_INTERVAL
+        if self.next_key is None or self.retired:
+            self.next_join = float("inf")
+            return
+        ms = wall_ms(now, self.wall_offset)
+        frame = join_frame(self.c, self.name, self.next_key, ms, self.key)
+        self.send(wire.BROADCAST, frame)
+        with contextlib.suppress(RemoteProtocolError):
+            self.joins.receive(self.c, frame, now, ms)
 
     def _took(self, old: Coalition, new: Coalition, now: float) -> None:
         """`new` is the version this gateway runs: said, saved, and repeated at once."""
@@ -491,8 +521,9 @@ class GatewayEngine(EngineBase):
         self._heartbeat(now)
 
     def get_timer(self) -> float:
-        if self.c.versioned and self.next_repeat < self.next_heartbeat:
-            return self.next_repeat
+        soon = min(self.next_repeat if self.c.versioned else float("inf"), self.next_join)
+        if soon < self.next_heartbeat:
+            return soon
         if self.retired:
             return self.next_heartbeat
         t = min(self.next_heartbeat, self.tracer.get_timer())
@@ -536,6 +567,8 @@ class GatewayEngine(EngineBase):
     def handle_timer(self, now: float) -> None:
         if self.c.versioned and now >= self.next_repeat:
             self._repeat_version(now)
+        if now >= self.next_join:
+            self._ask(now)
         if self.retired:
             self.next_heartbeat = now + self.c.rounds.heartbeat_interval
             return

@@ -12,10 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from lanon.common import __version__, iptables, wire
 from lanon.common import events as ev
-from lanon.common.crypto import read_private_key
 from lanon.common.daemon import DaemonBase, Stage
-from lanon.common.daemon_config import Loaded, next_key_path
-from lanon.common.errors import ConfigError, PrerequisiteError
+from lanon.common.daemon_config import Loaded
+from lanon.common.errors import PrerequisiteError
 from lanon.common.events import (
     AdoptNextKey,
     FilterSources,
@@ -73,8 +72,9 @@ class MemberDaemon(DaemonBase):
                 settings.presence_window,
             ),
         )
-        self.engine.next_key = loaded.next_key
         self.metrics.version.set(self.c.version)
+        if loaded.next_key is not None:
+            self.engine.ask_for_key(loaded.next_key, now)
         # Until the pacer process runs (and if it cannot), the loop sends answers itself.
         self.pacer: InlinePacer | ProcessPacer = self._inline_pacer()
 
@@ -108,7 +108,7 @@ class MemberDaemon(DaemonBase):
             FilterSources: self._filter_sources,
             InjectPacket: lambda cmd: self.tun.write(cmd.packet),
             SaveCoalition: self.save_coalition,
-            AdoptNextKey: self._adopt_next_key,
+            AdoptNextKey: self.adopt_next_key,
         }
         self.queue = NetfilterQueue()
         with warnings.catch_warnings(record=True) as caught:
@@ -233,32 +233,6 @@ class MemberDaemon(DaemonBase):
     def _answer_left(self, due: float, rnd: int, when: float) -> None:
         self.engine.answer_left(due, rnd, when)
         self.flush(self.reactor.clock())
-
-    def _adopt_next_key(self, _cmd: AdoptNextKey) -> None:
-        """A version gave us the key lanon rekey made: it is our key from now on, on disk too."""
-        key_path = self.loaded.key_path
-        if key_path is None:
-            return
-        try:
-            next_key_path(key_path).replace(key_path)
-        except OSError as exc:
-            self.log.warning("cannot replace %s with the new key: %s", key_path, exc.strerror)
-            return
-        self.log.warning("the new key of this host is in use (%s)", key_path)
-
-    def _control(self, request: str) -> dict[str, Any]:
-        if request != "rekey":
-            return super()._control(request)
-        key_path = self.loaded.key_path
-        path = next_key_path(key_path) if key_path is not None else None
-        if path is None or not path.exists():
-            return {"error": "no new key to ask for (lanon rekey makes one)"}
-        try:
-            self.engine.next_key = read_private_key(path)
-        except ConfigError as exc:
-            return {"error": str(exc)}
-        self.engine.next_join = self.reactor.clock()
-        return {"asking": True}
 
     def offer_version(self, text: str, now: float) -> Considered:
         considered = self.engine.versions.consider(text)

@@ -551,6 +551,10 @@ class MemberEngine(EngineBase):
         self.send(wire.BROADCAST, signed(self.key, hello.encode(self.c.id, self.me.index)))
         self.event(Joining(self.rounds.last_round))
 
+    def ask_for_key(self, key: HostKey, now: float) -> None:
+        """lanon rekey made `key`: ask for it until a version gives it."""
+        self.next_key, self.next_join = key, now
+
     def _ask(self, now: float) -> None:
         """A JOIN: to be added (joining), or to have the key we made replace ours."""
         if self.joining:

@@ -264,3 +264,20 @@ def test_a_member_removed_then_added_again_takes_part_again() -> None:
     index = gw.c.member("member2").index
     lan.run_until(lambda: index in in_rounds(lan), limit=5)
     echo(lan, "member2", 9200)
+
+
+def test_a_gateway_key_is_replaced_without_restarts() -> None:
+    lan = running(3, 2)
+    g1, g2 = lan.gateway("gateway1"), lan.gateway("gateway2")
+    new_key = HostKey(bytes([99]) * 32)
+    g2.ask_for_key(new_key, lan.now)  # lanon rekey on gateway2
+    lan.run_until(lambda: any(r.name == "gateway2" for r in g1.joins.requests.values()), limit=8)
+    [request] = [r for r in g1.joins.requests.values() if r.name == "gateway2"]
+    assert request.public == new_key.public and request.old_public == lan.keys["gateway2"].public
+    publish(lan, admin.key_replaced(g1.c, "gateway2", request.public))
+    lan.run_until(lambda: on_version(lan, 2), limit=3)
+    assert g2.key is new_key and not g2.retired and g2.next_key is None
+    lan.run(3.0)
+    assert g1.policy.alive(lan.now) == frozenset({0, 1}) and len(g2.held) == 4
+    for sport in range(9300, 9310):  # flows on gateway2's addresses too
+        echo(lan, "member1", sport)
