@@ -259,15 +259,35 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.dir.exists() and any(args.dir.iterdir()):
         raise LanonError(f"{args.dir} is not empty; choose a new directory")
     args.dir.mkdir(parents=True, exist_ok=True)
-    write_coalition(args.dir, args.name, args.lan, gateways, members)
-    c = coalition_mod.load(args.dir / "coalition.toml")  # what we wrote must hold
+    sections: dict[str, dict[str, Any]] = {}
+    admin_key = None
+    if args.admin:
+        from lanon.common.crypto import HostKey, encode_key, write_private_key
+
+        admin_key = HostKey.generate()
+        sections = {"coalition": {"version": 1}, "admin": {"keys": [encode_key(admin_key.public)]}}
+    write_coalition(args.dir, args.name, args.lan, gateways, members, sections=sections)
+    path = args.dir / "coalition.toml"
+    if admin_key is not None:
+        from lanon.common.admin import sign
+
+        write_private_key(
+            args.dir / "keys" / "admin.key", admin_key, f"administrator of {args.name}"
+        )
+        path.write_text(sign(path.read_text(), path, admin_key))
+    c = coalition_mod.load(path)  # what we wrote must hold
     print(
         f"coalition {c.coalition.name} in {args.dir}: {len(c.members)} members, "
         f"{len(c.gateways)} gateway(s), key graph {c.connectivity.k}-connected\n"
         f"  {args.dir}/coalition.toml    the shared file: give the same one to every host\n"
         f"  {args.dir}/<host>.toml       each host's daemon file\n"
         f"  {args.dir}/keys/<host>.key   each host's private key (mode 0600): move it to that host only\n"
-        "On real hosts, prefer: each host runs 'lanon keygen' and you put the public keys in the "
+        + (
+            f"  {args.dir}/keys/admin.key    the administrator's key (lanon admin): keep it off the hosts\n"
+            if admin_key is not None
+            else ""
+        )
+        + "On real hosts, prefer: each host runs 'lanon keygen' and you put the public keys in the "
         "coalition file (lanon config template coalition)."
     )
     return 0
@@ -660,6 +680,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lan", default="198.18.0.0/24", help="the LAN prefix (default 198.18.0.0/24)")
     p.add_argument("--name", default="coalition", help="the coalition's name")
+    p.add_argument(
+        "--admin",
+        action="store_true",
+        help="a versioned coalition: an administrator key (keys/admin.key) signs version 1, "
+        "and members join and leave with lanon admin, without restarts",
+    )
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser(

@@ -63,3 +63,31 @@ def test_mistakes_are_said_without_a_traceback(
     assert "has no [admin]" in capsys.readouterr().err
     assert main(["admin", "pending", "--socket", str(tmp_path / "none.sock")]) == 1
     assert "no daemon answers" in capsys.readouterr().err
+
+
+def test_init_admin_makes_a_signed_versioned_coalition(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "c"
+    assert (
+        main(["init", str(d), "--members", "a,b,c", "--gateways", "g1=198.18.0.192/30", "--admin"])
+        == 0
+    )
+    c = load(d / "coalition.toml")
+    assert c.versioned and c.version == 1
+    assert "keys/admin.key" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "admin",
+                "sign",
+                str(d / "coalition.toml"),
+                "--key",
+                str(d / "keys" / "admin.key"),
+                "--next",
+            ]
+        )
+        == 0
+    )
+    assert load(d / "coalition.toml").version == 2
+    assert main(["config", "check", str(d / "a.toml")]) == 0
