@@ -63,6 +63,7 @@ class Engine(Protocol):
     def pop_commands(self) -> list[ev.Command]: ...
     def pop_events(self) -> list[ev.Event]: ...
     def ask_for_key(self, key: HostKey, now: float) -> None: ...
+    def offer_version(self, text: str, now: float) -> Considered: ...
 
 
 class LanSocket(Protocol):
@@ -197,7 +198,7 @@ class DaemonBase:
         return {"error": f"unknown request {verb!r}; try 'status'"}
 
     def offer_version(self, text: str, now: float) -> Considered:
-        raise NotImplementedError
+        return self.engine.offer_version(text, now)
 
     def status(self) -> dict[str, Any]:
         raise NotImplementedError

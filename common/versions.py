@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from lanon.common import wire
 from lanon.common.coalition import Coalition, loads
 from lanon.common.crypto import HostKey, Verifier, encode_key
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
+from lanon.common.events import Event, VersionRefused
 from lanon.common.settings import is_name
 
 REPEAT = 2.0  # seconds between a gateway's repeats of its version
@@ -213,6 +215,20 @@ class VersionBook:
             return Considered(Outcome.INVALID, detail=too_long)
         self.newest_heard = max(self.newest_heard, new.version)
         return Considered(Outcome.APPLIED, new)
+
+
+def settle(
+    considered: Considered | None,
+    apply: Callable[[Coalition], None],
+    event: Callable[[Event], None],
+) -> None:
+    """What an engine does with a considered text: apply a new version, say why not."""
+    if considered is None or considered.outcome is Outcome.SAME:
+        return
+    if considered.coalition is None:
+        event(VersionRefused(considered.outcome.value, 0, considered.detail))
+        return
+    apply(considered.coalition)
 
 
 # --- joining ------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ from lanon.common.events import (
     SendFrame,
 )
 from lanon.common.rawsock import ETH_P_ARP, ETH_P_IP, LinkSocket
-from lanon.common.versions import Considered
 from lanon.gateway import rules
 from lanon.gateway.config import GatewaySettings
 from lanon.gateway.engine import GatewayEngine
@@ -325,9 +324,6 @@ class GatewayDaemon(DaemonBase):
         versions = any(isinstance(e, ev.VersionApplied) for e in events)
         if versions and self.s.manage_rules and self._install_rules() and self.watch is not None:
             self.watch.start()
-
-    def offer_version(self, text: str, now: float) -> Considered:
-        return self.engine.offer_version(text, now)
 
     def _control(self, request: str) -> dict[str, Any]:
         verb, _, name = request.partition(" ")

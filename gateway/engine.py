@@ -34,7 +34,6 @@ from lanon.common.events import (
     SaveCoalition,
     SendArp,
     VersionApplied,
-    VersionRefused,
 )
 from lanon.common.flowkey import open_part, seal_part
 from lanon.common.guard import GATEWAY, MEMBER
@@ -43,12 +42,12 @@ from lanon.common.versions import (
     REKEY_INTERVAL,
     REPEAT,
     Considered,
-    Outcome,
     PendingJoins,
     VersionBook,
     changes,
     chunks,
     join_frame,
+    settle,
     text_digest,
 )
 from lanon.gateway import arp
@@ -177,7 +176,8 @@ class GatewayEngine(EngineBase):
             header = self._header(frame, self.c.id)
             t = header.type
             if t == wire.MsgType.COALITION:
-                self._on_version(self.versions.receive(frame, now, src), now)
+                considered = self.versions.receive(frame, now, src)
+                settle(considered, lambda c: self.apply(c, now), self.event)
             elif self.retired:
                 return
             elif t == wire.MsgType.JOIN:
@@ -223,16 +223,8 @@ class GatewayEngine(EngineBase):
     def offer_version(self, text: str, now: float) -> Considered:
         """A coalition file an administrator gives this gateway (lanon admin publish)."""
         considered = self.versions.consider(text)
-        self._on_version(considered, now)
+        settle(considered, lambda c: self.apply(c, now), self.event)
         return considered
-
-    def _on_version(self, considered: Considered | None, now: float) -> None:
-        if considered is None or considered.outcome is Outcome.SAME:
-            return
-        if considered.coalition is None:
-            self.event(VersionRefused(considered.outcome.value, 0, considered.detail))
-            return
-        self.apply(considered.coalition, now)
 
     def apply(self, new: Coalition, now: float) -> None:
         """Run a newer version of the coalition from now on, between two rounds: flows, the

@@ -24,7 +24,6 @@ from lanon.common.events import (
 )
 from lanon.common.metrics import snapshot
 from lanon.common.rawsock import LinkSocket
-from lanon.common.versions import Considered
 from lanon.member import health, rules
 from lanon.member.config import MemberSettings
 from lanon.member.engine import MemberEngine
@@ -233,12 +232,6 @@ class MemberDaemon(DaemonBase):
     def _answer_left(self, due: float, rnd: int, when: float) -> None:
         self.engine.answer_left(due, rnd, when)
         self.flush(self.reactor.clock())
-
-    def offer_version(self, text: str, now: float) -> Considered:
-        considered = self.engine.versions.consider(text)
-        if considered.coalition is not None:
-            self.engine.apply(considered.coalition, now)
-        return considered
 
     def _filter_sources(self, cmd: FilterSources) -> None:
         self.lan.allow_only(cmd.allow)

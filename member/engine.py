@@ -39,7 +39,6 @@ from lanon.common.events import (
     Retired,
     SaveCoalition,
     VersionApplied,
-    VersionRefused,
 )
 from lanon.common.flowkey import SEALED_OVERHEAD, KeyWrapper, seal_packet
 from lanon.common.guard import GATEWAY
@@ -62,10 +61,11 @@ from lanon.common.packet import (
 from lanon.common.versions import (
     JOIN_INTERVAL,
     REKEY_INTERVAL,
-    Outcome,
+    Considered,
     VersionBook,
     changes,
     join_frame,
+    settle,
 )
 from lanon.member.contributor import Contributor, Pending
 from lanon.member.flows import MemberFlow, MemberFlows
@@ -218,13 +218,13 @@ class MemberEngine(EngineBase):
         self.command(SaveCoalition(new.text))
 
     def _on_version(self, src: bytes, frame: bytes, now: float) -> None:
-        considered = self.versions.receive(frame, now, src)
-        if considered is None or considered.outcome is Outcome.SAME:
-            return
-        if considered.coalition is None:
-            self.event(VersionRefused(considered.outcome.value, 0, considered.detail))
-            return
-        self.apply(considered.coalition, now)
+        settle(self.versions.receive(frame, now, src), lambda c: self.apply(c, now), self.event)
+
+    def offer_version(self, text: str, now: float) -> Considered:
+        """A coalition file an administrator gives this host (control socket: publish)."""
+        considered = self.versions.consider(text)
+        settle(considered, lambda c: self.apply(c, now), self.event)
+        return considered
 
     # What status and health read.
 
