@@ -343,6 +343,11 @@ class Coalition:
         return tuple(sorted(a for g in self.gateways for a in g.addresses))
 
     @functools.cached_property
+    def text_digest(self) -> bytes:
+        """The digest of a versioned file's text (heartbeats advertise it); zeros without."""
+        return text_digest(self.text.encode()) if self.admins else bytes(wire.DIGEST_LEN)
+
+    @functools.cached_property
     def anonymous_index(self) -> dict[bytes, int]:
         """Each anonymous address (4 bytes) -> its index, the one frames and heartbeats use."""
         return {a.packed: i for i, a in enumerate(self.anonymous)}
@@ -448,6 +453,11 @@ def loads(text: str, path: Path, *, signatures: bool = True) -> Coalition:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse(raw, path, text, signatures=signatures)
+
+
+def text_digest(text: bytes) -> bytes:
+    """What identifies a coalition file's text on the LAN (COALITION frames, heartbeats)."""
+    return hashlib.blake2b(text, digest_size=wire.DIGEST_LEN, person=b"lanon-cfile").digest()
 
 
 def split_signed(text: str) -> tuple[str, str]:

@@ -192,13 +192,10 @@ class DaemonBase:
                 text = base64.b64decode(arg, validate=True).decode()
             except ValueError:
                 return {"error": "publish: expected the file's text in base64"}
-            considered = self.offer_version(text, self.reactor.clock())
+            considered = self.engine.offer_version(text, self.reactor.clock())
             self.flush(self.reactor.clock())
             return {"outcome": considered.outcome.value, "detail": considered.detail}
         return {"error": f"unknown request {verb!r}; try 'status'"}
-
-    def offer_version(self, text: str, now: float) -> Considered:
-        return self.engine.offer_version(text, now)
 
     def status(self) -> dict[str, Any]:
         raise NotImplementedError

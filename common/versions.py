@@ -22,17 +22,16 @@ the requests they verified (`PendingJoins`) for the administrator (`lanon admin 
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lanon.common import wire
-from lanon.common.coalition import Coalition, loads
+from lanon.common.coalition import Coalition, loads, text_digest
 from lanon.common.crypto import HostKey, Verifier, encode_key
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
-from lanon.common.events import Event, VersionRefused
+from lanon.common.events import Event, SaveCoalition, VersionApplied, VersionRefused
 from lanon.common.settings import is_name
 
 REPEAT = 2.0  # seconds between a gateway's repeats of its version
@@ -59,10 +58,6 @@ class Outcome(enum.Enum):
 
 
 REFUSED = tuple(o for o in Outcome if o not in (Outcome.APPLIED, Outcome.SAME))
-
-
-def text_digest(text: bytes) -> bytes:
-    return hashlib.blake2b(text, digest_size=wire.DIGEST_LEN, person=b"lanon-cfile").digest()
 
 
 def chunks(c: Coalition) -> list[bytes]:
@@ -123,6 +118,15 @@ class VersionBook:
         self._refused: OrderedDict[bytes, Outcome] = OrderedDict()
         self._budget = (0, 0)  # (second, parses in it)
         self.newest_heard = coalition.version  # the highest version a verified frame claimed
+
+    def took(self, new: Coalition) -> tuple[VersionApplied, SaveCoalition]:
+        """The engine runs `new` now: what it says (an event) and does (save the file)."""
+        old, self.current = self.current, new
+        self.newest_heard = max(self.newest_heard, new.version)
+        return (
+            VersionApplied(old.version, new.version, *changes(old, new)),
+            SaveCoalition(new.text),
+        )
 
     def advertised(self, version: int, digest: bytes, src: bytes) -> None:
         """A verified heartbeat from `src` says it runs `version`, whose text has `digest`."""
@@ -333,7 +337,9 @@ def hosts(c: Coalition) -> dict[str, bytes]:
     return {m.name: m.public for m in c.members} | {g.name: g.public for g in c.gateways}
 
 
-def changes(old: Coalition, new: Coalition) -> tuple[tuple[str, ...], ...]:
+def changes(
+    old: Coalition, new: Coalition
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """(hosts added, hosts removed, hosts with a new key) from `old` to `new`."""
     before = hosts(old)
     after = hosts(new)

@@ -587,6 +587,18 @@ def pull_heartbeat(body: bytes) -> Heartbeat:
     )
 
 
+_HEARTBEAT_VERSION = struct.Struct("!I")
+_HEARTBEAT_VERSION_AT = HEADER.size + struct.calcsize("!QQIBQH")
+
+
+def peek_heartbeat_version(frame: bytes) -> int:
+    """The coalition version a HEARTBEAT says, unparsed (a member looks at every one)."""
+    if len(frame) < _HEARTBEAT_VERSION_AT + _HEARTBEAT_VERSION.size:
+        raise malformed("short HEARTBEAT")
+    version: int = _HEARTBEAT_VERSION.unpack_from(frame, _HEARTBEAT_VERSION_AT)[0]
+    return version
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     """A member's ephemeral public keys (Ed25519 curve points), one per epoch (forward secrecy)."""

@@ -31,9 +31,7 @@ from lanon.common.events import (
     MemberExcluded,
     MemberReadmitted,
     Retired,
-    SaveCoalition,
     SendArp,
-    VersionApplied,
 )
 from lanon.common.flowkey import open_part, seal_part
 from lanon.common.guard import GATEWAY, MEMBER
@@ -44,11 +42,9 @@ from lanon.common.versions import (
     Considered,
     PendingJoins,
     VersionBook,
-    changes,
     chunks,
     join_frame,
     settle,
-    text_digest,
 )
 from lanon.gateway import arp
 from lanon.gateway.claims import ClaimPolicy, PeerView
@@ -112,9 +108,6 @@ class GatewayEngine(EngineBase):
         self._last_timer = now
         self._pair_keys: dict[int, bytes] = {}  # gateway -> the key FLOWS to it are sealed with
         self.versions = VersionBook(coalition)
-        self.version_digest = (
-            text_digest(coalition.text.encode()) if coalition.versioned else bytes(16)
-        )
         self.joins = PendingJoins()
         self.next_repeat = now  # the version's text, repeated on the LAN (versioned only)
         self.retired = False  # a version left us out: nothing but versions from here on
@@ -243,7 +236,7 @@ class GatewayEngine(EngineBase):
             self._let_go(now)
             self.retired = True
             self.c = new
-            self._took(old, new, now)
+            self._took(new, now)
             self.event(Retired(new.version))
             return
         kept = {k: getattr(self, k) for k in _REBUILT}
@@ -281,7 +274,7 @@ class GatewayEngine(EngineBase):
             if old.gateways[g].name in names
         }
         self.joins.prune(new, now)
-        self._took(old, new, now)
+        self._took(new, now)
         if self.held:
             self._announce(self.held, now)  # a share that moved: the router learns where
 
@@ -301,13 +294,11 @@ class GatewayEngine(EngineBase):
         with contextlib.suppress(RemoteProtocolError):
             self.joins.receive(self.c, frame, now, ms)
 
-    def _took(self, old: Coalition, new: Coalition, now: float) -> None:
+    def _took(self, new: Coalition, now: float) -> None:
         """`new` is the version this gateway runs: said, saved, and repeated at once."""
-        self.versions.current = new
-        self.version_digest = text_digest(new.text.encode()) if new.versioned else bytes(16)
-        joined, left, rekeyed = changes(old, new)
-        self.event(VersionApplied(old.version, new.version, joined, left, rekeyed))
-        self.command(SaveCoalition(new.text))
+        applied, save = self.versions.took(new)
+        self.event(applied)
+        self.command(save)
         self.next_repeat = now
 
     def _repeat_version(self, now: float) -> None:
@@ -641,7 +632,7 @@ class GatewayEngine(EngineBase):
             len(self.c.members),
             self.tracer.exclusions.version,
             self.c.version,
-            self.version_digest,
+            self.c.text_digest,
         )
         self.send(wire.BROADCAST, signed(self.key, hb.encode(self.c.id, self.me.index)))
 

@@ -851,6 +851,12 @@ WIRE_TARGETS = [
     _decoder("peek_inbound_tag", wire.peek_inbound_tag, [wire.MsgType.INBOUND], strip=False),
     _decoder("pull_hello", wire.pull_hello, [wire.MsgType.HELLO]),
     _decoder("pull_heartbeat", wire.pull_heartbeat, [wire.MsgType.HEARTBEAT]),
+    _decoder(
+        "peek_heartbeat_version",
+        wire.peek_heartbeat_version,
+        [wire.MsgType.HEARTBEAT],
+        strip=False,
+    ),
     _decoder("pull_keys", wire.pull_keys, [wire.MsgType.KEYS]),
     _decoder("pull_refuse", wire.pull_refuse, [wire.MsgType.REFUSE]),
     _decoder("pull_attest", wire.pull_attest, [wire.MsgType.ATTEST]),

@@ -37,8 +37,6 @@ from lanon.common.events import (
     PacketQueued,
     RefuseReason,
     Retired,
-    SaveCoalition,
-    VersionApplied,
 )
 from lanon.common.flowkey import SEALED_OVERHEAD, KeyWrapper, seal_packet
 from lanon.common.guard import GATEWAY
@@ -63,7 +61,6 @@ from lanon.common.versions import (
     REKEY_INTERVAL,
     Considered,
     VersionBook,
-    changes,
     join_frame,
     settle,
 )
@@ -133,7 +130,6 @@ class MemberEngine(EngineBase):
             self.retired = self.joining = True
         self._build(coalition)
         self.versions = VersionBook(coalition)
-        self.behind = 0  # a newer version a leader runs, that we have not heard whole yet
         self.next_key: HostKey | None = None  # asked for by `lanon rekey`: a version gives it
         self.next_join = now  # the next JOIN (joining, or asking for next_key)
         # How the lanon looks from here (member/health.py): times of the last OPEN of any
@@ -174,7 +170,6 @@ class MemberEngine(EngineBase):
         the old version's). A version that leaves us out retires this engine: nothing is
         sent from then on but what the daemon's rules already stop. All or nothing: if the
         parts cannot be built for `new`, the old ones stay and the error is the caller's."""
-        old = self.c
         listed = {m.name: m.public for m in new.members}
         rotated = self.next_key is not None and listed.get(self.name) == self.next_key.public
         key = self.next_key if rotated and self.next_key is not None else self.key
@@ -187,7 +182,7 @@ class MemberEngine(EngineBase):
                 if self.rounds.in_roster:
                     self.rounds.leave()
                 self.event(Retired(new.version))
-            self._took(old, new)
+            self._took(new)
             return
         kept = {k: getattr(self, k) for k in _REBUILT}
         old_rounds, old_keys, built_for = self.rounds, self.keys, self._built_for
@@ -206,16 +201,14 @@ class MemberEngine(EngineBase):
             self.next_key = None
             self.command(AdoptNextKey())  # the key lanon rekey made is ours now, on disk too
         self.retired = self.joining = False
-        self._took(old, new)
+        self._took(new)
         self.keys.announce(now)  # new neighbours need our keys, and we theirs
         self.next_hello = now
 
-    def _took(self, old: Coalition, new: Coalition) -> None:
-        self.versions.current = new
-        self.behind = 0
-        joined, left, rekeyed = changes(old, new)
-        self.event(VersionApplied(old.version, new.version, joined, left, rekeyed))
-        self.command(SaveCoalition(new.text))
+    def _took(self, new: Coalition) -> None:
+        applied, save = self.versions.took(new)
+        self.event(applied)
+        self.command(save)
 
     def _on_version(self, src: bytes, frame: bytes, now: float) -> None:
         settle(self.versions.receive(frame, now, src), lambda c: self.apply(c, now), self.event)
@@ -227,6 +220,12 @@ class MemberEngine(EngineBase):
         return considered
 
     # What status and health read.
+
+    @property
+    def behind(self) -> int:
+        """A newer version a gateway's heartbeat said it runs, not applied here yet (0: none)."""
+        newest = self.versions.newest_heard
+        return newest if newest > self.c.version else 0
 
     @property
     def queue(self) -> deque[Pending]:
@@ -421,15 +420,14 @@ class MemberEngine(EngineBase):
     def _on_heartbeat(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
         """Rounds tell us the epoch: heartbeats matter while there are none, and when one
         says its gateway runs a newer version (its text's digest: what we take from it)."""
-        newer = wire.pull_heartbeat(wire.split_auth(frame, wire.SIG_LEN)[0]).version
-        if now - self.last_open < HEARTBEAT_QUIET and newer <= self.c.version:
-            return
+        quiet = now - self.last_open >= HEARTBEAT_QUIET
+        if not quiet and wire.peek_heartbeat_version(frame) <= self.c.version:
+            return  # rounds run, and it runs no newer version: nothing to check
         gateway = self.c.gateway_at(sender)
         hb = wire.pull_heartbeat(
             self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
         )
         if hb.version > self.c.version:
-            self.behind = max(self.behind, hb.version)
             self.versions.advertised(hb.version, hb.text_digest, src)
         if self.retired or hb.version != self.c.version:
             return
