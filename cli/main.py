@@ -370,6 +370,11 @@ def describe_status(statuses: list[dict[str, Any]]) -> str:
             )
         if s.get("shortfall"):
             lines.append(f"{s['name']}: this version cannot run rounds: {s['shortfall']}")
+        for svc in s.get("services") or []:  # a member's own: only its own socket says them
+            at = svc["endpoint"] or f"no endpoint ({svc['refused'] or svc['state']})"
+            lines.append(
+                f"{s['name']}: service {svc['name']} ({svc['protocol']} port {svc['port']}) at {at}"
+            )
     for s in statuses:
         if "error" in s:
             lines.append(f"{s['name']}: {s['error']}")
@@ -533,6 +538,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         unprivileged=args.unprivileged,
         jammer=args.jammer,
+        serve=tuple(args.serve or ()),
     )
     lab.up(spec, progress=lambda m: print(f"lab {args.name}: {m}"))
     print(
@@ -825,6 +831,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MEMBER",
         help="for testing blame: this member's daemon writes junk into the others' reserved "
         "slots (a lab option only; no daemon configuration can ask for it)",
+    )
+    u.add_argument(
+        "--serve",
+        action="append",
+        metavar="MEMBER:PORT",
+        help="start a small web server on MEMBER at PORT and offer it at an anonymous endpoint "
+        "(lanon status --lab NAME shows where); repeatable",
     )
     u.set_defaults(func=cmd_lab_up)
     d = lsub.add_parser(

@@ -25,7 +25,7 @@ from lanon.common.crypto import decode_public_key, verify_signature
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
 from lanon.common.flowkey import SEALED_OVERHEAD
 from lanon.common.reservation import ENTRY_LEN
-from lanon.common.services import LanService, is_service, parse_service
+from lanon.common.services import PROTOCOLS, LanService, is_service, parse_service
 from lanon.common.settings import (
     REQUIRED,
     between,
@@ -204,6 +204,12 @@ class FlowSection:
     icmp_timeout: float = opt(
         60.0, "idle seconds before an ICMP echo flow frees its identifier", between(1, 86400)
     )
+    endpoint_timeout: float = opt(
+        120.0,
+        "seconds a service's endpoint stays bound after its member last asked for it or sent "
+        "from it (members ask every 30 s): then the endpoint of a member that left is free",
+        between(35, 86400),
+    )
     port_min: int = opt(1024, "lowest anonymous port handed out", between(1, 65535))
     port_max: int = opt(65535, "highest anonymous port handed out", between(1, 65535))
 
@@ -274,6 +280,34 @@ class GatewayEntry:
 
 
 @dataclass(frozen=True)
+class EndpointEntry:
+    name: str = opt(
+        REQUIRED, "the service's name (a member's [[services]] endpoint names it)", is_name
+    )
+    protocol: str = opt(REQUIRED, "'tcp' or 'udp'", one_of("tcp", "udp"))
+    address: str = opt(REQUIRED, "an anonymous address (of a gateway's share)", is_address)
+    port: int = opt(REQUIRED, "the public port", between(1, 65535))
+    public_key: str = opt(
+        REQUIRED,
+        "the public key of the service (lanon keygen): whoever holds its private key serves "
+        "the endpoint, and no gateway learns which member that is",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedEndpoint:
+    name: str
+    proto: int
+    address: bytes  # packed
+    port: int
+    public: bytes
+
+    @property
+    def where(self) -> tuple[int, bytes, int]:
+        return (self.proto, self.address, self.port)
+
+
+@dataclass(frozen=True)
 class MemberEntry:
     name: str = opt(REQUIRED, "member host name", is_name)
     public_key: str = opt(REQUIRED, "the member's public key (lanon keygen)")
@@ -325,6 +359,7 @@ class Coalition:
     identity: bytes = b""
     text: str = ""  # the file as written: what gateways repeat on the LAN
     shortfall: str = ""  # why these members cannot run rounds, if they cannot (a version may)
+    endpoints: tuple[PinnedEndpoint, ...] = ()  # services' endpoints the file pins
 
     @property
     def version(self) -> int:
@@ -493,6 +528,7 @@ _TOP = {
     "gateways",
     "members",
     "admin",
+    "endpoints",
     "signatures",
 }
 SIGNED = b"lanon-coalition-version\x00"  # what administrators sign: this, then the body's hash
@@ -561,6 +597,7 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
     _check_lan_hosts(section, lan, members, gateways, gw_peers, path)
     _check_egress(egress, lan, path)
     _check_services(services, lan, gw_peers, path)
+    endpoints = _endpoints(raw, gw_peers, path)
 
     # A file that starts a lanon must be able to run it. A version (signed, applied on the
     # fly) may leave too few members: the lanon then disbands until a later version.
@@ -607,6 +644,12 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
             del content["coalition"][key]
     if admins:
         content["admin"] = {"keys": [a.hex() for a in admins], "threshold": admin.threshold}
+    if endpoints:
+        content["endpoints"] = [
+            (e.name, e.proto, e.address.hex(), e.port, e.public.hex()) for e in endpoints
+        ]
+    if flows.endpoint_timeout == 120.0:
+        del content["flows"]["endpoint_timeout"]
     fingerprint = _digest(content, b"lanon-coalition")
     identity = fingerprint
     if admins:  # what no version changes: the name, the LAN and who may sign versions
@@ -632,6 +675,7 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
         identity,
         text,
         shortfall,
+        endpoints,
     )
 
 
@@ -830,6 +874,24 @@ def _check_services(
                     f"{path}: [lan_services] {key} = {text!r}: an anonymous address, not a "
                     "LAN server"
                 )
+
+
+def _endpoints(
+    raw: dict[str, Any], gateways: tuple[GatewayPeer, ...], path: Path
+) -> tuple[PinnedEndpoint, ...]:
+    entries = _entries(raw, "endpoints", EndpointEntry, path)
+    anonymous = {a for g in gateways for a in g.addresses}
+    pinned = []
+    for e in entries:
+        where = f"{path}: [[endpoints]] {e.name}"
+        address = ipaddress.IPv4Address(e.address)
+        if address not in anonymous:
+            raise ConfigError(f"{where}: address = {e.address!r}: expected an anonymous address")
+        public = decode_public_key(e.public_key, f"{where}: public_key")
+        pinned.append(PinnedEndpoint(e.name, PROTOCOLS[e.protocol], address.packed, e.port, public))
+    _unique([e.name for e in pinned], path, "endpoint name")
+    _unique([e.where for e in pinned], path, "endpoint (protocol, address, port)")
+    return tuple(pinned)
 
 
 def warnings(c: Coalition) -> list[str]:

@@ -452,6 +452,14 @@ class DaemonBase:
                 )
             case ev.EpochChanged():
                 self.log.debug("epoch %d", e.epoch)
+            case ev.ServiceChanged(state="serving"):  # this host's log only
+                self.log.info("service %s: serving at %s", e.name, e.endpoint)
+            case ev.ServiceChanged():
+                self.log.warning("service %s: %s (asked again every few seconds)", e.name, e.state)
+            case ev.EndpointAsked(outcome=outcome) if outcome != "granted":
+                self.warn_once(
+                    f"endpoint-{outcome}", now, "a service's endpoint refused: %s", outcome
+                )
             case ev.SlotCorrupted():
                 # This host's log only: it says this member had a reserved slot in that round.
                 self.warn_once(

@@ -260,6 +260,7 @@ class DropReason(enum.Enum):
     INBOUND_FRAGMENTS_EVICTED = "inbound_fragments_evicted"
     INBOUND_FRAGMENTS_TIMEOUT = "inbound_fragments_timeout"
     NO_FLOW = "no_flow"  # for an address we hold, but no flow of ours
+    NO_ENDPOINT = "no_endpoint"  # a service's answer before the gateways gave it an endpoint
     # gateway: sealed packets out of cells (common/flowkey.py)
     SEAL_MALFORMED = "seal_malformed"  # not laid out as a sealed packet
     BAD_SEAL = "bad_seal"  # not sealed under its flow's key, or a wrap not for this tag
@@ -349,6 +350,22 @@ class FlowClosed(Event):
     proto: int
     address: str
     reason: str  # "fin", "rst", "idle"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointAsked(Event):
+    """A service's REGISTER was decided (gateway/endpoints.py): 'granted' or why not."""
+
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceChanged(Event):
+    """One of this member's services got an endpoint, another, or was refused (local only)."""
+
+    name: str
+    state: str  # member/services.py ServiceState
+    endpoint: str  # "address:port" while serving
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,6 +115,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
         return isinstance(value, str)
     if origin is list:
         (inner,) = typing.get_args(hint)
+        if dataclasses.is_dataclass(inner):  # an array of tables, each checked by load_table
+            return isinstance(value, list) and all(isinstance(v, Mapping) for v in value)
         return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
     if origin in (types.UnionType, typing.Union):
         return any(_type_ok(value, h) for h in typing.get_args(hint))
@@ -134,6 +136,8 @@ def _describe(hint: Any) -> str:
         return "one of " + ", ".join(repr(m.value) for m in hint)
     if origin is list:
         inner = typing.get_args(hint)[0]
+        if dataclasses.is_dataclass(inner):
+            return "an array of tables"
         plural = {str: "strings", int: "integers", float: "numbers", bool: "booleans"}
         return "a list of " + plural.get(inner, _describe(inner))
     if origin is tuple:
@@ -168,6 +172,13 @@ def load_table(cls: type[T], table: Any, where: str) -> T:
             value = float(value)
         elif _is_enum(hint):
             value = hint(value)
+        elif typing.get_origin(hint) is list and dataclasses.is_dataclass(
+            inner := typing.get_args(hint)[0]
+        ):
+            value = [
+                load_table(inner, item, f"{where}: [[{name}]] #{i + 1}")  # type: ignore[arg-type]
+                for i, item in enumerate(value)
+            ]
         check = f.metadata.get("check")
         if check is not None:
             items = value if typing.get_origin(hint) is list else [value]

@@ -281,6 +281,7 @@ class GatewayDaemon(DaemonBase):
         m.excluded.set(len(e.tracer.exclusions.members))
         m.join_requests.set(len(e.joins.requests))
         m.held.set(len(e.held))
+        m.endpoints.set(e.flows.endpoints)
         m.gateways_alive.set(len(e.policy.alive(self.reactor.clock())))
         for reason, n in e.probes.counts().items():
             m.refused_addresses.labels(reason.value).set(n)
@@ -398,6 +399,7 @@ class GatewayDaemon(DaemonBase):
             "reservation_collisions": int(value("lanon_reservation_collisions_total") or 0),
             "data_collisions": int(value("lanon_data_collisions_total") or 0),
             "flows": len(e.flows),
+            "endpoints": e.flows.endpoints,
             "held": [str(self.c.anonymous[i]) for i in sorted(e.held)],
             "gateways_alive": sorted(self.c.gateways[g].name for g in e.policy.alive(now)),
             "emitted_packets": int(value("lanon_emitted_packets_total") or 0),

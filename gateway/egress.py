@@ -20,11 +20,13 @@ from lanon.common.accusation import ACCUSATION_TAG, Accusation
 from lanon.common.cell import Reassembler, SlotState, decode_slot
 from lanon.common.coalition import NEVER_EMITTED, PRIVATE_RANGES, Coalition
 from lanon.common.crypto import HostKey
+from lanon.common.endpoints import Granted, Refused, is_control, pull_register
 from lanon.common.engine import EngineBase
 from lanon.common.events import (
     AccusationJudged,
     DropReason,
     EmitPacket,
+    EndpointAsked,
     FlowClosed,
     FlowOpened,
     PacketDropped,
@@ -39,6 +41,7 @@ from lanon.common.packet import (
     UNREACH_FRAG_NEEDED,
     UNREACH_PROHIBITED,
     PacketError,
+    Parsed,
     checksum,
     dont_fragment,
     fragment,
@@ -49,6 +52,7 @@ from lanon.common.packet import (
 )
 from lanon.common.reservation import ENTRY_LEN
 from lanon.gateway.accusations import Accusations, Judgement
+from lanon.gateway.endpoints import Registrar
 from lanon.gateway.flows import Exhausted, FlowTable, TagConflict
 from lanon.gateway.ingress import Ingress
 
@@ -151,6 +155,7 @@ class Egress:
         self.destinations = Destinations(coalition)
         self.cells = Reassembler()
         self.accusations = Accusations(coalition, key, index)
+        self.registrar = Registrar(coalition, flows)
         self.proven: list[Accusation] = []  # to trace (the engine takes them: gateway/tracer.py)
         self.last_round = 0
         self._next_sweep = 0.0
@@ -231,6 +236,9 @@ class Egress:
         if opened is None:
             return
         key, counter, packet = opened
+        if is_control(packet):
+            self._register(tag, key, counter, packet)
+            return
         try:
             p = parse(packet)
         except PacketError as exc:
@@ -251,25 +259,36 @@ class Egress:
                 private = refused is DropReason.PROHIBITED_PRIVATE
                 self.ingress.broadcast(key, tag, prohibited(packet, None if private else f.src))
             return
-        try:
-            flow, created = self.flows.outbound(
-                tag, f.proto, f.src, f.dst, f.dport, p.tcp_flags, self.flows.time, key
-            )
-        except Exhausted:
-            self.e.event(PortExhausted(f.proto, address_text(f.src)))
-            if index in self.held:  # the application hears at once, as from a full NAT
-                self.ingress.broadcast(key, tag, icmp_error(packet, UNREACH_PROHIBITED))
-            return
-        except TagConflict as exc:
-            self._drop(DropReason.TAG_CONFLICT, str(exc))
-            return
+        known = self.flows.by_tag.get(tag)
+        if known is not None and known.endpoint:  # a service's answer, from its endpoint
+            if (f.proto, f.src, f.sport) != known.where:
+                self._drop(DropReason.TAG_CONFLICT, f"not from the endpoint of {tag:016x}")
+                return
+            flow = known
+            flow.state.last = self.flows.time
+        else:
+            try:
+                flow, created = self.flows.outbound(
+                    tag, f.proto, f.src, f.dst, f.dport, p.tcp_flags, self.flows.time, key
+                )
+            except Exhausted:
+                self.e.event(PortExhausted(f.proto, address_text(f.src)))
+                if index in self.held:  # the application hears at once, as from a full NAT
+                    self.ingress.broadcast(key, tag, icmp_error(packet, UNREACH_PROHIBITED))
+                return
+            except TagConflict as exc:
+                self._drop(DropReason.TAG_CONFLICT, str(exc))
+                return
+            if created:
+                self.e.event(FlowOpened(f.proto, address_text(f.src)))
         flow.window.mark(counter)
-        if created:
-            self.e.event(FlowOpened(f.proto, address_text(f.src)))
-        if index not in self.held:
-            return
+        if index in self.held:
+            self._send(key, tag, packet, p, flow.port)
+
+    def _send(self, key: bytes, tag: int, packet: bytes, p: Parsed, port: int) -> None:
+        """Emit a packet from this gateway's address, from `port`, fragmented if it must be."""
         buf = bytearray(packet)
-        set_source(buf, p, f.src, flow.port)
+        set_source(buf, p, p.flow.src, port)
         normalize_for_emission(buf, self.rng.getrandbits(16))
         mtu = self.c.coalition.lan_mtu
         if len(buf) <= mtu:
@@ -282,6 +301,23 @@ class Egress:
         else:
             for piece in fragment(bytes(buf), mtu):
                 self._emit(piece)
+
+    def _register(self, tag: int, key: bytes, counter: int, data: bytes) -> None:
+        """A service asks for its endpoint (common/endpoints.py): every gateway decides alike;
+        the one holding the address tells the service, under its key."""
+        try:
+            request = pull_register(data)
+        except ValueError as exc:
+            self._drop(DropReason.MALFORMED, str(exc))
+            return
+        answer = self.registrar.register(tag, key, request)
+        flow = self.flows.by_tag.get(tag)
+        if flow is not None and flow.key == key:
+            flow.window.mark(counter)
+        self.e.event(EndpointAsked(answer.why.label if isinstance(answer, Refused) else "granted"))
+        address = answer.anon if isinstance(answer, Granted) else request.anon
+        if self.index.get(address, -1) in self.held:
+            self.ingress.broadcast(key, tag, answer.encode())
 
     def _emit(self, packet: bytes) -> None:
         self.e.command(EmitPacket(packet))

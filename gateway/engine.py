@@ -124,6 +124,7 @@ class GatewayEngine(EngineBase):
     def _build(self, coalition: Coalition, now: float, exclusions: Exclusions) -> None:
         """The parts that depend on the coalition's hosts: made at start and by a version."""
         self.c = coalition
+        self.flows.pinned = frozenset(e.where for e in coalition.endpoints)
         key, wall_offset = self.key, self.wall_offset
         self.addresses = tuple(a.packed for a in coalition.anonymous)
         self.held: set[int] = set()

@@ -8,12 +8,18 @@ the same table, so a standby can take over an address with its established flows
 
 The table is driven by a logical clock (the leader's clock from round outputs), never by the
 local one, for the same reason.
+
+A service's endpoint (gateway/endpoints.py) is an entry of the same table, named by the
+service's tag: it takes its port from the same space, answers any remote end, and lives as
+long as its member keeps asking for it or sending from it (`endpoint_timeout`). Pinned
+endpoints' ports are never handed to flows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lanon.common.coalition import FlowSection
@@ -22,9 +28,11 @@ from lanon.common.flowstate import FlowState, TcpPhase
 from lanon.common.packet import ICMP
 
 PROBES = 16
-# A flow as a FLOWS record: tag, protocol, anonymous address, port, remote address and port,
-# TCP phase, FIN bits, last activity (leader's clock, milliseconds), flow key, highest counter.
-RECORD = struct.Struct("!QB4sH4sHBBQ32sQ")
+# A flow as a FLOWS record: tag, whether an endpoint, protocol, anonymous address, port, remote
+# address and port, TCP phase, FIN bits, last activity (leader's clock, milliseconds), flow key,
+# highest counter, a pinned endpoint's binding time (its REGISTER's clock).
+RECORD = struct.Struct("!QBB4sH4sHBBQ32sQQ")
+Where = tuple[int, bytes, int]  # protocol, anonymous address, port
 REPLAY_WINDOW = 1024  # outbound counters remembered below the highest (cells can be retried)
 _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 
@@ -65,6 +73,12 @@ class GatewayFlow:
     # the newest INBOUND part seen for this flow: (gateway, sequence number), against replays
     inbound_from: int = -1
     inbound_seq: int = 0
+    endpoint: bool = False  # a service's endpoint: any remote end, no TCP state of its own
+    pinned_ms: int = 0  # a pinned endpoint: the clock of the REGISTER that bound it
+
+    @property
+    def where(self) -> Where:
+        return (self.proto, self.anon, self.port)
 
 
 class Exhausted(Exception):
@@ -76,9 +90,11 @@ class TagConflict(Exception):
 
 
 class FlowTable:
-    def __init__(self, settings: FlowSection, key: bytes) -> None:
+    def __init__(self, settings: FlowSection, key: bytes, pinned: Iterable[Where] = ()) -> None:
         self.s = settings
         self.key = key
+        self.pinned = frozenset(pinned)  # the coalition's pinned endpoints: never a flow's port
+        self.endpoints = 0
         self.span = settings.port_max - settings.port_min + 1
         self.by_tag: dict[int, GatewayFlow] = {}
         self.by_port: dict[tuple[int, bytes, int], GatewayFlow] = {}
@@ -116,9 +132,7 @@ class FlowTable:
             tag, proto, anon, port, remote, remote_port, FlowState(proto, now), key, ReplayWindow()
         )
         flow.state.update(flags, True, now)
-        self.by_tag[tag] = flow
-        self.by_port[(proto, anon, port)] = flow
-        self.in_use[(proto, anon)] = self.in_use.get((proto, anon), 0) + 1
+        self._add(flow)
         return flow, True
 
     def _allocate(self, tag: int, proto: int, anon: bytes) -> int:
@@ -131,20 +145,48 @@ class FlowTable:
                 hashlib.blake2b(seed + bytes((i,)), key=self.key, digest_size=4).digest(), "big"
             )
             port = self.s.port_min + h % self.span
-            if (proto, anon, port) not in self.by_port:
+            if self._free((proto, anon, port)):
                 return port
         start = h % self.span  # nearly full: walk from a random point
         for j in range(self.span):
             port = self.s.port_min + (start + j) % self.span
-            if (proto, anon, port) not in self.by_port:
+            if self._free((proto, anon, port)):
                 return port
         raise Exhausted(f"protocol {proto}, address {anon.hex()}")  # pragma: no cover
+
+    def _free(self, where: Where) -> bool:
+        return where not in self.by_port and where not in self.pinned
+
+    def endpoint_port(self, tag: int, proto: int, anon: bytes, wanted: int) -> int:
+        """The port a new endpoint gets: `wanted` if it is free (and not pinned), else one at
+        random as a flow's. Raises Exhausted."""
+        if wanted and self._free((proto, anon, wanted)):
+            return wanted
+        return self._allocate(tag, proto, anon)
+
+    def bind(
+        self, tag: int, key: bytes, where: Where, now: float, pinned_ms: int = 0
+    ) -> GatewayFlow:
+        """A new endpoint at `where` (free: the caller made sure) for the service of `tag`."""
+        proto, anon, port = where
+        flow = GatewayFlow(
+            tag, proto, anon, port, bytes(4), 0, FlowState(proto, now), key, ReplayWindow()
+        )
+        flow.endpoint, flow.pinned_ms = True, pinned_ms
+        self._add(flow)
+        return flow
+
+    def unbind(self, flow: GatewayFlow) -> None:
+        self._remove(flow)
 
     def inbound(
         self, proto: int, anon: bytes, port: int, remote: bytes, rport: int
     ) -> GatewayFlow | None:
-        """The flow an inbound packet belongs to, if its remote end matches."""
+        """The flow an inbound packet belongs to, if its remote end matches (an endpoint's
+        matches any)."""
         flow = self.by_port.get((proto, anon, port))
+        if flow is not None and flow.endpoint:
+            return flow
         if flow is None or flow.remote != remote:
             return None
         if proto != ICMP and flow.remote_port != rport:
@@ -152,27 +194,41 @@ class FlowTable:
         return flow
 
     def expire(self, now: float) -> list[GatewayFlow]:
-        gone = [f for f in self.by_tag.values() if f.state.expired(self.s, now)]
+        gone = [f for f in self.by_tag.values() if self._expired(f, now)]
         for f in gone:
             self._remove(f)
         return gone
+
+    def _expired(self, f: GatewayFlow, now: float) -> bool:
+        if f.endpoint:
+            return now - f.state.last > self.s.endpoint_timeout
+        return f.state.expired(self.s, now)
 
     def clear(self) -> int:
         n = len(self.by_tag)
         self.by_tag.clear()
         self.by_port.clear()
         self.in_use.clear()
+        self.endpoints = 0
         return n
+
+    def _add(self, f: GatewayFlow) -> None:
+        self.by_tag[f.tag] = f
+        self.by_port[f.where] = f
+        self.in_use[(f.proto, f.anon)] = self.in_use.get((f.proto, f.anon), 0) + 1
+        self.endpoints += f.endpoint
 
     def _remove(self, f: GatewayFlow) -> None:
         del self.by_tag[f.tag]
-        del self.by_port[(f.proto, f.anon, f.port)]
+        del self.by_port[f.where]
         self.in_use[(f.proto, f.anon)] -= 1
+        self.endpoints -= f.endpoint
 
     def export(self) -> list[bytes]:
         return [
             RECORD.pack(
                 f.tag,
+                f.endpoint,
                 f.proto,
                 f.anon,
                 f.port,
@@ -183,6 +239,7 @@ class FlowTable:
                 int(f.state.last * 1000),
                 f.key,
                 f.window.top,
+                f.pinned_ms,
             )
             for f in self.by_tag.values()
         ]
@@ -195,19 +252,33 @@ class FlowTable:
             if len(record) != RECORD.size:
                 refused += 1
                 continue
-            (tag, proto, anon, port, remote, rport, phase, fins, last_ms, key, top) = RECORD.unpack(
-                record
-            )
+            (
+                tag,
+                endpoint,
+                proto,
+                anon,
+                port,
+                remote,
+                rport,
+                phase,
+                fins,
+                last_ms,
+                key,
+                top,
+                pinned_ms,
+            ) = RECORD.unpack(record)
             if tag in self.by_tag:
                 continue
             if flow_tag(key) != tag:  # a record whose key is not its flow's
                 refused += 1
                 continue
-            if (
-                proto,
-                anon,
-                port,
-            ) in self.by_port or not self.s.port_min <= port <= self.s.port_max:
+            where = (proto, anon, port)
+            if where in self.by_port or endpoint > 1:
+                refused += 1
+                continue
+            if not endpoint and (
+                where in self.pinned or not self.s.port_min <= port <= self.s.port_max
+            ):
                 refused += 1
                 continue
             state = FlowState(proto, last_ms / 1000)
@@ -215,9 +286,8 @@ class FlowTable:
             # Counters up to the sender's highest count as seen: at worst a late packet is lost.
             window = ReplayWindow(top, _WINDOW_MASK)
             flow = GatewayFlow(tag, proto, anon, port, remote, rport, state, key, window)
-            self.by_tag[tag] = flow
-            self.by_port[(proto, anon, port)] = flow
-            self.in_use[(proto, anon)] = self.in_use.get((proto, anon), 0) + 1
+            flow.endpoint, flow.pinned_ms = bool(endpoint), pinned_ms
+            self._add(flow)
             added += 1
         return added, refused
 

@@ -76,7 +76,7 @@ class Ingress:
         if flow is None:
             self.e.event(PacketDropped(DropReason.NO_FLOW))
             return
-        if not p.icmp_error:
+        if not p.icmp_error and not flow.endpoint:  # an endpoint's life is its member's doing
             flow.state.update(p.tcp_flags, False, self.flows.time)
         if not checksum_ready:
             buf = bytearray(packet)
@@ -112,5 +112,5 @@ class Ingress:
             p = parse(part, partial=inbound.count > 1)
         except PacketError:
             return
-        if not p.icmp_error:
+        if not p.icmp_error and not flow.endpoint:
             flow.state.update(p.tcp_flags, False, self.flows.time)

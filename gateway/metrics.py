@@ -112,6 +112,18 @@ class GatewayMetrics(BaseMetrics):
             ["protocol"],
             registry=r,
         )
+        self.endpoints = Gauge(
+            "lanon_endpoints",
+            "Services' endpoints bound lanon-wide (the leader's count; never whose they are)",
+            registry=r,
+        )
+        self.endpoint_requests = Counter(
+            "lanon_endpoint_requests_total",
+            "Services' endpoint requests read in round outputs, by outcome: granted, or why "
+            "refused",
+            ["outcome"],
+            registry=r,
+        )
         self.opened = Counter(
             "lanon_flows_opened_total", "Flows given an anonymous port", ["protocol"], registry=r
         )
@@ -227,6 +239,8 @@ class GatewayMetrics(BaseMetrics):
                     self.takeovers.append((e.address, e.silence))
             case ev.PortExhausted():
                 self.exhausted.labels(protocol(e.proto)).inc()
+            case ev.EndpointAsked():
+                self.endpoint_requests.labels(e.outcome).inc()
             case ev.FlowOpened():
                 self.opened.labels(protocol(e.proto)).inc()
             case ev.FlowClosed():

@@ -1,4 +1,5 @@
-"""Servers of the lab's "Internet" host: HTTP (files, /whoami, uploads) and UDP echo.
+"""Servers of the lab's "Internet" host: HTTP (files, /whoami, uploads) and UDP echo; also a
+member's web server offered at an anonymous endpoint (`lanon lab up --serve`).
 
 Every HTTP request is logged with the client address the server saw, one line each:
     <client ip> <client port> <method> <path> <status> <bytes>
@@ -86,10 +87,15 @@ def main() -> None:
     ap.add_argument("--address", default="0.0.0.0")
     ap.add_argument("--root", type=Path, required=True, help="directory served over HTTP")
     ap.add_argument("--log", type=Path, required=True, help="request log")
+    ap.add_argument("--port", type=int, default=80, help="HTTP port")
+    ap.add_argument("--no-echo", action="store_true", help="no UDP echo on port 7")
     args = ap.parse_args()
     Handler.log_path = args.log
-    threading.Thread(target=udp_echo, args=(args.address, 7), daemon=True).start()
-    server = ThreadingHTTPServer((args.address, 80), partial(Handler, directory=str(args.root)))
+    if not args.no_echo:
+        threading.Thread(target=udp_echo, args=(args.address, 7), daemon=True).start()
+    server = ThreadingHTTPServer(
+        (args.address, args.port), partial(Handler, directory=str(args.root))
+    )
     server.daemon_threads = True
     server.serve_forever()
 

@@ -66,6 +66,7 @@ class LabSpec:
     # each gateway's share, prefixes separated by commas (default: topology.share)
     shares: tuple[str, ...] = ()
     jammer: str | None = None  # a member whose daemon jams the others' slots (lab/jammer.py)
+    serve: tuple[str, ...] = ()  # "member2:8000": a web server there, offered at an endpoint
 
 
 def check_prerequisites() -> None:
@@ -174,6 +175,7 @@ class Lab:
         names = [f"member{i}" for i in range(1, spec.members + 1)]
         if spec.jammer is not None and spec.jammer not in names:
             raise LanonError(f"--jammer {spec.jammer}: expected one of {', '.join(names)}")
+        served = served_ports(spec.serve, names)
         if self.is_up():
             raise LanonError(
                 f"lab {self.name!r} is already up: 'lanon lab down --name {self.name}' first"
@@ -194,6 +196,8 @@ class Lab:
             self._save()
             self._write_configs()
             self._start_internet()
+            for member, port in served:
+                self._serve(member, port)
             if spec.prometheus:
                 say(f"starting Prometheus at http://{MONITOR_ADDRESS}:9090 (on the switch)")
                 self._start_prometheus()
@@ -280,6 +284,38 @@ class Lab:
                     os.chown(path, owner.pw_uid, owner.pw_gid)
         for m in self.members:
             self._resolver(m.name)
+
+    def service_root(self, member: str, port: int) -> Path:
+        return self.dir / f"www-{member}-{port}"
+
+    def _serve(self, member: str, port: int) -> None:
+        """A web server on `member` at `port`, offered at an anonymous endpoint: [[services]]
+        in its file (before its daemon starts). Its page names no member: only a random mark
+        that a test can check."""
+        root = self.service_root(member, port)
+        root.mkdir()
+        (root / "index.html").write_text(
+            "<html><body><h1>Served by a member of the lanon</h1>"
+            f"<p>mark {os.urandom(8).hex()}</p></body></html>\n"
+        )
+        with (self.dir / f"{member}.toml").open("a") as f:
+            f.write(f'\n[[services]]\nname = "web-{port}"\nport = {port}\n')
+        self._spawn(
+            member,
+            f"{member}-web-{port}",
+            [
+                sys.executable,
+                "-m",
+                "lanon.lab.internet",
+                "--port",
+                str(port),
+                "--no-echo",
+                "--root",
+                str(root),
+                "--log",
+                str(root.with_suffix(".log")),
+            ],
+        )
 
     def _resolver(self, member: str) -> None:
         """Members resolve names through the lanon too."""
@@ -653,6 +689,21 @@ class Lab:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.pids = {}
         return removed
+
+
+def served_ports(serve: tuple[str, ...], members: list[str]) -> list[tuple[str, int]]:
+    """--serve MEMBER:PORT items, checked."""
+    out = []
+    for item in serve:
+        member, _, port = item.partition(":")
+        if member not in members or not port.isdigit() or not 0 < int(port) < 65536:
+            raise LanonError(
+                f"--serve {item}: expected MEMBER:PORT with MEMBER one of {', '.join(members)}"
+            )
+        out.append((member, int(port)))
+    if len(set(out)) != len(out):
+        raise LanonError(f"--serve {', '.join(serve)}: a service twice")
+    return out
 
 
 def daemon_user() -> pwd.struct_passwd:

@@ -36,6 +36,7 @@ from lanon.common.wire import BROADCAST
 from lanon.gateway.engine import GatewayEngine
 from lanon.lab.packets import echo_internet
 from lanon.member.engine import MemberEngine
+from lanon.member.services import ServiceOffer
 
 WALL = 1_800_000_000.0  # the simulated wall clock starts here
 
@@ -43,7 +44,7 @@ WALL = 1_800_000_000.0  # the simulated wall clock starts here
 def coalition_dict(
     members: list[tuple[str, HostKey]],
     gateways: list[tuple[str, HostKey, list[str]]],
-    **sections: dict[str, Any],
+    **sections: Any,
 ) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "coalition": {"name": "test", "lan": "198.18.0.0/24", **sections.pop("coalition", {})},
@@ -57,7 +58,7 @@ def coalition_dict(
 
 
 def make_coalition(
-    n_members: int = 3, n_gateways: int = 1, *, seed: int = 1, **sections: dict[str, Any]
+    n_members: int = 3, n_gateways: int = 1, *, seed: int = 1, **sections: Any
 ) -> tuple[coalition_mod.Coalition, dict[str, HostKey]]:
     """A coalition of `n_members` and `n_gateways` with keys from `seed`, and those keys by
     host name; `sections` are tables of the coalition file (e.g. rounds={"schedule": "tree"})."""
@@ -89,7 +90,7 @@ ADMIN = HostKey(bytes([9]) * 32)  # the administrator of versioned test coalitio
 
 
 def make_versioned(
-    n_members: int = 3, n_gateways: int = 1, *, seed: int = 1, **sections: dict[str, Any]
+    n_members: int = 3, n_gateways: int = 1, *, seed: int = 1, **sections: Any
 ) -> tuple[coalition_mod.Coalition, dict[str, HostKey]]:
     """`make_coalition`, as version 1 of a coalition with ADMIN as its administrator."""
     rng = random.Random(seed)
@@ -107,6 +108,11 @@ def make_versioned(
     path = Path("test-coalition.toml")
     text = admin.sign(toml_text(raw), path, ADMIN)
     return coalition_mod.loads(text, path), {**keys, **gkeys}
+
+
+def local_address(i: int) -> bytes:
+    """The i-th member's own address on a simulated LAN (198.18.0.11 for the first)."""
+    return bytes((198, 18, 0, 11 + i))
 
 
 def mac_of(i: int) -> bytes:
@@ -136,7 +142,10 @@ class Lan:
         internet: Callable[[bytes], list[bytes]] | None = None,
         latency: float = 0.0,
         bandwidth: float | None = None,
+        services: dict[str, list[ServiceOffer]] | None = None,
     ) -> None:
+        """`services`: members' services (member/services.py), by member name; a member's own
+        address is `local_address(i)` for the i-th member."""
         self.c = coalition
         self.keys = keys
         self.now = start
@@ -175,6 +184,8 @@ class Lan:
                 now=self.now,
                 wall_offset=offset,
                 rng=random.Random(self.rng.random()),
+                services=(services or {}).get(m.name, ()),
+                local=local_address(m.index),
             )
             self.hosts[mac_of(n)] = Host(m.name, mac_of(n), member)
         for h in self.hosts.values():
@@ -396,11 +407,12 @@ def running_lan(
     *,
     latency: float = 0.0,
     echo: bool = True,
-    **sections: dict[str, Any],
+    services: dict[str, list[ServiceOffer]] | None = None,
+    **sections: Any,
 ) -> Lan:
     """A coalition in memory whose rounds already run (each member has seen three outputs);
     `echo`: a little Internet that answers UDP, pings and SYNs."""
     c, keys = make_coalition(members, gateways, seed=1, **sections)
-    lan = Lan(c, keys, internet=echo_internet if echo else None, latency=latency)
+    lan = Lan(c, keys, internet=echo_internet if echo else None, latency=latency, services=services)
     lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * members)
     return lan

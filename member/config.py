@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from lanon.common.daemon_config import DaemonSettings, is_ifname
 from lanon.common.settings import between, is_address, is_listen, opt
+from lanon.member.services import ServiceEntry
 
 
 @dataclass(frozen=True)
@@ -67,4 +68,10 @@ class MemberSettings(DaemonSettings):
         "a /32 for the TUN device: reverse-path filtering drops packets arriving on a device "
         "without an address; it is never used as a source (choose one unused on your network)",
         is_address,
+    )
+    services: list[ServiceEntry] = opt(
+        [],
+        "services this host offers at anonymous endpoints, one [[services]] table each (after "
+        "every other setting of the file): port, and optionally protocol, name, public_port, "
+        "endpoint and key, address",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 import warnings
+from ipaddress import IPv4Address
 from typing import Any
 
 from netfilterqueue import NetfilterQueue
@@ -23,8 +24,9 @@ from lanon.common.events import (
     SendFrame,
 )
 from lanon.common.metrics import snapshot
+from lanon.common.metrics_http import interface_address
 from lanon.common.rawsock import LinkSocket
-from lanon.member import health, rules
+from lanon.member import health, rules, services
 from lanon.member.config import MemberSettings
 from lanon.member.engine import MemberEngine
 from lanon.member.metrics import MemberMetrics
@@ -55,6 +57,10 @@ class MemberDaemon(DaemonBase):
             self.registry, self.private_registry, settings.name, self.c.coalition.name
         )
         now = self.reactor.clock()
+        offers = services.offers(settings.services, self.c, loaded.path.parent, str(loaded.path))
+        local = bytes(4)
+        if any(not o.address for o in offers):  # where their inbound packets go
+            local = IPv4Address(interface_address(settings.interface, self.c.lan)).packed
         self.engine = MemberEngine(
             self.c,
             settings.name,
@@ -70,6 +76,8 @@ class MemberDaemon(DaemonBase):
                 settings.min_anonymity_k,
                 settings.presence_window,
             ),
+            services=offers,
+            local=local,
         )
         self.metrics.version.set(self.c.version)
         if loaded.next_key is not None:
@@ -290,6 +298,7 @@ class MemberDaemon(DaemonBase):
                 "late": e.rounds.late,
                 "paced": self.pacer.mode.value,  # realtime, process or inline
             },
+            "services": [s.status() for s in e.services],  # our endpoints: local only
             "corrupted_slots": e.rounds.corrupted,  # someone wrote into ours: local only
             "blame": {  # verdicts this member checked itself (member/revealer.py)
                 "excluded": [self.c.members[m].name for m in sorted(e.blame.excluded)],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Sequence
 
 from lanon.common import wire
 from lanon.common.accusation import ACCUSATION_TAG, Accusation, seal_accusation
@@ -24,6 +25,7 @@ from lanon.common.cell import encode_cell
 from lanon.common.clock import wall_ms
 from lanon.common.coalition import Coalition, GatewayPeer, Peer, check_own_key
 from lanon.common.crypto import HostKey
+from lanon.common.endpoints import Answer, sign_pin
 from lanon.common.engine import EngineBase, check_sealed, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
@@ -37,6 +39,7 @@ from lanon.common.events import (
     PacketQueued,
     RefuseReason,
     Retired,
+    ServiceChanged,
 )
 from lanon.common.flowkey import SEALED_OVERHEAD, KeyWrapper, seal_packet
 from lanon.common.guard import GATEWAY
@@ -45,6 +48,7 @@ from lanon.common.packet import (
     UNREACH_FRAG_NEEDED,
     Flow,
     PacketError,
+    Parsed,
     Unsupported,
     ack_advances,
     carried,
@@ -69,6 +73,7 @@ from lanon.member.flows import MemberFlow, MemberFlows
 from lanon.member.inbound import InboundReceiver
 from lanon.member.keys import KeyRing
 from lanon.member.revealer import Revealer
+from lanon.member.services import MemberServices, OfferedService, ServiceOffer, ServiceState
 from lanon.member.veto import AnonymityPolicy, Veto
 
 HELLO_INTERVAL = 0.5  # seconds between HELLOs while we are not in the roster
@@ -106,7 +111,11 @@ class MemberEngine(EngineBase):
         max_queue: int = 512,
         gateways: list[str] | None = None,
         policy: AnonymityPolicy | None = None,
+        services: Sequence[ServiceOffer] = (),
+        local: bytes = bytes(4),
     ) -> None:
+        """`services` are this host's (`[[services]]`), `local` its address on the LAN,
+        where their inbound packets go by default."""
         super().__init__()
         self.name = name
         self.key = key
@@ -117,6 +126,7 @@ class MemberEngine(EngineBase):
         self.wanted_gateways = gateways or []
         self._accusation: Accusation | None = None  # to seal after the next answer
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
+        self.services = MemberServices([], coalition.flows, bytes, local, rng, now)
         # Out of the coalition: retired by a version, or joining (a versioned coalition that
         # does not list us yet: we ask, with JOIN, until a version does). Rounds go on
         # without us; nothing of ours leaves but the requests.
@@ -129,6 +139,11 @@ class MemberEngine(EngineBase):
             self.me = Peer(len(coalition.members), name, key.public)  # in no round
             self.retired = self.joining = True
         self._build(coalition)
+        if services:  # their addresses are among those _build allows
+            self.services = MemberServices(
+                services, coalition.flows, self._choose_address, local, rng, now
+            )
+            self.inbound.services = self.services
         self.versions = VersionBook(coalition)
         self.next_key: HostKey | None = None  # asked for by `lanon rekey`: a version gives it
         self.next_join = now  # the next JOIN (joining, or asking for next_key)
@@ -160,7 +175,7 @@ class MemberEngine(EngineBase):
             self, coalition, self.me.index, self.keys, veto, rng, accuse=self._accuse
         )
         self.blame = Revealer(self, coalition, self.me.index, key, self.rounds, self.keys.pads)
-        self.inbound = InboundReceiver(self, coalition, self.flows, rng)
+        self.inbound = InboundReceiver(self, coalition, self.flows, self.services, rng)
         self.wrapper = KeyWrapper([g.public for g in coalition.gateways])
         self.anonymous = self._allowed_addresses(self.wanted_gateways)
 
@@ -284,6 +299,10 @@ class MemberEngine(EngineBase):
             self._refuse_too_large(packet)
             self.event(PacketDropped(DropReason.TOO_LARGE, f"{len(packet)} bytes"))
             return
+        service = self.services.serving(p.flow.proto, p.flow.sport)
+        if service is not None:
+            self._serve(service, packet, p, now)
+            return
         entry = self.flows.outbound(p.flow, now)
         if entry is None:
             self.event(PacketDropped(DropReason.FLOW_TABLE_FULL))
@@ -306,18 +325,7 @@ class MemberEngine(EngineBase):
             entry.last_ack = tcp_ack_number(packet, p.ihl) or entry.last_ack
         set_source(buf, p, entry.anon, 0)
         entry.state.update(p.tcp_flags, True, now)
-        entry.sent += 1
-        if wrap:
-            entry.wrapped_at = now
-        sealed = seal_packet(
-            entry.secret, entry.tag, entry.sent, bytes(buf), entry.wrap if wrap else b""
-        )
-        packet_id = self.rng.getrandbits(32)  # random: a counter would link our flows
-        chunks = wire.split_vector(sealed, capacity)
-        cs = self.c.coalition.cell_size
-        cells = [
-            encode_cell(cs, entry.tag, packet_id, i, len(chunks), c) for i, c in enumerate(chunks)
-        ]
+        cells = self._seal(entry, bytes(buf), wrap, now)
         if waiting is not None:  # the queued ACK says less than this one: this one goes instead
             waiting.cell, entry.ack_no = cells[0], ack_no or 0
             self.event(AckReplaced())
@@ -328,6 +336,59 @@ class MemberEngine(EngineBase):
         entry.ack, entry.ack_no = (queue[-1], ack_no) if ack_no is not None else (None, 0)
         entry.ack_first = entry.sent
         self.event(PacketQueued(len(cells), len(queue)))
+
+    def _seal(self, entry: MemberFlow, payload: bytes, wrap: bool, now: float) -> list[bytes]:
+        """`payload` sealed under the flow's key (with its key wrap if `wrap`), in cells."""
+        if wrap:
+            if not entry.wrap:  # made once per flow: X25519 with every gateway
+                entry.wrap = self.wrapper.wrap(entry.secret, self.rng)
+            entry.wrapped_at = now
+        entry.sent += 1
+        sealed = seal_packet(
+            entry.secret, entry.tag, entry.sent, payload, entry.wrap if wrap else b""
+        )
+        packet_id = self.rng.getrandbits(32)  # random: a counter would link our flows
+        chunks = wire.split_vector(sealed, self.c.cell_data)
+        cs = self.c.coalition.cell_size
+        return [
+            encode_cell(cs, entry.tag, packet_id, i, len(chunks), c) for i, c in enumerate(chunks)
+        ]
+
+    def _queue_cells(self, cells: list[bytes], now: float) -> bool:
+        queue = self.rounds.queue
+        if len(queue) + len(cells) > self.max_queue:
+            self.event(PacketDropped(DropReason.QUEUE_FULL, f"{len(queue)} cells waiting"))
+            return False
+        for cell in cells:
+            queue.append(Pending(cell, now))
+        self.event(PacketQueued(len(cells), len(queue)))
+        return True
+
+    # --- services (member/services.py) ----------------------------------------------------
+
+    def _serve(self, service: OfferedService, packet: bytes, p: Parsed, now: float) -> None:
+        """A packet our service sends: it leaves from the service's endpoint."""
+        if service.state is not ServiceState.SERVING:
+            self.event(PacketDropped(DropReason.NO_ENDPOINT, service.offer.name))
+            return
+        flow = service.flow
+        buf = bytearray(packet)
+        if p.flow.proto == TCP:
+            clamp_mss(buf, p.ihl, self.c.mss)
+        set_source(buf, p, flow.anon, service.port)
+        self._queue_cells(self._seal(flow, bytes(buf), flow.wants_wrap(now), now), now)
+
+    def _ask_for_endpoints(self, now: float) -> None:
+        """REGISTERs due (common/endpoints.py), in cells like any packet: anonymous."""
+        for service, request in self.services.due(now, wall_ms(now, self.wall_offset)):
+            key = service.offer.key
+            if key is not None:  # a pinned endpoint: its key says the request is its holder's
+                request = sign_pin(key, self.c.identity, service.tag, request)
+            self._queue_cells(self._seal(service.flow, request.encode(), True, now), now)
+
+    def service_answered(self, service: OfferedService, answer: Answer, now: float) -> None:
+        if self.services.answered(service, answer, now):
+            self.event(ServiceChanged(service.offer.name, service.state.value, service.endpoint))
 
     def _accuse(self, a: Accusation, now: float) -> None:
         """A reserved slot of ours was written into: say so to the gateways, anonymously, in
@@ -373,7 +434,7 @@ class MemberEngine(EngineBase):
         ]
         return tuple(sorted(a.packed for g in chosen for a in g.addresses))
 
-    def _choose_address(self, flow: Flow) -> bytes:
+    def _choose_address(self, flow: Flow | None = None) -> bytes:
         return self.anonymous[self.rng.randrange(len(self.anonymous))]
 
     # --- frames -------------------------------------------------------------------------
@@ -522,6 +583,8 @@ class MemberEngine(EngineBase):
             self.next_housekeeping = now + HOUSEKEEPING
             self.flows.expire(now)
             self.inbound.expire(now)
+            if self.services and self.in_roster:
+                self._ask_for_endpoints(now)
             quiet = now - self.rounds_seen_at
             if len(self.flows) and quiet >= self.c.coalition.disband_timeout:
                 self._end_flows()

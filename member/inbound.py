@@ -16,10 +16,11 @@ other member could have checked it, so a public count or a log line would say wh
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 from lanon.common import wire
 from lanon.common.coalition import Coalition, GatewayPeer
-from lanon.common.engine import EngineBase
+from lanon.common.endpoints import is_control, pull_answer
 from lanon.common.events import InboundDelivered, InboundRefusal, InboundRefused, InjectPacket
 from lanon.common.flowkey import InboundOpener
 from lanon.common.packet import (
@@ -27,6 +28,7 @@ from lanon.common.packet import (
     TCP,
     Flow,
     PacketError,
+    Parsed,
     clamp_mss,
     parse,
     restore_icmp_error,
@@ -34,6 +36,10 @@ from lanon.common.packet import (
 )
 from lanon.common.parts import PartReassembler
 from lanon.member.flows import MemberFlow, MemberFlows
+from lanon.member.services import MemberServices, OfferedService, ServiceState
+
+if TYPE_CHECKING:
+    from lanon.member.engine import MemberEngine
 
 REASSEMBLY_TIMEOUT = 5.0
 MAX_PENDING = 256  # inbound packets waiting for parts
@@ -42,11 +48,17 @@ MAX_BYTES = 1 << 20
 
 class InboundReceiver:
     def __init__(
-        self, engine: EngineBase, coalition: Coalition, flows: MemberFlows, rng: random.Random
+        self,
+        engine: MemberEngine,
+        coalition: Coalition,
+        flows: MemberFlows,
+        services: MemberServices,
+        rng: random.Random,
     ) -> None:
         self.e = engine
         self.c = coalition
         self.flows = flows
+        self.services = services
         self.opener = InboundOpener(rng)
         self.parts: PartReassembler[tuple[int, int]] = PartReassembler(
             REASSEMBLY_TIMEOUT, MAX_PENDING, max_per_group=MAX_PENDING, max_bytes=MAX_BYTES
@@ -55,6 +67,10 @@ class InboundReceiver:
     def receive(self, gateway: GatewayPeer, frame: bytes, now: float) -> None:
         inbound = wire.pull_inbound(frame)  # a bad shape is public: everyone sees it alike
         flow = self.flows.by_tag(inbound.tag)
+        service = None
+        if flow is None and self.services:
+            service = self.services.by_tag(inbound.tag)
+            flow = service.flow if service is not None else None
         part = self.opener.open(
             flow.secret if flow is not None else None,
             gateway.index,
@@ -83,8 +99,35 @@ class InboundReceiver:
             part,
             now,
         )
-        if packet is not None:
+        if packet is None:
+            return
+        if service is not None:
+            self._to_service(service, packet, now)
+        else:
             self._deliver(flow, packet, now)
+
+    def _to_service(self, service: OfferedService, packet: bytes, now: float) -> None:
+        """The gateways' answer to our REGISTER, or a packet for the service's endpoint."""
+        if is_control(packet):
+            try:
+                answer = pull_answer(packet)
+            except ValueError:
+                self.e.event(InboundRefused(InboundRefusal.MALFORMED))
+                return
+            self.e.service_answered(service, answer, now)
+            return
+        try:
+            p = parse(packet)
+        except PacketError:
+            self.e.event(InboundRefused(InboundRefusal.MALFORMED))
+            return
+        f, flow = p.flow, service.flow
+        if service.state is not ServiceState.SERVING or not at_endpoint(
+            f, p.icmp_error, flow.key[0], flow.anon, service.port
+        ):
+            self.e.event(InboundRefused(InboundRefusal.NOT_OF_FLOW))
+            return
+        self._inject(flow, bytearray(packet), p, now)
 
     def _deliver(self, flow: MemberFlow, packet: bytes, now: float) -> None:
         try:
@@ -95,7 +138,10 @@ class InboundReceiver:
         if not belongs(p.flow, p.icmp_error, flow):
             self.e.event(InboundRefused(InboundRefusal.NOT_OF_FLOW))
             return
-        buf = bytearray(packet)
+        self._inject(flow, bytearray(packet), p, now)
+
+    def _inject(self, flow: MemberFlow, buf: bytearray, p: Parsed, now: float) -> None:
+        """An inbound packet of `flow`, addressed to its local end, into our stack."""
         if p.icmp_error:
             restore_icmp_error(buf, p, flow.local_addr, flow.local_port)
         else:
@@ -108,6 +154,16 @@ class InboundReceiver:
 
     def expire(self, now: float) -> None:
         self.parts.expire(now)
+
+
+def at_endpoint(f: Flow, icmp_error: bool, proto: int, anon: bytes, port: int) -> bool:
+    """Whether an inbound packet is for a service's endpoint (an ICMP error: about a packet
+    the service sent from it), from anyone."""
+    if f.proto != proto:
+        return False
+    if icmp_error:
+        return f.src == anon and f.sport == port
+    return f.dst == anon and f.dport == port
 
 
 def belongs(f: Flow, icmp_error: bool, flow: MemberFlow) -> bool:

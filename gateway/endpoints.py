@@ -1,0 +1,83 @@
+"""Which endpoint a service's REGISTER gets (sans-IO, part of the gateway's egress).
+
+Every gateway reads every REGISTER from the round outputs, in the same order, and decides
+here alike, so every gateway's flow table binds the same endpoints (a standby takes an
+address over with its endpoints, as with its flows). The decision (common/endpoints.py):
+
+- an endpoint the tag already has is refreshed, whatever the request says;
+- a pinned endpoint (the coalition's `[[endpoints]]`) goes to a request signed by its key,
+  replacing an older binding (a newer one wins; a copied request binds only its own tag);
+- any other gets the port asked for if it is free on the address asked for, else one at
+  random (RFC 6056 style, from the tag), never a pinned one, never one a flow or another
+  endpoint holds;
+- at most MAX_SERVICES endpoints a member, lanon-wide: the gateways cannot tell whose they
+  are, so a member that asks for more takes them from the others only up to that bound.
+"""
+
+from __future__ import annotations
+
+from lanon.common.coalition import Coalition, PinnedEndpoint
+from lanon.common.endpoints import (
+    MAX_SERVICES,
+    PIN_TOLERANCE_MS,
+    Answer,
+    Granted,
+    Refusal,
+    Refused,
+    Register,
+    pin_holds,
+)
+from lanon.common.packet import TCP, UDP
+from lanon.gateway.flows import Exhausted, FlowTable
+
+
+class Registrar:
+    def __init__(self, coalition: Coalition, flows: FlowTable) -> None:
+        self.c = coalition
+        self.flows = flows
+        self.pinned: dict[tuple[int, bytes, int], PinnedEndpoint] = {
+            e.where: e for e in coalition.endpoints
+        }
+        self.anonymous = coalition.anonymous_index
+        self.limit = MAX_SERVICES * max(1, len(coalition.members))
+
+    def register(self, tag: int, key: bytes, request: Register) -> Answer:
+        """Bind (or refresh) the endpoint of service `tag`, whose key is `key`."""
+        flows = self.flows
+        now = flows.time
+        known = flows.by_tag.get(tag)
+        if known is not None:
+            if not known.endpoint:
+                return Refused(Refusal.TAG_IN_USE)
+            known.state.last = now
+            return Granted(known.proto, known.anon, known.port)
+        if request.proto not in (TCP, UDP):
+            return Refused(Refusal.PROTOCOL)
+        if request.anon not in self.anonymous:
+            return Refused(Refusal.NOT_ANONYMOUS)
+        if flows.endpoints >= self.limit:
+            return Refused(Refusal.TOO_MANY)
+        where = (request.proto, request.anon, request.port)
+        pin = self.pinned.get(where)
+        if pin is not None:
+            return self._pinned(pin, tag, key, request)
+        try:
+            port = flows.endpoint_port(tag, request.proto, request.anon, request.port)
+        except Exhausted:
+            return Refused(Refusal.EXHAUSTED)
+        flows.bind(tag, key, (request.proto, request.anon, port), now)
+        return Granted(request.proto, request.anon, port)
+
+    def _pinned(self, pin: PinnedEndpoint, tag: int, key: bytes, request: Register) -> Answer:
+        flows = self.flows
+        if not pin_holds(pin.public, self.c.identity, tag, request):
+            return Refused(Refusal.BAD_PIN)
+        if abs(request.wall_ms - flows.time * 1000) > PIN_TOLERANCE_MS:
+            return Refused(Refusal.STALE)
+        current = flows.by_port.get(pin.where)
+        if current is not None:
+            if current.pinned_ms >= request.wall_ms:
+                return Refused(Refusal.STALE)
+            flows.unbind(current)  # the service restarted (a new tag): the newer binding wins
+        flows.bind(tag, key, pin.where, flows.time, request.wall_ms)
+        return Granted(*pin.where)
