@@ -38,6 +38,7 @@ def _run_daemon(args: argparse.Namespace, role: str) -> int:
         setup_logging("info", role)
         rules.install_first(args.config, logging.getLogger(f"lanon.{role}"))
     settings, loaded = load(settings_class, args.config, role)
+    _check_services(settings, loaded.coalition, args.config)
     if args.check:
         print(
             f"{args.config}: {role} {settings.name} of coalition {loaded.coalition.coalition.name}: ok"
@@ -46,6 +47,15 @@ def _run_daemon(args: argparse.Namespace, role: str) -> int:
     setup_logging(settings.log_level, f"{role}[{settings.name}]")
     daemon_class(settings, loaded).run()
     return 0
+
+
+def _check_services(settings: Any, coalition: Any, path: Path) -> None:
+    """A member's [[services]] against the coalition (pinned endpoints and their keys)."""
+    from lanon.member.config import MemberSettings
+    from lanon.member.services import offers
+
+    if isinstance(settings, MemberSettings):
+        offers(settings.services, coalition, path.parent, str(path))
 
 
 def cmd_member(args: argparse.Namespace) -> int:
@@ -200,7 +210,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     c = coalition_mod.load(resolve(args.file.parent, raw["coalition"]))
     role = "member" if raw["name"] in {m.name for m in c.members} else "gateway"
     cls: Any = MemberSettings if role == "member" else GatewaySettings
-    settings, _ = load(cls, args.file, role)
+    settings, loaded = load(cls, args.file, role)
+    _check_services(settings, loaded.coalition, args.file)
     print(f"{args.file}: {role} {settings.name} of coalition {c.coalition.name}: ok")
     return 0
 

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lanon.common import admin, crypto, flowkey, wire
+from lanon.common import admin, crypto, endpoints, flowkey, wire
 from lanon.common.accusation import Accusation
 from lanon.common.cell import (
     CELL_HEADER_LEN,
@@ -954,12 +954,35 @@ def _icmp_error_one(pool: list[bytes], rng: random.Random) -> bool:
     return False
 
 
+def _endpoint_messages(_corpus: Corpus) -> list[bytes]:
+    anon = bytes((198, 18, 0, 193))
+    return [
+        endpoints.Register(6, anon, 443, 1_700_000_000_000).encode(),
+        endpoints.Register(17, anon, 0, 1_700_000_000_000, bytes(64)).encode(),
+        endpoints.Granted(6, anon, 8080).encode(),
+        endpoints.Refused(endpoints.Refusal.STALE).encode(),
+    ]
+
+
+def _endpoint_one(pool: list[bytes], rng: random.Random) -> bool:
+    """A service's REGISTER or the gateways' answer, mutated: decoded or refused (ValueError)."""
+    data = mutate(rng, rng.choice(pool), pool) if rng.random() < 0.9 else random_bytes(rng)
+    rejected = 0
+    for pull in (endpoints.pull_register, endpoints.pull_answer):
+        try:
+            pull(data)
+        except ValueError:
+            rejected += 1
+    return rejected == 2
+
+
 PACKET_TARGETS = [
     Target("packet.parse", _packets, _parse_one),
     Target("packet.rewrite", _packets, _rewrite_one),
     Target("packet.clamp_mss", _packets, _clamp_one),
     Target("packet.fragment", _packets, _fragment_one),
     Target("packet.icmp_error", _packets, _icmp_error_one),
+    Target("packet.endpoint_messages", _endpoint_messages, _endpoint_one),
 ]
 
 

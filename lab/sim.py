@@ -349,6 +349,8 @@ class Lan:
                 now=self.now,
                 wall_offset=offset,
                 rng=random.Random(self.rng.random()),
+                services=[s.offer for s in old.services],
+                local=old.services.local,
             )
         else:
             h.engine = GatewayEngine(

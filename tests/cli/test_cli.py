@@ -101,6 +101,19 @@ def test_config_check_accepts_good_files(tmp_path: Path) -> None:
             r"missing.toml: cannot read coalition file",
         ),
         (lambda t: t + "[[[", r"member1.toml: not valid TOML"),
+        (
+            lambda t: t + "[[services]]\nport = 80\nprotocol = 'sctp'\n",
+            r"member1.toml: \[\[services\]\] #1: protocol = 'sctp': expected one of 'tcp', 'udp'",
+        ),
+        (
+            lambda t: t + "[[services]]\nport = 80\nendpoint = 'web'\n",
+            r"member1.toml: \[\[services\]\] #1: endpoint = 'web': expected an \[\[endpoints\]\] name",
+        ),
+        (
+            lambda t: t + "[[services]]\nport = 80\n[[services]]\nport = 80\n",
+            r"two services share \(6, 80\)",
+        ),
+        (lambda t: t + "services = 3\n", r"services = 3: expected an array of tables"),
     ],
 )
 def test_bad_configuration_names_file_key_value_and_expectation(
@@ -112,6 +125,33 @@ def test_bad_configuration_names_file_key_value_and_expectation(
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     assert re.search(message, r.stderr), r.stderr
+
+
+def test_a_service_serving_a_pinned_endpoint_must_hold_its_key(tmp_path: Path) -> None:
+    cfg = write_lab_like_files(tmp_path)
+    assert main(["keygen", "web", "--dir", str(tmp_path / "keys")]) == 0
+    public = (tmp_path / "keys" / "web.pub").read_text().split()[-1]
+    coalition = tmp_path / "coalition.toml"
+    coalition.write_text(
+        coalition.read_text()
+        + f"""
+[[endpoints]]
+name = "web"
+protocol = "tcp"
+address = "198.18.0.193"
+port = 443
+public_key = "{public}"
+"""
+    )
+    (tmp_path / "keys" / "other.key").write_bytes((tmp_path / "keys" / "member2.key").read_bytes())
+    (tmp_path / "keys" / "other.key").chmod(0o600)
+    base = cfg.read_text()
+    cfg.write_text(base + "[[services]]\nport = 8443\nendpoint = 'web'\nkey = 'keys/other.key'\n")
+    r = lanon("config", "check", str(cfg))
+    assert r.returncode == 2 and "is not endpoint web's" in r.stderr, r.stderr
+    cfg.write_text(base + "[[services]]\nport = 8443\nendpoint = 'web'\nkey = 'keys/web.key'\n")
+    r = lanon("config", "check", str(cfg))
+    assert r.returncode == 0, r.stderr
 
 
 def test_a_private_key_others_can_read_is_refused(tmp_path: Path) -> None:

@@ -151,6 +151,36 @@ def test_a_pinned_endpoint_goes_to_the_holder_of_its_key_only() -> None:
     assert [IP(p)[TCP].dport for p in lan.host("member3").injected] == [8443]
 
 
+def test_a_pinned_endpoint_stays_across_a_restart_and_a_failover() -> None:
+    key = HostKey.generate()
+    address, port = "198.18.0.197", 443
+    endpoint = {
+        "name": "site",
+        "protocol": "tcp",
+        "address": address,
+        "port": port,
+        "public_key": encode_key(key.public),
+    }
+    c, keys = make_coalition(3, 2, endpoints=[endpoint])
+    offer = ServiceOffer("site", TCP_PROTO, 8443, 0, c.endpoints[0], key)
+    lan = Lan(c, keys, internet=echo_internet, services={"member1": [offer]})
+    assert serving(lan, "member1", "site") == (address, port)
+    first = lan.gateway("gateway1").flows.by_port[(TCP_PROTO, c.endpoints[0].address, port)].tag
+    lan.run(1.0)
+    lan.restart("member1")  # a new process: a new service key, a new tag
+    assert serving(lan, "member1", "site") == (address, port)
+    lan.run(2.0)
+    for g in ("gateway1", "gateway2"):
+        bound = lan.gateway(g).flows.by_port[(TCP_PROTO, c.endpoints[0].address, port)]
+        assert bound.tag != first and bound.tag == next(iter(lan.member("member1").services)).tag
+    lan.kill("gateway2")  # the holder of 198.18.0.197
+    lan.run(3.0)
+    lan.host("member1").injected.clear()
+    from_internet(lan, tcp(src=CLIENT, dst=address, sport=52000, dport=port, flags="S", seq=9))
+    lan.run(0.05)
+    assert [IP(p)[TCP].dport for p in lan.host("member1").injected] == [8443]
+
+
 def test_a_pinned_endpoint_is_refused_without_its_key() -> None:
     lan, _, _ = pinned_lan(HostKey.generate(), HostKey.generate())
     svc = next(iter(lan.member("member3").services))
