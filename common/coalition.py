@@ -37,6 +37,7 @@ from lanon.common.settings import (
     opt,
     or_empty,
 )
+from lanon.common.sodium import TAG_LEN as AEAD_TAG
 
 IP_TCP_HEADERS = 40
 
@@ -51,6 +52,13 @@ NEVER_EMITTED = (
     ("reserved", "240.0.0.0/4"),
 )
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "198.18.0.0/15")
+
+
+class Mode(enum.Enum):
+    """Whom the members trust ([coalition] mode)."""
+
+    DCNET = "dcnet"  # nobody: superposed sending, pads between members (seed 000 §4)
+    TRUSTED = "trusted"  # the gateways: each member's cells go to the leader sealed (§5.1)
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,13 @@ class CoalitionSection:
         "this file's version, with [admin]: hosts apply a newer signed version heard on the LAN "
         "without a restart (lanon admin raises it and signs); 0 without [admin]",
         between(0, 2**32 - 1),
+    )
+    mode: Mode = opt(
+        Mode.DCNET,
+        "'dcnet': no host learns who sent a packet (pads between members); 'trusted': each "
+        "member sends its cells to the leading gateway sealed under a key they share, so the "
+        "gateways know who sent what and a member's cost no longer grows with the coalition "
+        "(seed 000 §5.1)",
     )
     disband_timeout: float = opt(
         600.0,
@@ -185,6 +200,12 @@ class RoundSection:
         "fanout vectors a round instead of one per member; seed 000 §5.3)",
     )
     tree_fanout: int = opt(2, "children per member when schedule = 'tree'", between(2, 16))
+    trusted_cells: int = opt(
+        4,
+        "with mode = 'trusted': the cells in every member's answer (data or padding); a "
+        "member sends at most this many a round",
+        between(1, 64),
+    )
 
 
 @dataclass(frozen=True)
@@ -388,6 +409,10 @@ class Coalition:
         return {a.packed: i for i, a in enumerate(self.anonymous)}
 
     @property
+    def trusted(self) -> bool:
+        return self.coalition.mode is Mode.TRUSTED
+
+    @property
     def part_size(self) -> int:
         """Vector bytes carried by one CONTRIB or OUTPUT_PART frame."""
         overheads = [wire.CONTRIB_OVERHEAD, wire.OUTPUT_PART_OVERHEAD]
@@ -456,7 +481,17 @@ class Coalition:
 
     def part_lens(self, nslots: int, nentries: int) -> list[int]:
         """The length of each part of a round's vector (contributions and output alike)."""
-        total, ps = self.vector_len(nslots, nentries), self.part_size
+        return self._split(self.vector_len(nslots, nentries))
+
+    def contrib_lens(self, nslots: int, nentries: int) -> list[int]:
+        """The length of each part of a member's answer: its vector, or in trusted mode its
+        `trusted_cells` cells sealed for the leader (member/trusted.py)."""
+        if self.trusted:
+            return self._split(self.rounds.trusted_cells * self.coalition.cell_size + AEAD_TAG)
+        return self.part_lens(nslots, nentries)
+
+    def _split(self, total: int) -> list[int]:
+        ps = self.part_size
         return [min(ps, total - i) for i in range(0, total, ps)] or [0]
 
 
@@ -611,7 +646,13 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
             raise ConfigError(f"{path}: {shortfall}")
     edges = _edges(graph, members, path)
     conn = keygraph.connectivity(range(len(peers)), edges)
-    if conn.k < 2 and not shortfall:
+    trusted = section.mode is Mode.TRUSTED
+    if trusted and rounds.schedule is Schedule.TREE:
+        raise ConfigError(
+            f"{path}: [coalition] mode = 'trusted' sends every member's cells to the leader "
+            "sealed: expected [rounds] schedule = 'star'"
+        )
+    if conn.k < 2 and not shortfall and not trusted:  # trusted: no pads, no key graph
         weak = ", ".join(sorted(members[i].name for i in conn.weak))
         cut = ", ".join(f"{members[a].name}-{members[b].name}" for a, b in conn.cut) or "no link"
         shortfall = (
@@ -639,9 +680,11 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
         content["egress"] = sorted(str(ipaddress.IPv4Network(p)) for p in egress.allow)
     if services.anonymous or services.direct:
         content["lan_services"] = dataclasses.asdict(services)
-    for key, default in (("version", 0), ("disband_timeout", 600.0)):
+    for key, default in (("version", 0), ("disband_timeout", 600.0), ("mode", Mode.DCNET)):
         if content["coalition"][key] == default:
             del content["coalition"][key]
+    if rounds.trusted_cells == 4:
+        del content["rounds"]["trusted_cells"]
     if admins:
         content["admin"] = {"keys": [a.hex() for a in admins], "threshold": admin.threshold}
     if endpoints:

@@ -117,6 +117,11 @@ def mac_key(me: HostKey, peer_public: bytes) -> bytes:
     return _pair_derive(me, peer_public, b"lanon-mac-v1")
 
 
+def answer_key(me: HostKey, peer_public: bytes) -> bytes:
+    """Key that seals a member's answers to one gateway in trusted mode (common/trusted.py)."""
+    return _pair_derive(me, peer_public, b"lanon-trusted-v1")
+
+
 def epoch_key(epoch: int, ephemeral_shared: bytes) -> bytes:
     """A pair's pad key for one epoch, from the pair's ephemeral exchange alone: a disputed pad
     can then be checked by anyone the exchange is shown to, with its proof (`Ephemeral.prove`),

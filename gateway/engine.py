@@ -142,6 +142,7 @@ class GatewayEngine(EngineBase):
             wall_offset=wall_offset,
             process=self.egress.process,
             exclusions=exclusions,
+            rng=self.rng,
         )
         self.tracer = Tracer(
             self,

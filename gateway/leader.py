@@ -28,6 +28,7 @@ Epochs move forward the same way: a leader adopts a later epoch it sees or a mem
 from __future__ import annotations
 
 import enum
+import random
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from typing import TypeVar
 from lanon.common import wire
 from lanon.common.clock import wall_ms, wall_us
 from lanon.common.coalition import Coalition, Schedule
-from lanon.common.crypto import HostKey, digest16, key_id, mac_key
+from lanon.common.crypto import HostKey, answer_key, digest16, key_id, mac_key
 from lanon.common.engine import EngineBase, check_mac, sealed, signed
 from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
@@ -54,6 +55,7 @@ from lanon.common.output import RoundOutput, SlotStats
 from lanon.common.reservation import ENTRY_LEN, overflowed, tally
 from lanon.common.roster import RosterCheck
 from lanon.common.tree import order, place
+from lanon.common.trusted import open_answer
 from lanon.common.vectorsum import VectorSum
 from lanon.common.verdict import attest_root
 from lanon.gateway.tracer import Exclusions, Kept
@@ -112,7 +114,8 @@ class Collecting:
     done: set[int] = field(default_factory=set)
     parts: dict[int, dict[int, bytes]] = field(default_factory=dict)
     attests: dict[int, bytes] = field(default_factory=dict)
-    bad: set[int] = field(default_factory=set)  # sent an ATTEST that did not hold
+    bad: set[int] = field(default_factory=set)  # sent an ATTEST (an answer) that did not hold
+    cells: dict[int, bytes] = field(default_factory=dict)  # trusted mode: each member's cells
 
 
 class Leader:
@@ -128,8 +131,10 @@ class Leader:
         wall_offset: float,
         process: Callable[[RoundOutput], SlotStats],
         exclusions: Exclusions | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.e = engine
+        self.rng = rng or random.SystemRandom()  # trusted mode: the output's order of cells
         self.exclusions = exclusions or Exclusions()  # members blame keeps out of rosters
         self.kept: OrderedDict[int, Kept] = OrderedDict()
         # rounds whose reservation area was flooded, with that area: to trace (the engine
@@ -141,6 +146,10 @@ class Leader:
         self.wall_offset = wall_offset
         self.process = process
         self.mac_keys = [mac_key(key, m.public) for m in coalition.members]
+        # Trusted mode (common/trusted.py): members' answers are their cells, sealed for us.
+        self.answer_keys = (
+            [answer_key(key, m.public) for m in coalition.members] if coalition.trusted else []
+        )
         self.members = [MemberRecord() for _ in coalition.members]
         self.phase = Phase.STOPPED
         self.round = 0
@@ -333,6 +342,8 @@ class Leader:
         r = self.c.rounds
         nentries = r.reservation_entries
         nslots = self.next_nslots + r.express_slots  # granted slots first, then express ones
+        if self.c.trusted:  # every member's cells, no reservations
+            nentries, nslots = 0, len(roster) * r.trusted_cells
         leader_ms = wall_ms(now, self.wall_offset)
         ids = tuple(key_id(self.ephemeral[i][self.epoch][1]) for i in sorted(roster))
         ethernet = tuple(self.member_ethernet[i] for i in sorted(roster)) if tree else ()
@@ -350,7 +361,7 @@ class Leader:
         )
         body = o.encode(self.c.id, self.index)
         self.e.send(wire.BROADCAST, sealed(self.key, body, self.mac_keys))
-        part_lens = self.c.part_lens(nslots, nentries)
+        part_lens = self.c.contrib_lens(nslots, nentries)
         self.collecting = Collecting(
             self.round,
             self.epoch,
@@ -365,7 +376,7 @@ class Leader:
             {i: set() for i in roster},
             len(roster),
             order(roster, self.round)[0] if tree else None,
-            accountable=not tree,
+            accountable=not tree and not self.c.trusted,
             body=body,
             body_digest=digest16(body),
         )
@@ -418,7 +429,10 @@ class Leader:
         if part.index in got:
             raise RemoteProtocolError(RejectReason.REPLAY, "part already received")
         got.add(part.index)
-        col.sum.add(part.index, part.payload)
+        if self.answer_keys:  # trusted mode: opened whole (`_complete`), never summed
+            col.parts.setdefault(sender, {})[part.index] = part.payload
+        else:
+            col.sum.add(part.index, part.payload)
         if col.accountable:
             col.parts.setdefault(sender, {})[part.index] = part.payload
         if len(got) == len(col.part_lens):
@@ -445,6 +459,8 @@ class Leader:
 
     def _complete(self, sender: int, col: Collecting, now: float) -> None:
         """Member `sender`'s parts are in (and its ATTEST, where the round needs one)."""
+        if self.answer_keys:
+            self._open_answer(sender, col)
         if col.accountable:
             signed_frame = col.attests.get(sender)
             if signed_frame is None:
@@ -471,11 +487,36 @@ class Leader:
         if col.remaining == 0:
             self._finish(now)
 
+    def _open_answer(self, sender: int, col: Collecting) -> None:
+        """Trusted mode: a member's answer opened; one that does not open is left out (the
+        round is redone without it at the deadline)."""
+        parts = col.parts.pop(sender)
+        sealed = b"".join(parts[i] for i in range(len(col.part_lens)))
+        cells = open_answer(self.answer_keys[sender], col.round, sender, sealed)
+        if cells is None:
+            col.bad.add(sender)
+            raise RemoteProtocolError(RejectReason.BAD_AUTH, "an answer not sealed for us")
+        col.cells[sender] = cells
+
+    def _trusted_vector(self, col: Collecting) -> tuple[bytes, list[bytes]]:
+        """Every cell of the round, the empty ones too, in a random order: the output is
+        public, and an order by member would tell the switch who sent each cell."""
+        cs = self.c.coalition.cell_size
+        cells = [a[i : i + cs] for a in col.cells.values() for i in range(0, len(a), cs)]
+        self.rng.shuffle(cells)
+        vector = b"".join(cells)
+        lens = self.c.part_lens(col.nslots, col.nentries)
+        at = [sum(lens[:i]) for i in range(len(lens))]
+        return vector, [vector[a : a + n] for a, n in zip(at, lens, strict=True)]
+
     def _finish(self, now: float) -> None:
         col = self.collecting
         assert col is not None
-        parts = col.sum.parts()
-        vector = b"".join(parts)
+        if self.answer_keys:
+            vector, parts = self._trusted_vector(col)
+        else:
+            parts = col.sum.parts()
+            vector = b"".join(parts)
         # The round's packets leave first: they are on their way to the Internet while the
         # output goes to the members, who only learn from it that their cells went out.
         stats = self.process(

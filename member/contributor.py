@@ -37,7 +37,7 @@ from lanon.common import wire
 from lanon.common.accusation import Accusation
 from lanon.common.blame import choose_bit
 from lanon.common.coalition import Coalition, Schedule
-from lanon.common.crypto import apply_pads, digest16, mac_key
+from lanon.common.crypto import answer_key, apply_pads, digest16, mac_key
 from lanon.common.engine import EngineBase, check_mac, maced, signed
 from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
@@ -64,10 +64,11 @@ from lanon.common.reservation import (
 )
 from lanon.common.roster import RosterCheck
 from lanon.common.tree import forward_by, place
+from lanon.common.trusted import seal_answer
 from lanon.common.verdict import attest_root
 from lanon.member.keys import KeyRing
 from lanon.member.relay import Relay
-from lanon.member.veto import Veto
+from lanon.member.veto import Verdict, Veto
 
 MAX_BACKOFF_EXP = 5
 # An answer this far past its moment is late (beyond the loop's timer precision).
@@ -161,6 +162,13 @@ class Contributor:
         self.roster_check = RosterCheck(coalition)
         self.rng = rng
         self.mac_keys = {g.index: mac_key(keys.key, g.public) for g in coalition.gateways}
+        # Trusted mode (common/trusted.py): our cells go to the leader sealed, no pads.
+        self.trusted = coalition.trusted
+        self.answer_keys = (
+            {g.index: answer_key(keys.key, g.public) for g in coalition.gateways}
+            if self.trusted
+            else {}
+        )
         self._member_macs: dict[int, bytes] = {}
         self.phase = Phase.OUTSIDE
         self.queue: deque[Pending] = deque()  # cells waiting for a slot, oldest first
@@ -212,8 +220,8 @@ class Contributor:
                 self._to(Phase.OUTSIDE)
             return
         refusal = self._check(o)
-        keys: list[bytes] | None = None
-        if refusal is None:
+        keys: list[bytes] | None = [] if self.trusted else None  # trusted: no pads
+        if refusal is None and not self.trusted:
             keys, why = self.keys.round_keys(o)
             if keys is None:
                 refusal = RefuseReason.MISSING_KEY, why
@@ -233,6 +241,9 @@ class Contributor:
                     self.e.event(CellRetried(RetryReason.VETOED, 0))
                 grant = None
         slots: dict[int, Pending] = {}
+        if self.trusted:
+            self._answer_trusted(o, gateway, src, verdict, now)
+            return
         go_express = express and verdict.reason is None and o.round >= self.express_after
         if go_express and self.accusation:
             # An accusation goes in express slots only: a jammer that writes into reserved
@@ -291,6 +302,53 @@ class Contributor:
         )
         self._to(Phase.ANSWERING)
         self.e.event(Contributed(o.round, len(parts), len(padded), bool(slots or claims)))
+
+    def _answer_trusted(
+        self, o: wire.Open, gateway: int, src: bytes, verdict: Verdict, now: float
+    ) -> None:
+        """Trusted mode: `trusted_cells` cells, ours or zeros, sealed for the leader; the
+        same frames at the same moment whatever they carry."""
+        cs, count = self.c.coalition.cell_size, self.c.rounds.trusted_cells
+        slots: dict[int, Pending] = {}
+        while verdict.reason is None and self.queue and len(slots) < count:
+            slots[len(slots)] = _into_round(self.queue)
+        if slots:
+            self.veto.sent_with(verdict)
+        cells = b"".join(slots[i].cell if i in slots else bytes(cs) for i in range(count))
+        sealed = seal_answer(self.answer_keys[gateway], o.round, self.index, cells)
+        parts = wire.split_vector(sealed, self.c.part_size)
+        self.answer_at = now + self.c.rounds.answer_delay
+        mkey = self.mac_keys[gateway]
+        self._hand_over(
+            [
+                (
+                    src,
+                    maced(
+                        mkey,
+                        wire.Part(o.round, i, len(parts), p).encode(
+                            wire.MsgType.CONTRIB, self.c.id, self.index
+                        ),
+                    ),
+                )
+                for i, p in enumerate(parts)
+            ],
+            o.round,
+        )
+        self.last_round = o.round
+        self.current = RoundView(
+            o.round,
+            gateway,
+            now,
+            o.nslots,
+            o.nentries,
+            slots,
+            {},
+            {},
+            OutputAssembler(o.round, self.c.part_lens(o.nslots, o.nentries), o.nslots, o.nentries),
+            len(o.roster),
+        )
+        self._to(Phase.ANSWERING)
+        self.e.event(Contributed(o.round, len(parts), len(sealed), bool(slots)))
 
     def _attest(self, rnd: int, parts: list[bytes], opened: bytes) -> bytes:
         """Our signature on what we send: blame shows it to everyone (common/verdict.py)."""
@@ -470,6 +528,9 @@ class Contributor:
         self.relay = None
         self._answer = []  # (an output can only come before our answer if it went without it)
         self._to(Phase.READY)
+        if self.trusted:
+            self._trusted_output(cur, vector, now)
+            return
         area = vector[: cur.nentries * ENTRY_LEN]
         t = tally(area, cur.nentries, self.c.rounds.max_slots)
         # A flooded area's grants are void: nothing of ours goes in them, so that blame can
@@ -538,6 +599,22 @@ class Contributor:
             backoff = 1 + self.rng.randrange(2**exp)  # at least the next round reserves
             self.express_after = cur.round + 1 + backoff
             self.e.event(CellRetried(RetryReason.DATA_COLLISION, backoff))
+        self.queue.extendleft(reversed(lost))
+        self.e.event(OutputSeen(cur.round, now - cur.opened, cur.nslots))
+
+    def _trusted_output(self, cur: RoundView, vector: bytes, now: float) -> None:
+        """Trusted mode: the leader put every cell of the round in the output, in a random
+        order; ours that are not there go again."""
+        cs = self.c.coalition.cell_size
+        emerged = {vector[s * cs : (s + 1) * cs] for s in range(cur.nslots)}
+        lost = []
+        for s in sorted(cur.slots):
+            pending = cur.slots[s]
+            if pending.cell in emerged:
+                self.e.event(CellDelivered(now - pending.queued))
+            else:
+                lost.append(pending)
+                self.e.event(CellRetried(RetryReason.ROUND_LOST, 0))
         self.queue.extendleft(reversed(lost))
         self.e.event(OutputSeen(cur.round, now - cur.opened, cur.nslots))
 

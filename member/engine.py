@@ -509,10 +509,11 @@ class MemberEngine(EngineBase):
                 f"OPEN of version {o.version} of the coalition file, we run {self.c.version}",
             )
         r = self.c.rounds
-        if (
-            o.nmembers != nmembers
-            or not r.express_slots <= o.nslots <= r.max_slots + r.express_slots
-        ):
+        if self.c.trusted:  # every member's cells, no reservations
+            fits = o.nslots == len(o.roster) * r.trusted_cells and o.nentries == 0
+        else:
+            fits = r.express_slots <= o.nslots <= r.max_slots + r.express_slots
+        if o.nmembers != nmembers or not fits:
             raise RemoteProtocolError(RejectReason.MALFORMED, "OPEN does not fit our coalition")
         wall = wall_ms(now, self.wall_offset)
         tolerance_ms = self.c.rounds.clock_tolerance * 1000
