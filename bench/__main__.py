@@ -245,13 +245,19 @@ def scale() -> dict[str, list[tuple[int, float, float]]]:
                     continue  # a regular graph of degree 4 is the full mesh up to 5 members
                 point = _scale_point(n, schedule, graph)
                 curves.setdefault(f"{schedule}, {graph}", []).append(point)
+    for n in (3, 8, 16, 32):  # trusted-gateway mode: no pads, no key graph (seed 000 §5.1)
+        curves.setdefault("star, trusted", []).append(_scale_point(n, "star", "trusted"))
     return curves
 
 
 def _scale_point(n: int, schedule: str, graph: str) -> tuple[int, float, float]:
-    c, keys = make_coalition(
-        n, 1, rounds={"schedule": schedule}, key_graph={"kind": graph, "degree": 4}
-    )
+    """`graph` 'trusted': trusted-gateway mode (the key graph plays no part)."""
+    sections: dict[str, Any] = {"rounds": {"schedule": schedule}}
+    if graph == "trusted":
+        sections["coalition"] = {"mode": "trusted"}
+    else:
+        sections["key_graph"] = {"kind": graph, "degree": 4}
+    c, keys = make_coalition(n, 1, **sections)
     lan = Lan(c, keys, internet=echo_internet, latency=50e-6, bandwidth=125e6)
     lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * n, limit=60)
     member_cpu, leader_cpu = [0.0], [0.0]
@@ -298,6 +304,8 @@ def lab(curves: dict[str, list[tuple[int, float, float]]], biggest: int) -> None
     )
     plans = [(3, "star", "full"), (8, "star", "full"), (8, "tree", "regular")]
     plans += [(16, s, "regular") for s in ("star", "tree") if biggest >= 16]
+    # trusted-gateway mode beside DC-net mode ('trusted' for the key graph, which it has none of)
+    plans += [(n, "star", "trusted") for n in (3, 8, 16) if n <= biggest]
     rows = []
     for members, schedule, graph in plans:
         rows.append(labs.measure(members, schedule, graph))

@@ -88,12 +88,23 @@ def download(lab: object, host: str) -> float:
 
 
 def measure(members: int, schedule: str = "star", key_graph: str = "full") -> LabFigures:
+    """One lab's figures; `key_graph` 'trusted' runs trusted-gateway mode instead of DC-net
+    (it has no key graph)."""
     from lanon.lab.lab import Lab, LabSpec
 
     lab = Lab(f"bench{members}")
     if lab.is_up():
         lab.down()
-    lab.up(LabSpec(lab.name, members=members, schedule=schedule, key_graph=key_graph))
+    trusted = key_graph == "trusted"
+    lab.up(
+        LabSpec(
+            lab.name,
+            members=members,
+            schedule=schedule,
+            key_graph="full" if trusted else key_graph,
+            mode="trusted" if trusted else "dcnet",
+        )
+    )
     try:
         time.sleep(3)
         member_cpu, leader_cpu = cpu_shares([lab.pids["member1"], lab.pids["gateway1"]])

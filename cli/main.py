@@ -389,6 +389,11 @@ def describe_status(statuses: list[dict[str, Any]]) -> str:
     for s in statuses:
         if "error" in s:
             lines.append(f"{s['name']}: {s['error']}")
+    if any(s.get("mode") == "trusted" for s in ok):
+        lines.append(
+            "trusted-gateway mode: the gateways know which member sends each packet (the "
+            "switch and the Internet do not)"
+        )
     runs: dict[tuple[str, str, str, str, str], list[str]] = {}
     for s in ok:
         key = (
@@ -550,6 +555,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
         unprivileged=args.unprivileged,
         jammer=args.jammer,
         serve=tuple(args.serve or ()),
+        mode=args.mode,
     )
     lab.up(spec, progress=lambda m: print(f"lab {args.name}: {m}"))
     print(
@@ -842,6 +848,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MEMBER",
         help="for testing blame: this member's daemon writes junk into the others' reserved "
         "slots (a lab option only; no daemon configuration can ask for it)",
+    )
+    u.add_argument(
+        "--mode",
+        choices=["dcnet", "trusted"],
+        default="dcnet",
+        help="dcnet (default: nobody learns who sent a packet) or trusted (each member's cells "
+        "go to the leading gateway sealed: the gateways know who sent what)",
     )
     u.add_argument(
         "--serve",

@@ -13,6 +13,7 @@ round's shape nor push out the real part, which the leader sends after its head.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lanon.common.crypto import digest16
@@ -50,10 +51,33 @@ class OutputAssembler:
         self.head: OutputHead | None = None
         self._parts: dict[int, bytes] = {}
         self._early: dict[int, list[bytes]] = {}
+        self._shape: Callable[[int, int], list[int]] | None = None
+        self._most_parts = 0
+
+    @classmethod
+    def up_to(
+        cls, round: int, max_slots: int, shape: Callable[[int, int], list[int]]
+    ) -> OutputAssembler:
+        """An output of at most `max_slots` cells and no reservation area, whose signed head
+        says how many (trusted mode: only the cells members sent; `shape` gives the parts'
+        lengths of a number of slots and entries)."""
+        a = cls(round, [], max_slots, 0)
+        a._shape = shape
+        a._most_parts = len(shape(max_slots, 0))
+        return a
 
     def add_head(self, head: OutputHead) -> None:
         if head.round != self.round:
             raise RemoteProtocolError(RejectReason.STALE, f"head of round {head.round}")
+        if self._shape is not None and self.head is None:
+            if head.nentries != 0 or head.nslots > self.nslots:
+                raise RemoteProtocolError(RejectReason.MALFORMED, "output head beyond its OPEN")
+            self.nslots, self.part_lens = head.nslots, self._shape(head.nslots, 0)
+            self._shape = None
+            self._early = {
+                i: [d for d in early if i < len(self.part_lens) and len(d) == self.part_lens[i]]
+                for i, early in self._early.items()
+            }
         if head.nslots != self.nslots or head.nentries != self.nentries:
             raise RemoteProtocolError(RejectReason.MALFORMED, "output head disagrees with OPEN")
         if len(head.digests) != len(self.part_lens):
@@ -71,6 +95,13 @@ class OutputAssembler:
     def add_part(self, part: Part) -> None:
         if part.round != self.round:
             raise RemoteProtocolError(RejectReason.STALE, f"part of round {part.round}")
+        if self._shape is not None:  # the shape comes with the head: keep it till then
+            if part.index >= self._most_parts:
+                raise RemoteProtocolError(RejectReason.MALFORMED, "output part beyond its OPEN")
+            early = self._early.setdefault(part.index, [])
+            if len(early) < CANDIDATES and part.payload not in early:
+                early.append(part.payload)
+            return
         if part.count != len(self.part_lens) or len(part.payload) != self.part_lens[part.index]:
             raise RemoteProtocolError(RejectReason.MALFORMED, "output part of the wrong shape")
         if part.index in self._parts:

@@ -373,6 +373,7 @@ class GatewayDaemon(DaemonBase):
             "version": __version__,
             "wire_version": wire.VERSION,
             "coalition_version": self.c.version,
+            "mode": self.c.coalition.mode.value,  # dcnet, or trusted (the gateways know who sends)
             "host_versions": dict(sorted(e.host_versions.items())),
             "pending": e.joins.as_list(now),  # join requests for the administrator
             "shortfall": self.c.shortfall,  # why this version cannot run rounds, if it cannot

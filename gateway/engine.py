@@ -434,8 +434,11 @@ class GatewayEngine(EngineBase):
         self.seen_epoch = max(self.seen_epoch, o.epoch)
         self.leader.follow(o.round, o.epoch, now)
         if self.following is None or o.round > self.following.round:
-            lens = self.c.part_lens(o.nslots, o.nentries)
-            self.following = OutputAssembler(o.round, lens, o.nslots, o.nentries)
+            if self.c.trusted:  # the head says how many of the members' cells there are
+                self.following = OutputAssembler.up_to(o.round, o.nslots, self.c.part_lens)
+            else:
+                lens = self.c.part_lens(o.nslots, o.nentries)
+                self.following = OutputAssembler(o.round, lens, o.nslots, o.nentries)
 
     def _on_output_head(self, head: wire.OutputHead) -> None:
         f = self.following

@@ -498,32 +498,38 @@ class Leader:
             raise RemoteProtocolError(RejectReason.BAD_AUTH, "an answer not sealed for us")
         col.cells[sender] = cells
 
-    def _trusted_vector(self, col: Collecting) -> tuple[bytes, list[bytes]]:
-        """Every cell of the round, the empty ones too, in a random order: the output is
-        public, and an order by member would tell the switch who sent each cell."""
+    def _trusted_vector(self, col: Collecting) -> tuple[int, bytes, list[bytes]]:
+        """The cells members sent (not their padding), in a random order: the output is
+        public, and an order by member would tell the switch who sent each cell. How many
+        there are is public as in DC-net mode (the slots used)."""
         cs = self.c.coalition.cell_size
-        cells = [a[i : i + cs] for a in col.cells.values() for i in range(0, len(a), cs)]
+        empty = bytes(cs)
+        cells = [
+            cell
+            for a in col.cells.values()
+            for i in range(0, len(a), cs)
+            if (cell := a[i : i + cs]) != empty
+        ]
         self.rng.shuffle(cells)
         vector = b"".join(cells)
-        lens = self.c.part_lens(col.nslots, col.nentries)
+        lens = self.c.part_lens(len(cells), 0)
         at = [sum(lens[:i]) for i in range(len(lens))]
-        return vector, [vector[a : a + n] for a, n in zip(at, lens, strict=True)]
+        return len(cells), vector, [vector[a : a + n] for a, n in zip(at, lens, strict=True)]
 
     def _finish(self, now: float) -> None:
         col = self.collecting
         assert col is not None
+        nslots = col.nslots
         if self.answer_keys:
-            vector, parts = self._trusted_vector(col)
+            nslots, vector, parts = self._trusted_vector(col)
         else:
             parts = col.sum.parts()
             vector = b"".join(parts)
         # The round's packets leave first: they are on their way to the Internet while the
         # output goes to the members, who only learn from it that their cells went out.
-        stats = self.process(
-            RoundOutput(col.round, col.leader_ms, col.nentries, col.nslots, vector)
-        )
+        stats = self.process(RoundOutput(col.round, col.leader_ms, col.nentries, nslots, vector))
         head = wire.OutputHead(
-            col.round, col.leader_ms, col.nentries, col.nslots, tuple(map(digest16, parts))
+            col.round, col.leader_ms, col.nentries, nslots, tuple(map(digest16, parts))
         )
         self.e.send(
             wire.BROADCAST, sealed(self.key, head.encode(self.c.id, self.index), self.mac_keys)
@@ -543,7 +549,7 @@ class Leader:
             RoundCompleted(
                 col.round,
                 now - col.opened,
-                col.nslots,
+                nslots,
                 stats.used,
                 stats.garbled,
                 len(t.granted) + len(t.deferred),

@@ -67,6 +67,7 @@ class LabSpec:
     shares: tuple[str, ...] = ()
     jammer: str | None = None  # a member whose daemon jams the others' slots (lab/jammer.py)
     serve: tuple[str, ...] = ()  # "member2:8000": a web server there, offered at an endpoint
+    mode: str = "dcnet"  # or "trusted" (seed 000 §5.1: the gateways know who sends what)
 
 
 def check_prerequisites() -> None:
@@ -246,7 +247,11 @@ class Lab:
             [m.name for m in self.members],
             sections={
                 # a versioned coalition: members join and leave by signed versions (lab join)
-                "coalition": {"min_members": self.spec.min_members, "version": 1},
+                "coalition": {
+                    "min_members": self.spec.min_members,
+                    "version": 1,
+                    **({"mode": self.spec.mode} if self.spec.mode != "dcnet" else {}),
+                },
                 "admin": {"keys": [encode_key(admin_key.public)]},
                 "rounds": {
                     **(

@@ -344,7 +344,7 @@ class Contributor:
             slots,
             {},
             {},
-            OutputAssembler(o.round, self.c.part_lens(o.nslots, o.nentries), o.nslots, o.nentries),
+            OutputAssembler.up_to(o.round, o.nslots, self.c.part_lens),
             len(o.roster),
         )
         self._to(Phase.ANSWERING)

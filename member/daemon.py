@@ -278,6 +278,7 @@ class MemberDaemon(DaemonBase):
             "version": __version__,
             "wire_version": wire.VERSION,
             "coalition_version": self.c.version,
+            "mode": self.c.coalition.mode.value,  # dcnet, or trusted (the gateways know who sends)
             "behind": e.behind,  # a newer version a leader runs, not heard whole here yet
             "interface": self.s.interface,
             "state": h.state.value,

@@ -56,25 +56,36 @@ def test_every_member_sends_the_same_frames_whatever_it_carries() -> None:
 
 
 def test_the_output_order_says_nothing_of_who_sent_a_cell() -> None:
-    """member1 sends one cell a round: the slot it emerges in is spread over the output."""
+    """Every member sends one cell a round: the order their cells emerge in is random, and
+    only the cells are published, not the padding."""
     lan = trusted_lan(3)
-    positions = []
-    for i in range(40):
+    names = ["member1", "member2", "member3"]
+    orders = []
+    cs = lan.c.coalition.cell_size
+    for i in range(30):
         lan.wire_log.clear()
-        lan.submit("member1", udp(sport=41000 + i, payload=b"x" * 50))
-        lan.run_until(lambda n=i + 1: len(lan.events("member1", CellDelivered)) >= n, limit=5)
+        for m in names:
+            lan.submit(m, udp(sport=41000 + i, payload=b"x" * 50))
+        lan.run_until(
+            lambda n=i + 1: all(len(lan.events(m, CellDelivered)) >= n for m in names), limit=5
+        )
         outputs: dict[int, dict[int, bytes]] = defaultdict(dict)
         for _src, _dst, f in lan.frames(wire.MsgType.OUTPUT_PART):
             part = wire.pull_part(f)
             outputs[part.round][part.index] = part.payload
-        cs = lan.c.coalition.cell_size
         for parts in outputs.values():
-            vector = b"".join(parts[i] for i in sorted(parts))
-            for s in range(len(vector) // cs):
-                if decode_slot(vector[s * cs : (s + 1) * cs])[1] is not None:
-                    positions.append(s)
-    assert len(positions) >= 40
-    assert len(set(positions)) >= 8  # 12 slots a round: anywhere, not member1's own place
+            vector = b"".join(parts[k] for k in sorted(parts))
+            assert len(vector) % cs == 0
+            cells = [decode_slot(vector[s : s + cs])[1] for s in range(0, len(vector), cs)]
+            assert all(c is not None for c in cells)  # no padding published
+            owners = tuple(
+                next(m for m in names if lan.member(m).flows.by_tag(c.tag)) for c in cells if c
+            )
+            if len(owners) == 3:
+                orders.append(owners)
+    assert len(orders) >= 20
+    assert {o.index("member1") for o in orders} == {0, 1, 2}
+    assert len(set(orders)) >= 4
 
 
 def test_an_answer_not_sealed_for_the_leader_is_refused_and_the_round_goes_on() -> None:
@@ -129,3 +140,27 @@ def test_a_leader_failover_keeps_flows() -> None:
     lan.run(0.2)
     got = [bytes(IP(p)[UDP].payload) for p in lan.host("member1").injected if UDP in IP(p)]
     assert got[-1] == b"two"
+
+
+def test_an_output_whose_head_gives_its_size_is_bounded_by_its_open() -> None:
+    from lanon.common.crypto import digest16
+    from lanon.common.errors import RemoteProtocolError
+    from lanon.common.output import OutputAssembler
+
+    c, _ = make_coalition(3, coalition=TRUSTED)
+    cs = c.coalition.cell_size
+    vector = (bytes(range(256)) * 12)[: 2 * cs]
+    lens = c.part_lens(2, 0)
+    parts = [vector[sum(lens[:i]) : sum(lens[: i + 1])] for i in range(len(lens))]
+    head = wire.OutputHead(9, 0, 0, 2, tuple(digest16(p) for p in parts))
+    a = OutputAssembler.up_to(9, 12, c.part_lens)
+    for i, p in enumerate(parts):  # parts before their head wait, whatever their count says
+        a.add_part(wire.Part(9, i, 99, p))
+    a.add_part(wire.Part(9, 0, 99, b"forged"))
+    with pytest.raises(RemoteProtocolError):
+        a.add_part(wire.Part(9, 500, 99, b"beyond"))
+    a.add_head(head)
+    assert a.vector() == vector
+    too_big = OutputAssembler.up_to(9, 1, c.part_lens)
+    with pytest.raises(RemoteProtocolError, match="beyond its OPEN"):
+        too_big.add_head(head)
