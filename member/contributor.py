@@ -272,18 +272,13 @@ class Contributor:
             self._start_relay(o, gateway, src, parts, now)
         else:
             # Handed over now, to leave at answer_at: the daemon's pacer keeps the moment.
-            mkey = self.mac_keys[gateway]
-            frames = [
-                wire.Part(o.round, i, len(parts), payload).encode(
-                    wire.MsgType.CONTRIB, self.c.id, self.index
-                )
-                for i, payload in enumerate(parts)
-            ]
+            frames = self._contrib_frames(o.round, parts)
             # Sign what we sent: blame may show it to everyone (an accused slot, a flooded
             # reservation area: common/verdict.py).
             opened = digest16(body)
             frames.append(self._attest(o.round, parts, opened))
             self._remember(o, slots, opened)
+            mkey = self.mac_keys[gateway]
             self._hand_over([(src, maced(mkey, f)) for f in frames], o.round)
         self.last_round = o.round
         self.keys.forget_others(now)  # forward secrecy: other epochs' keys are gone
@@ -319,21 +314,8 @@ class Contributor:
         parts = wire.split_vector(sealed, self.c.part_size)
         self.answer_at = now + self.c.rounds.answer_delay
         mkey = self.mac_keys[gateway]
-        self._hand_over(
-            [
-                (
-                    src,
-                    maced(
-                        mkey,
-                        wire.Part(o.round, i, len(parts), p).encode(
-                            wire.MsgType.CONTRIB, self.c.id, self.index
-                        ),
-                    ),
-                )
-                for i, p in enumerate(parts)
-            ],
-            o.round,
-        )
+        frames = self._contrib_frames(o.round, parts)
+        self._hand_over([(src, maced(mkey, f)) for f in frames], o.round)
         self.last_round = o.round
         self.current = RoundView(
             o.round,
@@ -349,6 +331,14 @@ class Contributor:
         )
         self._to(Phase.ANSWERING)
         self.e.event(Contributed(o.round, len(parts), len(sealed), bool(slots)))
+
+    def _contrib_frames(self, rnd: int, parts: list[bytes]) -> list[bytes]:
+        return [
+            wire.Part(rnd, i, len(parts), payload).encode(
+                wire.MsgType.CONTRIB, self.c.id, self.index
+            )
+            for i, payload in enumerate(parts)
+        ]
 
     def _attest(self, rnd: int, parts: list[bytes], opened: bytes) -> bytes:
         """Our signature on what we send: blame shows it to everyone (common/verdict.py)."""
