@@ -46,6 +46,15 @@ class Stage(enum.Enum):
     LOOP = "loop"  # escaped everything else: caught by the reactor
 
 
+REFUSALS = {  # why the gateways refused a service its endpoint (common/endpoints.py Refusal)
+    "stale": "a copy of this service that started later, elsewhere, serves its pinned endpoint",
+    "bad_pin": "the endpoint's key in this file is not the one the coalition pins",
+    "too_many": "the lanon's endpoints are all taken (8 a member)",
+    "exhausted": "no free port on that anonymous address",
+    "tag_in_use": "its tag names a flow",
+}
+
+
 def setup_logging(level: str, name: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
@@ -455,7 +464,12 @@ class DaemonBase:
             case ev.ServiceChanged(state="serving"):  # this host's log only
                 self.log.info("service %s: serving at %s", e.name, e.endpoint)
             case ev.ServiceChanged():
-                self.log.warning("service %s: %s (asked again every few seconds)", e.name, e.state)
+                self.log.warning(
+                    "service %s: %s (%s; asked again every 10 s)",
+                    e.name,
+                    e.state,
+                    REFUSALS.get(e.refused, e.refused),
+                )
             case ev.EndpointAsked(outcome=outcome) if outcome != "granted":
                 self.warn_once(
                     f"endpoint-{outcome}", now, "a service's endpoint refused: %s", outcome

@@ -13,8 +13,14 @@ A sealed IPv4 packet starts with 0x45; these messages start with a kind below 0x
 
 A coalition may pin an endpoint (`[[endpoints]]`: an address and port that stay across
 restarts and failovers). Whoever holds the endpoint's private key may bind it: the REGISTER
-then carries a signature of the tag and the time, and the newest binding wins. No gateway
+then carries a signature of the tag and of when the service started (`since_ms`), and the
+service that started last wins: a restarted or moved service takes its endpoint over, and an
+older copy that still runs elsewhere is refused (STALE) instead of taking it back. No gateway
 learns which member holds the key.
+
+Services' cells are sealed with the SERVICE flag (common/flowkey.py): their tag names an
+endpoint, never a flow, so a gateway that lost the binding (a restart) drops the service's
+answers until its next REGISTER (every REFRESH) instead of mistaking them for a new flow.
 """
 
 from __future__ import annotations
@@ -28,15 +34,16 @@ from lanon.common.crypto import HostKey, verify_signature
 REGISTER_KIND = 0x01
 GRANTED_KIND = 0x02
 REFUSED_KIND = 0x03
-_REGISTER = struct.Struct("!BB4sHQ")  # kind, protocol, anonymous address, port, wall clock (ms)
+_REGISTER = struct.Struct("!BB4sHQ")  # kind, protocol, anonymous address, port, since (ms)
 _GRANTED = struct.Struct("!BB4sH")  # kind, protocol, anonymous address, port
 _REFUSED = struct.Struct("!BB")  # kind, why
 SIG_LEN = 64
 PIN_PERSON = b"lanon-endpoint-pin\x00"
 MAX_SERVICES = 8  # a member's services; the gateways bind at most this many per member
-REFRESH = 30.0  # a member repeats its REGISTER this often once granted
-RETRY = 3.0  # and this often until it is
-PIN_TOLERANCE_MS = 120_000  # a pinned REGISTER's clock, against the lanon's
+REFRESH = 10.0  # a member repeats its REGISTER this often once granted (or refused)
+RETRY = 3.0  # and this often while no answer comes
+FIRST_ASK = 10.0  # the first REGISTER waits a random time up to this after the member's start
+PIN_TOLERANCE_MS = 120_000  # a pinned REGISTER's start time may be this far ahead of the lanon
 
 
 def is_control(packet: bytes) -> bool:
@@ -52,7 +59,7 @@ class Refusal(enum.IntEnum):
     EXHAUSTED = 3  # no free port on that address
     TOO_MANY = 4  # the lanon's endpoints are all taken (MAX_SERVICES a member)
     BAD_PIN = 5  # a pinned endpoint, without a valid signature of its key
-    STALE = 6  # a pinned endpoint whose binding is newer than this request
+    STALE = 6  # a pinned endpoint served by a copy of the service that started later
     TAG_IN_USE = 7  # the tag names a flow
 
     @property
@@ -65,11 +72,11 @@ class Register:
     proto: int
     anon: bytes
     port: int  # the port asked for (0: any)
-    wall_ms: int
+    since_ms: int  # when the service started (wall clock): the latest wins a pinned endpoint
     signature: bytes = b""  # for a pinned endpoint: its key's, over `pin_message`
 
     def encode(self) -> bytes:
-        head = _REGISTER.pack(REGISTER_KIND, self.proto, self.anon, self.port, self.wall_ms)
+        head = _REGISTER.pack(REGISTER_KIND, self.proto, self.anon, self.port, self.since_ms)
         return head + self.signature
 
 
@@ -77,8 +84,8 @@ def pull_register(data: bytes) -> Register:
     """Raises ValueError for anything but a REGISTER."""
     if len(data) not in (_REGISTER.size, _REGISTER.size + SIG_LEN) or data[0] != REGISTER_KIND:
         raise ValueError("not a REGISTER")
-    _, proto, anon, port, wall_ms = _REGISTER.unpack_from(data)
-    return Register(proto, anon, port, wall_ms, data[_REGISTER.size :])
+    _, proto, anon, port, since_ms = _REGISTER.unpack_from(data)
+    return Register(proto, anon, port, since_ms, data[_REGISTER.size :])
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,26 +123,24 @@ def pull_answer(data: bytes) -> Answer:
 
 
 def pin_message(
-    identity: bytes, tag: int, proto: int, anon: bytes, port: int, wall_ms: int
+    identity: bytes, tag: int, proto: int, anon: bytes, port: int, since_ms: int
 ) -> bytes:
     """What a pinned endpoint's key signs to bind it to the service of `tag`: the
-    coalition, the tag and the time (a copied REGISTER binds only its own tag, and an old one
-    loses to a newer)."""
-    return (
-        PIN_PERSON
-        + identity
-        + _REGISTER.pack(0, proto, anon, port, wall_ms)
-        + tag.to_bytes(8, "big")
-    )
+    coalition, the tag and the service's start (a copied REGISTER binds only its own tag, and
+    an older service's loses to a newer)."""
+    head = _REGISTER.pack(0, proto, anon, port, since_ms)
+    return PIN_PERSON + identity + head + tag.to_bytes(8, "big")
 
 
 def sign_pin(key: HostKey, identity: bytes, tag: int, request: Register) -> Register:
-    message = pin_message(identity, tag, request.proto, request.anon, request.port, request.wall_ms)
-    return Register(request.proto, request.anon, request.port, request.wall_ms, key.sign(message))
+    r = request
+    message = pin_message(identity, tag, r.proto, r.anon, r.port, r.since_ms)
+    return Register(r.proto, r.anon, r.port, r.since_ms, key.sign(message))
 
 
 def pin_holds(public: bytes, identity: bytes, tag: int, request: Register) -> bool:
     if len(request.signature) != SIG_LEN:
         return False
-    message = pin_message(identity, tag, request.proto, request.anon, request.port, request.wall_ms)
-    return verify_signature(public, message, request.signature)
+    r = request
+    message = pin_message(identity, tag, r.proto, r.anon, r.port, r.since_ms)
+    return verify_signature(public, message, r.signature)

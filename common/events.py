@@ -366,6 +366,7 @@ class ServiceChanged(Event):
     name: str
     state: str  # member/services.py ServiceState
     endpoint: str  # "address:port" while serving
+    refused: str = ""  # why not (common/endpoints.py Refusal, its label)
 
 
 @dataclass(frozen=True, slots=True)

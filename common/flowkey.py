@@ -15,6 +15,8 @@ sealed under a key of the flow's own:
 
       flags(1)  [wrap]  counter(8)  ChaCha20-Poly1305(K, 0^4 || counter, packet)
 
+  (flags: WRAPPED, a wrap follows; SERVICE, the tag is a service's endpoint, never a flow)
+
   with everything before the ciphertext and the tag as associated data. The counter is the
   flow's own packet count: per flow, never per member, so it links nothing the tag does not.
 - Inbound packets are sealed part by part in their INBOUND frames under the same K, nonce
@@ -46,6 +48,7 @@ from lanon.common.sodium import open_sealed, seal
 TAG_OF_KEY = b"lanon-flowtag-v1"
 WRAP_PERSON = b"lanon-flowwrap-1"
 WRAPPED = 0x01  # flags: a wrap follows
+SERVICE = 0x02  # flags: a service's (common/endpoints.py): its tag names an endpoint, never a flow
 COUNTER = struct.Struct("!Q")
 SEALED_OVERHEAD = 1 + COUNTER.size + AEAD_TAG  # of a packet without a wrap
 INBOUND_DIRECTION = 0x80000000
@@ -117,8 +120,11 @@ def _outbound_nonce(counter: int) -> bytes:
     return b"\0\0\0\0" + COUNTER.pack(counter)
 
 
-def seal_packet(key: bytes, tag: int, counter: int, packet: bytes, wrap: bytes = b"") -> bytes:
-    head = bytes((WRAPPED if wrap else 0,)) + wrap + COUNTER.pack(counter)
+def seal_packet(
+    key: bytes, tag: int, counter: int, packet: bytes, wrap: bytes = b"", service: bool = False
+) -> bytes:
+    flags = (WRAPPED if wrap else 0) | (SERVICE if service else 0)
+    head = bytes((flags,)) + wrap + COUNTER.pack(counter)
     aad = tag.to_bytes(8, "big") + head
     return head + seal(packet, aad, _outbound_nonce(counter), key)
 
@@ -126,12 +132,13 @@ def seal_packet(key: bytes, tag: int, counter: int, packet: bytes, wrap: bytes =
 class Sealed:
     """A sealed outbound packet taken apart (nothing checked yet)."""
 
-    __slots__ = ("aad", "body", "counter", "wrap")
+    __slots__ = ("aad", "body", "counter", "service", "wrap")
 
     def __init__(self, tag: int, data: bytes) -> None:
         """Raises ValueError if `data` cannot be a sealed packet."""
-        if not data or data[0] & ~WRAPPED:
+        if not data or data[0] & ~(WRAPPED | SERVICE):
             raise ValueError("unknown flags")
+        self.service = bool(data[0] & SERVICE)
         at = 1
         self.wrap = b""
         if data[0] & WRAPPED:

@@ -53,7 +53,7 @@ from lanon.common.packet import (
 from lanon.common.reservation import ENTRY_LEN
 from lanon.gateway.accusations import Accusations, Judgement
 from lanon.gateway.endpoints import Registrar
-from lanon.gateway.flows import Exhausted, FlowTable, TagConflict
+from lanon.gateway.flows import Exhausted, FlowTable, GatewayFlow, TagConflict
 from lanon.gateway.ingress import Ingress
 
 SWEEP_INTERVAL = 1.0  # seconds of lanon clock between flow expiry sweeps
@@ -192,7 +192,8 @@ class Egress:
         self.e.event(AccusationJudged(*where, judgement.value))
 
     def _sweep(self) -> None:
-        self._next_sweep = self.flows.time + SWEEP_INTERVAL
+        # On whole seconds of the lanon's clock: every gateway sweeps at the same outputs.
+        self._next_sweep = (self.flows.time // SWEEP_INTERVAL + 1) * SWEEP_INTERVAL
         for f in self.flows.expire(self.flows.time):
             self.e.event(FlowClosed(f.proto, address_text(f.anon), f.state.close_reason()))
         self.cells.expire(self.flows.time)
@@ -203,14 +204,19 @@ class Egress:
     def _drop(self, reason: DropReason, detail: str = "") -> None:
         self.e.event(PacketDropped(reason, detail))
 
-    def _open(self, tag: int, data: bytes) -> tuple[bytes, int, bytes] | None:
-        """(flow key, counter, packet) of a sealed packet; None, counted, if it does not open."""
+    def _open(self, tag: int, data: bytes) -> tuple[bytes, int, bytes, bool] | None:
+        """(flow key, counter, packet, whether a service's) of a sealed packet; None,
+        counted, if it does not open or is a service's under a flow's tag (or the other way
+        round)."""
         try:
             sealed = Sealed(tag, data)
         except ValueError as exc:
             self._drop(DropReason.SEAL_MALFORMED, str(exc))
             return None
         known = self.flows.by_tag.get(tag)
+        if known is not None and known.endpoint != sealed.service:
+            self._drop(DropReason.TAG_CONFLICT, f"{tag:016x}: a flow's tag and a service's")
+            return None
         if known is not None:
             key = known.key
             if not known.window.fresh(sealed.counter):
@@ -223,67 +229,92 @@ class Egress:
                 return None
             key = unwrapped
         else:
-            self._drop(DropReason.NO_FLOW_KEY, f"flow {tag:016x}")
+            reason = DropReason.NO_ENDPOINT if sealed.service else DropReason.NO_FLOW_KEY
+            self._drop(reason, f"{tag:016x}")
             return None
         packet = sealed.open(key)
         if packet is None:
             self._drop(DropReason.BAD_SEAL, f"flow {tag:016x}")
             return None
-        return key, sealed.counter, packet
+        return key, sealed.counter, packet, sealed.service
 
     def _egress(self, tag: int, data: bytes) -> None:
         opened = self._open(tag, data)
         if opened is None:
             return
-        key, counter, packet = opened
-        if is_control(packet):
-            self._register(tag, key, counter, packet)
+        key, counter, packet, service = opened
+        if service:  # a service's: its REGISTER, or an answer from its endpoint
+            known = self.flows.by_tag.get(tag)
+            if is_control(packet):
+                self._register(tag, key, counter, packet)
+            elif known is None:  # never a flow: the service's next REGISTER binds it again
+                self._drop(DropReason.NO_ENDPOINT, f"service {tag:016x}: no endpoint here")
+            else:
+                self._serve(known, key, counter, packet)
             return
+        p = self._checked(key, tag, packet)
+        if p is None:
+            return
+        f = p.flow
+        index = self.index[f.src]
+        try:
+            flow, created = self.flows.outbound(
+                tag, f.proto, f.src, f.dst, f.dport, p.tcp_flags, self.flows.time, key
+            )
+        except Exhausted:
+            self.e.event(PortExhausted(f.proto, address_text(f.src)))
+            if index in self.held:  # the application hears at once, as from a full NAT
+                self.ingress.broadcast(key, tag, icmp_error(packet, UNREACH_PROHIBITED))
+            return
+        except TagConflict as exc:
+            self._drop(DropReason.TAG_CONFLICT, str(exc))
+            return
+        if created:
+            self.e.event(FlowOpened(f.proto, address_text(f.src)))
+        flow.window.mark(counter)
+        if index in self.held:
+            self._send(key, tag, packet, p, flow.port)
+
+    def _checked(self, key: bytes, tag: int, packet: bytes) -> Parsed | None:
+        """A packet a member may have emitted: TCP, UDP or an echo request, from an anonymous
+        address, to the Internet; None, counted (and the application told), if not."""
+        if is_control(packet):
+            self._drop(DropReason.MALFORMED, "a REGISTER not sealed as a service's")
+            return None
         try:
             p = parse(packet)
         except PacketError as exc:
             self._drop(DropReason.MALFORMED, str(exc))
-            return
+            return None
         f = p.flow
         if p.icmp_error or (f.proto == ICMP and packet[p.ihl] != ICMP_ECHO_REQUEST):
             self._drop(DropReason.PROTOCOL, "only TCP, UDP and ICMP echo requests leave")
-            return
+            return None
         index = self.index.get(f.src)
         if index is None:
             self._drop(DropReason.NOT_ANONYMOUS, "source is not an anonymous address")
-            return
+            return None
         refused = self.destinations.refused(f.dst, f.proto, f.dport)
         if refused is not None:
             self._drop(refused, f"to {address_text(f.dst)}")
             if index in self.held:  # the application hears at once, as from a firewall
                 private = refused is DropReason.PROHIBITED_PRIVATE
                 self.ingress.broadcast(key, tag, prohibited(packet, None if private else f.src))
+            return None
+        return p
+
+    def _serve(self, endpoint: GatewayFlow, key: bytes, counter: int, packet: bytes) -> None:
+        """A service's answer: emitted from its endpoint, to the Internet only."""
+        p = self._checked(key, endpoint.tag, packet)
+        if p is None:
             return
-        known = self.flows.by_tag.get(tag)
-        if known is not None and known.endpoint:  # a service's answer, from its endpoint
-            if (f.proto, f.src, f.sport) != known.where:
-                self._drop(DropReason.TAG_CONFLICT, f"not from the endpoint of {tag:016x}")
-                return
-            flow = known
-            flow.state.last = self.flows.time
-        else:
-            try:
-                flow, created = self.flows.outbound(
-                    tag, f.proto, f.src, f.dst, f.dport, p.tcp_flags, self.flows.time, key
-                )
-            except Exhausted:
-                self.e.event(PortExhausted(f.proto, address_text(f.src)))
-                if index in self.held:  # the application hears at once, as from a full NAT
-                    self.ingress.broadcast(key, tag, icmp_error(packet, UNREACH_PROHIBITED))
-                return
-            except TagConflict as exc:
-                self._drop(DropReason.TAG_CONFLICT, str(exc))
-                return
-            if created:
-                self.e.event(FlowOpened(f.proto, address_text(f.src)))
-        flow.window.mark(counter)
-        if index in self.held:
-            self._send(key, tag, packet, p, flow.port)
+        if (p.flow.proto, p.flow.src, p.flow.sport) != endpoint.where:
+            self._drop(DropReason.TAG_CONFLICT, f"not from the endpoint of {endpoint.tag:016x}")
+            return
+        endpoint.state.last = self.flows.time
+        endpoint.window.mark(counter)
+        if self.index[p.flow.src] in self.held:
+            self._send(key, endpoint.tag, packet, p, endpoint.port)
 
     def _send(self, key: bytes, tag: int, packet: bytes, p: Parsed, port: int) -> None:
         """Emit a packet from this gateway's address, from `port`, fragmented if it must be."""
@@ -310,6 +341,7 @@ class Egress:
         except ValueError as exc:
             self._drop(DropReason.MALFORMED, str(exc))
             return
+        self._sweep()  # whenever this gateway last swept: every gateway decides alike
         answer = self.registrar.register(tag, key, request)
         flow = self.flows.by_tag.get(tag)
         if flow is not None and flow.key == key:

@@ -259,6 +259,7 @@ class GatewayEngine(EngineBase):
                 setattr(self, k, v)
             raise
         self.flows.s = new.flows
+        self.egress.registrar.carry(kept["egress"].registrar)  # (the table changes last)
         if key is self.next_key:
             self.next_key, self.next_join = None, float("inf")
             self.command(AdoptNextKey())

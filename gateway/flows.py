@@ -145,22 +145,23 @@ class FlowTable:
                 hashlib.blake2b(seed + bytes((i,)), key=self.key, digest_size=4).digest(), "big"
             )
             port = self.s.port_min + h % self.span
-            if self._free((proto, anon, port)):
+            if self.free((proto, anon, port)):
                 return port
         start = h % self.span  # nearly full: walk from a random point
         for j in range(self.span):
             port = self.s.port_min + (start + j) % self.span
-            if self._free((proto, anon, port)):
+            if self.free((proto, anon, port)):
                 return port
         raise Exhausted(f"protocol {proto}, address {anon.hex()}")  # pragma: no cover
 
-    def _free(self, where: Where) -> bool:
+    def free(self, where: Where) -> bool:
+        """Whether no flow or endpoint holds `where`, and the coalition does not pin it."""
         return where not in self.by_port and where not in self.pinned
 
     def endpoint_port(self, tag: int, proto: int, anon: bytes, wanted: int) -> int:
         """The port a new endpoint gets: `wanted` if it is free (and not pinned), else one at
         random as a flow's. Raises Exhausted."""
-        if wanted and self._free((proto, anon, wanted)):
+        if wanted and self.free((proto, anon, wanted)):
             return wanted
         return self._allocate(tag, proto, anon)
 
@@ -178,6 +179,12 @@ class FlowTable:
 
     def unbind(self, flow: GatewayFlow) -> None:
         self._remove(flow)
+
+    def move(self, flow: GatewayFlow, port: int) -> None:
+        """An endpoint to another (free) port of its address."""
+        self._remove(flow)
+        flow.port = port
+        self._add(flow)
 
     def inbound(
         self, proto: int, anon: bytes, port: int, remote: bytes, rport: int

@@ -126,7 +126,7 @@ class MemberEngine(EngineBase):
         self.wanted_gateways = gateways or []
         self._accusation: Accusation | None = None  # to seal after the next answer
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
-        self.services = MemberServices([], coalition.flows, bytes, local, rng, now)
+        self.services = MemberServices([], bytes, local, rng, now, 0)
         # Out of the coalition: retired by a version, or joining (a versioned coalition that
         # does not list us yet: we ask, with JOIN, until a version does). Rounds go on
         # without us; nothing of ours leaves but the requests.
@@ -141,7 +141,7 @@ class MemberEngine(EngineBase):
         self._build(coalition)
         if services:  # their addresses are among those _build allows
             self.services = MemberServices(
-                services, coalition.flows, self._choose_address, local, rng, now
+                services, self._choose_address, local, rng, now, wall_ms(now, wall_offset)
             )
             self.inbound.services = self.services
         self.versions = VersionBook(coalition)
@@ -337,15 +337,18 @@ class MemberEngine(EngineBase):
         entry.ack_first = entry.sent
         self.event(PacketQueued(len(cells), len(queue)))
 
-    def _seal(self, entry: MemberFlow, payload: bytes, wrap: bool, now: float) -> list[bytes]:
-        """`payload` sealed under the flow's key (with its key wrap if `wrap`), in cells."""
+    def _seal(
+        self, entry: MemberFlow, payload: bytes, wrap: bool, now: float, service: bool = False
+    ) -> list[bytes]:
+        """`payload` sealed under the flow's key (with its key wrap if `wrap`), in cells;
+        `service`: the entry is a service's (its tag names an endpoint, never a flow)."""
         if wrap:
             if not entry.wrap:  # made once per flow: X25519 with every gateway
                 entry.wrap = self.wrapper.wrap(entry.secret, self.rng)
             entry.wrapped_at = now
         entry.sent += 1
         sealed = seal_packet(
-            entry.secret, entry.tag, entry.sent, payload, entry.wrap if wrap else b""
+            entry.secret, entry.tag, entry.sent, payload, entry.wrap if wrap else b"", service
         )
         packet_id = self.rng.getrandbits(32)  # random: a counter would link our flows
         chunks = wire.split_vector(sealed, self.c.cell_data)
@@ -354,13 +357,17 @@ class MemberEngine(EngineBase):
             encode_cell(cs, entry.tag, packet_id, i, len(chunks), c) for i, c in enumerate(chunks)
         ]
 
-    def _queue_cells(self, cells: list[bytes], now: float) -> bool:
+    def _queue_cells(self, cells: list[bytes], now: float, first: bool = False) -> bool:
+        """`first`: ahead of everything waiting, and even into a full queue (a few cells
+        that must not wait behind a flood: a service's REGISTER)."""
         queue = self.rounds.queue
-        if len(queue) + len(cells) > self.max_queue:
+        if first:
+            queue.extendleft(Pending(cell, now) for cell in reversed(cells))
+        elif len(queue) + len(cells) > self.max_queue:
             self.event(PacketDropped(DropReason.QUEUE_FULL, f"{len(queue)} cells waiting"))
             return False
-        for cell in cells:
-            queue.append(Pending(cell, now))
+        else:
+            queue.extend(Pending(cell, now) for cell in cells)
         self.event(PacketQueued(len(cells), len(queue)))
         return True
 
@@ -376,19 +383,25 @@ class MemberEngine(EngineBase):
         if p.flow.proto == TCP:
             clamp_mss(buf, p.ihl, self.c.mss)
         set_source(buf, p, flow.anon, service.port)
-        self._queue_cells(self._seal(flow, bytes(buf), flow.wants_wrap(now), now), now)
+        self._queue_cells(self._seal(flow, bytes(buf), flow.wants_wrap(now), now, True), now)
 
     def _ask_for_endpoints(self, now: float) -> None:
-        """REGISTERs due (common/endpoints.py), in cells like any packet: anonymous."""
-        for service, request in self.services.due(now, wall_ms(now, self.wall_offset)):
+        """REGISTERs due (common/endpoints.py), in cells like any packet: anonymous. They go
+        first: a flood of inbound connections must not starve them (the endpoint would
+        expire)."""
+        for service, request in self.services.due(now):
             key = service.offer.key
             if key is not None:  # a pinned endpoint: its key says the request is its holder's
                 request = sign_pin(key, self.c.identity, service.tag, request)
-            self._queue_cells(self._seal(service.flow, request.encode(), True, now), now)
+            cells = self._seal(service.flow, request.encode(), True, now, True)
+            self._queue_cells(cells, now, first=True)
 
     def service_answered(self, service: OfferedService, answer: Answer, now: float) -> None:
         if self.services.answered(service, answer, now):
-            self.event(ServiceChanged(service.offer.name, service.state.value, service.endpoint))
+            why = service.refusal.label if service.refusal else ""
+            self.event(
+                ServiceChanged(service.offer.name, service.state.value, service.endpoint, why)
+            )
 
     def _accuse(self, a: Accusation, now: float) -> None:
         """A reserved slot of ours was written into: say so to the gateways, anonymously, in

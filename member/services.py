@@ -3,8 +3,11 @@
 A service from the member's configuration (`[[services]]`) gets a random service key, and
 with it a tag, as a flow would (member/flows.py): its `MemberFlow` carries the key, the
 counter and the wrap the cells need. The engine asks for the endpoint in a REGISTER sealed
-under that key (`due`), again every REFRESH once granted (the gateways free an endpoint
-nobody asks for: `endpoint_timeout`) and every RETRY until then. Inbound packets for the
+under that key (`due`), again every REFRESH (the gateways free an endpoint nobody asks for:
+`endpoint_timeout`; one restarted has it again), and every RETRY while no answer comes. It
+asks for the port of its file each time: a port another endpoint held comes back to it once
+free. The first REGISTER waits a random time up to FIRST_ASK: an endpoint that appears the
+moment a member joins the rounds would say which member serves it. Inbound packets for the
 endpoint arrive under the tag like a flow's replies and go to the service's local address and
 port; what the service sends from that port leaves from the endpoint (`serving`).
 
@@ -21,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lanon.common.coalition import Coalition, FlowSection, PinnedEndpoint
+from lanon.common.coalition import Coalition, PinnedEndpoint
 from lanon.common.crypto import HostKey, encode_key, read_private_key
 from lanon.common.endpoints import (
+    FIRST_ASK,
     MAX_SERVICES,
     REFRESH,
     RETRY,
@@ -139,7 +143,7 @@ def offers(
 class ServiceState(enum.Enum):
     ASKING = "asking"  # no endpoint yet
     SERVING = "serving"
-    REFUSED = "refused"  # the gateways said no (asked again every RETRY)
+    REFUSED = "refused"  # the gateways said no (asked again every REFRESH)
 
 
 @dataclass(slots=True)
@@ -181,13 +185,15 @@ class MemberServices:
     def __init__(
         self,
         offers: Sequence[ServiceOffer],
-        settings: FlowSection,
         choose_address: Callable[[], bytes],
         local: bytes,
         rng: random.Random,
         now: float,
+        since_ms: int,
     ) -> None:
+        """`since_ms`: the wall clock now, when these services start."""
         self.local = local  # the host's own address: where inbound packets go by default
+        self.since_ms = since_ms
         self._by_tag: dict[int, OfferedService] = {}
         self._by_port: dict[tuple[int, int], OfferedService] = {}
         for o in offers:
@@ -200,10 +206,9 @@ class MemberServices:
                 FlowState(o.proto, now),
                 secret,
             )
-            s = OfferedService(o, flow, next_ask=now)
+            s = OfferedService(o, flow, next_ask=now + rng.uniform(0, FIRST_ASK))
             self._by_tag[s.tag] = s
             self._by_port[(o.proto, o.port)] = s
-        self.settings = settings
 
     def __iter__(self) -> Any:
         return iter(self._by_tag.values())
@@ -218,16 +223,16 @@ class MemberServices:
         """The service an outbound packet from local port `sport` answers for, if any."""
         return self._by_port.get((proto, sport)) if self._by_port else None
 
-    def due(self, now: float, wall_ms: int) -> list[tuple[OfferedService, Register]]:
+    def due(self, now: float) -> list[tuple[OfferedService, Register]]:
         """The REGISTERs to send now (signed, for a pinned endpoint, by the caller)."""
         out = []
         for s in self._by_tag.values():
             if now < s.next_ask:
                 continue
-            s.next_ask = now + (REFRESH if s.state is ServiceState.SERVING else RETRY)
+            s.next_ask = now + (RETRY if s.state is ServiceState.ASKING else REFRESH)
             o = s.offer
-            port = o.pinned.port if o.pinned else (s.port or o.public_port)
-            out.append((s, Register(o.proto, s.flow.anon, port, wall_ms)))
+            port = o.pinned.port if o.pinned else o.public_port
+            out.append((s, Register(o.proto, s.flow.anon, port, self.since_ms)))
         return out
 
     def answered(self, s: OfferedService, answer: Answer, now: float) -> bool:
@@ -242,5 +247,4 @@ class MemberServices:
                 s.granted_at = now
         else:
             s.state, s.port, s.refusal = ServiceState.REFUSED, 0, answer.why
-            s.next_ask = min(s.next_ask, now + RETRY)
         return (s.state, s.port, s.refusal) != before

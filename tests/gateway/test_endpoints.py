@@ -59,12 +59,27 @@ def test_the_port_asked_for_if_free_else_a_random_one_never_twice() -> None:
     assert len(ports) == 4 and r.flows.endpoints == 4
 
 
-def test_asking_again_refreshes_the_same_endpoint_whatever_it_says() -> None:
+def test_asking_again_refreshes_the_same_endpoint() -> None:
     r = registrar()
     first = ask(r, 1, port=9000)
     r.flows.time += 50
-    assert ask(r, 1, anon=B, port=1234) == first
+    assert ask(r, 1, anon=B, port=9000) == first  # the address asked for first stays
+    assert ask(r, 1, port=0) == first
     assert r.flows.by_tag[flow_tag(key(1))].state.last == r.flows.time
+
+
+def test_a_random_endpoint_moves_to_the_port_asked_for_once_it_is_free() -> None:
+    """A service restarted while its old endpoint still held its port: it gets that port
+    back when the old one expires, not never."""
+    r = registrar(endpoint_timeout=60)
+    assert ask(r, 1, port=8080) == Granted(TCP, A, 8080)  # the old instance
+    r.flows.time += 30
+    second = ask(r, 2, port=8080)  # the restarted one, with a new tag
+    assert second.port != 8080
+    r.flows.time += 40
+    r.flows.expire(r.flows.time)  # the old one's endpoint expires
+    assert ask(r, 2, port=8080) == Granted(TCP, A, 8080)
+    assert r.flows.endpoints == 1 and (TCP, A, second.port) not in r.flows.by_port
 
 
 def test_the_same_tag_on_every_gateway_gets_the_same_port() -> None:
@@ -131,25 +146,29 @@ def pinned(holder: HostKey) -> Registrar:
     )
 
 
-def ask_pinned(r: Registrar, i: int, signer: HostKey, ms: int = NOW_MS) -> Any:
-    request = Register(TCP, A, 443, ms)
+def ask_pinned(r: Registrar, i: int, signer: HostKey, since: int = NOW_MS) -> Any:
+    request = Register(TCP, A, 443, since)
     signed = sign_pin(signer, r.c.identity, flow_tag(key(i)), request)
     return r.register(flow_tag(key(i)), key(i), signed)
 
 
-def test_a_pinned_endpoint_goes_to_its_keys_holder_and_a_newer_binding_wins() -> None:
+def test_a_pinned_endpoint_goes_to_its_keys_holder_and_the_latest_start_wins() -> None:
     holder = HostKey.generate()
     r = pinned(holder)
     assert ask(r, 1, port=443) != Granted(TCP, A, 443)  # unsigned: never the pinned port
     assert ask_pinned(r, 2, HostKey.generate()) == Refused(Refusal.BAD_PIN)
     assert ask_pinned(r, 3, holder) == Granted(TCP, A, 443)
-    # the service restarts with a new tag: its newer request takes the endpoint over
+    # the service restarts (or moves) with a new tag: its later start takes the endpoint over
     assert ask_pinned(r, 4, holder, NOW_MS + 5000) == Granted(TCP, A, 443)
     assert r.flows.by_port[(TCP, A, 443)].tag == flow_tag(key(4))
-    # a copy of the older request, under its own tag, cannot take it back
-    assert ask_pinned(r, 5, holder, NOW_MS + 1000) == Refused(Refusal.STALE)
-    # nor one far from the lanon's clock
-    assert ask_pinned(r, 6, holder, NOW_MS + 3_600_000) == Refused(Refusal.STALE)
+    # the older copy, still running somewhere, asks again: refused, not flapping back
+    assert ask_pinned(r, 3, holder) == Refused(Refusal.STALE)
+    assert r.flows.by_port[(TCP, A, 443)].tag == flow_tag(key(4))
+    # its refreshes hours later still carry its start: the endpoint stays where it is
+    r.flows.time += 3600
+    assert ask_pinned(r, 4, holder, NOW_MS + 5000) == Granted(TCP, A, 443)
+    # a start far in the lanon's future would win for good: refused
+    assert ask_pinned(r, 6, holder, int(r.flows.time * 1000) + 3_600_000) == Refused(Refusal.STALE)
 
 
 def test_a_signature_binds_its_own_tag_only() -> None:
@@ -158,6 +177,30 @@ def test_a_signature_binds_its_own_tag_only() -> None:
     request = sign_pin(holder, r.c.identity, flow_tag(key(1)), Register(TCP, A, 443, NOW_MS))
     # a member that copied the signed request under its own tag gets nothing
     assert r.register(flow_tag(key(9)), key(9), request) == Refused(Refusal.BAD_PIN)
+
+
+def test_a_squat_of_dynamic_endpoints_never_keeps_a_pinned_one_out() -> None:
+    holder = HostKey.generate()
+    r = pinned(holder)
+    for i in range(MAX_SERVICES * 3):
+        assert isinstance(ask(r, 100 + i), Granted)
+    assert ask(r, 99) == Refused(Refusal.TOO_MANY)
+    assert ask_pinned(r, 1, holder) == Granted(TCP, A, 443)
+
+
+def test_a_version_that_drops_or_rekeys_a_pinned_endpoint_unbinds_it() -> None:
+    holder = HostKey.generate()
+    r = pinned(holder)
+    assert ask_pinned(r, 1, holder) == Granted(TCP, A, 443)
+    c2, _ = make_coalition(3)  # the same coalition without the pin
+    after = Registrar(c2, r.flows)
+    after.carry(r)
+    assert (TCP, A, 443) not in r.flows.by_port
+    kept = pinned(holder)
+    assert ask_pinned(kept, 1, holder) == Granted(TCP, A, 443)
+    same = Registrar(kept.c, kept.flows)
+    same.carry(kept)  # a version that keeps it: the binding stays
+    assert (TCP, A, 443) in kept.flows.by_port
 
 
 def test_flows_never_take_a_pinned_port() -> None:

@@ -45,7 +45,7 @@ def status_json(lab: Lab) -> list[dict]:  # type: ignore[type-arg]
     return out if isinstance(out, list) else [out]
 
 
-def endpoint(lab: Lab, member: str, within: float = 15.0) -> str:
+def endpoint(lab: Lab, member: str, within: float = 30.0) -> str:
     """The endpoint `lanon status --json` shows for the member's service."""
     deadline = time.monotonic() + within
     while True:

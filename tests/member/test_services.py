@@ -187,3 +187,39 @@ def test_a_pinned_endpoint_is_refused_without_its_key() -> None:
     lan.run_until(lambda: svc.state is ServiceState.REFUSED, limit=20)
     assert svc.refusal is Refusal.BAD_PIN
     assert lan.gateway().flows.endpoints == 0
+
+
+def test_a_restarted_gateway_binds_the_endpoint_again_and_never_takes_it_for_a_flow() -> None:
+    lan = running_lan(3, services={"member2": [web(8000, public_port=8080)]})
+    address, port = serving(lan, "member2", "web")
+    lan.restart("gateway1")  # its table is gone
+    lan.run(1.0)
+    # the service answers a client meanwhile (a wrapped packet, as after a while it is)
+    svc = next(iter(lan.member("member2").services))
+    svc.flow.wrapped_at = float("-inf")
+    local = str(ipaddress.IPv4Address(local_address(1)))
+    lan.submit("member2", tcp(src=local, dst=CLIENT, sport=8000, dport=51000, flags="A"))
+    lan.run(0.5)
+    g = lan.gateway()
+    assert svc.tag not in g.flows.by_tag or g.flows.by_tag[svc.tag].endpoint  # never a flow
+    lan.run(10.5)  # its next REGISTER (every 10 s)
+    bound = g.flows.by_tag[svc.tag]
+    assert bound.endpoint and (bound.anon, bound.port) == (
+        ipaddress.IPv4Address(address).packed,
+        port,
+    )
+
+
+def test_a_register_goes_first_even_into_a_full_queue() -> None:
+    lan = running_lan(3, services={"member2": [web()]})
+    serving(lan, "member2", "web")
+    m = lan.member("member2")
+    svc = next(iter(m.services))
+    for i in range(m.max_queue + 10):  # a flood of answers fills the queue
+        m.submit_packet(udp(src="198.18.0.12", sport=30000 + i, payload=b"x" * 1000), lan.now)
+    assert len(m.queue) >= m.max_queue
+    lan.run_until(lambda: svc.next_ask > lan.now + 9, limit=15)  # it asked again
+    first = m.queue[0].cell
+    from lanon.common.cell import decode_slot
+
+    assert decode_slot(first)[1].tag == svc.tag  # ahead of the flood
