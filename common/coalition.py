@@ -633,6 +633,14 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
     _check_egress(egress, lan, path)
     _check_services(services, lan, gw_peers, path)
     endpoints = _endpoints(raw, gw_peers, path)
+    hosts = {p.public: p.name for p in peers} | {g.public: g.name for g in gw_peers}
+    for e in endpoints:
+        if e.public in hosts:  # the gateways would know which member holds it
+            raise ConfigError(
+                f"{path}: [[endpoints]] {e.name}: public_key is {hosts[e.public]}'s own key: "
+                "expected a key of the service's own (lanon keygen NAME), or everyone would "
+                "know which host serves it"
+            )
 
     # A file that starts a lanon must be able to run it. A version (signed, applied on the
     # fly) may leave too few members: the lanon then disbands until a later version.

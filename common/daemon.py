@@ -470,7 +470,7 @@ class DaemonBase:
                     e.state,
                     REFUSALS.get(e.refused, e.refused),
                 )
-            case ev.EndpointAsked(outcome=outcome) if outcome != "granted":
+            case ev.EndpointAsked(outcome=outcome) if outcome != "bound":
                 self.warn_once(
                     f"endpoint-{outcome}", now, "a service's endpoint refused: %s", outcome
                 )

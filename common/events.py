@@ -354,7 +354,8 @@ class FlowClosed(Event):
 
 @dataclass(frozen=True, slots=True)
 class EndpointAsked(Event):
-    """A service's REGISTER was decided (gateway/endpoints.py): 'granted' or why not."""
+    """A service's REGISTER was decided (gateway/endpoints.py): 'bound' (a new endpoint),
+    or why not; refreshes are not told."""
 
     outcome: str
 

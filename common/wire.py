@@ -59,11 +59,13 @@ from dataclasses import dataclass
 from lanon.common.errors import RejectReason, RemoteProtocolError
 
 ETHERTYPE = 0x88B5
-VERSION = 7  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
+VERSION = 8  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
 # 4: per-flow keys (INBOUND sealed under the flow key, not signed; sealed packets in cells);
 # 5: ephemeral keys on the Ed25519 curve, epoch keys from their exchange alone (common/crypto.py)
 # 6: blame (ATTEST, BLAME, REVEAL, PROOF, VERDICT); heartbeats say who is excluded
 # 7: coalition versions (COALITION, JOIN; the version in OPEN, HELLO and HEARTBEAT)
+# 8: services' endpoints (REGISTER in cells with the SERVICE flag, endpoints in FLOWS records);
+#    trusted mode (answers sealed for the leader, outputs sized by their head)
 BROADCAST = b"\xff" * 6
 SIG_LEN = 64
 MAC_LEN = 16

@@ -342,11 +342,15 @@ class Egress:
             self._drop(DropReason.MALFORMED, str(exc))
             return
         self._sweep()  # whenever this gateway last swept: every gateway decides alike
+        refresh = tag in self.flows.by_tag
         answer = self.registrar.register(tag, key, request)
         flow = self.flows.by_tag.get(tag)
         if flow is not None and flow.key == key:
             flow.window.mark(counter)
-        self.e.event(EndpointAsked(answer.why.label if isinstance(answer, Refused) else "granted"))
+        if isinstance(answer, Refused):
+            self.e.event(EndpointAsked(answer.why.label))
+        elif not refresh:  # (refreshes are not counted: their rate would follow presence)
+            self.e.event(EndpointAsked("bound"))
         address = answer.anon if isinstance(answer, Granted) else request.anon
         if self.index.get(address, -1) in self.held:
             self.ingress.broadcast(key, tag, answer.encode())

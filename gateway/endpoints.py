@@ -56,6 +56,9 @@ class Registrar:
         if known is not None:
             if not known.endpoint:
                 return Refused(Refusal.TAG_IN_USE)
+            if known.anon not in self.anonymous:  # a version took its address away
+                flows.unbind(known)
+                return Refused(Refusal.NOT_ANONYMOUS)
             known.state.last = now
             wanted = (known.proto, known.anon, request.port)
             moves = request.port not in (0, known.port) and not known.pinned_ms

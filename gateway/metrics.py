@@ -119,8 +119,8 @@ class GatewayMetrics(BaseMetrics):
         )
         self.endpoint_requests = Counter(
             "lanon_endpoint_requests_total",
-            "Services' endpoint requests read in round outputs, by outcome: granted, or why "
-            "refused",
+            "Services' endpoint requests read in round outputs, by outcome: bound (a new "
+            "endpoint; refreshes are not counted), or why refused",
             ["outcome"],
             registry=r,
         )

@@ -35,13 +35,15 @@ from lanon.common.templates import daemon_file, write_coalition
 from lanon.deploy import path as deploy_path
 from lanon.lab import topology
 from lanon.lab.topology import Host
+from lanon.member.config import MemberSettings
 
 STATE_ROOT = Path("/run/lanon/lab")
 NETNS_ETC = Path("/etc/netns")
 DNS_NAME = "lanon.test"
 READY_TIMEOUT = 45.0
 DAEMON_PORT = 9551
-MONITOR_ADDRESS = "198.18.0.254"  # the switch's own address, where the lab's Prometheus listens
+MONITOR_ADDRESS = "198.18.0.254"
+TUN_ADDRESS = MemberSettings.tun_address  # the members' (the default): services listen there  # the switch's own address, where the lab's Prometheus listens
 DAEMON_USER = "lanon"  # the units' user (deploy/sysusers.d/lanon.conf)
 CAPABILITIES = "net_admin,net_raw"  # the units' AmbientCapabilities=, CapabilityBoundingSet=
 PACER_LIMITS = ("prlimit", "--rtprio=10", "--rttime=200000", "--")  # lanon-member.service's
@@ -198,7 +200,7 @@ class Lab:
             self._write_configs()
             self._start_internet()
             for member, port in served:
-                self._serve(member, port)
+                self._offer(member, port)
             if spec.prometheus:
                 say(f"starting Prometheus at http://{MONITOR_ADDRESS}:9090 (on the switch)")
                 self._start_prometheus()
@@ -208,6 +210,8 @@ class Lab:
             for m in self.members:
                 self.start_daemon(m.name)
             self.wait_ready(say)
+            for member, port in served:  # on the TUN address: its daemon made the device
+                self._serve(member, port)
         except BaseException:
             self.down()
             raise
@@ -293,8 +297,8 @@ class Lab:
     def service_root(self, member: str, port: int) -> Path:
         return self.dir / f"www-{member}-{port}"
 
-    def _serve(self, member: str, port: int) -> None:
-        """A web server on `member` at `port`, offered at an anonymous endpoint: [[services]]
+    def _offer(self, member: str, port: int) -> None:
+        """A web service of `member` at `port`, offered at an anonymous endpoint: [[services]]
         in its file (before its daemon starts). Its page names no member: only a random mark
         that a test can check."""
         root = self.service_root(member, port)
@@ -305,6 +309,11 @@ class Lab:
         )
         with (self.dir / f"{member}.toml").open("a") as f:
             f.write(f'\n[[services]]\nname = "web-{port}"\nport = {port}\n')
+
+    def _serve(self, member: str, port: int) -> None:
+        """The web server of `_offer`, on the member's TUN address only (as the deploy guide
+        asks: on the LAN address, any LAN host could find which member serves it)."""
+        root = self.service_root(member, port)
         self._spawn(
             member,
             f"{member}-web-{port}",
@@ -312,6 +321,8 @@ class Lab:
                 sys.executable,
                 "-m",
                 "lanon.lab.internet",
+                "--address",
+                TUN_ADDRESS,
                 "--port",
                 str(port),
                 "--no-echo",

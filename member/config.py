@@ -73,5 +73,5 @@ class MemberSettings(DaemonSettings):
         [],
         "services this host offers at anonymous endpoints, one [[services]] table each (after "
         "every other setting of the file): port, and optionally protocol, name, public_port, "
-        "endpoint and key, address",
+        "endpoint and key",
     )

@@ -24,7 +24,6 @@ from lanon.common.events import (
     SendFrame,
 )
 from lanon.common.metrics import snapshot
-from lanon.common.metrics_http import interface_address
 from lanon.common.rawsock import LinkSocket
 from lanon.member import health, rules, services
 from lanon.member.config import MemberSettings
@@ -58,9 +57,9 @@ class MemberDaemon(DaemonBase):
         )
         now = self.reactor.clock()
         offers = services.offers(settings.services, self.c, loaded.path.parent, str(loaded.path))
-        local = bytes(4)
-        if any(not o.address for o in offers):  # where their inbound packets go
-            local = IPv4Address(interface_address(settings.interface, self.c.lan)).packed
+        # Services' inbound packets go to the TUN address, which the rules keep the LAN from:
+        # a service on this host's LAN address could be found there by any LAN host.
+        local = IPv4Address(settings.tun_address).packed
         self.engine = MemberEngine(
             self.c,
             settings.name,
@@ -98,6 +97,7 @@ class MemberDaemon(DaemonBase):
                 s.tun,
                 s.dhcp_server,
                 tuple(self.c.lan_services.direct),
+                s.tun_address,
             )
             rules.install(own)
             self.watch = iptables.Watch(own.rulesets(), self.rules_restored)

@@ -64,14 +64,21 @@ class MemberRules:
     tun: str
     dhcp_server: str = ""  # a DHCP server beyond the LAN, or ""
     direct: tuple[str, ...] = ()  # [lan_services] direct: reached with the host's own address
+    tun_address: str = "198.19.255.254"  # reached through the TUN device only (services)
 
     def ipv4(self) -> str:
         ipaddress.IPv4Network(self.lan)
         dhcp = [str(ipaddress.IPv4Address(self.dhcp_server))] if self.dhcp_server else []
         direct = [m for text in self.direct for m in parse_service(text).match_rules()]
+        tun_address = str(ipaddress.IPv4Address(self.tun_address))
         return iptables.shipped_rules(
             "member.rules",
-            {"LAN": self.lan, "QUEUE": str(self.queue), "TUN": self.tun},
+            {
+                "LAN": self.lan,
+                "QUEUE": str(self.queue),
+                "TUN": self.tun,
+                "TUN_ADDRESS": tun_address,
+            },
             repeat={"DHCP": dhcp, "DIRECT": direct},
         )
 
@@ -127,7 +134,10 @@ def from_config(path: Path) -> tuple[MemberRules, bool]:
     from lanon.member.config import MemberSettings
 
     raw = read_toml(path)
-    part = _part(MemberSettings, ("coalition", "queue", "tun", "manage_rules", "dhcp_server"))
+    part = _part(
+        MemberSettings,
+        ("coalition", "queue", "tun", "manage_rules", "dhcp_server", "tun_address"),
+    )
     s = load_table(part, {k: v for k, v in raw.items() if k in _names(part)}, str(path))
     coalition_path = resolve(path.parent, s.coalition)
     section = read_toml(coalition_path).get("coalition")
@@ -135,7 +145,8 @@ def from_config(path: Path) -> tuple[MemberRules, bool]:
     expected = is_network(lan) if isinstance(lan, str) else "an IPv4 prefix such as 198.18.0.0/24"
     if not isinstance(lan, str) or expected:
         raise ConfigError(f"{coalition_path}: [coalition] lan = {lan!r}: expected {expected}")
-    return MemberRules(lan, s.queue, s.tun, s.dhcp_server, _direct(coalition_path)), s.manage_rules
+    direct = _direct(coalition_path)
+    return MemberRules(lan, s.queue, s.tun, s.dhcp_server, direct, s.tun_address), s.manage_rules
 
 
 def _direct(coalition_path: Path) -> tuple[str, ...]:

@@ -52,7 +52,8 @@ class ServiceEntry:
 
     port: int = opt(
         REQUIRED,
-        "the local port the service listens on (all addresses, or `address`)",
+        "the local port the service listens on, at `tun_address` (not on all addresses: the "
+        "LAN would find it at this host's own address)",
         between(1, 65535),
     )
     protocol: str = opt("tcp", "'tcp' or 'udp'", one_of("tcp", "udp"))
@@ -70,9 +71,6 @@ class ServiceEntry:
     key: str = opt(
         "", "with `endpoint`: path of the endpoint's private key (relative to this file)"
     )
-    address: str = opt(
-        "", "the local address inbound packets go to; '' for this host's address on the LAN"
-    )
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,6 @@ class ServiceOffer:
     public_port: int = 0  # asked for (0: any)
     pinned: PinnedEndpoint | None = None
     key: HostKey | None = None  # the pinned endpoint's
-    address: bytes = b""  # local; b"": the engine's (the host's LAN address)
 
 
 def offers(
@@ -119,18 +116,8 @@ def offers(
                 )
         elif e.key:
             raise ConfigError(f"{what}: key = {e.key!r} is for a pinned endpoint (endpoint =)")
-        address = b""
-        if e.address:
-            from ipaddress import IPv4Address
-
-            try:
-                address = IPv4Address(e.address).packed
-            except ValueError:
-                raise ConfigError(
-                    f"{what}: address = {e.address!r}: expected an IPv4 address"
-                ) from None
         name = e.name or f"{e.protocol}-{e.port}"
-        out.append(ServiceOffer(name, proto, e.port, e.public_port, pin, key, address))
+        out.append(ServiceOffer(name, proto, e.port, e.public_port, pin, key))
     seen: set[Any] = set()
     for o in out:
         for k in ((o.proto, o.port), o.name):
@@ -192,8 +179,9 @@ class MemberServices:
         since_ms: int,
     ) -> None:
         """`since_ms`: the wall clock now, when these services start."""
-        self.local = local  # the host's own address: where inbound packets go by default
+        self.local = local  # the TUN address: where inbound packets go
         self.since_ms = since_ms
+        self.choose_address = choose_address
         self._by_tag: dict[int, OfferedService] = {}
         self._by_port: dict[tuple[int, int], OfferedService] = {}
         for o in offers:
@@ -201,7 +189,7 @@ class MemberServices:
             anon = o.pinned.address if o.pinned else choose_address()
             flow = MemberFlow(
                 flow_tag(secret),
-                (o.proto, o.address or local, o.port, bytes(4), 0),
+                (o.proto, local, o.port, bytes(4), 0),
                 anon,
                 FlowState(o.proto, now),
                 secret,
@@ -247,4 +235,7 @@ class MemberServices:
                 s.granted_at = now
         else:
             s.state, s.port, s.refusal = ServiceState.REFUSED, 0, answer.why
+            if answer.why is Refusal.NOT_ANONYMOUS and s.offer.pinned is None:
+                s.flow.anon = self.choose_address()  # a version took the address away
+                s.next_ask = now
         return (s.state, s.port, s.refusal) != before

@@ -109,6 +109,7 @@ def test_the_rules_the_daemons_install_are_the_shipped_files() -> None:
         else line.replace("@LAN@", "198.18.0.0/24")
         .replace("@QUEUE@", "3")
         .replace("@TUN@", "lanon0")
+        .replace("@TUN_ADDRESS@", "198.19.255.254")
         for line in shipped.splitlines()
         # no dhcp_server nor direct LAN services: their lines left out
         if line.startswith("#") or ("@DHCP@" not in line and "@DIRECT@" not in line)
@@ -125,7 +126,14 @@ def test_the_rules_the_daemons_install_are_the_shipped_files() -> None:
 def test_the_nftables_form_has_the_same_exceptions_as_the_iptables_one() -> None:
     nft = deploy_path("nftables", "member.nft").read_text()
     ipt = deploy_path("iptables", "member.rules").read_text()
-    for destination in ("255.255.255.255", "224.0.0.0/4", "169.254.0.0/16", "@LAN@", "@DHCP@"):
+    for destination in (
+        "255.255.255.255",
+        "224.0.0.0/4",
+        "169.254.0.0/16",
+        "@LAN@",
+        "@DHCP@",
+        "@TUN_ADDRESS@",
+    ):
         assert destination in nft and destination in ipt
     assert "queue num @QUEUE@" in nft and "bypass" not in nft.replace('No "bypass"', "")
     for hook in ("output", "forward", "input", "postrouting"):  # every chain of member.rules

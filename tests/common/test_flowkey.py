@@ -55,7 +55,7 @@ def test_a_sealed_packet_opens_under_its_key_only_and_is_bound_to_its_tag() -> N
     "data",
     [
         b"",
-        b"\x02" + bytes(40),
+        b"\x04" + bytes(40),
         b"\x01",
         b"\x01\x05" + bytes(30),
         bytes(flowkey.SEALED_OVERHEAD - 1),

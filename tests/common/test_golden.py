@@ -30,7 +30,7 @@ def h(*fields: str) -> bytes:
 
 
 def header(mtype: wire.MsgType) -> str:
-    return f"07 {mtype:02x} deadbeef 0003"  # version 7, type, coalition, sender
+    return f"08 {mtype:02x} deadbeef 0003"  # version 8, type, coalition, sender
 
 
 OPEN = wire.Open(
@@ -382,7 +382,7 @@ def test_every_frame_type_has_a_golden_vector() -> None:
 def test_the_numbers_on_the_wire() -> None:
     """Version, type codes and reason codes are wire values: they never follow declaration
     order, and changing one is a new protocol version."""
-    assert wire.VERSION == 7
+    assert wire.VERSION == 8
     assert wire.ETHERTYPE == 0x88B5
     assert {t.name: t.value for t in wire.MsgType} == {
         "OPEN": 1,
@@ -426,12 +426,12 @@ LEADER = HostKey(bytes(32))
 MEMBER_KEYS = [bytes([1]) * 32, bytes([2]) * 32]  # the MAC key each member shares with it
 
 # The MAC table of OPEN_BYTES under MEMBER_KEYS: BLAKE2b-128 of the body, keyed, in index order.
-OPEN_MACS = (h("811a26abe46c4e495d6bf48490ec60ce"), h("8f39f9827db238ef0cebb407341af2ea"))
+OPEN_MACS = (h("60800f41ad2fd0b0d729f0572a3c37d2"), h("ae5b2f4791f3fff2d56a2f3d2d5eb621"))
 OPEN_TABLE = b"".join(OPEN_MACS)
 # LEADER's Ed25519 signature over OPEN_BYTES and its MAC table.
 OPEN_SIGNATURE = h(
-    "bd11d3c65d3a5ffc963cca7de911df43a8ccd3932252030ec1f50b8a7cd55008",
-    "44e1d41f1687da5362735898ed4e8befc11aa289afb99ee63537b6a467431f0c",
+    "8b164db1b722c99132f146003d91915785093e5fc37f8ef45bc12db7642c4028",
+    "2cf1b31beb10387c12515a14fb6fe2d6938264456466467fb0a6948278e7870f",
 )
 
 
@@ -449,11 +449,11 @@ def test_a_sealed_frame_is_body_mac_table_signature() -> None:
 
 
 # A member's CONTRIB: the body and its MAC16 under the key it shares with the leader.
-CONTRIB_MAC = h("95ed14748c73403fefc4bedcea3d1e37")
+CONTRIB_MAC = h("af6b8ce1106b61ba3096d3944bbb02f6")
 # LEADER's Ed25519 signature over ABORT_BYTES (signed frames end with 64 bytes of it).
 ABORT_SIGNATURE = h(
-    "99328ad68bf4673bcbef2520d7914a216f121fb8c42a6d0a42a401d46f3e8211",
-    "6fc082a3472a32a3f0e03fa9aa4c8b418fa7c710da6fdf9566423e8fd651de09",
+    "408518aafcbc598d422be3262da189b1ff47f9c2d1de1a16dd8ee9d38e65d9f2",
+    "687962f7ccbf7337870d7ce40b87785cb7aabf8019f3538f2cdf5f6aba736d02",
 )
 
 
@@ -515,3 +515,18 @@ def test_a_flow_key_names_its_tag_and_seals_alike() -> None:
     assert flowkey.seal_part(FLOW_KEY, 2, 123, b"head", b"part") == h(
         "04ae6440", "acbf1d5d93b745c8ca5e228a6131875f"
     )
+
+
+def test_services_messages_and_flags_are_pinned() -> None:
+    """What a service's cells and its endpoint's INBOUND carry (common/endpoints.py), the
+    SERVICE flag of sealed packets, and a FLOWS record (gateway/flows.py)."""
+    from lanon.common import endpoints, flowkey
+    from lanon.gateway.flows import RECORD
+
+    anon = bytes((198, 18, 0, 193))
+    register = endpoints.Register(6, anon, 443, 1000, b"")
+    assert register.encode() == bytes.fromhex("01 06 c61200c1 01bb 00000000000003e8")
+    assert endpoints.Granted(17, anon, 53).encode() == bytes.fromhex("02 11 c61200c1 0035")
+    assert endpoints.Refused(endpoints.Refusal.STALE).encode() == bytes.fromhex("03 06")
+    assert (flowkey.WRAPPED, flowkey.SERVICE) == (0x01, 0x02)
+    assert RECORD.format == "!QBB4sH4sHBBQ32sQQ" and RECORD.size == 80

@@ -268,3 +268,11 @@ def test_a_bad_pinned_endpoint_is_a_clear_error(entry: dict[str, Any], expected:
     }
     with pytest.raises(ConfigError, match=expected):
         make_coalition(3, endpoints=[{**base, **entry}])
+
+
+def test_a_pinned_endpoint_with_a_hosts_own_key_is_refused() -> None:
+    """Its signatures would verify under that host's key: everyone would know who serves."""
+    _, keys = make_coalition(3)
+    base = {"name": "site", "protocol": "tcp", "address": "198.18.0.193", "port": 443}
+    with pytest.raises(ConfigError, match="member2's own key"):
+        make_coalition(3, endpoints=[{**base, "public_key": encode_key(keys["member2"].public)}])

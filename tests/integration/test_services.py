@@ -122,3 +122,24 @@ def test_a_service_keeps_answering_when_its_gateway_is_lost(lab: Lab) -> None:
         assert endpoint(lab, "member3") == at  # the same endpoint
     finally:
         lab.start_daemon(holder)
+
+
+def test_a_lan_host_cannot_find_which_member_serves(lab: Lab) -> None:
+    """The service listens on the TUN address, which the rules keep the LAN from: at a
+    member's own address the port is closed, and at the TUN address (routed through a member)
+    nothing answers, from the serving member and from another alike."""
+    port = SERVED["member2"]
+    outcomes = {}
+    for member in ("member1", "member2"):
+        address = lab.host(member).address
+        own = lab.run("router", ["curl", "-sS", "--max-time", "3", f"http://{address}:{port}/"])
+        lab.run("router", ["ip", "route", "replace", "198.19.255.254/32", "via", address])
+        try:
+            tun = lab.run(
+                "router", ["curl", "-sS", "--max-time", "3", f"http://198.19.255.254:{port}/"]
+            )
+        finally:
+            lab.run("router", ["ip", "route", "del", "198.19.255.254/32"])
+        outcomes[member] = (own.returncode, tun.returncode)
+    assert outcomes["member1"] == outcomes["member2"], outcomes
+    assert outcomes["member2"][0] == 7 and outcomes["member2"][1] == 28  # refused; timed out

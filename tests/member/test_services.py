@@ -47,7 +47,7 @@ def test_a_service_gets_an_endpoint_and_the_internet_reaches_it_there() -> None:
     address, port = serving(lan, "member2", "web")
     assert ipaddress.IPv4Address(address) in {ipaddress.IPv4Address(a) for a in lan.c.anonymous}
     assert port == 8080  # the port asked for, free
-    assert [e.outcome for e in lan.all_events(EndpointAsked)][:1] == ["granted"]
+    assert [e.outcome for e in lan.all_events(EndpointAsked)][:1] == ["bound"]
     assert any(isinstance(e, ServiceChanged) for e in lan.events("member2"))
 
     # a client's SYN to the endpoint: member2's stack gets it at its own address and port
