@@ -37,7 +37,7 @@ from lanon.common.settings import (
     opt,
     or_empty,
 )
-from lanon.common.sodium import TAG_LEN as AEAD_TAG
+from lanon.common.trusted import OVERHEAD as TRUSTED_OVERHEAD
 
 IP_TCP_HEADERS = 40
 
@@ -485,10 +485,22 @@ class Coalition:
 
     def contrib_lens(self, nslots: int, nentries: int) -> list[int]:
         """The length of each part of a member's answer: its vector, or in trusted mode its
-        `trusted_cells` cells sealed for the leader (member/trusted.py)."""
+        `trusted_cells` cells sealed for the leader (common/trusted.py)."""
         if self.trusted:
-            return self._split(self.rounds.trusted_cells * self.coalition.cell_size + AEAD_TAG)
+            answer = self.rounds.trusted_cells * self.coalition.cell_size + TRUSTED_OVERHEAD
+            return self._split(answer)
         return self.part_lens(nslots, nentries)
+
+    @functools.cached_property
+    def trusted_output_cells(self) -> int:
+        """Trusted mode: the most cells one round's output may publish, so that its
+        OUTPUT_HEAD (a digest per part, a MAC per member, a signature) fits the LAN's MTU."""
+        room = self.coalition.lan_mtu - wire.output_head_overhead(len(self.members))
+        most_parts = max(0, room // wire.DIGEST_LEN)
+        cells = 0
+        while len(self.part_lens(cells + 1, 0)) <= most_parts and cells < 65535:
+            cells += 1
+        return cells
 
     def _split(self, total: int) -> list[int]:
         ps = self.part_size
@@ -660,6 +672,11 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
             f"{path}: [coalition] mode = 'trusted' sends every member's cells to the leader "
             "sealed: expected [rounds] schedule = 'star'"
         )
+    if trusted and len(peers) * rounds.trusted_cells > 65535:
+        raise ConfigError(
+            f"{path}: [rounds] trusted_cells = {rounds.trusted_cells} with {len(peers)} "
+            "members: expected at most 65535 cells a round in all"
+        )
     if conn.k < 2 and not shortfall and not trusted:  # trusted: no pads, no key graph
         weak = ", ".join(sorted(members[i].name for i in conn.weak))
         cut = ", ".join(f"{members[a].name}-{members[b].name}" for a, b in conn.cut) or "no link"
@@ -704,9 +721,11 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
     fingerprint = _digest(content, b"lanon-coalition")
     identity = fingerprint
     if admins:  # what no version changes: the name, the LAN and who may sign versions
-        identity = _digest(
-            {"name": section.name, "lan": str(lan), "admin": content["admin"]}, b"lanon-identity"
-        )
+        # (and the mode: no version may make members trust the gateways, nor stop)
+        kept = {"name": section.name, "lan": str(lan), "admin": content["admin"]}
+        if section.mode is not Mode.DCNET:
+            kept["mode"] = section.mode.value
+        identity = _digest(kept, b"lanon-identity")
     cid = int.from_bytes(identity[:4], "big")
     return Coalition(
         path,

@@ -72,7 +72,10 @@ class OutputAssembler:
         if self._shape is not None and self.head is None:
             if head.nentries != 0 or head.nslots > self.nslots:
                 raise RemoteProtocolError(RejectReason.MALFORMED, "output head beyond its OPEN")
-            self.nslots, self.part_lens = head.nslots, self._shape(head.nslots, 0)
+            lens = self._shape(head.nslots, 0)
+            if len(head.digests) != len(lens):  # checked before anything changes
+                raise RemoteProtocolError(RejectReason.MALFORMED, "output head's part count")
+            self.nslots, self.part_lens = head.nslots, lens
             self._shape = None
             self._early = {
                 i: [d for d in early if i < len(self.part_lens) and len(d) == self.part_lens[i]]

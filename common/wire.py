@@ -144,6 +144,13 @@ def tree_part_overhead(nmembers: int) -> int:
 
 
 INBOUND_HEAD = HEADER.size + _INBOUND.size  # an INBOUND frame's associated data
+
+
+def output_head_overhead(nmembers: int) -> int:
+    """An OUTPUT_HEAD's bytes but its digests: header, body, a MAC per member, a signature."""
+    return HEADER.size + _HEAD.size + MAC_LEN * nmembers + SIG_LEN
+
+
 INBOUND_OVERHEAD = INBOUND_HEAD + AEAD_TAG_LEN
 
 

@@ -436,7 +436,8 @@ class GatewayEngine(EngineBase):
         self.leader.follow(o.round, o.epoch, now)
         if self.following is None or o.round > self.following.round:
             if self.c.trusted:  # the head says how many of the members' cells there are
-                self.following = OutputAssembler.up_to(o.round, o.nslots, self.c.part_lens)
+                most = min(o.nslots, self.c.trusted_output_cells)
+                self.following = OutputAssembler.up_to(o.round, most, self.c.part_lens)
             else:
                 lens = self.c.part_lens(o.nslots, o.nentries)
                 self.following = OutputAssembler(o.round, lens, o.nslots, o.nentries)

@@ -64,7 +64,7 @@ from lanon.common.reservation import (
 )
 from lanon.common.roster import RosterCheck
 from lanon.common.tree import forward_by, place
-from lanon.common.trusted import seal_answer
+from lanon.common.trusted import NONCE_LEN, seal_answer
 from lanon.common.verdict import attest_root
 from lanon.member.keys import KeyRing
 from lanon.member.relay import Relay
@@ -310,7 +310,8 @@ class Contributor:
         if slots:
             self.veto.sent_with(verdict)
         cells = b"".join(slots[i].cell if i in slots else bytes(cs) for i in range(count))
-        sealed = seal_answer(self.answer_keys[gateway], o.round, self.index, cells)
+        nonce = self.rng.randbytes(NONCE_LEN)  # random: never the round (common/trusted.py)
+        sealed = seal_answer(self.answer_keys[gateway], o.round, self.index, cells, nonce)
         parts = wire.split_vector(sealed, self.c.part_size)
         self.answer_at = now + self.c.rounds.answer_delay
         mkey = self.mac_keys[gateway]
@@ -326,7 +327,9 @@ class Contributor:
             slots,
             {},
             {},
-            OutputAssembler.up_to(o.round, o.nslots, self.c.part_lens),
+            OutputAssembler.up_to(
+                o.round, min(o.nslots, self.c.trusted_output_cells), self.c.part_lens
+            ),
             len(o.roster),
         )
         self._to(Phase.ANSWERING)
@@ -494,10 +497,12 @@ class Contributor:
         cur = self.current
         return cur is not None and cur.round == rnd and cur.output.head is None
 
-    def receive_output_head(self, head: wire.OutputHead, now: float) -> None:
+    def receive_output_head(self, head: wire.OutputHead, gateway: int, now: float) -> None:
         cur = self.current
         if cur is None or head.round != cur.round:
             return  # a round we did not take part in
+        if gateway != cur.gateway:  # only the round's leader publishes its output
+            raise RemoteProtocolError(RejectReason.UNEXPECTED, "an output head of another gateway")
         cur.output.add_head(head)
         self._maybe_complete(now)
 

@@ -565,7 +565,7 @@ class MemberEngine(EngineBase):
         if not self.rounds.expects(head.round):
             return  # not the round we wait for (or a replay): nothing to check
         check_sealed(self.rounds.mac_keys[gateway.index], frame, self.me.index, nmembers)
-        self.rounds.receive_output_head(head, now)
+        self.rounds.receive_output_head(head, gateway.index, now)
 
     # --- timers ---------------------------------------------------------------------------
 

@@ -62,7 +62,7 @@ class Veto:
             reason = VetoReason.FEW_MEMBERS
         elif len(roster) < math.ceil(self.policy.min_fraction * recent - 1e-9):
             reason = VetoReason.SHRUNK
-        elif k < self.policy.min_k:
+        elif k < self.policy.min_k and not self.c.trusted:  # trusted mode: no pads, no graph
             reason = VetoReason.WEAK_KEY_GRAPH
         if reason is not None:
             self.vetoed += 1

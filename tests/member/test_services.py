@@ -113,7 +113,12 @@ def test_an_endpoint_survives_a_gateway_failover() -> None:
 
 
 def test_an_endpoint_nobody_asks_for_is_freed_after_endpoint_timeout() -> None:
-    lan = running_lan(4, services={"member2": [web()]}, flows={"endpoint_timeout": 40})
+    lan = running_lan(
+        4,
+        services={"member2": [web()]},
+        flows={"endpoint_timeout": 40},
+        rounds={"idle_interval": 0.5, "linger": 0.0},  # (fewer rounds to simulate)
+    )
     address, port = serving(lan, "member2", "web")
     g = lan.gateway()
     where = (TCP_PROTO, ipaddress.IPv4Address(address).packed, port)

@@ -13,7 +13,7 @@ from lanon.common import wire
 from lanon.common.cell import decode_slot
 from lanon.common.engine import maced
 from lanon.common.errors import ConfigError, RejectReason
-from lanon.common.events import CellDelivered, FrameRejected
+from lanon.common.events import CellDelivered, FrameRejected, RoundAborted
 from lanon.common.trusted import seal_answer
 from lanon.lab.packets import tcp, udp
 from lanon.lab.sim import Lan, make_coalition, running_lan
@@ -97,7 +97,8 @@ def test_an_answer_not_sealed_for_the_leader_is_refused_and_the_round_goes_on() 
         sealed under its answer key."""
         col = leader.leader.collecting
         assert col is not None
-        sealed = seal_answer(bytes(32), col.round, 1, bytes(4 * lan.c.coalition.cell_size))
+        cells = bytes(4 * lan.c.coalition.cell_size)
+        sealed = seal_answer(bytes(32), col.round, 1, cells, bytes(12))
         parts = wire.split_vector(sealed, lan.c.part_size)
         for i, payload in enumerate(parts):
             frame = wire.Part(col.round, i, len(parts), payload).encode(
@@ -114,6 +115,9 @@ def test_an_answer_not_sealed_for_the_leader_is_refused_and_the_round_goes_on() 
         e for e in lan.events("gateway1", FrameRejected) if e.reason is RejectReason.BAD_AUTH
     ]
     assert rejected
+    # the round is not given up for it: published with the others' answers at its deadline
+    lan.run(lan.c.rounds.deadline + 0.05)
+    assert not lan.events("gateway1", RoundAborted)
     lan.submit("member3", udp(payload=b"still"))
     lan.run_until(lambda: bool(lan.emitted), limit=5)
 
@@ -164,3 +168,50 @@ def test_an_output_whose_head_gives_its_size_is_bounded_by_its_open() -> None:
     too_big = OutputAssembler.up_to(9, 1, c.part_lens)
     with pytest.raises(RemoteProtocolError, match="beyond its OPEN"):
         too_big.add_head(head)
+
+
+def test_no_version_can_switch_the_mode() -> None:
+    """The mode is part of the coalition's identity: a signed version that turned a DC-net
+    coalition into a trusted one (the gateways would learn who sends what) is another
+    coalition's, refused as foreign."""
+    from lanon.lab.sim import make_versioned
+
+    dcnet, _ = make_versioned(3)
+    trusted, _ = make_versioned(3, coalition=TRUSTED)
+    assert dcnet.identity != trusted.identity and dcnet.id != trusted.id
+
+
+def test_answers_never_share_a_nonce_even_across_a_restart() -> None:
+    lan = trusted_lan(3)
+    mac = lan.host("member1").mac
+
+    def nonces() -> list[bytes]:
+        return [
+            wire.pull_part(f[: -wire.MAC_LEN]).payload[:12]
+            for src, _dst, f in lan.frames(wire.MsgType.CONTRIB)
+            if src == mac and wire.pull_part(f[: -wire.MAC_LEN]).index == 0
+        ]
+
+    lan.wire_log.clear()
+    lan.run(0.5)
+    lan.restart("member1")
+    lan.run(2.0)
+    seen = nonces()
+    assert len(seen) > 10 and len(set(seen)) == len(seen)
+
+
+def test_many_busy_members_never_outgrow_the_output_head() -> None:
+    """20 members with 4 cells each: more than one OUTPUT_HEAD can vouch for; the leader
+    publishes what fits (the rest go again) and rounds go on."""
+    lan = trusted_lan(20)
+    assert lan.c.trusted_output_cells < 20 * 4
+    lan.wire_log.clear()
+    for i in range(1, 21):
+        for k in range(4):
+            lan.submit(f"member{i}", udp(sport=42000 + k, payload=bytes(1000)))
+    lan.run_until(
+        lambda: all(len(lan.events(f"member{i}", CellDelivered)) >= 4 for i in range(1, 21)),
+        limit=10,
+    )
+    heads = lan.frames(wire.MsgType.OUTPUT_HEAD)
+    assert heads and max(len(f) for _s, _d, f in heads) <= lan.c.coalition.lan_mtu
