@@ -727,7 +727,7 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
             kept["mode"] = section.mode.value
         identity = _digest(kept, b"lanon-identity")
     cid = int.from_bytes(identity[:4], "big")
-    return Coalition(
+    c = Coalition(
         path,
         section,
         rounds,
@@ -747,6 +747,43 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
         shortfall,
         endpoints,
     )
+    _check_frames(c)
+    return c
+
+
+def _check_frames(c: Coalition) -> None:
+    """Every round's OPEN and OUTPUT_HEAD must fit one LAN frame with every member in the
+    roster: they carry a MAC (and a key id) per member, so the LAN's MTU bounds the members."""
+    n = len(c.members)
+    if not n:
+        return
+    r = c.rounds
+    tree = r.schedule is Schedule.TREE
+    o = wire.Open(
+        wire.MAX_ROUND,
+        0,
+        0,
+        0,
+        r.reservation_entries,
+        frozenset(range(n)),
+        n,
+        (0,) * n,
+        (bytes(6),) * n if tree else (),
+        c.version,
+    )
+    open_size = len(o.encode(c.id, 0)) + wire.MAC_LEN * n + wire.SIG_LEN
+    if c.trusted:
+        parts = 1 if c.trusted_output_cells else 10**6
+    else:
+        parts = len(c.part_lens(r.max_slots + r.express_slots, r.reservation_entries))
+    head_size = wire.output_head_overhead(n) + wire.DIGEST_LEN * parts
+    if max(open_size, head_size) > c.coalition.lan_mtu:
+        raise ConfigError(
+            f"{c.path}: {n} members do not fit [coalition] lan_mtu = {c.coalition.lan_mtu}: a "
+            f"round's OPEN and output head carry a MAC (and a key id) per member and would be "
+            f"{max(open_size, head_size)} bytes; raise lan_mtu (jumbo frames) if the LAN "
+            "carries them, or split the coalition"
+        )
 
 
 def _digest(content: dict[str, Any], person: bytes) -> bytes:

@@ -203,3 +203,14 @@ def test_a_sender_index_beyond_the_coalition_is_not_in_the_roster() -> None:
         c.member_at(4)
     with pytest.raises(RemoteProtocolError, match="not_in_roster: no gateway #1"):
         c.gateway_at(1)
+
+
+def test_more_members_than_a_frame_can_name_is_a_clear_error() -> None:
+    """OPEN and the output head carry a MAC (and a key id) per member: at MTU 1500, 69
+    members fit a star round; beyond, the file says so instead of rounds that never open."""
+    from lanon.lab.sim import make_coalition
+
+    assert len(make_coalition(69)[0].members) == 69
+    with pytest.raises(ConfigError, match="70 members do not fit \\[coalition\\] lan_mtu = 1500"):
+        make_coalition(70)
+    assert len(make_coalition(120, coalition={"lan_mtu": 9000})[0].members) == 120
