@@ -114,8 +114,8 @@ class MemberEngine(EngineBase):
         services: Sequence[ServiceOffer] = (),
         local: bytes = bytes(4),
     ) -> None:
-        """`services` are this host's (`[[services]]`), `local` its address on the LAN,
-        where their inbound packets go by default."""
+        """`services` are this host's (`[[services]]`), `local` the address their inbound
+        packets go to (the daemon's TUN address)."""
         super().__init__()
         self.name = name
         self.key = key
@@ -126,7 +126,6 @@ class MemberEngine(EngineBase):
         self.wanted_gateways = gateways or []
         self._accusation: Accusation | None = None  # to seal after the next answer
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
-        self.services = MemberServices([], bytes, local, rng, now, 0)
         # Out of the coalition: retired by a version, or joining (a versioned coalition that
         # does not list us yet: we ask, with JOIN, until a version does). Rounds go on
         # without us; nothing of ours leaves but the requests.
@@ -139,11 +138,10 @@ class MemberEngine(EngineBase):
             self.me = Peer(len(coalition.members), name, key.public)  # in no round
             self.retired = self.joining = True
         self._build(coalition)
-        if services:  # their addresses are among those _build allows
-            self.services = MemberServices(
-                services, self._choose_address, local, rng, now, wall_ms(now, wall_offset)
-            )
-            self.inbound.services = self.services
+        # (after _build: their addresses are among those it allows)
+        self.services = MemberServices(
+            services, self._choose_address, local, rng, now, wall_ms(now, wall_offset)
+        )
         self.versions = VersionBook(coalition)
         self.next_key: HostKey | None = None  # asked for by `lanon rekey`: a version gives it
         self.next_join = now  # the next JOIN (joining, or asking for next_key)
@@ -175,7 +173,7 @@ class MemberEngine(EngineBase):
             self, coalition, self.me.index, self.keys, veto, rng, accuse=self._accuse
         )
         self.blame = Revealer(self, coalition, self.me.index, key, self.rounds, self.keys.pads)
-        self.inbound = InboundReceiver(self, coalition, self.flows, self.services, rng)
+        self.inbound = InboundReceiver(self, coalition, self.flows, rng)
         self.wrapper = KeyWrapper([g.public for g in coalition.gateways])
         self.anonymous = self._allowed_addresses(self.wanted_gateways)
 
@@ -310,8 +308,8 @@ class MemberEngine(EngineBase):
         queue = self.rounds.queue
         capacity = self.c.cell_data
         wrap = entry.wants_wrap(now)
-        if wrap and not entry.wrap:  # made once per flow: X25519 with every gateway
-            entry.wrap = self.wrapper.wrap(entry.secret, self.rng)
+        if wrap:
+            self._wrap(entry)
         sealed_len = len(packet) + SEALED_OVERHEAD + (len(entry.wrap) if wrap else 0)
         ncells = -(-sealed_len // capacity)
         ack_no = pure_ack(packet, p) if ncells == 1 and not wrap else None
@@ -343,8 +341,7 @@ class MemberEngine(EngineBase):
         """`payload` sealed under the flow's key (with its key wrap if `wrap`), in cells;
         `service`: the entry is a service's (its tag names an endpoint, never a flow)."""
         if wrap:
-            if not entry.wrap:  # made once per flow: X25519 with every gateway
-                entry.wrap = self.wrapper.wrap(entry.secret, self.rng)
+            self._wrap(entry)
             entry.wrapped_at = now
         entry.sent += 1
         sealed = seal_packet(
@@ -356,6 +353,10 @@ class MemberEngine(EngineBase):
         return [
             encode_cell(cs, entry.tag, packet_id, i, len(chunks), c) for i, c in enumerate(chunks)
         ]
+
+    def _wrap(self, entry: MemberFlow) -> None:
+        if not entry.wrap:  # made once per flow: X25519 with every gateway
+            entry.wrap = self.wrapper.wrap(entry.secret, self.rng)
 
     def _queue_cells(self, cells: list[bytes], now: float, first: bool = False) -> bool:
         """`first`: ahead of everything waiting, and even into a full queue (a few cells

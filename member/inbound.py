@@ -36,7 +36,7 @@ from lanon.common.packet import (
 )
 from lanon.common.parts import PartReassembler
 from lanon.member.flows import MemberFlow, MemberFlows
-from lanon.member.services import MemberServices, OfferedService, ServiceState
+from lanon.member.services import OfferedService, ServiceState
 
 if TYPE_CHECKING:
     from lanon.member.engine import MemberEngine
@@ -52,13 +52,11 @@ class InboundReceiver:
         engine: MemberEngine,
         coalition: Coalition,
         flows: MemberFlows,
-        services: MemberServices,
         rng: random.Random,
     ) -> None:
         self.e = engine
         self.c = coalition
         self.flows = flows
-        self.services = services
         self.opener = InboundOpener(rng)
         self.parts: PartReassembler[tuple[int, int]] = PartReassembler(
             REASSEMBLY_TIMEOUT, MAX_PENDING, max_per_group=MAX_PENDING, max_bytes=MAX_BYTES
@@ -68,8 +66,9 @@ class InboundReceiver:
         inbound = wire.pull_inbound(frame)  # a bad shape is public: everyone sees it alike
         flow = self.flows.by_tag(inbound.tag)
         service = None
-        if flow is None and self.services:
-            service = self.services.by_tag(inbound.tag)
+        services = self.e.services  # (the engine's: made after us)
+        if flow is None and services:
+            service = services.by_tag(inbound.tag)
             flow = service.flow if service is not None else None
         part = self.opener.open(
             flow.secret if flow is not None else None,

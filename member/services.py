@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,7 +198,7 @@ class MemberServices:
             self._by_tag[s.tag] = s
             self._by_port[(o.proto, o.port)] = s
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[OfferedService]:
         return iter(self._by_tag.values())
 
     def __len__(self) -> int:
