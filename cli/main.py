@@ -231,6 +231,7 @@ def cmd_config_keys(args: argparse.Namespace) -> int:
                 ("[flows] ", c.FlowSection),
                 ("[key_graph] ", c.KeyGraphSection),
                 ("[egress] ", c.EgressSection),
+                ("[providers] ", c.ProvidersSection),
                 ("[[gateways]] ", c.GatewayEntry),
                 ("[[members]] ", c.MemberEntry),
             ],
@@ -306,11 +307,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     cols = ["host", "role", "state", "round rate", "members", "k", "collisions", "flows", "leader"]
-    lines = [cols] + [[str(r.get(c, "-")) for c in cols] for r in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(cols))]
-    return "\n".join(
-        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    )
+    return _grid(cols, [[str(r.get(c, "-")) for c in cols] for r in rows])
 
 
 def summarize(st: dict[str, Any]) -> dict[str, Any]:
@@ -469,6 +466,149 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(cols: list[str], rows: list[list[str]]) -> str:
+    lines = [cols, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(cols))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def _num(v: Any, fmt: str = "{:g}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def describe_providers(statuses: list[dict[str, Any]]) -> str:
+    """Each member's view of the providers: price, what it measured, ratings, score, choice."""
+    out = []
+    for st in statuses:
+        if "error" in st:
+            out.append(f"{st['name']}: {st['error']}")
+            continue
+        p = st.get("providers")
+        if st.get("role") != "member" or p is None:
+            continue
+        unit = p["unit"]
+        out.append(f"{st['name']}: chose {p['choice'] or 'no provider'} ({p['reason']})")
+        cols = ["provider", f"{unit}/GB", f"{unit}/month", "rtt ms", "loss", "avail"]
+        cols += ["rating", "crowd", "score", "choice"]
+        rows = []
+        for r in p["providers"]:
+            o = r["offer"] or {}
+            mark = "chosen" if r["chosen"] else (f"refused: {r['refused']}" if r["refused"] else "")
+            if o.get("next"):
+                mark = (mark + f" (from {o['next']['at_ms']}: {o['next']['per_gb']:g}/GB)").strip()
+            rating = _num(r["rating"], "{:.2f}") + (f" ({r['ratings']})" if r["ratings"] else "")
+            rows.append(
+                [
+                    r["operator"],
+                    _num(o.get("per_gb")),
+                    _num(o.get("per_month")),
+                    _num(r["rtt_ms"], "{:.1f}"),
+                    _num(r["loss"], "{:.0%}"),
+                    _num(r["availability"], "{:.0%}"),
+                    rating,
+                    _num(r["crowd"], "{}"),
+                    f"{r['score']:.2f}" if o else "-",
+                    mark,
+                ]
+            )
+        out.append(_grid(cols, rows))
+        tokens = p.get("tokens")
+        if tokens:
+            held = ", ".join(
+                f"{k}: {v['held']} held, {v['spent']} spent" for k, v in tokens.items()
+            )
+            out.append(f"  tokens: {held}")
+        out.append("")
+    return "\n".join(out).rstrip() or "no member daemon answered"
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    from lanon.common import control
+
+    statuses = []
+    targets = _status_targets(args)
+    for name, role, sock in targets:
+        if role not in ("member", "-"):
+            continue
+        try:
+            st = control.query(sock)
+        except LanonError as exc:
+            if len(targets) == 1:
+                raise
+            st = {"name": name, "role": role, "error": str(exc)}
+        statuses.append(st)
+    if args.json:
+        views = [
+            {"name": s["name"], **({"error": s["error"]} if "error" in s else s["providers"])}
+            for s in statuses
+            if "error" in s or s.get("role") == "member"
+        ]
+        print(json.dumps(views, indent=1, sort_keys=True))
+    else:
+        print(describe_providers(statuses))
+    return 0
+
+
+def cmd_provider_keygen(args: argparse.Namespace) -> int:
+    """An operator's token key: every gateway of the operator is given the same file."""
+    from lanon.common import blindrsa
+    from lanon.gateway.provider import TOKEN_KEY_BITS, write_token_key
+
+    if args.file.exists():
+        raise LanonError(
+            f"{args.file} exists; not overwriting a key (remove it first if you mean to)"
+        )
+    key = blindrsa.generate(TOKEN_KEY_BITS)
+    write_token_key(args.file, key, args.comment or args.file.stem)
+    kid = blindrsa.key_id(key.public_key).hex()
+    print(f"token key: {args.file} (mode 0600; RSA {TOKEN_KEY_BITS}, RFC 9474), id {kid}")
+    print("give it to every gateway of the operator: [offer] token_key in gateway.toml")
+    return 0
+
+
+def cmd_agency_rate(args: argparse.Namespace) -> int:
+    """A rating agency's signed rating of providers for the current period, as hex: what
+    'lanon providers publish' hands a gateway to pass on."""
+    import time
+
+    from lanon.common.coalition import load as load_coalition
+    from lanon.common.crypto import read_private_key
+    from lanon.common.tokens import Rating, agency_signed, agency_statement
+
+    c = load_coalition(args.coalition)
+    key = read_private_key(args.key)
+    operators = {g.operator for g in c.gateways}
+    scores = []
+    for item in args.scores:
+        name, _, value = item.partition("=")
+        if name not in operators or not value.isdigit() or int(value) > 100:
+            raise LanonError(
+                f"{item!r}: expected OPERATOR=SCORE, SCORE 0 to 100, OPERATOR one of "
+                f"{', '.join(sorted(operators))}"
+            )
+        scores.append((name, int(value)))
+    rating = Rating(int(time.time() // c.providers.rating_period), tuple(scores))
+    signature = key.sign(agency_signed(rating.encode(), key.public))
+    print(agency_statement(rating, key.public, signature).hex())
+    return 0
+
+
+def cmd_providers_publish(args: argparse.Namespace) -> int:
+    from lanon.common import control
+
+    targets = [t for t in _status_targets(args) if t[1] in ("gateway", "-")][:1]
+    if not targets:
+        raise LanonError("no gateway to hand the rating to; give --socket PATH")
+    name, _role, sock = targets[0]
+    answer = control.query(sock, f"agency {args.statement.strip()}")
+    if "error" in answer:
+        raise LanonError(f"{name}: {answer['error']}")
+    print(f"{name} passed on the agency's rating of {answer['relayed']} provider(s)")
+    return 0
+
+
 def cmd_readmit(args: argparse.Namespace) -> int:
     """Ask a gateway to let an excluded member back into the rosters (the others follow)."""
     from lanon.common import control
@@ -556,6 +696,7 @@ def cmd_lab_up(args: argparse.Namespace) -> int:
         jammer=args.jammer,
         serve=tuple(args.serve or ()),
         mode=args.mode,
+        providers=args.providers,
     )
     lab.up(spec, progress=lambda m: print(f"lab {args.name}: {m}"))
     print(
@@ -586,6 +727,17 @@ def cmd_lab_exec(args: argparse.Namespace) -> int:
     argv = Lab(args.name).argv(args.host, command)
     os.execvp(argv[0], argv)
     return EXIT_ERROR  # not reached
+
+
+def cmd_lab_slow(args: argparse.Namespace) -> int:
+    from lanon.lab.lab import Lab
+
+    if not 0 <= args.delay_ms <= 10_000:
+        raise LanonError(f"--delay-ms {args.delay_ms:g}: expected 0 to 10000")
+    Lab(args.name).slow(args.gateway, args.delay_ms)
+    what = f"{args.delay_ms:g} ms late" if args.delay_ms else "at once again"
+    print(f"lab {args.name}: what {args.gateway} emits reaches the Internet {what}")
+    return 0
 
 
 def cmd_lab_join(args: argparse.Namespace) -> int:
@@ -755,6 +907,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser(
+        "providers",
+        help="show the providers each member sees, and its choice",
+        description="Show, per member, each provider's price, the quality the member measured "
+        "(latency, loss, availability), the ratings it heard, its score and the member's "
+        "choice, and the tokens it holds and has spent.",
+    )
+    p.add_argument("--socket", type=Path, help="a member daemon's control socket")
+    p.add_argument("--lab", help="the members of a lab")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(func=cmd_providers)
+    psub = p.add_subparsers(dest="providers_command", metavar="ACTION")
+    pp = psub.add_parser(
+        "publish",
+        help="hand a rating agency's signed rating to a gateway, which passes it on",
+        description="Hand a rating agency's signed rating (lanon agency rate) to a gateway: it "
+        "checks the agency is in [providers] agencies and broadcasts it to the members.",
+    )
+    pp.add_argument("statement", help="the hex 'lanon agency rate' printed")
+    pp.add_argument("--socket", type=Path, help="a gateway's control socket")
+    pp.add_argument("--lab", help="a lab's gateways")
+    pp.set_defaults(func=cmd_providers_publish)
+
+    p = sub.add_parser(
+        "provider",
+        help="an operator's tools: its token key",
+        description="Tools for an operator that sells: 'keygen FILE' makes its token key.",
+    )
+    prsub = p.add_subparsers(dest="provider_command", required=True, metavar="ACTION")
+    pk = prsub.add_parser("keygen", help="make a token key (RSA, RFC 9474 blind signatures)")
+    pk.add_argument("file", type=Path)
+    pk.add_argument("--comment", default="", help="what the key file's first line says")
+    pk.set_defaults(func=cmd_provider_keygen)
+
+    p = sub.add_parser(
+        "agency",
+        help="a rating agency's tools",
+        description="A rating agency (its key: lanon keygen; its public key in the coalition's "
+        "[providers] agencies) signs ratings of providers.",
+    )
+    asub = p.add_subparsers(dest="agency_command", required=True, metavar="ACTION")
+    ar = asub.add_parser("rate", help="sign a rating for this period: prints it as hex")
+    ar.add_argument("scores", nargs="+", metavar="OPERATOR=SCORE", help="0 to 100 each")
+    ar.add_argument("--key", type=Path, required=True, help="the agency's private key")
+    ar.add_argument("--coalition", type=Path, required=True, help="the coalition file")
+    ar.set_defaults(func=cmd_agency_rate)
+
+    p = sub.add_parser(
         "readmit",
         help="let a member that blame excluded back in",
         description="Let a member that a blame verdict excluded back into the rosters: asked of "
@@ -863,7 +1062,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="start a small web server on MEMBER at PORT and offer it at an anonymous endpoint "
         "(lanon status --lab NAME shows where); repeatable",
     )
+    u.add_argument(
+        "--providers",
+        action="store_true",
+        help="two operators sell: odd gateways 'budget', even ones 'premium' (needs --gateways "
+        "2); member1 weighs price, member2 quality ('lanon providers --lab NAME' shows them)",
+    )
     u.set_defaults(func=cmd_lab_up)
+    sl = lsub.add_parser(
+        "slow",
+        help="make a gateway's uplink slow",
+        description="What GATEWAY emits reaches the Internet DELAY_MS later (0: at once again), "
+        "as tc netem would: members that weigh quality move to another provider.",
+    )
+    sl.add_argument("gateway")
+    sl.add_argument("--delay-ms", type=float, required=True)
+    sl.add_argument("--name", default="lab")
+    sl.set_defaults(func=cmd_lab_slow)
     d = lsub.add_parser(
         "down",
         help="stop and remove a lab",

@@ -258,6 +258,30 @@ class EgressSection:
 
 
 @dataclass(frozen=True)
+class ProvidersSection:
+    """Providers (seed 001): the operators of gateways compete; members choose (member/choice.py)."""
+
+    unit: str = opt(
+        "credits", "the unit offers' prices are in (a currency, or the coalition's own)"
+    )
+    rating_period: float = opt(
+        86400.0,
+        "seconds of a rating period: each member may rate each provider once a period, with an "
+        "anonymous credential for that period",
+        between(10, 86400 * 31),
+    )
+    issuer: str = opt(
+        "",
+        "the operator whose gateways issue the anonymous rating credentials, one per member and "
+        "period (blind: it cannot link a rating to its member; it could mint credentials for "
+        "itself, so choose one that sells nothing or that all trust); '' for no ratings",
+    )
+    agencies: list[str] = opt(
+        [], "public keys of rating agencies whose signed ratings members take into account"
+    )
+
+
+@dataclass(frozen=True)
 class LanServicesSection:
     """The LAN's own servers members use (common/services.py); every other LAN destination
     of a member is carried by the lanon and refused by the gateways."""
@@ -381,6 +405,7 @@ class Coalition:
     text: str = ""  # the file as written: what gateways repeat on the LAN
     shortfall: str = ""  # why these members cannot run rounds, if they cannot (a version may)
     endpoints: tuple[PinnedEndpoint, ...] = ()  # services' endpoints the file pins
+    providers: ProvidersSection = dataclasses.field(default_factory=ProvidersSection)
 
     @property
     def version(self) -> int:
@@ -572,6 +597,7 @@ _TOP = {
     "key_graph",
     "egress",
     "lan_services",
+    "providers",
     "gateways",
     "members",
     "admin",
@@ -599,6 +625,7 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
     services = load_table(
         LanServicesSection, raw.get("lan_services", {}), f"{path}: [lan_services]"
     )
+    providers = load_table(ProvidersSection, raw.get("providers", {}), f"{path}: [providers]")
     admin = load_table(AdminSection, raw.get("admin", {}), f"{path}: [admin]")
     admins = tuple(
         decode_public_key(k, f"{path}: [admin] keys #{i + 1}") for i, k in enumerate(admin.keys)
@@ -708,6 +735,8 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
     for key, default in (("version", 0), ("disband_timeout", 600.0), ("mode", Mode.DCNET)):
         if content["coalition"][key] == default:
             del content["coalition"][key]
+    if providers != ProvidersSection():
+        content["providers"] = dataclasses.asdict(providers)
     if rounds.trusted_cells == 4:
         del content["rounds"]["trusted_cells"]
     if admins:
@@ -746,9 +775,23 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
         text,
         shortfall,
         endpoints,
+        providers=providers,
     )
+    _check_providers(c)
     _check_frames(c)
     return c
+
+
+def _check_providers(c: Coalition) -> None:
+    p = c.providers
+    operators = sorted({g.operator for g in c.gateways})
+    if p.issuer and p.issuer not in operators:
+        raise ConfigError(
+            f"{c.path}: [providers] issuer = {p.issuer!r}: expected an operator of its gateways "
+            f"({', '.join(operators)})"
+        )
+    for i, k in enumerate(p.agencies):
+        decode_public_key(k, f"{c.path}: [providers] agencies #{i + 1}")
 
 
 def _check_frames(c: Coalition) -> None:

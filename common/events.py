@@ -52,6 +52,22 @@ class SaveCoalition(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class SaveWallet(Command):
+    """The member's tokens changed (member/wallet.py): write them to its wallet file, so that
+    none bought is lost to a restart."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class MakeCredentialKey(Command):
+    """The rating issuer's gateway needs its key for `period` (a few hundred ms of work: the
+    daemon makes it off the loop and hands it to `GatewayEngine.credential_key`)."""
+
+    period: int
+
+
+@dataclass(frozen=True, slots=True)
 class AdoptNextKey(Command):
     """A version gave this host the key `lanon rekey` made: it replaces the old one on disk."""
 
@@ -266,6 +282,7 @@ class DropReason(enum.Enum):
     BAD_SEAL = "bad_seal"  # not sealed under its flow's key, or a wrap not for this tag
     NO_FLOW_KEY = "no_flow_key"  # a flow whose key we never got (no wrap yet)
     REPLAYED = "replayed"  # a counter this flow's packets already used
+    UNPAID = "unpaid"  # beyond the flow's free allowance and what tokens paid (seed 001)
 
     @classmethod
     def outbound(cls, reason: Unsupported) -> DropReason:
@@ -358,6 +375,51 @@ class EndpointAsked(Event):
     or why not; refreshes are not told."""
 
     outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokensIssued(Event):
+    """A gateway answered a BUY (common/tokens.py): `count` blind signatures of `kind`
+    ('payment' or 'credential'), or `refusal`. The provider knows who bought: the member."""
+
+    kind: str
+    member: str
+    count: int
+    refusal: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRedeemed(Event):
+    """A payment token read from the outputs: 'accepted', 'double_spent' or 'bad' (never who
+    spent it: nobody here knows)."""
+
+    outcome: str
+
+
+@dataclass(frozen=True, slots=True)
+class RatingRelayed(Event):
+    """A rating heard in the outputs (or an agency's) that this gateway passed on."""
+
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderChosen(Event):
+    """This member's new flows leave through another provider now (member/choice.py): local."""
+
+    operator: str
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WalletChanged(Event):
+    """Tokens bought, spent or refused (member/wallet.py): local."""
+
+    operator: str
+    held: int
+    spent: int
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)

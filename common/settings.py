@@ -101,8 +101,20 @@ def _is_enum(hint: Any) -> bool:
     return isinstance(hint, type) and issubclass(hint, enum.Enum)
 
 
+def _table_class(hint: Any) -> Any:
+    """The settings class of a [table] setting (`Cls` or `Cls | None`), or None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        inner = [h for h in typing.get_args(hint) if dataclasses.is_dataclass(h)]
+        return inner[0] if inner else None
+    return None
+
+
 def _type_ok(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):  # a [table], checked by load_table
+        return isinstance(value, Mapping)
     if _is_enum(hint):
         return isinstance(value, str) and value in {m.value for m in hint}
     if hint is bool:
@@ -132,6 +144,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
 
 def _describe(hint: Any) -> str:
     origin = typing.get_origin(hint)
+    if _table_class(hint) is not None:
+        return "a table"
     if _is_enum(hint):
         return "one of " + ", ".join(repr(m.value) for m in hint)
     if origin is list:
@@ -170,6 +184,8 @@ def load_table(cls: type[T], table: Any, where: str) -> T:
             raise ConfigError(f"{where}: {name} = {value!r}: expected {_describe(hint)}")
         if hint is float:
             value = float(value)
+        elif (table_cls := _table_class(hint)) is not None and isinstance(value, Mapping):
+            value = load_table(table_cls, value, f"{where}: [{name}]")
         elif _is_enum(hint):
             value = hint(value)
         elif typing.get_origin(hint) is list and dataclasses.is_dataclass(
@@ -193,7 +209,11 @@ def load_table(cls: type[T], table: Any, where: str) -> T:
 def describe(cls: type[Any], prefix: str = "") -> list[tuple[str, str, str]]:
     """(key, default, help) for every setting of cls, for documentation and --help."""
     rows = []
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if (table_cls := _table_class(hints[f.name])) is not None:  # its keys, each
+            rows.extend(describe(table_cls, f"{prefix}[{f.name}] "))
+            continue
         if f.default is not dataclasses.MISSING:
             plain = f.default.value if isinstance(f.default, enum.Enum) else f.default
             default = repr(plain)

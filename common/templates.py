@@ -104,11 +104,12 @@ def write_coalition(
     *,
     sections: dict[str, Values] | None = None,
     daemon: Callable[[str, str], Values] | None = None,
+    operators: dict[str, str] | None = None,
 ) -> dict[str, HostKey]:
     """Keys in dest/keys, dest/coalition.toml, and dest/<host>.toml for every host.
 
     `gateways` are (name, share: prefixes separated by commas); `daemon(role, name)` gives a
-    host's own settings.
+    host's own settings; `operators` gives gateways' operators (default: their names).
     """
     hosts = [(g, "gateway") for g, _ in gateways] + [(m, "member") for m in members]
     for host, _ in hosts:
@@ -127,7 +128,12 @@ def write_coalition(
     text = coalition_file(
         all_sections,
         [
-            {"name": g, "public_key": encode_key(keys[g].public), "addresses": share.split(",")}
+            {
+                "name": g,
+                "public_key": encode_key(keys[g].public),
+                "addresses": share.split(","),
+                **({"operator": operators[g]} if operators and g in operators else {}),
+            }
             for g, share in gateways
         ],
         [{"name": m, "public_key": encode_key(keys[m].public)} for m in members],

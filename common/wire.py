@@ -59,13 +59,14 @@ from dataclasses import dataclass
 from lanon.common.errors import RejectReason, RemoteProtocolError
 
 ETHERTYPE = 0x88B5
-VERSION = 8  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
+VERSION = 9  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
 # 4: per-flow keys (INBOUND sealed under the flow key, not signed; sealed packets in cells);
 # 5: ephemeral keys on the Ed25519 curve, epoch keys from their exchange alone (common/crypto.py)
 # 6: blame (ATTEST, BLAME, REVEAL, PROOF, VERDICT); heartbeats say who is excluded
 # 7: coalition versions (COALITION, JOIN; the version in OPEN, HELLO and HEARTBEAT)
 # 8: services' endpoints (REGISTER in cells with the SERVICE flag, endpoints in FLOWS records);
 #    trusted mode (answers sealed for the leader, outputs sized by their head)
+# 9: providers (OFFER; payment tokens and ratings in cells)
 BROADCAST = b"\xff" * 6
 SIG_LEN = 64
 MAC_LEN = 16
@@ -96,6 +97,10 @@ class MsgType(enum.IntEnum):
     VERDICT = 17
     COALITION = 18
     JOIN = 19
+    OFFER = 20  # a provider's prices, signed by one of its gateways (common/offers.py)
+    BUY = 21  # a member buys tokens or asks for a rating credential (common/tokens.py)
+    ISSUE = 22  # a gateway's blind signatures for a BUY
+    RATING = 23  # a rating heard in the outputs, or an agency's, relayed by a gateway
 
 
 class AbortReason(enum.IntEnum):

@@ -7,13 +7,15 @@ import ipaddress
 import random
 import socket
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from lanon.common import __version__, iptables, keygraph, wire
+from lanon.common import __version__, blindrsa, iptables, keygraph, wire
 from lanon.common import events as ev
+from lanon.common.crypto import Verifier, decode_public_key
 from lanon.common.daemon import DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import PrerequisiteError
@@ -22,17 +24,25 @@ from lanon.common.events import (
     ClaimRefusal,
     EmitPacket,
     FilterSources,
+    MakeCredentialKey,
     MemberState,
     SaveCoalition,
     SendArp,
     SendFrame,
 )
 from lanon.common.rawsock import ETH_P_ARP, ETH_P_IP, LinkSocket
+from lanon.common.tokens import agency_signed, pull_agency
 from lanon.gateway import rules
 from lanon.gateway.config import GatewaySettings
 from lanon.gateway.engine import GatewayEngine
 from lanon.gateway.leader import Phase
 from lanon.gateway.metrics import GatewayMetrics, protocol
+from lanon.gateway.provider import (
+    CREDENTIAL_KEY_BITS,
+    Provision,
+    issuer_needs_offer,
+    provision,
+)
 
 REFRESH = 1.0  # seconds between refreshes of state gauges
 LINK_CHECK = 0.05  # seconds between looks at the LAN link's state
@@ -75,6 +85,9 @@ class GatewayDaemon(DaemonBase):
         self.metrics.version.set(self.c.version)
         self.next_refresh = 0.0
         self.next_link_check = 0.0
+        self.provision: Provision | None = None
+        self.keys_made = ThreadPoolExecutor(1, thread_name_prefix="lanon-keys")
+        self.key_jobs: dict[int, Future[blindrsa.PrivateKey]] = {}
 
     def run(self) -> None:
         s = self.s
@@ -98,6 +111,7 @@ class GatewayDaemon(DaemonBase):
             SendArp: lambda cmd: self.arp.send(cmd.dst, cmd.payload),
             SaveCoalition: self.save_coalition,
             AdoptNextKey: self.adopt_next_key,
+            MakeCredentialKey: self._make_credential_key,
         }
         r = self.reactor
         now = r.clock()
@@ -110,6 +124,13 @@ class GatewayDaemon(DaemonBase):
             wall_offset=self.wall_offset,
             rng=random.SystemRandom(),
         )
+        issuer_needs_offer(self.c, self.engine.me, s.offer is not None)
+        if s.offer is not None:
+            p = provision(s.offer, self.loaded.path.parent, self.c, self.engine.me)
+            self.provision = p
+            self.engine.provide(p.offer, p.cashier, p.issuer)
+            self.metrics.offer_price.labels("per_gb").set(s.offer.per_gb)
+            self.metrics.offer_price.labels("per_month").set(s.offer.per_month)
         if self.loaded.next_key is not None:
             self.engine.ask_for_key(self.loaded.next_key, now)
         self._refuse_host_addresses()
@@ -174,10 +195,24 @@ class GatewayDaemon(DaemonBase):
         self.run_timers(now)
         if now >= self.next_refresh:
             self.next_refresh = now + REFRESH
+            self._take_keys(now)
             self._refresh()
         return min(self.engine.get_timer(), self.next_refresh, self.next_link_check)
 
     # --- output -----------------------------------------------------------------------------
+
+    def _make_credential_key(self, cmd: MakeCredentialKey) -> None:
+        """Off the loop: an RSA key takes a few hundred ms of Python arithmetic."""
+        bits = CREDENTIAL_KEY_BITS
+        self.key_jobs[cmd.period] = self.keys_made.submit(blindrsa.generate, bits)
+
+    def _take_keys(self, now: float) -> None:
+        for period, job in list(self.key_jobs.items()):
+            if job.done():
+                del self.key_jobs[period]
+                with self.contained(Stage.TIMER):
+                    self.engine.credential_key(period, job.result(), now)
+                self.flush(now)
 
     def _emit(self, cmd: EmitPacket) -> None:
         error = self.emitter.send(cmd.packet)
@@ -330,6 +365,8 @@ class GatewayDaemon(DaemonBase):
         verb, _, name = request.partition(" ")
         if verb == "pending":
             return {"pending": self.engine.joins.as_list(self.reactor.clock())}
+        if verb == "agency":  # an agency's signed rating to pass on (lanon providers publish)
+            return self._relay_agency(name)
         if verb != "readmit":
             return super()._control(request)
         e = self.engine
@@ -339,6 +376,39 @@ class GatewayDaemon(DaemonBase):
             return {"error": f"{name} is not excluded"}
         self.flush(self.reactor.clock())
         return {"readmitted": name}
+
+    def _relay_agency(self, text: str) -> dict[str, Any]:
+        try:
+            statement = bytes.fromhex(text)
+            rating, raw, key, sig = pull_agency(statement)
+        except ValueError as exc:
+            return {"error": f"not an agency's rating: {exc}"}
+        agencies = {decode_public_key(k, "agency") for k in self.c.providers.agencies}
+        if key not in agencies:
+            return {"error": f"{self.c.path} lists no such agency in [providers] agencies"}
+        if not Verifier().verify(key, agency_signed(raw, key), sig):
+            return {"error": "the agency's signature does not hold"}
+        self.engine.relay_agency(statement)
+        self.flush(self.reactor.clock())
+        return {"relayed": len(rating.scores), "period": rating.period}
+
+    def _provider_status(self) -> dict[str, Any] | None:
+        p = self.provision
+        if p is None:
+            return None
+        sold, credentials, spent = p.ledger.totals() if p.ledger is not None else (0, 0, 0)
+        return {
+            "operator": self.engine.me.operator,
+            "per_gb": p.offer.price.per_gb,
+            "per_month": p.offer.price.per_month,
+            "takes_tokens": p.cashier is not None,
+            "free_mb": p.offer.free_mb,
+            "mb_per_token": p.offer.mb_per_token,
+            "tokens_sold": sold,  # all time (the ledger's), to members it knows
+            "tokens_spent": spent,  # by whom, nobody here knows
+            "credentials_issued": credentials,
+            "issues_credentials": p.issuer is not None,
+        }
 
     def status(self) -> dict[str, Any]:
         e = self.engine
@@ -415,6 +485,7 @@ class GatewayDaemon(DaemonBase):
             "accusations": {j.value: n for j, n in e.egress.accusations.judged.items() if n},
             "blame": self._blame_status(),
             "refused": e.probes.refused(),  # addresses it will not claim, and why
+            "provider": self._provider_status(),  # its operator's offer and books
             "emit_errors": {
                 s.labels["reason"]: int(s.value)
                 for f in m.emit_errors.collect()

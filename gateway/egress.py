@@ -32,6 +32,7 @@ from lanon.common.events import (
     PacketDropped,
     PacketEmitted,
     PortExhausted,
+    TokenRedeemed,
 )
 from lanon.common.flowkey import Sealed, unwrap
 from lanon.common.output import RoundOutput, SlotStats
@@ -51,12 +52,16 @@ from lanon.common.packet import (
     set_source,
 )
 from lanon.common.reservation import ENTRY_LEN
+from lanon.common.tokens import RATING_TAG, SPEND, pull_rating, pull_spend
 from lanon.gateway.accusations import Accusations, Judgement
+from lanon.gateway.cashier import Cashier
 from lanon.gateway.endpoints import Registrar
 from lanon.gateway.flows import Exhausted, FlowTable, GatewayFlow, TagConflict
 from lanon.gateway.ingress import Ingress
 
 SWEEP_INTERVAL = 1.0  # seconds of lanon clock between flow expiry sweeps
+MAX_RATINGS = 64  # ratings kept to relay between two looks of the engine
+SPEND_BYTE = bytes([SPEND])
 
 
 def address_text(packed: bytes) -> str:
@@ -157,6 +162,8 @@ class Egress:
         self.accusations = Accusations(coalition, key, index)
         self.registrar = Registrar(coalition, flows)
         self.proven: list[Accusation] = []  # to trace (the engine takes them: gateway/tracer.py)
+        self.ratings: list[bytes] = []  # heard in outputs, to relay (the engine takes them)
+        self.cashier: Cashier | None = None  # our operator's, if it takes tokens
         self.last_round = 0
         self._next_sweep = 0.0
 
@@ -178,6 +185,8 @@ class Egress:
                     continue
                 if cell.tag == ACCUSATION_TAG:
                     self._accused(packet)
+                elif cell.tag == RATING_TAG:
+                    self._rated(packet)
                 else:
                     self._egress(cell.tag, packet)
         if self.flows.time >= self._next_sweep:
@@ -190,6 +199,35 @@ class Egress:
             self.proven.append(a)
         where = (a.round, a.slot, a.bit) if a else (0, 0, 0)
         self.e.event(AccusationJudged(*where, judgement.value))
+
+    def _rated(self, data: bytes) -> None:
+        """A member's anonymous rating: passed on if it is one (members check its credential)."""
+        try:
+            pull_rating(data)
+        except ValueError as exc:
+            self._drop(DropReason.MALFORMED, f"rating: {exc}")
+            return
+        if len(self.ratings) < MAX_RATINGS:
+            self.ratings.append(data)
+
+    def _spent(self, tag: int, key: bytes, counter: int, data: bytes) -> None:
+        """A token spent in a flow (common/tokens.py): our operator's takes it, if the flow is
+        on one of its addresses; the others let it pass (it is not theirs)."""
+        flow = self.flows.by_tag.get(tag)
+        if flow is None or flow.key != key or flow.endpoint:
+            self._drop(DropReason.NO_FLOW_KEY, f"a payment for {tag:016x}, no flow of it")
+            return
+        flow.window.mark(counter)
+        if self.cashier is None:
+            return
+        try:
+            token = pull_spend(data)
+        except ValueError as exc:
+            self._drop(DropReason.MALFORMED, f"payment: {exc}")
+            return
+        outcome = self.cashier.redeem(flow, token, self.flows.time)
+        if outcome:
+            self.e.event(TokenRedeemed(outcome))
 
     def _sweep(self) -> None:
         # On whole seconds of the lanon's clock: every gateway sweeps at the same outputs.
@@ -252,6 +290,9 @@ class Egress:
             else:
                 self._serve(known, key, counter, packet)
             return
+        if packet[:1] == SPEND_BYTE:
+            self._spent(tag, key, counter, packet)
+            return
         p = self._checked(key, tag, packet)
         if p is None:
             return
@@ -273,6 +314,9 @@ class Egress:
             self.e.event(FlowOpened(f.proto, address_text(f.src)))
         flow.window.mark(counter)
         if index in self.held:
+            if self.cashier is not None and not self.cashier.meter.charge(flow, len(packet)):
+                self._drop(DropReason.UNPAID, f"flow {tag:016x}")
+                return
             self._send(key, tag, packet, p, flow.port)
 
     def _checked(self, key: bytes, tag: int, packet: bytes) -> Parsed | None:

@@ -8,10 +8,11 @@ commands (SendFrame, SendArp, EmitPacket) and events.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 from collections.abc import Iterable
 
-from lanon.common import wire
+from lanon.common import blindrsa, wire
 from lanon.common.clock import wall_ms, wall_us
 from lanon.common.coalition import Coalition, GatewayPeer, Schedule, check_own_key
 from lanon.common.crypto import HostKey, gateway_pair_key
@@ -28,14 +29,20 @@ from lanon.common.events import (
     JoinRequested,
     LeadershipChanged,
     LinkChanged,
+    MakeCredentialKey,
     MemberExcluded,
     MemberReadmitted,
+    RatingRelayed,
     Retired,
     SendArp,
+    TokensIssued,
 )
 from lanon.common.flowkey import open_part, seal_part
 from lanon.common.guard import GATEWAY, MEMBER
+from lanon.common.offers import OFFER_INTERVAL, Offer
 from lanon.common.output import OutputAssembler, RoundOutput
+from lanon.common.tokens import Issue, RatingKind, Relay, TokenKind, pull_buy
+from lanon.common.tokens import Refusal as TokenRefusal
 from lanon.common.versions import (
     REKEY_INTERVAL,
     REPEAT,
@@ -47,6 +54,7 @@ from lanon.common.versions import (
     settle,
 )
 from lanon.gateway import arp
+from lanon.gateway.cashier import Cashier, CredentialIssuer
 from lanon.gateway.claims import ClaimPolicy, PeerView
 from lanon.gateway.egress import Egress, address_text
 from lanon.gateway.flows import RECORD, FlowTable
@@ -115,6 +123,10 @@ class GatewayEngine(EngineBase):
         self.next_join = float("inf")
         self.host_versions: dict[str, int] = {}  # other hosts' versions, as last heard
         self._output_seen = (0, now)  # (last round output processed, when): flows end after
+        self.offer: Offer | None = None  # our operator's (common/offers.py), if it sells
+        self.next_offer = now
+        self.cashier: Cashier | None = None  # if it takes tokens (gateway/cashier.py)
+        self.issuer: CredentialIssuer | None = None  # if our operator issues rating credentials
 
     def _me(self, coalition: Coalition) -> GatewayPeer:
         me = coalition.gateway(self.name)
@@ -154,6 +166,8 @@ class GatewayEngine(EngineBase):
             wall_offset=wall_offset,
             rotate=self.leader.rotate_soon,
         )
+        if hasattr(self, "cashier"):  # (a version: the new parts take our till)
+            self._equip()
         self.probes = arp.Prober(  # which addresses no other host uses (probed before claims)
             self.addresses, self.mac, self.command, self.event, self.held
         )
@@ -199,8 +213,16 @@ class GatewayEngine(EngineBase):
                 self.tracer.receive_reveal(header.sender, src, frame, now)
             elif t == wire.MsgType.PROOF:
                 self.tracer.receive_proof(header.sender, src, frame, now)
-            elif t in (wire.MsgType.BLAME, wire.MsgType.VERDICT):
-                return  # the tracing gateway's, for the members (exclusions: its heartbeats)
+            elif t == wire.MsgType.BUY:
+                self._on_buy(header.sender, src, frame, now)
+            elif t in (
+                wire.MsgType.BLAME,
+                wire.MsgType.VERDICT,
+                wire.MsgType.OFFER,
+                wire.MsgType.ISSUE,
+                wire.MsgType.RATING,
+            ):
+                return  # for the members (exclusions: the tracer's heartbeats say them)
             elif t == wire.MsgType.OUTPUT_PART:
                 self._on_output_part(wire.pull_part(frame))
             elif t == wire.MsgType.INBOUND:  # sealed under its flow's key, not signed
@@ -211,7 +233,7 @@ class GatewayEngine(EngineBase):
                 self._from_gateway(header, src, frame, now)
         except RemoteProtocolError as exc:
             self._reject(exc, frame, src, now)
-        self._trace_proven(now)
+        self._after_outputs(now)
 
     # --- versions (common/versions.py) ------------------------------------------------------
 
@@ -326,6 +348,12 @@ class GatewayEngine(EngineBase):
             )
         self.leader.receive_hello(sender, frame, now, src)
         self.host_versions[self.c.members[sender].name] = hello.version
+
+    def _after_outputs(self, now: float) -> None:
+        """What the round outputs processed since the last call ask for."""
+        self._trace_proven(now)
+        if self.egress.ratings:
+            self._relay_ratings()
 
     def _trace_proven(self, now: float) -> None:
         """Accusations that held up in the outputs just processed: trace them."""
@@ -571,6 +599,8 @@ class GatewayEngine(EngineBase):
             if self.link:
                 self._decide(now)
                 self._heartbeat(now)
+                if self.offer is not None and now >= self.next_offer:
+                    self._send_offer(now)
             else:
                 self.next_heartbeat = now + self.c.rounds.heartbeat_interval
         while self.announcements and self.announcements[0][0] <= now:
@@ -582,7 +612,7 @@ class GatewayEngine(EngineBase):
         self.tracer.handle_timer(now)
         if self.leading:
             self.leader.handle_timer(now)
-        self._trace_proven(now)
+        self._after_outputs(now)
 
     def _end_flows_if_disbanded(self, now: float) -> None:
         """No round output for disband_timeout: the lanon disbanded for good, or for too long
@@ -642,6 +672,83 @@ class GatewayEngine(EngineBase):
             self.c.text_digest,
         )
         self.send(wire.BROADCAST, signed(self.key, hb.encode(self.c.id, self.me.index)))
+
+    def provide(
+        self,
+        offer: Offer,
+        cashier: Cashier | None = None,
+        issuer: CredentialIssuer | None = None,
+    ) -> None:
+        """Our operator sells (seed 001): its offer, its till if it takes tokens, and the rating
+        credentials if it is the coalition's issuer."""
+        key = cashier.public.to_bytes() if cashier is not None else b""
+        self.offer = dataclasses.replace(offer, token_key=key)
+        self.cashier, self.issuer = cashier, issuer
+        self._equip()
+
+    def _equip(self) -> None:
+        meter = self.cashier.meter if self.cashier is not None else None
+        self.egress.cashier = self.cashier
+        self.ingress.meter = meter
+
+    def credential_key(self, period: int, key: blindrsa.PrivateKey, now: float) -> None:
+        """The daemon made the issuer's key for `period` (MakeCredentialKey): offered at once."""
+        if self.issuer is not None:
+            self.issuer.add(period, key)
+            self.next_offer = now
+
+    def _send_offer(self, now: float) -> None:
+        """Our operator's offer, stamped now (members keep the latest), every OFFER_INTERVAL;
+        the issuer's carries the current period's credential key."""
+        assert self.offer is not None
+        self.next_offer = now + OFFER_INTERVAL
+        wall = wall_ms(now, self.wall_offset)
+        offer = dataclasses.replace(self.offer, issued_ms=wall)
+        if self.issuer is not None:
+            wanted = self.issuer.wanted(wall / 1000)
+            if wanted is not None:
+                self.command(MakeCredentialKey(wanted))
+            cur = self.issuer.current(wall / 1000)
+            if cur is not None:
+                offer = dataclasses.replace(
+                    offer, cred_period=cur[0], cred_key=cur[1].public_key.to_bytes()
+                )
+        self.send(wire.BROADCAST, signed(self.key, offer.encode(self.c.id, self.me.index)))
+
+    def _on_buy(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
+        """A member buys tokens, or asks for its rating credential, openly (signed)."""
+        buy = pull_buy(wire.split_auth(frame, wire.SIG_LEN)[0])
+        if buy.gateway != self.me.index:
+            return  # asked of another gateway
+        member = self.c.member_at(sender)
+        self.verified((MEMBER, sender), src, member.public, frame, now)
+        wall = wall_ms(now, self.wall_offset) / 1000
+        if buy.kind is TokenKind.PAYMENT and self.cashier is not None:
+            issue = self.cashier.sell(member.name, sender, buy, wall)
+        elif buy.kind is TokenKind.CREDENTIAL and self.issuer is not None:
+            issue = self.issuer.issue(member.name, sender, buy, wall)
+        else:
+            issue = Issue(buy.kind, sender, buy.request, TokenRefusal.NOT_SOLD, ())
+        refusal = "" if issue.refusal is TokenRefusal.NONE else issue.refusal.name.lower()
+        self.event(TokensIssued(buy.kind.name.lower(), member.name, len(issue.signatures), refusal))
+        self.send(src, signed(self.key, issue.encode(self.c.id, self.me.index)))
+
+    def _relay_ratings(self) -> None:
+        """Ratings heard in the outputs, passed on to the members by the leader (the others
+        heard them too: one relay is enough)."""
+        heard, self.egress.ratings = self.egress.ratings, []
+        if not self.leading:
+            return
+        for rating in heard:
+            body = Relay(RatingKind.ANONYMOUS, rating).encode(self.c.id, self.me.index)
+            self.send(wire.BROADCAST, signed(self.key, body))
+            self.event(RatingRelayed("anonymous"))
+
+    def relay_agency(self, statement: bytes) -> None:
+        """An agency's signed rating, handed to this gateway by its operator (control socket)."""
+        body = Relay(RatingKind.AGENCY, statement).encode(self.c.id, self.me.index)
+        self.send(wire.BROADCAST, signed(self.key, body))
+        self.event(RatingRelayed("agency"))
 
     def _decide(self, now: float) -> None:
         alive = self.policy.alive(now)

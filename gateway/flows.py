@@ -75,6 +75,10 @@ class GatewayFlow:
     inbound_seq: int = 0
     endpoint: bool = False  # a service's endpoint: any remote end, no TCP state of its own
     pinned_ms: int = 0  # a pinned endpoint: the clock of the REGISTER that bound it
+    # what the flow moved, and what tokens paid for (gateway/cashier.py), in bytes; not in
+    # FLOWS records: a gateway that restarted gives flows their free allowance again
+    moved: int = 0
+    paid: int = 0
 
     @property
     def where(self) -> Where:

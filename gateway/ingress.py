@@ -18,6 +18,7 @@ from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import DropReason, InboundBroadcast, PacketDropped
 from lanon.common.flowkey import open_part, seal_part
 from lanon.common.packet import PacketError, Unsupported, fill_l4_checksum, parse
+from lanon.gateway.cashier import Meter
 from lanon.gateway.defrag import Defragmenter
 from lanon.gateway.flows import FlowTable
 
@@ -40,6 +41,7 @@ class Ingress:
         self.seq = first_seq
         self.index = coalition.anonymous_index
         self.defrag = Defragmenter()
+        self.meter: Meter | None = None  # our operator's, if it takes tokens (gateway/cashier.py)
 
     def receive(self, packet: bytes, now: float, checksum_ready: bool = True) -> None:
         """An IPv4 packet seen on the LAN interface (not sent by us); `checksum_ready` is
@@ -78,6 +80,9 @@ class Ingress:
             return
         if not p.icmp_error and not flow.endpoint:  # an endpoint's life is its member's doing
             flow.state.update(p.tcp_flags, False, self.flows.time)
+        if self.meter is not None and not self.meter.charge(flow, len(packet)):
+            self.e.event(PacketDropped(DropReason.UNPAID))
+            return
         if not checksum_ready:
             buf = bytearray(packet)
             fill_l4_checksum(buf, p)

@@ -63,6 +63,12 @@ class GatewayMetrics(BaseMetrics):
         self.data_collisions = Counter(
             "lanon_data_collisions_total", "Data slots whose integrity check failed", registry=r
         )
+        self.offer_price = Gauge(
+            "lanon_offer_price",
+            "What this gateway's operator charges, in the coalition's [providers] unit",
+            ["kind"],
+            registry=r,
+        )
         self.members = Gauge("lanon_members", "Coalition members by state", ["state"], registry=r)
         self.k = Gauge(
             "lanon_key_graph_connectivity",
@@ -115,6 +121,25 @@ class GatewayMetrics(BaseMetrics):
         self.endpoints = Gauge(
             "lanon_endpoints",
             "Services' endpoints bound lanon-wide (the leader's count; never whose they are)",
+            registry=r,
+        )
+        self.tokens_issued = Counter(
+            "lanon_tokens_issued_total",
+            "Blind signatures this gateway gave members who bought (kind: payment, credential); "
+            "refused requests by reason",
+            ["kind", "refusal"],
+            registry=r,
+        )
+        self.tokens_redeemed = Counter(
+            "lanon_tokens_redeemed_total",
+            "Payment tokens read in round outputs, by outcome (accepted, double_spent, bad)",
+            ["outcome"],
+            registry=r,
+        )
+        self.ratings_relayed = Counter(
+            "lanon_ratings_relayed_total",
+            "Ratings this gateway passed on to the members (anonymous: members', or agency)",
+            ["kind"],
             registry=r,
         )
         self.endpoint_requests = Counter(
@@ -241,6 +266,12 @@ class GatewayMetrics(BaseMetrics):
                 self.exhausted.labels(protocol(e.proto)).inc()
             case ev.EndpointAsked():
                 self.endpoint_requests.labels(e.outcome).inc()
+            case ev.TokensIssued():  # (counted by kind, never by member)
+                self.tokens_issued.labels(e.kind, e.refusal or "none").inc(max(e.count, 1))
+            case ev.TokenRedeemed():
+                self.tokens_redeemed.labels(e.outcome).inc()
+            case ev.RatingRelayed():
+                self.ratings_relayed.labels(e.kind).inc()
             case ev.FlowOpened():
                 self.opened.labels(protocol(e.proto)).inc()
             case ev.FlowClosed():

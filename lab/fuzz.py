@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lanon.common import admin, crypto, endpoints, flowkey, wire
+from lanon.common import admin, crypto, endpoints, flowkey, tokens, wire
 from lanon.common.accusation import Accusation
 from lanon.common.cell import (
     CELL_HEADER_LEN,
@@ -61,6 +61,7 @@ from lanon.common.cell import (
 from lanon.common.clock import wall_us
 from lanon.common.coalition import Coalition, Schedule, loads
 from lanon.common.crypto import HostKey
+from lanon.common.engine import signed
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import (
     EmitPacket,
@@ -73,6 +74,7 @@ from lanon.common.events import (
     SendArp,
     SendFrame,
 )
+from lanon.common.offers import Offer, Price, pull_offer
 from lanon.common.packet import (
     ICMP,
     TCP,
@@ -386,6 +388,10 @@ def build_world(
     """A coalition that has run rounds, carried traffic both ways, and seen a member vanish."""
     c, keys = make_coalition(members, gateways, seed=seed, coalition={"name": "fuzz"}, **sections)
     world = World(c, keys, seed, skew=skew)
+    for i, g in enumerate(c.gateways):  # providers' offers (common/offers.py)
+        gateway = world.engine(g.name)
+        assert isinstance(gateway, GatewayEngine)
+        gateway.offer = Offer(0, Price(0.5 + i, 3.0), 0, None, 10, 100, bytes(range(i + 8)))
     names = [m.name for m in c.members if not (skew or {}).get(m.name)]
     world.run_until(lambda: all(world.seen(n, OutputSeen) >= 3 for n in names))
     for i, n in enumerate(names):
@@ -415,6 +421,10 @@ SIGNED = frozenset(
         wire.MsgType.REVEAL,
         wire.MsgType.PROOF,
         wire.MsgType.VERDICT,
+        wire.MsgType.OFFER,
+        wire.MsgType.BUY,
+        wire.MsgType.ISSUE,
+        wire.MsgType.RATING,
     }
 )
 MACED = frozenset({wire.MsgType.CONTRIB, wire.MsgType.REFUSE, wire.MsgType.TREE_PART})
@@ -429,6 +439,7 @@ BY_MEMBERS = frozenset(
         wire.MsgType.ATTEST,
         wire.MsgType.REVEAL,
         wire.MsgType.PROOF,
+        wire.MsgType.BUY,
     }
 )
 
@@ -492,6 +503,7 @@ class Corpus:
         pair = crypto.gateway_pair_key(star.keys["gateway1"], star.keys["gateway2"].public)
         frame = head + flowkey.seal_part(pair, 0, 1 << 40, head, b"".join(records))
         frames[wire.MsgType.FLOWS].append(frame + star.keys["gateway1"].sign(frame))
+        _market_frames(star, frames)
         versioned = _version_frames(frames)
         cells = _cells_of(star)
         cs = star.c.coalition.cell_size
@@ -503,6 +515,25 @@ class Corpus:
             if len(p) > 600:
                 frags += fragment(bytes(p[:6]) + b"\0\0" + p[8:], 300)
         return cls(star, tree, snapshots, lans, frames, whole, frags, cells, slots, versioned)
+
+
+def _market_frames(world: World, frames: dict[int, list[bytes]]) -> None:
+    """BUY, ISSUE and RATING frames (common/tokens.py), signed as their senders sign them."""
+    cid, member, gateway = world.c.id, world.keys["member1"], world.keys["gateway1"]
+    token = tokens.Token(b"p" * 64, b"s" * 128)
+    rating = tokens.Rating(5, (("gateway1", 80), ("gateway2", 20)), "gateway1", token)
+    for kind in tokens.TokenKind:
+        buy = tokens.Buy(
+            kind, 0, 7, 5 if kind is tokens.TokenKind.CREDENTIAL else 0, (bytes(128),) * 2
+        )
+        frames[wire.MsgType.BUY].append(signed(member, buy.encode(cid, 0)))
+        issue = tokens.Issue(kind, 0, 7, tokens.Refusal.NONE, (bytes(128),) * 2)
+        frames[wire.MsgType.ISSUE].append(signed(gateway, issue.encode(cid, 0)))
+    for relay in (
+        tokens.Relay(tokens.RatingKind.ANONYMOUS, rating.encode()),
+        tokens.Relay(tokens.RatingKind.AGENCY, rating.encode()[:-200] + bytes(96)),
+    ):
+        frames[wire.MsgType.RATING].append(signed(gateway, relay.encode(cid, 0)))
 
 
 def _version_frames(frames: dict[int, list[bytes]]) -> Coalition:
@@ -839,6 +870,17 @@ def _bitmap_one(_: None, rng: random.Random) -> bool:
     return False
 
 
+def _rating_inside(body: bytes) -> object:
+    """What a member does with a relayed rating's bytes (ValueError: malformed inside)."""
+    relay = tokens.pull_relay(body)
+    try:
+        if relay.kind is tokens.RatingKind.AGENCY:
+            return tokens.pull_agency(relay.rating)
+        return tokens.pull_rating(relay.rating)
+    except ValueError as exc:
+        raise wire.malformed(str(exc)) from None
+
+
 WIRE_TARGETS = [
     _decoder("pull_header", wire.pull_header, list(wire.MsgType), strip=False),
     _decoder("pull_open", wire.pull_open, [wire.MsgType.OPEN]),
@@ -865,6 +907,11 @@ WIRE_TARGETS = [
     _decoder("pull_proof", wire.pull_proof, [wire.MsgType.PROOF]),
     _decoder("pull_verdict", wire.pull_verdict, [wire.MsgType.VERDICT]),
     _decoder("pull_coalition", wire.pull_coalition, [wire.MsgType.COALITION], strip=False),
+    _decoder("pull_offer", pull_offer, [wire.MsgType.OFFER]),
+    _decoder("pull_buy", tokens.pull_buy, [wire.MsgType.BUY]),
+    _decoder("pull_issue", tokens.pull_issue, [wire.MsgType.ISSUE]),
+    _decoder("pull_relay", tokens.pull_relay, [wire.MsgType.RATING]),
+    _decoder("pull_rating", _rating_inside, [wire.MsgType.RATING]),
     _decoder(
         "pull_join",
         lambda f: wire.pull_join(wire.split_join(f)[0]),
@@ -1225,6 +1272,10 @@ PULL: dict[int, Callable[[bytes], Any]] = {
     wire.MsgType.REVEAL: wire.pull_reveal,
     wire.MsgType.PROOF: wire.pull_proof,
     wire.MsgType.VERDICT: wire.pull_verdict,
+    wire.MsgType.OFFER: pull_offer,
+    wire.MsgType.BUY: tokens.pull_buy,
+    wire.MsgType.ISSUE: tokens.pull_issue,
+    wire.MsgType.RATING: tokens.pull_relay,
 }
 
 

@@ -33,7 +33,7 @@ from lanon.common.crypto import HostKey, encode_key, read_private_key, write_pri
 from lanon.common.errors import LanonError, PrerequisiteError
 from lanon.common.templates import daemon_file, write_coalition
 from lanon.deploy import path as deploy_path
-from lanon.lab import topology
+from lanon.lab import providers, topology
 from lanon.lab.topology import Host
 from lanon.member.config import MemberSettings
 
@@ -70,6 +70,9 @@ class LabSpec:
     jammer: str | None = None  # a member whose daemon jams the others' slots (lab/jammer.py)
     serve: tuple[str, ...] = ()  # "member2:8000": a web server there, offered at an endpoint
     mode: str = "dcnet"  # or "trusted" (seed 000 §5.1: the gateways know who sends what)
+    # two operators selling (seed 001): odd gateways 'budget', even ones 'premium'; member1
+    # weighs price, member2 quality (lab/providers.py)
+    providers: bool = False
 
 
 def check_prerequisites() -> None:
@@ -179,6 +182,8 @@ class Lab:
         if spec.jammer is not None and spec.jammer not in names:
             raise LanonError(f"--jammer {spec.jammer}: expected one of {', '.join(names)}")
         served = served_ports(spec.serve, names)
+        if spec.providers and spec.gateways < 2:
+            raise LanonError("--providers: expected --gateways 2 or more (two operators compete)")
         if self.is_up():
             raise LanonError(
                 f"lab {self.name!r} is already up: 'lanon lab down --name {self.name}' first"
@@ -217,9 +222,11 @@ class Lab:
             raise
 
     def _daemon_values(self, role: str, host: str) -> dict[str, Any]:
+        own = {"wallet": str(self.run_dir / f"{host}-wallet.json")} if role == "member" else {}
         return {
             "metrics": f":{DAEMON_PORT}",  # as the templates: the address of `interface`
             "control_socket": str(self.socket_path(host)),
+            **own,
         }
 
     @property
@@ -274,6 +281,7 @@ class Lab:
                     "clock_tolerance": 0.5,  # the lab's hosts share one clock
                 },
                 "key_graph": {"kind": self.spec.key_graph, "degree": 4},
+                **({"providers": providers.COALITION} if self.spec.providers else {}),
                 # the router's resolver, which members reach through the lanon (unless a test
                 # puts the router in a share on purpose)
                 "lan_services": {
@@ -281,7 +289,10 @@ class Lab:
                 },
             },
             daemon=self._daemon_values,
+            operators=providers.operators(self.gateways) if self.spec.providers else None,
         )
+        if self.spec.providers:
+            providers.write_configs(self.dir, self.run_dir, self.gateways, self.members)
         path = self.dir / "coalition.toml"
         path.write_text(admin.sign(path.read_text(), path, admin_key))
         if (
@@ -293,6 +304,27 @@ class Lab:
                     os.chown(path, owner.pw_uid, owner.pw_gid)
         for m in self.members:
             self._resolver(m.name)
+
+    def slow(self, gateway: str, delay_ms: float) -> None:
+        """What `gateway` emits reaches the Internet `delay_ms` later (0: at once again): the
+        router holds it (lab/delay.py: this kernel has no netem)."""
+        h = self.host(gateway)
+        if h.kind != "gateway":
+            raise LanonError(f"{gateway}: expected a gateway of lab {self.name!r}")
+        label = f"router-slow-{gateway}"
+        queue = providers.SLOW_QUEUE + h.index
+        share = self.spec.shares[h.index - 1] if self.spec.shares else topology.share(h.index)
+        for prefix in share.split(","):
+            rule = ["FORWARD", "-i", "eth0", "-s", prefix, "-j", "NFQUEUE"]
+            rule += ["--queue-num", str(queue)]
+            self.run("router", ["iptables", "-D", *rule])  # (if it was there)
+            if delay_ms > 0:
+                self.run("router", ["iptables", "-I", *rule], check=True)
+        if label in self.pids:
+            self.stop_daemon(label)
+        if delay_ms > 0:
+            argv = [sys.executable, "-m", "lanon.lab.delay", "--queue", str(queue)]
+            self._spawn("router", label, [*argv, "--delay-ms", str(delay_ms)])
 
     def service_root(self, member: str, port: int) -> Path:
         return self.dir / f"www-{member}-{port}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lanon.common import admin
+from lanon.common import admin, blindrsa
 from lanon.common import coalition as coalition_mod
 from lanon.common.crypto import HostKey, encode_key
 from lanon.common.events import (
@@ -26,8 +26,10 @@ from lanon.common.events import (
     Event,
     FilterSources,
     InjectPacket,
+    MakeCredentialKey,
     OutputSeen,
     SaveCoalition,
+    SaveWallet,
     SendArp,
     SendFrame,
 )
@@ -35,10 +37,12 @@ from lanon.common.templates import toml_value
 from lanon.common.wire import BROADCAST
 from lanon.gateway.engine import GatewayEngine
 from lanon.lab.packets import echo_internet
+from lanon.member.choice import Priorities
 from lanon.member.engine import MemberEngine
 from lanon.member.services import ServiceOffer
 
 WALL = 1_800_000_000.0  # the simulated wall clock starts here
+SIM_KEY_BITS = 1024  # the simulated issuer's credential keys: quick to make
 
 
 def coalition_dict(
@@ -120,6 +124,13 @@ def mac_of(i: int) -> bytes:
 
 
 @dataclass
+class FromInternet(Command):
+    """Replies of the Internet, on their way back through a slow gateway's uplink."""
+
+    packets: tuple[bytes, ...]
+
+
+@dataclass
 class Host:
     name: str
     mac: bytes
@@ -127,6 +138,7 @@ class Host:
     events: list[Event] = field(default_factory=list)
     injected: list[bytes] = field(default_factory=list)
     down: bool = False
+    wallet: str = ""  # the member's wallet file, as last saved
     allow: frozenset[bytes] | None = None  # its kernel filter: only these sources reach it
     held: list[tuple[float, int, SendFrame]] = field(default_factory=list)  # answers, by moment
 
@@ -143,8 +155,9 @@ class Lan:
         latency: float = 0.0,
         bandwidth: float | None = None,
         services: dict[str, list[ServiceOffer]] | None = None,
+        priorities: dict[str, Priorities] | None = None,
     ) -> None:
-        """`services`: members' services (member/services.py), by member name; a member's own
+        """`priorities`: members' [providers] tables, by name; `services`: members' services (member/services.py), by member name; a member's own
         address is `local_address(i)` for the i-th member."""
         self.c = coalition
         self.keys = keys
@@ -160,6 +173,7 @@ class Lan:
         self._link_free: dict[bytes, float] = {}
         self._seq = 0
         self.dropped_frames = 0
+        self.slow: dict[str, float] = {}  # gateway -> seconds its Internet replies take
         self._start = start
         offset = WALL - start
         n = 0
@@ -186,6 +200,7 @@ class Lan:
                 rng=random.Random(self.rng.random()),
                 services=(services or {}).get(m.name, ()),
                 local=local_address(m.index),
+                priorities=(priorities or {}).get(m.name),
             )
             self.hosts[mac_of(n)] = Host(m.name, mac_of(n), member)
         for h in self.hosts.values():
@@ -278,19 +293,34 @@ class Lan:
             elif isinstance(cmd, EmitPacket):
                 self.emitted.append((sender.name, cmd.packet))
                 if self.internet is not None:
-                    for reply in self.internet(cmd.packet):
-                        for h in self.hosts.values():
-                            if isinstance(h.engine, GatewayEngine) and not h.down:
-                                h.engine.receive_packet(reply, self.now)
+                    replies = self.internet(cmd.packet)
+                    delay = self.slow.get(sender.name, 0.0)
+                    if delay:  # its uplink is slow: the replies come back later
+                        self._push(self.now + delay, src, None, FromInternet(tuple(replies)))
+                    else:
+                        self._from_internet(replies)
+            elif isinstance(cmd, FromInternet):
+                self._from_internet(list(cmd.packets))
             elif isinstance(cmd, InjectPacket):
                 sender.injected.append(cmd.packet)
             elif isinstance(cmd, SendArp | SaveCoalition | AdoptNextKey):
                 pass
+            elif isinstance(cmd, SaveWallet):
+                sender.wallet = cmd.text
+            elif isinstance(cmd, MakeCredentialKey):  # (the daemon makes it in a thread)
+                key = blindrsa.generate(SIM_KEY_BITS)
+                sender.engine.credential_key(cmd.period, key, self.now)
             elif isinstance(cmd, FilterSources):
                 sender.allow = cmd.allow
             else:
                 raise RuntimeError(f"unexpected command {cmd!r}")
             self.collect()
+
+    def _from_internet(self, replies: list[bytes]) -> None:
+        for reply in replies:
+            for h in self.hosts.values():
+                if isinstance(h.engine, GatewayEngine) and not h.down:
+                    h.engine.receive_packet(reply, self.now)
 
     def advance(self) -> None:
         """Jump to the earliest timer and fire every timer that is due."""
@@ -410,11 +440,19 @@ def running_lan(
     latency: float = 0.0,
     echo: bool = True,
     services: dict[str, list[ServiceOffer]] | None = None,
+    priorities: dict[str, Priorities] | None = None,
     **sections: Any,
 ) -> Lan:
     """A coalition in memory whose rounds already run (each member has seen three outputs);
     `echo`: a little Internet that answers UDP, pings and SYNs."""
     c, keys = make_coalition(members, gateways, seed=1, **sections)
-    lan = Lan(c, keys, internet=echo_internet if echo else None, latency=latency, services=services)
+    lan = Lan(
+        c,
+        keys,
+        internet=echo_internet if echo else None,
+        latency=latency,
+        services=services,
+        priorities=priorities,
+    )
     lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * members)
     return lan

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from lanon.common.daemon_config import DaemonSettings, is_ifname
 from lanon.common.settings import between, is_address, is_listen, opt
+from lanon.member.choice import Priorities
 from lanon.member.services import ServiceEntry
 
 
@@ -68,6 +69,16 @@ class MemberSettings(DaemonSettings):
         "a /32 for the TUN device: reverse-path filtering drops packets arriving on a device "
         "without an address; it is never used as a source (choose one unused on your network)",
         is_address,
+    )
+    wallet: str = opt(
+        "/var/lib/lanon/wallet.json",
+        "the file this member keeps its tokens in (relative to this file; the unit's state "
+        "directory by default): payment tokens bought, rating credentials",
+    )
+    providers: Priorities = opt(
+        Priorities(),
+        "how this member chooses among providers that publish offers, as a [providers] table "
+        "(weights of price, latency, loss, availability and ratings; exclusions and caps)",
     )
     services: list[ServiceEntry] = opt(
         [],

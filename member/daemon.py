@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import time
 import warnings
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Any
 
 from netfilterqueue import NetfilterQueue
@@ -13,18 +16,21 @@ from prometheus_client import CollectorRegistry
 
 from lanon.common import __version__, iptables, wire
 from lanon.common import events as ev
+from lanon.common.clock import wall_ms
 from lanon.common.daemon import DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
-from lanon.common.errors import PrerequisiteError
+from lanon.common.errors import ConfigError, PrerequisiteError
 from lanon.common.events import (
     AdoptNextKey,
     FilterSources,
     InjectPacket,
     SaveCoalition,
+    SaveWallet,
     SendFrame,
 )
 from lanon.common.metrics import snapshot
 from lanon.common.rawsock import LinkSocket
+from lanon.common.settings import resolve
 from lanon.member import health, rules, services
 from lanon.member.config import MemberSettings
 from lanon.member.engine import MemberEngine
@@ -32,6 +38,7 @@ from lanon.member.metrics import MemberMetrics
 from lanon.member.pacer import InlinePacer, Mode, ProcessPacer
 from lanon.member.tun import Tun
 from lanon.member.veto import AnonymityPolicy
+from lanon.member.wallet import Wallet
 
 NFQUEUE_MAXLEN = 4096
 REFRESH = 1.0  # seconds between refreshes of state gauges
@@ -77,12 +84,44 @@ class MemberDaemon(DaemonBase):
             ),
             services=offers,
             local=local,
+            priorities=settings.providers,
+            wallet=self._load_wallet(),
         )
         self.metrics.version.set(self.c.version)
         if loaded.next_key is not None:
             self.engine.ask_for_key(loaded.next_key, now)
         # Until the pacer process runs (and if it cannot), the loop sends answers itself.
         self.pacer: InlinePacer | ProcessPacer = self._inline_pacer()
+
+    @property
+    def wallet_path(self) -> Path:
+        return resolve(self.loaded.path.parent, self.s.wallet)
+
+    def _load_wallet(self) -> Wallet:
+        path = self.wallet_path
+        try:
+            return Wallet(path.read_text())
+        except FileNotFoundError:
+            return Wallet()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the wallet: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def _save_wallet(self, cmd: SaveWallet) -> None:
+        """Atomically, owner-only: tokens are money. A wallet we cannot write is said."""
+        path = self.wallet_path
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(cmd.text)
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            now = self.reactor.clock()
+            self.warn_once("wallet", now, "cannot write the wallet %s (%s)", path, exc.strerror)
 
     def run(self) -> None:
         s = self.s
@@ -115,6 +154,7 @@ class MemberDaemon(DaemonBase):
             FilterSources: self._filter_sources,
             InjectPacket: lambda cmd: self.tun.write(cmd.packet),
             SaveCoalition: self.save_coalition,
+            SaveWallet: self._save_wallet,
             AdoptNextKey: self.adopt_next_key,
         }
         self.queue = NetfilterQueue()
@@ -300,6 +340,11 @@ class MemberDaemon(DaemonBase):
                 "paced": self.pacer.mode.value,  # realtime, process or inline
             },
             "services": [s.status() for s in e.services],  # our endpoints: local only
+            # the providers as this member sees them, and its choice: local only
+            "providers": {
+                **e.choice.status(now, wall_ms(now, self.wall_offset)),
+                **e.market.status(now),
+            },
             "corrupted_slots": e.rounds.corrupted,  # someone wrote into ours: local only
             "blame": {  # verdicts this member checked itself (member/revealer.py)
                 "excluded": [self.c.members[m].name for m in sorted(e.blame.excluded)],
@@ -332,6 +377,14 @@ class MemberDaemon(DaemonBase):
                 )
             case ev.BlameAnswered(refused=refused) if refused:
                 self.log.info("blame: nothing revealed for round %d: %s", e.round, refused)
+            case ev.ProviderChosen():
+                self.log.info(
+                    "providers: new flows leave through %s (%s)", e.operator or "any", e.reason
+                )
+            case ev.WalletChanged():
+                self.log.info(
+                    "tokens of %s: %s (%d held, %d spent)", e.operator, e.detail, e.held, e.spent
+                )
             case _:
                 super().log_event(e, now)
 

@@ -37,12 +37,14 @@ from lanon.common.events import (
     Joining,
     PacketDropped,
     PacketQueued,
+    ProviderChosen,
     RefuseReason,
     Retired,
     ServiceChanged,
 )
 from lanon.common.flowkey import SEALED_OVERHEAD, KeyWrapper, seal_packet
 from lanon.common.guard import GATEWAY
+from lanon.common.offers import pull_offer
 from lanon.common.packet import (
     TCP,
     UNREACH_FRAG_NEEDED,
@@ -68,16 +70,21 @@ from lanon.common.versions import (
     join_frame,
     settle,
 )
+from lanon.member.choice import HEARD_EVERY, Priorities, ProviderChoice
 from lanon.member.contributor import Contributor, Pending
 from lanon.member.flows import MemberFlow, MemberFlows
 from lanon.member.inbound import InboundReceiver
 from lanon.member.keys import KeyRing
+from lanon.member.market import Market
 from lanon.member.revealer import Revealer
 from lanon.member.services import MemberServices, OfferedService, ServiceOffer, ServiceState
 from lanon.member.veto import AnonymityPolicy, Veto
+from lanon.member.wallet import Wallet
 
 HELLO_INTERVAL = 0.5  # seconds between HELLOs while we are not in the roster
 HOUSEKEEPING = 1.0  # seconds between flow and reassembly expiry sweeps
+CHOICE_INTERVAL = 10.0  # seconds between scorings of the providers (member/choice.py)
+OFFER_CHECK = 1.0  # seconds: at most one OFFER signature checked per gateway
 MAX_PACKET = 4000  # NFQUEUE copies about 4 KB of a packet
 _TO_THE_LEADER = frozenset(
     {
@@ -92,7 +99,7 @@ _TO_THE_LEADER = frozenset(
 # What a version rebuilds (MemberEngine._build and apply): kept, to put back if that fails.
 _REBUILT = (
     *("c", "me", "key", "keys", "rounds", "blame"),
-    *("inbound", "wrapper", "anonymous", "_built_for"),
+    *("inbound", "wrapper", "choice", "market", "_built_for"),
 )
 HEARTBEAT_QUIET = 1.0  # heartbeats matter only when no OPEN came for this long
 ACK_SPAN = 256  # ACKs that may take one queued ACK's place (the gateways' replay window is 1024)
@@ -113,6 +120,8 @@ class MemberEngine(EngineBase):
         policy: AnonymityPolicy | None = None,
         services: Sequence[ServiceOffer] = (),
         local: bytes = bytes(4),
+        priorities: Priorities | None = None,
+        wallet: Wallet | None = None,
     ) -> None:
         """`services` are this host's (`[[services]]`), `local` the address their inbound
         packets go to (the daemon's TUN address)."""
@@ -124,6 +133,9 @@ class MemberEngine(EngineBase):
         self.max_queue = max_queue
         self.policy = policy or AnonymityPolicy()
         self.wanted_gateways = gateways or []
+        self.priorities = priorities or Priorities()
+        self.wallet = wallet or Wallet()
+        self.last_timer = now  # the latest moment we were given
         self._accusation: Accusation | None = None  # to seal after the next answer
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
         # Out of the coalition: retired by a version, or joining (a versioned coalition that
@@ -155,6 +167,8 @@ class MemberEngine(EngineBase):
         self.roster_silence = max(2 * HELLO_INTERVAL, 3 * coalition.rounds.idle_interval)
         self.next_hello = now
         self.next_housekeeping = now + HOUSEKEEPING
+        self.next_choice = now + CHOICE_INTERVAL
+        self.offers_checked: dict[int, float] = {}  # gateway -> when we last checked an OFFER
 
     def _me(self, coalition: Coalition) -> Peer:
         me = coalition.member(self.name)
@@ -175,7 +189,12 @@ class MemberEngine(EngineBase):
         self.blame = Revealer(self, coalition, self.me.index, key, self.rounds, self.keys.pads)
         self.inbound = InboundReceiver(self, coalition, self.flows, rng)
         self.wrapper = KeyWrapper([g.public for g in coalition.gateways])
-        self.anonymous = self._allowed_addresses(self.wanted_gateways)
+        allowed = self._allowed_addresses(self.wanted_gateways)
+        old = getattr(self, "choice", None)
+        self.choice = ProviderChoice(coalition, allowed, self.priorities, rng)
+        if old is not None:
+            self.choice.carry(old)
+        self.market = Market(self, self.wallet, rng)
 
     def apply(self, new: Coalition, now: float) -> None:
         """Run a newer version of the coalition from now on: flows, queued cells and the
@@ -301,6 +320,7 @@ class MemberEngine(EngineBase):
         if service is not None:
             self._serve(service, packet, p, now)
             return
+        self.last_timer = now  # (what the provider choice goes by)
         entry = self.flows.outbound(p.flow, now)
         if entry is None:
             self.event(PacketDropped(DropReason.FLOW_TABLE_FULL))
@@ -330,6 +350,10 @@ class MemberEngine(EngineBase):
             return
         for cell in cells:
             queue.append(Pending(cell, now))
+        if entry.opened_at is None:  # its provider is judged by its first answer
+            entry.opened_at = now
+            self.choice.flow_opened(entry, now)
+        self.market.moved(entry, len(packet), now)
         # The next ACK may take this one's place; after anything else it queues behind it.
         entry.ack, entry.ack_no = (queue[-1], ack_no) if ack_no is not None else (None, 0)
         entry.ack_first = entry.sent
@@ -448,8 +472,18 @@ class MemberEngine(EngineBase):
         ]
         return tuple(sorted(a.packed for g in chosen for a in g.addresses))
 
+    @property
+    def anonymous(self) -> tuple[bytes, ...]:
+        """The anonymous addresses this member may leave under (its `gateways` setting)."""
+        return self.choice.allowed
+
+    @anonymous.setter
+    def anonymous(self, allowed: tuple[bytes, ...]) -> None:
+        self.choice.allowed = allowed
+
     def _choose_address(self, flow: Flow | None = None) -> bytes:
-        return self.anonymous[self.rng.randrange(len(self.anonymous))]
+        """The chosen provider's addresses (member/choice.py); all allowed ones without offers."""
+        return self.choice.address(self.last_timer)
 
     # --- frames -------------------------------------------------------------------------
 
@@ -464,6 +498,15 @@ class MemberEngine(EngineBase):
                 return
             if t == wire.MsgType.HEARTBEAT:
                 self._on_heartbeat(header.sender, src, frame, now)
+                return
+            if t == wire.MsgType.OFFER:
+                self._on_offer(header.sender, src, frame, now)
+                return
+            if t == wire.MsgType.ISSUE:
+                self.market.receive_issue(self.c.gateway_at(header.sender), src, frame, now)
+                return
+            if t == wire.MsgType.RATING:
+                self.market.receive_rating(self.c.gateway_at(header.sender), src, frame, now)
                 return
             if t in _TO_THE_LEADER or self.retired:
                 return  # other members' frames to the leader: not for us
@@ -492,16 +535,44 @@ class MemberEngine(EngineBase):
         except RemoteProtocolError as exc:
             self._reject(exc, frame, src, now)
 
+    def _on_offer(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
+        """A provider's offer, signed by one of its gateways (the latest wins)."""
+        gateway = self.c.gateway_at(sender)
+        if now - self.offers_checked.get(gateway.index, float("-inf")) < OFFER_CHECK:
+            return  # one signature check per gateway and interval: a flood costs nothing
+        self.offers_checked[gateway.index] = now
+        body = self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
+        offer = pull_offer(body)
+        self.choice.heard_gateway(gateway.index, src, now)
+        self.market.offer_heard(gateway.index, offer)
+        if self.choice.offer_heard(gateway.index, offer, now):
+            self._choose(now)
+
+    def _choose(self, now: float) -> None:
+        before = self.choice.chosen
+        chosen = self.choice.choose(now, wall_ms(now, self.wall_offset))
+        if chosen is not before:
+            name, score = (chosen.operator, chosen.score) if chosen else ("", 0.0)
+            self.event(ProviderChosen(name, score, self.choice.reason))
+
     def _on_heartbeat(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
         """Rounds tell us the epoch: heartbeats matter while there are none, and when one
-        says its gateway runs a newer version (its text's digest: what we take from it)."""
+        says its gateway runs a newer version (its text's digest: what we take from it).
+        Once a second per gateway, one is checked for the providers' availability."""
         quiet = now - self.last_open >= HEARTBEAT_QUIET
-        if not quiet and wire.peek_heartbeat_version(frame) <= self.c.version:
-            return  # rounds run, and it runs no newer version: nothing to check
         gateway = self.c.gateway_at(sender)
+        heard = self.choice.gateway_heard.get(gateway.index, float("-inf"))
+        sample = now - heard >= HEARD_EVERY
+        if not sample and not quiet and wire.peek_heartbeat_version(frame) <= self.c.version:
+            return  # rounds run, and it runs no newer version: nothing to check
         hb = wire.pull_heartbeat(
             self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
         )
+        self.choice.heard_gateway(gateway.index, src, now)
+        if hb.held and hb.version == self.c.version:
+            self.choice.held_by(gateway.index, hb.held)
+        if not quiet and hb.version <= self.c.version:
+            return
         if hb.version > self.c.version:
             self.versions.advertised(hb.version, hb.text_digest, src)
         if self.retired or hb.version != self.c.version:
@@ -582,6 +653,7 @@ class MemberEngine(EngineBase):
         return min(t, self.next_hello)
 
     def handle_timer(self, now: float) -> None:
+        self.last_timer = now
         if now >= self.next_join:
             self._ask(now)
         if self.retired:
@@ -598,6 +670,12 @@ class MemberEngine(EngineBase):
             self.next_housekeeping = now + HOUSEKEEPING
             self.flows.expire(now)
             self.inbound.expire(now)
+            self.choice.sweep(now)
+            if now >= self.next_choice:
+                self.next_choice = now + CHOICE_INTERVAL
+                self._choose(now)
+            if self.in_roster:
+                self.market.housekeeping(now)
             if self.services and self.in_roster:
                 self._ask_for_endpoints(now)
             quiet = now - self.rounds_seen_at

@@ -48,6 +48,9 @@ class MemberFlow:
     ack_no: int = 0
     ack_first: int = 0  # the counter the queued ACK's place was first taken with
     last_ack: int | None = None  # TCP: the last ACK number our stack sent (what it expects)
+    opened_at: float | None = None  # its first packet queued: its first answer times it
+    moved: int = 0  # bytes, both ways: what its provider meters (member/market.py)
+    paid: int = 0  # bytes its tokens paid for
 
     def wants_wrap(self, now: float) -> bool:
         """Whether the next packet should carry the key wrap."""

@@ -89,6 +89,8 @@ class InboundReceiver:
             self.e.event(InboundRefused(InboundRefusal.REPLAY))
             return
         seen[gateway.index] = inbound.seq
+        if not flow.answered and flow.opened_at is not None:  # its provider's latency
+            self.e.choice.first_answer(flow.anon, now - flow.opened_at)
         flow.answered = True  # a gateway has the flow's key
         packet = self.parts.add(
             (gateway.index, inbound.tag),
@@ -138,6 +140,7 @@ class InboundReceiver:
             self.e.event(InboundRefused(InboundRefusal.NOT_OF_FLOW))
             return
         self._inject(flow, bytearray(packet), p, now)
+        self.e.market.moved(flow, len(packet), now)  # what its provider meters
 
     def _inject(self, flow: MemberFlow, buf: bytearray, p: Parsed, now: float) -> None:
         """An inbound packet of `flow`, addressed to its local end, into our stack."""

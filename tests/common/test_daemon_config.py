@@ -43,6 +43,7 @@ def test_every_documented_key_with_its_default(
         f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         for f in dataclasses.fields(cls)
         if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        if f.default is not None and not dataclasses.is_dataclass(f.default)  # [tables] apart
     }
     path = with_values(files / f"{host}.toml", defaults)
     settings, loaded = load(cls, path, role)
@@ -113,3 +114,50 @@ def test_a_preference_for_an_unknown_gateway_is_refused(files: Path) -> None:
         ConfigError, match=r"gateways = \['gateway9'\]: expected gateway names or operators"
     ):
         MemberDaemon(settings, loaded)
+
+
+def test_a_members_providers_and_a_gateways_offer_are_tables(files: Path) -> None:
+    member = files / "member1.toml"
+    member.write_text(
+        member.read_text()
+        + '\n[providers]\nprice = 2\nlatency = 0.5\nexclude = ["dear"]\nmin_crowd = 3\n'
+    )
+    settings, _ = load(MemberSettings, member, "member")
+    assert settings.providers.price == 2.0 and settings.providers.exclude == ["dear"]
+    assert settings.providers.min_crowd == 3 and settings.providers.loss == 1.0
+    gateway = files / "gateway1.toml"
+    plain, _ = load(GatewaySettings, gateway, "gateway")
+    assert plain.offer is None
+    gateway.write_text(
+        gateway.read_text()
+        + '\n[offer]\nper_gb = 0.5\nper_month = 3\nnext_at = "2027-01-01T00:00:00Z"\n'
+        + "next_per_gb = 0.25\n"
+    )
+    settings_g, _ = load(GatewaySettings, gateway, "gateway")
+    assert settings_g.offer is not None and settings_g.offer.per_gb == 0.5
+    assert settings_g.offer.next_at_ms() == 1798761600000
+
+
+@pytest.mark.parametrize(
+    "table,text,message",
+    [
+        ("providers", "price = -1", "[providers]: price = -1.0: expected a number from 0 to 1000"),
+        ("providers", "weight = 1", "[providers]: unknown key 'weight'"),
+        ("offer", 'next_at = "tomorrow"', "next_at = 'tomorrow': expected an RFC 3339 time"),
+        ("offer", 'next_at = "2027-01-01T00:00:00"', "expected a time with its zone"),
+        ("offer", "per_gb = true", "[offer]: per_gb = True: expected a number"),
+    ],
+)
+def test_bad_provider_tables_are_refused_with_the_key(
+    files: Path, table: str, text: str, message: str
+) -> None:
+    host, cls, role = (
+        ("member1", MemberSettings, "member")
+        if table == "providers"
+        else ("gateway1", GatewaySettings, "gateway")
+    )
+    path = files / f"{host}.toml"
+    path.write_text(path.read_text() + f"\n[{table}]\n{text}\n")
+    with pytest.raises(ConfigError) as exc:
+        load(cls, path, role)
+    assert message in str(exc.value)

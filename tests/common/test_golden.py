@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from lanon.common import cell, flowkey, reservation, wire
+from lanon.common import cell, flowkey, reservation, tokens, wire
 from lanon.common.crypto import HostKey, Verifier
 from lanon.common.engine import check_mac, check_sealed, maced, sealed, signed
 from lanon.common.errors import RejectReason, RemoteProtocolError
+from lanon.common.offers import Offer, Price, pull_offer
 
 CID, SENDER = 0xDEADBEEF, 3
 T = wire.MsgType
@@ -30,7 +31,7 @@ def h(*fields: str) -> bytes:
 
 
 def header(mtype: wire.MsgType) -> str:
-    return f"08 {mtype:02x} deadbeef 0003"  # version 8, type, coalition, sender
+    return f"09 {mtype:02x} deadbeef 0003"  # version 9, type, coalition, sender
 
 
 OPEN = wire.Open(
@@ -337,6 +338,55 @@ def encode(value: Any, mtype: wire.MsgType) -> bytes:
 
 Pull = Callable[[bytes], Any]
 
+OFFER = Offer(
+    issued_ms=1_800_000_000_123,
+    price=Price(0.5, 3.0),
+    next_at_ms=1_800_000_100_000,
+    next_price=Price(0.25, 2.0),
+    free_mb=10,
+    mb_per_token=100,
+    token_key=b"\x01\x02\x03",
+    cred_period=7,
+    cred_key=b"\x04\x05",
+)
+OFFER_BYTES = h(
+    header(T.OFFER),
+    "000001a3185c507b",  # issued_ms
+    "3fe0000000000000",  # per_gb 0.5 (IEEE 754 double)
+    "4008000000000000",  # per_month 3.0
+    "000001a3185dd6a0",  # next_at_ms
+    "3fd0000000000000",  # next per_gb 0.25
+    "4000000000000000",  # next per_month 2.0
+    "0000000a",  # free_mb
+    "00000064",  # mb_per_token
+    "0003 010203",  # token key: length, bytes
+    "0000000000000007",  # credential period
+    "0002 0405",  # credential key: length, bytes
+)
+
+BUY = tokens.Buy(tokens.TokenKind.PAYMENT, 2, 0x0102030405060708, 0, (b"\xaa" * 4, b"\xbb" * 4))
+BUY_BYTES = h(
+    header(T.BUY),
+    "01",  # kind: payment
+    "0002",  # the gateway asked
+    "0102030405060708",  # request
+    "0000000000000000",  # period (credentials only)
+    "02 0004",  # count, size of each blinded message
+    "aaaaaaaa bbbbbbbb",
+)
+ISSUE = tokens.Issue(tokens.TokenKind.CREDENTIAL, 5, 9, tokens.Refusal.NONE, (b"\xcc" * 3,))
+ISSUE_BYTES = h(
+    header(T.ISSUE),
+    "02",  # kind: credential
+    "0005",  # the member that asked
+    "0000000000000009",  # its request
+    "00",  # refusal: none
+    "01 0003",  # count, size of each blind signature
+    "cccccc",
+)
+RATING = tokens.Relay(tokens.RatingKind.ANONYMOUS, b"\x01\x02")
+RATING_BYTES = h(header(T.RATING), "01", "0002", "0102")  # kind, length, the rating's bytes
+
 GOLDEN: list[tuple[str, wire.MsgType, Any, bytes, Pull]] = [
     ("open", T.OPEN, OPEN, OPEN_BYTES, wire.pull_open),
     ("open_tree", T.OPEN, OPEN_TREE, OPEN_TREE_BYTES, wire.pull_open),
@@ -359,6 +409,10 @@ GOLDEN: list[tuple[str, wire.MsgType, Any, bytes, Pull]] = [
     ("verdict", T.VERDICT, VERDICT, VERDICT_BYTES, wire.pull_verdict),
     ("coalition", T.COALITION, COALITION, COALITION_BYTES, wire.pull_coalition),
     ("join", T.JOIN, JOIN, JOIN_BYTES, wire.pull_join),
+    ("offer", T.OFFER, OFFER, OFFER_BYTES, pull_offer),
+    ("buy", T.BUY, BUY, BUY_BYTES, tokens.pull_buy),
+    ("issue", T.ISSUE, ISSUE, ISSUE_BYTES, tokens.pull_issue),
+    ("rating", T.RATING, RATING, RATING_BYTES, tokens.pull_relay),
 ]
 
 
@@ -382,7 +436,7 @@ def test_every_frame_type_has_a_golden_vector() -> None:
 def test_the_numbers_on_the_wire() -> None:
     """Version, type codes and reason codes are wire values: they never follow declaration
     order, and changing one is a new protocol version."""
-    assert wire.VERSION == 8
+    assert wire.VERSION == 9
     assert wire.ETHERTYPE == 0x88B5
     assert {t.name: t.value for t in wire.MsgType} == {
         "OPEN": 1,
@@ -404,6 +458,10 @@ def test_the_numbers_on_the_wire() -> None:
         "VERDICT": 17,
         "COALITION": 18,
         "JOIN": 19,
+        "OFFER": 20,
+        "BUY": 21,
+        "ISSUE": 22,
+        "RATING": 23,
     }
     assert {r.name: r.value for r in wire.BlamePhase} == {"REVEAL": 1, "PROVE": 2, "FLOOD": 3}
     assert {r.name: r.value for r in wire.AbortReason} == {
@@ -426,12 +484,12 @@ LEADER = HostKey(bytes(32))
 MEMBER_KEYS = [bytes([1]) * 32, bytes([2]) * 32]  # the MAC key each member shares with it
 
 # The MAC table of OPEN_BYTES under MEMBER_KEYS: BLAKE2b-128 of the body, keyed, in index order.
-OPEN_MACS = (h("60800f41ad2fd0b0d729f0572a3c37d2"), h("ae5b2f4791f3fff2d56a2f3d2d5eb621"))
+OPEN_MACS = (h("75b794ddd229f9d941c972b1347c191d"), h("d27c9b5cb12a6410e2789fe388e593f7"))
 OPEN_TABLE = b"".join(OPEN_MACS)
 # LEADER's Ed25519 signature over OPEN_BYTES and its MAC table.
 OPEN_SIGNATURE = h(
-    "8b164db1b722c99132f146003d91915785093e5fc37f8ef45bc12db7642c4028",
-    "2cf1b31beb10387c12515a14fb6fe2d6938264456466467fb0a6948278e7870f",
+    "22309949930d58c49795c914141703fa47ca0d113ced59199937ff7815c17adc",
+    "74bb74a5f59cab0d4b9b07bc6382282480c33a33e457e2dbde26edc64e170b08",
 )
 
 
@@ -449,11 +507,11 @@ def test_a_sealed_frame_is_body_mac_table_signature() -> None:
 
 
 # A member's CONTRIB: the body and its MAC16 under the key it shares with the leader.
-CONTRIB_MAC = h("af6b8ce1106b61ba3096d3944bbb02f6")
+CONTRIB_MAC = h("08da53232d01d357dc781a20d1e67d23")
 # LEADER's Ed25519 signature over ABORT_BYTES (signed frames end with 64 bytes of it).
 ABORT_SIGNATURE = h(
-    "408518aafcbc598d422be3262da189b1ff47f9c2d1de1a16dd8ee9d38e65d9f2",
-    "687962f7ccbf7337870d7ce40b87785cb7aabf8019f3538f2cdf5f6aba736d02",
+    "3392e03fd2bd1855583f290fc0f1feee4a2c10c14dd7d228bbacce875d3db22b",
+    "6407e972cd15a623882f1a8e623a8619f816a9427716a87e9b7133f754b01f08",
 )
 
 
@@ -530,3 +588,23 @@ def test_services_messages_and_flags_are_pinned() -> None:
     assert endpoints.Refused(endpoints.Refusal.STALE).encode() == bytes.fromhex("03 06")
     assert (flowkey.WRAPPED, flowkey.SERVICE) == (0x01, 0x02)
     assert RECORD.format == "!QBB4sH4sHBBQ32sQQ" and RECORD.size == 80
+
+
+def test_tokens_and_ratings_inside_cells_are_pinned() -> None:
+    """A payment in a flow's sealed packet, and an anonymous rating in cells of its tag."""
+    token = tokens.Token(b"\x01\x02", b"\x03")
+    assert tokens.spend_message(token) == h("10", "0002 0102", "0001 03")
+    assert (tokens.RATING_TAG, tokens.SPEND) == (1, 0x10)
+    rating = tokens.Rating(7, (("a", 90), ("bc", 5)), "a", token)
+    assert rating.encode() == h(
+        "0000000000000007",  # period
+        "01 61",  # choice: length, "a"
+        "02",  # providers rated
+        "01 61 5a",  # "a": 90
+        "02 6263 05",  # "bc": 5
+        "0002 0102 0001 03",  # the credential: prepared message, signature
+    )
+    assert tokens.pull_rating(rating.encode()) == rating
+    assert tokens.credential_message(7, b"n" * 16) == (
+        b"lanon-rating-credential\x00" + h("0000000000000007") + b"n" * 16
+    )
