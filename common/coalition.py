@@ -607,6 +607,7 @@ _TOP = {
 SIGNED = b"lanon-coalition-version\x00"  # what administrators sign: this, then the body's hash
 MAX_TEXT = 90_000  # characters of a coalition file (what COALITION frames can carry)
 MAX_HOSTS = 1024  # members, and gateways
+MAX_OPERATOR = 64  # bytes of an operator's name (common/tokens.MAX_NAME)
 
 
 def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool = True) -> Coalition:
@@ -785,6 +786,12 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
 def _check_providers(c: Coalition) -> None:
     p = c.providers
     operators = sorted({g.operator for g in c.gateways})
+    for name in operators:
+        if len(name.encode()) > MAX_OPERATOR:
+            raise ConfigError(
+                f"{c.path}: operator {name!r}: expected at most {MAX_OPERATOR} bytes (ratings "
+                "name operators)"
+            )
     if p.issuer and p.issuer not in operators:
         raise ConfigError(
             f"{c.path}: [providers] issuer = {p.issuer!r}: expected an operator of its gateways "

@@ -36,7 +36,11 @@ MAX_PREPARED = 128
 MAX_RATED = 16  # providers in one rating
 MAX_NAME = 64
 CREDENTIAL_CONTEXT = b"lanon-rating-credential\x00"
+RATING_SIGNED = b"lanon-rating\x00"  # what a rating's key signs: this, then the rating
+MAX_REQUEST = 1 << 63  # request ids are below (the ledger keeps them as SQLite integers)
+RATING_KEY = 32  # an Ed25519 public key: what a credential vouches for
 
+SIG_LEN = 64  # Ed25519
 _BUY = struct.Struct("!BHQQBH")
 _ISSUE = struct.Struct("!BHQBBH")
 _RELAY = struct.Struct("!BH")
@@ -100,6 +104,8 @@ def pull_buy(body: bytes) -> Buy:
     if len(body) < at + _BUY.size:
         raise wire.malformed("short BUY")
     kind, gateway, request, period, count, size = _BUY.unpack_from(body, at)
+    if request >= MAX_REQUEST:
+        raise wire.malformed(f"BUY with request id {request}")
     items = _items(body, at + _BUY.size, count, size, "BUY")
     return Buy(_kind(kind), gateway, request, period, items)
 
@@ -216,23 +222,26 @@ def pull_spend(data: bytes) -> Token:
     return token
 
 
-def credential_message(period: int, nonce: bytes) -> bytes:
-    """What a rating credential signs: the period it is good for, and the member's random."""
-    return CREDENTIAL_CONTEXT + _PERIOD.pack(period) + nonce
+def credential_message(period: int, rating_key: bytes) -> bytes:
+    """What a rating credential signs: the period it is good for, and the public key (fresh,
+    the member's, for this period alone) that will sign the rating: a copy of the credential
+    with other scores does not verify."""
+    return CREDENTIAL_CONTEXT + _PERIOD.pack(period) + rating_key
 
 
 @dataclass(frozen=True, slots=True)
 class Rating:
     """One member's ratings of the providers for one period (0 to 100 each), the provider it
-    chose, and the credential that makes it count once. An agency's rating has no credential
-    and no choice; its signature is in the RATING frame that carries it."""
+    chose, the credential that makes it count once, and the signature of the key the
+    credential names. An agency's rating has neither; its signature is in the RATING frame."""
 
     period: int
     scores: tuple[tuple[str, int], ...]
     choice: str = ""
     credential: Token | None = None
+    signature: bytes = b""  # by the credential's rating key, over `signed()`
 
-    def encode(self) -> bytes:
+    def body(self) -> bytes:
         if len(self.scores) > MAX_RATED:
             raise ValueError(f"more than {MAX_RATED} providers rated")
         out = bytearray(_PERIOD.pack(self.period))
@@ -240,20 +249,28 @@ class Rating:
         out.append(len(self.scores))
         for name, score in self.scores:
             out += _pack_name(name) + bytes([score])
-        out += self.credential.encode() if self.credential else b""
         return bytes(out)
 
+    def signed(self) -> bytes:
+        """What the rating key signs: the rating's body and its credential."""
+        cred = self.credential.encode() if self.credential else b""
+        return RATING_SIGNED + self.body() + cred
+
+    def encode(self) -> bytes:
+        if self.credential is None:
+            return self.body()
+        return self.body() + self.credential.encode() + self.signature
+
     @property
-    def credential_period(self) -> int | None:
-        """The period the credential's message names (None: not a credential message)."""
+    def rating_key(self) -> bytes | None:
+        """The key the credential names, if its message is a credential's for `period`."""
         if self.credential is None:
             return None
         msg = self.credential.prepared[32:]  # after RFC 9474's random prefix
-        head = len(CREDENTIAL_CONTEXT)
-        if len(msg) < head + _PERIOD.size or msg[:head] != CREDENTIAL_CONTEXT:
+        head = CREDENTIAL_CONTEXT + _PERIOD.pack(self.period)
+        if len(msg) != len(head) + RATING_KEY or msg[: len(head)] != head:
             return None
-        period: int = _PERIOD.unpack_from(msg, head)[0]
-        return period
+        return msg[len(head) :]
 
 
 def pull_rating(data: bytes, credential: bool = True) -> Rating:
@@ -277,12 +294,15 @@ def pull_rating(data: bytes, credential: bool = True) -> Rating:
         at += 1
     if len({s[0] for s in scores}) != len(scores):
         raise ValueError("a provider rated twice")
-    token = None
+    token, sig = None, b""
     if credential:
         token, at = pull_token(data, at)
+        sig, at = data[at : at + SIG_LEN], at + SIG_LEN
+        if len(sig) != SIG_LEN:
+            raise ValueError("a rating without its signature")
     if at != len(data):
         raise ValueError("a rating with trailing bytes")
-    return Rating(period, tuple(scores), choice, token)
+    return Rating(period, tuple(scores), choice, token, sig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +339,7 @@ AGENCY_SIGNED = b"lanon-agency-rating\x00"
 
 def agency_statement(rating: Rating, key: bytes, signature: bytes) -> bytes:
     """An agency's rating as relayed: the rating, its public key, its signature of both."""
-    return rating.encode() + key + signature
+    return rating.body() + key + signature
 
 
 def agency_signed(rating: bytes, key: bytes) -> bytes:

@@ -15,10 +15,13 @@ and period (seed 001; common/tokens.py has the messages, gateway/ledger.py the b
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+
 from lanon.common import blindrsa
 from lanon.common.tokens import Buy, Issue, Refusal, Token, TokenKind
 from lanon.gateway.flows import GatewayFlow
-from lanon.gateway.ledger import Ledger
+from lanon.gateway.ledger import Ledger, Sale
 
 MB = 1_000_000
 MONTH = 30 * 86400.0
@@ -27,6 +30,10 @@ KEPT_PERIODS = 3  # credential keys kept: the current period's, and the two befo
 
 def _refuse(buy: Buy, member: int, why: Refusal) -> Issue:
     return Issue(buy.kind, member, buy.request, why, ())
+
+
+def _asked(buy: Buy) -> bytes:
+    return hashlib.blake2b(b"".join(buy.blinded), digest_size=16, person=b"lanon-buy").digest()
 
 
 def _sign(key: blindrsa.PrivateKey, buy: Buy, member: int) -> Issue:
@@ -40,6 +47,22 @@ def _sign(key: blindrsa.PrivateKey, buy: Buy, member: int) -> Issue:
     return Issue(buy.kind, member, buy.request, Refusal.NONE, sigs)
 
 
+def _again(before: Sale, buy: Buy, member: int) -> Issue:
+    """A request asked again (its answer was lost): the answer it got, if it asks the same;
+    nothing if it asks for other messages under the same id."""
+    if before.asked != _asked(buy):
+        return _refuse(buy, member, Refusal.BAD_REQUEST)
+    n = len(buy.blinded)
+    size = len(before.answer) // n
+    sigs = tuple(before.answer[i * size : (i + 1) * size] for i in range(n))
+    return Issue(buy.kind, member, buy.request, Refusal.NONE, sigs)
+
+
+def _record(ledger: Ledger, name: str, buy: Buy, period: int, issue: Issue, wall: float) -> None:
+    sale = Sale(_asked(buy), b"".join(issue.signatures))
+    ledger.sell(name, buy.kind, buy.request, period, len(buy.blinded), wall, sale)
+
+
 class Meter:
     """What flows through the operator's addresses may move."""
 
@@ -47,13 +70,18 @@ class Meter:
         self.metered = metered
         self.free = free_mb * MB
         self.per_token = mb_per_token * MB
+        # what a flow may move beyond its allowance: the member counts what reached it, we
+        # count what we sent (an INBOUND frame lost on the way is ours, not its)
+        self.grace = max(MB // 2, self.per_token // 20)
 
     def charge(self, flow: GatewayFlow, nbytes: int) -> bool:
         """Count a packet of `flow`; False (do not carry it) once the flow is over what it may
-        move. Services' endpoints and other operators' addresses are not metered."""
-        if flow.endpoint or flow.anon not in self.metered:
+        move. Services' endpoints, other operators' addresses, and flows this gateway did not
+        see from their first packet (it restarted, took over, or learnt them from another
+        gateway: what they paid is not known here) are not metered."""
+        if not flow.metered or flow.endpoint or flow.anon not in self.metered:
             return True
-        if flow.moved + nbytes > self.free + flow.paid:
+        if flow.moved + nbytes > self.free + flow.paid + self.grace:
             return False
         flow.moved += nbytes
         return True
@@ -71,13 +99,14 @@ class Cashier:
 
     def sell(self, member_name: str, member: int, buy: Buy, wall: float) -> Issue:
         before = self.ledger.sale(member_name, buy.kind, buy.request)
-        if before is None:
-            sold = self.ledger.sold_since(member_name, buy.kind, wall - MONTH)
-            if sold + len(buy.blinded) > self.monthly:
-                return _refuse(buy, member, Refusal.TOO_MANY)
+        if before is not None:
+            return _again(before, buy, member)  # no signing: a replay costs a lookup
+        sold = self.ledger.sold_since(member_name, buy.kind, wall - MONTH)
+        if sold + len(buy.blinded) > self.monthly:
+            return _refuse(buy, member, Refusal.TOO_MANY)
         issue = _sign(self.key, buy, member)
-        if before is None and issue.refusal is Refusal.NONE:
-            self.ledger.sell(member_name, buy.kind, buy.request, 0, len(buy.blinded), wall)
+        if issue.refusal is Refusal.NONE:
+            _record(self.ledger, member_name, buy, 0, issue, wall)
         return issue
 
     def redeem(self, flow: GatewayFlow, token: Token, wall: float) -> str:
@@ -97,6 +126,9 @@ class CredentialIssuer:
         self.ledger = ledger
         self.seconds = period_seconds
         self.keys: dict[int, blindrsa.PrivateKey] = {}
+        for period, raw in ledger.period_keys().items():  # kept across a restart
+            with contextlib.suppress(ValueError):
+                self.keys[period] = blindrsa.PrivateKey.from_bytes(raw)
         self.asked: set[int] = set()  # periods whose key the daemon is making
 
     def period(self, wall: float) -> int:
@@ -112,6 +144,7 @@ class CredentialIssuer:
 
     def add(self, period: int, key: blindrsa.PrivateKey) -> None:
         self.keys[period] = key
+        self.ledger.keep_key(period, key.to_bytes())
         self.asked.discard(period)
         for old in sorted(self.keys)[:-KEPT_PERIODS]:
             del self.keys[old]
@@ -128,9 +161,12 @@ class CredentialIssuer:
         if len(buy.blinded) != 1:
             return _refuse(buy, member, Refusal.BAD_REQUEST)
         earlier = self.ledger.issued_for(member_name, TokenKind.CREDENTIAL, cur[0])
-        if earlier is not None and earlier != buy.request:
-            return _refuse(buy, member, Refusal.ONE_PER_PERIOD)
+        if earlier is not None:
+            before = self.ledger.sale(member_name, TokenKind.CREDENTIAL, buy.request)
+            if earlier != buy.request or before is None:
+                return _refuse(buy, member, Refusal.ONE_PER_PERIOD)
+            return _again(before, buy, member)
         issue = _sign(cur[1], buy, member)
-        if earlier is None and issue.refusal is Refusal.NONE:
-            self.ledger.sell(member_name, TokenKind.CREDENTIAL, buy.request, cur[0], 1, wall)
+        if issue.refusal is Refusal.NONE:
+            _record(self.ledger, member_name, buy, cur[0], issue, wall)
         return issue

@@ -312,6 +312,7 @@ class Egress:
             return
         if created:
             self.e.event(FlowOpened(f.proto, address_text(f.src)))
+            flow.metered = counter == 1  # from its first packet: what it moves is known
         flow.window.mark(counter)
         if index in self.held:
             if self.cashier is not None and not self.cashier.meter.charge(flow, len(packet)):

@@ -721,7 +721,9 @@ class GatewayEngine(EngineBase):
         if buy.gateway != self.me.index:
             return  # asked of another gateway
         member = self.c.member_at(sender)
-        self.verified((MEMBER, sender), src, member.public, frame, now)
+        # (not `fresh`: a replayed BUY gets its answer again, from the ledger, and must not
+        # make the replayer's address the member's)
+        self.verified((MEMBER, sender), src, member.public, frame, now, fresh=False)
         wall = wall_ms(now, self.wall_offset) / 1000
         if buy.kind is TokenKind.PAYMENT and self.cashier is not None:
             issue = self.cashier.sell(member.name, sender, buy, wall)

@@ -76,9 +76,10 @@ class GatewayFlow:
     endpoint: bool = False  # a service's endpoint: any remote end, no TCP state of its own
     pinned_ms: int = 0  # a pinned endpoint: the clock of the REGISTER that bound it
     # what the flow moved, and what tokens paid for (gateway/cashier.py), in bytes; not in
-    # FLOWS records: a gateway that restarted gives flows their free allowance again
+    # FLOWS records: a flow this gateway did not see begin is not metered here
     moved: int = 0
     paid: int = 0
+    metered: bool = False  # seen here from its first packet: what it moved is known
 
     @property
     def where(self) -> Where:

@@ -1,13 +1,17 @@
-"""A provider's books (SQLite): tokens spent, so none is taken twice, and tokens sold, by
-member (the provider knows who paid), so a member's monthly allowance holds across restarts.
+"""A provider's books (SQLite): tokens spent, so none is taken twice; tokens sold, by member
+(the provider knows who paid), with the answer given, so a request asked again gets that answer
+and no more, and a member's monthly allowance holds across restarts; and the rating issuer's
+key of each period, so credentials issued before a restart stay good.
 
 The only IO of the provider's part of the gateway; ':memory:' for tests. Every gateway of an
-operator reads the same round outputs, so their `spent` tables agree without talking.
+operator reads the same round outputs, so their `spent` tables agree without talking (as long
+as each is up: one that was down missed what was spent meanwhile).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 _SCHEMA = """
@@ -15,9 +19,17 @@ CREATE TABLE IF NOT EXISTS spent (token BLOB PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS sold (
     member TEXT NOT NULL, kind INTEGER NOT NULL, request INTEGER NOT NULL,
     period INTEGER NOT NULL, count INTEGER NOT NULL, at REAL NOT NULL,
+    asked BLOB NOT NULL, answer BLOB NOT NULL,
     PRIMARY KEY (member, kind, request)
 );
+CREATE TABLE IF NOT EXISTS period_keys (period INTEGER PRIMARY KEY, key BLOB NOT NULL);
 """
+
+
+@dataclass(frozen=True)
+class Sale:
+    asked: bytes  # a digest of the blinded messages
+    answer: bytes  # the blind signatures given, one after the other
 
 
 class Ledger:
@@ -34,20 +46,27 @@ class Ledger:
         cur = self.db.execute("INSERT OR IGNORE INTO spent VALUES (?, ?)", (token, at))
         return cur.rowcount == 1
 
-    def sale(self, member: str, kind: int, request: int) -> int | None:
-        """How many a request of `member`'s was answered with before (None: never)."""
+    def sale(self, member: str, kind: int, request: int) -> Sale | None:
+        """What a request of `member`'s was answered with before (None: never)."""
         row = self.db.execute(
-            "SELECT count FROM sold WHERE member = ? AND kind = ? AND request = ?",
+            "SELECT asked, answer FROM sold WHERE member = ? AND kind = ? AND request = ?",
             (member, kind, request),
         ).fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None else Sale(bytes(row[0]), bytes(row[1]))
 
     def sell(
-        self, member: str, kind: int, request: int, period: int, count: int, at: float
+        self,
+        member: str,
+        kind: int,
+        request: int,
+        period: int,
+        count: int,
+        at: float,
+        sale: Sale,
     ) -> None:
         self.db.execute(
-            "INSERT OR IGNORE INTO sold VALUES (?, ?, ?, ?, ?, ?)",
-            (member, kind, request, period, count, at),
+            "INSERT OR IGNORE INTO sold VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (member, kind, request, period, count, at, sale.asked, sale.answer),
         )
 
     def sold_since(self, member: str, kind: int, since: float) -> int:
@@ -64,6 +83,13 @@ class Ledger:
             (member, kind, period),
         ).fetchone()
         return None if row is None else int(row[0])
+
+    def keep_key(self, period: int, key: bytes) -> None:
+        self.db.execute("INSERT OR REPLACE INTO period_keys VALUES (?, ?)", (period, key))
+        self.db.execute("DELETE FROM period_keys WHERE period < ?", (period - 3,))
+
+    def period_keys(self) -> dict[int, bytes]:
+        return {int(p): bytes(k) for p, k in self.db.execute("SELECT period, key FROM period_keys")}
 
     def totals(self) -> tuple[int, int, int]:
         """(payment tokens sold, rating credentials issued, payment tokens spent), all time."""

@@ -521,7 +521,8 @@ def _market_frames(world: World, frames: dict[int, list[bytes]]) -> None:
     """BUY, ISSUE and RATING frames (common/tokens.py), signed as their senders sign them."""
     cid, member, gateway = world.c.id, world.keys["member1"], world.keys["gateway1"]
     token = tokens.Token(b"p" * 64, b"s" * 128)
-    rating = tokens.Rating(5, (("gateway1", 80), ("gateway2", 20)), "gateway1", token)
+    scores = (("gateway1", 80), ("gateway2", 20))
+    rating = tokens.Rating(5, scores, "gateway1", token, bytes(64))
     for kind in tokens.TokenKind:
         buy = tokens.Buy(
             kind, 0, 7, 5 if kind is tokens.TokenKind.CREDENTIAL else 0, (bytes(128),) * 2
@@ -531,7 +532,7 @@ def _market_frames(world: World, frames: dict[int, list[bytes]]) -> None:
         frames[wire.MsgType.ISSUE].append(signed(gateway, issue.encode(cid, 0)))
     for relay in (
         tokens.Relay(tokens.RatingKind.ANONYMOUS, rating.encode()),
-        tokens.Relay(tokens.RatingKind.AGENCY, rating.encode()[:-200] + bytes(96)),
+        tokens.Relay(tokens.RatingKind.AGENCY, tokens.Rating(5, scores).encode() + bytes(96)),
     ):
         frames[wire.MsgType.RATING].append(signed(gateway, relay.encode(cid, 0)))
 

@@ -8,18 +8,20 @@ A provider is an operator of gateways. What the member knows of each, all of it 
 * **loss**: the share of flows that got no answer at all within `LOSS_AFTER` seconds, which is
   also the honesty check a member can make alone: its cells emerged but nothing came back;
 * **availability**: the share of the last minutes in which one of the provider's gateways was
-  heard, counting down while another operator's gateway holds its addresses (a takeover);
+  heard (takeovers of its addresses by another operator's gateway are counted and shown);
 * **ratings**: what it hears from other members (anonymous, one per member and period) and
   from rating agencies (member/ratings.py feeds them in), on a scale of 0 to 1;
 * the **crowd**: how many members chose each provider in the last rating period (their
   anonymous ratings say), which is what an unusual choice costs in anonymity.
 
-Each feature scores 0 to 1 among the providers (1: the best one; 0.5 while unknown), and the
-score is their mean weighted by the member's `[providers]` priorities. New flows leave through
+Each feature scores 0 to 1 (0.5 while unknown): price and latency relative to the best
+provider's (the best scores 1), loss, availability and ratings as they are (shares already);
+the score is their mean weighted by the member's `[providers]` priorities. New flows leave through
 the best provider's addresses, except a share `explore` of them that try another (how the
 member learns the quality of the providers it does not use). The choice moves only when
 another provider beats it by `switch_margin`, so it does not flap. Without any offer heard,
-there is no market: flows leave through every allowed address at random, as before.
+there is no market: flows leave through every allowed address at random, as before, but for
+the addresses of operators the member excludes.
 """
 
 from __future__ import annotations
@@ -165,6 +167,8 @@ class ProviderChoice:
                 self.by_address[a] = prov
         self.gateway_heard: dict[int, float] = {}
         self.gateway_src: dict[int, bytes] = {}  # where each gateway's signed frames come from
+        self.heartbeat_seq: dict[int, int] = {}  # the newest heartbeat checked, per gateway
+        self.holders: dict[int, int] = {}  # address index -> the gateway last heard holding it
         self.chosen: Provider | None = None
         self.reason = "no offer heard: every allowed address, at random"
         self._new: deque[tuple[float, Any]] = deque()  # (due, flow) waiting for a first answer
@@ -203,8 +207,9 @@ class ProviderChoice:
         operator = self.c.gateways[holder].operator
         for i in addresses:
             prov = self.by_address.get(self.c.anonymous[i].packed)
-            if prov is not None and prov.operator != operator:
-                prov.quality.takeovers += 1
+            if prov is not None and prov.operator != operator and self.holders.get(i) != holder:
+                prov.quality.takeovers += 1  # (once a takeover, not once a heartbeat)
+            self.holders[i] = holder
 
     def flow_opened(self, flow: Any, now: float) -> None:
         """A new flow (anything with `anon` and `answered`): judged at its first answer, or
@@ -285,13 +290,16 @@ class ProviderChoice:
     def _score(self, market: list[Provider], wall_ms: int) -> None:
         def relative(values: dict[str, float | None], lower_is_better: bool) -> dict[str, float]:
             known = [v for v in values.values() if v is not None]
+            # (a tenth of the spread keeps a free provider from scoring every other one 0,
+            # whatever the unit)
+            eps = max(known, default=0.0) / 10 or 1.0
             out: dict[str, float] = {}
             for name, v in values.items():
                 if v is None:
                     out[name] = UNKNOWN
                 elif lower_is_better:
                     best = min(known)
-                    out[name] = 1.0 if v <= best else (best + 1e-3) / (v + 1e-3)
+                    out[name] = 1.0 if v <= best else (best + eps) / (v + eps)
                 else:
                     out[name] = v
             return out
@@ -322,11 +330,24 @@ class ProviderChoice:
             p.score = sum(w * f[p.operator] for w, f in features) / total
             p.own = sum(f[p.operator] for _w, f in features[1:4]) / 3
 
+    def alive(self, prov: Provider, now: float) -> list[int]:
+        """Its gateways heard lately (a signed frame within a gateway timeout and a second)."""
+        timeout = self.c.rounds.gateway_timeout + HEARD_EVERY
+        return [
+            g
+            for g in sorted(prov.gateways)
+            if now - self.gateway_heard.get(g, float("-inf")) <= timeout
+        ]
+
     def address(self, now: float) -> bytes:
         """An anonymous address for a new flow."""
         chosen = self.chosen
         if chosen is None:
-            return self.allowed[self.rng.randrange(len(self.allowed))]
+            excluded = {
+                a for name in self.p.exclude if (p := self.providers.get(name)) for a in p.addresses
+            }
+            rest = [a for a in self.allowed if a not in excluded] or list(self.allowed)
+            return rest[self.rng.randrange(len(rest))]
         others = [p for p in self.market(now) if p is not chosen and not p.refused and p.addresses]
         if others and self.rng.random() < self.p.explore:
             chosen = others[self.rng.randrange(len(others))]

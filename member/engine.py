@@ -99,7 +99,7 @@ _TO_THE_LEADER = frozenset(
 # What a version rebuilds (MemberEngine._build and apply): kept, to put back if that fails.
 _REBUILT = (
     *("c", "me", "key", "keys", "rounds", "blame"),
-    *("inbound", "wrapper", "choice", "market", "_built_for"),
+    *("inbound", "wrapper", "choice", "_built_for"),
 )
 HEARTBEAT_QUIET = 1.0  # heartbeats matter only when no OPEN came for this long
 ACK_SPAN = 256  # ACKs that may take one queued ACK's place (the gateways' replay window is 1024)
@@ -135,6 +135,7 @@ class MemberEngine(EngineBase):
         self.wanted_gateways = gateways or []
         self.priorities = priorities or Priorities()
         self.wallet = wallet or Wallet()
+        self.market = Market(self, self.wallet, rng, now)  # (one for every version)
         self.last_timer = now  # the latest moment we were given
         self._accusation: Accusation | None = None  # to seal after the next answer
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
@@ -194,7 +195,6 @@ class MemberEngine(EngineBase):
         self.choice = ProviderChoice(coalition, allowed, self.priorities, rng)
         if old is not None:
             self.choice.carry(old)
-        self.market = Market(self, self.wallet, rng)
 
     def apply(self, new: Coalition, now: float) -> None:
         """Run a newer version of the coalition from now on: flows, queued cells and the
@@ -536,15 +536,21 @@ class MemberEngine(EngineBase):
             self._reject(exc, frame, src, now)
 
     def _on_offer(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
-        """A provider's offer, signed by one of its gateways (the latest wins)."""
+        """A provider's offer, signed by one of its gateways (the latest wins). Cheap checks
+        first: one good offer per gateway a second, and only one newer than the last (a replay
+        is not); then the signature."""
         gateway = self.c.gateway_at(sender)
         if now - self.offers_checked.get(gateway.index, float("-inf")) < OFFER_CHECK:
-            return  # one signature check per gateway and interval: a flood costs nothing
+            return
+        offer = pull_offer(wire.split_auth(frame, wire.SIG_LEN)[0])
+        prov = self.choice.providers[gateway.operator]
+        if prov.offer is not None and offer.issued_ms <= prov.offer.issued_ms:
+            return
+        self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now, fresh=False)
         self.offers_checked[gateway.index] = now
-        body = self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
-        offer = pull_offer(body)
+        self.trusted((GATEWAY, gateway.index), src)  # fresh and good: it is there
         self.choice.heard_gateway(gateway.index, src, now)
-        self.market.offer_heard(gateway.index, offer)
+        self.market.offer_heard(gateway.index, offer, now)
         if self.choice.offer_heard(gateway.index, offer, now):
             self._choose(now)
 
@@ -565,9 +571,12 @@ class MemberEngine(EngineBase):
         sample = now - heard >= HEARD_EVERY
         if not sample and not quiet and wire.peek_heartbeat_version(frame) <= self.c.version:
             return  # rounds run, and it runs no newer version: nothing to check
-        hb = wire.pull_heartbeat(
-            self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
-        )
+        hb = wire.pull_heartbeat(wire.split_auth(frame, wire.SIG_LEN)[0])
+        if hb.seq <= self.choice.heartbeat_seq.get(gateway.index, 0):
+            return  # one checked already, or a replay: nothing new (and no signature check)
+        self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now, fresh=False)
+        self.choice.heartbeat_seq[gateway.index] = hb.seq
+        self.trusted((GATEWAY, gateway.index), src)  # fresh and good: that is where it is
         self.choice.heard_gateway(gateway.index, src, now)
         if hb.held and hb.version == self.c.version:
             self.choice.held_by(gateway.index, hb.held)

@@ -2,39 +2,48 @@
 tokens openly, pays anonymously from inside its flows, gets one rating credential a period, and
 publishes and hears anonymous ratings.
 
-* **Buying.** With `keep_tokens` set, when fewer than half are left for the provider it uses,
-  it sends a BUY (signed: the provider knows who buys) to one of the provider's gateways, with
-  blinded messages, and unblinds the ISSUE's signatures into tokens (common/blindrsa.py).
+* **Buying.** With `keep_tokens` set, it looks at its stock at random moments (every
+  `RESTOCK_MEAN` seconds on average, never right after a spend: a BUY that followed the spend
+  that emptied a wallet would tie the spend's flow to the buyer) and, below half, sends a BUY
+  (signed: the provider knows who buys) to one of the provider's gateways heard lately, with
+  blinded messages, and unblinds the ISSUE's signatures into tokens (common/blindrsa.py). What
+  it needs to unblind is in the wallet file until the answer comes, and asking again gets the
+  same answer: a purchase is never lost.
 * **Paying.** It counts what each flow moves, both ways; when a flow through a provider that
-  takes tokens comes within `PAY_AHEAD` of what it may move (its free allowance and what it
+  takes tokens comes within `pay_ahead` of what it may move (its free allowance and what it
   paid), it spends a token in the flow: sealed under the flow's key like its packets, in cells
-  like any other, so no gateway can tell which member paid.
-* **Credentials.** Each rating period, it asks the issuer's gateway for one credential for that
-  period (openly: one per member), blinded: the issuer cannot tell later whose it is.
+  like any other, so no gateway can tell which member paid. Without a token, the flow waits for
+  the next purchase and pays then.
+* **Credentials.** Each rating period, at a random moment of its first tenth, it asks the
+  issuer's gateway for one credential for that period (openly: one per member), blinded; the
+  credential names a key made for this period alone, which signs the rating: a copy of the
+  credential with other scores does not hold.
 * **Rating.** At a random moment of the period, well after the credential came (the issuer knows
   when it answered), it publishes its rating of the providers it used (0 to 100, from its own
   measurements) and its choice, in cells of tag RATING_TAG. The leading gateway relays ratings
-  it sees to everyone; each member checks the credential, takes one rating per credential, and
-  averages what it hears over this period and the last. Agencies' signed ratings count too.
+  it sees to everyone; each member checks the credential and the rating's signature, takes one
+  rating per credential, and averages what it hears over this period and the last. Agencies'
+  signed ratings count too.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lanon.common import blindrsa, wire
 from lanon.common.cell import encode_cell
 from lanon.common.clock import wall_ms
 from lanon.common.coalition import GatewayPeer
-from lanon.common.crypto import Verifier, decode_public_key
+from lanon.common.crypto import HostKey, Verifier, decode_public_key
 from lanon.common.engine import signed
 from lanon.common.events import SaveWallet, WalletChanged
 from lanon.common.guard import GATEWAY
 from lanon.common.offers import Offer
 from lanon.common.tokens import (
     MAX_PER_FRAME,
+    MAX_RATED,
+    MAX_REQUEST,
     RATING_TAG,
     Buy,
     Rating,
@@ -52,31 +61,20 @@ from lanon.common.tokens import (
 )
 from lanon.member.choice import Provider
 from lanon.member.flows import MemberFlow
-from lanon.member.wallet import Wallet
+from lanon.member.wallet import Credential, PendingBuy, Wallet
 
 if TYPE_CHECKING:
     from lanon.member.engine import MemberEngine
 
 MB = 1_000_000
 PAY_AHEAD = 500_000  # bytes before a flow's allowance runs out at which a token is spent
-RETRY = 5.0  # seconds before a BUY unanswered is asked again (the same request)
-TRIES = 3
+RETRY = 5.0  # seconds before a BUY unanswered is asked again (the same request), times tries
+TRIES = 8
 REFUSED_PAUSE = 60.0  # seconds before buying again from a provider that refused
+RESTOCK_MEAN = 60.0  # seconds, on average, between looks at the stock of tokens
+FIRST_LOOK = 10.0  # the first look: at a random moment this long after the start
 KEPT_PERIODS = 3
-
-
-@dataclass
-class PendingBuy:
-    kind: TokenKind
-    operator: str
-    key: blindrsa.PublicKey
-    gateway: int
-    prepared: list[bytes]
-    states: list[blindrsa.BlindState]
-    blinded: tuple[bytes, ...]
-    period: int
-    asked: float = float("-inf")
-    tries: int = 0
+MAX_OWING = 256  # flows waiting for a token
 
 
 def _public(data: bytes) -> blindrsa.PublicKey | None:
@@ -87,18 +85,26 @@ def _public(data: bytes) -> blindrsa.PublicKey | None:
 
 
 class Market:
-    def __init__(self, engine: MemberEngine, wallet: Wallet, rng: random.Random) -> None:
+    def __init__(
+        self, engine: MemberEngine, wallet: Wallet, rng: random.Random, now: float
+    ) -> None:
         self.e = engine
         self.wallet = wallet
         self.rng = rng
         self.verifier = Verifier()
-        self.pending: dict[int, PendingBuy] = {}
         self.paused: dict[tuple[TokenKind, str], float] = {}  # refused: until when
         self.cred_keys: dict[int, blindrsa.PublicKey] = {}  # period -> the issuer's key
+        self.cred_at: dict[int, float] = {}  # period -> when we ask for its credential
         self.rate_at: dict[int, float] = {}  # period -> when we publish our rating
         self.rated: set[int] = set()  # periods we rated in
         self.heard: dict[int, dict[bytes, Rating]] = {}  # period -> credential id -> rating
         self.agencies: dict[tuple[bytes, int], Rating] = {}  # (agency key, period) -> rating
+        self.owing: dict[int, MemberFlow] = {}  # flows waiting for a token, by tag
+        self.next_look = now + rng.uniform(0, FIRST_LOOK)
+
+    @property
+    def pending(self) -> dict[int, PendingBuy]:
+        return self.wallet.pending
 
     # --- what the member hears --------------------------------------------------------------
 
@@ -106,18 +112,24 @@ class Market:
     def period_seconds(self) -> float:
         return self.e.c.providers.rating_period
 
-    def period(self, now: float) -> int:
-        return int(wall_ms(now, self.e.wall_offset) / 1000 // self.period_seconds)
+    def _wall(self, now: float) -> float:
+        return wall_ms(now, self.e.wall_offset) / 1000
 
-    def offer_heard(self, gateway: int, offer: Offer) -> None:
+    def period(self, now: float) -> int:
+        return int(self._wall(now) // self.period_seconds)
+
+    def offer_heard(self, gateway: int, offer: Offer, now: float) -> None:
         """The issuer's first gateway's offer carries its credential key for the period."""
         if gateway != self.issuer_gateway() or not offer.cred_key:
             return
         key = _public(offer.cred_key)
-        if key is not None:
-            self.cred_keys[offer.cred_period] = key
-            for old in sorted(self.cred_keys)[:-KEPT_PERIODS]:
-                del self.cred_keys[old]
+        if key is None or offer.cred_period in self.cred_keys:
+            return  # (a key, once heard, stays the period's: no per-member keys)
+        self.cred_keys[offer.cred_period] = key
+        for old in sorted(self.cred_keys)[:-KEPT_PERIODS]:
+            del self.cred_keys[old]
+        start = (offer.cred_period + 0.1) * self.period_seconds - self._wall(now)
+        self.cred_at[offer.cred_period] = now + self.rng.uniform(0, max(start, 0.0))
 
     def issuer_gateway(self) -> int | None:
         """Credentials come from the issuer operator's first gateway (one key a period)."""
@@ -126,11 +138,11 @@ class Market:
         return min(found) if issuer and found else None
 
     def receive_issue(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
-        body = self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
-        issue = pull_issue(body)
+        issue = pull_issue(wire.split_auth(frame, wire.SIG_LEN)[0])
         buy = self.pending.get(issue.request)
         if buy is None or buy.gateway != gateway.index or issue.member != self.e.me.index:
-            return  # answered already, or not ours
+            return  # answered already, or not ours: no signature checked for it
+        self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now, fresh=False)
         del self.pending[issue.request]
         if issue.refusal is not Refusal.NONE:
             self.paused[(buy.kind, buy.operator)] = now + REFUSED_PAUSE
@@ -141,27 +153,31 @@ class Market:
                 raise blindrsa.BlindRSAError("a signature per message expected")
             tokens = [
                 Token(m, blindrsa.finalize(buy.key, m, s, st))
-                for m, s, st in zip(buy.prepared, issue.signatures, buy.states, strict=True)
+                for m, s, st in zip(buy.prepared, issue.signatures, buy.states(), strict=True)
             ]
         except blindrsa.BlindRSAError as exc:  # a gateway that signs wrong: not its tokens
             self.paused[(buy.kind, buy.operator)] = now + REFUSED_PAUSE
             self._changed(buy.operator, f"bad signatures: {exc}")
             return
         if buy.kind is TokenKind.CREDENTIAL:
-            self.wallet.credentials[buy.period] = tokens[0]
+            self.wallet.credentials[buy.period] = Credential(tokens[0], buy.seed)
             # publish at a random moment the issuer cannot tell from when it answered
-            wall = wall_ms(now, self.e.wall_offset) / 1000
-            t = self.period_seconds
+            wall, t = self._wall(now), self.period_seconds
             start = max(wall + 0.1 * t, (buy.period + 0.1) * t)
             end = (buy.period + 0.95) * t
             if start < end:
                 self.rate_at[buy.period] = now + self.rng.uniform(start, end) - wall
+            self.e.command(SaveWallet(self.wallet.dump()))
             return
         self.wallet.add(blindrsa.key_id(buy.key).hex(), buy.operator, tokens)
         self._changed(buy.operator, f"bought {len(tokens)}")
+        for flow in list(self.owing.values()):  # flows that waited for a token: now they pay
+            self.moved(flow, 0, now)
 
     def receive_rating(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
-        body = self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)
+        body = self.e.verified(
+            (GATEWAY, gateway.index), src, gateway.public, frame, now, fresh=False
+        )
         relay = pull_relay(body)
         try:
             if relay.kind is RatingKind.AGENCY:
@@ -170,17 +186,21 @@ class Market:
                 self._anonymous(relay.rating)
         except ValueError:
             return  # malformed inside: nothing learnt
-        self._apply(now)
+        self.apply(now)
 
     def _anonymous(self, data: bytes) -> None:
         r = pull_rating(data)
         key = self.cred_keys.get(r.period)
-        cred = r.credential
-        if key is None or cred is None or r.credential_period != r.period:
+        cred, rating_key = r.credential, r.rating_key
+        if key is None or cred is None or rating_key is None:
             return
         seen = self.heard.setdefault(r.period, {})
-        if cred.id in seen or not blindrsa.verify(key, cred.prepared, cred.signature):
-            return  # one rating a credential (the first heard)
+        if cred.id in seen:
+            return  # one rating a credential
+        if not self.verifier.verify(rating_key, r.signed(), r.signature):
+            return  # a copy of someone's credential with other scores
+        if not blindrsa.verify(key, cred.prepared, cred.signature):
+            return
         seen[cred.id] = r
         for old in sorted(self.heard)[:-KEPT_PERIODS]:
             del self.heard[old]
@@ -191,7 +211,7 @@ class Market:
         if key in agencies and self.verifier.verify(key, agency_signed(raw, key), sig):
             self.agencies[(key, rating.period)] = rating
 
-    def _apply(self, now: float) -> None:
+    def apply(self, now: float) -> None:
         """What this period and the last say, into the choice's providers."""
         p = self.period(now)
         periods = (p - 1, p)
@@ -212,24 +232,28 @@ class Market:
             got = scores.get(prov.operator, [])
             prov.rating = sum(got) / len(got) / 100 if got else None
             prov.ratings = len(got)
-            if counted:
-                prov.crowd = max(crowd[q].get(prov.operator, 0) for q in periods)
+            prov.crowd = max(crowd[q].get(prov.operator, 0) for q in periods) if counted else None
 
     # --- what the member does ---------------------------------------------------------------
 
     def housekeeping(self, now: float) -> None:
+        for tag in [t for t in self.owing if self.e.flows.by_tag(t) is None]:
+            del self.owing[tag]  # ended while it waited
         self._retry(now)
-        chosen = self.e.choice.chosen
-        if chosen is not None and self.e.priorities.keep_tokens:
-            self._stock(chosen, now)
+        if now >= self.next_look:
+            self.next_look = now + self.rng.expovariate(1 / RESTOCK_MEAN)
+            chosen = self.e.choice.chosen
+            if chosen is not None and self.e.priorities.keep_tokens:
+                self._stock(chosen, now)
         self._credential(now)
         self._rate(now)
+        self.apply(now)
 
     def _retry(self, now: float) -> None:
         for request, buy in list(self.pending.items()):
-            if now - buy.asked < RETRY:
+            if now - buy.asked < RETRY * buy.tries:
                 continue
-            if buy.tries >= TRIES:
+            if buy.tries >= TRIES:  # (the provider may have sold it: it keeps the answer)
                 del self.pending[request]
                 self._changed(buy.operator, "no answer to our BUY")
                 continue
@@ -240,34 +264,38 @@ class Market:
         key = _public(offer.token_key) if offer else None
         if key is None or now < self.paused.get((TokenKind.PAYMENT, prov.operator), 0.0):
             return
-        if any(
-            b.operator == prov.operator and b.kind is TokenKind.PAYMENT
-            for b in self.pending.values()
-        ):
+        if any(b.operator == prov.operator for b in self.pending.values()):
             return
         keep = self.e.priorities.keep_tokens
         held = self.wallet.held(blindrsa.key_id(key).hex())
         if held * 2 >= keep:
             return
         count = min(keep - held, MAX_PER_FRAME)
-        self._buy(
-            TokenKind.PAYMENT, prov, key, [self.rng.randbytes(32) for _ in range(count)], 0, now
-        )
+        messages = [self.rng.randbytes(32) for _ in range(count)]
+        self._buy(TokenKind.PAYMENT, prov, key, messages, 0, b"", now)
 
     def _credential(self, now: float) -> None:
         p = self.period(now)
-        key = self.cred_keys.get(p)
-        issuer = self.issuer_gateway()
+        key, issuer = self.cred_keys.get(p), self.issuer_gateway()
         if key is None or issuer is None or p in self.wallet.credentials:
+            return
+        if now < self.cred_at.get(p, now):
             return
         if any(b.kind is TokenKind.CREDENTIAL for b in self.pending.values()):
             return
         prov = self.e.choice.providers[self.e.c.gateways[issuer].operator]
         if now < self.paused.get((TokenKind.CREDENTIAL, prov.operator), 0.0):
             return
-        self._buy(
-            TokenKind.CREDENTIAL, prov, key, [credential_message(p, self.rng.randbytes(16))], p, now
-        )
+        seed = self.rng.randbytes(32)
+        message = credential_message(p, HostKey(seed).public)
+        self._buy(TokenKind.CREDENTIAL, prov, key, [message], p, seed, now)
+
+    def _gateway_for(self, kind: TokenKind, prov: Provider, now: float) -> int | None:
+        """Whom to ask: the issuer's first gateway, or one of the provider's heard lately."""
+        if kind is TokenKind.CREDENTIAL:
+            return self.issuer_gateway()
+        alive = self.e.choice.alive(prov, now)
+        return min(alive) if alive else None
 
     def _buy(
         self,
@@ -276,16 +304,12 @@ class Market:
         key: blindrsa.PublicKey,
         messages: list[bytes],
         period: int,
+        seed: bytes,
         now: float,
     ) -> None:
-        heard = self.e.choice.gateway_src
-        gateway = (
-            self.issuer_gateway()
-            if kind is TokenKind.CREDENTIAL
-            else min((g for g in prov.gateways if g in heard), default=None)
-        )
-        if gateway is None or gateway not in heard:
-            return  # none of its gateways heard: no address to ask
+        gateway = self._gateway_for(kind, prov, now)
+        if gateway is None or gateway not in self.e.choice.gateway_src:
+            return  # none of its gateways heard: nobody to ask
         prepared = [blindrsa.prepare(m, self.rng.randbytes) for m in messages]
         blinds = [blindrsa.blind(key, m, self.rng.randbytes) for m in prepared]
         buy = PendingBuy(
@@ -294,12 +318,14 @@ class Market:
             key,
             gateway,
             prepared,
-            [st for _b, st in blinds],
+            [st.inv for _b, st in blinds],
             tuple(b for b, _st in blinds),
             period,
+            seed,
         )
-        request = self.rng.getrandbits(63)
+        request = self.rng.randrange(MAX_REQUEST)
         self.pending[request] = buy
+        self.e.command(SaveWallet(self.wallet.dump()))  # before asking: never billed for nothing
         self._send_buy(request, buy, now)
 
     def _send_buy(self, request: int, buy: PendingBuy, now: float) -> None:
@@ -315,13 +341,14 @@ class Market:
         if due is None or cred is None or now < due or p in self.rated:
             return
         self.rated.add(p)
+        used = [prov for prov in self.e.choice.market(now) if prov.quality.flows]
         scores = tuple(
-            (prov.operator, round(100 * prov.own))
-            for prov in self.e.choice.market(now)
-            if prov.quality.flows  # only what this member used
-        )
+            (prov.operator, round(100 * prov.own)) for prov in used[:MAX_RATED]
+        )  # only what this member used
         chosen = self.e.choice.chosen
-        rating = Rating(p, scores, chosen.operator if chosen else "", cred)
+        unsigned = Rating(p, scores, chosen.operator if chosen else "", cred.token)
+        signature = HostKey(cred.seed).sign(unsigned.signed())
+        rating = Rating(p, scores, unsigned.choice, cred.token, signature)
         data = rating.encode()
         chunks = wire.split_vector(data, self.e.c.cell_data)
         packet_id = self.rng.getrandbits(32)
@@ -333,27 +360,36 @@ class Market:
         for old in [q for q in self.wallet.credentials if q < p - KEPT_PERIODS]:
             del self.wallet.credentials[old]
 
+    def pay_ahead(self, offer: Offer) -> int:
+        return max(PAY_AHEAD, offer.mb_per_token * MB // 20)
+
     def moved(self, flow: MemberFlow, nbytes: int, now: float) -> None:
         """A packet of `flow` went out or came in: pay ahead of its allowance running out."""
         flow.moved += nbytes
         prov = self.e.choice.by_address.get(flow.anon)
         offer = prov.offer if prov is not None else None
-        if offer is None or not offer.token_key or not flow.answered:
+        if prov is None or offer is None or not offer.token_key or not flow.answered:
             return
-        if flow.moved < offer.free_mb * MB + flow.paid - PAY_AHEAD:
+        if flow.moved < offer.free_mb * MB + flow.paid - self.pay_ahead(offer):
+            self.owing.pop(flow.tag, None)
             return
         key = _public(offer.token_key)
         token = self.wallet.take(blindrsa.key_id(key).hex()) if key else None
         if token is None:
-            flow.paid += offer.mb_per_token * MB  # (none to spend: do not try again at once)
-            assert prov is not None
-            self._changed(prov.operator, "no token to pay with: the flow may stall")
+            if flow.tag not in self.owing:
+                if len(self.owing) >= MAX_OWING:
+                    self.owing.pop(next(iter(self.owing)))
+                self.owing[flow.tag] = flow  # it pays when tokens come
+                self._changed(prov.operator, "no token to pay with: the flow waits for one")
             return
+        self.owing.pop(flow.tag, None)
         flow.paid += offer.mb_per_token * MB
         cells = self.e._seal(flow, spend_message(token), False, now)
         self.e._queue_cells(cells, now, first=True)
-        assert prov is not None
         self._changed(prov.operator, "spent 1")
+
+    def forget(self, flow: MemberFlow) -> None:
+        self.owing.pop(flow.tag, None)
 
     def _changed(self, operator: str, detail: str) -> None:
         row = self.wallet.status().get(operator, {"held": 0, "spent": 0})
@@ -365,6 +401,7 @@ class Market:
         return {
             "tokens": self.wallet.status(),
             "pending_buys": len(self.pending),
+            "flows_waiting_for_a_token": len(self.owing),
             "period": p,
             "credential": p in self.wallet.credentials,
             "rated": p in self.rated,

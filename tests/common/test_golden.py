@@ -595,7 +595,7 @@ def test_tokens_and_ratings_inside_cells_are_pinned() -> None:
     token = tokens.Token(b"\x01\x02", b"\x03")
     assert tokens.spend_message(token) == h("10", "0002 0102", "0001 03")
     assert (tokens.RATING_TAG, tokens.SPEND) == (1, 0x10)
-    rating = tokens.Rating(7, (("a", 90), ("bc", 5)), "a", token)
+    rating = tokens.Rating(7, (("a", 90), ("bc", 5)), "a", token, b"s" * 64)
     assert rating.encode() == h(
         "0000000000000007",  # period
         "01 61",  # choice: length, "a"
@@ -603,8 +603,10 @@ def test_tokens_and_ratings_inside_cells_are_pinned() -> None:
         "01 61 5a",  # "a": 90
         "02 6263 05",  # "bc": 5
         "0002 0102 0001 03",  # the credential: prepared message, signature
+        "73" * 64,  # the rating key's signature
     )
     assert tokens.pull_rating(rating.encode()) == rating
-    assert tokens.credential_message(7, b"n" * 16) == (
-        b"lanon-rating-credential\x00" + h("0000000000000007") + b"n" * 16
+    assert rating.signed() == b"lanon-rating\x00" + rating.encode()[:-64]
+    assert tokens.credential_message(7, b"k" * 32) == (
+        b"lanon-rating-credential\x00" + h("0000000000000007") + b"k" * 32
     )

@@ -25,9 +25,9 @@ def key() -> blindrsa.PrivateKey:
 
 
 def flow(anon: bytes = OURS) -> GatewayFlow:
-    return GatewayFlow(
-        1, 17, anon, 4000, bytes(4), 7, FlowState(17, 0.0), bytes(32), ReplayWindow()
-    )
+    f = GatewayFlow(1, 17, anon, 4000, bytes(4), 7, FlowState(17, 0.0), bytes(32), ReplayWindow())
+    f.metered = True  # seen from its first packet
+    return f
 
 
 def buy_tokens(
@@ -87,8 +87,9 @@ def test_a_blinded_message_of_the_wrong_size_is_refused(key: blindrsa.PrivateKey
 
 def test_the_meter_lets_a_flow_move_its_allowance_and_what_it_paid() -> None:
     meter = Meter(frozenset({OURS}), 1, 2)
+    grace = meter.grace  # what the member cannot have counted: sent, lost on the way
     f = flow()
-    assert meter.charge(f, MB) and not meter.charge(f, 1)  # the free MB, then nothing
+    assert meter.charge(f, MB + grace) and not meter.charge(f, 1)  # the free MB, then nothing
     f.paid += 2 * MB
     assert meter.charge(f, 2 * MB) and not meter.charge(f, 1)
     other = flow(THEIRS)
@@ -112,8 +113,9 @@ def test_one_rating_credential_per_member_and_period(key: blindrsa.PrivateKey) -
     pk = key.public_key
 
     def ask(request: int, period: int = 10, member: str = "member1") -> Refusal:
-        m = blindrsa.prepare(credential_message(period, bytes(16)))
-        blinded, _ = blindrsa.blind(pk, m)
+        rng = random.Random(request)  # asked again: the same messages
+        m = blindrsa.prepare(credential_message(period, bytes([request]) * 32), rng.randbytes)
+        blinded, _ = blindrsa.blind(pk, m, rng.randbytes)
         buy = Buy(TokenKind.CREDENTIAL, 0, request, period, (blinded,))
         return issuer.issue(member, 0, buy, 1050.0).refusal
 
@@ -125,3 +127,12 @@ def test_one_rating_credential_per_member_and_period(key: blindrsa.PrivateKey) -
     for p in (11, 12, 13):
         issuer.add(p, key)
     assert sorted(issuer.keys) == [11, 12, 13]  # old periods' keys are let go
+    restarted = CredentialIssuer(issuer.ledger, 100.0)  # the period's key survives a restart
+    assert 13 in restarted.keys and restarted.wanted(1350.0) is None
+
+
+def test_the_meter_meters_only_flows_it_saw_begin() -> None:
+    meter = Meter(frozenset({OURS}), 1, 2)
+    f = flow()
+    f.metered = False  # learnt from another gateway, or after a restart: what it paid is unknown
+    assert meter.charge(f, 50 * MB)

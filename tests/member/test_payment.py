@@ -28,6 +28,7 @@ def small_units(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cashier_mod, "MB", UNIT)
     monkeypatch.setattr(market_mod, "MB", UNIT)
     monkeypatch.setattr(market_mod, "PAY_AHEAD", 300)
+    monkeypatch.setattr(market_mod, "RESTOCK_MEAN", 2.0)  # looks at its stock often
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +139,63 @@ def test_members_rate_providers_once_a_period_and_hear_each_other(
     from lanon.common.tokens import pull_rating
 
     twice = pull_rating(r.rating)
-    stuffed = Rating(twice.period, (("fast", 0),), twice.choice, twice.credential)
+    stuffed = Rating(twice.period, (("fast", 0),), "fast", twice.credential, bytes(64))
     gw = lan.gateway("gateway1")
     frame = gw.key.sign(Relay(RatingKind.ANONYMOUS, stuffed.encode()).encode(lan.c.id, 0))
     body = Relay(RatingKind.ANONYMOUS, stuffed.encode()).encode(lan.c.id, 0)
     m2.receive_frame(lan.host("gateway1").mac, body + frame, lan.now)
     assert {q: len(v) for q, v in m2.market.heard.items()} == before
+    # ... and a copy of a credential with other scores, heard first, does not count at all
+    m3 = lan.member("member3")
+    cred_id = twice.credential.id if twice.credential else b""
+    m3.market.heard.get(twice.period, {}).pop(cred_id, None)
+    m3.receive_frame(lan.host("gateway1").mac, body + frame, lan.now)
+    assert cred_id not in m3.market.heard.get(twice.period, {})
+
+
+def test_a_flow_that_found_no_token_pays_when_tokens_come(token_key: blindrsa.PrivateKey) -> None:
+    keep = Priorities(**{**PRICE_FIRST.__dict__, "keep_tokens": 4, "explore": 0.0})
+    lan = market({"member1": keep})
+    selling(lan, token_key)
+    m = lan.member("member1")
+    m.market.next_look = lan.now + 1000  # it has not bought yet
+    lan.run(6.0)
+    exchange(lan, "member1", 3)  # over its allowance: nothing to pay with
+    assert m.market.owing and m.wallet.status() == {}
+    m.market.next_look = lan.now  # it buys now, at a moment of its own
+    lan.run(3.0)
+    assert not m.market.owing  # the waiting flow paid at once
+    assert [e.outcome for e in lan.events("gateway1", TokenRedeemed)] == ["accepted"]
+    assert exchange(lan, "member1", 4) == 4
+
+
+def test_a_replayed_buy_gets_the_same_answer_and_sells_nothing_more(
+    token_key: blindrsa.PrivateKey,
+) -> None:
+    keep = Priorities(**{**PRICE_FIRST.__dict__, "keep_tokens": 4, "explore": 0.0})
+    lan = market({"member1": keep})
+    till = selling(lan, token_key)
+    lan.run(8.0)
+    (_src, _dst, buy), *_ = lan.frames(wire.MsgType.BUY)
+    answers = [f for _s, _d, f in lan.frames(wire.MsgType.ISSUE)]
+    gw = lan.gateway("gateway1")
+    foreign = bytes.fromhex("02aa00000099")
+    for _ in range(20):  # from another host's port of the switch
+        gw.receive_frame(foreign, buy, lan.now)
+    replies = [c for c in gw.pop_commands() if getattr(c, "frame", b"")[1:2] == b"\x16"]
+    assert replies and all(
+        c.frame[: -wire.SIG_LEN] == answers[0][: -wire.SIG_LEN]  # type: ignore[attr-defined]
+        for c in replies
+    )
+    assert till.ledger.totals()[0] == 4
+
+
+def test_excluded_operators_stay_excluded_without_a_market() -> None:
+    lan = market({"member1": Priorities(exclude=["cheap"])})
+    m = lan.member("member1")
+    for p in m.choice.providers.values():
+        p.offer = None
+    m.choice.choose(lan.now, 0)
+    cheap = set(m.choice.providers["cheap"].addresses)
+    assert m.choice.chosen is None
+    assert not {m._choose_address() for _ in range(200)} & cheap
