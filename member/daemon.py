@@ -381,6 +381,14 @@ class MemberDaemon(DaemonBase):
                 self.log.info(
                     "providers: new flows leave through %s (%s)", e.operator or "any", e.reason
                 )
+            case ev.WalletChanged(detail=detail) if detail.startswith("no token"):
+                self.warn_once(
+                    f"no-token-{e.operator}",
+                    now,
+                    "%s takes tokens and this member has none: flows through it stop after its "
+                    "free allowance (set [providers] keep_tokens to buy them)",
+                    e.operator,
+                )
             case ev.WalletChanged():
                 self.log.info(
                     "tokens of %s: %s (%d held, %d spent)", e.operator, e.detail, e.held, e.spent

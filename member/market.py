@@ -68,8 +68,9 @@ if TYPE_CHECKING:
 
 MB = 1_000_000
 PAY_AHEAD = 500_000  # bytes before a flow's allowance runs out at which a token is spent
-RETRY = 5.0  # seconds before a BUY unanswered is asked again (the same request), times tries
-TRIES = 8
+RETRY = 2.5  # seconds before a BUY unanswered is asked again (the same request), doubling
+TRIES = 4  # asked this often, the member says so
+RETRY_MAX = 600.0
 REFUSED_PAUSE = 60.0  # seconds before buying again from a provider that refused
 RESTOCK_MEAN = 60.0  # seconds, on average, between looks at the stock of tokens
 FIRST_LOOK = 10.0  # the first look: at a random moment this long after the start
@@ -250,13 +251,18 @@ class Market:
         self.apply(now)
 
     def _retry(self, now: float) -> None:
+        """Ask again, less and less often, but never give up: the provider may have sold
+        (and billed) it, and keeps the answer; without the request, that answer is lost."""
         for request, buy in list(self.pending.items()):
-            if now - buy.asked < RETRY * buy.tries:
+            if now - buy.asked < min(RETRY * 2 ** min(buy.tries, 10), RETRY_MAX):
                 continue
-            if buy.tries >= TRIES:  # (the provider may have sold it: it keeps the answer)
-                del self.pending[request]
-                self._changed(buy.operator, "no answer to our BUY")
-                continue
+            if buy.tries == TRIES:
+                self._changed(buy.operator, "no answer to our BUY yet: asking again, less often")
+            if buy.kind is TokenKind.PAYMENT:  # (the provider's gateway heard lately)
+                prov = self.e.choice.providers.get(buy.operator)
+                alive = self.e.choice.alive(prov, now) if prov is not None else []
+                if alive and buy.gateway not in alive:
+                    continue  # its gateway is away: the same request waits for it
             self._send_buy(request, buy, now)
 
     def _stock(self, prov: Provider, now: float) -> None:
