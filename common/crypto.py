@@ -295,18 +295,24 @@ def write_public_key(path: Path, key: HostKey, comment: str) -> None:
     path.write_text(f"# lanon public key: {comment}\n{encode_key(key.public)}\n")
 
 
-def read_private_key(path: Path) -> HostKey:
+def read_secret_lines(path: Path, what: str) -> list[str]:
+    """The lines of a secret file, but comments; ConfigError if it cannot be read or if
+    others may read it."""
     try:
         st = path.stat()
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read private key: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
-            f"{path}: private key is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"{path}: {what} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
             f"expected 0600: run 'chmod 600 {path}'"
         )
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def read_private_key(path: Path) -> HostKey:
+    lines = read_secret_lines(path, "private key")
     try:
         seed = base64.b64decode(lines[0], validate=True) if len(lines) == 1 else b""
     except (binascii.Error, ValueError):

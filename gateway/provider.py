@@ -8,12 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from lanon.common import blindrsa
 from lanon.common.coalition import Coalition, GatewayPeer
+from lanon.common.crypto import read_secret_lines
 from lanon.common.errors import ConfigError
 from lanon.common.offers import Offer, Price
 from lanon.common.settings import resolve
@@ -39,17 +39,7 @@ def write_token_key(path: Path, key: blindrsa.PrivateKey, comment: str) -> None:
 
 
 def read_token_key(path: Path) -> blindrsa.PrivateKey:
-    try:
-        st = path.stat()
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the token key: {exc.strerror}") from None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(
-            f"{path}: token key is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
-            f"expected 0600: run 'chmod 600 {path}'"
-        )
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    lines = read_secret_lines(path, "the token key")
     try:
         return blindrsa.PrivateKey.from_bytes(base64.b64decode("".join(lines), validate=True))
     except (binascii.Error, ValueError):

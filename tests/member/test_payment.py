@@ -199,3 +199,27 @@ def test_excluded_operators_stay_excluded_without_a_market() -> None:
     cheap = set(m.choice.providers["cheap"].addresses)
     assert m.choice.chosen is None
     assert not {m._choose_address() for _ in range(200)} & cheap
+
+
+def test_an_agencys_signed_rating_counts_and_an_unknown_agencys_does_not() -> None:
+    from lanon.common.crypto import HostKey, encode_key
+    from lanon.common.tokens import agency_signed, agency_statement
+
+    agency, stranger = HostKey(bytes([7]) * 32), HostKey(bytes([8]) * 32)
+    lan = market(providers={"agencies": [encode_key(agency.public)]})
+    period = lan.member("member1").market.period(lan.now)
+
+    def statement(key: HostKey, score: int) -> bytes:
+        rating = Rating(period, (("fast", score),))
+        return agency_statement(
+            rating, key.public, key.sign(agency_signed(rating.body(), key.public))
+        )
+
+    lan.gateway("gateway1").relay_agency(statement(stranger, 0))
+    lan.run(0.5)
+    assert lan.member("member1").choice.providers["fast"].rating is None
+    lan.gateway("gateway1").relay_agency(statement(agency, 90))
+    lan.run(0.5)
+    for m in ("member1", "member2", "member3"):
+        fast = lan.member(m).choice.providers["fast"]
+        assert fast.rating == 0.9 and fast.ratings == 1
