@@ -267,6 +267,16 @@ class Verifier:
         return True
 
 
+def verify_once(public: bytes, message: bytes, signature: bytes) -> bool:
+    """Ed25519 verification with a key seen once (nothing kept: a key per message, such as a
+    rating's, must not fill a cache)."""
+    try:
+        VerifyKey(public).verify(message, signature)
+    except (BadSignatureError, ValueError):
+        return False
+    return True
+
+
 # --- key files ------------------------------------------------------------------------------
 
 

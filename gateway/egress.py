@@ -61,6 +61,9 @@ from lanon.gateway.ingress import Ingress
 
 SWEEP_INTERVAL = 1.0  # seconds of lanon clock between flow expiry sweeps
 MAX_RATINGS = 64  # ratings kept to relay between two looks of the engine
+# seconds after its first output before a gateway meters the flows it hears of: by then every
+# flow older than it has sent its key again (member/flows.REWRAP_INTERVAL), and is known
+METER_AFTER = 15.0
 SPEND_BYTE = bytes([SPEND])
 
 
@@ -164,10 +167,13 @@ class Egress:
         self.proven: list[Accusation] = []  # to trace (the engine takes them: gateway/tracer.py)
         self.ratings: list[bytes] = []  # heard in outputs, to relay (the engine takes them)
         self.cashier: Cashier | None = None  # our operator's, if it takes tokens
+        self._started = float("inf")
         self.last_round = 0
         self._next_sweep = 0.0
 
     def process(self, out: RoundOutput) -> SlotStats:
+        if self._started == float("inf"):
+            self._started = out.leader_ms / 1000  # the first output this gateway read
         self.accusations.record(out)
         self.last_round = max(self.last_round, out.round)
         self.flows.time = max(self.flows.time, out.leader_ms / 1000)
@@ -312,7 +318,9 @@ class Egress:
             return
         if created:
             self.e.event(FlowOpened(f.proto, address_text(f.src)))
-            flow.metered = counter == 1  # from its first packet: what it moves is known
+            # Metered unless it may be an older flow that this gateway, just started, hears of
+            # only now (from a rewrap): what it paid before is not known here.
+            flow.metered = self.flows.time >= self._started + METER_AFTER
         flow.window.mark(counter)
         if index in self.held:
             if self.cashier is not None and not self.cashier.meter.charge(flow, len(packet)):

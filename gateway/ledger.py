@@ -10,10 +10,14 @@ as each is up: one that was down missed what was spent meanwhile).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from lanon.common.errors import ConfigError
+
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spent (token BLOB PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS sold (
@@ -34,12 +38,26 @@ class Sale:
 
 class Ledger:
     def __init__(self, path: Path | str = ":memory:") -> None:
+        """ConfigError if the file cannot be made or is another lanon's ledger."""
         self.path = str(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: each is kept
-        if self.path != ":memory:":
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        try:
+            if self.path != ":memory:":  # the issuer's keys are in it: owner only
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            self.db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: each kept
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            tables = self.db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            if tables and version != SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{self.path}: a ledger of schema {version}, expected {SCHEMA_VERSION} "
+                    "(from another lanon: keep it aside and start a new one)"
+                )
+            if self.path != ":memory:":
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"{self.path}: cannot open the ledger: {exc}") from None
 
     def spend(self, token: bytes, at: float) -> bool:
         """Take a token; False if it was taken before."""

@@ -169,6 +169,7 @@ class ProviderChoice:
         self.gateway_src: dict[int, bytes] = {}  # where each gateway's signed frames come from
         self.heartbeat_seq: dict[int, int] = {}  # the newest heartbeat checked, per gateway
         self.holders: dict[int, int] = {}  # address index -> the gateway last heard holding it
+        self.offer_seen: dict[int, tuple[int, float]] = {}  # gateway -> (issued_ms, when)
         self.chosen: Provider | None = None
         self.reason = "no offer heard: every allowed address, at random"
         self._new: deque[tuple[float, Any]] = deque()  # (due, flow) waiting for a first answer
@@ -182,19 +183,35 @@ class ProviderChoice:
                 prov.offer, prov.heard, prov.quality = was.offer, was.heard, was.quality
                 prov.rating, prov.ratings, prov.crowd = was.rating, was.ratings, was.crowd
         self._new = old._new
+        self.heartbeat_seq = dict(old.heartbeat_seq)  # (a replay stays a replay)
+        self.offer_seen = dict(old.offer_seen)
         if old.chosen is not None:
             self.chosen = self.providers.get(old.chosen.operator)
             self.reason = old.reason
 
     # --- what the member hears and measures ------------------------------------------------
 
-    def offer_heard(self, gateway: int, offer: Offer, now: float) -> bool:
-        """A verified OFFER from one of `gateway`'s operator's gateways; False if stale."""
-        prov = self.providers[self.c.gateways[gateway].operator]
-        if prov.offer is not None and offer.issued_ms <= prov.offer.issued_ms:
+    def fresh_offer(self, gateway: int, offer: Offer, wall_ms: int, now: float) -> bool:
+        """Whether an OFFER (not checked yet) is worth checking: newer than the last taken from
+        that gateway (or that one is old), and not from the future."""
+        tolerance = int(self.c.rounds.clock_tolerance * 1000)
+        if offer.issued_ms > wall_ms + tolerance:
             return False
+        last = self.offer_seen.get(gateway)
+        return last is None or offer.issued_ms > last[0] or now - last[1] > OFFER_TIMEOUT
+
+    def offer_heard(self, gateway: int, offer: Offer, now: float) -> bool:
+        """A verified, fresh OFFER from one of the operator's gateways: the operator's offer
+        now (its gateways' clocks may differ: each is compared with its own)."""
+        self.offer_seen[gateway] = (offer.issued_ms, now)
+        prov = self.providers[self.c.gateways[gateway].operator]
+        changed = (
+            prov.offer is None
+            or prov.offer.price != offer.price
+            or (prov.offer.token_key != offer.token_key)
+        )
         prov.offer, prov.heard = offer, now
-        return True
+        return changed
 
     def heard_gateway(self, gateway: int, src: bytes, now: float) -> None:
         """A frame of `gateway`'s with a good signature, from `src`."""
@@ -290,9 +307,10 @@ class ProviderChoice:
     def _score(self, market: list[Provider], wall_ms: int) -> None:
         def relative(values: dict[str, float | None], lower_is_better: bool) -> dict[str, float]:
             known = [v for v in values.values() if v is not None]
-            # (a tenth of the spread keeps a free provider from scoring every other one 0,
-            # whatever the unit)
-            eps = max(known, default=0.0) / 10 or 1.0
+            # (a tenth of the best non-zero value keeps a free provider from scoring every
+            # other one 0, whatever the unit; a dear outlier changes nothing)
+            positive = [v for v in known if v > 0]
+            eps = min(positive) / 10 if positive else 1.0
             out: dict[str, float] = {}
             for name, v in values.items():
                 if v is None:

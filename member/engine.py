@@ -540,12 +540,14 @@ class MemberEngine(EngineBase):
         first: one good offer per gateway a second, and only one newer than the last (a replay
         is not); then the signature."""
         gateway = self.c.gateway_at(sender)
+        known = src == self.choice.gateway_src.get(gateway.index)
         if now - self.offers_checked.get(gateway.index, float("-inf")) < OFFER_CHECK:
             return
         offer = pull_offer(wire.split_auth(frame, wire.SIG_LEN)[0])
-        prov = self.choice.providers[gateway.operator]
-        if prov.offer is not None and offer.issued_ms <= prov.offer.issued_ms:
-            return
+        if not self.choice.fresh_offer(gateway.index, offer, wall_ms(now, self.wall_offset), now):
+            return  # no newer than its last, or from the future: a replay, or a wrong clock
+        if not known:  # (from elsewhere than where it is: one check a second, good or bad)
+            self.offers_checked[gateway.index] = now
         self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now, fresh=False)
         self.offers_checked[gateway.index] = now
         self.trusted((GATEWAY, gateway.index), src)  # fresh and good: it is there

@@ -35,7 +35,7 @@ from lanon.common import blindrsa, wire
 from lanon.common.cell import encode_cell
 from lanon.common.clock import wall_ms
 from lanon.common.coalition import GatewayPeer
-from lanon.common.crypto import HostKey, Verifier, decode_public_key
+from lanon.common.crypto import HostKey, Verifier, decode_public_key, verify_once
 from lanon.common.engine import signed
 from lanon.common.events import SaveWallet, WalletChanged
 from lanon.common.guard import GATEWAY
@@ -72,7 +72,9 @@ RETRY = 2.5  # seconds before a BUY unanswered is asked again (the same request)
 TRIES = 4  # asked this often, the member says so
 RETRY_MAX = 600.0
 REFUSED_PAUSE = 60.0  # seconds before buying again from a provider that refused
-RESTOCK_MEAN = 60.0  # seconds, on average, between looks at the stock of tokens
+RESTOCK_MIN = 10.0  # seconds at least between looks at the stock of tokens...
+RESTOCK_MEAN = 50.0  # ... and this much more on average (never right after a spend)
+OWED_WAIT = (5.0, 30.0)  # seconds after a purchase before flows that waited for it pay
 FIRST_LOOK = 10.0  # the first look: at a random moment this long after the start
 KEPT_PERIODS = 3
 MAX_OWING = 256  # flows waiting for a token
@@ -102,6 +104,8 @@ class Market:
         self.agencies: dict[tuple[bytes, int], Rating] = {}  # (agency key, period) -> rating
         self.owing: dict[int, MemberFlow] = {}  # flows waiting for a token, by tag
         self.next_look = now + rng.uniform(0, FIRST_LOOK)
+        self.quiet_until = float("-inf")  # flows that waited for a token pay after this
+        self._keys: dict[bytes, tuple[blindrsa.PublicKey | None, str]] = {}
 
     @property
     def pending(self) -> dict[int, PendingBuy]:
@@ -141,7 +145,7 @@ class Market:
     def receive_issue(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
         issue = pull_issue(wire.split_auth(frame, wire.SIG_LEN)[0])
         buy = self.pending.get(issue.request)
-        if buy is None or buy.gateway != gateway.index or issue.member != self.e.me.index:
+        if buy is None or buy.gateway != gateway.name or issue.member != self.e.me.index:
             return  # answered already, or not ours: no signature checked for it
         self.e.verified((GATEWAY, gateway.index), src, gateway.public, frame, now, fresh=False)
         del self.pending[issue.request]
@@ -172,8 +176,9 @@ class Market:
             return
         self.wallet.add(blindrsa.key_id(buy.key).hex(), buy.operator, tokens)
         self._changed(buy.operator, f"bought {len(tokens)}")
-        for flow in list(self.owing.values()):  # flows that waited for a token: now they pay
-            self.moved(flow, 0, now)
+        # Flows that waited for a token pay at their next packet, and not before a random
+        # while: the provider knows which flows it stopped, and whom it just sold to.
+        self.quiet_until = now + self.rng.uniform(*OWED_WAIT)
 
     def receive_rating(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
         body = self.e.verified(
@@ -198,10 +203,10 @@ class Market:
         seen = self.heard.setdefault(r.period, {})
         if cred.id in seen:
             return  # one rating a credential
-        if not self.verifier.verify(rating_key, r.signed(), r.signature):
-            return  # a copy of someone's credential with other scores
         if not blindrsa.verify(key, cred.prepared, cred.signature):
-            return
+            return  # (first: a junk rating names a key of its own, which is not kept)
+        if not verify_once(rating_key, r.signed(), r.signature):
+            return  # a copy of someone's credential with other scores
         seen[cred.id] = r
         for old in sorted(self.heard)[:-KEPT_PERIODS]:
             del self.heard[old]
@@ -242,7 +247,7 @@ class Market:
             del self.owing[tag]  # ended while it waited
         self._retry(now)
         if now >= self.next_look:
-            self.next_look = now + self.rng.expovariate(1 / RESTOCK_MEAN)
+            self.next_look = now + RESTOCK_MIN + self.rng.expovariate(1 / RESTOCK_MEAN)
             chosen = self.e.choice.chosen
             if chosen is not None and self.e.priorities.keep_tokens:
                 self._stock(chosen, now)
@@ -258,11 +263,9 @@ class Market:
                 continue
             if buy.tries == TRIES:
                 self._changed(buy.operator, "no answer to our BUY yet: asking again, less often")
-            if buy.kind is TokenKind.PAYMENT:  # (the provider's gateway heard lately)
-                prov = self.e.choice.providers.get(buy.operator)
-                alive = self.e.choice.alive(prov, now) if prov is not None else []
-                if alive and buy.gateway not in alive:
-                    continue  # its gateway is away: the same request waits for it
+            index = self._index(buy.gateway)
+            if index is None or index not in self.e.choice.gateway_src:
+                continue  # its gateway is away (or gone): the same request waits for it
             self._send_buy(request, buy, now)
 
     def _stock(self, prov: Provider, now: float) -> None:
@@ -270,8 +273,8 @@ class Market:
         key = _public(offer.token_key) if offer else None
         if key is None or now < self.paused.get((TokenKind.PAYMENT, prov.operator), 0.0):
             return
-        if any(b.operator == prov.operator for b in self.pending.values()):
-            return
+        if any(b.operator == prov.operator and b.tries < TRIES for b in self.pending.values()):
+            return  # (one long unanswered does not stop the next purchase)
         keep = self.e.priorities.keep_tokens
         held = self.wallet.held(blindrsa.key_id(key).hex())
         if held * 2 >= keep:
@@ -313,9 +316,10 @@ class Market:
         seed: bytes,
         now: float,
     ) -> None:
-        gateway = self._gateway_for(kind, prov, now)
-        if gateway is None or gateway not in self.e.choice.gateway_src:
+        index = self._gateway_for(kind, prov, now)
+        if index is None or index not in self.e.choice.gateway_src:
             return  # none of its gateways heard: nobody to ask
+        gateway = self.e.c.gateways[index].name
         prepared = [blindrsa.prepare(m, self.rng.randbytes) for m in messages]
         blinds = [blindrsa.blind(key, m, self.rng.randbytes) for m in prepared]
         buy = PendingBuy(
@@ -334,10 +338,17 @@ class Market:
         self.e.command(SaveWallet(self.wallet.dump()))  # before asking: never billed for nothing
         self._send_buy(request, buy, now)
 
+    def _index(self, name: str) -> int | None:
+        """A gateway's index in the coalition this member runs (versions may renumber)."""
+        return next((g.index for g in self.e.c.gateways if g.name == name), None)
+
     def _send_buy(self, request: int, buy: PendingBuy, now: float) -> None:
+        index = self._index(buy.gateway)
+        if index is None:
+            return  # no longer in the coalition
         buy.asked, buy.tries = now, buy.tries + 1
-        frame = Buy(buy.kind, buy.gateway, request, buy.period, buy.blinded)
-        dst = self.e.choice.gateway_src.get(buy.gateway, wire.BROADCAST)
+        frame = Buy(buy.kind, index, request, buy.period, buy.blinded)
+        dst = self.e.choice.gateway_src.get(index, wire.BROADCAST)
         self.e.send(dst, signed(self.e.key, frame.encode(self.e.c.id, self.e.me.index)))
 
     def _rate(self, now: float) -> None:
@@ -369,6 +380,15 @@ class Market:
     def pay_ahead(self, offer: Offer) -> int:
         return max(PAY_AHEAD, offer.mb_per_token * MB // 20)
 
+    def _key(self, offer: Offer) -> tuple[blindrsa.PublicKey | None, str]:
+        """The offer's token key and its id (parsed once a key)."""
+        got = self._keys.get(offer.token_key)
+        if got is None:
+            key = _public(offer.token_key)
+            got = (key, blindrsa.key_id(key).hex() if key else "")
+            self._keys = {offer.token_key: got, **dict(list(self._keys.items())[:7])}
+        return got
+
     def moved(self, flow: MemberFlow, nbytes: int, now: float) -> None:
         """A packet of `flow` went out or came in: pay ahead of its allowance running out."""
         flow.moved += nbytes
@@ -377,25 +397,25 @@ class Market:
         if prov is None or offer is None or not offer.token_key or not flow.answered:
             return
         if flow.moved < offer.free_mb * MB + flow.paid - self.pay_ahead(offer):
-            self.owing.pop(flow.tag, None)
             return
-        key = _public(offer.token_key)
-        token = self.wallet.take(blindrsa.key_id(key).hex()) if key else None
+        owed = flow.tag in self.owing
+        if owed and now < self.quiet_until:
+            return
+        key, kid = self._key(offer)
+        token = self.wallet.take(kid) if key else None
         if token is None:
-            if flow.tag not in self.owing:
+            if not owed:
                 if len(self.owing) >= MAX_OWING:
                     self.owing.pop(next(iter(self.owing)))
                 self.owing[flow.tag] = flow  # it pays when tokens come
-                self._changed(prov.operator, "no token to pay with: the flow waits for one")
+                if len(self.owing) == 1:
+                    self._changed(prov.operator, "no token to pay with: flows wait for one")
             return
         self.owing.pop(flow.tag, None)
         flow.paid += offer.mb_per_token * MB
         cells = self.e._seal(flow, spend_message(token), False, now)
         self.e._queue_cells(cells, now, first=True)
         self._changed(prov.operator, "spent 1")
-
-    def forget(self, flow: MemberFlow) -> None:
-        self.owing.pop(flow.tag, None)
 
     def _changed(self, operator: str, detail: str) -> None:
         row = self.wallet.status().get(operator, {"held": 0, "spent": 0})

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lanon.common import blindrsa
-from lanon.common.tokens import Token, TokenKind
+from lanon.common.tokens import MAX_PER_FRAME, MAX_PREPARED, MAX_REQUEST, MAX_SIG, Token, TokenKind
 
 FORMAT = 1
 
@@ -40,7 +40,7 @@ class PendingBuy:
     kind: TokenKind
     operator: str
     key: blindrsa.PublicKey
-    gateway: int
+    gateway: str  # its name (versions may renumber gateways)
     prepared: list[bytes]
     inverses: list[int]
     blinded: tuple[bytes, ...]
@@ -54,7 +54,54 @@ class PendingBuy:
 
 
 def _token(pair: list[str]) -> Token:
-    return Token(bytes.fromhex(pair[0]), bytes.fromhex(pair[1]))
+    prepared, sig = bytes.fromhex(pair[0]), bytes.fromhex(pair[1])
+    if len(pair) != 2 or len(prepared) > MAX_PREPARED or len(sig) > MAX_SIG:
+        raise ValueError("a token of the wrong shape")
+    return Token(prepared, sig)
+
+
+def _count(v: object) -> int:
+    if not isinstance(v, int) or not 0 <= v < 1 << 62:
+        raise ValueError(f"count {v!r}")
+    return v
+
+
+def _request(v: int) -> int:
+    if not 0 <= v < MAX_REQUEST:
+        raise ValueError(f"request {v}")
+    return v
+
+
+def _bytes(text: str, length: int) -> bytes:
+    raw = bytes.fromhex(text)
+    if len(raw) != length:
+        raise ValueError(f"{len(raw)} bytes, expected {length}")
+    return raw
+
+
+def _pending(b: dict[str, Any]) -> PendingBuy:
+    prepared = [bytes.fromhex(m) for m in b["prepared"]]
+    inverses = [int(i, 16) for i in b["inverses"]]
+    blinded = tuple(bytes.fromhex(m) for m in b["blinded"])
+    if not 0 < len(prepared) == len(inverses) == len(blinded) <= MAX_PER_FRAME:
+        raise ValueError("a purchase of the wrong shape")
+    key = blindrsa.PublicKey.from_bytes(bytes.fromhex(b["key"]))
+    if any(len(m) != key.modulus_len for m in blinded):
+        raise ValueError("a purchase whose messages do not fit its key")
+    seed = bytes.fromhex(b["seed"])
+    if len(seed) not in (0, 32):
+        raise ValueError("a rating key's seed of the wrong length")
+    return PendingBuy(
+        TokenKind(b["kind"]),
+        str(b["operator"]),
+        key,
+        str(b["gateway"]),
+        prepared,
+        inverses,
+        blinded,
+        _count(b["period"]),
+        seed,
+    )
 
 
 def _pair(t: Token) -> list[str]:
@@ -73,29 +120,23 @@ class Wallet:
     def _load(self, text: str) -> None:
         try:
             data = json.loads(text)
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                raise ValueError(f"format, expected {FORMAT}")
             for kid, p in data["purses"].items():
                 tokens = [_token(t) for t in p["tokens"]]
-                self.purses[kid] = Purse(p["operator"], tokens, int(p["spent"]), int(p["bought"]))
+                self.purses[str(kid)] = Purse(
+                    str(p["operator"]), tokens, _count(p["spent"]), _count(p["bought"])
+                )
             for period, c in data.get("credentials", {}).items():
-                self.credentials[int(period)] = Credential(
-                    _token(c["token"]), bytes.fromhex(c["seed"])
+                self.credentials[_count(int(period))] = Credential(
+                    _token(c["token"]), _bytes(c["seed"], 32)
                 )
             for request, b in data.get("pending", {}).items():
-                self.pending[int(request)] = PendingBuy(
-                    TokenKind(b["kind"]),
-                    b["operator"],
-                    blindrsa.PublicKey.from_bytes(bytes.fromhex(b["key"])),
-                    int(b["gateway"]),
-                    [bytes.fromhex(m) for m in b["prepared"]],
-                    [int(i, 16) for i in b["inverses"]],
-                    tuple(bytes.fromhex(m) for m in b["blinded"]),
-                    int(b["period"]),
-                    bytes.fromhex(b["seed"]),
-                )
-        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"not a lanon wallet: {exc}") from None
+                self.pending[_request(int(request))] = _pending(b)
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+            raise ValueError(f"not a lanon wallet ({FORMAT}): {exc}") from None
+        except (OverflowError, RecursionError, blindrsa.BlindRSAError) as exc:
+            raise ValueError(f"not a lanon wallet ({FORMAT}): {exc!r}") from None
 
     def dump(self) -> str:
         purses: dict[str, Any] = {

@@ -136,3 +136,21 @@ def test_the_meter_meters_only_flows_it_saw_begin() -> None:
     f = flow()
     f.metered = False  # learnt from another gateway, or after a restart: what it paid is unknown
     assert meter.charge(f, 50 * MB)
+
+
+def test_a_ledger_is_the_owners_alone_and_another_schema_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+    import stat as stat_mod
+
+    from lanon.common.errors import ConfigError
+
+    path = tmp_path / "ledger.sqlite"
+    Ledger(path).close()
+    assert stat_mod.S_IMODE(path.stat().st_mode) == 0o600
+    old = tmp_path / "old.sqlite"
+    db = sqlite3.connect(old)
+    db.execute("CREATE TABLE spent (token BLOB PRIMARY KEY, at REAL NOT NULL)")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="schema 0"):
+        Ledger(old)

@@ -12,6 +12,7 @@ from lanon.common import blindrsa, wire
 from lanon.common.events import InboundDelivered, PacketDropped, TokenRedeemed, TokensIssued
 from lanon.common.tokens import Rating, RatingKind, Relay, pull_buy, pull_relay
 from lanon.gateway import cashier as cashier_mod
+from lanon.gateway import egress as egress_mod
 from lanon.gateway.cashier import Cashier, CredentialIssuer, Meter
 from lanon.gateway.ledger import Ledger
 from lanon.lab.packets import udp
@@ -29,6 +30,8 @@ def small_units(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(market_mod, "MB", UNIT)
     monkeypatch.setattr(market_mod, "PAY_AHEAD", 300)
     monkeypatch.setattr(market_mod, "RESTOCK_MEAN", 2.0)  # looks at its stock often
+    monkeypatch.setattr(market_mod, "RESTOCK_MIN", 0.0)
+    monkeypatch.setattr(egress_mod, "METER_AFTER", 0.0)  # meters from the first output
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +167,12 @@ def test_a_flow_that_found_no_token_pays_when_tokens_come(token_key: blindrsa.Pr
     assert m.market.owing and m.wallet.status() == {}
     m.market.next_look = lan.now  # it buys now, at a moment of its own
     lan.run(3.0)
-    assert not m.market.owing  # the waiting flow paid at once
+    assert m.wallet.status()["cheap"]["held"] == 4
+    # not at once: the provider knows which flows it stopped, and whom it just sold to
+    assert m.market.owing and not lan.events("gateway1", TokenRedeemed)
+    lan.run(max(0.0, m.market.quiet_until - lan.now))
+    exchange(lan, "member1", 2)  # its next packets: it pays, and the flow goes on
+    assert not m.market.owing
     assert [e.outcome for e in lan.events("gateway1", TokenRedeemed)] == ["accepted"]
     assert exchange(lan, "member1", 4) == 4
 
@@ -223,3 +231,39 @@ def test_an_agencys_signed_rating_counts_and_an_unknown_agencys_does_not() -> No
     for m in ("member1", "member2", "member3"):
         fast = lan.member(m).choice.providers["fast"]
         assert fast.rating == 0.9 and fast.ratings == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"format": 1, "purses": {"k": {"operator": "x", "tokens": [], "spent": 1e400, "bought": 0}}}',
+        "[" * 100_000 + "]" * 100_000,
+        '{"format": 1, "purses": {}, "pending": {"5": {"kind": 1, "operator": "x", "key": "00",'
+        ' "gateway": "g", "prepared": [], "inverses": [], "blinded": [], "period": 0, "seed": ""}}}',
+        '{"format": 1, "purses": {}, "credentials": {"-3": {"token": ["00", "00"], "seed": "00"}}}',
+        '{"format": 2, "purses": {}}',
+        "not json",
+    ],
+)
+def test_a_damaged_wallet_file_is_refused_with_a_reason(text: str) -> None:
+    from lanon.member.wallet import Wallet
+
+    with pytest.raises(ValueError, match="not a lanon wallet"):
+        Wallet(text)
+
+
+def test_a_wallet_keeps_tokens_credentials_and_unanswered_purchases(
+    token_key: blindrsa.PrivateKey,
+) -> None:
+    keep = Priorities(**{**PRICE_FIRST.__dict__, "keep_tokens": 4, "explore": 0.0})
+    lan = market({"member1": keep})
+    selling(lan, token_key)
+    lan.gateway("gateway1")._on_buy = lambda *args: None  # type: ignore[method-assign]
+    lan.run(8.0)
+    from lanon.member.wallet import Wallet
+
+    saved = Wallet(lan.host("member1").wallet)
+    assert len(saved.pending) == 1  # what it needs to unblind the answer, on disk
+    (buy,) = saved.pending.values()
+    assert buy.gateway == "gateway1" and len(buy.inverses) == 4
+    assert Wallet(saved.dump()).dump() == saved.dump()

@@ -178,3 +178,15 @@ def test_a_forged_offer_is_refused_and_a_replayed_one_changes_nothing() -> None:
     )
     m.receive_frame(lan.host("gateway2").mac, old, lan.now + 4)
     assert m.choice.providers["fast"].offer == before
+
+
+def test_an_offer_from_the_future_is_refused_and_each_gateway_has_its_own_clock() -> None:
+    lan = market()
+    choice = lan.member("member1").choice
+    wall = int((WALL - 100.0 + lan.now) * 1000)
+    hour = Offer(wall + 3_600_000, Price(0.0, 0.0))
+    assert not choice.fresh_offer(1, hour, wall, lan.now)  # a wrong clock, or a replay later
+    behind = Offer(wall - 8_000, Price(1.0, 10.0))  # another gateway, 8 s behind: still taken
+    choice.offer_seen.pop(0, None)
+    assert choice.fresh_offer(0, behind, wall, lan.now)
+    assert not choice.fresh_offer(1, Offer(choice.offer_seen[1][0], DEAR.price), wall, lan.now)
