@@ -135,12 +135,15 @@ class CredentialIssuer:
         return int(wall // self.seconds)
 
     def wanted(self, wall: float) -> int | None:
-        """A period whose key should be made now (the current one), if not made or asked."""
+        """A period whose key should be made now, if not made or asked: the current one, and
+        from half-way through it the next (ready when the next begins)."""
         p = self.period(wall)
-        if p in self.keys or p in self.asked:
-            return None
-        self.asked.add(p)
-        return p
+        ahead = wall - p * self.seconds >= self.seconds / 2
+        for q in (p, p + 1) if ahead else (p,):
+            if q not in self.keys and q not in self.asked:
+                self.asked.add(q)
+                return q
+        return None
 
     def add(self, period: int, key: blindrsa.PrivateKey) -> None:
         self.keys[period] = key

@@ -108,7 +108,8 @@ def test_spent_tokens_stay_spent_across_a_restart(key: blindrsa.PrivateKey, tmp_
 
 def test_one_rating_credential_per_member_and_period(key: blindrsa.PrivateKey) -> None:
     issuer = CredentialIssuer(Ledger(), 100.0)
-    assert issuer.wanted(1050.0) == 10 and issuer.wanted(1050.0) is None  # asked once
+    assert issuer.wanted(1020.0) == 10 and issuer.wanted(1020.0) is None  # asked once
+    assert issuer.wanted(1060.0) == 11  # half-way through: the next, ready when it begins
     issuer.add(10, key)
     pk = key.public_key
 
@@ -128,7 +129,7 @@ def test_one_rating_credential_per_member_and_period(key: blindrsa.PrivateKey) -
         issuer.add(p, key)
     assert sorted(issuer.keys) == [11, 12, 13]  # old periods' keys are let go
     restarted = CredentialIssuer(issuer.ledger, 100.0)  # the period's key survives a restart
-    assert 13 in restarted.keys and restarted.wanted(1350.0) is None
+    assert 13 in restarted.keys and restarted.wanted(1320.0) is None
 
 
 def test_the_meter_meters_only_flows_it_saw_begin() -> None:
