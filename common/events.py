@@ -397,6 +397,15 @@ class TokenRedeemed(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class OfferMismatch(Event):
+    """Another gateway of our operator offers otherwise (prices, allowance or token key):
+    members see two offers, and tokens of one key are refused at the other's gateways."""
+
+    gateway: str
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
 class RatingRelayed(Event):
     """A rating heard in the outputs (or an agency's) that this gateway passed on."""
 

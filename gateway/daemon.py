@@ -243,6 +243,15 @@ class GatewayDaemon(DaemonBase):
 
     def log_event(self, e: ev.Event, now: float) -> None:
         match e:
+            case ev.OfferMismatch():
+                self.warn_once(
+                    f"offer-{e.gateway}",
+                    now,
+                    "%s, of our operator, offers other %s than this gateway: give every gateway "
+                    "of an operator the same [offer] and token key",
+                    e.gateway,
+                    e.what,
+                )
             case ev.AddressRefused(reason=ClaimRefusal.IN_USE):
                 self.log.warning("not claiming %s: in use, %s", e.address, e.detail)
             case ev.AddressRefused():

@@ -32,6 +32,7 @@ from lanon.common.events import (
     MakeCredentialKey,
     MemberExcluded,
     MemberReadmitted,
+    OfferMismatch,
     RatingRelayed,
     Retired,
     SendArp,
@@ -39,7 +40,7 @@ from lanon.common.events import (
 )
 from lanon.common.flowkey import open_part, seal_part
 from lanon.common.guard import GATEWAY, MEMBER
-from lanon.common.offers import OFFER_INTERVAL, Offer
+from lanon.common.offers import OFFER_INTERVAL, Offer, pull_offer
 from lanon.common.output import OutputAssembler, RoundOutput
 from lanon.common.tokens import Issue, RatingKind, Relay, TokenKind, pull_buy
 from lanon.common.tokens import Refusal as TokenRefusal
@@ -63,6 +64,7 @@ from lanon.gateway.leader import Leader, Phase
 from lanon.gateway.tracer import Exclusions, Tracer
 
 VERSION_ECHO_GAP = 1.0  # at most this often, a host behind makes us repeat our version
+OFFER_COMPARE = 60.0  # seconds between comparisons of our offer with another of our operator's
 # What a version rebuilds (GatewayEngine._build and apply): kept, to put back if that fails.
 _REBUILT = (
     "c",
@@ -126,6 +128,7 @@ class GatewayEngine(EngineBase):
         self.offer: Offer | None = None  # our operator's (common/offers.py), if it sells
         self.next_offer = now
         self.cashier: Cashier | None = None  # if it takes tokens (gateway/cashier.py)
+        self._offers_compared: dict[int, float] = {}  # our operator's other gateways: when
         self.issuer: CredentialIssuer | None = None  # if our operator issues rating credentials
 
     def _me(self, coalition: Coalition) -> GatewayPeer:
@@ -215,10 +218,11 @@ class GatewayEngine(EngineBase):
                 self.tracer.receive_proof(header.sender, src, frame, now)
             elif t == wire.MsgType.BUY:
                 self._on_buy(header.sender, src, frame, now)
+            elif t == wire.MsgType.OFFER:
+                self._compare_offer(header.sender, src, frame, now)
             elif t in (
                 wire.MsgType.BLAME,
                 wire.MsgType.VERDICT,
-                wire.MsgType.OFFER,
                 wire.MsgType.ISSUE,
                 wire.MsgType.RATING,
             ):
@@ -714,6 +718,33 @@ class GatewayEngine(EngineBase):
                     offer, cred_period=cur[0], cred_key=cur[1].public_key.to_bytes()
                 )
         self.send(wire.BROADCAST, signed(self.key, offer.encode(self.c.id, self.me.index)))
+
+    def _compare_offer(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
+        """Another gateway of our operator should offer what we offer: said once a minute
+        per gateway if not (a configuration mistake that members would pay for)."""
+        peer = self.c.gateway_at(sender)
+        if self.offer is None or peer.index == self.me.index or peer.operator != self.me.operator:
+            return
+        if now < self._offers_compared.get(peer.index, float("-inf")) + OFFER_COMPARE:
+            return
+        body = self.verified((GATEWAY, peer.index), src, peer.public, frame, now, fresh=False)
+        self._offers_compared[peer.index] = now
+        theirs, ours = pull_offer(body), self.offer
+        differs = [
+            what
+            for what, a, b in (
+                ("prices", (theirs.price, theirs.next_price), (ours.price, ours.next_price)),
+                (
+                    "allowance",
+                    (theirs.free_mb, theirs.mb_per_token),
+                    (ours.free_mb, ours.mb_per_token),
+                ),
+                ("token key", theirs.token_key, ours.token_key),
+            )
+            if a != b
+        ]
+        if differs:
+            self.event(OfferMismatch(peer.name, ", ".join(differs)))
 
     def _on_buy(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
         """A member buys tokens, or asks for its rating credential, openly (signed)."""

@@ -190,3 +190,26 @@ def test_an_offer_from_the_future_is_refused_and_each_gateway_has_its_own_clock(
     choice.offer_seen.pop(0, None)
     assert choice.fresh_offer(0, behind, wall, lan.now)
     assert not choice.fresh_offer(1, Offer(choice.offer_seen[1][0], DEAR.price), wall, lan.now)
+
+
+def test_gateways_of_one_operator_that_offer_otherwise_are_told() -> None:
+    from lanon.common.events import OfferMismatch
+
+    rng = random.Random(5)
+    keys = {f"member{i + 1}": HostKey(rng.randbytes(32)) for i in range(3)}
+    gkeys = {f"gateway{j + 1}": HostKey(rng.randbytes(32)) for j in range(2)}
+    raw = coalition_dict(
+        list(keys.items()),
+        [(n, k, [f"198.18.0.{192 + 4 * j}/30"]) for j, (n, k) in enumerate(gkeys.items())],
+    )
+    for g in raw["gateways"]:
+        g["operator"] = "one"
+    c = coalition_mod.parse(raw, Path("test-coalition.toml"))
+    lan = Lan(c, {**keys, **gkeys}, internet=echo_internet)
+    lan.gateway("gateway1").offer = CHEAP
+    other = Offer(0, CHEAP.price, 0, None, CHEAP.free_mb, CHEAP.mb_per_token, b"another key")
+    lan.gateway("gateway2").offer = other
+    lan.run(12.0)
+    said = {(e.gateway, e.what) for e in lan.events("gateway1", OfferMismatch)}
+    assert said == {("gateway2", "token key")}
+    assert len(lan.events("gateway1", OfferMismatch)) == 1  # once a minute, not per offer
