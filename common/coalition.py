@@ -494,6 +494,13 @@ class Coalition:
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"member #{index}: {who}")
         return self.members[index]
 
+    @property
+    def credential_issuer(self) -> GatewayPeer | None:
+        """The gateway that issues rating credentials: the first of `[providers] issuer`'s
+        (one key a period); None without ratings."""
+        issuer = self.providers.issuer
+        return next((g for g in self.gateways if issuer and g.operator == issuer), None)
+
     def gateway_at(self, index: int) -> GatewayPeer:
         """The gateway a frame's header names by index; RemoteProtocolError (NOT_IN_ROSTER)
         if the coalition has none there."""

@@ -58,8 +58,7 @@ class Provision:
 
 def provision(s: OfferSettings, base: Path, c: Coalition, me: GatewayPeer) -> Provision:
     """What this gateway needs to sell, from its [offer] (relative paths: to `base`)."""
-    first = min(g.index for g in c.gateways if g.operator == me.operator)
-    issues = c.providers.issuer == me.operator and me.index == first
+    issues = c.credential_issuer == me
     ledger = Ledger(resolve(base, s.ledger)) if s.token_key or issues else None
     cashier = None
     if s.token_key:
@@ -75,8 +74,7 @@ def provision(s: OfferSettings, base: Path, c: Coalition, me: GatewayPeer) -> Pr
 
 def issuer_needs_offer(c: Coalition, me: GatewayPeer, has_offer: bool) -> None:
     """The issuer's first gateway publishes credential keys in its offer: it must have one."""
-    first = min(g.index for g in c.gateways if g.operator == me.operator)
-    if c.providers.issuer == me.operator and me.index == first and not has_offer:
+    if c.credential_issuer == me and not has_offer:
         raise ConfigError(
             f"{c.path}: [providers] issuer = {me.operator!r}: this gateway, its operator's "
             "first, publishes the rating credentials' keys in its offer: give it an [offer] table"

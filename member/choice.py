@@ -171,6 +171,7 @@ class ProviderChoice:
         self.holders: dict[int, int] = {}  # address index -> the gateway last heard holding it
         self.offer_seen: dict[int, tuple[int, float]] = {}  # gateway -> (issued_ms, when)
         self.chosen: Provider | None = None
+        self.others: list[Provider] = []  # the other eligible providers, at the last choice
         self.reason = "no offer heard: every allowed address, at random"
         self._new: deque[tuple[float, Any]] = deque()  # (due, flow) waiting for a first answer
 
@@ -267,6 +268,7 @@ class ProviderChoice:
     def choose(self, now: float, wall_ms: int) -> Provider | None:
         """Score every provider; move to the best if it beats the current choice by the margin."""
         market = self.market(now)
+        self.others = []
         for p in self.providers.values():
             p.score, p.refused = 0.0, ""
         if not market:
@@ -287,6 +289,7 @@ class ProviderChoice:
             if best is not current:
                 self.reason = f"best score ({best.score:.2f})"
             self.chosen = best
+        self.others = [p for p in eligible if p is not self.chosen]  # what new flows explore
         return self.chosen
 
     def _refusal(self, p: Provider, wall_ms: int) -> str:
@@ -357,8 +360,8 @@ class ProviderChoice:
             if now - self.gateway_heard.get(g, float("-inf")) <= timeout
         ]
 
-    def address(self, now: float) -> bytes:
-        """An anonymous address for a new flow."""
+    def address(self) -> bytes:
+        """An anonymous address for a new flow (by the last `choose`)."""
         chosen = self.chosen
         if chosen is None:
             excluded = {
@@ -366,7 +369,7 @@ class ProviderChoice:
             }
             rest = [a for a in self.allowed if a not in excluded] or list(self.allowed)
             return rest[self.rng.randrange(len(rest))]
-        others = [p for p in self.market(now) if p is not chosen and not p.refused and p.addresses]
+        others = self.others
         if others and self.rng.random() < self.p.explore:
             chosen = others[self.rng.randrange(len(others))]
         return chosen.addresses[self.rng.randrange(len(chosen.addresses))]

@@ -136,7 +136,6 @@ class MemberEngine(EngineBase):
         self.priorities = priorities or Priorities()
         self.wallet = wallet or Wallet()
         self.market = Market(self, self.wallet, rng, now)  # (one for every version)
-        self.last_timer = now  # the latest moment we were given
         self._accusation: Accusation | None = None  # to seal after the next answer
         self.flows = MemberFlows(coalition.flows, self._choose_address, rng)
         # Out of the coalition: retired by a version, or joining (a versioned coalition that
@@ -320,7 +319,6 @@ class MemberEngine(EngineBase):
         if service is not None:
             self._serve(service, packet, p, now)
             return
-        self.last_timer = now  # (what the provider choice goes by)
         entry = self.flows.outbound(p.flow, now)
         if entry is None:
             self.event(PacketDropped(DropReason.FLOW_TABLE_FULL))
@@ -483,7 +481,7 @@ class MemberEngine(EngineBase):
 
     def _choose_address(self, flow: Flow | None = None) -> bytes:
         """The chosen provider's addresses (member/choice.py); all allowed ones without offers."""
-        return self.choice.address(self.last_timer)
+        return self.choice.address()
 
     # --- frames -------------------------------------------------------------------------
 
@@ -664,7 +662,6 @@ class MemberEngine(EngineBase):
         return min(t, self.next_hello)
 
     def handle_timer(self, now: float) -> None:
-        self.last_timer = now
         if now >= self.next_join:
             self._ask(now)
         if self.retired:

@@ -28,6 +28,7 @@ publishes and hears anonymous ratings.
 
 from __future__ import annotations
 
+import functools
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -80,11 +81,15 @@ KEPT_PERIODS = 3
 MAX_OWING = 256  # flows waiting for a token
 
 
-def _public(data: bytes) -> blindrsa.PublicKey | None:
+@functools.lru_cache(maxsize=16)
+def _public(data: bytes) -> tuple[blindrsa.PublicKey | None, str]:
+    """A key an offer carries, and its id (hex); (None, '') if it is none. Parsed once a key:
+    the payment path asks for it with every packet."""
     try:
-        return blindrsa.PublicKey.from_bytes(data) if data else None
+        key = blindrsa.PublicKey.from_bytes(data) if data else None
     except blindrsa.BlindRSAError:
-        return None
+        return None, ""
+    return key, blindrsa.key_id(key).hex() if key else ""
 
 
 class Market:
@@ -105,7 +110,6 @@ class Market:
         self.owing: dict[int, MemberFlow] = {}  # flows waiting for a token, by tag
         self.next_look = now + rng.uniform(0, FIRST_LOOK)
         self.quiet_until = float("-inf")  # flows that waited for a token pay after this
-        self._keys: dict[bytes, tuple[blindrsa.PublicKey | None, str]] = {}
 
     @property
     def pending(self) -> dict[int, PendingBuy]:
@@ -127,7 +131,7 @@ class Market:
         """The issuer's first gateway's offer carries its credential key for the period."""
         if gateway != self.issuer_gateway() or not offer.cred_key:
             return
-        key = _public(offer.cred_key)
+        key = _public(offer.cred_key)[0]
         if key is None or offer.cred_period in self.cred_keys:
             return  # (a key, once heard, stays the period's: no per-member keys)
         self.cred_keys[offer.cred_period] = key
@@ -137,10 +141,8 @@ class Market:
         self.cred_at[offer.cred_period] = now + self.rng.uniform(0, max(start, 0.0))
 
     def issuer_gateway(self) -> int | None:
-        """Credentials come from the issuer operator's first gateway (one key a period)."""
-        issuer = self.e.c.providers.issuer
-        found = [g.index for g in self.e.c.gateways if g.operator == issuer]
-        return min(found) if issuer and found else None
+        issuer = self.e.c.credential_issuer
+        return None if issuer is None else issuer.index
 
     def receive_issue(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
         issue = pull_issue(wire.split_auth(frame, wire.SIG_LEN)[0])
@@ -269,14 +271,13 @@ class Market:
             self._send_buy(request, buy, now)
 
     def _stock(self, prov: Provider, now: float) -> None:
-        offer = prov.offer
-        key = _public(offer.token_key) if offer else None
+        key, kid = _public(prov.offer.token_key) if prov.offer else (None, "")
         if key is None or now < self.paused.get((TokenKind.PAYMENT, prov.operator), 0.0):
             return
         if any(b.operator == prov.operator and b.tries < TRIES for b in self.pending.values()):
             return  # (one long unanswered does not stop the next purchase)
         keep = self.e.priorities.keep_tokens
-        held = self.wallet.held(blindrsa.key_id(key).hex())
+        held = self.wallet.held(kid)
         if held * 2 >= keep:
             return
         count = min(keep - held, MAX_PER_FRAME)
@@ -380,15 +381,6 @@ class Market:
     def pay_ahead(self, offer: Offer) -> int:
         return max(PAY_AHEAD, offer.mb_per_token * MB // 20)
 
-    def _key(self, offer: Offer) -> tuple[blindrsa.PublicKey | None, str]:
-        """The offer's token key and its id (parsed once a key)."""
-        got = self._keys.get(offer.token_key)
-        if got is None:
-            key = _public(offer.token_key)
-            got = (key, blindrsa.key_id(key).hex() if key else "")
-            self._keys = {offer.token_key: got, **dict(list(self._keys.items())[:7])}
-        return got
-
     def moved(self, flow: MemberFlow, nbytes: int, now: float) -> None:
         """A packet of `flow` went out or came in: pay ahead of its allowance running out."""
         flow.moved += nbytes
@@ -401,7 +393,7 @@ class Market:
         owed = flow.tag in self.owing
         if owed and now < self.quiet_until:
             return
-        key, kid = self._key(offer)
+        key, kid = _public(offer.token_key)
         token = self.wallet.take(kid) if key else None
         if token is None:
             if not owed:
