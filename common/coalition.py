@@ -149,6 +149,14 @@ class RoundSection:
         "claims (the next packet of a conversation does not wait for an idle round)",
         between(0, 60),
     )
+    busy_interval: float = opt(
+        0.0025,
+        "seconds from one round's opening to the next while rounds follow each other (within "
+        "`linger` of data): shorter the more slots the next round grants, none when it grants "
+        "every one; back-to-back rounds would take all of every host's CPU for a ping, and a "
+        "host without a spare cycle answers and delivers late (0: always back to back)",
+        between(0, 1),
+    )
     answer_delay: float = opt(
         0.0003,
         "seconds after an OPEN arrives at which every member answers it: a moment fixed by the "

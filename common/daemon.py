@@ -30,6 +30,20 @@ from lanon.common.versions import Considered
 
 LOG_EVERY = 10.0  # seconds between repeated warnings of one kind
 PAUSE_WARN_AFTER = 5.0  # seconds a pause lasts before it is a WARNING (restarts pause briefly)
+# Events of every round or packet that no daemon logs (see the `log_event`s): to the metrics
+# only, without going through every `case` of the logs for each.
+UNLOGGED = frozenset(
+    {
+        ev.Contributed,
+        ev.OutputSeen,
+        ev.CellDelivered,
+        ev.PacketQueued,
+        ev.PacketEmitted,
+        ev.RoundOpened,
+        ev.RoundCompleted,
+        ev.InboundDelivered,
+    }
+)
 LAN_BATCH = 512  # frames read from the LAN before the loop looks at its other sockets
 EXPECTED_REFUSALS = frozenset({ev.RefuseReason.MISSING_KEY, ev.RefuseReason.STALE_ROUND})
 
@@ -77,6 +91,8 @@ class Engine(Protocol):
 
 class LanSocket(Protocol):
     def receive_stamped(self) -> Iterator[tuple[bytes, bytes, float]]: ...
+
+    def receive_unstamped(self) -> Iterator[tuple[bytes, bytes, float]]: ...
 
 
 class DaemonBase:
@@ -225,16 +241,21 @@ class DaemonBase:
         try:
             yield
         except Exception as exc:
-            self.metrics.internal_errors.labels(stage.value).inc()
-            now = self.reactor.clock()
-            if now - self._last_warned.get(f"internal-{stage.value}", -LOG_EVERY) >= LOG_EVERY:
-                self._last_warned[f"internal-{stage.value}"] = now
-                self.log.error(
-                    "internal error in %s handling (contained, going on): %r",
-                    stage.value,
-                    exc,
-                    exc_info=exc,
-                )
+            self.contain(stage, exc)
+
+    def contain(self, stage: Stage, exc: Exception) -> None:
+        """`contained`'s work, for the hot paths' own `try` (a context manager costs each
+        frame a generator)."""
+        self.metrics.internal_errors.labels(stage.value).inc()
+        now = self.reactor.clock()
+        if now - self._last_warned.get(f"internal-{stage.value}", -LOG_EVERY) >= LOG_EVERY:
+            self._last_warned[f"internal-{stage.value}"] = now
+            self.log.error(
+                "internal error in %s handling (contained, going on): %r",
+                stage.value,
+                exc,
+                exc_info=exc,
+            )
 
     def on_lan(self) -> None:
         """The frames waiting (up to LAN_BATCH), each with the time it arrived (the kernel's
@@ -242,20 +263,26 @@ class DaemonBase:
         to it); a timer that falls due meanwhile fires between two frames."""
         self.take_all(self.lan)
 
-    def take_all(self, lan: LanSocket, between: Callable[[], None] | None = None) -> None:
-        """Every frame waiting on `lan` (up to LAN_BATCH), `between` called after each."""
+    def take_all(
+        self, lan: LanSocket, between: Callable[[], None] | None = None, stamped: bool = True
+    ) -> None:
+        """Every frame waiting on `lan` (up to LAN_BATCH), `between` called after each;
+        not `stamped`: each arrived when read (for frames whose arrival nothing times)."""
         clock = self.reactor.clock
         now = clock()
         offset = time.time() - now  # wall clock -> monotonic, for the kernel's stamps
-        for src, payload, stamp in itertools.islice(lan.receive_stamped(), LAN_BATCH):
+        frames = lan.receive_stamped() if stamped else lan.receive_unstamped()
+        for src, payload, stamp in itertools.islice(frames, LAN_BATCH):
             now = self._take(src, payload, stamp - offset if stamp else 0.0, now)
             if between is not None:
                 between()
 
     def _take(self, src: bytes, payload: bytes, stamp: float, now: float) -> float:
         arrived = min(now, max(stamp, now - 1.0)) if stamp else now
-        with self.contained(Stage.LAN_FRAME):
+        try:
             self.engine.receive_frame(src, payload, arrived)
+        except Exception as exc:
+            self.contain(Stage.LAN_FRAME, exc)
         now = self.reactor.clock()
         self.flush(now)
         self.run_timers(now)
@@ -278,9 +305,13 @@ class DaemonBase:
             handler = self.handlers.get(type(cmd))
             if handler is None:
                 raise RuntimeError(f"unexpected command {cmd!r}")
-            with self.contained(Stage.COMMAND):
+            try:
                 handler(cmd)
-        self.report(self.engine.pop_events(), now)
+            except Exception as exc:
+                self.contain(Stage.COMMAND, exc)
+        events = self.engine.pop_events()
+        if events:
+            self.report(events, now)
 
     def _loop_error(self, where: str, exc: BaseException) -> None:
         with self.contained(Stage.LOOP):
@@ -291,7 +322,8 @@ class DaemonBase:
     def report(self, events: list[ev.Event], now: float) -> None:
         for e in events:
             self.metrics.observe(e, now)
-            self.log_event(e, now)
+            if type(e) not in UNLOGGED:
+                self.log_event(e, now)
 
     def warn_once(self, key: str, now: float, msg: str, *args: object) -> None:
         self.say_once(logging.WARNING, key, now, msg, *args)

@@ -647,8 +647,9 @@ class AnswerLate(Event):
     """A member's answer left after its moment (`answer_at`): this host was too slow for
     `rounds.answer_delay`, and the answer's timing may have told the switch it was busy."""
 
-    round: int
-    late_by: float  # seconds
+    round: int  # the last of them
+    late_by: float  # seconds, the last of them
+    count: int = 1  # answers late since the last report
 
 
 @dataclass(frozen=True, slots=True)

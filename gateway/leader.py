@@ -573,10 +573,17 @@ class Leader:
                 len(t.deferred),
             )
         )
+        r = self.c.rounds
         if self.next_nslots > 0 or stats.used > 0 or t.deferred or t.collisions:
-            self.busy_until = now + self.c.rounds.linger
-        idle = max(now, col.opened + self.c.rounds.idle_interval)
-        self.next_open = now if now <= self.busy_until else idle
+            self.busy_until = now + r.linger
+        if now <= self.busy_until:
+            # Soon, and at once when every slot is granted (demand is coalition-wide and
+            # public in the output): rounds back to back for a ping a second would take every
+            # host's CPU, and a host without a spare cycle answers, and delivers, late.
+            gap = r.busy_interval * (1 - self.next_nslots / r.max_slots)
+            self.next_open = max(now, col.opened + gap)
+        else:
+            self.next_open = max(now, col.opened + r.idle_interval)
         if col.accountable:
             self._keep(col)
         self.collecting = None

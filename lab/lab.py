@@ -56,6 +56,7 @@ class LabSpec:
     gateways: int = 1
     idle_interval: float | None = None  # None: the coalition file's default
     answer_delay: float | None = None  # None: the coalition file's default
+    busy_interval: float | None = None  # None: the coalition file's default
     deadline: float = 0.25
     min_members: int = 3
     epoch_seconds: float = 600.0
@@ -273,6 +274,11 @@ class Lab:
                     **(
                         {"answer_delay": self.spec.answer_delay}
                         if self.spec.answer_delay is not None
+                        else {}
+                    ),
+                    **(
+                        {"busy_interval": self.spec.busy_interval}
+                        if self.spec.busy_interval is not None
                         else {}
                     ),
                     "deadline": self.spec.deadline,

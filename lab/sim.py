@@ -39,6 +39,7 @@ from lanon.gateway.engine import GatewayEngine
 from lanon.lab.packets import echo_internet
 from lanon.member.choice import Priorities
 from lanon.member.engine import MemberEngine
+from lanon.member.pacer import LATE_AFTER
 from lanon.member.services import ServiceOffer
 
 WALL = 1_800_000_000.0  # the simulated wall clock starts here
@@ -275,8 +276,8 @@ class Lan:
                     frame = heapq.heappop(h.held)[2]
                     if not h.down:
                         self._wire(h, frame)
-                if not h.down:
-                    h.engine.answer_left(cmd.at, cmd.round, self.now)
+                if not h.down and self.now - cmd.at > LATE_AFTER:
+                    h.engine.answers_late(1, cmd.round, self.now - cmd.at)
                     h.events.extend(h.engine.pop_events())
 
     def deliver(self) -> None:

@@ -13,7 +13,7 @@ as `now`) + `rounds.answer_delay`, the same for every member and every round, wh
 member's queue, flows or load: the work (pads, cells, claims, MACs) is done when the OPEN
 arrives, and the frames are handed over at once with their moment (`SendFrame.at`): the
 daemon's pacer, a process that does nothing else, sends them then (`member.pacer`). An answer
-that left late (an overloaded host) is counted (`late`, from `answer_left`).
+that left late (an overloaded host) is counted (`late`, from `answers_late`).
 
 Every contribution has the same frames, of the same sizes, whatever it carries: claims for
 queued cells in the reservation area, cells in the slots granted by the last output, zeros
@@ -67,12 +67,12 @@ from lanon.common.tree import forward_by, place
 from lanon.common.trusted import NONCE_LEN, seal_answer
 from lanon.common.verdict import attest_root
 from lanon.member.keys import KeyRing
+from lanon.member.pacer import LATE_AFTER
 from lanon.member.relay import Relay
 from lanon.member.veto import Verdict, Veto
 
 MAX_BACKOFF_EXP = 5
 # An answer this far past its moment is late (beyond the loop's timer precision).
-LATE_AFTER = 0.0002
 HISTORY = 512  # rounds with reserved slots remembered, for blame (a few seconds of them)
 
 
@@ -395,16 +395,15 @@ class Contributor:
             return
         relay = self.relay
         if relay is None:
-            self._to(Phase.SENT)  # the answer left (the pacer says when: `answer_left`)
+            self._to(Phase.SENT)  # the answer left (the pacer says if late: `answers_late`)
         elif not relay.sent and (relay.complete or now >= relay.forward_at):
             self._forward(relay, now)  # a silent child is left out: the leader will see
 
-    def answer_left(self, due: float, rnd: int, when: float) -> None:
-        """Round `rnd`'s answer, due at `due`, left; `when` says how late this host was with
-        it (the moment it was handed to the pacer process, or sent by the daemon itself)."""
-        if when - due > LATE_AFTER:
-            self.late += 1
-            self.e.event(AnswerLate(rnd, when - due))
+    def answers_late(self, count: int, rnd: int, late_by: float) -> None:
+        """`count` answers left late (the daemon's pacer says, at most every REPORT_EVERY),
+        the last of them round `rnd`'s, `late_by` seconds after its moment."""
+        self.late += count
+        self.e.event(AnswerLate(rnd, late_by, count))
 
     def _send_answer(self, now: float) -> None:
         """A relay's answer (schedule "tree"), sent now."""

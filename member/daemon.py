@@ -42,6 +42,9 @@ from lanon.member.wallet import Wallet
 
 NFQUEUE_MAXLEN = 4096
 REFRESH = 1.0  # seconds between refreshes of state gauges
+LOOK_EVERY = (
+    0.0001  # seconds: between inbound frames, a look at the rounds' socket at most this often
+)
 
 
 class MemberDaemon(DaemonBase):
@@ -55,6 +58,7 @@ class MemberDaemon(DaemonBase):
         super().__init__(settings, loaded, registry)
         self.s = settings
         self.next_refresh = 0.0
+        self._looked = float("-inf")  # the last look at the rounds' socket between INBOUNDs
         self.health_log = health.HealthLog(self.log)
         self._started: float | None = None  # the first look at its health, once it runs
         self._foreign = (0.0, float("-inf"))  # frames of other coalitions: (count, last change)
@@ -224,9 +228,17 @@ class MemberDaemon(DaemonBase):
 
     def _on_inbound(self) -> None:
         """INBOUND frames (every member's replies, broadcast), with a look at the rounds'
-        socket after each: an OPEN never waits behind a download's packets, this member's
-        or another's, or its answer would be later than others'."""
-        self.take_all(self.inbound, self.on_lan)
+        socket between them, every LOOK_EVERY: an OPEN never waits behind a download's
+        packets, this member's or another's, or its answer would be later than others'. (Its
+        moment counts from its arrival, the kernel's stamp: a look every frame would cost a
+        system call a packet for nothing.) Nothing times an INBOUND's arrival."""
+        self.take_all(self.inbound, self._look_at_rounds, stamped=False)
+
+    def _look_at_rounds(self) -> None:
+        now = self.reactor.clock()
+        if now - self._looked >= LOOK_EVERY:
+            self._looked = now
+            self.on_lan()
 
     def hold(self, now: float) -> None:
         """A round's answer due within `answer_delay` and sent by this loop (no pacer
@@ -249,7 +261,7 @@ class MemberDaemon(DaemonBase):
 
     def _start_pacer(self) -> None:
         try:
-            pacer = ProcessPacer(self.lan.sock, self._answer_left, self._pacer_lost)
+            pacer = ProcessPacer(self.lan.sock, self._answers_late, self._pacer_lost)
         except OSError as exc:
             self.log.warning(
                 "no pacer process (%s): this daemon sends its answers itself, and its own "
@@ -275,10 +287,10 @@ class MemberDaemon(DaemonBase):
             self.log.warning("the pacer process ended: this daemon sends its answers itself")
 
     def _inline_pacer(self) -> InlinePacer:
-        return InlinePacer(lambda frame: self.lan.send_frame(frame), self._answer_left)
+        return InlinePacer(lambda frame: self.lan.send_frame(frame), self._answers_late)
 
-    def _answer_left(self, due: float, rnd: int, when: float) -> None:
-        self.engine.answer_left(due, rnd, when)
+    def _answers_late(self, count: int, rnd: int, late_by: float) -> None:
+        self.engine.answers_late(count, rnd, late_by)
         self.flush(self.reactor.clock())
 
     def _filter_sources(self, cmd: FilterSources) -> None:

@@ -286,10 +286,10 @@ class MemberEngine(EngineBase):
     def in_roster(self) -> bool:
         return self.rounds.in_roster
 
-    def answer_left(self, due: float, rnd: int, when: float) -> None:
-        """Round `rnd`'s answer, due at `due`, left; this host was late with it if `when` is
-        later (the daemon's pacer says)."""
-        self.rounds.answer_left(due, rnd, when)
+    def answers_late(self, count: int, rnd: int, late_by: float) -> None:
+        """`count` answers left late, the last round `rnd`'s, by `late_by` seconds (the
+        daemon's pacer says)."""
+        self.rounds.answers_late(count, rnd, late_by)
 
     # --- outbound packets ---------------------------------------------------------------
 

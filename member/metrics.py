@@ -127,7 +127,7 @@ class MemberMetrics(BaseMetrics):
             case ev.OutputSeen():
                 self.latency.observe(e.latency)
             case ev.AnswerLate():
-                self.late.inc()
+                self.late.inc(e.count)
             case ev.VerdictChecked():
                 self.verdicts.labels("agreed" if e.agrees else "refuted", e.outcome).inc()
             case ev.RoundRefused():

@@ -14,8 +14,10 @@ Protocol on a SOCK_SEQPACKET pair (the daemon's end, the pacer's end):
                    frames, each after its length (`!H`): one message (one wake-up) a round,
                    more only for an answer over MESSAGE_MAX bytes
   pacer -> daemon  `!B` at start: 1 if it runs at real-time priority, 0 if not
-                   `!qQq` due, round, handed (ns): an answer handed over late, at `handed`,
-                   left then
+                   `!IQq` late answers since the last report (handed over more than
+                   LATE_AFTER after their moment, and left then), the last one's round, and
+                   how late it was (ns): at most one report every REPORT_EVERY seconds, so a
+                   host late every round is not woken every round to hear it
 An answer handed over always leaves (a lost round's too: every member's does, so whether a
 member took up an ABORT before its moment, which a busy one may not, does not show).
 When the daemon goes, its end closes and the pacer ends. If the pacer cannot start or dies,
@@ -43,7 +45,9 @@ SUBMIT = struct.Struct("!qQ")
 LENGTH = struct.Struct("!H")
 MESSAGE_MAX = 60_000  # bytes a message to the pacer holds: it reads into a 64 KiB buffer
 RECEIVE_MAX = 65_536
-SENT = struct.Struct("!qQq")
+LATE = struct.Struct("!IQq")
+LATE_AFTER = 0.0002  # seconds: later than this after its moment, an answer counts as late
+REPORT_EVERY = 0.5  # seconds between two reports of late answers
 REALTIME_PRIORITY = 10  # SCHED_FIFO, below the kernel's own threads (50): one send a round
 NS = 1_000_000_000
 
@@ -56,9 +60,10 @@ BOOT = (
     "runpy.run_module('lanon.member.pacer', run_name='__main__', alter_sys=True)\n"
 )
 
-# (due, round, when): an answer left; `when` is how late the daemon was, as a moment (seconds):
-# when it was handed over (pacer process) or sent (inline), and `due` if that was in time
-Report = Callable[[float, int, float], None]
+# (count, round, late_by): `count` answers left more than LATE_AFTER after their moment (the
+# daemon handed them over, or sent them, that late); the last of them was round `round`'s, late
+# by `late_by` seconds
+Report = Callable[[int, int, float], None]
 
 
 class Mode(enum.Enum):
@@ -96,9 +101,10 @@ class InlinePacer:
         due, rnd = self._held[0][0], self._held[0][2]
         while self._held and self._held[0][0] <= now:
             self._send(heapq.heappop(self._held)[3])
-        if rnd != self._reported:
+        late_by = time.monotonic() - due
+        if rnd != self._reported and late_by > LATE_AFTER:
             self._reported = rnd
-            self._report(due, rnd, time.monotonic())
+            self._report(1, rnd, late_by)
 
     def close(self) -> None:
         self._held.clear()
@@ -185,9 +191,9 @@ class ProcessPacer:
             if not msg:
                 self._lost()
                 return
-            if len(msg) == SENT.size:
-                due, rnd, handed = SENT.unpack(msg)
-                self._report(due / NS, rnd, handed / NS)
+            if len(msg) == LATE.size:
+                count, rnd, late_by = LATE.unpack(msg)
+                self._report(count, rnd, late_by / NS)
 
     def close(self) -> None:
         self.ctl.close()
@@ -215,11 +221,16 @@ def serve(ctl: socket.socket, lan: socket.socket) -> None:
     and report the answers handed over after their moment (the timer's own jitter is the
     same on every member and is not this host's lateness)."""
     held: list[tuple[int, int, int, int, bytes]] = []  # (due ns, seq, round, handed, frame)
-    seq = reported = 0
+    seq = counted = 0
+    late, last_late, late_by = 0, 0, 0  # not reported yet: how many, the last one's round
+    report_at = 0  # ns: no report before this
     while True:
         timeout = None
         if held:
             timeout = max(0, held[0][0] - time.monotonic_ns()) / NS
+        if late:  # a report waits
+            wait = max(0, report_at - time.monotonic_ns()) / NS
+            timeout = wait if timeout is None else min(timeout, wait)
         readable, _, _ = select.select([ctl], [], [], timeout)
         if readable:
             while True:
@@ -245,12 +256,14 @@ def serve(ctl: socket.socket, lan: socket.socket) -> None:
             while held and held[0][0] <= now:
                 with contextlib.suppress(OSError):  # a full buffer or a link down: lost
                     lan.send(heapq.heappop(held)[4])
-            # Only a late answer is reported, once (its parts may come one by one): waking the
-            # daemon every round would cost every member a switch for nothing.
-            if handed > due and rnd != reported:
-                reported = rnd
-                with contextlib.suppress(OSError):
-                    ctl.send(SENT.pack(due, rnd, handed))
+            # A late answer is counted once (its parts may come one by one)
+            if handed - due > LATE_AFTER * NS and rnd != counted:
+                counted, last_late, late_by = rnd, rnd, handed - due
+                late += 1
+        if late and now >= report_at:
+            with contextlib.suppress(OSError):
+                ctl.send(LATE.pack(late, last_late, late_by))
+            late, report_at = 0, now + int(REPORT_EVERY * NS)
 
 
 def main(argv: list[str]) -> int:

@@ -58,6 +58,9 @@ class Lan:
         for f in self.frames:
             yield b"\x02" * 6, f, 0.0
 
+    def receive_unstamped(self) -> Iterator[tuple[bytes, bytes, float]]:
+        return self.receive_stamped()
+
     def send(self, dst: bytes, frame: bytes) -> bool:
         if frame.endswith(b"boom"):
             raise OSError(13, "Permission denied")

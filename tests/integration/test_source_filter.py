@@ -1,5 +1,6 @@
 """The kernel filter a flooded daemon puts on its LAN socket lets only trusted hosts through,
-and a member's two LAN sockets each get their kind of frame (the rounds', INBOUND).
+and a member's two LAN sockets each get their kind of frame (the rounds', INBOUND), the
+INBOUND one without this host's own frames.
 
 A namespace of its own with a veth pair: frames from a trusted and an untrusted address are
 sent on one end; the lanon socket on the other end sees only the trusted ones while the
@@ -61,6 +62,15 @@ PROBE = textwrap.dedent(
     )
     assert got_rounds == want, got_rounds
     assert got_inbound == [(TRUSTED.hex(), wire.MsgType.INBOUND)], got_inbound
+
+    # without stamps, one system call a frame: others' frames, never this host's own
+    inbound.allow_only(None)
+    own = LinkSocket("vb", wire.ETHERTYPE)
+    own.send(b"\\xff" * 6, bytes([wire.VERSION, wire.MsgType.INBOUND]) + b"own")
+    tx.send(b"\\xff" * 6 + OTHER + b"\\x88\\xb5" + bytes([wire.VERSION, wire.MsgType.INBOUND]) + b"x")
+    time.sleep(0.2)
+    got = [(s.hex(), p[2:], t) for s, p, t in inbound.receive_unstamped()]
+    assert got == [(OTHER.hex(), b"x", 0.0)], got
     """
 )
 
