@@ -100,6 +100,9 @@ class DaemonBase:
     out through `handlers` (one per command type); every frame, timer and command contained."""
 
     role = "daemon"
+    # Timers between two frames of a batch (a member's answer may fall due there), or once
+    # after it: a batch takes far less than any timer's slack (a gateway's)
+    timers_each_frame = True
     engine: Engine
     lan: LanSocket
     handlers: dict[type[ev.Command], Callable[[Any], object]]
@@ -276,6 +279,8 @@ class DaemonBase:
             now = self._take(src, payload, stamp - offset if stamp else 0.0, now)
             if between is not None:
                 between()
+        if not self.timers_each_frame:
+            self.run_timers(now)
 
     def _take(self, src: bytes, payload: bytes, stamp: float, now: float) -> float:
         arrived = min(now, max(stamp, now - 1.0)) if stamp else now
@@ -285,8 +290,9 @@ class DaemonBase:
             self.contain(Stage.LAN_FRAME, exc)
         now = self.reactor.clock()
         self.flush(now)
-        self.run_timers(now)
-        self.hold(now)
+        if self.timers_each_frame:
+            self.run_timers(now)
+            self.hold(now)
         return now
 
     def hold(self, now: float) -> None:

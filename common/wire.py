@@ -103,6 +103,9 @@ class MsgType(enum.IntEnum):
     RATING = 23  # a rating heard in the outputs, or an agency's, relayed by a gateway
 
 
+_TYPES = {t.value: t for t in MsgType}  # (a lookup: MsgType(value) costs each frame a microsecond)
+
+
 class AbortReason(enum.IntEnum):
     DEADLINE = 1  # a roster member's contribution did not arrive in time
     LEADER_CHANGE = 2
@@ -193,10 +196,9 @@ def pull_header(frame: bytes) -> Header:
     version, mtype, coalition, sender = HEADER.unpack_from(frame)
     if version != VERSION:
         raise RemoteProtocolError(RejectReason.FOREIGN, f"version {version}")
-    try:
-        kind = MsgType(mtype)
-    except ValueError:
-        raise malformed(f"unknown type {mtype}") from None
+    kind = _TYPES.get(mtype)
+    if kind is None:
+        raise malformed(f"unknown type {mtype}")
     return Header(version, kind, coalition, sender)
 
 

@@ -70,6 +70,7 @@ class Emitter:
 
 class GatewayDaemon(DaemonBase):
     role = "gateway"
+    timers_each_frame = False  # its rounds, heartbeats and probes keep to a batch
     engine: GatewayEngine
     lan: LinkSocket
 
@@ -175,8 +176,10 @@ class GatewayDaemon(DaemonBase):
     def _on_ip(self) -> None:
         now = self.reactor.clock()
         for packet, checksum_ready in self.ip.receive_checked():
-            with self.contained(Stage.CAPTURE):
+            try:
                 self.engine.receive_packet(packet, now, checksum_ready)
+            except Exception as exc:
+                self.contain(Stage.CAPTURE, exc)
         self.flush(now)
 
     def _on_arp(self) -> None:

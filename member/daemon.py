@@ -219,11 +219,13 @@ class MemberDaemon(DaemonBase):
         finally:
             pkt.drop()  # the original never leaves: it travels in a cell
         now = self.reactor.clock()
-        with self.contained(Stage.PACKET):
+        try:
             self.engine.submit_packet(payload, now)
-        # Between two packets of a burst: an OPEN that came meanwhile is taken up now, and a
+        except Exception as exc:
+            self.contain(Stage.PACKET, exc)
+        # Between two packets of a burst: an OPEN that came meanwhile is taken up soon, and a
         # round's answer leaves at its moment.
-        self.on_lan()
+        self._look_at_rounds()
         self.run_timers(self.reactor.clock())
 
     def _on_inbound(self) -> None:
