@@ -445,7 +445,7 @@ class Coalition:
     def trusted(self) -> bool:
         return self.coalition.mode is Mode.TRUSTED
 
-    @property
+    @functools.cached_property
     def part_size(self) -> int:
         """Vector bytes carried by one CONTRIB or OUTPUT_PART frame."""
         overheads = [wire.CONTRIB_OVERHEAD, wire.OUTPUT_PART_OVERHEAD]
@@ -520,8 +520,24 @@ class Coalition:
         return nentries * ENTRY_LEN + nslots * self.coalition.cell_size
 
     def part_lens(self, nslots: int, nentries: int) -> list[int]:
-        """The length of each part of a round's vector (contributions and output alike)."""
-        return self._split(self.vector_len(nslots, nentries))
+        """The length of each part of a round's vector (contributions and output alike): one
+        list per shape, made once and shared (every round asks; nobody changes it)."""
+        shapes = self._part_lens
+        lens = shapes.get((nslots, nentries))
+        if lens is None:
+            if len(shapes) >= 1024:  # (shapes are few: this never happens in a coalition)
+                shapes.clear()
+            lens = shapes[(nslots, nentries)] = self._split(self.vector_len(nslots, nentries))
+        return lens
+
+    @functools.cached_property
+    def _part_lens(self) -> dict[tuple[int, int], list[int]]:
+        return {}
+
+    def attest_rides(self, lens: list[int]) -> bool:
+        """Whether a member's signed ATTEST goes at the end of its last CONTRIB part (it fits
+        the frame), or in a frame of its own: the round's shape says, the same for everyone."""
+        return lens[-1] + wire.ATTEST_LEN <= self.part_size
 
     def contrib_lens(self, nslots: int, nentries: int) -> list[int]:
         """The length of each part of a member's answer: its vector, or in trusted mode its

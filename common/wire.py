@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from lanon.common.errors import RejectReason, RemoteProtocolError
 
 ETHERTYPE = 0x88B5
-VERSION = 9  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
+VERSION = 10  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
 # 4: per-flow keys (INBOUND sealed under the flow key, not signed; sealed packets in cells);
 # 5: ephemeral keys on the Ed25519 curve, epoch keys from their exchange alone (common/crypto.py)
 # 6: blame (ATTEST, BLAME, REVEAL, PROOF, VERDICT); heartbeats say who is excluded
@@ -67,6 +67,7 @@ VERSION = 9  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPE
 # 8: services' endpoints (REGISTER in cells with the SERVICE flag, endpoints in FLOWS records);
 #    trusted mode (answers sealed for the leader, outputs sized by their head)
 # 9: providers (OFFER; payment tokens and ratings in cells)
+# 10: a member's ATTEST rides at the end of its last CONTRIB part where it fits (one frame less)
 BROADCAST = b"\xff" * 6
 SIG_LEN = 64
 MAC_LEN = 16
@@ -139,6 +140,7 @@ MAX_NAME = 32
 
 # Fixed overheads, used to size parts so that every frame fits the LAN MTU.
 CONTRIB_OVERHEAD = HEADER.size + _PART.size + MAC_LEN
+ATTEST_LEN = HEADER.size + _ATTEST.size + SIG_LEN  # a signed ATTEST, as kept for blame
 OUTPUT_PART_OVERHEAD = HEADER.size + _PART.size
 
 
@@ -308,7 +310,7 @@ def pull_open(body: bytes) -> Open:
     rest = body[start + nbytes + KEY_ID.size * len(roster) :]
     if len(ids) != KEY_ID.size * len(roster) or len(rest) not in (0, 6 * len(roster)):
         raise malformed("OPEN key ids or MACs do not match its roster")
-    key_ids = tuple(KEY_ID.unpack_from(ids, i * KEY_ID.size)[0] for i in range(len(roster)))
+    key_ids = struct.unpack(f"!{len(roster)}I", ids)
     ethernet = tuple(rest[i * 6 : (i + 1) * 6] for i in range(len(rest) // 6))
     return Open(
         rnd, epoch, leader_ms, nslots, nentries, roster, nmembers, key_ids, ethernet, version

@@ -109,6 +109,7 @@ class Collecting:
     # (gateway/tracer.py shows them in blame). The signature is checked at once in rounds with
     # reserved slots (accusations come of them), else when a trace needs it.
     accountable: bool = False
+    attest_rides: bool = False  # accountable, and each ATTEST ends its member's last part
     body: bytes = b""  # the OPEN body sent
     body_digest: bytes = b""  # what every ATTEST signs of it
     done: set[int] = field(default_factory=set)
@@ -379,22 +380,27 @@ class Leader:
             len(roster),
             order(roster, self.round)[0] if tree else None,
             accountable=not tree and not self.c.trusted,
+            attest_rides=not tree and not self.c.trusted and self.c.attest_rides(part_lens),
             body=body,
             body_digest=digest16(body),
         )
         self.e.event(RoundOpened(self.round, self.epoch, nslots, len(roster)))
 
     def _part_of_round(
-        self, sender: int, frame: bytes, pull: Callable[[bytes], P]
+        self, sender: int, frame: bytes, pull: Callable[[bytes], P], attest: bool = False
     ) -> tuple[P, Collecting]:
         """A member's authenticated part of the round being collected, of the right shape
-        (checked before its MAC, which is checked before anything is kept)."""
+        (checked before its MAC, which is checked before anything is kept); `attest`: the
+        last one ends with the member's ATTEST where the round's shape has room for it."""
         self.c.member_at(sender)
         part = pull(wire.split_auth(frame, wire.MAC_LEN)[0])
         col = self.collecting
         if col is None or part.round != col.round:
             raise RemoteProtocolError(RejectReason.STALE, f"a part of round {part.round}")
-        if part.count != len(col.part_lens) or len(part.payload) != col.part_lens[part.index]:
+        want = col.part_lens[part.index] if part.count == len(col.part_lens) else -1
+        if want >= 0 and attest and col.attest_rides and part.index == part.count - 1:
+            want += wire.ATTEST_LEN
+        if len(part.payload) != want:
             raise RemoteProtocolError(RejectReason.MALFORMED, "a part of the wrong shape")
         check_mac(self.mac_keys[sender], frame)
         return part, col
@@ -424,24 +430,29 @@ class Leader:
                 self._abort(now, wire.AbortReason.DEADLINE, self._missing(col))
 
     def receive_contrib(self, sender: int, frame: bytes, now: float) -> None:
-        part, col = self._part_of_round(sender, frame, wire.pull_part)
+        part, col = self._part_of_round(sender, frame, wire.pull_part, attest=True)
         got = col.got.get(sender)
         if got is None:
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"member #{sender} not in round")
         if part.index in got:
             raise RemoteProtocolError(RejectReason.REPLAY, "part already received")
+        payload = part.payload
+        if len(payload) > col.part_lens[part.index]:  # the last part, and the ATTEST after it
+            payload, signed_attest = payload[: -wire.ATTEST_LEN], payload[-wire.ATTEST_LEN :]
+            self._keep_attest(sender, col, signed_attest)
         got.add(part.index)
         if self.answer_keys:  # trusted mode: opened whole (`_complete`), never summed
-            col.parts.setdefault(sender, {})[part.index] = part.payload
+            col.parts.setdefault(sender, {})[part.index] = payload
         else:
-            col.sum.add(part.index, part.payload)
+            col.sum.add(part.index, payload)
         if col.accountable:
-            col.parts.setdefault(sender, {})[part.index] = part.payload
+            col.parts.setdefault(sender, {})[part.index] = payload
         if len(got) == len(col.part_lens):
             self._complete(sender, col, now)
 
     def receive_attest(self, sender: int, frame: bytes, now: float) -> None:
-        """A member's signature on its contribution to a round with reserved slots."""
+        """A member's signature on its contribution, in a frame of its own (the round's last
+        part had no room for it)."""
         self.c.member_at(sender)
         # The round first (unauthenticated, and cheap): one of a round given up, say by a
         # version that renumbered the members, is stale, not forged.
@@ -450,14 +461,23 @@ class Leader:
         col = self.collecting
         if col is None or rnd != col.round or not col.accountable:
             raise RemoteProtocolError(RejectReason.STALE, f"an ATTEST of round {rnd}")
+        if col.attest_rides:
+            raise RemoteProtocolError(RejectReason.MALFORMED, "an ATTEST outside its last part")
         signed_frame = check_mac(self.mac_keys[sender], frame)
         if sender not in col.got:
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"member #{sender} not in round")
-        if sender in col.attests or sender in col.bad:
-            raise RemoteProtocolError(RejectReason.REPLAY, "ATTEST already received")
-        col.attests[sender] = signed_frame
+        self._keep_attest(sender, col, signed_frame)
         if len(col.got[sender]) == len(col.part_lens):
             self._complete(sender, col, now)
+
+    def _keep_attest(self, sender: int, col: Collecting, signed_frame: bytes) -> None:
+        """A roster member's authenticated ATTEST (checked against its parts in `_complete`)."""
+        if sender in col.attests or sender in col.bad:
+            raise RemoteProtocolError(RejectReason.REPLAY, "ATTEST already received")
+        if wire.pull_attest(signed_frame[: -wire.SIG_LEN]).round != col.round:
+            col.bad.add(sender)  # missing at the deadline: the round is redone without it
+            raise RemoteProtocolError(RejectReason.MALFORMED, "ATTEST of another round")
+        col.attests[sender] = signed_frame
 
     def _complete(self, sender: int, col: Collecting, now: float) -> None:
         """Member `sender`'s parts are in (and its ATTEST, where the round needs one)."""

@@ -32,6 +32,7 @@ generators (see `deterministic_ephemeral_keys`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -61,7 +62,7 @@ from lanon.common.cell import (
 from lanon.common.clock import wall_us
 from lanon.common.coalition import Coalition, Schedule, loads
 from lanon.common.crypto import HostKey
-from lanon.common.engine import signed
+from lanon.common.engine import maced, signed
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import (
     EmitPacket,
@@ -495,6 +496,7 @@ class Corpus:
                 pool = frames[f[1]]
                 if len(pool) < 400:
                     pool.append(f)
+        _attest_frames(star, frames)
         gw = star.engine("gateway1")
         assert isinstance(gw, GatewayEngine)
         records = gw.flows.export()[:8]
@@ -515,6 +517,22 @@ class Corpus:
             if len(p) > 600:
                 frags += fragment(bytes(p[:6]) + b"\0\0" + p[8:], 300)
         return cls(star, tree, snapshots, lans, frames, whole, frags, cells, slots, versioned)
+
+
+def _attest_frames(world: World, frames: dict[int, list[bytes]]) -> None:
+    """ATTEST frames of their own, as a member sends one when its last part has no room for
+    it: the ATTESTs at the end of real last parts, MACed to the leader."""
+    pool = frames[wire.MsgType.ATTEST]
+    for f in frames[wire.MsgType.CONTRIB]:
+        part = wire.pull_part(f[: -wire.MAC_LEN])
+        engine = world.engine(world.c.members[wire.pull_header(f).sender].name)
+        signed_attest = part.payload[-wire.ATTEST_LEN :]
+        if part.index != part.count - 1 or not isinstance(engine, MemberEngine):
+            continue
+        with contextlib.suppress(RemoteProtocolError):  # (a last part without one)
+            wire.pull_attest(signed_attest[: -wire.SIG_LEN])
+            if len(pool) < 400:
+                pool.append(maced(engine.rounds.mac_keys[0], signed_attest))
 
 
 def _market_frames(world: World, frames: dict[int, list[bytes]]) -> None:

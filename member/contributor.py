@@ -221,8 +221,9 @@ class Contributor:
             return
         refusal = self._check(o)
         keys: list[bytes] | None = [] if self.trusted else None  # trusted: no pads
+        key_of = o.key_of()
         if refusal is None and not self.trusted:
-            keys, why = self.keys.round_keys(o)
+            keys, why = self.keys.round_keys(o, key_of)
             if keys is None:
                 refusal = RefuseReason.MISSING_KEY, why
                 self.keys.announce(now)
@@ -274,10 +275,14 @@ class Contributor:
             # Handed over now, to leave at answer_at: the daemon's pacer keeps the moment.
             frames = self._contrib_frames(o.round, parts)
             # Sign what we sent: blame may show it to everyone (an accused slot, a flooded
-            # reservation area: common/verdict.py).
+            # reservation area: common/verdict.py). At the end of the last part where it fits.
             opened = digest16(body)
-            frames.append(self._attest(o.round, parts, opened))
-            self._remember(o, slots, opened)
+            attest = self._attest(o.round, parts, opened)
+            if self.c.attest_rides([len(p) for p in parts]):
+                frames[-1] += attest
+            else:
+                frames.append(attest)
+            self._remember(o, slots, opened, key_of)
             mkey = self.mac_keys[gateway]
             self._hand_over([(src, maced(mkey, f)) for f in frames], o.round)
         self.last_round = o.round
@@ -349,11 +354,13 @@ class Contributor:
         attest = wire.Attest(rnd, len(parts), root, opened)
         return signed(self.keys.key, attest.encode(self.c.id, self.index))
 
-    def _remember(self, o: wire.Open, slots: dict[int, Pending], opened: bytes) -> None:
+    def _remember(
+        self, o: wire.Open, slots: dict[int, Pending], opened: bytes, key_of: dict[int, int]
+    ) -> None:
         reserved = o.nslots - self.c.rounds.express_slots
         own = frozenset(s for s in slots if s < reserved)
         self.history[o.round] = Answered(
-            o.epoch, o.roster, o.key_of(), o.nslots, o.nentries, own, opened
+            o.epoch, o.roster, key_of, o.nslots, o.nentries, own, opened
         )
         while len(self.history) > HISTORY:
             self.history.popitem(last=False)

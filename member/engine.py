@@ -491,6 +491,10 @@ class MemberEngine(EngineBase):
         try:
             header = self._header(frame, self.c.id)
             t = header.type
+            if t == wire.MsgType.INBOUND:  # first: a download brings thousands a second
+                if not self.retired:
+                    self.inbound.receive(self.c.gateway_at(header.sender), frame, now)
+                return
             if t == wire.MsgType.COALITION:
                 self._on_version(src, frame, now)
                 return
@@ -519,8 +523,6 @@ class MemberEngine(EngineBase):
                 self._on_open(self.c.gateway_at(header.sender), src, frame, now)
             elif t == wire.MsgType.OUTPUT_HEAD:
                 self._on_output_head(self.c.gateway_at(header.sender), src, frame, now)
-            elif t == wire.MsgType.INBOUND:
-                self.inbound.receive(self.c.gateway_at(header.sender), frame, now)
             elif t == wire.MsgType.ABORT:
                 gateway = self.c.gateway_at(header.sender)
                 body = self.verified((GATEWAY, gateway.index), src, gateway.public, frame, now)

@@ -122,9 +122,10 @@ class KeyRing:
             self.announce(now)
         return True
 
-    def round_keys(self, o: wire.Open) -> tuple[list[bytes] | None, str]:
-        """The epoch keys for a round's pads, or (None, why) if one is missing."""
-        return self.pads.keys(o.epoch, o.roster, o.key_of())
+    def round_keys(self, o: wire.Open, key_of: dict[int, int]) -> tuple[list[bytes] | None, str]:
+        """The epoch keys for a round's pads (`key_of`: `o.key_of()`), or (None, why) if one
+        is missing."""
+        return self.pads.keys(o.epoch, o.roster, key_of)
 
     def get_timer(self) -> float:
         return self.next_announce

@@ -16,6 +16,8 @@ class PadKeys:
         self.own: dict[int, Ephemeral] = {}
         self.peers: dict[tuple[int, int], dict[int, bytes]] = {}  # (member, epoch) -> id -> key
         self._cache: dict[tuple[int, int, int], bytes] = {}  # (member, epoch, id) -> epoch key
+        self._kept: tuple[int, int | None] | None = None  # keep_only's last epochs
+        self._added = False  # a key since (ours, a peer's, a derived one)
 
     def carry(self, old: PadKeys, old_c: Coalition, new_c: Coalition) -> None:
         """Our ephemeral keys, and those of members still our neighbours in `new_c`."""
@@ -31,6 +33,7 @@ class PadKeys:
         if epoch in self.own:
             return False
         self.own[epoch] = Ephemeral()
+        self._added = True
         return True
 
     def announcement(self, epochs: list[int]) -> tuple[tuple[int, bytes], ...]:
@@ -48,6 +51,7 @@ class PadKeys:
     def learn(self, member: int, epoch: int, public: bytes) -> None:
         if member in self.neighbours and not self.conflicts(member, epoch, public):
             self.peers.setdefault((member, epoch), {})[key_id(public)] = public
+            self._added = True
 
     def keys(
         self, epoch: int, roster: frozenset[int], key_of: dict[int, int]
@@ -78,6 +82,7 @@ class PadKeys:
                         f"no usable ephemeral key {kid:08x} of member #{j} for epoch {epoch}",
                     )
                 cached = self._cache[(j, epoch, kid)] = epoch_key(epoch, shared)
+                self._added = True
             out[j] = cached
         return out, ""
 
@@ -109,6 +114,9 @@ class PadKeys:
     def keep_only(self, epoch: int, also: int | None = None) -> None:
         """Drop every key but those of `epoch`, the next (and `also`): past (or abandoned)
         epochs' pads can never be recomputed."""
+        if (epoch, also) == self._kept and not self._added:
+            return  # every round asks: nothing came since the last time
+        self._kept, self._added = (epoch, also), False
         keep = {epoch, epoch + 1, also}
         for e in [e for e in self.own if e not in keep]:
             del self.own[e]

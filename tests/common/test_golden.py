@@ -31,7 +31,7 @@ def h(*fields: str) -> bytes:
 
 
 def header(mtype: wire.MsgType) -> str:
-    return f"09 {mtype:02x} deadbeef 0003"  # version 9, type, coalition, sender
+    return f"0a {mtype:02x} deadbeef 0003"  # version 10, type, coalition, sender
 
 
 OPEN = wire.Open(
@@ -436,7 +436,7 @@ def test_every_frame_type_has_a_golden_vector() -> None:
 def test_the_numbers_on_the_wire() -> None:
     """Version, type codes and reason codes are wire values: they never follow declaration
     order, and changing one is a new protocol version."""
-    assert wire.VERSION == 9
+    assert wire.VERSION == 10
     assert wire.ETHERTYPE == 0x88B5
     assert {t.name: t.value for t in wire.MsgType} == {
         "OPEN": 1,
@@ -484,12 +484,12 @@ LEADER = HostKey(bytes(32))
 MEMBER_KEYS = [bytes([1]) * 32, bytes([2]) * 32]  # the MAC key each member shares with it
 
 # The MAC table of OPEN_BYTES under MEMBER_KEYS: BLAKE2b-128 of the body, keyed, in index order.
-OPEN_MACS = (h("75b794ddd229f9d941c972b1347c191d"), h("d27c9b5cb12a6410e2789fe388e593f7"))
+OPEN_MACS = (h("32dfd6f82bfa480fcae18b923f538732"), h("bb5420f6608dbbdd8895cd162873d39a"))
 OPEN_TABLE = b"".join(OPEN_MACS)
 # LEADER's Ed25519 signature over OPEN_BYTES and its MAC table.
 OPEN_SIGNATURE = h(
-    "22309949930d58c49795c914141703fa47ca0d113ced59199937ff7815c17adc",
-    "74bb74a5f59cab0d4b9b07bc6382282480c33a33e457e2dbde26edc64e170b08",
+    "6886e5b7a31a73c67285d6551ef6144ba7ef88428378482455ddd14eda59b6e8",
+    "5fb648949d265ef4df296cc1490e8802baec3c392ae57285b96057d255a0a90a",
 )
 
 
@@ -507,11 +507,11 @@ def test_a_sealed_frame_is_body_mac_table_signature() -> None:
 
 
 # A member's CONTRIB: the body and its MAC16 under the key it shares with the leader.
-CONTRIB_MAC = h("08da53232d01d357dc781a20d1e67d23")
+CONTRIB_MAC = h("a6240548c2ecad9a98fd046cb97084aa")
 # LEADER's Ed25519 signature over ABORT_BYTES (signed frames end with 64 bytes of it).
 ABORT_SIGNATURE = h(
-    "3392e03fd2bd1855583f290fc0f1feee4a2c10c14dd7d228bbacce875d3db22b",
-    "6407e972cd15a623882f1a8e623a8619f816a9427716a87e9b7133f754b01f08",
+    "3fceb3122fd42af595d2f9bd16818d715874dd075818c585b93f14b0cb13efe9",
+    "fe8ce2b12d462769041f688764c48af0edd808af4a99239d5144c3705fb5cd0c",
 )
 
 

@@ -37,9 +37,16 @@ def test_xor_of_all_contributions_is_the_output_and_carries_the_cell() -> None:
     lan.run_until(lambda: bool(lan.events("member1", CellDelivered)))
 
     contribs: dict[int, dict[bytes, dict[int, bytes]]] = defaultdict(lambda: defaultdict(dict))
+    attests = 0
     for src, f in frames_of(lan, wire.MsgType.CONTRIB):
         part = wire.pull_part(f[: -wire.MAC_LEN])
-        contribs[part.round][src][part.index] = part.payload
+        payload = part.payload
+        if part.index == part.count - 1:  # the member's signed ATTEST rides at its end
+            attest = wire.pull_attest(payload[-wire.ATTEST_LEN : -wire.SIG_LEN])
+            assert attest.round == part.round and attest.nparts == part.count
+            payload, attests = payload[: -wire.ATTEST_LEN], attests + 1
+        contribs[part.round][src][part.index] = payload
+    assert attests and not frames_of(lan, wire.MsgType.ATTEST)  # no frame of its own
     outputs: dict[int, dict[int, bytes]] = defaultdict(dict)
     for _src, f in frames_of(lan, wire.MsgType.OUTPUT_PART):
         part = wire.pull_part(f)
