@@ -13,8 +13,8 @@ back within 0.5 ms instead of 5.
 from __future__ import annotations
 
 import contextlib
-import gc
 import ctypes
+import gc
 import logging
 import selectors
 import signal

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import select
 import time
 import warnings
 from ipaddress import IPv4Address
@@ -58,7 +59,6 @@ class MemberDaemon(DaemonBase):
         super().__init__(settings, loaded, registry)
         self.s = settings
         self.next_refresh = 0.0
-        self._looked = float("-inf")  # the last look at the rounds' socket between INBOUNDs
         self.health_log = health.HealthLog(self.log)
         self._started: float | None = None  # the first look at its health, once it runs
         self._foreign = (0.0, float("-inf"))  # frames of other coalitions: (count, last change)
@@ -152,6 +152,8 @@ class MemberDaemon(DaemonBase):
         # Two sockets, filtered in the kernel: the rounds' frames and all else, and INBOUND.
         self.lan = LinkSocket(s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, False))
         self.inbound = LinkSocket(s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True))
+        self._rounds_poll = select.poll()  # is a rounds' frame waiting? (between others)
+        self._rounds_poll.register(self.lan.fileno(), select.POLLIN)
         self._start_pacer()
         self.handlers = {
             SendFrame: self._send,
@@ -230,16 +232,15 @@ class MemberDaemon(DaemonBase):
 
     def _on_inbound(self) -> None:
         """INBOUND frames (every member's replies, broadcast), with a look at the rounds'
-        socket between them, every LOOK_EVERY: an OPEN never waits behind a download's
-        packets, this member's or another's, or its answer would be later than others'. (Its
-        moment counts from its arrival, the kernel's stamp: a look every frame would cost a
-        system call a packet for nothing.) Nothing times an INBOUND's arrival."""
+        socket after each: an OPEN never waits behind a download's packets, this member's or
+        another's, or its answer would be later than others'. Nothing times an INBOUND's
+        arrival: read without a stamp."""
         self.take_all(self.inbound, self._look_at_rounds, stamped=False)
 
     def _look_at_rounds(self) -> None:
-        now = self.reactor.clock()
-        if now - self._looked >= LOOK_EVERY:
-            self._looked = now
+        """The rounds' frames waiting, if any: a poll, the cheapest look (a read that finds
+        nothing costs a failed system call and an exception)."""
+        if self._rounds_poll.poll(0):
             self.on_lan()
 
     def hold(self, now: float) -> None:
