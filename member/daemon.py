@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from lanon.common import __version__, iptables, wire
 from lanon.common import events as ev
 from lanon.common.clock import wall_ms
+from lanon.common.coalition import Schedule
 from lanon.common.daemon import DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import ConfigError, PrerequisiteError
@@ -242,6 +243,12 @@ class MemberDaemon(DaemonBase):
         nothing costs a failed system call and an exception)."""
         if self._rounds_poll.poll(0):
             self.on_lan()
+
+    @property
+    def timers_each_frame(self) -> bool:  # type: ignore[override]
+        """Timers between two frames only where this loop keeps a moment: its own answers
+        (no pacer process), or a relay's in a tree (sent once its children's parts are in)."""
+        return self.pacer.mode is Mode.INLINE or self.c.rounds.schedule is Schedule.TREE
 
     def hold(self, now: float) -> None:
         """A round's answer due within `answer_delay` and sent by this loop (no pacer
