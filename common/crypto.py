@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -205,6 +206,7 @@ def verify_exchange(public: bytes, peer: bytes, shared: bytes, proof: bytes) -> 
     return hmac.compare_digest(c, _challenge(public, peer, shared, a1, a2))
 
 
+@functools.lru_cache(maxsize=4096)  # the leader names every roster member's key every round
 def key_id(public: bytes) -> int:
     """Short name of an ephemeral public key, as OPEN frames carry it."""
     return int.from_bytes(hashlib.blake2b(public, digest_size=4).digest(), "big")
