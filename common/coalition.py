@@ -145,16 +145,18 @@ class RoundSection:
     )
     linger: float = opt(
         1.0,
-        "seconds rounds keep following each other at once after the last one with data or "
-        "claims (the next packet of a conversation does not wait for an idle round)",
+        "seconds rounds keep following each other (`busy_interval` apart at most) after the last "
+        "one with data or claims (the next packet of a conversation does not wait for an idle "
+        "round)",
         between(0, 60),
     )
     busy_interval: float = opt(
         0.0025,
         "seconds from one round's opening to the next while rounds follow each other (within "
-        "`linger` of data): shorter the more slots the next round grants, none when it grants "
-        "every one; back-to-back rounds would take all of every host's CPU for a ping, and a "
-        "host without a spare cycle answers and delivers late (0: always back to back)",
+        "`linger` of data): shorter the more slots the next round grants, none when it is as "
+        "full as one member can fill it (`max_claims` slots); back-to-back rounds would take all "
+        "of every host's CPU for a ping, and a host without a spare cycle answers and delivers "
+        "late (0: always back to back; at most idle_interval)",
         between(0, 1),
     )
     answer_delay: float = opt(
@@ -525,7 +527,7 @@ class Coalition:
         shapes = self._part_lens
         lens = shapes.get((nslots, nentries))
         if lens is None:
-            if len(shapes) >= 1024:  # (shapes are few: this never happens in a coalition)
+            if len(shapes) >= 1024:  # (a round's shapes are few; trusted_output_cells asks more)
                 shapes.clear()
             lens = shapes[(nslots, nentries)] = self._split(self.vector_len(nslots, nentries))
         return lens
@@ -670,6 +672,11 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
     if flows.port_min > flows.port_max:
         raise ConfigError(
             f"{path}: [flows] port_min = {flows.port_min} is above port_max = {flows.port_max}"
+        )
+    if rounds.busy_interval > rounds.idle_interval:
+        raise ConfigError(
+            f"{path}: [rounds] busy_interval = {rounds.busy_interval}: expected at most "
+            f"idle_interval ({rounds.idle_interval}): busy rounds come sooner than idle ones"
         )
     if rounds.max_claims > rounds.max_slots:
         raise ConfigError(

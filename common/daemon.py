@@ -263,7 +263,8 @@ class DaemonBase:
     def on_lan(self) -> None:
         """The frames waiting (up to LAN_BATCH), each with the time it arrived (the kernel's
         stamp, so that the engine's deadlines count from the frame, not from when this loop got
-        to it); a timer that falls due meanwhile fires between two frames."""
+        to it); a timer that falls due meanwhile fires between two frames where the loop keeps
+        a moment (`timers_each_frame`), else after them."""
         self.take_all(self.lan)
 
     def take_all(

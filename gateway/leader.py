@@ -471,12 +471,24 @@ class Leader:
             self._complete(sender, col, now)
 
     def _keep_attest(self, sender: int, col: Collecting, signed_frame: bytes) -> None:
-        """A roster member's authenticated ATTEST (checked against its parts in `_complete`)."""
+        """A roster member's authenticated ATTEST (checked against its parts in `_complete`):
+        its own header too, since one at the end of a part did not come through the engine's
+        (blame shows it to everyone, who take it only as the member's own, of this coalition)."""
         if sender in col.attests or sender in col.bad:
             raise RemoteProtocolError(RejectReason.REPLAY, "ATTEST already received")
-        if wire.pull_attest(signed_frame[: -wire.SIG_LEN]).round != col.round:
+        body = signed_frame[: -wire.SIG_LEN]
+        try:
+            header = wire.pull_header(body)
+            ok = header.type == wire.MsgType.ATTEST and (header.coalition, header.sender) == (
+                self.c.id,
+                sender,
+            )
+            ok = ok and wire.pull_attest(body).round == col.round
+        except RemoteProtocolError:
+            ok = False
+        if not ok:
             col.bad.add(sender)  # missing at the deadline: the round is redone without it
-            raise RemoteProtocolError(RejectReason.MALFORMED, "ATTEST of another round")
+            raise RemoteProtocolError(RejectReason.MALFORMED, "an ATTEST not of this round's")
         col.attests[sender] = signed_frame
 
     def _complete(self, sender: int, col: Collecting, now: float) -> None:
@@ -597,11 +609,16 @@ class Leader:
         if self.next_nslots > 0 or stats.used > 0 or t.deferred or t.collisions:
             self.busy_until = now + r.linger
         if now <= self.busy_until:
-            # Soon, and at once when every slot is granted (demand is coalition-wide and
-            # public in the output): rounds back to back for a ping a second would take every
-            # host's CPU, and a host without a spare cycle answers, and delivers, late.
-            gap = r.busy_interval * (1 - self.next_nslots / r.max_slots)
-            self.next_open = max(now, col.opened + gap)
+            # Soon, and at once when the next round is as full as one member can fill it (its
+            # `max_claims` slots granted; trusted mode: a member's cells used): rounds back to
+            # back for a ping a second would take every host's CPU, and a host without a
+            # spare cycle answers, and delivers, late. Demand is coalition-wide and public in
+            # the output: the rate says nothing of whose it is.
+            if self.c.trusted:
+                load = min(1.0, stats.used / r.trusted_cells)
+            else:
+                load = min(1.0, self.next_nslots / r.max_claims)
+            self.next_open = max(now, col.opened + r.busy_interval * (1 - load))
         else:
             self.next_open = max(now, col.opened + r.idle_interval)
         if col.accountable:

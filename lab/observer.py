@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lanon.common import wire
+from lanon.member.pacer import REPORT_EVERY
 
 URL = "http://203.0.113.10/5mb.bin"
 # Ethernet header 14 bytes, then the lanon header: version, type (offset 15), coalition,
@@ -210,6 +211,7 @@ def observe(
         per_second = max(verdict.windows / spent, 0.1)
         seconds = 1.2 * (min_windows - verdict.windows) / per_second
         seconds = min(max(seconds, 2.0), max_seconds - spent)
+    time.sleep(REPORT_EVERY)  # the pacers' last counts of late answers
     after = answers_late(lab)
     answered, late = (after[k] - before[k] for k in (0, 1))
     return dataclasses.replace(verdict, late=late / answered if answered else 0.0)

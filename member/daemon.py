@@ -44,9 +44,6 @@ from lanon.member.wallet import Wallet
 
 NFQUEUE_MAXLEN = 4096
 REFRESH = 1.0  # seconds between refreshes of state gauges
-LOOK_EVERY = (
-    0.0001  # seconds: between inbound frames, a look at the rounds' socket at most this often
-)
 
 
 class MemberDaemon(DaemonBase):

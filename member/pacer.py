@@ -101,7 +101,7 @@ class InlinePacer:
         due, rnd = self._held[0][0], self._held[0][2]
         while self._held and self._held[0][0] <= now:
             self._send(heapq.heappop(self._held)[3])
-        late_by = time.monotonic() - due
+        late_by = now - due  # (the loop's clock: it sends them now)
         if rnd != self._reported and late_by > LATE_AFTER:
             self._reported = rnd
             self._report(1, rnd, late_by)
@@ -261,9 +261,12 @@ def serve(ctl: socket.socket, lan: socket.socket) -> None:
                 counted, last_late, late_by = rnd, rnd, handed - due
                 late += 1
         if late and now >= report_at:
-            with contextlib.suppress(OSError):
+            try:
                 ctl.send(LATE.pack(late, last_late, late_by))
-            late, report_at = 0, now + int(REPORT_EVERY * NS)
+                late = 0
+            except OSError:
+                pass  # (a full pair: the count waits for the next report)
+            report_at = now + int(REPORT_EVERY * NS)
 
 
 def main(argv: list[str]) -> int:

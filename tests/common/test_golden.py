@@ -610,3 +610,15 @@ def test_tokens_and_ratings_inside_cells_are_pinned() -> None:
     assert tokens.credential_message(7, b"k" * 32) == (
         b"lanon-rating-credential\x00" + h("0000000000000007") + b"k" * 32
     )
+
+
+def test_an_attest_rides_at_the_end_of_a_last_contrib_part() -> None:
+    """Version 10: where the round's shape has room (`Coalition.attest_rides`), a member's last
+    CONTRIB part is its body, then its signed ATTEST (body and signature, ATTEST_LEN bytes),
+    then the MAC over both."""
+    signed_attest = signed(LEADER, ATTEST_BYTES)  # (any key: the layout is what is pinned)
+    assert len(signed_attest) == wire.ATTEST_LEN == len(ATTEST_BYTES) + wire.SIG_LEN == 114
+    frame = maced(MEMBER_KEYS[0], CONTRIB_BYTES + signed_attest)
+    part = wire.pull_part(check_mac(MEMBER_KEYS[0], frame))
+    assert part.payload[-wire.ATTEST_LEN :] == signed_attest
+    assert wire.pull_attest(part.payload[-wire.ATTEST_LEN : -wire.SIG_LEN]) == ATTEST

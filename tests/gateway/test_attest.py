@@ -75,3 +75,34 @@ def test_an_attest_out_of_its_place_is_refused() -> None:
     rejected = [e for e in gw.pop_events() if isinstance(e, FrameRejected)]
     assert [e.reason for e in rejected] == [RejectReason.MALFORMED, RejectReason.MALFORMED]
     assert member.me.index not in col.attests
+
+
+def test_an_attest_that_names_another_member_or_round_is_refused() -> None:
+    """The ATTEST at the end of a part came through no engine's header check: one signed by its
+    member but naming another member, another coalition or another round would be taken by
+    nobody in blame (the member would escape it): refused, and the member is out of the
+    round (redone without it at the deadline)."""
+    lan = running_lan()
+    gw, member, leader = lan.gateway(), lan.member("member1"), leader_of(lan)
+    key, me = member.rounds.mac_keys[0], member.me.index
+    for header_sender, coalition, round_offset in (
+        (me + 1, lan.c.id, 0),
+        (me, lan.c.id ^ 1, 0),
+        (me, lan.c.id, 1),
+    ):
+        lan.run_until(lambda: leader.collecting is not None and me not in leader.collecting.bad)
+        col = leader.collecting
+        assert col is not None and col.attest_rides
+        attest = wire.Attest(col.round + round_offset, len(col.part_lens), bytes(16), bytes(16))
+        body = attest.encode(coalition, header_sender)
+        signed_attest = body + member.keys.key.sign(body)  # its own signature: not a forgery
+        last = wire.Part(
+            col.round, len(col.part_lens) - 1, len(col.part_lens), bytes(col.part_lens[-1])
+        )
+        frame = last.encode(wire.MsgType.CONTRIB, lan.c.id, me) + signed_attest
+        gw.pop_events()
+        gw.receive_frame(b"\x02" * 6, maced(key, frame), lan.now)
+        rejected = [e for e in gw.pop_events() if isinstance(e, FrameRejected)]
+        assert [e.reason for e in rejected] == [RejectReason.MALFORMED]
+        assert me in col.bad and me not in col.attests
+        lan.run(0.3)  # the round is redone without it, and the next ones take it again

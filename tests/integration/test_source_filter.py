@@ -63,7 +63,9 @@ PROBE = textwrap.dedent(
     assert got_rounds == want, got_rounds
     assert got_inbound == [(TRUSTED.hex(), wire.MsgType.INBOUND)], got_inbound
 
-    # without stamps, one system call a frame: others' frames, never this host's own
+    # without stamps, one system call a frame: others' frames, never this host's own (the
+    # kernel leaves them out: PACKET_IGNORE_OUTGOING)
+    assert inbound._no_outgoing
     inbound.allow_only(None)
     own = LinkSocket("vb", wire.ETHERTYPE)
     own.send(b"\\xff" * 6, bytes([wire.VERSION, wire.MsgType.INBOUND]) + b"own")

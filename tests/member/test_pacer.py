@@ -114,4 +114,7 @@ def test_the_inline_pacer_sends_what_is_due_in_order() -> None:
     assert sent == [b"a"] and p.due == 2.0
     p.run(3.0)
     assert sent == [b"a", b"b"] and p.due == float("inf")
-    assert [(n, rnd) for n, rnd, _ in r.got] == [(1, 4), (1, 5)]  # (the clock is far on)
+    assert [(n, rnd) for n, rnd, _ in r.got] == [(1, 5)]  # sent 1 s after its moment
+    p.submit(4.0, 6, b"c")
+    p.run(4.0001)  # within LATE_AFTER of its moment: in time, nothing said
+    assert sent[-1] == b"c" and len(r.got) == 1
