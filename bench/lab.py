@@ -77,6 +77,14 @@ def ping_times(lab: object, host: str, count: int, interval: float) -> list[floa
     return [float(x) for x in re.findall(r"time=([\d.]+) ms", r.stdout)]
 
 
+def rtt_times(lab: object, host: str, count: int, low: float, high: float) -> list[float]:
+    """RTTs of echoes at random gaps in [low, high] s (lab/rtt.py): at every phase of the
+    rounds, where a ping every T seconds can keep hitting one."""
+    argv = [sys.executable, "-m", "lanon.lab.rtt", INTERNET, str(count), str(low), str(high)]
+    r = lab.run(host, argv)  # type: ignore[attr-defined]
+    return [float(x) for x in r.stdout.split()]
+
+
 def download(lab: object, host: str) -> float:
     r = lab.run(
         host, ["curl", "-sS", "-m", "120", "-o", "/dev/null", "-w", "%{speed_download}", URL]
@@ -112,8 +120,8 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
         for _ in range(5):  # a first packet: the lanon has been quiet for longer than `linger`
             time.sleep(1.5)
             cold += ping_times(lab, "member1", 1, 1)
-        plain = ping_times(lab, "gateway1", 40, 0.02)
-        lanon = ping_times(lab, "member1", 100, 0.02)
+        plain = rtt_times(lab, "gateway1", 40, 0.015, 0.025)
+        lanon = rtt_times(lab, "member1", 150, 0.015, 0.025)  # (a conversation: rounds are busy)
         plain_mbs = statistics.median(download(lab, "gateway1") for _ in range(2))
         start = lab.leader_status()["rounds_completed"]
         t0 = time.monotonic()

@@ -154,9 +154,10 @@ class RoundSection:
         0.0025,
         "seconds from one round's opening to the next while rounds follow each other (within "
         "`linger` of data): shorter the more slots the next round grants, none when it is as "
-        "full as one member can fill it (`max_claims` slots); back-to-back rounds would take all "
-        "of every host's CPU for a ping, and a host without a spare cycle answers and delivers "
-        "late (0: always back to back; at most idle_interval)",
+        "full as one member can fill it (`max_claims` slots; trusted mode: a member's cells used "
+        "in the last one); back-to-back rounds would take all of every host's CPU for a ping, "
+        "and a host without a spare cycle answers and delivers late (0: always back to back; at "
+        "most idle_interval)",
         between(0, 1),
     )
     answer_delay: float = opt(

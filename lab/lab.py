@@ -28,6 +28,7 @@ from typing import Any
 from pyroute2 import IPRoute, netns
 
 from lanon.common import admin, admin_client, control
+from lanon.common.coalition import RoundSection
 from lanon.common.coalition import load as load_coalition
 from lanon.common.crypto import HostKey, encode_key, read_private_key, write_private_key
 from lanon.common.errors import LanonError, PrerequisiteError
@@ -51,10 +52,10 @@ PACER_LIMITS = ("prlimit", "--rtprio=10", "--rttime=200000", "--")  # lanon-memb
 
 def shared_cpu_busy_interval(members: int) -> float:
     """The lab's [rounds] busy_interval: every host of a lab shares this machine's cores, so
-    a busy round costs the machine every member's work (about 0.6 ms each here) and not one
-    host's; rounds spaced by that leave the CPU room to answer and deliver at once. A LAN of
-    real hosts keeps the coalition file's default (2.5 ms)."""
-    return max(0.0025, 0.0006 * members)
+    a busy round costs the machine every member's work (0.5 to 0.65 ms each here) and not one
+    host's; rounds spaced by about that leave the CPU room to answer and deliver at once. A
+    LAN of real hosts keeps the coalition file's default (2.5 ms)."""
+    return max(0.0015, 0.0005 * members)
 
 
 @dataclass
@@ -284,10 +285,11 @@ class Lab:
                         if self.spec.answer_delay is not None
                         else {}
                     ),
-                    "busy_interval": (
+                    "busy_interval": min(
                         self.spec.busy_interval
                         if self.spec.busy_interval is not None
-                        else shared_cpu_busy_interval(self.spec.members)
+                        else shared_cpu_busy_interval(self.spec.members),
+                        self.spec.idle_interval or RoundSection.idle_interval,
                     ),
                     "deadline": self.spec.deadline,
                     "epoch_seconds": self.spec.epoch_seconds,

@@ -211,7 +211,7 @@ def observe(
         per_second = max(verdict.windows / spent, 0.1)
         seconds = 1.2 * (min_windows - verdict.windows) / per_second
         seconds = min(max(seconds, 2.0), max_seconds - spent)
-    time.sleep(REPORT_EVERY)  # the pacers' last counts of late answers
+    time.sleep(REPORT_EVERY + 0.3)  # the pacers' last counts of late answers, read
     after = answers_late(lab)
     answered, late = (after[k] - before[k] for k in (0, 1))
     return dataclasses.replace(verdict, late=late / answered if answered else 0.0)

@@ -258,7 +258,7 @@ class MemberDaemon(DaemonBase):
 
     def run_timers(self, now: float) -> None:
         super().run_timers(now)
-        self.pacer.run(now)
+        self.pacer.run(self.reactor.clock())  # (the timers may have taken a while)
 
     def flush(self, now: float) -> None:
         super().flush(now)

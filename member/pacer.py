@@ -262,7 +262,7 @@ def serve(ctl: socket.socket, lan: socket.socket) -> None:
                 late += 1
         if late and now >= report_at:
             try:
-                ctl.send(LATE.pack(late, last_late, late_by))
+                ctl.send(LATE.pack(late, last_late, late_by), socket.MSG_DONTWAIT)
                 late = 0
             except OSError:
                 pass  # (a full pair: the count waits for the next report)
