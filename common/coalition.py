@@ -537,10 +537,11 @@ class Coalition:
     def _part_lens(self) -> dict[tuple[int, int], list[int]]:
         return {}
 
-    def attest_rides(self, lens: list[int]) -> bool:
-        """Whether a member's signed ATTEST goes at the end of its last CONTRIB part (it fits
-        the frame), or in a frame of its own: the round's shape says, the same for everyone."""
-        return lens[-1] + wire.ATTEST_LEN <= self.part_size
+    def attest_rides(self, last_part: int) -> bool:
+        """Whether a member's signed ATTEST goes at the end of its last CONTRIB part, of
+        `last_part` bytes (it fits the frame), or in a frame of its own: the round's shape
+        says, the same for everyone."""
+        return last_part + wire.ATTEST_LEN <= self.part_size
 
     def contrib_lens(self, nslots: int, nentries: int) -> list[int]:
         """The length of each part of a member's answer: its vector, or in trusted mode its

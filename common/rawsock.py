@@ -131,36 +131,28 @@ class LinkSocket:
         return bool(flags & IFF_UP and flags & IFF_RUNNING)
 
     def receive(self) -> Iterator[tuple[bytes, bytes]]:
-        """(source MAC, payload) of every frame waiting, sent by others."""
+        """(source MAC, payload) of every frame waiting, sent by others: one system call a
+        frame where the kernel leaves out our own (an address costs a second: its interface's
+        name), else their address says which are ours."""
         for _ in range(MAX_BATCH):
             try:
-                data, addr = self.sock.recvfrom(65536, socket.MSG_DONTWAIT)
-            except OSError as exc:
-                if exc.errno in TRY_AGAIN:
-                    return
-                raise
-            if addr[2] == PACKET_OUTGOING or len(data) < 14:
-                continue
-            yield data[6:12], data[14:]
-
-    def receive_unstamped(self) -> Iterator[tuple[bytes, bytes, float]]:
-        """As `receive_stamped`, without the arrival (0.0): one system call a frame where the
-        kernel leaves out our own frames (recvmsg's address costs a second: its interface's
-        name)."""
-        if not self._no_outgoing:
-            for src, payload in self.receive():
-                yield src, payload, 0.0
-            return
-        recv = self.sock.recv
-        for _ in range(MAX_BATCH):
-            try:
-                data = recv(65536, socket.MSG_DONTWAIT)
+                if self._no_outgoing:
+                    data = self.sock.recv(65536, socket.MSG_DONTWAIT)
+                else:
+                    data, addr = self.sock.recvfrom(65536, socket.MSG_DONTWAIT)
+                    if addr[2] == PACKET_OUTGOING:
+                        continue
             except OSError as exc:
                 if exc.errno in TRY_AGAIN:
                     return
                 raise
             if len(data) >= 14:
-                yield data[6:12], data[14:], 0.0
+                yield data[6:12], data[14:]
+
+    def receive_unstamped(self) -> Iterator[tuple[bytes, bytes, float]]:
+        """As `receive_stamped`, without the arrival (0.0): for frames nothing times."""
+        for src, payload in self.receive():
+            yield src, payload, 0.0
 
     def _received(self, space: int) -> Iterator[tuple[bytes, list[tuple[int, int, bytes]]]]:
         """(frame, ancillary data) of every frame waiting, sent by others."""

@@ -380,26 +380,27 @@ class Leader:
             len(roster),
             order(roster, self.round)[0] if tree else None,
             accountable=not tree and not self.c.trusted,
-            attest_rides=not tree and not self.c.trusted and self.c.attest_rides(part_lens),
+            attest_rides=not tree and not self.c.trusted and self.c.attest_rides(part_lens[-1]),
             body=body,
             body_digest=digest16(body),
         )
         self.e.event(RoundOpened(self.round, self.epoch, nslots, len(roster)))
 
     def _part_of_round(
-        self, sender: int, frame: bytes, pull: Callable[[bytes], P], attest: bool = False
+        self, sender: int, frame: bytes, pull: Callable[[bytes], P]
     ) -> tuple[P, Collecting]:
         """A member's authenticated part of the round being collected, of the right shape
-        (checked before its MAC, which is checked before anything is kept); `attest`: the
-        last one ends with the member's ATTEST where the round's shape has room for it."""
+        (checked before its MAC, which is checked before anything is kept): the last one ends
+        with the member's ATTEST where the round has room for it (star rounds only)."""
         self.c.member_at(sender)
         part = pull(wire.split_auth(frame, wire.MAC_LEN)[0])
         col = self.collecting
         if col is None or part.round != col.round:
             raise RemoteProtocolError(RejectReason.STALE, f"a part of round {part.round}")
-        want = col.part_lens[part.index] if part.count == len(col.part_lens) else -1
-        if want >= 0 and attest and col.attest_rides and part.index == part.count - 1:
-            want += wire.ATTEST_LEN
+        if part.count != len(col.part_lens):
+            raise RemoteProtocolError(RejectReason.MALFORMED, "a part of the wrong shape")
+        last = part.index == part.count - 1
+        want = col.part_lens[part.index] + (wire.ATTEST_LEN if last and col.attest_rides else 0)
         if len(part.payload) != want:
             raise RemoteProtocolError(RejectReason.MALFORMED, "a part of the wrong shape")
         check_mac(self.mac_keys[sender], frame)
@@ -430,7 +431,7 @@ class Leader:
                 self._abort(now, wire.AbortReason.DEADLINE, self._missing(col))
 
     def receive_contrib(self, sender: int, frame: bytes, now: float) -> None:
-        part, col = self._part_of_round(sender, frame, wire.pull_part, attest=True)
+        part, col = self._part_of_round(sender, frame, wire.pull_part)
         got = col.got.get(sender)
         if got is None:
             raise RemoteProtocolError(RejectReason.NOT_IN_ROSTER, f"member #{sender} not in round")
@@ -478,15 +479,11 @@ class Leader:
             raise RemoteProtocolError(RejectReason.REPLAY, "ATTEST already received")
         body = signed_frame[: -wire.SIG_LEN]
         try:
-            header = wire.pull_header(body)
-            ok = header.type == wire.MsgType.ATTEST and (header.coalition, header.sender) == (
-                self.c.id,
-                sender,
-            )
-            ok = ok and wire.pull_attest(body).round == col.round
+            header, attest = wire.pull_header(body), wire.pull_attest(body)
+            ours = (header.type, header.coalition, header.sender, attest.round)
         except RemoteProtocolError:
-            ok = False
-        if not ok:
+            ours = None
+        if ours != (wire.MsgType.ATTEST, self.c.id, sender, col.round):
             col.bad.add(sender)  # missing at the deadline: the round is redone without it
             raise RemoteProtocolError(RejectReason.MALFORMED, "an ATTEST not of this round's")
         col.attests[sender] = signed_frame

@@ -526,9 +526,9 @@ def _attest_frames(world: World, frames: dict[int, list[bytes]]) -> None:
     for f in frames[wire.MsgType.CONTRIB]:
         part = wire.pull_part(f[: -wire.MAC_LEN])
         engine = world.engine(world.c.members[wire.pull_header(f).sender].name)
-        signed_attest = part.payload[-wire.ATTEST_LEN :]
         if part.index != part.count - 1 or not isinstance(engine, MemberEngine):
             continue
+        signed_attest = part.payload[-wire.ATTEST_LEN :]
         with contextlib.suppress(RemoteProtocolError):  # (a last part without one)
             wire.pull_attest(signed_attest[: -wire.SIG_LEN])
             if len(pool) < 400:

@@ -20,18 +20,11 @@ import struct
 import sys
 import time
 
+from lanon.common.packet import checksum
+
 ECHO, ECHO_REPLY = 8, 0
 _ICMP = struct.Struct("!BBHHH")
 PAYLOAD = b"lanon-rtt-" * 5
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
 
 
 def echo(ident: int, seq: int) -> bytes:

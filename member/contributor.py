@@ -278,7 +278,7 @@ class Contributor:
             # reservation area: common/verdict.py). At the end of the last part where it fits.
             opened = digest16(body)
             attest = self._attest(o.round, parts, opened)
-            if self.c.attest_rides([len(p) for p in parts]):
+            if self.c.attest_rides(len(parts[-1])):
                 frames[-1] += attest
             else:
                 frames.append(attest)

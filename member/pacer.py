@@ -222,7 +222,7 @@ def serve(ctl: socket.socket, lan: socket.socket) -> None:
     same on every member and is not this host's lateness)."""
     held: list[tuple[int, int, int, int, bytes]] = []  # (due ns, seq, round, handed, frame)
     seq = counted = 0
-    late, last_late, late_by = 0, 0, 0  # not reported yet: how many, the last one's round
+    late = late_by = 0  # not reported yet: how many, and by how much the last (`counted`)
     report_at = 0  # ns: no report before this
     while True:
         timeout = None
@@ -258,11 +258,11 @@ def serve(ctl: socket.socket, lan: socket.socket) -> None:
                     lan.send(heapq.heappop(held)[4])
             # A late answer is counted once (its parts may come one by one)
             if handed - due > LATE_AFTER * NS and rnd != counted:
-                counted, last_late, late_by = rnd, rnd, handed - due
+                counted, late_by = rnd, handed - due
                 late += 1
         if late and now >= report_at:
             try:
-                ctl.send(LATE.pack(late, last_late, late_by), socket.MSG_DONTWAIT)
+                ctl.send(LATE.pack(late, counted, late_by), socket.MSG_DONTWAIT)
                 late = 0
             except OSError:
                 pass  # (a full pair: the count waits for the next report)

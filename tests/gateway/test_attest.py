@@ -34,7 +34,7 @@ def test_the_attest_rides_in_the_last_part_where_it_fits() -> None:
     lan = running_lan()
     lan.wire_log.clear()
     lan.run(0.5)
-    assert lan.c.attest_rides(lan.c.part_lens(1, lan.c.rounds.reservation_entries))
+    assert lan.c.attest_rides(lan.c.part_lens(1, lan.c.rounds.reservation_entries)[-1])
     assert not lan.frames(wire.MsgType.ATTEST)  # none of its own
     assert attests_kept_and_good(lan) > 5
     assert not lan.all_events(FrameRejected)
@@ -43,7 +43,7 @@ def test_the_attest_rides_in_the_last_part_where_it_fits() -> None:
 def test_a_round_without_room_takes_an_attest_frame_of_its_own() -> None:
     # 4 entries (64 bytes) and the express cell fill one part exactly: no room after it
     lan = running_lan(rounds={"reservation_entries": 4})
-    assert not lan.c.attest_rides(lan.c.part_lens(1, 4))
+    assert not lan.c.attest_rides(lan.c.part_lens(1, 4)[-1])
     lan.wire_log.clear()
     lan.run(0.5)
     attests = lan.frames(wire.MsgType.ATTEST)

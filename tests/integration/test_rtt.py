@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from lanon.lab.rtt import checksum, echo
+from lanon.common.packet import checksum
+from lanon.lab.rtt import echo
 from tests.integration.conftest import require_root_lab
 
 pytestmark = pytest.mark.root
