@@ -35,7 +35,6 @@ OP_REQUEST = 1
 OP_REPLY = 2
 ZERO_MAC = b"\x00" * 6
 ANNOUNCE_DELAYS = (0.0, 0.25, 1.0)  # seconds after a claim: repeat, in case one is lost
-REANNOUNCE_DELAYS = (2.0, 4.0)  # and after a pause: outlast the announcements of a takeover
 
 
 @dataclass(frozen=True, slots=True)

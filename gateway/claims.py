@@ -8,7 +8,8 @@ heard within `gateway_timeout`, each gateway decides by the same rules:
   gateway (takeover); a gateway not heard since our start gets BOOT_GRACE to come up first
   (gateways booting one after the other must not take each other's shares);
 - an address held by two gateways stays with the lower index (the other releases it);
-- a gateway that comes back finds its addresses held and does not take them back (no flapping);
+- a gateway that comes back finds its addresses held and does not take them back (no flapping),
+  whether it restarted or its process was frozen for longer than a gateway timeout;
 - never claim an address its prober calls unavailable (not probed yet, used by another host,
   the router's or the gateway host's own: see arp.Prober), and release one that becomes so;
 - leadership: a leader keeps leading unless a lower-index gateway leads too; with no leader
@@ -61,6 +62,11 @@ class ClaimPolicy:
         self.peers.clear()
         self.heard_since_start: set[int] = set()
         self.listen_until = now + self.c.rounds.gateway_timeout + KEYS_INTERVAL
+
+    def came_back(self, now: float) -> None:
+        """This gateway was frozen: keep the peers as heard, but listen again for a gateway
+        timeout before deciding (their heartbeats then say who took over what)."""
+        self.listen_until = max(self.listen_until, now + self.c.rounds.gateway_timeout)
 
     def carry(self, old: ClaimPolicy, now: float) -> None:
         """A new version: the other gateways still in it stay as they were heard (their

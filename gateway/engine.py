@@ -631,18 +631,27 @@ class GatewayEngine(EngineBase):
     def _after_pause(self, now: float) -> None:
         """Our timers ran late by more than a gateway timeout: this process was frozen (SIGSTOP,
         a VM migration, a flooded loop). We were away, not the others: keep them alive until
-        they are heard again, and announce our addresses again, which another gateway may
-        have taken over meanwhile (the router may be sending their traffic there)."""
+        they are heard again. Another gateway may have taken over our addresses and the lead
+        meanwhile, and its flows with them: come back as a gateway that returns (no flapping).
+        Let go of everything, listen for a gateway timeout, then claim what nobody holds and
+        lead if nobody leads. Contesting at once would split flows and rounds between two
+        gateways until they heard each other."""
         timeout = self.c.rounds.gateway_timeout
         for peer in self.policy.peers.values():
             if self._last_timer - peer.last_seen <= timeout:  # alive when we froze
                 peer.last_seen = max(peer.last_seen, now)
+        if len(self.c.gateways) == 1:  # nobody could take over: carry on
+            if self.leading:
+                self.leader.paused(now)  # the round we were collecting: nobody's fault but ours
+            return
         if self.leading:
-            self.leader.paused(now)  # the round we were collecting: nobody's fault but ours
-        # Announce again, also after the gateway that took over lets go (it announced too,
-        # maybe a moment ago: the router must end up with us).
+            self.leader.stop(now)  # the round we were collecting: nobody's fault but ours
+            self.event(LeadershipChanged(False, self.leader.round))
+        for index in sorted(self.held):
+            self.event(AddressReleased(address_text(self.addresses[index])))
+        self.held.clear()
         self.announcements.clear()
-        self._announce(self.held, now, arp.ANNOUNCE_DELAYS + arp.REANNOUNCE_DELAYS)
+        self.policy.came_back(now)
 
     def _announce(
         self, indices: Iterable[int], now: float, delays: tuple[float, ...] = arp.ANNOUNCE_DELAYS

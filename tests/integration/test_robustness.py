@@ -90,6 +90,10 @@ def test_a_leader_frozen_three_times_in_a_row_never_stops_the_lanon(lab2: Lab) -
         start = rounds(lab2)
         time.sleep(1.0)
         assert rounds(lab2) > start + 10, f"freeze {i + 1}: rounds did not resume\n{logs(lab2)}"
+        # No flapping: the one that took over keeps what it took; each address has one holder.
+        held = {g.name: lab2.status(g.name)["held"] for g in lab2.gateways}
+        assert held[leader] == [], f"freeze {i + 1}: {leader} took back {held[leader]}"
+        assert sum(len(h) for h in held.values()) == 8, held
     assert alive_pids(lab2) == before  # no daemon needed a restart
 
 
