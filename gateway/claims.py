@@ -63,11 +63,6 @@ class ClaimPolicy:
         self.heard_since_start: set[int] = set()
         self.listen_until = now + self.c.rounds.gateway_timeout + KEYS_INTERVAL
 
-    def came_back(self, now: float) -> None:
-        """This gateway was frozen: keep the peers as heard, but listen again for a gateway
-        timeout before deciding (their heartbeats then say who took over what)."""
-        self.listen_until = max(self.listen_until, now + self.c.rounds.gateway_timeout)
-
     def carry(self, old: ClaimPolicy, now: float) -> None:
         """A new version: the other gateways still in it stay as they were heard (their
         held addresses by address), and no new listening period."""

@@ -173,8 +173,20 @@ class GatewayDaemon(DaemonBase):
 
     # --- input ------------------------------------------------------------------------------
 
+    def on_lan(self) -> None:
+        self._awake(self.reactor.clock())
+        super().on_lan()
+
+    def _awake(self, now: float) -> None:
+        """Before reading what queued up while this process was frozen, if it was: as it
+        stood before the freeze, it would lead, emit and answer ARP for what another gateway
+        took over meanwhile."""
+        self.engine.notice_pause(now)
+        self.flush(now)
+
     def _on_ip(self) -> None:
         now = self.reactor.clock()
+        self._awake(now)
         for packet, checksum_ready in self.ip.receive_checked():
             try:
                 self.engine.receive_packet(packet, now, checksum_ready)
@@ -184,6 +196,7 @@ class GatewayDaemon(DaemonBase):
 
     def _on_arp(self) -> None:
         now = self.reactor.clock()
+        self._awake(now)
         for src, payload in self.arp.receive():
             with self.contained(Stage.ARP):
                 self.engine.receive_arp(src, payload, now)

@@ -64,6 +64,9 @@ from lanon.gateway.leader import Leader, Phase
 from lanon.gateway.tracer import Exclusions, Tracer
 
 VERSION_ECHO_GAP = 1.0  # at most this often, a host behind makes us repeat our version
+# Heartbeat intervals a gateway back from a freeze keeps quiet: long enough to hear every live
+# gateway's heartbeat again (at most a gateway timeout).
+RETURN_QUIET = 2.5
 OFFER_COMPARE = 60.0  # seconds between comparisons of our offer with another of our operator's
 # What a version rebuilds (GatewayEngine._build and apply): kept, to put back if that fails.
 _REBUILT = (
@@ -115,7 +118,8 @@ class GatewayEngine(EngineBase):
         self._alive: frozenset[int] = frozenset({self.me.index})
         self.link = True
         self.flows_seq: dict[int, int] = {}  # newest FLOWS frame per gateway: no replays
-        self._last_timer = now
+        self._last_timer = now  # when the loop last ran here: a gap says it was frozen
+        self._returning_until = float("-inf")  # back from a freeze: quiet until then
         self._pair_keys: dict[int, bytes] = {}  # gateway -> the key FLOWS to it are sealed with
         self.versions = VersionBook(coalition)
         self.joins = PendingJoins()
@@ -596,11 +600,11 @@ class GatewayEngine(EngineBase):
             return
         self._report_turned_away(now)
         self._end_flows_if_disbanded(now)
-        if now - self._last_timer > self.c.rounds.gateway_timeout:
-            self._after_pause(now)
-        self._last_timer = now
+        self.notice_pause(now)
         if now >= self.next_heartbeat:
-            if self.link:
+            if now < self._returning_until:
+                self.next_heartbeat = self._returning_until
+            elif self.link:
                 self._decide(now)
                 self._heartbeat(now)
                 if self.offer is not None and now >= self.next_offer:
@@ -628,21 +632,35 @@ class GatewayEngine(EngineBase):
         elif now - since >= self.c.coalition.disband_timeout and len(self.flows):
             self.event(FlowsEnded(self.flows.clear(), 0))
 
+    def notice_pause(self, now: float) -> None:
+        """Whether this process was away (its loop did not run) for longer than a gateway
+        timeout. The loop asks before it reads what queued up meanwhile, the timer after."""
+        if now - self._last_timer > self.c.rounds.gateway_timeout:
+            self._after_pause(now)
+        self._last_timer = now
+
     def _after_pause(self, now: float) -> None:
-        """Our timers ran late by more than a gateway timeout: this process was frozen (SIGSTOP,
-        a VM migration, a flooded loop). We were away, not the others: keep them alive until
-        they are heard again. Another gateway may have taken over our addresses and the lead
-        meanwhile, and its flows with them: come back as a gateway that returns (no flapping).
-        Let go of everything, listen for a gateway timeout, then claim what nobody holds and
-        lead if nobody leads. Contesting at once would split flows and rounds between two
-        gateways until they heard each other."""
+        """This process was frozen (SIGSTOP, a VM migration, a stalled loop). We were away,
+        not the others: keep those alive then until they are heard again.
+
+        With none of them alive, nobody took over: carry on. Otherwise one may have taken over
+        our addresses and the lead, and made flows meanwhile. Contesting them at once would
+        split flows and rounds between two gateways until they heard each other, so step aside
+        quietly: no round, no address, no heartbeat, until the others' fresh heartbeats say
+        what they hold and who leads (RETURN_QUIET heartbeat intervals). Then decide as
+        usual: claim what nobody holds, lead if nobody leads. What another took over stays
+        with it (no flapping)."""
         timeout = self.c.rounds.gateway_timeout
+        others = False
         for peer in self.policy.peers.values():
-            if self._last_timer - peer.last_seen <= timeout:  # alive when we froze
-                peer.last_seen = max(peer.last_seen, now)
-        if len(self.c.gateways) == 1:  # nobody could take over: carry on
+            if self._last_timer - peer.last_seen <= timeout and not peer.leaving:
+                peer.last_seen = max(peer.last_seen, now)  # alive when we froze
+                others = True
+        if not others:
             if self.leading:
                 self.leader.paused(now)  # the round we were collecting: nobody's fault but ours
+            self.announcements.clear()
+            self._announce(self.held, now)  # (the router may have forgotten us meanwhile)
             return
         if self.leading:
             self.leader.stop(now)  # the round we were collecting: nobody's fault but ours
@@ -651,7 +669,9 @@ class GatewayEngine(EngineBase):
             self.event(AddressReleased(address_text(self.addresses[index])))
         self.held.clear()
         self.announcements.clear()
-        self.policy.came_back(now)
+        hb = self.c.rounds.heartbeat_interval
+        self._returning_until = now + min(RETURN_QUIET * hb, timeout)
+        self.next_heartbeat = self._returning_until
 
     def _announce(
         self, indices: Iterable[int], now: float, delays: tuple[float, ...] = arp.ANNOUNCE_DELAYS

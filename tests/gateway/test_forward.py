@@ -103,3 +103,47 @@ def test_forged_output_parts_before_the_head_fix_nothing() -> None:
         lan.run(0.05)
     lan.run(1.0)
     assert len(lan.events("member1", CellDelivered)) - delivered >= 20
+
+
+def unheld_for(lan: Lan, seconds: float, step: float = 0.01) -> tuple[float, int]:
+    """Over `seconds`: the longest an address was held by no gateway, and the most gateways
+    that held one address at once."""
+    n = len(lan.c.anonymous)
+    since = [lan.now] * n
+    longest, most = 0.0, 0
+    for _ in range(int(seconds / step)):
+        lan.run(step)
+        for a in range(n):
+            holders = sum(a in lan.gateway(g.name).held for g in lan.c.gateways)
+            most = max(most, holders)
+            if holders:
+                since[a] = lan.now
+            longest = max(longest, lan.now - since[a])
+    return longest, most
+
+
+def test_a_gateway_frozen_while_the_other_is_dead_carries_on_with_everything() -> None:
+    lan = running_lan(4, 2)
+    lan.kill("gateway2")  # for good
+    lan.run(2.0)
+    everything = set(range(len(lan.c.anonymous)))
+    assert lan.gateway("gateway1").held == everything
+    lan.kill("gateway1")
+    lan.run(0.6)
+    lan.resume("gateway1")
+    lan.run(0.02)
+    assert lan.gateway("gateway1").held == everything and lan.gateway("gateway1").leading
+    assert exchange(lan, "member2", b"after the freeze", limit=1.0) < 1.0
+
+
+def test_a_freeze_just_over_the_timeout_leaves_no_address_long_unheld_nor_held_twice() -> None:
+    for frozen in ("gateway1", "gateway2"):
+        lan = running_lan(4, 2)
+        lan.kill(frozen)
+        lan.run(lan.c.rounds.gateway_timeout + 0.02)
+        lan.resume(frozen)
+        longest, most = unheld_for(lan, 1.5)
+        assert longest <= lan.c.rounds.gateway_timeout, (frozen, longest)
+        assert most == 1, frozen
+        assert sum(lan.gateway(g.name).leading for g in lan.c.gateways) == 1
+        assert exchange(lan, "member2", b"after the freeze", limit=1.0) < 1.0
