@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterable
 
 from lanon.common import blindrsa, wire
-from lanon.common.clock import wall_ms, wall_us
+from lanon.common.clock import KEYS_INTERVAL, wall_ms, wall_us
 from lanon.common.coalition import Coalition, GatewayPeer, Schedule, check_own_key
 from lanon.common.crypto import HostKey, gateway_pair_key
 from lanon.common.engine import EngineBase, signed
@@ -65,7 +65,7 @@ from lanon.gateway.tracer import Exclusions, Tracer
 
 VERSION_ECHO_GAP = 1.0  # at most this often, a host behind makes us repeat our version
 # Heartbeat intervals a gateway back from a freeze keeps quiet: long enough to hear every live
-# gateway's heartbeat again (at most a gateway timeout).
+# gateway's heartbeat again (at most half a gateway timeout).
 RETURN_QUIET = 2.5
 OFFER_COMPARE = 60.0  # seconds between comparisons of our offer with another of our operator's
 # What a version rebuilds (GatewayEngine._build and apply): kept, to put back if that fails.
@@ -118,7 +118,9 @@ class GatewayEngine(EngineBase):
         self._alive: frozenset[int] = frozenset({self.me.index})
         self.link = True
         self.flows_seq: dict[int, int] = {}  # newest FLOWS frame per gateway: no replays
-        self._last_timer = now  # when the loop last ran here: a gap says it was frozen
+        self._last_timer = now  # when the loop last ran here
+        # when our last heartbeat left (or a quiet spell ends): the others time us out from it
+        self._silent_from = now
         self._returning_until = float("-inf")  # back from a freeze: quiet until then
         self._pair_keys: dict[int, bytes] = {}  # gateway -> the key FLOWS to it are sealed with
         self.versions = VersionBook(coalition)
@@ -584,6 +586,7 @@ class GatewayEngine(EngineBase):
         self.link = up
         self.event(LinkChanged(up))
         if up:
+            self._silent_from = now  # (no heartbeat while down: that was no freeze)
             self.policy.restart(now)
             self.probes.start(now)
             return
@@ -633,9 +636,15 @@ class GatewayEngine(EngineBase):
             self.event(FlowsEnded(self.flows.clear(), 0))
 
     def notice_pause(self, now: float) -> None:
-        """Whether this process was away (its loop did not run) for longer than a gateway
-        timeout. The loop asks before it reads what queued up meanwhile, the timer after."""
-        if now - self._last_timer > self.c.rounds.gateway_timeout:
+        """Whether the others heard no heartbeat from us for longer than a gateway timeout
+        while we meant to send them (this process was frozen, or its loop stalled): they may
+        have taken over. The loop asks before it reads what queued up meanwhile, the timer
+        before it sends anything."""
+        if (
+            now - self._silent_from > self.c.rounds.gateway_timeout
+            and self.link
+            and not self.retired
+        ):
             self._after_pause(now)
         self._last_timer = now
 
@@ -643,7 +652,8 @@ class GatewayEngine(EngineBase):
         """This process was frozen (SIGSTOP, a VM migration, a stalled loop). We were away,
         not the others: keep those alive then until they are heard again.
 
-        With none of them alive, nobody took over: carry on. Otherwise one may have taken over
+        With none of them alive, and too short a while for a gateway started meanwhile to
+        have claimed anything, nobody took over: carry on. Otherwise one may have taken over
         our addresses and the lead, and made flows meanwhile. Contesting them at once would
         split flows and rounds between two gateways until they heard each other, so step aside
         quietly: no round, no address, no heartbeat, until the others' fresh heartbeats say
@@ -656,7 +666,10 @@ class GatewayEngine(EngineBase):
             if self._last_timer - peer.last_seen <= timeout and not peer.leaving:
                 peer.last_seen = max(peer.last_seen, now)  # alive when we froze
                 others = True
-        if not others:
+        # A gateway that started meanwhile may have claimed what it found unheld.
+        started = len(self.c.gateways) > 1 and now - self._silent_from > timeout + KEYS_INTERVAL
+        if not others and not started:
+            self._silent_from = now
             if self.leading:
                 self.leader.paused(now)  # the round we were collecting: nobody's fault but ours
             self.announcements.clear()
@@ -669,9 +682,10 @@ class GatewayEngine(EngineBase):
             self.event(AddressReleased(address_text(self.addresses[index])))
         self.held.clear()
         self.announcements.clear()
+        # Shorter than a gateway timeout: the quiet spell itself is no freeze.
         hb = self.c.rounds.heartbeat_interval
-        self._returning_until = now + min(RETURN_QUIET * hb, timeout)
-        self.next_heartbeat = self._returning_until
+        self._returning_until = now + min(RETURN_QUIET * hb, timeout / 2)
+        self._silent_from = self.next_heartbeat = self._returning_until
 
     def _announce(
         self, indices: Iterable[int], now: float, delays: tuple[float, ...] = arp.ANNOUNCE_DELAYS
@@ -684,6 +698,7 @@ class GatewayEngine(EngineBase):
 
     def _heartbeat(self, now: float, leaving: bool = False) -> None:
         self.next_heartbeat = now + self.c.rounds.heartbeat_interval
+        self._silent_from = now
         self.hb_seq = max(self.hb_seq + 1, wall_us(now, self.wall_offset))
         if self.leading:
             rnd, epoch = self.leader.round, self.leader.epoch

@@ -105,21 +105,24 @@ def test_forged_output_parts_before_the_head_fix_nothing() -> None:
     assert len(lan.events("member1", CellDelivered)) - delivered >= 20
 
 
-def unheld_for(lan: Lan, seconds: float, step: float = 0.01) -> tuple[float, int]:
-    """Over `seconds`: the longest an address was held by no gateway, and the most gateways
-    that held one address at once."""
+def unheld_for(lan: Lan, seconds: float, step: float = 0.01) -> tuple[float, float]:
+    """Over `seconds`: the longest an address was held by no gateway, and the longest one
+    was held by two at once."""
     n = len(lan.c.anonymous)
-    since = [lan.now] * n
-    longest, most = 0.0, 0
+    single = [lan.now] * n  # when the address last had a holder
+    alone = [lan.now] * n  # when it last had at most one
+    unheld = twice = 0.0
     for _ in range(int(seconds / step)):
         lan.run(step)
         for a in range(n):
             holders = sum(a in lan.gateway(g.name).held for g in lan.c.gateways)
-            most = max(most, holders)
             if holders:
-                since[a] = lan.now
-            longest = max(longest, lan.now - since[a])
-    return longest, most
+                single[a] = lan.now
+            if holders <= 1:
+                alone[a] = lan.now
+            unheld = max(unheld, lan.now - single[a])
+            twice = max(twice, lan.now - alone[a])
+    return unheld, twice
 
 
 def test_a_gateway_frozen_while_the_other_is_dead_carries_on_with_everything() -> None:
@@ -142,8 +145,36 @@ def test_a_freeze_just_over_the_timeout_leaves_no_address_long_unheld_nor_held_t
         lan.kill(frozen)
         lan.run(lan.c.rounds.gateway_timeout + 0.02)
         lan.resume(frozen)
-        longest, most = unheld_for(lan, 1.5)
-        assert longest <= lan.c.rounds.gateway_timeout, (frozen, longest)
-        assert most == 1, frozen
+        unheld, twice = unheld_for(lan, 1.5)
+        assert unheld <= lan.c.rounds.gateway_timeout, (frozen, unheld)
+        assert twice == 0, frozen
         assert sum(lan.gateway(g.name).leading for g in lan.c.gateways) == 1
         assert exchange(lan, "member2", b"after the freeze", limit=1.0) < 1.0
+
+
+def test_a_quiet_spell_after_a_freeze_is_no_freeze_of_its_own() -> None:
+    # A gateway timeout shorter than 2.5 heartbeats: the spell must still end (and, the other
+    # gateway dead meanwhile, the one back from its freeze must take everything).
+    lan = running_lan(4, 2, rounds={"gateway_timeout": 0.25})
+    lan.kill("gateway2")
+    lan.run(0.6)
+    lan.kill("gateway1")  # for good
+    lan.resume("gateway2")
+    lan.run(2.0)
+    assert lan.gateway("gateway2").held == set(range(len(lan.c.anonymous)))
+    assert lan.gateway("gateway2").leading
+
+
+def test_a_freeze_just_under_the_timeout_but_beyond_the_last_heartbeat_is_noticed() -> None:
+    # The others time us out from our last heartbeat, up to one interval before the loop
+    # last ran: a freeze of less than a gateway timeout can still let them take over.
+    for pause in (0.31, 0.33, 0.35, 0.37, 0.39):
+        lan = running_lan(4, 2)
+        lan.kill("gateway1")
+        lan.run(pause)
+        lan.resume("gateway1")
+        unheld, twice = unheld_for(lan, 1.0)
+        # (a takeover at the moment its heartbeat comes back: the next heartbeat settles it)
+        assert twice <= 2 * lan.c.rounds.heartbeat_interval, (pause, twice)
+        assert unheld <= lan.c.rounds.gateway_timeout, (pause, unheld)
+        assert sum(lan.gateway(g.name).leading for g in lan.c.gateways) == 1, pause

@@ -153,7 +153,7 @@ def test_a_hostile_internet_server_crashes_nothing(lab2: Lab) -> None:
         lab2.run("internet", ["iptables", "-D", *rst])
     assert hostile.returncode == 0, err.decode()
     figures = json.loads(out)
-    assert figures["syns"] >= 4 and figures["crafted"] > 100, figures
+    assert figures["syns"] >= 4 and figures["crafted"] > 100, f"{figures}\n{logs(lab2)}"
     assert during is not None, f"no fetch during the attack {figures}\n{logs(lab2)}"
     assert alive_pids(lab2) == before, logs(lab2)
     for m in lab2.members:
