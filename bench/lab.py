@@ -156,7 +156,7 @@ def dcnet_bound(lab: object, plain_mbs: float, busy_rate: float) -> float:
     frames = plain_mbs * 1e6 / (c.coalition.lan_mtu - 52)  # TCP segments, timestamps on
     parts = len(c.part_lens(c.rounds.express_slots, c.rounds.reservation_entries))
     left = max(0.0, frames - busy_rate * n * (2 + 2 * parts))
-    return left / n * c.mss / 1e6
+    return left / n * c.receive_mss / 1e6
 
 
 def table(rows: list[LabFigures]) -> None:

@@ -472,9 +472,16 @@ class Coalition:
         return self.coalition.lan_mtu - wire.INBOUND_OVERHEAD
 
     @property
-    def mss(self) -> int:
-        """TCP MSS that makes every segment fit one cell and one inbound frame."""
+    def send_mss(self) -> int:
+        """TCP MSS that makes a member's segments fit one cell (and the LAN), clamped into
+        the SYNs its stack receives."""
         return min(self.cell_capacity, self.inbound_capacity) - IP_TCP_HEADERS
+
+    @property
+    def receive_mss(self) -> int:
+        """TCP MSS that makes segments to a member fit one inbound frame, clamped into the
+        SYNs it sends: inbound frames are not cells, a download needs fewer of them."""
+        return self.inbound_capacity - IP_TCP_HEADERS
 
     def member(self, name: str) -> Peer:
         for m in self.members:

@@ -337,7 +337,7 @@ class MemberEngine(EngineBase):
             return
         buf = bytearray(packet)
         if p.flow.proto == TCP:
-            clamp_mss(buf, p.ihl, self.c.mss)
+            clamp_mss(buf, p.ihl, self.c.receive_mss)
             entry.last_ack = tcp_ack_number(packet, p.ihl) or entry.last_ack
         set_source(buf, p, entry.anon, 0)
         entry.state.update(p.tcp_flags, True, now)
@@ -404,7 +404,7 @@ class MemberEngine(EngineBase):
         flow = service.flow
         buf = bytearray(packet)
         if p.flow.proto == TCP:
-            clamp_mss(buf, p.ihl, self.c.mss)
+            clamp_mss(buf, p.ihl, self.c.receive_mss)
         set_source(buf, p, flow.anon, service.port)
         self._queue_cells(self._seal(flow, bytes(buf), flow.wants_wrap(now), now, True), now)
 

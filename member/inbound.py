@@ -149,7 +149,7 @@ class InboundReceiver:
         else:
             set_destination(buf, p, flow.local_addr, flow.local_port)
             if p.flow.proto == TCP:
-                clamp_mss(buf, p.ihl, self.c.mss)
+                clamp_mss(buf, p.ihl, self.c.send_mss)
             flow.state.update(p.tcp_flags, False, now)
         self.e.command(InjectPacket(bytes(buf)))
         self.e.event(InboundDelivered(len(buf)))

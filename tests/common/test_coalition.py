@@ -32,7 +32,7 @@ def test_valid_file_and_derived_values() -> None:
     assert c.part_size == 1500 - 36
     assert c.cell_data == 1400 - 24
     assert c.cell_capacity == 1400 - 24 - 25  # a sealed packet: flags, counter, AEAD tag
-    assert c.mss == 1351 - 40
+    assert c.send_mss == 1351 - 40 and c.receive_mss == 1458 - 40
     assert len(c.fingerprint) == 16 and c.id == int.from_bytes(c.fingerprint[:4], "big")
 
 

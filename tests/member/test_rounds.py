@@ -118,12 +118,15 @@ def test_udp_ping_and_tcp_come_back_to_their_member_only() -> None:
     assert (
         syn_ack[TCP].flags == "SA" and syn_ack.dst == "198.18.0.13" and syn_ack[TCP].dport == 40000
     )
-    assert dict(syn_ack[TCP].options)["MSS"] == lan.c.mss  # clamped on the way in too
+    # clamped on the way in too: the member's segments fit a cell
+    assert dict(syn_ack[TCP].options)["MSS"] == lan.c.send_mss
     assert all(checksums_ok(p) for p in (a[0], b[0], c[0]))
-    # the Internet saw anonymous addresses and ports, and an MSS that fits a cell
+    # the Internet saw anonymous addresses and ports
     seen = [IP(p) for _, p in lan.emitted]
     assert {p.src for p in seen} <= {str(a) for a in lan.c.anonymous}
-    assert dict(next(p for p in seen if TCP in p)[TCP].options)["MSS"] == lan.c.mss
+    # and an MSS whose segments fit an inbound frame
+    assert dict(next(p for p in seen if TCP in p)[TCP].options)["MSS"] == lan.c.receive_mss
+    assert lan.c.receive_mss > lan.c.send_mss
 
 
 def test_a_large_packet_travels_in_several_cells() -> None:
