@@ -74,8 +74,9 @@ class CoalitionSection:
         1500, "MTU of the LAN in bytes; every lanon frame fits in it", between(576, 9000)
     )
     cell_size: int = opt(
-        1400,
-        "bytes per DC-net data slot (fixed; packets are carried in whole cells)",
+        1280,
+        "bytes per DC-net data slot (fixed; packets are carried in whole cells; 1280 on a "
+        "1500-byte LAN: a quiet round, one slot, fits one frame a member)",
         between(256, 9000),
     )
     min_members: int = opt(
@@ -182,8 +183,9 @@ class RoundSection:
     )
     reservation_entries: int = opt(
         64,
-        "entries in each round's reservation vector (more entries, fewer collisions; at most "
-        "64: blame traces every written entry of a flooded one)",
+        "most entries in a round's reservation vector, which grows with the claims (more "
+        "entries, fewer collisions; at most 64: blame traces every written entry of a "
+        "flooded one)",
         between(4, 64),
     )
     max_claims: int = opt(4, "most slots one member claims in one round", between(1, 64))

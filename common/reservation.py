@@ -13,6 +13,11 @@ recognises its own claim.
 
 A round whose area holds more than its roster may write (`overflowed`) was flooded: its grants
 are void (nobody sends in them), and blame traces who wrote which entries (gateway/tracer.py).
+
+The area is as large as the last round's claims ask (`entries_for`): SPREAD entries a claim,
+in powers of two, from MIN_ENTRIES up to `[rounds] reservation_entries`. A quiet round's
+vector then fits one frame with the member's ATTEST; demand is coalition-wide and public in the
+output, so the size says nothing of whose it is.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ ENTRY_LEN = 16
 NONCE_LEN = 12
 SECRET_LEN = 16
 _EMPTY = bytes(ENTRY_LEN)
+MIN_ENTRIES = 4  # a quiet round's area (64 bytes)
+SPREAD = 16  # entries per claim seen in the last round (64 for 4: as many as before)
 
 
 def _check(nonce: bytes) -> bytes:
@@ -69,11 +76,26 @@ def tally(area: bytes, nentries: int, max_slots: int) -> Tally:
 _NOTHING = Tally((), 0, ())
 
 
+def entries_for(claims: int, most: int) -> int:
+    """The next area's entries after a round with `claims` claims (a collision counts two):
+    none, MIN_ENTRIES; else room for SPREAD times as many (a claim then collides with
+    another about one time in SPREAD), in powers of two, at most `most`."""
+    want = MIN_ENTRIES
+    while want < SPREAD * claims:
+        want *= 2
+    return max(min(want, most), min(MIN_ENTRIES, most))
+
+
+def claims_in(t: Tally) -> int:
+    """Claims an area held: a valid entry holds one, a collision at least two."""
+    return len(t.granted) + len(t.deferred) + 2 * t.collisions
+
+
 def overflowed(t: Tally, writers: int, max_claims: int) -> bool:
     """Whether an area holds more than `writers` members may write: each writes at most
     `max_claims` entries, a valid entry holds one claim and a collision at least two. Honest
     members never make this true: someone claimed beyond its share (blame traces it)."""
-    return len(t.granted) + len(t.deferred) + 2 * t.collisions > writers * max_claims
+    return claims_in(t) > writers * max_claims
 
 
 def flood_bits(area: bytes) -> tuple[int, ...]:

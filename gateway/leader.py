@@ -52,7 +52,14 @@ from lanon.common.events import (
 )
 from lanon.common.guard import MEMBER
 from lanon.common.output import RoundOutput, SlotStats
-from lanon.common.reservation import ENTRY_LEN, overflowed, tally
+from lanon.common.reservation import (
+    ENTRY_LEN,
+    MIN_ENTRIES,
+    claims_in,
+    entries_for,
+    overflowed,
+    tally,
+)
 from lanon.common.roster import RosterCheck
 from lanon.common.tree import order, place
 from lanon.common.trusted import open_answer
@@ -164,6 +171,7 @@ class Leader:
         self.next_open = 0.0
         self.busy_until = float("-inf")  # rounds follow at once until then (demand lingers)
         self.next_nslots = 0
+        self.next_nentries = MIN_ENTRIES  # the next reservation area (entries_for)
         self.collecting: Collecting | None = None
         self.roster_check = RosterCheck(coalition)
         # member -> epoch -> (announcement time, ephemeral public key): the newest wins
@@ -343,7 +351,7 @@ class Leader:
         self.opened += 1
         self._last_opened = now
         r = self.c.rounds
-        nentries = r.reservation_entries
+        nentries = min(self.next_nentries, r.reservation_entries)
         nslots = self.next_nslots + r.express_slots  # granted slots first, then express ones
         if self.c.trusted:  # every member's cells, no reservations
             nentries, nslots = 0, len(roster) * r.trusted_cells
@@ -586,6 +594,9 @@ class Leader:
             )
         t = tally(vector[: col.nentries * ENTRY_LEN], col.nentries, self.c.rounds.max_slots)
         self.next_nslots = len(t.granted)
+        # (an express slot garbled: two members or more will claim next)
+        claims = claims_in(t) + 2 * min(stats.garbled, self.c.rounds.express_slots)
+        self.next_nentries = entries_for(claims, self.c.rounds.reservation_entries)
         if overflowed(t, len(col.roster), self.c.rounds.max_claims):
             self.next_nslots = 0  # flooded: its grants are void (members void them too)
             if col.accountable:

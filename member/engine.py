@@ -608,7 +608,10 @@ class MemberEngine(EngineBase):
         if self.c.trusted:  # every member's cells, no reservations
             fits = o.nslots == len(o.roster) * r.trusted_cells and o.nentries == 0
         else:
-            fits = r.express_slots <= o.nslots <= r.max_slots + r.express_slots
+            fits = (
+                r.express_slots <= o.nslots <= r.max_slots + r.express_slots
+                and 0 < o.nentries <= r.reservation_entries
+            )
         if o.nmembers != nmembers or not fits:
             raise RemoteProtocolError(RejectReason.MALFORMED, "OPEN does not fit our coalition")
         wall = wall_ms(now, self.wall_offset)

@@ -9,6 +9,7 @@ from lanon.common.crypto import Verifier
 from lanon.common.engine import maced
 from lanon.common.errors import RejectReason
 from lanon.common.events import FrameRejected, RoundCompleted
+from lanon.common.reservation import MIN_ENTRIES
 from lanon.gateway.leader import Leader
 from lanon.lab.sim import Lan, running_lan
 
@@ -34,15 +35,15 @@ def test_the_attest_rides_in_the_last_part_where_it_fits() -> None:
     lan = running_lan()
     lan.wire_log.clear()
     lan.run(0.5)
-    assert lan.c.attest_rides(lan.c.part_lens(1, lan.c.rounds.reservation_entries)[-1])
+    assert lan.c.attest_rides(lan.c.part_lens(1, MIN_ENTRIES)[-1])  # a quiet round: one frame
     assert not lan.frames(wire.MsgType.ATTEST)  # none of its own
     assert attests_kept_and_good(lan) > 5
     assert not lan.all_events(FrameRejected)
 
 
 def test_a_round_without_room_takes_an_attest_frame_of_its_own() -> None:
-    # 4 entries (64 bytes) and the express cell fill one part exactly: no room after it
-    lan = running_lan(rounds={"reservation_entries": 4})
+    # 4 entries (64 bytes) and an express cell of 1400 bytes fill one part: no room after it
+    lan = running_lan(coalition={"cell_size": 1400})
     assert not lan.c.attest_rides(lan.c.part_lens(1, 4)[-1])
     lan.wire_log.clear()
     lan.run(0.5)

@@ -82,7 +82,7 @@ def hold_a_round_open(lan: Lan) -> None:
 
 
 def test_contributions_are_authenticated_and_checked() -> None:
-    lan = running_lan(3)
+    lan = running_lan(3, coalition={"cell_size": 1400})  # two parts: the first has no ATTEST
     gw = lan.gateway()
     hold_a_round_open(lan)
     col = gw.leader.collecting

@@ -61,11 +61,13 @@ def test_xor_of_all_contributions_is_the_output_and_carries_the_cell() -> None:
             total = bytes(a ^ b for a, b in zip(total, v, strict=True))
         output = b"".join(outputs[rnd][i] for i in sorted(outputs[rnd]))
         assert total == output  # the sum of all contributions is the round output
-        nslots = (len(output) - 64 * ENTRY_LEN) // 1400
+        size = lan.c.coalition.cell_size
+        area = next(  # the round's reservation area: what is left is whole cells
+            n * ENTRY_LEN for n in (4, 8, 16, 32, 64) if (len(output) - n * ENTRY_LEN) % size == 0
+        )
+        nslots = (len(output) - area) // size
         for s in range(nslots):
-            state, cell = decode_slot(
-                output[64 * ENTRY_LEN + s * 1400 : 64 * ENTRY_LEN + (s + 1) * 1400]
-            )
+            state, cell = decode_slot(output[area + s * size : area + (s + 1) * size])
             if state is SlotState.CELL:
                 assert cell is not None
                 carried = (rnd, cell, vectors)
