@@ -185,12 +185,11 @@ def test_idle_and_busy_members_send_the_same_frames_per_round(lab: Lab, tmp_path
     seen = [[r for r, s in shapes.items() if m.name in s] for m in lab.members]
     first, last = max(map(min, seen)), min(map(max, seen))
     complete = {r: s for r, s in shapes.items() if len(s) == len(lab.members) and first < r < last}
-    assert len(complete) > 20
-    data_rounds = 0
     for rnd, by_member in complete.items():
         assert len({tuple(sorted(v)) for v in by_member.values()}) == 1, (rnd, dict(by_member))
-        data_rounds += len(by_member["member1"]) > 1
-    assert data_rounds > 10  # member1 was busy in these rounds; the others matched it
+    # member1 was busy in these rounds, and the others matched it: they ran at the busy rate
+    # (most carry one ACK in the express slot, a quiet round's shape), not 20 a second
+    assert len(complete) > 60, len(complete)
 
 
 def test_status_and_exec_from_the_command_line(lab: Lab) -> None:
