@@ -40,7 +40,7 @@ from lanon.common.flowkey import (
 )
 from lanon.common.output import RoundOutput
 from lanon.common.packet import checksum, parse, set_source
-from lanon.common.reservation import ENTRY_LEN
+from lanon.common.reservation import ENTRY_LEN, MIN_ENTRIES
 from lanon.lab.packets import echo_internet, ping, tcp, udp
 from lanon.lab.sim import WALL, Lan, make_coalition
 from lanon.member.engine import MemberEngine
@@ -153,8 +153,9 @@ def per_packet() -> None:
 
 def per_round() -> None:
     print("2. per round: one member's padded vector, the leader's XOR (microseconds)")
-    for slots in (0, 16):
-        length = 64 * ENTRY_LEN + slots * 1400
+    cell = make_coalition(3, 1)[0].coalition.cell_size
+    for slots, entries in ((1, MIN_ENTRIES), (17, 64)):  # a quiet round, a full one
+        length = entries * ENTRY_LEN + slots * cell
         vec = os.urandom(length)
         for n in (3, 8, 16, 32):
             keys_ = [os.urandom(32) for _ in range(n - 1)]  # full mesh: n-1 neighbours

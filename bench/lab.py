@@ -150,11 +150,13 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
 def dcnet_bound(lab: object, plain_mbs: float, busy_rate: float) -> float:
     """MB/s of one download the lab's LAN could carry as the lanon divides its frames."""
     from lanon.common.coalition import load
+    from lanon.common.reservation import MIN_ENTRIES
 
     c = load(lab.dir / "coalition.toml")  # type: ignore[attr-defined]
     n = len(c.members)
     frames = plain_mbs * 1e6 / (c.coalition.lan_mtu - 52)  # TCP segments, timestamps on
-    parts = len(c.part_lens(c.rounds.express_slots, c.rounds.reservation_entries))
+    # a download's rounds: its ACKs mostly in the express slot, the area of a quiet round
+    parts = len(c.part_lens(c.rounds.express_slots, MIN_ENTRIES))
     left = max(0.0, frames - busy_rate * n * (2 + 2 * parts))
     return left / n * c.receive_mss / 1e6
 

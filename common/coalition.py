@@ -74,9 +74,9 @@ class CoalitionSection:
         1500, "MTU of the LAN in bytes; every lanon frame fits in it", between(576, 9000)
     )
     cell_size: int = opt(
-        1280,
-        "bytes per DC-net data slot (fixed; packets are carried in whole cells; 1280 on a "
-        "1500-byte LAN: a quiet round, one slot, fits one frame a member)",
+        1400,
+        "bytes per DC-net data slot (fixed; packets are carried in whole cells; new files say "
+        "1280: on a 1500-byte LAN a quiet round, one slot, then fits one frame a member)",
         between(256, 9000),
     )
     min_members: int = opt(

@@ -54,7 +54,6 @@ from lanon.common.guard import MEMBER
 from lanon.common.output import RoundOutput, SlotStats
 from lanon.common.reservation import (
     ENTRY_LEN,
-    MIN_ENTRIES,
     claims_in,
     entries_for,
     overflowed,
@@ -171,7 +170,8 @@ class Leader:
         self.next_open = 0.0
         self.busy_until = float("-inf")  # rounds follow at once until then (demand lingers)
         self.next_nslots = 0
-        self.next_nentries = MIN_ENTRIES  # the next reservation area (entries_for)
+        # the next reservation area (entries_for): all of it until the demand is known
+        self.next_nentries = coalition.rounds.reservation_entries
         self.collecting: Collecting | None = None
         self.roster_check = RosterCheck(coalition)
         # member -> epoch -> (announcement time, ephemeral public key): the newest wins
@@ -222,6 +222,7 @@ class Leader:
         self._rotation_due = None
         self.next_open = now
         self.next_nslots = 0
+        self.next_nentries = self.c.rounds.reservation_entries  # the demand is not known yet
 
     def raise_floor(self, next_round: int, now: float) -> None:
         """No round below `next_round` will be opened (someone answered the one before); at

@@ -52,7 +52,12 @@ def coalition_dict(
     **sections: Any,
 ) -> dict[str, Any]:
     raw: dict[str, Any] = {
-        "coalition": {"name": "test", "lan": "198.18.0.0/24", **sections.pop("coalition", {})},
+        "coalition": {
+            "name": "test",
+            "lan": "198.18.0.0/24",
+            "cell_size": 1280,  # as the template says
+            **sections.pop("coalition", {}),
+        },
         "members": [{"name": n, "public_key": encode_key(k.public)} for n, k in members],
         "gateways": [
             {"name": n, "public_key": encode_key(k.public), "addresses": a} for n, k, a in gateways

@@ -261,7 +261,9 @@ class Contributor:
             self.veto.sent_with(verdict)
         claims: dict[int, tuple[bytes, bytes]] = {}
         if o.round >= self.claim_after and self.queue and verdict.reason is None:
-            count = min(self.c.rounds.max_claims, len(self.queue), o.nentries)
+            # (a quiet round's small area: a quarter of it each, so that a burst of two
+            # members does not collide for certain)
+            count = min(self.c.rounds.max_claims, len(self.queue), max(1, o.nentries // 4))
             for entry in self.rng.sample(range(o.nentries), count):
                 secret = self.rng.randbytes(SECRET_LEN)
                 claims[entry] = make_claim(secret), secret

@@ -580,7 +580,8 @@ class MemberEngine(EngineBase):
         self.choice.heartbeat_seq[gateway.index] = hb.seq
         self.trusted((GATEWAY, gateway.index), src)  # fresh and good: that is where it is
         self.choice.heard_gateway(gateway.index, src, now)
-        if hb.held and hb.version == self.c.version:
+        ours = hb.version == self.c.version and hb.naddresses == len(self.c.anonymous)
+        if hb.held and ours:  # (another numbering of the addresses says nothing here)
             self.choice.held_by(gateway.index, hb.held)
         if not quiet and hb.version <= self.c.version:
             return

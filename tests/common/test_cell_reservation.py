@@ -64,3 +64,13 @@ def test_a_claim_commits_to_its_secret_and_only_its_claimant_can_show_it() -> No
     assert entry != bytes(reservation.ENTRY_LEN)
     with pytest.raises(ValueError):
         reservation.make_claim(b"four")
+
+
+def test_the_reservation_area_follows_the_last_rounds_claims() -> None:
+    assert reservation.entries_for(0, 64) == reservation.MIN_ENTRIES == 4  # a quiet round
+    assert reservation.entries_for(1, 64) == 16
+    assert reservation.entries_for(2, 64) == 32
+    assert reservation.entries_for(3, 64) == 64 == reservation.entries_for(40, 64)
+    assert reservation.entries_for(1, 8) == 8 and reservation.entries_for(0, 4) == 4
+    t = reservation.Tally(granted=(0, 3), collisions=1, deferred=(5,))
+    assert reservation.claims_in(t) == 5  # a collision holds two claims at least

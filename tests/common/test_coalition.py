@@ -30,9 +30,12 @@ def test_valid_file_and_derived_values() -> None:
     assert len(c.anonymous) == 4 and str(c.anonymous[0]) == "198.18.0.192"
     assert c.connectivity.k == 3
     assert c.part_size == 1500 - 36
-    assert c.cell_data == 1280 - 24
+    assert c.cell_data == 1280 - 24  # (the template's cell_size, as coalition_dict's)
     assert c.cell_capacity == 1280 - 24 - 25  # a sealed packet: flags, counter, AEAD tag
     assert c.send_mss == 1231 - 40 and c.receive_mss == 1458 - 40
+    raw = base()
+    del raw["coalition"]["cell_size"]  # a file of the first releases keeps their 1400
+    assert coalition.parse(raw, PATH).coalition.cell_size == 1400
     assert len(c.fingerprint) == 16 and c.id == int.from_bytes(c.fingerprint[:4], "big")
 
 

@@ -17,6 +17,7 @@ from lanon.common.events import (
     RoundAborted,
     RoundCompleted,
 )
+from lanon.common.reservation import MIN_ENTRIES
 from tests.harness import WALL, Lan, make_coalition
 from tests.harness import running_lan as harness_lan
 from tests.packets import udp
@@ -179,3 +180,20 @@ def test_a_member_with_another_coalition_file_is_told_so_on_both_sides() -> None
         rejected = [e for e in eng.pop_events() if isinstance(e, FrameRejected)]
         assert rejected and all(e.reason is RejectReason.FOREIGN for e in rejected)
         assert "do all hosts use the same coalition file?" in rejected[0].detail
+
+
+def test_quiet_rounds_have_the_least_area_and_claims_grow_the_next() -> None:
+    lan = running_lan(3)
+    lan.run(0.5)
+
+    def areas() -> list[int]:
+        opens = lan.frames(wire.MsgType.OPEN)
+        return [wire.pull_open(wire.split_sealed(f, 3)[0]).nentries for _s, _d, f in opens]
+
+    assert set(areas()[-5:]) == {MIN_ENTRIES}  # one frame a member, the ATTEST riding
+    lan.wire_log.clear()
+    for k in range(12):  # more than the express slot takes: member1 reserves
+        lan.submit("member1", udp(src="198.18.0.11", sport=30000 + k, payload=b"burst"))
+    lan.run(0.5)
+    assert max(areas()) > MIN_ENTRIES
+    assert areas()[-1] == MIN_ENTRIES  # quiet again

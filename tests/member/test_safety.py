@@ -125,7 +125,11 @@ def test_forged_and_foreign_opens_are_rejected() -> None:
 
 
 def _open_from_leader(
-    lan: Lan, roster: frozenset[int], rnd_bump: int = 1000, leader_ms_shift: int = 0
+    lan: Lan,
+    roster: frozenset[int],
+    rnd_bump: int = 1000,
+    leader_ms_shift: int = 0,
+    nentries: int = 64,
 ) -> bytes:
     """An OPEN signed by the real leader's key, with whatever roster a test wants."""
     gw = lan.gateway()
@@ -133,7 +137,7 @@ def _open_from_leader(
     ids = tuple(key_id(leader.ephemeral[i][leader.epoch][1]) for i in sorted(roster))
     wall_ms = int((lan.now + WALL - 100) * 1000) + leader_ms_shift
     o = wire.Open(
-        leader.round + rnd_bump, leader.epoch, wall_ms, 1, 64, roster, len(lan.c.members), ids
+        leader.round + rnd_bump, leader.epoch, wall_ms, 1, nentries, roster, len(lan.c.members), ids
     )
     return sealed(gw.key, o.encode(lan.c.id, 0), leader.mac_keys)
 
@@ -237,3 +241,15 @@ def test_a_full_queue_drops_and_counts() -> None:
     drops = [e for e in eng.pop_events() if isinstance(e, PacketDropped)]
     assert [d.reason.value for d in drops] == ["queue_full", "queue_full"]
     assert len(eng.queue) == 8
+
+
+def test_an_open_whose_reservation_area_is_empty_or_too_large_is_refused() -> None:
+    lan = running_lan(4)
+    everyone = frozenset(range(4))
+    for nentries in (0, lan.c.rounds.reservation_entries + 1, 65535):
+        frame = _open_from_leader(lan, everyone, nentries=nentries)
+        assert deliver(lan, "member1", lan.host("gateway1").mac, frame) == []
+        reasons = [
+            e.reason for e in lan.member("member1").pop_events() if isinstance(e, FrameRejected)
+        ]
+        assert reasons == [RejectReason.MALFORMED], nentries
