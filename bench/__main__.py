@@ -159,7 +159,7 @@ def per_round() -> None:
         vec = os.urandom(length)
         for n in (3, 8, 16, 32):
             keys_ = [os.urandom(32) for _ in range(n - 1)]  # full mesh: n-1 neighbours
-            pad = per_call(lambda: apply_pads(vec, keys_, 5), 0.2)
+            pad = per_call(lambda: apply_pads(vec, keys_, 5, slots, entries), 0.2)
             parts = [vec[i : i + 1464] for i in range(0, length, 1464)]
 
             def xor_all() -> None:

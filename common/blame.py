@@ -160,9 +160,10 @@ def settle(
     bit: int,
     reveals: Mapping[int, Reveal],
     proofs: Iterable[ExchangeProof],
+    shape: tuple[int, int],
 ) -> frozenset[int] | None:
     """Who of the edge's two ends lied about their pad bit, or None if it cannot be told (nobody
-    is named). Proofs count only for the keys both ends signed in their reveals, and only if
+    is named); `shape` is the round's (nslots, nentries). Proofs count only for the keys both ends signed in their reveals, and only if
     they agree: each end's key as it says it used it is the key the other end says it used
     (an end that announced two keys, one to each, makes them disagree: nobody is named)."""
     a, b = edge
@@ -178,7 +179,7 @@ def settle(
         if p.public != own[p.member] or p.peer != own[other]:
             continue  # a proof about keys other than those both ends signed proves nothing
         if verify_exchange(p.public, p.peer, p.shared, p.proof):
-            truths.add(pad_bit(epoch_key(epoch, p.shared), rnd, bit))
+            truths.add(pad_bit(epoch_key(epoch, p.shared), rnd, bit, *shape))
     if len(truths) != 1:
         return None
     truth = truths.pop()

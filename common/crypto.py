@@ -35,6 +35,7 @@ import hashlib
 import hmac
 import os
 import stat
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -216,18 +217,31 @@ def round_nonce(rnd: int) -> bytes:
     return rnd.to_bytes(8, "little")
 
 
-def apply_pads(vector: bytes, keys: Sequence[bytes], rnd: int) -> bytes:
-    """XOR `vector` with the round-`rnd` pad of every epoch key (ChaCha20, nonce = round)."""
+_SHAPE = struct.Struct("!HH")
+
+
+def shape_key(key: bytes, nslots: int, nentries: int) -> bytes:
+    """The pad key of a round of this shape: a leader that gave one member another shape than
+    the others (its slots shifted against theirs, where the pads would still cancel on what
+    they share) gets pads that cancel nowhere, and learns nothing from where a cell lands."""
+    data = _SHAPE.pack(nslots, nentries)
+    return hashlib.blake2b(data, key=key, digest_size=32, person=b"lanon-pad-shape").digest()
+
+
+def apply_pads(vector: bytes, keys: Sequence[bytes], rnd: int, nslots: int, nentries: int) -> bytes:
+    """XOR `vector` with the round-`rnd` pad of every epoch key, for a round of `nslots`
+    slots and `nentries` entries (ChaCha20, nonce = round, key = shape_key)."""
     nonce = round_nonce(rnd)
     for key in keys:
-        vector = stream_xor(vector, nonce, key)
+        vector = stream_xor(vector, nonce, shape_key(key, nslots, nentries))
     return vector
 
 
-def pad_bit(key: bytes, rnd: int, bit: int) -> int:
+def pad_bit(key: bytes, rnd: int, bit: int, nslots: int, nentries: int) -> int:
     """Bit `bit` (0: the first byte's highest) of the round-`rnd` pad of epoch key `key`: what
     a member reveals of a pad in blame (one keystream bit says nothing of the key)."""
-    return bit_of(stream_xor(bytes(bit // 8 + 1), round_nonce(rnd), key), bit)
+    pad = stream_xor(bytes(bit // 8 + 1), round_nonce(rnd), shape_key(key, nslots, nentries))
+    return bit_of(pad, bit)
 
 
 def bit_of(data: bytes, bit: int) -> int:

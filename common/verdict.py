@@ -321,7 +321,8 @@ def judge(c: Coalition, ev: Evidence, verify: Verify) -> Finding:
                 or reveals[a].pads.get(b) == reveals[b].pads.get(a)
             ):
                 continue
-            who = settle((a, b), ev.round, rd.open.epoch, bit, reveals, shown)
+            shape = (rd.open.nslots, rd.open.nentries)
+            who = settle((a, b), ev.round, rd.open.epoch, bit, reveals, shown, shape)
             if who is None:
                 unsettled.add((a, b))
                 at.setdefault((a, b), bit)

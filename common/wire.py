@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from lanon.common.errors import RejectReason, RemoteProtocolError
 
 ETHERTYPE = 0x88B5
-VERSION = 10  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
+VERSION = 11  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
 # 4: per-flow keys (INBOUND sealed under the flow key, not signed; sealed packets in cells);
 # 5: ephemeral keys on the Ed25519 curve, epoch keys from their exchange alone (common/crypto.py)
 # 6: blame (ATTEST, BLAME, REVEAL, PROOF, VERDICT); heartbeats say who is excluded
@@ -68,6 +68,8 @@ VERSION = 10  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OP
 #    trusted mode (answers sealed for the leader, outputs sized by their head)
 # 9: providers (OFFER; payment tokens and ratings in cells)
 # 10: a member's ATTEST rides at the end of its last CONTRIB part where it fits (one frame less)
+# 11: pads keyed by the round's shape too (common/crypto.py: shape_key); reservation areas sized
+#     by the last round's claims
 BROADCAST = b"\xff" * 6
 SIG_LEN = 64
 MAC_LEN = 16

@@ -268,7 +268,7 @@ class Contributor:
                 secret = self.rng.randbytes(SECRET_LEN)
                 claims[entry] = make_claim(secret), secret
         vector = self._vector(o, slots, claims)
-        padded = apply_pads(bytes(vector), keys, o.round)
+        padded = apply_pads(bytes(vector), keys, o.round, o.nslots, o.nentries)
         parts = wire.split_vector(padded, self.c.part_size)
         self.answer_at = now + self.c.rounds.answer_delay
         if self.c.rounds.schedule is Schedule.TREE:

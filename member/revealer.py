@@ -92,13 +92,17 @@ class Revealer:
             self.e.event(BlameAnswered(b.round, b.bit, phase, f"keys gone: {missing}"))
             return
         if b.phase is wire.BlamePhase.PROVE:
-            pads = {j: pad_bit(k, b.round, b.bit) for j, k in keys.items()}
+            pads = {
+                j: pad_bit(k, b.round, b.bit, seen.nslots, seen.nentries) for j, k in keys.items()
+            }
             self._prove(b, seen, pads, src, self.answers[body][1])
             return
         own, publics = self.pads.publics(seen.epoch, seen.roster, seen.key_of)
         frames = self.answers[body][1]
         for bit in bits:
-            pads = {j: pad_bit(k, b.round, bit) for j, k in keys.items()}
+            pads = {
+                j: pad_bit(k, b.round, bit, seen.nslots, seen.nentries) for j, k in keys.items()
+            }
             msg = wire.RevealMsg(b.round, bit, len(self.c.members), seen.opened, own, pads, publics)
             frames.append(signed(self.key, msg.encode(self.c.id, self.index)))
             self.e.send(src, frames[-1])

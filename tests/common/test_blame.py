@@ -14,6 +14,7 @@ from lanon.common.crypto import Ephemeral, apply_pads, epoch_key, pad_bit
 from lanon.common.reservation import make_claim, proves_claim
 
 EPOCH, ROUND = 7, 1234
+SHAPE = (1, 4)  # the round's slots and entries (pads depend on them)
 SLOT = 512  # bytes: where the owner's slot starts in the vector
 
 
@@ -36,7 +37,7 @@ class Round:
 
     def contributions(self) -> list[bytes]:
         return [
-            apply_pads(bytes(v), [self.keys[(m, j)] for j in self.neighbours(m)], ROUND)
+            apply_pads(bytes(v), [self.keys[(m, j)] for j in self.neighbours(m)], ROUND, *SHAPE)
             for m, v in enumerate(self.vectors)
         ]
 
@@ -49,7 +50,7 @@ class Round:
 
     def reveal(self, m: int, bit: int) -> Reveal:
         neighbours = self.neighbours(m)
-        pads = {j: pad_bit(self.keys[(m, j)], ROUND, bit) for j in neighbours}
+        pads = {j: pad_bit(self.keys[(m, j)], ROUND, bit, *SHAPE) for j in neighbours}
         return Reveal(m, pads, self.eph[m].public, {j: self.eph[j].public for j in neighbours})
 
     def trace(
@@ -109,7 +110,7 @@ def test_a_jammer_that_lies_about_a_pad_is_disputed_and_the_proofs_name_it() -> 
         assert proven is not None
         proofs.append(ExchangeProof(m, r.eph[m].public, r.eph[other].public, *proven))
     for shown in (proofs, proofs[:1], proofs[1:]):  # either end's proof alone settles it
-        assert blame.settle((3, 4), ROUND, EPOCH, bit, reveals, shown) == {3}
+        assert blame.settle((3, 4), ROUND, EPOCH, bit, reveals, shown, SHAPE) == {3}
 
 
 def test_two_keys_under_one_name_settle_nothing() -> None:
@@ -123,7 +124,7 @@ def test_two_keys_under_one_name_settle_nothing() -> None:
     proven = other.prove(r.eph[4].public)
     assert proven is not None
     proof = ExchangeProof(3, other.public, r.eph[4].public, *proven)
-    assert blame.settle((3, 4), ROUND, EPOCH, bit, reveals, [proof]) is None
+    assert blame.settle((3, 4), ROUND, EPOCH, bit, reveals, [proof], SHAPE) is None
 
 
 def test_a_jammer_is_named_by_its_own_words_whatever_its_neighbours_say() -> None:
@@ -144,9 +145,9 @@ def test_a_forged_exchange_proves_nothing() -> None:
     fake = stranger.prove(r.eph[4].public)  # valid, but for a key nobody signed
     assert fake is not None
     forged = ExchangeProof(3, stranger.public, r.eph[4].public, *fake)
-    assert blame.settle((3, 4), ROUND, EPOCH, bit, reveals, [forged]) is None
+    assert blame.settle((3, 4), ROUND, EPOCH, bit, reveals, [forged], SHAPE) is None
     bent = ExchangeProof(3, r.eph[3].public, r.eph[4].public, fake[0], fake[1])
-    assert blame.settle((3, 4), ROUND, EPOCH, bit, reveals, [bent]) is None
+    assert blame.settle((3, 4), ROUND, EPOCH, bit, reveals, [bent], SHAPE) is None
 
 
 def test_members_that_reveal_nothing_are_never_blamed() -> None:

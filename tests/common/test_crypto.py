@@ -14,18 +14,22 @@ def test_ephemeral_exchanges_agree_and_pads_cancel() -> None:
     assert shared != ea.exchange(ec.public)
     k = crypto.epoch_key(5, shared)
     message = os.urandom(3000)
-    once = crypto.apply_pads(message, [k], 77)
+    once = crypto.apply_pads(message, [k], 77, 1, 4)
     assert once != message
-    assert crypto.apply_pads(once, [k], 77) == message  # the same pad applied twice cancels
-    assert crypto.apply_pads(once, [k], 78) != message  # another round: another pad
+    assert crypto.apply_pads(once, [k], 77, 1, 4) == message  # the same pad twice cancels
+    assert crypto.apply_pads(once, [k], 78, 1, 4) != message  # another round: another pad
+    # another shape of the same round (a leader that gave one member other slots or
+    # another area than the others): another pad, which cancels nowhere
+    assert crypto.apply_pads(once, [k], 77, 2, 4)[:100] != message[:100]
+    assert crypto.apply_pads(once, [k], 77, 1, 8)[:100] != message[:100]
     assert crypto.epoch_key(6, shared) != k
 
 
 def test_a_pad_bit_is_the_bit_of_the_pad_at_that_position() -> None:
     k = crypto.epoch_key(1, os.urandom(32))
-    pad = crypto.apply_pads(bytes(64), [k], 9)
+    pad = crypto.apply_pads(bytes(64), [k], 9, 3, 16)
     bits = [(pad[i // 8] >> (7 - i % 8)) & 1 for i in range(512)]
-    assert [crypto.pad_bit(k, 9, i) for i in range(512)] == bits
+    assert [crypto.pad_bit(k, 9, i, 3, 16) for i in range(512)] == bits
 
 
 def test_an_exchange_is_proven_without_the_private_key() -> None:

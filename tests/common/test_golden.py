@@ -31,7 +31,7 @@ def h(*fields: str) -> bytes:
 
 
 def header(mtype: wire.MsgType) -> str:
-    return f"0a {mtype:02x} deadbeef 0003"  # version 10, type, coalition, sender
+    return f"0b {mtype:02x} deadbeef 0003"  # version 11, type, coalition, sender
 
 
 OPEN = wire.Open(
@@ -436,7 +436,7 @@ def test_every_frame_type_has_a_golden_vector() -> None:
 def test_the_numbers_on_the_wire() -> None:
     """Version, type codes and reason codes are wire values: they never follow declaration
     order, and changing one is a new protocol version."""
-    assert wire.VERSION == 10
+    assert wire.VERSION == 11
     assert wire.ETHERTYPE == 0x88B5
     assert {t.name: t.value for t in wire.MsgType} == {
         "OPEN": 1,
@@ -484,12 +484,12 @@ LEADER = HostKey(bytes(32))
 MEMBER_KEYS = [bytes([1]) * 32, bytes([2]) * 32]  # the MAC key each member shares with it
 
 # The MAC table of OPEN_BYTES under MEMBER_KEYS: BLAKE2b-128 of the body, keyed, in index order.
-OPEN_MACS = (h("32dfd6f82bfa480fcae18b923f538732"), h("bb5420f6608dbbdd8895cd162873d39a"))
+OPEN_MACS = (h("b36d09f8c6e15c84d77763354a977f86"), h("ca8acb978d5b5029359ab212688e390c"))
 OPEN_TABLE = b"".join(OPEN_MACS)
 # LEADER's Ed25519 signature over OPEN_BYTES and its MAC table.
 OPEN_SIGNATURE = h(
-    "6886e5b7a31a73c67285d6551ef6144ba7ef88428378482455ddd14eda59b6e8",
-    "5fb648949d265ef4df296cc1490e8802baec3c392ae57285b96057d255a0a90a",
+    "757e9fef58d8df7ee80d70e3148ed7dcb44b0747f0a92209d24350ee905b6fa3",
+    "4f7f46f9e83ef5c248ee99dcca4bfa4bf2ca621a35364a570681811ad1383602",
 )
 
 
@@ -507,11 +507,11 @@ def test_a_sealed_frame_is_body_mac_table_signature() -> None:
 
 
 # A member's CONTRIB: the body and its MAC16 under the key it shares with the leader.
-CONTRIB_MAC = h("a6240548c2ecad9a98fd046cb97084aa")
+CONTRIB_MAC = h("95039e5c17d2a7c71fb6946ad71fd5a8")
 # LEADER's Ed25519 signature over ABORT_BYTES (signed frames end with 64 bytes of it).
 ABORT_SIGNATURE = h(
-    "3fceb3122fd42af595d2f9bd16818d715874dd075818c585b93f14b0cb13efe9",
-    "fe8ce2b12d462769041f688764c48af0edd808af4a99239d5144c3705fb5cd0c",
+    "2e9776472ab1c8180c2d71ec708df9cc0166fca49595ba2010efef3f585af7fe",
+    "32986716e77e76d624d9af443c820d92a3b05a80e195e80becfd846b2e7a4009",
 )
 
 

@@ -107,7 +107,7 @@ class LyingRevealer(Revealer):
         assert keys
         from lanon.common.crypto import pad_bit
 
-        pads = {j: pad_bit(k, b.round, b.bit) for j, k in keys.items()}
+        pads = {j: pad_bit(k, b.round, b.bit, seen.nslots, seen.nentries) for j, k in keys.items()}
         first = min(pads)
         pads[first] ^= 1
         own, publics = self.pads.publics(seen.epoch, seen.roster, seen.key_of)
