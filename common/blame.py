@@ -162,10 +162,11 @@ def settle(
     proofs: Iterable[ExchangeProof],
     shape: tuple[int, int],
 ) -> frozenset[int] | None:
-    """Who of the edge's two ends lied about their pad bit, or None if it cannot be told (nobody
-    is named); `shape` is the round's (nslots, nentries). Proofs count only for the keys both ends signed in their reveals, and only if
-    they agree: each end's key as it says it used it is the key the other end says it used
-    (an end that announced two keys, one to each, makes them disagree: nobody is named)."""
+    """Who of the edge's two ends lied about their pad bit in a round of this `shape` (nslots,
+    nentries), or None if it cannot be told (nobody is named). Proofs count only for the keys
+    both ends signed in their reveals, and only if they agree: each end's key as it says it
+    used it is the key the other end says it used (an end that announced two keys, one to
+    each, makes them disagree: nobody is named)."""
     a, b = edge
     ra, rb = reveals[a], reveals[b]
     if ra.keys.get(b) != rb.own or rb.keys.get(a) != ra.own or not ra.own or not rb.own:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import itertools
 import random
 import socket
 from collections.abc import Iterable
@@ -47,7 +46,6 @@ from lanon.gateway.provider import (
 
 REFRESH = 1.0  # seconds between refreshes of state gauges
 LINK_CHECK = 0.05  # seconds between looks at the LAN link's state
-IP_BATCH = 512  # packets (and ARP frames) read before the loop looks at its other sockets
 
 
 class Emitter:
@@ -189,9 +187,7 @@ class GatewayDaemon(DaemonBase):
     def _on_ip(self) -> None:
         now = self.reactor.clock()
         self._awake(now)
-        # (bounded: a flood of the anonymous addresses must leave the rounds and heartbeats
-        # their turn; what is left waits in the socket)
-        for packet, checksum_ready in itertools.islice(self.ip.receive_checked(), IP_BATCH):
+        for packet, checksum_ready in self.ip.receive_checked():
             try:
                 self.engine.receive_packet(packet, now, checksum_ready)
             except Exception as exc:
@@ -201,7 +197,7 @@ class GatewayDaemon(DaemonBase):
     def _on_arp(self) -> None:
         now = self.reactor.clock()
         self._awake(now)
-        for src, payload in itertools.islice(self.arp.receive(), IP_BATCH):
+        for src, payload in self.arp.receive():
             with self.contained(Stage.ARP):
                 self.engine.receive_arp(src, payload, now)
         self.flush(now)

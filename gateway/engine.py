@@ -121,7 +121,6 @@ class GatewayEngine(EngineBase):
         self._last_timer = now  # when the loop last ran here
         # when our last heartbeat left (or a quiet spell ends): the others time us out from it
         self._silent_from = now
-        self._returning_until = float("-inf")  # back from a freeze: quiet until then
         self._pair_keys: dict[int, bytes] = {}  # gateway -> the key FLOWS to it are sealed with
         self.versions = VersionBook(coalition)
         self.joins = PendingJoins()
@@ -604,10 +603,8 @@ class GatewayEngine(EngineBase):
         self._report_turned_away(now)
         self._end_flows_if_disbanded(now)
         self.notice_pause(now)
-        if now >= self.next_heartbeat:
-            if now < self._returning_until:
-                self.next_heartbeat = self._returning_until
-            elif self.link:
+        if now >= self.next_heartbeat:  # (back from a freeze: not before the quiet spell ends)
+            if self.link:
                 self._decide(now)
                 self._heartbeat(now)
                 if self.offer is not None and now >= self.next_offer:
@@ -684,8 +681,7 @@ class GatewayEngine(EngineBase):
         self.announcements.clear()
         # Shorter than a gateway timeout: the quiet spell itself is no freeze.
         hb = self.c.rounds.heartbeat_interval
-        self._returning_until = now + min(RETURN_QUIET * hb, timeout / 2)
-        self._silent_from = self.next_heartbeat = self._returning_until
+        self._silent_from = self.next_heartbeat = now + min(RETURN_QUIET * hb, timeout / 2)
 
     def _announce(
         self, indices: Iterable[int], now: float, delays: tuple[float, ...] = arp.ANNOUNCE_DELAYS
