@@ -309,6 +309,8 @@ def lab(curves: dict[str, list[tuple[int, float, float]]], biggest: int) -> None
     plans += [(16, s, "regular") for s in ("star", "tree") if biggest >= 16]
     # trusted-gateway mode beside DC-net mode ('trusted' for the key graph, which it has none of)
     plans += [(n, "star", "trusted") for n in (3, 8, 16) if n <= biggest]
+    # members that let the kernel drop others' INBOUND frames (member.toml: filter_inbound)
+    plans += [(n, "star", "filtered") for n in (3, 8)]
     rows = []
     for members, schedule, graph in plans:
         rows.append(labs.measure(members, schedule, graph))

@@ -97,7 +97,7 @@ def download(lab: object, host: str) -> float:
 
 def measure(members: int, schedule: str = "star", key_graph: str = "full") -> LabFigures:
     """One lab's figures; `key_graph` 'trusted' runs trusted-gateway mode instead of DC-net
-    (it has no key graph)."""
+    (it has no key graph), 'filtered' a full key graph with the members' `filter_inbound` on."""
     from lanon.lab.lab import Lab, LabSpec
 
     lab = Lab(f"bench{members}")
@@ -109,8 +109,9 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             lab.name,
             members=members,
             schedule=schedule,
-            key_graph="full" if trusted else key_graph,
+            key_graph="full" if key_graph in ("trusted", "filtered") else key_graph,
             mode="trusted" if trusted else "dcnet",
+            filter_inbound=key_graph == "filtered",
         )
     )
     try:

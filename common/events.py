@@ -88,6 +88,15 @@ class FilterSources(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class FilterInbound(Command):
+    """Member: let only the INBOUND frames of these flow tags (our flows' and services') reach
+    the daemon (a kernel socket filter: another member's frames cost this host nothing above
+    the kernel), or every INBOUND frame (None: more flows than a filter names)."""
+
+    tags: frozenset[int] | None
+
+
+@dataclass(frozen=True, slots=True)
 class InjectPacket(Command):
     """Member: hand an IPv4 packet to the local stack as if it had been received."""
 

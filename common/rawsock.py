@@ -44,8 +44,10 @@ SIOCGIFFLAGS = 0x8913
 SO_ATTACH_FILTER = 26
 SO_DETACH_FILTER = 27
 _BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter
-_LD_W_ABS, _LD_H_ABS, _LD_B_ABS, _JEQ_K, _RET_K = 0x20, 0x28, 0x30, 0x15, 0x06
+_LD_W_ABS, _LD_H_ABS, _LD_B_ABS, _JEQ_K, _RET_K, _JA = 0x20, 0x28, 0x30, 0x15, 0x06, 0x05
 TYPE_OFFSET = 15  # a lanon frame's message type: the second byte after the Ethernet header
+TAG_OFFSET = 30  # an INBOUND frame's flow tag: after Ethernet (14), lanon header (8) and seq (8)
+MAX_TAGS = 1024  # flow tags a socket filter names (two instructions each; the kernel takes 4096)
 SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS: the kernel's receive time of each frame
 _TIMESPEC = struct.Struct("=qq")
 IFF_UP = 0x1
@@ -88,6 +90,7 @@ class LinkSocket:
         self._stamps = False
         self._kind = kind
         self._sources: frozenset[bytes] | None = None
+        self._tags: frozenset[int] | None = None
         self._no_outgoing = False
         with contextlib.suppress(OSError):
             self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
@@ -200,12 +203,18 @@ class LinkSocket:
         self._sources = sources
         self._filter()
 
+    def allow_tags(self, tags: frozenset[int] | None) -> None:
+        """Let only INBOUND frames of these flow tags reach this socket (at most MAX_TAGS;
+        see `frame_filter`), or all (None)."""
+        self._tags = tags
+        self._filter()
+
     def _filter(self) -> None:
-        if self._sources is None and self._kind is None:
+        if self._sources is None and self._kind is None and self._tags is None:
             with contextlib.suppress(OSError):  # no filter attached: nothing to detach
                 self.sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
             return
-        program = frame_filter(self._sources, self._kind)
+        program = frame_filter(self._sources, self._kind, self._tags)
         buf = ctypes.create_string_buffer(program)
         fprog = struct.pack("@HP", len(program) // _BPF_INSN.size, ctypes.addressof(buf))
         self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
@@ -214,11 +223,18 @@ class LinkSocket:
         self.sock.close()
 
 
-def frame_filter(sources: frozenset[bytes] | None, kind: tuple[int, bool] | None = None) -> bytes:
+def frame_filter(
+    sources: frozenset[bytes] | None,
+    kind: tuple[int, bool] | None = None,
+    tags: frozenset[int] | None = None,
+) -> bytes:
     """A classic BPF program: with `kind` (message type, wanted), first drop the frames of
-    another type (wanted) or of that type (not wanted); then accept frames whose source
-    address is one of `sources` (for each, five instructions: compare bytes 6..9, then
-    10..11, accept) and drop the rest, or accept all if `sources` is None."""
+    another type (wanted) or of that type (not wanted); with `tags` (INBOUND frames only), drop
+    the frames whose flow tag's first four bytes are no tag's (two instructions a tag: a frame
+    of one of our flows always passes, another's passes one time in 2**32 / len(tags), and the
+    daemon's checks take it as before); then accept frames whose source address is one of
+    `sources` (for each, five instructions: compare bytes 6..9, then 10..11, accept) and drop
+    the rest, or accept all if `sources` is None."""
     insns = []
     if kind is not None:
         msg_type, wanted = kind
@@ -227,6 +243,17 @@ def frame_filter(sources: frozenset[bytes] | None, kind: tuple[int, bool] | None
             (_JEQ_K, 1, 0, msg_type) if wanted else (_JEQ_K, 0, 1, msg_type),
             (_RET_K, 0, 0, 0),  # not for this socket
         ]
+    if tags is not None:
+        if len(tags) > MAX_TAGS:
+            raise ValueError(f"{len(tags)} flow tags: a filter names at most {MAX_TAGS}")
+        highs = sorted({t >> 32 for t in tags})
+        insns.append((_LD_W_ABS, 0, 0, TAG_OFFSET))  # (a shorter frame: the kernel drops it)
+        for i, high in enumerate(highs):
+            insns += [
+                (_JEQ_K, 0, 1, high),
+                (_JA, 0, 0, 2 * (len(highs) - i - 1) + 1),  # ours: past the rest and the drop
+            ]
+        insns.append((_RET_K, 0, 0, 0))  # no flow of ours
     if sources is None:
         insns.append((_RET_K, 0, 0, 0x40000))
         return b"".join(_BPF_INSN.pack(*i) for i in insns)

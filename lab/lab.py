@@ -83,6 +83,7 @@ class LabSpec:
     # two operators selling (seed 001): odd gateways 'budget', even ones 'premium'; member1
     # weighs price, member2 quality (lab/providers.py)
     providers: bool = False
+    filter_inbound: bool = False  # the members' `filter_inbound` (member.toml)
 
 
 def check_prerequisites() -> None:
@@ -232,7 +233,11 @@ class Lab:
             raise
 
     def _daemon_values(self, role: str, host: str) -> dict[str, Any]:
-        own = {"wallet": str(self.run_dir / f"{host}-wallet.json")} if role == "member" else {}
+        own: dict[str, Any] = {}
+        if role == "member":
+            own["wallet"] = str(self.run_dir / f"{host}-wallet.json")
+            if self.spec.filter_inbound:
+                own["filter_inbound"] = True
         return {
             "metrics": f":{DAEMON_PORT}",  # as the templates: the address of `interface`
             "control_socket": str(self.socket_path(host)),

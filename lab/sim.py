@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lanon.common import admin, blindrsa
+from lanon.common import admin, blindrsa, wire
 from lanon.common import coalition as coalition_mod
 from lanon.common.crypto import HostKey, encode_key
+from lanon.common.errors import RemoteProtocolError
 from lanon.common.events import (
     AdoptNextKey,
     Command,
     EmitPacket,
     Event,
+    FilterInbound,
     FilterSources,
     InjectPacket,
     MakeCredentialKey,
@@ -146,7 +148,18 @@ class Host:
     down: bool = False
     wallet: str = ""  # the member's wallet file, as last saved
     allow: frozenset[bytes] | None = None  # its kernel filter: only these sources reach it
+    tags: frozenset[int] | None = None  # and only the INBOUND frames of these flow tags
     held: list[tuple[float, int, SendFrame]] = field(default_factory=list)  # answers, by moment
+
+    def takes(self, frame: bytes) -> bool:
+        """Whether its INBOUND filter lets `frame` through (exactly: the kernel's lets
+        through a few more, which the member's checks take)."""
+        if self.tags is None or len(frame) < 2 or frame[1] != wire.MsgType.INBOUND:
+            return True
+        try:
+            return wire.peek_inbound_tag(frame) in self.tags
+        except RemoteProtocolError:
+            return False
 
 
 class Lan:
@@ -162,9 +175,12 @@ class Lan:
         bandwidth: float | None = None,
         services: dict[str, list[ServiceOffer]] | None = None,
         priorities: dict[str, Priorities] | None = None,
+        filter_inbound: Collection[str] = (),
     ) -> None:
-        """`priorities`: members' [providers] tables, by name; `services`: members' services (member/services.py), by member name; a member's own
-        address is `local_address(i)` for the i-th member."""
+        """`priorities`: members' [providers] tables, by name; `services`: members' services
+        (member/services.py), by member name; `filter_inbound`: the members whose kernel
+        drops others' INBOUND frames (`Host.takes`). A member's own address is
+        `local_address(i)` for the i-th member."""
         self.c = coalition
         self.keys = keys
         self.now = start
@@ -207,6 +223,7 @@ class Lan:
                 services=(services or {}).get(m.name, ()),
                 local=local_address(m.index),
                 priorities=(priorities or {}).get(m.name),
+                filter_inbound=m.name in filter_inbound,
             )
             self.hosts[mac_of(n)] = Host(m.name, mac_of(n), member)
         for h in self.hosts.values():
@@ -247,7 +264,9 @@ class Lan:
             for cmd in h.engine.pop_commands():
                 if h.down:
                     continue
-                if not isinstance(cmd, SendFrame):
+                if isinstance(cmd, FilterInbound):  # the daemon attaches it at once
+                    h.tags = cmd.tags
+                elif not isinstance(cmd, SendFrame):
                     self._push(self.now + self.latency, h.mac, None, cmd)
                 elif cmd.at > self.now:  # the pacer keeps it until its moment
                     self._seq += 1
@@ -294,7 +313,7 @@ class Lan:
             if isinstance(cmd, SendFrame):
                 assert target is not None
                 h = self.hosts[target]
-                if not h.down and (h.allow is None or src in h.allow):
+                if not h.down and (h.allow is None or src in h.allow) and h.takes(cmd.frame):
                     h.engine.receive_frame(src, cmd.frame, self.now)
             elif isinstance(cmd, EmitPacket):
                 self.emitted.append((sender.name, cmd.packet))
@@ -375,6 +394,7 @@ class Lan:
         h = self.host(name)
         h.down = False
         h.held.clear()  # its pacer ended with it
+        h.tags = None  # and its sockets: the new ones take every frame until it says
         old = h.engine
         offset = WALL - self._start
         if isinstance(old, MemberEngine):
@@ -387,6 +407,7 @@ class Lan:
                 rng=random.Random(self.rng.random()),
                 services=[s.offer for s in old.services],
                 local=old.services.local,
+                filter_inbound=old.filter_inbound,
             )
         else:
             h.engine = GatewayEngine(
@@ -447,6 +468,7 @@ def running_lan(
     echo: bool = True,
     services: dict[str, list[ServiceOffer]] | None = None,
     priorities: dict[str, Priorities] | None = None,
+    filter_inbound: Collection[str] = (),
     **sections: Any,
 ) -> Lan:
     """A coalition in memory whose rounds already run (each member has seen three outputs);
@@ -459,6 +481,7 @@ def running_lan(
         latency=latency,
         services=services,
         priorities=priorities,
+        filter_inbound=filter_inbound,
     )
     lan.run_until(lambda: len(lan.all_events(OutputSeen)) >= 3 * members)
     return lan

@@ -51,6 +51,14 @@ class MemberSettings(DaemonSettings):
         "seconds a member seen in a round counts as present for min_anonymity_fraction",
         between(1.0, 86400.0),
     )
+    filter_inbound: bool = opt(
+        False,
+        "let the kernel drop the INBOUND frames of other members' flows: their downloads then "
+        "cost this host nothing above the kernel. By default every member does the same work "
+        "on every frame, so that forged frames of a flow's tag, flooded onto the LAN, cost "
+        "every member alike; with this on, such a flood costs only this host if the flow is its "
+        "own, and whoever can measure its load can tell (README, Inbound)",
+    )
     private_metrics: str = opt(
         "127.0.0.1:9552",
         "ADDRESS:PORT for this member's own traffic figures (queue, waits, retries); keep it on "

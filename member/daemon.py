@@ -24,6 +24,7 @@ from lanon.common.daemon_config import Loaded
 from lanon.common.errors import ConfigError, PrerequisiteError
 from lanon.common.events import (
     AdoptNextKey,
+    FilterInbound,
     FilterSources,
     InjectPacket,
     SaveCoalition,
@@ -88,6 +89,7 @@ class MemberDaemon(DaemonBase):
             local=local,
             priorities=settings.providers,
             wallet=self._load_wallet(),
+            filter_inbound=settings.filter_inbound,
         )
         self.metrics.version.set(self.c.version)
         if loaded.next_key is not None:
@@ -156,6 +158,7 @@ class MemberDaemon(DaemonBase):
         self.handlers = {
             SendFrame: self._send,
             FilterSources: self._filter_sources,
+            FilterInbound: lambda cmd: self.inbound.allow_tags(cmd.tags),
             InjectPacket: lambda cmd: self.tun.write(cmd.packet),
             SaveCoalition: self.save_coalition,
             SaveWallet: self._save_wallet,

@@ -15,6 +15,7 @@ the LAN; `now` is when the frame arrived) and `handle_timer(now)`; it answers wi
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import deque
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from lanon.common.events import (
     AckReplaced,
     AdoptNextKey,
     DropReason,
+    FilterInbound,
     FlowsEnded,
     InjectPacket,
     Joining,
@@ -62,6 +64,7 @@ from lanon.common.packet import (
     tcp_ack_number,
     tcp_reset,
 )
+from lanon.common.rawsock import MAX_TAGS
 from lanon.common.versions import (
     JOIN_INTERVAL,
     REKEY_INTERVAL,
@@ -122,9 +125,11 @@ class MemberEngine(EngineBase):
         local: bytes = bytes(4),
         priorities: Priorities | None = None,
         wallet: Wallet | None = None,
+        filter_inbound: bool = False,
     ) -> None:
         """`services` are this host's (`[[services]]`), `local` the address their inbound
-        packets go to (the daemon's TUN address)."""
+        packets go to (the daemon's TUN address); `filter_inbound`: the kernel lets through
+        only our flows' INBOUND frames (`FilterInbound`)."""
         super().__init__()
         self.name = name
         self.key = key
@@ -169,6 +174,8 @@ class MemberEngine(EngineBase):
         self.next_housekeeping = now + HOUSEKEEPING
         self.next_choice = now + CHOICE_INTERVAL
         self.offers_checked: dict[int, float] = {}  # gateway -> when we last checked an OFFER
+        self.filter_inbound = filter_inbound
+        self._inbound_tags: frozenset[int] | None = None  # the kernel filter's, last told
 
     def _me(self, coalition: Coalition) -> Peer:
         me = coalition.member(self.name)
@@ -323,6 +330,8 @@ class MemberEngine(EngineBase):
         if entry is None:
             self.event(PacketDropped(DropReason.FLOW_TABLE_FULL))
             return
+        if self.flows.changed and self.filter_inbound:  # a new flow: its replies must reach us
+            self._filter_inbound()
         queue = self.rounds.queue
         capacity = self.c.cell_data
         wrap = entry.wants_wrap(now)
@@ -695,6 +704,22 @@ class MemberEngine(EngineBase):
             quiet = now - self.rounds_seen_at
             if len(self.flows) and quiet >= self.c.coalition.disband_timeout:
                 self._end_flows()
+            if self.flows.changed and self.filter_inbound:
+                self._filter_inbound()
+
+    def _filter_inbound(self) -> None:
+        """Our flows came or went: the kernel lets through only the INBOUND frames of our
+        flows and services (the LAN still brings every frame to every member), or all of them
+        past MAX_TAGS (the daemon's checks take them). Only with `filter_inbound`: without it,
+        every frame costs every member the same (`InboundOpener`)."""
+        self.flows.changed = False
+        tags = None
+        if len(self.flows) + len(self.services) <= MAX_TAGS:
+            tags = frozenset(itertools.chain(self.flows.tags(), (s.tag for s in self.services)))
+        elif self._inbound_tags is None:
+            return  # every frame already
+        self._inbound_tags = tags
+        self.command(FilterInbound(tags))
 
     def _end_flows(self) -> None:
         """No round for disband_timeout (the lanon disbanded, or its gateways are gone): no
@@ -738,6 +763,8 @@ class MemberEngine(EngineBase):
         self.send(wire.BROADCAST, frame)
 
     def start(self, now: float) -> None:
+        if self.filter_inbound:
+            self._filter_inbound()
         if self.joining:
             self._ask(now)
             return

@@ -78,7 +78,7 @@ BAD: list[tuple[str, Any, str]] = [
     (
         "colour",
         "blue",
-        "unknown key 'colour'; expected one of: coalition, control_socket, dhcp_server, gateways",
+        "unknown key 'colour'; expected one of: coalition, control_socket, dhcp_server, filter_inbound, gateways",
     ),
 ]
 

@@ -1,6 +1,6 @@
 """The kernel filter a flooded daemon puts on its LAN socket lets only trusted hosts through,
 and a member's two LAN sockets each get their kind of frame (the rounds', INBOUND), the
-INBOUND one without this host's own frames.
+INBOUND one without this host's own frames and only its own flows' (by their tags).
 
 A namespace of its own with a veth pair: frames from a trusted and an untrusted address are
 sent on one end; the lanon socket on the other end sees only the trusted ones while the
@@ -73,6 +73,38 @@ PROBE = textwrap.dedent(
     time.sleep(0.2)
     got = [(s.hex(), p[2:], t) for s, p, t in inbound.receive_unstamped()]
     assert got == [(OTHER.hex(), b"x", 0.0)], got
+
+    # the flow tags' filter: only INBOUND frames of our flows reach the daemon; another
+    # member's, a short one and the rounds' frames do not (these go to the other socket)
+    def inbound_frame(tag, seq=1):
+        body = wire.Inbound(seq, tag, 0, 1, b"sealed").encode(7, 0)
+        return b"\\xff" * 6 + TRUSTED + b"\\x88\\xb5" + body
+
+    ours = [0x0123456789ABCDEF, 0xFEDCBA9876543210, 1]
+    theirs = [0x0123456689ABCDEF, 0x1111111111111111, 1 << 32]
+    inbound.allow_tags(frozenset(ours))
+    inbound.allow_only(frozenset({TRUSTED}))  # with the sources' filter too
+    for tag in theirs + ours:
+        tx.send(inbound_frame(tag))
+    tx.send(inbound_frame(ours[0])[:30])  # cut before the tag
+    time.sleep(0.2)
+    got = [wire.peek_inbound_tag(p) for _, p in inbound.receive()]
+    assert got == ours, [hex(t) for t in got]
+    assert not list(rounds.receive())
+    inbound.allow_tags(frozenset())  # no flow: no INBOUND frame
+    tx.send(inbound_frame(ours[0]))
+    inbound.allow_tags(None)  # past MAX_TAGS flows: every one, as before
+    tx.send(inbound_frame(theirs[1]))
+    time.sleep(0.2)
+    got = [wire.peek_inbound_tag(p) for _, p in inbound.receive()]
+    assert got == [theirs[1]], got
+    from lanon.common.rawsock import MAX_TAGS
+    many = frozenset(range(1 << 40, (1 << 40) + (MAX_TAGS << 32), 1 << 32))
+    inbound.allow_tags(many)  # the most a filter names: the kernel takes it
+    tx.send(inbound_frame(max(many)))
+    time.sleep(0.2)
+    got = [wire.peek_inbound_tag(p) for _, p in inbound.receive()]
+    assert got == [max(many)], got
     """
 )
 
