@@ -47,7 +47,9 @@ _BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter
 _LD_W_ABS, _LD_H_ABS, _LD_B_ABS, _JEQ_K, _RET_K, _JA = 0x20, 0x28, 0x30, 0x15, 0x06, 0x05
 TYPE_OFFSET = 15  # a lanon frame's message type: the second byte after the Ethernet header
 TAG_OFFSET = 30  # an INBOUND frame's flow tag: after Ethernet (14), lanon header (8) and seq (8)
-MAX_TAGS = 1024  # flow tags a socket filter names (two instructions each; the kernel takes 4096)
+# Flow tags a socket filter names: two instructions each, and the kernel charges a filter (its
+# classic and its converted program) to net.core.optmem_max, 20 KiB on kernels before 6.8.
+MAX_TAGS = 256
 SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS: the kernel's receive time of each frame
 _TIMESPEC = struct.Struct("=qq")
 IFF_UP = 0x1

@@ -61,6 +61,7 @@ class MemberDaemon(DaemonBase):
         self.health_log = health.HealthLog(self.log)
         self._started: float | None = None  # the first look at its health, once it runs
         self._foreign = (0.0, float("-inf"))  # frames of other coalitions: (count, last change)
+        self._filter_refused = False  # the kernel refused an INBOUND filter (logged once)
         self.private_registry = CollectorRegistry()
         self.metrics: MemberMetrics = MemberMetrics(
             self.registry, self.private_registry, settings.name, self.c.coalition.name
@@ -158,7 +159,7 @@ class MemberDaemon(DaemonBase):
         self.handlers = {
             SendFrame: self._send,
             FilterSources: self._filter_sources,
-            FilterInbound: lambda cmd: self.inbound.allow_tags(cmd.tags),
+            FilterInbound: self._filter_inbound,
             InjectPacket: lambda cmd: self.tun.write(cmd.packet),
             SaveCoalition: self.save_coalition,
             SaveWallet: self._save_wallet,
@@ -302,6 +303,20 @@ class MemberDaemon(DaemonBase):
     def _answers_late(self, count: int, rnd: int, late_by: float) -> None:
         self.engine.answers_late(count, rnd, late_by)
         self.flush(self.reactor.clock())
+
+    def _filter_inbound(self, cmd: FilterInbound) -> None:
+        try:
+            self.inbound.allow_tags(cmd.tags)
+        except OSError as exc:  # refused (net.core.optmem_max): every frame, as by default
+            self.inbound.allow_tags(None)
+            if not self._filter_refused:
+                self._filter_refused = True
+                self.log.warning(
+                    "filter_inbound: the kernel refused a filter of %d flow tags (%s): this "
+                    "member reads every INBOUND frame while it has this many flows",
+                    len(cmd.tags or ()),
+                    exc.strerror,
+                )
 
     def _filter_sources(self, cmd: FilterSources) -> None:
         self.lan.allow_only(cmd.allow)
