@@ -87,6 +87,12 @@ class FilterSources(Command):
     allow: frozenset[bytes] | None
 
 
+# Flow tags a FilterInbound names at most: two socket filter instructions each, and the kernel
+# charges a filter (its classic and its converted program) to net.core.optmem_max, 20 KiB on
+# kernels before 6.8. More flows: every INBOUND frame (None).
+MAX_FILTER_TAGS = 256
+
+
 @dataclass(frozen=True, slots=True)
 class FilterInbound(Command):
     """Member: let only the INBOUND frames of these flow tags (our flows' and services') reach

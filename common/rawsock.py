@@ -11,6 +11,7 @@ import struct
 from collections.abc import Iterator
 
 from lanon.common.errors import PrerequisiteError
+from lanon.common.events import MAX_FILTER_TAGS
 
 PACKET_OUTGOING = 4  # pkttype of frames this host sent: never ours to receive
 SOL_PACKET = 263
@@ -47,9 +48,6 @@ _BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter
 _LD_W_ABS, _LD_H_ABS, _LD_B_ABS, _JEQ_K, _RET_K, _JA = 0x20, 0x28, 0x30, 0x15, 0x06, 0x05
 TYPE_OFFSET = 15  # a lanon frame's message type: the second byte after the Ethernet header
 TAG_OFFSET = 30  # an INBOUND frame's flow tag: after Ethernet (14), lanon header (8) and seq (8)
-# Flow tags a socket filter names: two instructions each, and the kernel charges a filter (its
-# classic and its converted program) to net.core.optmem_max, 20 KiB on kernels before 6.8.
-MAX_TAGS = 256
 SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS: the kernel's receive time of each frame
 _TIMESPEC = struct.Struct("=qq")
 IFF_UP = 0x1
@@ -93,6 +91,7 @@ class LinkSocket:
         self._kind = kind
         self._sources: frozenset[bytes] | None = None
         self._tags: frozenset[int] | None = None
+        self.tags_refused = False  # the kernel refused a filter with flow tags (`_filter`)
         self._no_outgoing = False
         with contextlib.suppress(OSError):
             self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
@@ -206,8 +205,8 @@ class LinkSocket:
         self._filter()
 
     def allow_tags(self, tags: frozenset[int] | None) -> None:
-        """Let only INBOUND frames of these flow tags reach this socket (at most MAX_TAGS;
-        see `frame_filter`), or all (None)."""
+        """Let only INBOUND frames of these flow tags reach this socket (at most
+        MAX_FILTER_TAGS; see `frame_filter`), or all (None)."""
         self._tags = tags
         self._filter()
 
@@ -217,6 +216,27 @@ class LinkSocket:
                 self.sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
             return
         program = frame_filter(self._sources, self._kind, self._tags)
+        try:
+            self._attach(program)
+            return
+        except OSError:  # refused: the kernel charges the old program and the new together
+            pass  # to net.core.optmem_max (20 KiB before Linux 6.8)
+        # Without the old one, then: for a moment any frame reaches this socket, which the
+        # engine takes as from the other (every kind is handled on either).
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+        try:
+            self._attach(program)
+        except OSError:
+            if self._tags is None:
+                raise
+            # Still too large: without the tags, which only spare us work, so that the kind
+            # and the sources hold; every INBOUND frame reaches us.
+            self._tags = None
+            self.tags_refused = True
+            self._attach(frame_filter(self._sources, self._kind))
+
+    def _attach(self, program: bytes) -> None:
         buf = ctypes.create_string_buffer(program)
         fprog = struct.pack("@HP", len(program) // _BPF_INSN.size, ctypes.addressof(buf))
         self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
@@ -246,8 +266,10 @@ def frame_filter(
             (_RET_K, 0, 0, 0),  # not for this socket
         ]
     if tags is not None:
-        if len(tags) > MAX_TAGS:
-            raise ValueError(f"{len(tags)} flow tags: a filter names at most {MAX_TAGS}")
+        if kind is None or not kind[1]:
+            raise ValueError("flow tags filter a socket of INBOUND frames only")
+        if len(tags) > MAX_FILTER_TAGS:
+            raise ValueError(f"{len(tags)} flow tags: a filter names at most {MAX_FILTER_TAGS}")
         highs = sorted({t >> 32 for t in tags})
         insns.append((_LD_W_ABS, 0, 0, TAG_OFFSET))  # (a shorter frame: the kernel drops it)
         for i, high in enumerate(highs):

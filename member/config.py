@@ -57,7 +57,7 @@ class MemberSettings(DaemonSettings):
         "cost this host nothing above the kernel. By default every member does the same work "
         "on every frame, so that forged frames of a flow's tag, flooded onto the LAN, cost "
         "every member alike; with this on, such a flood costs only this host if the flow is its "
-        "own, and whoever can measure its load can tell (README, Inbound)",
+        "own, and whoever can measure its load can tell (README: Owning a flow)",
     )
     private_metrics: str = opt(
         "127.0.0.1:9552",

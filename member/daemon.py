@@ -305,18 +305,13 @@ class MemberDaemon(DaemonBase):
         self.flush(self.reactor.clock())
 
     def _filter_inbound(self, cmd: FilterInbound) -> None:
-        try:
-            self.inbound.allow_tags(cmd.tags)
-        except OSError as exc:  # refused (net.core.optmem_max): every frame, as by default
-            self.inbound.allow_tags(None)
-            if not self._filter_refused:
-                self._filter_refused = True
-                self.log.warning(
-                    "filter_inbound: the kernel refused a filter of %d flow tags (%s): this "
-                    "member reads every INBOUND frame while it has this many flows",
-                    len(cmd.tags or ()),
-                    exc.strerror,
-                )
+        self.inbound.allow_tags(cmd.tags)
+        if self.inbound.tags_refused and not self._filter_refused:
+            self._filter_refused = True  # (once: how often would say how many flows)
+            self.log.warning(
+                "filter_inbound: the kernel refused a filter of flow tags (net.core.optmem_max)"
+                ": this member reads every INBOUND frame while that lasts"
+            )
 
     def _filter_sources(self, cmd: FilterSources) -> None:
         self.lan.allow_only(cmd.allow)

@@ -30,11 +30,14 @@ from lanon.common.endpoints import Answer, sign_pin
 from lanon.common.engine import EngineBase, check_sealed, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
+    MAX_FILTER_TAGS,
     AckReplaced,
     AdoptNextKey,
     DropReason,
     FilterInbound,
     FlowsEnded,
+    InboundRefusal,
+    InboundRefused,
     InjectPacket,
     Joining,
     PacketDropped,
@@ -64,7 +67,6 @@ from lanon.common.packet import (
     tcp_ack_number,
     tcp_reset,
 )
-from lanon.common.rawsock import MAX_TAGS
 from lanon.common.versions import (
     JOIN_INTERVAL,
     REKEY_INTERVAL,
@@ -105,6 +107,7 @@ _REBUILT = (
     *("inbound", "wrapper", "choice", "_built_for"),
 )
 HEARTBEAT_QUIET = 1.0  # heartbeats matter only when no OPEN came for this long
+_INBOUND = bytes([wire.MsgType.INBOUND])  # a frame's second byte: its type
 ACK_SPAN = 256  # ACKs that may take one queued ACK's place (the gateways' replay window is 1024)
 
 
@@ -330,7 +333,7 @@ class MemberEngine(EngineBase):
         if entry is None:
             self.event(PacketDropped(DropReason.FLOW_TABLE_FULL))
             return
-        if self.flows.changed and self.filter_inbound:  # a new flow: its replies must reach us
+        if self.filter_inbound and self.flows.take_changed():  # its replies must reach us
             self._filter_inbound()
         queue = self.rounds.queue
         capacity = self.c.cell_data
@@ -495,6 +498,9 @@ class MemberEngine(EngineBase):
     # --- frames -------------------------------------------------------------------------
 
     def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
+        if self.filter_inbound and frame[1:2] == _INBOUND:
+            self._filtered_inbound(frame, now)
+            return
         if not self._admit(src, now):
             return
         try:
@@ -543,6 +549,19 @@ class MemberEngine(EngineBase):
 
         except RemoteProtocolError as exc:
             self._reject(exc, frame, src, now)
+
+    def _filtered_inbound(self, frame: bytes, now: float) -> None:
+        """An INBOUND frame the kernel let through (`filter_inbound`): it names one of our
+        flows' tags, so whatever is wrong with it is told in private, as for a refused frame
+        of our own flow, and the door neither counts nor turns away its source: a public count
+        or a shut door would show that the tag is ours."""
+        if self.retired:
+            return
+        try:
+            header = self._header(frame, self.c.id)
+            self.inbound.receive(self.c.gateway_at(header.sender), frame, now)
+        except RemoteProtocolError:
+            self.event(InboundRefused(InboundRefusal.MALFORMED))
 
     def _on_offer(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
         """A provider's offer, signed by one of its gateways (the latest wins). Cheap checks
@@ -704,17 +723,16 @@ class MemberEngine(EngineBase):
             quiet = now - self.rounds_seen_at
             if len(self.flows) and quiet >= self.c.coalition.disband_timeout:
                 self._end_flows()
-            if self.flows.changed and self.filter_inbound:
+            if self.filter_inbound and self.flows.take_changed():
                 self._filter_inbound()
 
     def _filter_inbound(self) -> None:
         """Our flows came or went: the kernel lets through only the INBOUND frames of our
         flows and services (the LAN still brings every frame to every member), or all of them
-        past MAX_TAGS (the daemon's checks take them). Only with `filter_inbound`: without it,
+        past MAX_FILTER_TAGS (the daemon's checks take them). Only with `filter_inbound`: without it,
         every frame costs every member the same (`InboundOpener`)."""
-        self.flows.changed = False
         tags = None
-        if len(self.flows) + len(self.services) <= MAX_TAGS:
+        if len(self.flows) + len(self.services) <= MAX_FILTER_TAGS:
             tags = frozenset(itertools.chain(self.flows.tags(), (s.tag for s in self.services)))
         elif self._inbound_tags is None:
             return  # every frame already

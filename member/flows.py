@@ -85,7 +85,7 @@ class MemberFlows:
         self.max_flows = max_flows
         self._by_key: dict[FlowKey, MemberFlow] = {}
         self._by_tag: dict[int, MemberFlow] = {}
-        self.changed = False  # a tag came or went since the engine last looked (`tags`)
+        self._changed = False  # a tag came or went since `take_changed`
 
     def outbound(self, flow: Flow, now: float) -> MemberFlow | None:
         """The entry for an outbound packet, created if new; None if the table is full."""
@@ -105,7 +105,7 @@ class MemberFlows:
         entry = MemberFlow(tag, key, self.choose_address(flow), FlowState(flow.proto, now), secret)
         self._by_key[key] = entry
         self._by_tag[tag] = entry
-        self.changed = True
+        self._changed = True
         return entry
 
     def by_tag(self, tag: int) -> MemberFlow | None:
@@ -116,18 +116,23 @@ class MemberFlows:
         for f in gone:
             del self._by_key[f.key]
             del self._by_tag[f.tag]
-        self.changed = self.changed or bool(gone)
+        self._changed = self._changed or bool(gone)
         return gone
 
     def clear(self) -> list[MemberFlow]:
         gone = list(self._by_key.values())
         self._by_key.clear()
         self._by_tag.clear()
-        self.changed = self.changed or bool(gone)
+        self._changed = self._changed or bool(gone)
         return gone
 
     def tags(self) -> Iterator[int]:
         return iter(self._by_tag)
+
+    def take_changed(self) -> bool:
+        """Whether a flow (so a tag) came or went since the last call."""
+        changed, self._changed = self._changed, False
+        return changed
 
     def __len__(self) -> int:
         return len(self._by_key)

@@ -8,8 +8,9 @@ download reaches it not at all (the simulated LAN drops what the kernel filter w
 
 from __future__ import annotations
 
-from lanon.common.events import FilterInbound
-from lanon.common.rawsock import MAX_TAGS
+from lanon.common import wire
+from lanon.common.events import MAX_FILTER_TAGS as MAX_TAGS
+from lanon.common.events import FilterInbound, InboundRefused
 from lanon.member.engine import MemberEngine
 from tests.harness import running_lan
 from tests.packets import udp
@@ -81,3 +82,45 @@ def test_the_filter_follows_flows_as_they_end_and_gives_up_past_its_size() -> No
     told = [f.tags for f in _filters(eng)]
     assert told[-1] is None and told.count(None) == 1
     assert all(t is not None and len(t) <= MAX_TAGS for t in told[:-1])
+
+
+def test_a_filtering_owner_shows_nothing_in_public_of_forged_frames_of_its_tag() -> None:
+    """The attacker forges INBOUND frames with member1's tag (it is on the wire): bad seals,
+    replays, parts that make no sense, another coalition, version or gateway. Only member1's
+    kernel lets them through; what it makes of them stays private (no public rejection, no
+    door shut to the source), so nothing public tells that the tag is its own."""
+    names = ("member1", "member2", "member3")
+    lan = running_lan(3, filter_inbound=names)
+    lan.submit("member1", udp(payload=b"ping"))
+    lan.run_until(lambda: bool(lan.host("member1").injected))
+    src, _dst, genuine = lan.frames(wire.MsgType.INBOUND)[-1]
+    seq = int.from_bytes(genuine[8:16], "big")
+    forged: list[bytes] = []
+    for i in range(400):
+        f = bytearray(genuine)
+        f[8:16] = (seq + 1 + i).to_bytes(8, "big")
+        kind = i % 6
+        if kind == 0:
+            f[40 + i % 20] ^= 0x5A  # a bad seal
+        elif kind == 1:
+            f[25] = 0  # no parts
+        elif kind == 2:
+            f[2] ^= 0xFF  # another coalition
+        elif kind == 3:
+            f[6:8] = (0x00FF).to_bytes(2, "big")  # no such gateway
+        elif kind == 4:
+            f[0] ^= 0x7F  # another version
+        else:
+            f = bytearray(genuine)  # a replay
+        forged.append(bytes(f))
+    taken = {}
+    for name in names:
+        h, eng = lan.host(name), lan.member(name)
+        eng.pop_events()
+        taken[name] = [f for f in forged if h.takes(f)]
+        for f in taken[name]:
+            eng.receive_frame(src, f, lan.now)
+        events = eng.pop_events()
+        assert all(isinstance(e, InboundRefused) for e in events), {type(e) for e in events}
+        assert not eng.door.shut(lan.now)
+    assert len(taken["member1"]) == len(forged) and not taken["member2"] and not taken["member3"]
