@@ -122,6 +122,7 @@ _PART = struct.Struct("!QHH")
 _HEAD = struct.Struct("!QQHHH")
 _ABORT = struct.Struct("!QBH")
 _INBOUND = struct.Struct("!QQBB")
+_INBOUND_FRAME = struct.Struct("!BBIHQQBB")  # HEADER and _INBOUND
 _HELLO = struct.Struct("!Q16sI")
 _HEARTBEAT = struct.Struct("!QQIBQHI16s")
 _KEYS = struct.Struct("!QB")
@@ -507,12 +508,20 @@ def peek_inbound_tag(body: bytes) -> int:
 
 
 def pull_inbound(body: bytes) -> Inbound:
-    if len(body) < HEADER.size + _INBOUND.size:
+    return pull_inbound_frame(body)[2]
+
+
+def pull_inbound_frame(frame: bytes) -> tuple[int, int, Inbound]:
+    """(coalition, sender, body) of an INBOUND frame, its protocol version checked: header and
+    body in one read, since every member reads every INBOUND frame."""
+    if len(frame) < INBOUND_HEAD:
         raise malformed("short INBOUND")
-    seq, tag, index, count = _INBOUND.unpack_from(body, HEADER.size)
+    version, _, coalition, sender, seq, tag, index, count = _INBOUND_FRAME.unpack_from(frame)
+    if version != VERSION:
+        raise RemoteProtocolError(RejectReason.FOREIGN, f"version {version}")
     if count == 0 or index >= count:
         raise malformed(f"inbound part {index} of {count}")
-    return Inbound(seq, tag, index, count, body[HEADER.size + _INBOUND.size :])
+    return coalition, sender, Inbound(seq, tag, index, count, frame[INBOUND_HEAD:])
 
 
 @dataclass(frozen=True, slots=True)

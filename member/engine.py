@@ -27,7 +27,7 @@ from lanon.common.clock import wall_ms
 from lanon.common.coalition import Coalition, GatewayPeer, Peer, check_own_key
 from lanon.common.crypto import HostKey
 from lanon.common.endpoints import Answer, sign_pin
-from lanon.common.engine import EngineBase, check_sealed, signed
+from lanon.common.engine import EngineBase, check_sealed, foreign, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
     MAX_FILTER_TAGS,
@@ -498,18 +498,20 @@ class MemberEngine(EngineBase):
     # --- frames -------------------------------------------------------------------------
 
     def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
-        if self.filter_inbound and frame[1:2] == _INBOUND:
-            self._filtered_inbound(frame, now)
+        if frame[1:2] == _INBOUND:  # first: a download brings thousands a second
+            if self.filter_inbound:
+                self._filtered_inbound(frame, now)
+            elif self._admit(src, now):
+                try:
+                    self._inbound(frame, now)
+                except RemoteProtocolError as exc:
+                    self._reject(exc, frame, src, now)
             return
         if not self._admit(src, now):
             return
         try:
             header = self._header(frame, self.c.id)
             t = header.type
-            if t == wire.MsgType.INBOUND:  # first: a download brings thousands a second
-                if not self.retired:
-                    self.inbound.receive(self.c.gateway_at(header.sender), frame, now)
-                return
             if t == wire.MsgType.COALITION:
                 self._on_version(src, frame, now)
                 return
@@ -555,13 +557,18 @@ class MemberEngine(EngineBase):
         flows' tags, so whatever is wrong with it is told in private, as for a refused frame
         of our own flow, and the door neither counts nor turns away its source: a public count
         or a shut door would show that the tag is ours."""
-        if self.retired:
-            return
         try:
-            header = self._header(frame, self.c.id)
-            self.inbound.receive(self.c.gateway_at(header.sender), frame, now)
+            self._inbound(frame, now)
         except RemoteProtocolError:
             self.event(InboundRefused(InboundRefusal.MALFORMED))
+
+    def _inbound(self, frame: bytes, now: float) -> None:
+        """An INBOUND frame (its shape checked here is public: every member sees it alike)."""
+        coalition, sender, inbound = wire.pull_inbound_frame(frame)
+        if coalition != self.c.id:
+            raise foreign(coalition, self.c.id)
+        if not self.retired:
+            self.inbound.receive(self.c.gateway_at(sender), frame, inbound, now)
 
     def _on_offer(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
         """A provider's offer, signed by one of its gateways (the latest wins). Cheap checks

@@ -62,8 +62,10 @@ class InboundReceiver:
             REASSEMBLY_TIMEOUT, MAX_PENDING, max_per_group=MAX_PENDING, max_bytes=MAX_BYTES
         )
 
-    def receive(self, gateway: GatewayPeer, frame: bytes, now: float) -> None:
-        inbound = wire.pull_inbound(frame)  # a bad shape is public: everyone sees it alike
+    def receive(
+        self, gateway: GatewayPeer, frame: bytes, inbound: wire.Inbound, now: float
+    ) -> None:
+        """`inbound`: `frame`'s body, its shape checked."""
         flow = self.flows.by_tag(inbound.tag)
         service = None
         services = self.e.services  # (the engine's: made after us)
