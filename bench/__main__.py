@@ -228,7 +228,8 @@ def _timed(engine: Any, spent: list[float]) -> None:
 def scale() -> dict[str, list[tuple[int, float, float]]]:
     """Rounds, RTT and goodput as members are added, per schedule and key graph, on a
     simulated switched LAN (1 Gbit/s ports, 50 µs a hop: CPU not counted in the times), and
-    each host's CPU per round (measured): with a regular key graph and the tree it stays flat."""
+    each host's CPU per round (measured): with a regular key graph and the tree it grows far
+    slower than the members (README, What it costs)."""
     print(
         "4. scale on a simulated switched LAN (1 Gbit/s ports, 50 µs a hop; times exclude CPU, "
         "CPU per round is measured)"

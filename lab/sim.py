@@ -358,8 +358,8 @@ class Lan:
         timers += [h.held[0][0] for h in self.hosts.values() if h.held]
         self.now = max(self.now, min(timers))
         self.deliver()
-        for h in self.hosts.values():
-            if not h.down:
+        for h in self.hosts.values():  # as the daemons do: a host's timer fires when it is due
+            if not h.down and (t := h.engine.get_timer()) is not None and t <= self.now:
                 h.engine.handle_timer(self.now)
         self.collect()
         self.deliver()
