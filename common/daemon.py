@@ -90,9 +90,13 @@ class Engine(Protocol):
 
 
 class LanSocket(Protocol):
+    sources_refused: bool
+
     def receive_stamped(self) -> Iterator[tuple[bytes, bytes, float]]: ...
 
     def receive_unstamped(self) -> Iterator[tuple[bytes, bytes, float]]: ...
+
+    def allow_only(self, sources: frozenset[bytes] | None) -> None: ...
 
 
 class DaemonBase:
@@ -120,6 +124,7 @@ class DaemonBase:
         self.wall_offset = time.time() - time.monotonic()
         self.control: ControlServer | None = None
         self._http: list[Any] = []
+        self._sources_refused = False  # the kernel refused the door's filter (said once)
         self._last_warned: dict[str, float] = {}
         self._paused: tuple[float, str] | None = None  # since when, and why (LanonDisbanded)
         self._paused_warned = False
@@ -295,6 +300,20 @@ class DaemonBase:
             self.run_timers(now)
             self.hold(now)
         return now
+
+    def filter_sources(self, allow: frozenset[bytes] | None, *socks: LanSocket) -> None:
+        """The door's kernel filter on these sockets. Where the kernel refuses it (more
+        sources than net.core.optmem_max leaves room for), a socket keeps its kind's filter
+        only, and the engine's door turns the other sources away itself: said once."""
+        for sock in socks:
+            sock.allow_only(allow)
+        if not self._sources_refused and any(s.sources_refused for s in socks):
+            self._sources_refused = True
+            self.log.warning(
+                "the kernel refused a filter of %d trusted sources (net.core.optmem_max): "
+                "this daemon turns the others away itself, frame by frame",
+                len(allow or ()),
+            )
 
     def hold(self, now: float) -> None:
         """Wait here for a moment that must be kept exactly, rather than start other work

@@ -92,6 +92,7 @@ class LinkSocket:
         self._sources: frozenset[bytes] | None = None
         self._tags: frozenset[int] | None = None
         self.tags_refused = False  # the kernel refused a filter with flow tags (`_filter`)
+        self.sources_refused = False  # ... or with the sources the door trusts
         self._no_outgoing = False
         with contextlib.suppress(OSError):
             self.sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
@@ -225,16 +226,22 @@ class LinkSocket:
         # engine takes as from the other (every kind is handled on either).
         with contextlib.suppress(OSError):
             self.sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
-        try:
+        with contextlib.suppress(OSError):
             self._attach(program)
-        except OSError:
-            if self._tags is None:
-                raise
-            # Still too large: without the tags, which only spare us work, so that the kind
-            # and the sources hold; every INBOUND frame reaches us.
+            return
+        if self._tags is not None:
+            # Still too large: without the tags, which only spare us work (every INBOUND
+            # frame reaches us), so that the kind and the sources hold.
             self._tags = None
             self.tags_refused = True
-            self._attach(frame_filter(self._sources, self._kind))
+            with contextlib.suppress(OSError):
+                self._attach(frame_filter(self._sources, self._kind))
+                return
+        # Too many sources for the kernel: the kind alone, a program of three instructions
+        # (the engine's door still turns away the sources it shut, one frame at a time).
+        self.sources_refused = True
+        if self._kind is not None:
+            self._attach(frame_filter(None, self._kind))
 
     def _attach(self, program: bytes) -> None:
         buf = ctypes.create_string_buffer(program)

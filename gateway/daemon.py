@@ -107,7 +107,7 @@ class GatewayDaemon(DaemonBase):
         self.emitter = Emitter()
         self.handlers = {
             SendFrame: lambda cmd: self.lan.send(cmd.dst, cmd.frame),
-            FilterSources: lambda cmd: self.lan.allow_only(cmd.allow),
+            FilterSources: lambda cmd: self.filter_sources(cmd.allow, self.lan),
             EmitPacket: self._emit,
             SendArp: lambda cmd: self.arp.send(cmd.dst, cmd.payload),
             SaveCoalition: self.save_coalition,

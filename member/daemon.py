@@ -314,8 +314,7 @@ class MemberDaemon(DaemonBase):
             )
 
     def _filter_sources(self, cmd: FilterSources) -> None:
-        self.lan.allow_only(cmd.allow)
-        self.inbound.allow_only(cmd.allow)
+        self.filter_sources(cmd.allow, self.lan, self.inbound)
 
     def _send(self, cmd: SendFrame) -> None:
         if cmd.at:
