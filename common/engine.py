@@ -20,14 +20,6 @@ from lanon.common.events import (
 from lanon.common.guard import Door, SenderKey, SignatureGuard
 
 
-def foreign(theirs: int, ours: int) -> RemoteProtocolError:
-    """A frame of another coalition than ours."""
-    return RemoteProtocolError(
-        RejectReason.FOREIGN,
-        f"coalition {theirs:08x}, ours {ours:08x}: do all hosts use the same coalition file?",
-    )
-
-
 class EngineBase:
     def __init__(self) -> None:
         self._commands: list[Command] = []
@@ -61,7 +53,7 @@ class EngineBase:
         """The frame's header, if the frame is of our coalition and protocol version."""
         header = wire.pull_header(frame)
         if header.coalition != coalition:
-            raise foreign(header.coalition, coalition)
+            raise wire.foreign_coalition(header.coalition, coalition)
         return header
 
     def _admit(self, src: bytes, now: float) -> bool:

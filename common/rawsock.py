@@ -212,36 +212,43 @@ class LinkSocket:
         self._filter()
 
     def _filter(self) -> None:
-        if self._sources is None and self._kind is None and self._tags is None:
-            with contextlib.suppress(OSError):  # no filter attached: nothing to detach
-                self.sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+        """The best filter the kernel takes: all that is wanted; else without the flow tags,
+        which only spare us work (every INBOUND frame reaches us); else without the sources
+        (the engine's door turns them away itself, frame by frame), with the tags, then
+        without; the kind always."""
+        wanted = [(self._sources, self._tags)]
+        if self._tags is not None:
+            wanted.append((self._sources, None))
+        if self._sources is not None:
+            if self._tags is not None:
+                wanted.append((None, self._tags))
+            wanted.append((None, None))
+        if self._try(*wanted[0]):
             return
-        program = frame_filter(self._sources, self._kind, self._tags)
-        try:
-            self._attach(program)
-            return
-        except OSError:  # refused: the kernel charges the old program and the new together
-            pass  # to net.core.optmem_max (20 KiB before Linux 6.8)
-        # Without the old one, then: for a moment any frame reaches this socket, which the
-        # engine takes as from the other (every kind is handled on either).
+        # Refused: the kernel charges the old program and the new together to
+        # net.core.optmem_max (20 KiB before Linux 6.8). Without the old one, then: for a
+        # moment any frame reaches this socket, which the engine takes as from the other
+        # (every kind is handled on either).
         with contextlib.suppress(OSError):
             self.sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
-        with contextlib.suppress(OSError):
-            self._attach(program)
-            return
-        if self._tags is not None:
-            # Still too large: without the tags, which only spare us work (every INBOUND
-            # frame reaches us), so that the kind and the sources hold.
-            self._tags = None
-            self.tags_refused = True
-            with contextlib.suppress(OSError):
-                self._attach(frame_filter(self._sources, self._kind))
+        for sources, tags in wanted:
+            if self._try(sources, tags):
                 return
-        # Too many sources for the kernel: the kind alone, a program of three instructions
-        # (the engine's door still turns away the sources it shut, one frame at a time).
-        self.sources_refused = True
-        if self._kind is not None:
-            self._attach(frame_filter(None, self._kind))
+        raise OSError(errno.ENOMEM, f"{self.ifname}: the kernel takes no filter of this kind")
+
+    def _try(self, sources: frozenset[bytes] | None, tags: frozenset[int] | None) -> bool:
+        """Attach the filter of `sources`, `tags` and this socket's kind; False if refused."""
+        try:
+            if sources is None and tags is None and self._kind is None:
+                with contextlib.suppress(OSError):  # no filter attached: nothing to detach
+                    self.sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_FILTER, 0)
+            else:
+                self._attach(frame_filter(sources, self._kind, tags))
+        except OSError:
+            return False
+        self.tags_refused = self._tags is not None and tags is None
+        self.sources_refused = self._sources is not None and sources is None
+        return True
 
     def _attach(self, program: bytes) -> None:
         buf = ctypes.create_string_buffer(program)

@@ -508,20 +508,40 @@ def peek_inbound_tag(body: bytes) -> int:
 
 
 def pull_inbound(body: bytes) -> Inbound:
-    return pull_inbound_frame(body)[2]
-
-
-def pull_inbound_frame(frame: bytes) -> tuple[int, int, Inbound]:
-    """(coalition, sender, body) of an INBOUND frame, its protocol version checked: header and
-    body in one read, since every member reads every INBOUND frame."""
-    if len(frame) < INBOUND_HEAD:
+    if len(body) < HEADER.size + _INBOUND.size:
         raise malformed("short INBOUND")
-    version, _, coalition, sender, seq, tag, index, count = _INBOUND_FRAME.unpack_from(frame)
-    if version != VERSION:
-        raise RemoteProtocolError(RejectReason.FOREIGN, f"version {version}")
+    seq, tag, index, count = _INBOUND.unpack_from(body, HEADER.size)
     if count == 0 or index >= count:
         raise malformed(f"inbound part {index} of {count}")
-    return coalition, sender, Inbound(seq, tag, index, count, frame[INBOUND_HEAD:])
+    return Inbound(seq, tag, index, count, body[HEADER.size + _INBOUND.size :])
+
+
+def pull_inbound_frame(frame: bytes, coalition: int) -> tuple[int, Inbound]:
+    """(sender, body) of an INBOUND frame of `coalition`: what `pull_header`, the coalition's
+    check and `pull_inbound` would say, in their order, from one read (every member reads
+    every INBOUND frame)."""
+    if len(frame) < INBOUND_HEAD:
+        pull_header(frame)  # (another version says so first)
+        header_coalition = HEADER.unpack_from(frame)[2]
+        if header_coalition != coalition:
+            raise foreign_coalition(header_coalition, coalition)
+        raise malformed("short INBOUND")
+    version, _, theirs, sender, seq, tag, index, count = _INBOUND_FRAME.unpack_from(frame)
+    if version != VERSION:
+        raise RemoteProtocolError(RejectReason.FOREIGN, f"version {version}")
+    if theirs != coalition:
+        raise foreign_coalition(theirs, coalition)
+    if count == 0 or index >= count:
+        raise malformed(f"inbound part {index} of {count}")
+    return sender, Inbound(seq, tag, index, count, frame[INBOUND_HEAD:])
+
+
+def foreign_coalition(theirs: int, ours: int) -> RemoteProtocolError:
+    """A frame of another coalition than ours."""
+    return RemoteProtocolError(
+        RejectReason.FOREIGN,
+        f"coalition {theirs:08x}, ours {ours:08x}: do all hosts use the same coalition file?",
+    )
 
 
 @dataclass(frozen=True, slots=True)

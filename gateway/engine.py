@@ -548,12 +548,12 @@ class GatewayEngine(EngineBase):
         self._heartbeat(now)
 
     def get_timer(self) -> float:
+        # (a version's repeat or a join request beside the others, never instead of them: the
+        # leader's next OPEN must not wait for a heartbeat)
         soon = min(self.next_repeat if self.c.versioned else float("inf"), self.next_join)
-        if soon < self.next_heartbeat:
-            return soon
         if self.retired:
-            return self.next_heartbeat
-        t = min(self.next_heartbeat, self.tracer.get_timer())
+            return min(soon, self.next_heartbeat)
+        t = min(soon, self.next_heartbeat, self.tracer.get_timer())
         lt = self.leader.get_timer()
         if lt is not None:
             t = min(t, lt)

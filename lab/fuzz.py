@@ -909,7 +909,12 @@ WIRE_TARGETS = [
     _decoder("pull_output_head", wire.pull_output_head, [wire.MsgType.OUTPUT_HEAD]),
     _decoder("pull_abort", wire.pull_abort, [wire.MsgType.ABORT]),
     _decoder("pull_inbound", wire.pull_inbound, [wire.MsgType.INBOUND]),
-    _decoder("pull_inbound_frame", wire.pull_inbound_frame, [wire.MsgType.INBOUND], strip=False),
+    _decoder(
+        "pull_inbound_frame",
+        lambda f: wire.pull_inbound_frame(f, int.from_bytes(f[2:6], "big")),
+        [wire.MsgType.INBOUND],
+        strip=False,
+    ),
     _decoder("peek_inbound_tag", wire.peek_inbound_tag, [wire.MsgType.INBOUND], strip=False),
     _decoder("pull_hello", wire.pull_hello, [wire.MsgType.HELLO]),
     _decoder("pull_heartbeat", wire.pull_heartbeat, [wire.MsgType.HEARTBEAT]),

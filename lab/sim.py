@@ -314,6 +314,8 @@ class Lan:
                 assert target is not None
                 h = self.hosts[target]
                 if not h.down and (h.allow is None or src in h.allow) and h.takes(cmd.frame):
+                    if isinstance(h.engine, GatewayEngine):  # as its daemon, before it reads
+                        h.engine.notice_pause(self.now)
                     h.engine.receive_frame(src, cmd.frame, self.now)
             elif isinstance(cmd, EmitPacket):
                 self.emitted.append((sender.name, cmd.packet))
@@ -345,6 +347,7 @@ class Lan:
         for reply in replies:
             for h in self.hosts.values():
                 if isinstance(h.engine, GatewayEngine) and not h.down:
+                    h.engine.notice_pause(self.now)
                     h.engine.receive_packet(reply, self.now)
 
     def advance(self) -> None:

@@ -27,7 +27,7 @@ from lanon.common.clock import wall_ms
 from lanon.common.coalition import Coalition, GatewayPeer, Peer, check_own_key
 from lanon.common.crypto import HostKey
 from lanon.common.endpoints import Answer, sign_pin
-from lanon.common.engine import EngineBase, check_sealed, foreign, signed
+from lanon.common.engine import EngineBase, check_sealed, signed
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
     MAX_FILTER_TAGS,
@@ -557,6 +557,8 @@ class MemberEngine(EngineBase):
         flows' tags, so whatever is wrong with it is told in private, as for a refused frame
         of our own flow, and the door neither counts nor turns away its source: a public count
         or a shut door would show that the tag is ours."""
+        if self.retired:
+            return
         try:
             self._inbound(frame, now)
         except RemoteProtocolError:
@@ -564,11 +566,11 @@ class MemberEngine(EngineBase):
 
     def _inbound(self, frame: bytes, now: float) -> None:
         """An INBOUND frame (its shape checked here is public: every member sees it alike)."""
-        coalition, sender, inbound = wire.pull_inbound_frame(frame)
-        if coalition != self.c.id:
-            raise foreign(coalition, self.c.id)
-        if not self.retired:
-            self.inbound.receive(self.c.gateway_at(sender), frame, inbound, now)
+        if self.retired:  # (its header only: the rest is no business of ours any more)
+            self._header(frame, self.c.id)
+            return
+        sender, inbound = wire.pull_inbound_frame(frame, self.c.id)
+        self.inbound.receive(self.c.gateway_at(sender), frame, inbound, now)
 
     def _on_offer(self, sender: int, src: bytes, frame: bytes, now: float) -> None:
         """A provider's offer, signed by one of its gateways (the latest wins). Cheap checks
@@ -692,12 +694,11 @@ class MemberEngine(EngineBase):
     # --- timers ---------------------------------------------------------------------------
 
     def get_timer(self) -> float:
-        asking = self.joining or self.next_key is not None
-        if asking and self.next_join < self.next_housekeeping:
-            return self.next_join
+        # (a JOIN beside the others, never instead of them: a relay's moment must not wait)
+        t = self.next_join if self.joining or self.next_key is not None else float("inf")
         if self.retired:
-            return self.next_housekeeping
-        t = min(self.next_housekeeping, self.keys.get_timer(), self.rounds.get_timer())
+            return min(t, self.next_housekeeping)
+        t = min(t, self.next_housekeeping, self.keys.get_timer(), self.rounds.get_timer())
         if self.in_roster:
             return min(t, self.last_in_roster + self.roster_silence)
         return min(t, self.next_hello)

@@ -127,19 +127,22 @@ PROBE = textwrap.dedent(
         assert not s.tags_refused and not s.sources_refused
 
     # More trusted sources than 20 KiB holds: the socket keeps its kind's filter (no rounds'
-    # frame on the INBOUND socket, none twice), every source passes (the door turns them away
-    # in the daemon), and it says so
+    # frame on the INBOUND socket, none twice) and its tags, every source passes (the door
+    # turns them away in the daemon), and it says so
     crowd = frozenset(bytes([2, 0, 0, 9, i >> 8, i & 255]) for i in range(400))
     s = LinkSocket("vb", wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True))
     s.allow_tags(many)
     s.allow_only(crowd)
     with open("/proc/sys/net/core/optmem_max") as f:  # (20 KiB here, unless not per namespace)
         assert s.sources_refused == (f.read().strip() == "20480")
-    for t in (wire.MsgType.OPEN, wire.MsgType.INBOUND):
-        tx.send(b"\\xff" * 6 + OTHER + b"\\x88\\xb5" + bytes([wire.VERSION, t]) + b"x" * 50)
+    assert not s.tags_refused  # the tags still fit, without the sources
+    tx.send(b"\\xff" * 6 + OTHER + b"\\x88\\xb5" + bytes([wire.VERSION, wire.MsgType.OPEN]) + b"x" * 50)
+    for tag in (max(many), 0x1111111111111111):
+        body = wire.Inbound(1, tag, 0, 1, b"sealed").encode(7, 0)
+        tx.send(b"\\xff" * 6 + OTHER + b"\\x88\\xb5" + body)
     time.sleep(0.2)
-    got = [(src.hex(), p[1]) for src, p in s.receive()]
-    assert got == [(OTHER.hex(), wire.MsgType.INBOUND)], got
+    got = [(src.hex(), wire.peek_inbound_tag(p)) for src, p in s.receive()]
+    assert got == [(OTHER.hex(), max(many))], got
     """
 )
 
