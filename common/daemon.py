@@ -124,7 +124,6 @@ class DaemonBase:
         self.wall_offset = time.time() - time.monotonic()
         self.control: ControlServer | None = None
         self._http: list[Any] = []
-        self._sources_refused = False  # the kernel refused the door's filter (said once)
         self._last_warned: dict[str, float] = {}
         self._paused: tuple[float, str] | None = None  # since when, and why (LanonDisbanded)
         self._paused_warned = False
@@ -304,15 +303,15 @@ class DaemonBase:
     def filter_sources(self, allow: frozenset[bytes] | None, *socks: LanSocket) -> None:
         """The door's kernel filter on these sockets. Where the kernel refuses it (more
         sources than net.core.optmem_max leaves room for), a socket keeps its kind's filter
-        only, and the engine's door turns the other sources away itself: said once."""
+        only, and the engine's door turns the other sources away itself (`warn_once`)."""
         for sock in socks:
             sock.allow_only(allow)
-        if not self._sources_refused and any(s.sources_refused for s in socks):
-            self._sources_refused = True
-            self.log.warning(
-                "the kernel refused a filter of %d trusted sources (net.core.optmem_max): "
-                "this daemon turns the others away itself, frame by frame",
-                len(allow or ()),
+        if any(s.sources_refused for s in socks):
+            self.warn_once(
+                "sources-refused",
+                self.reactor.clock(),
+                "the kernel refused a filter of trusted sources (net.core.optmem_max): this "
+                "daemon turns the others away itself, frame by frame",
             )
 
     def hold(self, now: float) -> None:

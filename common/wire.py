@@ -511,9 +511,7 @@ def pull_inbound(body: bytes) -> Inbound:
     if len(body) < HEADER.size + _INBOUND.size:
         raise malformed("short INBOUND")
     seq, tag, index, count = _INBOUND.unpack_from(body, HEADER.size)
-    if count == 0 or index >= count:
-        raise malformed(f"inbound part {index} of {count}")
-    return Inbound(seq, tag, index, count, body[HEADER.size + _INBOUND.size :])
+    return _inbound(seq, tag, index, count, body[INBOUND_HEAD:])
 
 
 def pull_inbound_frame(frame: bytes, coalition: int) -> tuple[int, Inbound]:
@@ -531,9 +529,13 @@ def pull_inbound_frame(frame: bytes, coalition: int) -> tuple[int, Inbound]:
         raise RemoteProtocolError(RejectReason.FOREIGN, f"version {version}")
     if theirs != coalition:
         raise foreign_coalition(theirs, coalition)
+    return sender, _inbound(seq, tag, index, count, frame[INBOUND_HEAD:])
+
+
+def _inbound(seq: int, tag: int, index: int, count: int, payload: bytes) -> Inbound:
     if count == 0 or index >= count:
         raise malformed(f"inbound part {index} of {count}")
-    return sender, Inbound(seq, tag, index, count, frame[INBOUND_HEAD:])
+    return Inbound(seq, tag, index, count, payload)
 
 
 def foreign_coalition(theirs: int, ours: int) -> RemoteProtocolError:

@@ -61,7 +61,6 @@ class MemberDaemon(DaemonBase):
         self.health_log = health.HealthLog(self.log)
         self._started: float | None = None  # the first look at its health, once it runs
         self._foreign = (0.0, float("-inf"))  # frames of other coalitions: (count, last change)
-        self._filter_refused = False  # the kernel refused an INBOUND filter (logged once)
         self.private_registry = CollectorRegistry()
         self.metrics: MemberMetrics = MemberMetrics(
             self.registry, self.private_registry, settings.name, self.c.coalition.name
@@ -306,11 +305,12 @@ class MemberDaemon(DaemonBase):
 
     def _filter_inbound(self, cmd: FilterInbound) -> None:
         self.inbound.allow_tags(cmd.tags)
-        if self.inbound.tags_refused and not self._filter_refused:
-            self._filter_refused = True  # (once: how often would say how many flows)
-            self.log.warning(
+        if self.inbound.tags_refused:  # (no count: it would say how many flows)
+            self.warn_once(
+                "tags-refused",
+                self.reactor.clock(),
                 "filter_inbound: the kernel refused a filter of flow tags (net.core.optmem_max)"
-                ": this member reads every INBOUND frame while that lasts"
+                ": this member reads every INBOUND frame while that lasts",
             )
 
     def _filter_sources(self, cmd: FilterSources) -> None:
