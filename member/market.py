@@ -178,8 +178,9 @@ class Market:
             return
         self.wallet.add(blindrsa.key_id(buy.key).hex(), buy.operator, tokens)
         self._changed(buy.operator, f"bought {len(tokens)}")
-        # Flows that waited for a token pay at their next packet, and not before a random
-        # while: the provider knows which flows it stopped, and whom it just sold to.
+        # Flows that waited for a token pay at their next packet or housekeeping, and not
+        # before a random while: the provider knows which flows it stopped, and whom it just
+        # sold to.
         self.quiet_until = now + self.rng.uniform(*OWED_WAIT)
 
     def receive_rating(self, gateway: GatewayPeer, src: bytes, frame: bytes, now: float) -> None:
@@ -247,6 +248,11 @@ class Market:
     def housekeeping(self, now: float) -> None:
         for tag in [t for t in self.owing if self.e.flows.by_tag(t) is None]:
             del self.owing[tag]  # ended while it waited
+        if now >= self.quiet_until:
+            # A flow its provider stopped may have no packet left to pay at (a download's
+            # receiver sends nothing while nothing comes): it pays here, after the same wait.
+            for flow in list(self.owing.values()):
+                self.moved(flow, 0, now)
         self._retry(now)
         if now >= self.next_look:
             self.next_look = now + RESTOCK_MIN + self.rng.expovariate(1 / RESTOCK_MEAN)

@@ -177,6 +177,26 @@ def test_a_flow_that_found_no_token_pays_when_tokens_come(token_key: blindrsa.Pr
     assert exchange(lan, "member1", 4) == 4
 
 
+def test_a_stopped_flow_with_no_packet_left_pays_all_the_same(
+    token_key: blindrsa.PrivateKey,
+) -> None:
+    """A download its provider stopped sends nothing more (its receiver has nothing to
+    acknowledge): once tokens came, and after the same random wait, the flow pays anyway."""
+    keep = Priorities(**{**PRICE_FIRST.__dict__, "keep_tokens": 4, "explore": 0.0})
+    lan = market({"member1": keep})
+    selling(lan, token_key)
+    m = lan.member("member1")
+    m.market.next_look = lan.now + 1000
+    lan.run(6.0)
+    exchange(lan, "member1", 3)
+    assert m.market.owing
+    m.market.next_look = lan.now
+    lan.run(3.0)  # tokens bought; no packet of the flow from here on
+    lan.run(max(0.0, m.market.quiet_until - lan.now) + 2.0)
+    assert not m.market.owing
+    assert [e.outcome for e in lan.events("gateway1", TokenRedeemed)] == ["accepted"]
+
+
 def test_a_replayed_buy_gets_the_same_answer_and_sells_nothing_more(
     token_key: blindrsa.PrivateKey,
 ) -> None:
