@@ -208,6 +208,7 @@ def verify_exchange(public: bytes, peer: bytes, shared: bytes, proof: bytes) -> 
 
 
 @functools.lru_cache(maxsize=4096)  # the leader names every roster member's key every round
+@functools.lru_cache(maxsize=4096)  # the leader names every roster member's key in every OPEN
 def key_id(public: bytes) -> int:
     """Short name of an ephemeral public key, as OPEN frames carry it."""
     return int.from_bytes(hashlib.blake2b(public, digest_size=4).digest(), "big")
@@ -251,6 +252,27 @@ def bit_of(data: bytes, bit: int) -> int:
 
 def mac(key: bytes, data: bytes) -> bytes:
     return hashlib.blake2b(data, key=key, digest_size=16).digest()
+
+
+class MacTable:
+    """The MACs of one body under every member's key, in index order (OPEN and OUTPUT_HEAD).
+    Each key is set up once: copying a keyed BLAKE2b state costs less than keying it again, and
+    the leader makes two tables a round."""
+
+    def __init__(self, keys: list[bytes]) -> None:
+        self.keys = keys
+        self._keyed = [hashlib.blake2b(key=k, digest_size=16) for k in keys]
+
+    def __reduce__(self) -> tuple[type[MacTable], tuple[list[bytes]]]:
+        return MacTable, (self.keys,)  # hash states do not copy: key them again (fuzz snapshots)
+
+    def of(self, body: bytes) -> bytes:
+        out = []
+        for keyed in self._keyed:
+            h = keyed.copy()
+            h.update(body)
+            out.append(h.digest())
+        return b"".join(out)
 
 
 def digest16(data: bytes) -> bytes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 
 from lanon.common import wire
-from lanon.common.crypto import HostKey, Verifier, mac
+from lanon.common.crypto import HostKey, MacTable, Verifier, mac
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import (
     Command,
@@ -131,10 +131,9 @@ def signed(key: HostKey, body: bytes) -> bytes:
     return body + key.sign(body)
 
 
-def sealed(key: HostKey, body: bytes, member_keys: list[bytes]) -> bytes:
+def sealed(key: HostKey, body: bytes, macs: MacTable) -> bytes:
     """An OPEN or OUTPUT_HEAD: the body, one MAC per member (wire.split_sealed), signed."""
-    table = b"".join(mac(k, body) for k in member_keys)
-    return signed(key, body + table)
+    return signed(key, body + macs.of(body))
 
 
 def maced(key: bytes, body: bytes) -> bytes:

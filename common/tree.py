@@ -6,6 +6,11 @@ link then carries `fanout` vectors a round instead of one per member, and a roun
 log_fanout(n) stages. The order is reshuffled every round (from the round number), so that the
 work and the waiting of interior positions move around; everyone computes the same tree.
 
+The shuffle is an affine permutation of the sorted roster, `position = (a * i + b) mod n` with `a`
+a unit mod n, both drawn from a hash of the round: a host finds its own place, its parent and its
+children with one hash and a few multiplications, whatever the size of the roster (wire version
+12; ordering everyone by a keyed hash every round cost each host a hash per member and a sort).
+
 For anonymity the schedule does not matter: a parent sees its children's padded vectors, as
 anyone on the LAN sees every member's in the star.
 """
@@ -13,15 +18,67 @@ anyone on the LAN sees every member's in the star.
 from __future__ import annotations
 
 import hashlib
+import math
+from bisect import bisect_left
 from dataclasses import dataclass
+from functools import lru_cache
+
+
+@lru_cache(maxsize=64)
+def _sorted(roster: frozenset[int]) -> tuple[int, ...]:
+    return tuple(sorted(roster))
+
+
+@lru_cache(maxsize=64)
+def _units(n: int) -> tuple[int, ...]:
+    return tuple(a for a in range(1, n) if math.gcd(a, n) == 1) or (1,)
+
+
+@dataclass(frozen=True, slots=True)
+class Shuffle:
+    """Round `rnd`'s order of a roster: who stands at which position of the tree."""
+
+    members: tuple[int, ...]  # the roster, sorted
+    a: int
+    a_inverse: int
+    b: int
+
+    @classmethod
+    def of(cls, roster: frozenset[int], rnd: int) -> Shuffle:
+        members = _sorted(roster)
+        n = len(members)
+        seed = hashlib.blake2b(
+            rnd.to_bytes(8, "big") + n.to_bytes(4, "big"), digest_size=16, person=b"lanon-tree-v1"
+        ).digest()
+        units = _units(n)
+        a = units[int.from_bytes(seed[:8], "big") % len(units)]
+        return cls(members, a, pow(a, -1, n) if n > 1 else 0, int.from_bytes(seed[8:], "big") % n)
+
+    def position(self, member: int) -> int:
+        """`member`'s position; it must be in the roster."""
+        i = _index(self.members, member)
+        return (self.a * i + self.b) % len(self.members)
+
+    def at(self, position: int) -> int:
+        return self.members[(self.a_inverse * (position - self.b)) % len(self.members)]
+
+
+def _index(members: tuple[int, ...], member: int) -> int:
+    i = bisect_left(members, member)
+    if i == len(members) or members[i] != member:
+        raise ValueError(f"member {member} is not in the roster")
+    return i
 
 
 def order(roster: frozenset[int], rnd: int) -> list[int]:
-    """The roster in tree order for round `rnd`: position 0 is the root."""
-    seed = rnd.to_bytes(8, "big")
-    return sorted(
-        roster, key=lambda m: hashlib.blake2b(seed + m.to_bytes(4, "big"), digest_size=8).digest()
-    )
+    """The roster in tree order for round `rnd`: position 0 is the root (for tests and tools;
+    hosts ask only for their own place)."""
+    s = Shuffle.of(roster, rnd)
+    return [s.at(q) for q in range(len(roster))]
+
+
+def root(roster: frozenset[int], rnd: int) -> int:
+    return Shuffle.of(roster, rnd).at(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +99,13 @@ def depth_of(position: int, fanout: int) -> int:
 
 
 def place(roster: frozenset[int], rnd: int, member: int, fanout: int) -> Place:
-    members = order(roster, rnd)
-    pos = members.index(member)
+    s = Shuffle.of(roster, rnd)
+    n = len(s.members)
+    pos = s.position(member)
     first = fanout * pos + 1
-    children = tuple(members[first : min(first + fanout, len(members))])
-    parent = None if pos == 0 else members[(pos - 1) // fanout]
-    return Place(pos, depth_of(pos, fanout), depth_of(len(members) - 1, fanout), parent, children)
+    children = tuple(s.at(q) for q in range(first, min(first + fanout, n)))
+    parent = None if pos == 0 else s.at((pos - 1) // fanout)
+    return Place(pos, depth_of(pos, fanout), depth_of(n - 1, fanout), parent, children)
 
 
 def forward_by(opened: float, deadline: float, p: Place) -> float:

@@ -53,13 +53,15 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TypeVar
 
 from lanon.common.errors import RejectReason, RemoteProtocolError
 
 ETHERTYPE = 0x88B5
-VERSION = 11  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
+VERSION = 12  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OPEN and head;
 # 4: per-flow keys (INBOUND sealed under the flow key, not signed; sealed packets in cells);
 # 5: ephemeral keys on the Ed25519 curve, epoch keys from their exchange alone (common/crypto.py)
 # 6: blame (ATTEST, BLAME, REVEAL, PROOF, VERDICT); heartbeats say who is excluded
@@ -70,6 +72,7 @@ VERSION = 11  # 2: REFUSE says the round and epoch expected; 3: MAC tables in OP
 # 10: a member's ATTEST rides at the end of its last CONTRIB part where it fits (one frame less)
 # 11: pads keyed by the round's shape too (common/crypto.py: shape_key); reservation areas sized
 #     by the last round's claims
+# 12: the tree's order an affine permutation of the sorted roster (common/tree.py: Shuffle)
 BROADCAST = b"\xff" * 6
 SIG_LEN = 64
 MAC_LEN = 16
@@ -232,6 +235,17 @@ def table_entry(table: bytes, index: int) -> bytes:
 
 
 def bitmap_encode(indices: Iterable[int], nbits: int) -> bytes:
+    if isinstance(indices, frozenset):  # a roster: the same one every round
+        return _roster_bitmap(indices, nbits)
+    return _bitmap(indices, nbits)
+
+
+@lru_cache(maxsize=64)
+def _roster_bitmap(indices: frozenset[int], nbits: int) -> bytes:
+    return _bitmap(indices, nbits)
+
+
+def _bitmap(indices: Iterable[int], nbits: int) -> bytes:
     out = bytearray((nbits + 7) // 8)
     for i in indices:
         if not 0 <= i < nbits:
@@ -250,7 +264,21 @@ def bitmap_decode(data: bytes, nbits: int) -> frozenset[int]:
         raise malformed("bitmap length does not match its bit count")
     if nbits & 7 and data[-1] & (0xFF >> (nbits & 7)):
         raise malformed("bitmap bits set past its bit count")
-    return frozenset((j << 3) + k for j, b in enumerate(data) if b for k in _BITS[b])
+    # The same roster comes in every round's OPEN: a host's cost per round should not grow with
+    # it, so a bitmap seen lately is a dictionary lookup (hashing its bytes, in C).
+    key = (bytes(data), nbits)
+    bits = _decoded.get(key)
+    if bits is None:
+        if len(_decoded) >= _DECODED:
+            _decoded.clear()
+        bits = _decoded[key] = frozenset(
+            (j << 3) + k for j, b in enumerate(data) if b for k in _BITS[b]
+        )
+    return bits
+
+
+_DECODED = 64
+_decoded: dict[tuple[bytes, int], frozenset[int]] = {}
 
 
 # --- message bodies -------------------------------------------------------------------------
@@ -284,16 +312,48 @@ class Open:
                 self.version,
             )
             + bitmap_encode(self.roster, self.nmembers)
-            + b"".join(KEY_ID.pack(k) for k in self.key_ids)
+            + struct.pack(f"!{len(self.key_ids)}I", *self.key_ids)
             + b"".join(self.ethernet)
         )
 
-    def ethernet_of(self) -> dict[int, bytes]:
-        return dict(zip(sorted(self.roster), self.ethernet, strict=True))
+    def ethernet_of(self) -> Mapping[int, bytes]:
+        return ByMember(self.roster, self.ethernet)
 
-    def key_of(self) -> dict[int, int]:
+    def key_of(self) -> Mapping[int, int]:
         """Member index -> the id of the ephemeral key it must use in this round."""
-        return dict(zip(sorted(self.roster), self.key_ids, strict=True))
+        return ByMember(self.roster, self.key_ids)
+
+
+_T = TypeVar("_T")
+
+
+@lru_cache(maxsize=64)
+def roster_positions(roster: frozenset[int]) -> dict[int, int]:
+    """Member -> its place among the roster's members in index order, the order of an OPEN's
+    lists. The same roster comes every round: it is sorted once, not at every OPEN."""
+    return {m: i for i, m in enumerate(sorted(roster))}
+
+
+class ByMember(Mapping[int, _T]):
+    """One of an OPEN's per-member lists by member index, read where asked (a member needs a
+    few entries of it, not all)."""
+
+    __slots__ = ("_at", "_values")
+
+    def __init__(self, roster: frozenset[int], values: tuple[_T, ...]) -> None:
+        if len(values) != len(roster):
+            raise ValueError("one value per roster member")
+        self._at = roster_positions(roster)
+        self._values = values
+
+    def __getitem__(self, member: int) -> _T:
+        return self._values[self._at[member]]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._at)
+
+    def __len__(self) -> int:
+        return len(self._at)
 
 
 def pull_open(body: bytes) -> Open:

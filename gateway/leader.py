@@ -37,7 +37,7 @@ from typing import TypeVar
 from lanon.common import wire
 from lanon.common.clock import wall_ms, wall_us
 from lanon.common.coalition import Coalition, Schedule
-from lanon.common.crypto import HostKey, answer_key, digest16, key_id, mac_key
+from lanon.common.crypto import HostKey, MacTable, answer_key, digest16, key_id, mac_key
 from lanon.common.engine import EngineBase, check_mac, sealed, signed
 from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
@@ -60,7 +60,7 @@ from lanon.common.reservation import (
     tally,
 )
 from lanon.common.roster import RosterCheck
-from lanon.common.tree import order, place
+from lanon.common.tree import place, root
 from lanon.common.trusted import open_answer
 from lanon.common.vectorsum import VectorSum
 from lanon.common.verdict import attest_root
@@ -153,6 +153,7 @@ class Leader:
         self.wall_offset = wall_offset
         self.process = process
         self.mac_keys = [mac_key(key, m.public) for m in coalition.members]
+        self.mac_table = MacTable(self.mac_keys)
         # Trusted mode (common/trusted.py): members' answers are their cells, sealed for us.
         self.answer_keys = (
             [answer_key(key, m.public) for m in coalition.members] if coalition.trusted else []
@@ -372,7 +373,7 @@ class Leader:
             self.c.version,
         )
         body = o.encode(self.c.id, self.index)
-        self.e.send(wire.BROADCAST, sealed(self.key, body, self.mac_keys))
+        self.e.send(wire.BROADCAST, sealed(self.key, body, self.mac_table))
         part_lens = self.c.contrib_lens(nslots, nentries)
         self.collecting = Collecting(
             self.round,
@@ -387,7 +388,7 @@ class Leader:
             VectorSum(part_lens),
             {i: set() for i in roster},
             len(roster),
-            order(roster, self.round)[0] if tree else None,
+            root(roster, self.round) if tree else None,
             accountable=not tree and not self.c.trusted,
             attest_rides=not tree and not self.c.trusted and self.c.attest_rides(part_lens[-1]),
             body=body,
@@ -586,7 +587,7 @@ class Leader:
             col.round, col.leader_ms, col.nentries, nslots, tuple(map(digest16, parts))
         )
         self.e.send(
-            wire.BROADCAST, sealed(self.key, head.encode(self.c.id, self.index), self.mac_keys)
+            wire.BROADCAST, sealed(self.key, head.encode(self.c.id, self.index), self.mac_table)
         )
         for i, payload in enumerate(parts):
             part = wire.Part(col.round, i, len(parts), payload)

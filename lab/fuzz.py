@@ -93,7 +93,7 @@ from lanon.common.packet import (
     set_source,
 )
 from lanon.common.reservation import ENTRY_LEN
-from lanon.common.tree import order, place
+from lanon.common.tree import place, root
 from lanon.common.versions import PendingJoins, VersionBook, chunks, join_frame
 from lanon.gateway import arp
 from lanon.gateway.defrag import MAX_DATAGRAM, Defragmenter
@@ -1600,7 +1600,7 @@ def _answers(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
             return []
         senders = list(place(o.roster, o.round, me, c.rounds.tree_fanout).children)
     elif tree:
-        senders = [order(o.roster, o.round)[0]]
+        senders = [root(o.roster, o.round)]
     else:
         senders = sorted(o.roster)
     bodies = []

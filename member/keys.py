@@ -8,6 +8,8 @@ not followed. What it learns about other members (who was heard when) is for `la
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from lanon.common import wire
 from lanon.common.clock import KEYS_INTERVAL, wall_ms
 from lanon.common.coalition import Coalition
@@ -122,7 +124,7 @@ class KeyRing:
             self.announce(now)
         return True
 
-    def round_keys(self, o: wire.Open, key_of: dict[int, int]) -> tuple[list[bytes] | None, str]:
+    def round_keys(self, o: wire.Open, key_of: Mapping[int, int]) -> tuple[list[bytes] | None, str]:
         """The epoch keys for a round's pads (`key_of`: `o.key_of()`), or (None, why) if one
         is missing."""
         return self.pads.keys(o.epoch, o.roster, key_of)

@@ -4,6 +4,8 @@ from them are forgotten once their epoch is over (forward secrecy)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from lanon.common import keygraph
 from lanon.common.coalition import Coalition
 from lanon.common.crypto import Ephemeral, epoch_key, key_id
@@ -54,14 +56,14 @@ class PadKeys:
             self._added = True
 
     def keys(
-        self, epoch: int, roster: frozenset[int], key_of: dict[int, int]
+        self, epoch: int, roster: frozenset[int], key_of: Mapping[int, int]
     ) -> tuple[list[bytes] | None, str]:
         """Epoch keys with the roster's neighbours for the keys the round names, or (None, why)."""
         keys, why = self.pair_keys(epoch, roster, key_of)
         return (None, why) if keys is None else (list(keys.values()), "")
 
     def pair_keys(
-        self, epoch: int, roster: frozenset[int], key_of: dict[int, int]
+        self, epoch: int, roster: frozenset[int], key_of: Mapping[int, int]
     ) -> tuple[dict[int, bytes] | None, str]:
         """Neighbour -> epoch key, for the roster's neighbours and the keys the round names."""
         own = self.own.get(epoch)
@@ -87,7 +89,7 @@ class PadKeys:
         return out, ""
 
     def publics(
-        self, epoch: int, roster: frozenset[int], key_of: dict[int, int]
+        self, epoch: int, roster: frozenset[int], key_of: Mapping[int, int]
     ) -> tuple[bytes, dict[int, bytes]]:
         """Our ephemeral public key for `epoch`, and each roster neighbour's that the round
         names (what a REVEAL says we used)."""
@@ -100,7 +102,7 @@ class PadKeys:
         return (own.public if own is not None else b""), peers
 
     def prove(
-        self, epoch: int, peer: int, key_of: dict[int, int]
+        self, epoch: int, peer: int, key_of: Mapping[int, int]
     ) -> tuple[bytes, bytes, bytes, bytes] | None:
         """(our public key, the peer's, our exchange, its proof) for a disputed pad with
         `peer` in a round of `epoch`; None if those keys are gone."""

@@ -45,7 +45,11 @@ class Veto:
         self.c = coalition
         self.policy = policy
         self.min_members = policy.min_members or coalition.coalition.min_members
-        self._seen: dict[int, float] = {}  # member -> when last seen in a roster
+        self._seen: dict[int, float] = {}  # member -> when last seen in a roster, but:
+        self._roster: frozenset[int] = frozenset()  # the last roster, whose members were
+        self._roster_at = 0.0  # last seen then (written into _seen when the roster changes)
+        self._others = 0  # members recently seen that are not in the last roster
+        self._others_until = -math.inf  # when the first of them stops counting
         self._k: dict[frozenset[int], int] = {}
         self.smallest_set: int | None = None  # of the rounds our cells went out in
         self.smallest_k: int | None = None
@@ -53,9 +57,7 @@ class Veto:
 
     def judge(self, roster: frozenset[int], now: float) -> Verdict:
         """Whether to put data into a round with this roster (seen now)."""
-        for m in roster:
-            self._seen[m] = now
-        recent = sum(1 for t in self._seen.values() if now - t <= self.policy.window)
+        recent = self._recent(roster, now)
         k = self._connectivity(roster)
         reason = None
         if len(roster) < self.min_members:
@@ -72,6 +74,23 @@ class Veto:
         """Our cells went out in a round judged so."""
         self.smallest_set = min(verdict.size, self.smallest_set or verdict.size)
         self.smallest_k = min(verdict.k, self.smallest_k or verdict.k)
+
+    def _recent(self, roster: frozenset[int], now: float) -> int:
+        """How many members were seen in a roster within the window, this one included. The same
+        roster every round costs nothing per member: the count changes only when the roster does
+        or when a member seen earlier ages out."""
+        if roster is not self._roster and roster != self._roster:
+            for m in self._roster:
+                self._seen[m] = self._roster_at
+            self._roster = roster
+            self._others_until = -math.inf
+        self._roster_at = now
+        if now > self._others_until:
+            window = self.policy.window
+            others = [t for m, t in self._seen.items() if m not in roster and now - t <= window]
+            self._others = len(others)
+            self._others_until = min(others, default=math.inf) + window
+        return len(roster) + self._others
 
     def _connectivity(self, roster: frozenset[int]) -> int:
         k = self._k.get(roster)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from lanon.common import cell, flowkey, reservation, tokens, wire
-from lanon.common.crypto import HostKey, Verifier
+from lanon.common.crypto import HostKey, MacTable, Verifier
 from lanon.common.engine import check_mac, check_sealed, maced, sealed, signed
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.offers import Offer, Price, pull_offer
@@ -31,7 +31,7 @@ def h(*fields: str) -> bytes:
 
 
 def header(mtype: wire.MsgType) -> str:
-    return f"0b {mtype:02x} deadbeef 0003"  # version 11, type, coalition, sender
+    return f"0c {mtype:02x} deadbeef 0003"  # version 12, type, coalition, sender
 
 
 OPEN = wire.Open(
@@ -436,7 +436,7 @@ def test_every_frame_type_has_a_golden_vector() -> None:
 def test_the_numbers_on_the_wire() -> None:
     """Version, type codes and reason codes are wire values: they never follow declaration
     order, and changing one is a new protocol version."""
-    assert wire.VERSION == 11
+    assert wire.VERSION == 12
     assert wire.ETHERTYPE == 0x88B5
     assert {t.name: t.value for t in wire.MsgType} == {
         "OPEN": 1,
@@ -484,17 +484,17 @@ LEADER = HostKey(bytes(32))
 MEMBER_KEYS = [bytes([1]) * 32, bytes([2]) * 32]  # the MAC key each member shares with it
 
 # The MAC table of OPEN_BYTES under MEMBER_KEYS: BLAKE2b-128 of the body, keyed, in index order.
-OPEN_MACS = (h("b36d09f8c6e15c84d77763354a977f86"), h("ca8acb978d5b5029359ab212688e390c"))
+OPEN_MACS = (h("329503652f77ab2a4bbc5290e179e4fe"), h("d3a0e8ee4b7526da9bde56cedb0a8c44"))
 OPEN_TABLE = b"".join(OPEN_MACS)
 # LEADER's Ed25519 signature over OPEN_BYTES and its MAC table.
 OPEN_SIGNATURE = h(
-    "757e9fef58d8df7ee80d70e3148ed7dcb44b0747f0a92209d24350ee905b6fa3",
-    "4f7f46f9e83ef5c248ee99dcca4bfa4bf2ca621a35364a570681811ad1383602",
+    "29812a8f136f8a5163e7704b2142bd29dd93437f95698b77c334e642419f73ac",
+    "5458f1f78489fa02c05bf6d58ff3f7976118c35eb4d9c8802ed8675d5410a70c",
 )
 
 
 def test_a_sealed_frame_is_body_mac_table_signature() -> None:
-    frame = sealed(LEADER, OPEN_BYTES, MEMBER_KEYS)
+    frame = sealed(LEADER, OPEN_BYTES, MacTable(MEMBER_KEYS))
     assert frame == OPEN_BYTES + OPEN_TABLE + OPEN_SIGNATURE
     assert wire.split_sealed(frame, len(MEMBER_KEYS)) == (OPEN_BYTES, OPEN_TABLE, OPEN_SIGNATURE)
     for index, key in enumerate(MEMBER_KEYS):  # each member checks its own entry
@@ -507,11 +507,11 @@ def test_a_sealed_frame_is_body_mac_table_signature() -> None:
 
 
 # A member's CONTRIB: the body and its MAC16 under the key it shares with the leader.
-CONTRIB_MAC = h("95039e5c17d2a7c71fb6946ad71fd5a8")
+CONTRIB_MAC = h("d2fffb03d94dc1821ebd3ff802c43fb3")
 # LEADER's Ed25519 signature over ABORT_BYTES (signed frames end with 64 bytes of it).
 ABORT_SIGNATURE = h(
-    "2e9776472ab1c8180c2d71ec708df9cc0166fca49595ba2010efef3f585af7fe",
-    "32986716e77e76d624d9af443c820d92a3b05a80e195e80becfd846b2e7a4009",
+    "9fa4b78e5fa228a7c8bd694619964d3c229711f7fac2cb48fd4b64cbe6d5b400",
+    "e8a86bf8611d146b58a4b90593500c5f578d3578bf2097c250a7588b2ec6c609",
 )
 
 

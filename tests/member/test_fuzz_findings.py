@@ -62,7 +62,7 @@ def test_a_member_at_the_last_epoch_announces_keys_its_peers_take() -> None:
     odd = dataclasses.replace(o, round=wall_us, leader_ms=wall_us // 1000, epoch=wire.MAX_EPOCH)
     body = odd.encode(lan.c.id, 0)
     lan.wire_log.clear()
-    frame = sealed(lan.keys["gateway1"], body, lan.gateway().leader.mac_keys)
+    frame = sealed(lan.keys["gateway1"], body, lan.gateway().leader.mac_table)
     lan.host("member1").engine.receive_frame(gw.mac, frame, lan.now)
     lan.collect()
     sent = [f for src, _dst, f in lan.wire_log if f[1] == wire.MsgType.KEYS]

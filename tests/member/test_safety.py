@@ -139,7 +139,7 @@ def _open_from_leader(
     o = wire.Open(
         leader.round + rnd_bump, leader.epoch, wall_ms, 1, nentries, roster, len(lan.c.members), ids
     )
-    return sealed(gw.key, o.encode(lan.c.id, 0), leader.mac_keys)
+    return sealed(gw.key, o.encode(lan.c.id, 0), leader.mac_table)
 
 
 def test_a_roster_too_small_is_refused_even_from_the_leader() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import pytest
+
 from lanon.common import tree, wire
 from lanon.common.events import CellDelivered, MemberChanged, MemberState, RoundAborted
 from tests.harness import Lan
@@ -132,3 +134,36 @@ def test_a_leaf_hands_its_answer_to_the_pacer_and_a_relay_sends_when_its_subtree
     for m, n, at in judged:
         leaf = not tree.place(rosters[n], n, m, 2).children
         assert (at > 0) == leaf, (m, n, at)
+
+
+def test_the_order_is_a_permutation_and_a_place_costs_one_hash_at_any_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for n in (1, 2, 3, 7, 8, 30, 64):
+        roster = frozenset(range(3, 3 + 3 * n, 3))  # indices with gaps
+        roots = set()
+        for rnd in range(1, 60):
+            members = tree.order(roster, rnd)
+            assert sorted(members) == sorted(roster)
+            roots.add(members[0])
+            for pos, m in enumerate(members):
+                assert tree.place(roster, rnd, m, 3).position == pos
+        assert len(roots) >= min(n, 20)  # the root's work moves around
+    with pytest.raises(ValueError):
+        tree.place(frozenset({1, 2, 3}), 5, 4, 2)
+    hashes = []
+    real = tree.hashlib.blake2b
+    monkeypatch.setattr(tree.hashlib, "blake2b", lambda *a, **k: hashes.append(1) or real(*a, **k))
+    big = frozenset(range(4096))
+    p = tree.place(big, 77, 1234, 2)
+    assert len(hashes) == 1 and len(p.children) <= 2 and p.height == 12
+
+
+def test_an_opens_per_member_lists_are_read_by_member() -> None:
+    o = wire.Open(
+        9, 1, 0, 4, 8, frozenset({2, 5, 9}), 12, (20, 50, 90), (b"a" * 6, b"b" * 6, b"c" * 6)
+    )
+    assert o.key_of() == {2: 20, 5: 50, 9: 90} and o.key_of().get(4) is None
+    assert o.ethernet_of()[9] == b"c" * 6 and len(o.ethernet_of()) == 3
+    with pytest.raises(ValueError):
+        wire.ByMember(frozenset({1, 2}), (1,))

@@ -3,8 +3,11 @@ under a member's cells; the member answers such rounds with an idle vector and i
 
 from __future__ import annotations
 
+import random
+
 from lanon.common import wire
 from lanon.common.events import CellDelivered, RoundVetoed, VetoReason
+from lanon.lab.sim import make_coalition
 from lanon.member.veto import AnonymityPolicy, Veto
 from tests.harness import Lan, running_lan
 from tests.packets import udp
@@ -69,3 +72,25 @@ def test_a_roster_below_the_members_k_is_vetoed() -> None:
     lan.run(2.0)
     assert delivered(lan, "member1") == before
     assert {v.reason for v in lan.events("member1", RoundVetoed)} == {VetoReason.WEAK_KEY_GRAPH}  # type: ignore[attr-defined]
+
+
+def test_the_count_of_recent_members_is_the_plain_one_however_rosters_come() -> None:
+    """The veto remembers rosters, not members, while the roster repeats (its cost a round does
+    not grow with the roster): it must still count exactly who was seen within the window."""
+    c, _ = make_coalition(12, 1)
+    policy = AnonymityPolicy(min_members=1, window=5.0, min_fraction=1.0, min_k=0)
+    veto = Veto(c, policy)
+    seen: dict[int, float] = {}
+    rng = random.Random(7)
+    roster = frozenset(range(12))
+    now = 0.0
+    for _ in range(3000):
+        now += rng.choice((0.01, 0.3, 2.0, 6.0))
+        if rng.random() < 0.1:  # a new roster now and then, the same one in between
+            roster = frozenset(rng.sample(range(12), rng.randrange(3, 13)))
+        for m in roster:
+            seen[m] = now
+        recent = sum(1 for t in seen.values() if now - t <= policy.window)
+        verdict = veto.judge(roster, now)
+        shrunk = len(roster) < recent
+        assert verdict.reason is (VetoReason.SHRUNK if shrunk else None), now
