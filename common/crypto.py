@@ -208,7 +208,6 @@ def verify_exchange(public: bytes, peer: bytes, shared: bytes, proof: bytes) -> 
 
 
 @functools.lru_cache(maxsize=4096)  # the leader names every roster member's key every round
-@functools.lru_cache(maxsize=4096)  # the leader names every roster member's key in every OPEN
 def key_id(public: bytes) -> int:
     """Short name of an ephemeral public key, as OPEN frames carry it."""
     return int.from_bytes(hashlib.blake2b(public, digest_size=4).digest(), "big")

@@ -48,6 +48,11 @@ LAN_BATCH = 512  # frames read from the LAN before the loop looks at its other s
 EXPECTED_REFUSALS = frozenset({ev.RefuseReason.MISSING_KEY, ev.RefuseReason.STALE_ROUND})
 
 
+WALL_CHECK = 1.0  # s between two looks at the wall clock against the loop's
+WALL_JITTER = 0.002  # s: closer than this, the offset stays (two clock reads a look)
+WALL_STEP = 1.0  # s: a move this large is said in the log
+
+
 class Stage(enum.Enum):
     """Where in a daemon an unexpected error was contained (a metric label)."""
 
@@ -79,6 +84,8 @@ def setup_logging(level: str, name: str) -> None:
 
 class Engine(Protocol):
     """What the daemon loop needs of a sans-IO engine."""
+
+    wall_offset: float  # the daemon's to move (follow_wall_clock)
 
     def receive_frame(self, src: bytes, frame: bytes, now: float) -> None: ...
     def get_timer(self) -> float: ...
@@ -121,7 +128,8 @@ class DaemonBase:
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry()
         self.reactor = Reactor(on_error=self._loop_error)
-        self.wall_offset = time.time() - time.monotonic()
+        self.wall_offset = time.time() - self.reactor.clock()
+        self._wall_checked = self.reactor.clock()
         self.control: ControlServer | None = None
         self._http: list[Any] = []
         self._last_warned: dict[str, float] = {}
@@ -319,10 +327,28 @@ class DaemonBase:
         (the member's answer); nothing to wait for by default."""
 
     def run_timers(self, now: float) -> None:
+        if now >= self._wall_checked + WALL_CHECK:
+            self.follow_wall_clock(now)
         if now >= self.engine.get_timer():
             with self.contained(Stage.TIMER):
                 self.engine.handle_timer(now)
             self.flush(now)
+
+    def follow_wall_clock(self, now: float) -> None:
+        """The wall clock against the loop's, measured again: NTP may step it after this daemon
+        started (at boot, typically), and the engine's stamps (OPEN, HELLO, KEYS) must follow,
+        or the other hosts would take them for stale or from the future, and ours theirs."""
+        self._wall_checked = now
+        offset = time.time() - now
+        moved = offset - self.wall_offset
+        if abs(moved) <= WALL_JITTER:
+            return
+        self.wall_offset = self.engine.wall_offset = offset
+        if abs(moved) >= WALL_STEP:
+            self.log.warning(
+                "the wall clock moved by %+.3f s (NTP, or a hand): this daemon's stamps follow it",
+                moved,
+            )
 
     def flush(self, now: float) -> None:
         """Carry out the engine's commands, then report its events."""

@@ -21,6 +21,11 @@ from lanon.common.guard import Door, SenderKey, SignatureGuard
 
 
 class EngineBase:
+    # Wall clock minus `now`, for the stamps other hosts check (common/clock.py). The daemon
+    # measures it again as it runs, so that a wall clock stepped after start (NTP at boot)
+    # moves every stamp with it; the engine's parts read it here, never keep a copy.
+    wall_offset: float
+
     def __init__(self) -> None:
         self._commands: list[Command] = []
         self._events: list[Event] = []

@@ -20,8 +20,9 @@ import selectors
 import signal
 import socket
 import sys
-import time
 from collections.abc import Callable
+
+from lanon.common.clock import host_clock
 
 log = logging.getLogger("lanon.loop")
 PR_SET_TIMERSLACK = 29
@@ -39,7 +40,7 @@ def precise_timers() -> None:
 class Reactor:
     def __init__(
         self,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = host_clock,
         on_error: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self.clock = clock

@@ -11,8 +11,19 @@ a unit mod n, both drawn from a hash of the round: a host finds its own place, i
 children with one hash and a few multiplications, whatever the size of the roster (wire version
 12; ordering everyone by a keyed hash every round cost each host a hash per member and a sort).
 
+Every member is at every position equally often (b is uniform). Pairs are not all alike: two
+members whose indices are n/2 apart in the sorted roster are parent and child twice as often as
+a random order would make them (2/n of rounds instead of 1/n). That matters only for the lever
+below, which any member has every few rounds either way.
+
 For anonymity the schedule does not matter: a parent sees its children's padded vectors, as
-anyone on the LAN sees every member's in the star.
+anyone on the LAN sees every member's in the star. For availability it does: a parent that
+leaves a child's vector out of its sum has the leader count that child absent (out of rosters
+until it says HELLO again), as a silent child would be, and every host can compute who will be
+whose parent in any round. A hostile member can do this to whichever member it is parent of;
+the leader's blame of silent members (gateway/leader.py `_missing`) cannot tell a dropped child
+from a silent one. (A keyed Feistel permutation made pairs uniform, at 28 µs a place with 32
+members against 5: not worth it for a lever that is there every few rounds.)
 """
 
 from __future__ import annotations

@@ -265,20 +265,27 @@ def bitmap_decode(data: bytes, nbits: int) -> frozenset[int]:
     if nbits & 7 and data[-1] & (0xFF >> (nbits & 7)):
         raise malformed("bitmap bits set past its bit count")
     # The same roster comes in every round's OPEN: a host's cost per round should not grow with
-    # it, so a bitmap seen lately is a dictionary lookup (hashing its bytes, in C).
+    # it, so a bitmap seen lately is a dictionary lookup (hashing its bytes, in C). Frames are
+    # decoded before they are authenticated: what the cache holds is bounded in set bits, so
+    # that forged bitmaps cost memory no more than the rosters of a large coalition.
+    global _decoded_bits
     key = (bytes(data), nbits)
     bits = _decoded.get(key)
     if bits is None:
-        if len(_decoded) >= _DECODED:
+        bits = frozenset((j << 3) + k for j, b in enumerate(data) if b for k in _BITS[b])
+        if len(_decoded) >= _DECODED or _decoded_bits + len(bits) > _DECODED_BITS:
             _decoded.clear()
-        bits = _decoded[key] = frozenset(
-            (j << 3) + k for j, b in enumerate(data) if b for k in _BITS[b]
-        )
+            _decoded_bits = 0
+        if len(bits) <= _DECODED_BITS:
+            _decoded[key] = bits
+            _decoded_bits += len(bits)
     return bits
 
 
-_DECODED = 64
+_DECODED = 64  # bitmaps
+_DECODED_BITS = 1 << 16  # set bits in all of them (a few MB at most)
 _decoded: dict[tuple[bytes, int], frozenset[int]] = {}
+_decoded_bits = 0
 
 
 # --- message bodies -------------------------------------------------------------------------

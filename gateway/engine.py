@@ -145,11 +145,11 @@ class GatewayEngine(EngineBase):
         """The parts that depend on the coalition's hosts: made at start and by a version."""
         self.c = coalition
         self.flows.pinned = frozenset(e.where for e in coalition.endpoints)
-        key, wall_offset = self.key, self.wall_offset
+        key = self.key
         self.addresses = tuple(a.packed for a in coalition.anonymous)
         self.held: set[int] = set()
         self.ingress = Ingress(
-            self, coalition, self.me.index, self.flows, self.held, wall_us(now, wall_offset)
+            self, coalition, self.me.index, self.flows, self.held, wall_us(now, self.wall_offset)
         )
         self.egress = Egress(
             self, coalition, key, self.me.index, self.flows, self.held, self.ingress, self.rng
@@ -159,7 +159,6 @@ class GatewayEngine(EngineBase):
             coalition,
             self.me.index,
             key,
-            wall_offset=wall_offset,
             process=self.egress.process,
             exclusions=exclusions,
             rng=self.rng,
@@ -171,7 +170,6 @@ class GatewayEngine(EngineBase):
             key,
             self.leader.kept,
             exclusions,
-            wall_offset=wall_offset,
             rotate=self.leader.rotate_soon,
         )
         if hasattr(self, "cashier"):  # (a version: the new parts take our till)

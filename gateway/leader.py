@@ -128,6 +128,11 @@ class Collecting:
 class Leader:
     """Runs rounds for the gateway engine that owns it (sharing its outboxes)."""
 
+    @property
+    def wall_offset(self) -> float:
+        """The engine's: its daemon moves it when the host's wall clock is stepped."""
+        return self.e.wall_offset
+
     def __init__(
         self,
         engine: EngineBase,
@@ -135,7 +140,6 @@ class Leader:
         index: int,
         key: HostKey,
         *,
-        wall_offset: float,
         process: Callable[[RoundOutput], SlotStats],
         exclusions: Exclusions | None = None,
         rng: random.Random | None = None,
@@ -150,7 +154,6 @@ class Leader:
         self.c = coalition
         self.index = index
         self.key = key
-        self.wall_offset = wall_offset
         self.process = process
         self.mac_keys = [mac_key(key, m.public) for m in coalition.members]
         self.mac_table = MacTable(self.mac_keys)

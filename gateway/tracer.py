@@ -137,6 +137,11 @@ class Tracing:
 
 
 class Tracer:
+    @property
+    def wall_offset(self) -> float:
+        """The engine's: its daemon moves it when the host's wall clock is stepped."""
+        return self.e.wall_offset
+
     def __init__(
         self,
         engine: EngineBase,
@@ -146,7 +151,6 @@ class Tracer:
         kept: Mapping[int, Kept],
         exclusions: Exclusions,
         *,
-        wall_offset: float,
         rotate: Callable[[], None],
     ) -> None:
         self.e = engine
@@ -155,7 +159,6 @@ class Tracer:
         self.key = key
         self.kept = kept  # the leader's store of the rounds it collected
         self.exclusions = exclusions  # shared with the leader, which keeps them out
-        self.wall_offset = wall_offset
         self.rotate = rotate  # the leader moves to the next epoch (after pads were proven)
         self.active: Tracing | None = None
         self.last_traced = 0

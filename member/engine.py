@@ -191,7 +191,7 @@ class MemberEngine(EngineBase):
         self._built_for = coalition  # the numbering of the parts' members (a retired
         # engine keeps parts of a version that listed it, whatever version it hears since)
         key, rng = self.key, self.rng
-        self.keys = KeyRing(self, coalition, self.me.index, key, self.wall_offset)
+        self.keys = KeyRing(self, coalition, self.me.index, key)
         veto = Veto(coalition, self.policy)
         self.rounds = Contributor(
             self, coalition, self.me.index, self.keys, veto, rng, accuse=self._accuse

@@ -28,14 +28,16 @@ BLAME_GRACE = 1.0
 
 
 class KeyRing:
-    def __init__(
-        self, engine: EngineBase, coalition: Coalition, index: int, key: HostKey, offset: float
-    ) -> None:
+    @property
+    def wall_offset(self) -> float:
+        """The engine's: its daemon moves it when the host's wall clock is stepped."""
+        return self.e.wall_offset
+
+    def __init__(self, engine: EngineBase, coalition: Coalition, index: int, key: HostKey) -> None:
         self.e = engine
         self.c = coalition
         self.index = index
         self.key = key
-        self.wall_offset = offset
         self.pads = PadKeys(coalition, index)
         self.epoch = -1  # the epoch of the last round this member took part in
         self.leader_epoch: int | None = None  # the leader's, from an OPEN or a heartbeat

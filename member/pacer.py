@@ -10,7 +10,7 @@ allows it) and sends them on the daemon's LAN socket. Every member's pacer has t
 whatever its daemon does, so its timing says nothing about the daemon's traffic.
 
 Protocol on a SOCK_SEQPACKET pair (the daemon's end, the pacer's end):
-  daemon -> pacer  `!qQ` due (CLOCK_MONOTONIC ns), round; then the answer's whole Ethernet
+  daemon -> pacer  `!qQ` due (CLOCK_BOOTTIME ns, the loop's), round; then the answer's whole Ethernet
                    frames, each after its length (`!H`): one message (one wake-up) a round,
                    more only for an answer over MESSAGE_MAX bytes
   pacer -> daemon  `!B` at start: 1 if it runs at real-time priority, 0 if not
@@ -36,9 +36,9 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
+from lanon.common.clock import host_clock_ns
 from lanon.common.loop import precise_timers
 
 SUBMIT = struct.Struct("!qQ")
@@ -227,9 +227,9 @@ def serve(ctl: socket.socket, lan: socket.socket) -> None:
     while True:
         timeout = None
         if held:
-            timeout = max(0, held[0][0] - time.monotonic_ns()) / NS
+            timeout = max(0, held[0][0] - host_clock_ns()) / NS
         if late:  # a report waits
-            wait = max(0, report_at - time.monotonic_ns()) / NS
+            wait = max(0, report_at - host_clock_ns()) / NS
             timeout = wait if timeout is None else min(timeout, wait)
         readable, _, _ = select.select([ctl], [], [], timeout)
         if readable:
@@ -243,14 +243,14 @@ def serve(ctl: socket.socket, lan: socket.socket) -> None:
                 if len(msg) < SUBMIT.size:
                     continue  # only the daemon writes here: nothing of the kind is sent
                 due, rnd = SUBMIT.unpack_from(msg)
-                handed, at = time.monotonic_ns(), SUBMIT.size
+                handed, at = host_clock_ns(), SUBMIT.size
                 while at + LENGTH.size <= len(msg):
                     (n,) = LENGTH.unpack_from(msg, at)
                     at += LENGTH.size
                     seq += 1
                     heapq.heappush(held, (due, seq, rnd, handed, msg[at : at + n]))
                     at += n
-        now = time.monotonic_ns()
+        now = host_clock_ns()
         if held and held[0][0] <= now:
             due, _seq, rnd, handed, _frame = held[0]
             while held and held[0][0] <= now:

@@ -49,7 +49,7 @@ class Veto:
         self._roster: frozenset[int] = frozenset()  # the last roster, whose members were
         self._roster_at = 0.0  # last seen then (written into _seen when the roster changes)
         self._others = 0  # members recently seen that are not in the last roster
-        self._others_until = -math.inf  # when the first of them stops counting
+        self._oldest_other = -math.inf  # when the first of them was last seen
         self._k: dict[frozenset[int], int] = {}
         self.smallest_set: int | None = None  # of the rounds our cells went out in
         self.smallest_k: int | None = None
@@ -83,13 +83,15 @@ class Veto:
             for m in self._roster:
                 self._seen[m] = self._roster_at
             self._roster = roster
-            self._others_until = -math.inf
+            self._oldest_other = -math.inf
+        if now < self._roster_at:  # (a clock that went back: count afresh)
+            self._oldest_other = -math.inf
         self._roster_at = now
-        if now > self._others_until:
-            window = self.policy.window
+        window = self.policy.window
+        if now - self._oldest_other > window:
             others = [t for m, t in self._seen.items() if m not in roster and now - t <= window]
             self._others = len(others)
-            self._others_until = min(others, default=math.inf) + window
+            self._oldest_other = min(others, default=math.inf)
         return len(roster) + self._others
 
     def _connectivity(self, roster: frozenset[int]) -> int:

@@ -10,6 +10,7 @@ import signal
 import socket
 import time
 
+from lanon.common.clock import host_clock
 from lanon.member.pacer import REPORT_EVERY, InlinePacer, Mode, ProcessPacer
 
 FRAME = b"\xff" * 6 + b"\x02" * 6 + b"\x88\xb5" + b"answer"
@@ -28,7 +29,7 @@ class Reports:
 
 
 def drain(pacer: ProcessPacer, until: float) -> None:
-    while time.monotonic() < until:
+    while host_clock() < until:
         pacer.on_readable()
         time.sleep(0.005)
 
@@ -39,37 +40,37 @@ def test_an_answer_leaves_at_its_moment_and_late_ones_are_reported_together() ->
     pacer = ProcessPacer(lan, r.report, r.gone)
     try:
         assert pacer.mode in (Mode.REALTIME, Mode.PROCESS)
-        due = time.monotonic() + 0.05
+        due = host_clock() + 0.05
         pacer.submit(due, 7, FRAME + b"1")
         pacer.submit(due, 7, FRAME + b"2")
         pacer.hand_over()  # one message for the answer's frames
         wire_end.settimeout(2.0)
         first = wire_end.recv(100)
-        arrived = time.monotonic()
+        arrived = host_clock()
         assert first == FRAME + b"1" and wire_end.recv(100) == FRAME + b"2"
         assert arrived >= due  # never before its moment
-        drain(pacer, time.monotonic() + 0.1)
+        drain(pacer, host_clock() + 0.1)
         assert r.got == []  # handed over in time: nothing to say (the daemon sleeps on)
         # handed over late: it leaves at once, and the report says how late
-        late_due = time.monotonic() - 0.01
+        late_due = host_clock() - 0.01
         pacer.submit(late_due, 8, FRAME + b"3")
         pacer.hand_over()
         assert wire_end.recv(100) == FRAME + b"3"
-        drain(pacer, time.monotonic() + 0.1)
+        drain(pacer, host_clock() + 0.1)
         assert len(r.got) == 1 and r.got[0][:2] == (1, 8) and r.got[0][2] >= 0.01
         # more late ones at once: one report for them all, REPORT_EVERY later (a host late
         # every round is not woken every round to hear it)
         for rnd in (10, 11, 12):
-            pacer.submit(time.monotonic() - 0.01, rnd, FRAME + b"4")
+            pacer.submit(host_clock() - 0.01, rnd, FRAME + b"4")
             pacer.hand_over()
             assert wire_end.recv(100) == FRAME + b"4"
-        drain(pacer, time.monotonic() + 0.1)
+        drain(pacer, host_clock() + 0.1)
         assert len(r.got) == 1  # not yet
-        drain(pacer, time.monotonic() + REPORT_EVERY)
+        drain(pacer, host_clock() + REPORT_EVERY)
         assert len(r.got) == 2 and r.got[1][:2] == (3, 12) and r.got[1][2] >= 0.01
         # an answer larger than one message (big cells, many slots) arrives whole, in order
         big = [FRAME + bytes([k]) * 1400 for k in range(100)]  # 150 KB
-        due = time.monotonic() + 0.05
+        due = host_clock() + 0.05
         for f in big:
             pacer.submit(due, 9, f)
         pacer.hand_over()
@@ -89,11 +90,11 @@ def test_a_pacer_that_dies_is_noticed_and_ignores_the_daemons_stop_signal() -> N
     pacer = ProcessPacer(lan, r.report, r.gone)
     try:
         pacer.proc.send_signal(signal.SIGTERM)  # meant for the daemon (its process group)
-        drain(pacer, time.monotonic() + 0.2)
+        drain(pacer, host_clock() + 0.2)
         assert pacer.proc.poll() is None and r.lost == 0
         pacer.proc.kill()
         pacer.proc.wait()
-        drain(pacer, time.monotonic() + 0.2)
+        drain(pacer, host_clock() + 0.2)
         assert r.lost >= 1
     finally:
         pacer.close()

@@ -85,7 +85,7 @@ def test_the_count_of_recent_members_is_the_plain_one_however_rosters_come() -> 
     roster = frozenset(range(12))
     now = 0.0
     for _ in range(3000):
-        now += rng.choice((0.01, 0.3, 2.0, 6.0))
+        now += rng.choice((0.01, 0.3, 2.0, 6.0, 0.1, -1.0, -7.0))  # (and back, once in a while)
         if rng.random() < 0.1:  # a new roster now and then, the same one in between
             roster = frozenset(rng.sample(range(12), rng.randrange(3, 13)))
         for m in roster:
