@@ -85,7 +85,7 @@ def setup_logging(level: str, name: str) -> None:
 class Engine(Protocol):
     """What the daemon loop needs of a sans-IO engine."""
 
-    wall_offset: float  # the daemon's to move (follow_wall_clock)
+    wall_offset: float
 
     def receive_frame(self, src: bytes, frame: bytes, now: float) -> None: ...
     def get_timer(self) -> float: ...
@@ -93,6 +93,7 @@ class Engine(Protocol):
     def pop_commands(self) -> list[ev.Command]: ...
     def pop_events(self) -> list[ev.Event]: ...
     def ask_for_key(self, key: HostKey, now: float) -> None: ...
+    def set_wall_offset(self, offset: float, now: float) -> None: ...
     def offer_version(self, text: str, now: float) -> Considered: ...
 
 
@@ -286,7 +287,7 @@ class DaemonBase:
         not `stamped`: each arrived when read (for frames whose arrival nothing times)."""
         clock = self.reactor.clock
         now = clock()
-        offset = time.time() - now  # wall clock -> monotonic, for the kernel's stamps
+        offset = time.time() - now  # wall clock -> the loop's, for the kernel's stamps
         frames = lan.receive_stamped() if stamped else lan.receive_unstamped()
         for src, payload, stamp in itertools.islice(frames, LAN_BATCH):
             now = self._take(src, payload, stamp - offset if stamp else 0.0, now)
@@ -343,7 +344,8 @@ class DaemonBase:
         moved = offset - self.wall_offset
         if abs(moved) <= WALL_JITTER:
             return
-        self.wall_offset = self.engine.wall_offset = offset
+        self.wall_offset = offset
+        self.engine.set_wall_offset(offset, now)
         if abs(moved) >= WALL_STEP:
             self.log.warning(
                 "the wall clock moved by %+.3f s (NTP, or a hand): this daemon's stamps follow it",

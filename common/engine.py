@@ -34,6 +34,10 @@ class EngineBase:
         self.door = Door()
         self._filter: frozenset[bytes] | None = None  # what the daemon's socket lets through
 
+    def set_wall_offset(self, offset: float, now: float) -> None:
+        """The daemon measured the wall clock again and it moved (NTP stepped it)."""
+        self.wall_offset = offset
+
     def pop_commands(self) -> list[Command]:
         out, self._commands = self._commands, []
         return out

@@ -148,9 +148,13 @@ class GatewayEngine(EngineBase):
         key = self.key
         self.addresses = tuple(a.packed for a in coalition.anonymous)
         self.held: set[int] = set()
-        self.ingress = Ingress(
-            self, coalition, self.me.index, self.flows, self.held, wall_us(now, self.wall_offset)
-        )
+        # Inbound sequence numbers are AEAD nonces under flows' keys, which outlive a version:
+        # never below the last one, even if the wall clock went back meanwhile.
+        first_seq = wall_us(now, self.wall_offset)
+        old: Ingress | None = getattr(self, "ingress", None)
+        if old is not None:
+            first_seq = max(first_seq, old.seq + 1)
+        self.ingress = Ingress(self, coalition, self.me.index, self.flows, self.held, first_seq)
         self.egress = Egress(
             self, coalition, key, self.me.index, self.flows, self.held, self.ingress, self.rng
         )
@@ -573,6 +577,12 @@ class GatewayEngine(EngineBase):
         if self.leading:
             self.leader.stop(now)
             self.event(LeadershipChanged(False, self.leader.round))
+
+    def set_wall_offset(self, offset: float, now: float) -> None:
+        went_back = offset < self.wall_offset
+        super().set_wall_offset(offset, now)
+        if went_back:
+            self.leader.clock_went_back(now)
 
     def set_link(self, up: bool, now: float) -> None:
         """The LAN link went down or came back. Down: let go of every address and of the lead

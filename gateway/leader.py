@@ -235,6 +235,16 @@ class Leader:
         bound = wall_us(now, self.wall_offset) + int(2e6 * self.c.rounds.clock_tolerance)
         self.floor = max(self.floor, min(next_round, bound, wire.MAX_ROUND))
 
+    def clock_went_back(self, now: float) -> None:
+        """The wall clock was stepped back (NTP, after a start with a clock ahead): rounds
+        numbered from the old one are beyond what members take (no round above their wall
+        clock), so count from ours again. Members never answer a round twice: one that
+        answered a higher round says so (STALE), and the floor rises to it as far as honest
+        rounds can be."""
+        wall = wall_us(now, self.wall_offset)
+        self.floor = min(self.floor, wall)
+        self.round = min(self.round, wall)
+
     def follow(self, rnd: int, epoch: int, now: float) -> None:
         """Another gateway led round `rnd` of `epoch` (a verified OPEN or heartbeat)."""
         self.raise_floor(rnd + 1, now)

@@ -333,7 +333,9 @@ class Tracer:
         for m in sorted(named):
             if m not in self.exclusions.members:
                 self.exclusions.members[m] = t.kept.round
-                self.exclusions.version = wall_us(now, self.wall_offset)
+                self.exclusions.version = max(
+                    self.exclusions.version + 1, wall_us(now, self.wall_offset)
+                )
                 self.e.event(MemberExcluded(self.c.members[m].name, t.kept.round))
         for m in finding.silent:
             self.exclusions.held[m] = t.kept.epoch
@@ -374,7 +376,7 @@ class Tracer:
         if self.exclusions.members.pop(member, None) is None:
             return False
         self.exclusions.held.pop(member, None)
-        self.exclusions.version = wall_us(now, self.wall_offset)
+        self.exclusions.version = max(self.exclusions.version + 1, wall_us(now, self.wall_offset))
         self._settled()
         self.e.event(MemberReadmitted(self.c.members[member].name))
         return True

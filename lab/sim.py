@@ -392,14 +392,15 @@ class Lan:
         it meanwhile is lost."""
         self.host(name).down = False
 
-    def restart(self, name: str) -> None:
-        """The host comes back as a new process: same key, no memory."""
+    def restart(self, name: str, clock_ahead: float = 0.0) -> None:
+        """The host comes back as a new process: same key, no memory; its wall clock
+        `clock_ahead` seconds ahead of everyone's (a host whose clock NTP has not set yet)."""
         h = self.host(name)
         h.down = False
         h.held.clear()  # its pacer ended with it
         h.tags = None  # and its sockets: the new ones take every frame until it says
         old = h.engine
-        offset = WALL - self._start
+        offset = WALL - self._start + clock_ahead
         if isinstance(old, MemberEngine):
             h.engine = MemberEngine(
                 self.c,

@@ -159,9 +159,7 @@ class MemberEngine(EngineBase):
             self.retired = self.joining = True
         self._build(coalition)
         # (after _build: their addresses are among those it allows)
-        self.services = MemberServices(
-            services, self._choose_address, local, rng, now, wall_ms(now, wall_offset)
-        )
+        self.services = MemberServices(services, self._choose_address, local, rng, now)
         self.versions = VersionBook(coalition)
         self.next_key: HostKey | None = None  # asked for by `lanon rekey`: a version gives it
         self.next_join = now  # the next JOIN (joining, or asking for next_key)
@@ -424,7 +422,7 @@ class MemberEngine(EngineBase):
         """REGISTERs due (common/endpoints.py), in cells like any packet: anonymous. They go
         first: a flood of inbound connections must not starve them (the endpoint would
         expire)."""
-        for service, request in self.services.due(now):
+        for service, request in self.services.due(now, self.wall_offset):
             key = service.offer.key
             if key is not None:  # a pinned endpoint: its key says the request is its holder's
                 request = sign_pin(key, self.c.identity, service.tag, request)

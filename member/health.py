@@ -58,7 +58,7 @@ PROBLEMS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """What the member knows, as monotonic times (-inf: never)."""
+    """What the member knows, as times of the loop's clock (-inf: never)."""
 
     now: float
     started: float

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lanon.common.clock import wall_ms
 from lanon.common.coalition import Coalition, PinnedEndpoint
 from lanon.common.crypto import HostKey, encode_key, read_private_key
 from lanon.common.endpoints import (
@@ -176,11 +177,9 @@ class MemberServices:
         local: bytes,
         rng: random.Random,
         now: float,
-        since_ms: int,
     ) -> None:
-        """`since_ms`: the wall clock now, when these services start."""
         self.local = local  # the TUN address: where inbound packets go
-        self.since_ms = since_ms
+        self.since = now  # when these services started (a REGISTER says it in wall-clock ms)
         self.choose_address = choose_address
         self._by_tag: dict[int, OfferedService] = {}
         self._by_port: dict[tuple[int, int], OfferedService] = {}
@@ -211,8 +210,10 @@ class MemberServices:
         """The service an outbound packet from local port `sport` answers for, if any."""
         return self._by_port.get((proto, sport)) if self._by_port else None
 
-    def due(self, now: float) -> list[tuple[OfferedService, Register]]:
-        """The REGISTERs to send now (signed, for a pinned endpoint, by the caller)."""
+    def due(self, now: float, wall_offset: float) -> list[tuple[OfferedService, Register]]:
+        """The REGISTERs to send now (signed, for a pinned endpoint, by the caller). Their start
+        is in the wall clock as it is now (NTP may have set it since)."""
+        since_ms = wall_ms(self.since, wall_offset)
         out = []
         for s in self._by_tag.values():
             if now < s.next_ask:
@@ -220,7 +221,7 @@ class MemberServices:
             s.next_ask = now + (RETRY if s.state is ServiceState.ASKING else REFRESH)
             o = s.offer
             port = o.pinned.port if o.pinned else o.public_port
-            out.append((s, Register(o.proto, s.flow.anon, port, self.since_ms)))
+            out.append((s, Register(o.proto, s.flow.anon, port, since_ms)))
         return out
 
     def answered(self, s: OfferedService, answer: Answer, now: float) -> bool:

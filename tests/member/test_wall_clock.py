@@ -60,3 +60,21 @@ def test_the_daemon_follows_a_stepped_wall_clock_and_says_so(
     assert d.engine.wall_offset == pytest.approx(start + 3600.0, abs=0.05)
     assert d.wall_offset == d.engine.wall_offset and d.engine.keys.wall_offset == d.wall_offset
     assert "the wall clock moved by +3600" in caplog.text
+
+
+def test_a_leader_started_with_its_clock_ahead_leads_again_once_ntp_sets_it_back() -> None:
+    """It takes everyone's stamps for an hour old, and they its; its rounds are numbered from
+    its clock, above any that members take: set back, it counts from the clock it has now, and
+    no inbound sequence number goes back."""
+    lan = running_lan(3)
+    lan.restart("gateway1", clock_ahead=3600.0)
+    lan.run(2.0)
+    lan.submit("member1", udp(payload=b"to a leader an hour ahead"))
+    lan.run(2.0)
+    assert not lan.events("member1", CellDelivered)  # (it takes members' stamps for stale)
+    gw = lan.gateway()
+    seq = gw.ingress.seq
+    gw.set_wall_offset(gw.wall_offset - 3600.0, lan.now)  # NTP sets its clock
+    gw.apply(gw.c, lan.now)  # (a version: the parts are built again)
+    assert gw.ingress.seq >= seq  # AEAD nonces under flows' keys: never again
+    lan.run_until(lambda: bool(lan.events("member1", CellDelivered)), limit=10)
