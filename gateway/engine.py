@@ -581,6 +581,10 @@ class GatewayEngine(EngineBase):
     def set_wall_offset(self, offset: float, now: float) -> None:
         went_back = offset < self.wall_offset
         super().set_wall_offset(offset, now)
+        # Inbound sequence numbers, nonces under flows' keys (which a restart may take back
+        # from the other gateways), start at the wall clock so that a run starts above the last
+        # one's: a clock set forward after start (NTP; a dead RTC at boot) takes them with it.
+        self.ingress.seq = max(self.ingress.seq, wall_us(now, offset))
         if went_back:
             self.leader.clock_went_back(now)
 

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from lanon.common import daemon as daemon_mod
+from lanon.common.clock import wall_us
 from lanon.common.daemon_config import load
 from lanon.common.events import CellDelivered, RefuseReason, RoundRefused
 from lanon.common.templates import write_coalition
@@ -78,3 +79,12 @@ def test_a_leader_started_with_its_clock_ahead_leads_again_once_ntp_sets_it_back
     gw.apply(gw.c, lan.now)  # (a version: the parts are built again)
     assert gw.ingress.seq >= seq  # AEAD nonces under flows' keys: never again
     lan.run_until(lambda: bool(lan.events("member1", CellDelivered)), limit=10)
+
+
+def test_a_clock_set_forward_takes_a_gateways_inbound_sequence_numbers_with_it() -> None:
+    """They start at the wall clock so that a restart starts above the last run (they are
+    nonces): a gateway that booted with its clock far behind catches up when NTP sets it."""
+    lan = running_lan(3)
+    gw = lan.gateway()
+    gw.set_wall_offset(gw.wall_offset + 3600.0, lan.now)
+    assert gw.ingress.seq >= wall_us(lan.now, gw.wall_offset)
