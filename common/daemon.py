@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, disable_created_metrics
@@ -334,6 +335,23 @@ class DaemonBase:
             with self.contained(Stage.TIMER):
                 self.engine.handle_timer(now)
             self.flush(now)
+
+    def write_state(self, path: Path, text: str, what: str) -> bool:
+        """`text` into `path`, atomically and owner-only (a crash leaves the old file or the
+        new one, never half of it); one we cannot write is said in the log."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            now = self.reactor.clock()
+            self.warn_once(what, now, "cannot write the %s %s (%s)", what, path, exc.strerror)
+            return False
+        return True
 
     def follow_wall_clock(self, now: float) -> None:
         """The wall clock against the loop's, measured again: NTP may step it after this daemon

@@ -60,6 +60,15 @@ class SaveWallet(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class KeepSequence(Command):
+    """The gateway's inbound sequence numbers will reach `mark` before it says again: write it
+    to its sequence file before any frame that follows, so that a restart starts above every
+    number used, whatever its clock says (they are nonces under flows' keys)."""
+
+    mark: int
+
+
+@dataclass(frozen=True, slots=True)
 class MakeCredentialKey(Command):
     """The rating issuer's gateway needs its key for `period` (a few hundred ms of work: the
     daemon makes it off the loop and hands it to `GatewayEngine.credential_key`)."""

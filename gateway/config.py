@@ -21,6 +21,12 @@ class GatewaySettings(DaemonSettings):
         "install the raw-table rules that keep this host's own stack away from anonymous "
         "addresses (no RST, no ICMP from it)",
     )
+    sequence_file: str = opt(
+        "/var/lib/lanon/inbound-sequence",
+        "file that keeps a mark above this gateway's inbound sequence numbers, nonces under "
+        "flows' keys, so that a restart starts above them whatever the clock says (relative to "
+        "this file; '' for none)",
+    )
     offer: OfferSettings | None = opt(
         None, "what this gateway's operator charges, as an [offer] table (none: no offer)"
     )

@@ -18,12 +18,13 @@ from lanon.common import events as ev
 from lanon.common.crypto import Verifier, decode_public_key
 from lanon.common.daemon import DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
-from lanon.common.errors import PrerequisiteError
+from lanon.common.errors import ConfigError, PrerequisiteError
 from lanon.common.events import (
     AdoptNextKey,
     ClaimRefusal,
     EmitPacket,
     FilterSources,
+    KeepSequence,
     MakeCredentialKey,
     MemberState,
     SaveCoalition,
@@ -31,6 +32,7 @@ from lanon.common.events import (
     SendFrame,
 )
 from lanon.common.rawsock import ETH_P_ARP, ETH_P_IP, LinkSocket
+from lanon.common.settings import resolve
 from lanon.common.tokens import agency_signed, pull_agency
 from lanon.gateway import rules
 from lanon.gateway.config import GatewaySettings
@@ -89,6 +91,7 @@ class GatewayDaemon(DaemonBase):
         self.provision: Provision | None = None
         self.keys_made = ThreadPoolExecutor(1, thread_name_prefix="lanon-keys")
         self.key_jobs: dict[int, Future[blindrsa.PrivateKey]] = {}
+        self.sequence_mark = self._load_sequence()  # (a bad file: said before anything starts)
 
     def run(self) -> None:
         s = self.s
@@ -113,6 +116,7 @@ class GatewayDaemon(DaemonBase):
             SaveCoalition: self.save_coalition,
             AdoptNextKey: self.adopt_next_key,
             MakeCredentialKey: self._make_credential_key,
+            KeepSequence: self._keep_sequence,
         }
         r = self.reactor
         now = r.clock()
@@ -124,6 +128,7 @@ class GatewayDaemon(DaemonBase):
             now=now,
             wall_offset=self.wall_offset,
             rng=random.SystemRandom(),
+            sequence_mark=self.sequence_mark,
         )
         issuer_needs_offer(self.c, self.engine.me, s.offer is not None)
         if s.offer is not None:
@@ -216,6 +221,34 @@ class GatewayDaemon(DaemonBase):
         return min(self.engine.get_timer(), self.next_refresh, self.next_link_check)
 
     # --- output -----------------------------------------------------------------------------
+
+    @property
+    def sequence_path(self) -> Path | None:
+        s = self.s.sequence_file
+        return resolve(self.loaded.path.parent, s) if s else None
+
+    def _load_sequence(self) -> int:
+        """The mark the last run left: every inbound number it used is below it."""
+        path = self.sequence_path
+        if path is None:
+            return 0
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the sequence file: {exc.strerror}") from None
+        if not text.strip().isdigit() or int(text) >= 1 << 64:
+            raise ConfigError(
+                f"{path}: not a sequence mark (a number below 2**64); it is written by this "
+                "daemon: remove it only if this host's clock is right"
+            )
+        return int(text)
+
+    def _keep_sequence(self, cmd: KeepSequence) -> None:
+        path = self.sequence_path
+        if path is not None:
+            self.write_state(path, f"{cmd.mark}\n", "sequence file")
 
     def _make_credential_key(self, cmd: MakeCredentialKey) -> None:
         """Off the loop: an RSA key takes a few hundred ms of Python arithmetic."""

@@ -95,8 +95,12 @@ class GatewayEngine(EngineBase):
         now: float,
         wall_offset: float,
         rng: random.Random,
+        sequence_mark: int = 0,
     ) -> None:
+        """`sequence_mark`: the last mark of the sequence file (every inbound number the last
+        run used is below it; 0: none)."""
         super().__init__()
+        self.sequence_mark = sequence_mark
         self.name = name
         self.key = key
         self.mac = mac
@@ -150,11 +154,19 @@ class GatewayEngine(EngineBase):
         self.held: set[int] = set()
         # Inbound sequence numbers are AEAD nonces under flows' keys, which outlive a version:
         # never below the last one, even if the wall clock went back meanwhile.
-        first_seq = wall_us(now, self.wall_offset)
+        first_seq = max(wall_us(now, self.wall_offset), self.sequence_mark)
         old: Ingress | None = getattr(self, "ingress", None)
         if old is not None:
             first_seq = max(first_seq, old.seq + 1)
-        self.ingress = Ingress(self, coalition, self.me.index, self.flows, self.held, first_seq)
+        self.ingress = Ingress(
+            self,
+            coalition,
+            self.me.index,
+            self.flows,
+            self.held,
+            first_seq,
+            old.marked if old is not None else 0,
+        )
         self.egress = Egress(
             self, coalition, key, self.me.index, self.flows, self.held, self.ingress, self.rng
         )
@@ -585,6 +597,7 @@ class GatewayEngine(EngineBase):
         # from the other gateways), start at the wall clock so that a run starts above the last
         # one's: a clock set forward after start (NTP; a dead RTC at boot) takes them with it.
         self.ingress.seq = max(self.ingress.seq, wall_us(now, offset))
+        self.ingress.keep_ahead()
         if went_back:
             self.leader.clock_went_back(now)
 

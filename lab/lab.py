@@ -236,6 +236,8 @@ class Lab:
         own: dict[str, Any] = {}
         if role == "member":
             own["wallet"] = str(self.run_dir / f"{host}-wallet.json")
+        else:
+            own["sequence_file"] = str(self.run_dir / f"{host}-sequence")
             if self.spec.filter_inbound:
                 own["filter_inbound"] = True
         return {

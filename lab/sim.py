@@ -28,6 +28,7 @@ from lanon.common.events import (
     FilterInbound,
     FilterSources,
     InjectPacket,
+    KeepSequence,
     MakeCredentialKey,
     OutputSeen,
     SaveCoalition,
@@ -147,6 +148,7 @@ class Host:
     injected: list[bytes] = field(default_factory=list)
     down: bool = False
     wallet: str = ""  # the member's wallet file, as last saved
+    sequence_mark: int = 0  # the gateway's sequence file, as last kept (a restart reads it)
     allow: frozenset[bytes] | None = None  # its kernel filter: only these sources reach it
     tags: frozenset[int] | None = None  # and only the INBOUND frames of these flow tags
     held: list[tuple[float, int, SendFrame]] = field(default_factory=list)  # answers, by moment
@@ -334,6 +336,8 @@ class Lan:
                 pass
             elif isinstance(cmd, SaveWallet):
                 sender.wallet = cmd.text
+            elif isinstance(cmd, KeepSequence):
+                sender.sequence_mark = cmd.mark
             elif isinstance(cmd, MakeCredentialKey):  # (the daemon makes it in a thread)
                 key = blindrsa.generate(SIM_KEY_BITS)
                 sender.engine.credential_key(cmd.period, key, self.now)
@@ -422,6 +426,7 @@ class Lan:
                 now=self.now,
                 wall_offset=offset,
                 rng=random.Random(self.rng.random()),
+                sequence_mark=h.sequence_mark,
             )
         h.engine.start(self.now)
         self.collect()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 import select
 import time
@@ -114,18 +112,7 @@ class MemberDaemon(DaemonBase):
 
     def _save_wallet(self, cmd: SaveWallet) -> None:
         """Atomically, owner-only: tokens are money. A wallet we cannot write is said."""
-        path = self.wallet_path
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(cmd.text)
-            os.replace(tmp, path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            now = self.reactor.clock()
-            self.warn_once("wallet", now, "cannot write the wallet %s (%s)", path, exc.strerror)
+        self.write_state(self.wallet_path, cmd.text, "wallet")
 
     def run(self) -> None:
         s = self.s

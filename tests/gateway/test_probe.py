@@ -17,6 +17,7 @@ from lanon.common.events import (
     Command,
     Event,
     SendArp,
+    SendFrame,
 )
 from lanon.common.wire import BROADCAST
 from lanon.gateway import arp
@@ -291,12 +292,12 @@ def test_takeover_needs_no_probe_and_ignores_the_lost_gateways_answers() -> None
                         for answer in dst.pop_commands():
                             if isinstance(answer, SendArp):
                                 src.receive_arp(dst.mac, answer.payload, t)
-                            else:
-                                src.receive_frame(dst.mac, answer.frame, t)  # type: ignore[attr-defined]
+                            elif isinstance(answer, SendFrame):
+                                src.receive_frame(dst.mac, answer.frame, t)
                     else:
                         dst.receive_arp(src.mac, cmd.payload, t)
-                else:
-                    dst.receive_frame(src.mac, cmd.frame, t)  # type: ignore[attr-defined]
+                elif isinstance(cmd, SendFrame):  # (not a sequence file's mark)
+                    dst.receive_frame(src.mac, cmd.frame, t)
 
     while now < 5.0:  # both up, each holding its share
         now = min(g1.get_timer(), g2.get_timer())
