@@ -337,14 +337,22 @@ class DaemonBase:
             self.flush(now)
 
     def write_state(self, path: Path, text: str, what: str) -> bool:
-        """`text` into `path`, atomically and owner-only (a crash leaves the old file or the
-        new one, never half of it); one we cannot write is said in the log."""
+        """`text` into `path`, atomically, owner-only and on the disk when it returns (a crash
+        or a power cut leaves the old file or the new one, never half of it); one we cannot
+        write is said in the log."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
+            folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()

@@ -50,6 +50,9 @@ REFRESH = 1.0  # seconds between refreshes of state gauges
 LINK_CHECK = 0.05  # seconds between looks at the LAN link's state
 
 
+MAX_SEQUENCE_MARK = 1 << 63  # (nonces are 64-bit: far from it for a long while)
+
+
 class Emitter:
     """Sends IPv4 packets (headers included) through the gateway host's routing."""
 
@@ -130,6 +133,14 @@ class GatewayDaemon(DaemonBase):
             rng=random.SystemRandom(),
             sequence_mark=self.sequence_mark,
         )
+        path = self.sequence_path
+        if path is not None and not self.write_state(
+            path, f"{self.engine.marked}\n", "sequence file"
+        ):
+            raise PrerequisiteError(
+                f"{path}: cannot write the sequence file (see above), which keeps this gateway's "
+                "nonces from repeating across restarts; sequence_file = '' runs without it"
+            )
         issuer_needs_offer(self.c, self.engine.me, s.offer is not None)
         if s.offer is not None:
             p = provision(s.offer, self.loaded.path.parent, self.c, self.engine.me)
@@ -233,17 +244,21 @@ class GatewayDaemon(DaemonBase):
         if path is None:
             return 0
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="ascii")
         except FileNotFoundError:
             return 0
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the sequence file: {exc.strerror}") from None
-        if not text.strip().isdigit() or int(text) >= 1 << 64:
+        except UnicodeDecodeError:
+            text = ""
+        mark = text.strip()
+        if not (mark.isascii() and mark.isdigit()) or int(mark) >= MAX_SEQUENCE_MARK:
             raise ConfigError(
-                f"{path}: not a sequence mark (a number below 2**64); it is written by this "
-                "daemon: remove it only if this host's clock is right"
+                f"{path}: not a sequence mark (a number below 2**63). This daemon writes it: "
+                "remove it only with this host's clock right and this gateway stopped for a "
+                "few minutes"
             )
-        return int(text)
+        return int(mark)
 
     def _keep_sequence(self, cmd: KeepSequence) -> None:
         path = self.sequence_path

@@ -27,6 +27,7 @@ from lanon.common.events import (
     FlowsReceived,
     GatewayChanged,
     JoinRequested,
+    KeepSequence,
     LeadershipChanged,
     LinkChanged,
     MakeCredentialKey,
@@ -67,6 +68,9 @@ VERSION_ECHO_GAP = 1.0  # at most this often, a host behind makes us repeat our 
 # Heartbeat intervals a gateway back from a freeze keeps quiet: long enough to hear every live
 # gateway's heartbeat again (at most half a gateway timeout).
 RETURN_QUIET = 2.5
+# Nonces between two marks of the sequence file. The heartbeat's numbers follow the wall clock
+# in µs, so a mark is kept about every 34 s; a restart may start up to 67 s of µs ahead of it.
+SEQUENCE_BLOCK = 1 << 26
 OFFER_COMPARE = 60.0  # seconds between comparisons of our offer with another of our operator's
 # What a version rebuilds (GatewayEngine._build and apply): kept, to put back if that fails.
 _REBUILT = (
@@ -97,10 +101,12 @@ class GatewayEngine(EngineBase):
         rng: random.Random,
         sequence_mark: int = 0,
     ) -> None:
-        """`sequence_mark`: the last mark of the sequence file (every inbound number the last
-        run used is below it; 0: none)."""
+        """`sequence_mark`: the last mark of the sequence file (every nonce the last run used
+        is below it; 0: none)."""
         super().__init__()
         self.sequence_mark = sequence_mark
+        self.marked = 0  # the last mark asked for (KeepSequence)
+        self.hb_seq = max(wall_us(now, wall_offset), sequence_mark)
         self.name = name
         self.key = key
         self.mac = mac
@@ -115,7 +121,6 @@ class GatewayEngine(EngineBase):
         self.following: OutputAssembler | None = None
         self.seen_round = 0
         self.seen_epoch = 0
-        self.hb_seq = wall_us(now, wall_offset)
         self.started_ms = wall_ms(now, wall_offset)
         self.next_heartbeat = now
         self.announcements: list[tuple[float, int]] = []
@@ -159,14 +164,9 @@ class GatewayEngine(EngineBase):
         if old is not None:
             first_seq = max(first_seq, old.seq + 1)
         self.ingress = Ingress(
-            self,
-            coalition,
-            self.me.index,
-            self.flows,
-            self.held,
-            first_seq,
-            old.marked if old is not None else 0,
+            self, coalition, self.me.index, self.flows, self.held, first_seq, self._keep_ahead
         )
+        self._keep_ahead(0)
         self.egress = Egress(
             self, coalition, key, self.me.index, self.flows, self.held, self.ingress, self.rng
         )
@@ -536,6 +536,16 @@ class GatewayEngine(EngineBase):
         self.command(SendArp(a.sender_mac, arp.reply_to(a, self.mac).encode()))
         self.event(ArpAnswered(address_text(a.target_ip)))
 
+    def _keep_ahead(self, upcoming: int) -> None:
+        """Before the nonces (inbound numbers under flows' keys, FLOWS numbers under the pair
+        keys), `upcoming` more included, come within half a block of the last mark kept, keep
+        a new one: a restart starts above it whatever its clock says (gateway/daemon.py writes
+        it to the sequence file, and to the disk, before the frames that follow)."""
+        highest = max(self.ingress.seq, self.hb_seq) + upcoming
+        if highest + SEQUENCE_BLOCK // 2 >= self.marked:
+            self.marked = highest + SEQUENCE_BLOCK
+            self.command(KeepSequence(self.marked))
+
     def _pair_key(self, peer: GatewayPeer) -> bytes:
         key = self._pair_keys.get(peer.index)
         if key is None:
@@ -547,6 +557,7 @@ class GatewayEngine(EngineBase):
         records = self.flows.export()
         per_frame = (self.c.coalition.lan_mtu - wire.FLOWS_OVERHEAD) // RECORD.size
         key = self._pair_key(peer)
+        self._keep_ahead(len(records) // per_frame + 1)
         for i in range(0, len(records), per_frame):
             self.hb_seq += 1
             chunk = records[i : i + per_frame]
@@ -597,7 +608,7 @@ class GatewayEngine(EngineBase):
         # from the other gateways), start at the wall clock so that a run starts above the last
         # one's: a clock set forward after start (NTP; a dead RTC at boot) takes them with it.
         self.ingress.seq = max(self.ingress.seq, wall_us(now, offset))
-        self.ingress.keep_ahead()
+        self._keep_ahead(0)
         if went_back:
             self.leader.clock_went_back(now)
 
@@ -721,6 +732,7 @@ class GatewayEngine(EngineBase):
         self.next_heartbeat = now + self.c.rounds.heartbeat_interval
         self._silent_from = now
         self.hb_seq = max(self.hb_seq + 1, wall_us(now, self.wall_offset))
+        self._keep_ahead(0)
         if self.leading:
             rnd, epoch = self.leader.round, self.leader.epoch
         else:

@@ -9,20 +9,19 @@ answers for an anonymous address (no RST, no ICMP).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 
 from lanon.common import wire
 from lanon.common.coalition import Coalition, GatewayPeer
 from lanon.common.engine import EngineBase
 from lanon.common.errors import RejectReason, RemoteProtocolError
-from lanon.common.events import DropReason, InboundBroadcast, KeepSequence, PacketDropped
+from lanon.common.events import DropReason, InboundBroadcast, PacketDropped
 from lanon.common.flowkey import open_part, seal_part
 from lanon.common.packet import PacketError, Unsupported, fill_l4_checksum, parse
 from lanon.gateway.cashier import Meter
 from lanon.gateway.defrag import Defragmenter
 from lanon.gateway.flows import FlowTable
-
-SEQUENCE_BLOCK = 1 << 30  # inbound numbers between two marks written to the sequence file
 
 
 class Ingress:
@@ -34,7 +33,7 @@ class Ingress:
         flows: FlowTable,
         held: AbstractSet[int],
         first_seq: int,
-        marked: int = 0,
+        keep_ahead: Callable[[int], None] = lambda upcoming: None,
     ) -> None:
         self.e = engine
         self.c = coalition
@@ -42,8 +41,7 @@ class Ingress:
         self.flows = flows
         self.held = held  # the engine's: the indexes of the addresses it holds
         self.seq = first_seq  # the last inbound number used: a nonce under flows' keys
-        self.marked = marked  # the last mark written (KeepSequence): every number stays below
-        self.keep_ahead()
+        self.keep_ahead = keep_ahead  # the engine's sequence file, before `upcoming` more
         self.index = coalition.anonymous_index
         self.defrag = Defragmenter()
         self.meter: Meter | None = None  # our operator's, if it takes tokens (gateway/cashier.py)
@@ -93,13 +91,6 @@ class Ingress:
             fill_l4_checksum(buf, p)
             packet = bytes(buf)
         self.broadcast(flow.key, flow.tag, packet)
-
-    def keep_ahead(self, upcoming: int = 0) -> None:
-        """A new mark for the sequence file well before the numbers (with `upcoming` more)
-        reach the last one: a restart starts above it, whatever its clock says."""
-        if self.seq + upcoming + SEQUENCE_BLOCK // 2 >= self.marked:
-            self.marked = self.seq + upcoming + SEQUENCE_BLOCK
-            self.e.command(KeepSequence(self.marked))
 
     def broadcast(self, key: bytes, tag: int, packet: bytes) -> None:
         """`packet` to the member of flow `tag` (whose key is `key`), in sealed INBOUND parts."""

@@ -236,10 +236,10 @@ class Lab:
         own: dict[str, Any] = {}
         if role == "member":
             own["wallet"] = str(self.run_dir / f"{host}-wallet.json")
-        else:
-            own["sequence_file"] = str(self.run_dir / f"{host}-sequence")
             if self.spec.filter_inbound:
                 own["filter_inbound"] = True
+        else:
+            own["sequence_file"] = str(self.run_dir / f"{host}-sequence")
         return {
             "metrics": f":{DAEMON_PORT}",  # as the templates: the address of `interface`
             "control_socket": str(self.socket_path(host)),

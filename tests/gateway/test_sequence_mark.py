@@ -18,8 +18,7 @@ from lanon.common.events import KeepSequence, SendFrame
 from lanon.common.templates import write_coalition
 from lanon.gateway.config import GatewaySettings
 from lanon.gateway.daemon import GatewayDaemon
-from lanon.gateway.engine import GatewayEngine
-from lanon.gateway.ingress import SEQUENCE_BLOCK
+from lanon.gateway.engine import SEQUENCE_BLOCK, GatewayEngine
 from tests.harness import running_lan
 from tests.packets import udp
 
@@ -38,19 +37,21 @@ def test_a_restart_starts_above_the_last_runs_mark_whatever_its_clock_says() -> 
         rng=random.Random(1),
         sequence_mark=mark,
     )
-    assert again.ingress.seq >= mark
+    assert again.ingress.seq >= mark and again.hb_seq >= mark  # INBOUND and FLOWS nonces
     kept = [c.mark for c in again.pop_commands() if isinstance(c, KeepSequence)]
     assert kept and kept[-1] >= again.ingress.seq + SEQUENCE_BLOCK // 2
 
 
 def test_a_new_mark_is_kept_before_the_numbers_come_near_the_last() -> None:
     lan = running_lan(3)
-    ingress = lan.gateway().ingress
-    lan.gateway().pop_commands()
-    last = ingress.marked
+    gw = lan.gateway()
+    ingress = gw.ingress
+    gw.pop_commands()
+    last = gw.marked
+    gw.hb_seq = 0  # (the heartbeat's numbers, the other nonces the mark covers, set aside)
     ingress.seq = last - SEQUENCE_BLOCK // 2 - 1  # (a run that sent half a block)
     ingress.broadcast(bytes(32), 7, udp(payload=b"x" * 3000))  # three INBOUND frames
-    commands = lan.gateway().pop_commands()
+    commands = gw.pop_commands()
     assert isinstance(commands[0], KeepSequence)  # written before the frames leave
     assert commands[0].mark > last and all(isinstance(c, SendFrame) for c in commands[1:])
     assert ingress.seq < last  # every number used is still below the mark already kept
@@ -63,14 +64,16 @@ def daemon_files(tmp_path: Path) -> Path:
         "198.18.0.0/24",
         [("gateway1", "198.18.0.192/30")],
         ["a", "b", "c"],
-        daemon=lambda role, host: {"sequence_file": "gateway1.sequence"},
+        daemon=lambda role, host: (
+            {"sequence_file": "gateway1.sequence"} if role == "gateway" else {}
+        ),
     )
     return tmp_path / "gateway1.toml"
 
 
 def test_the_daemon_starts_above_its_file_and_keeps_the_engines_marks(tmp_path: Path) -> None:
     path = daemon_files(tmp_path)
-    far = 1 << 62  # above any wall clock in µs for a long while
+    far = 1 << 62  # above any wall clock in µs for a long while (and below 2**63)
     (tmp_path / "gateway1.sequence").write_text(f"{far}\n")
     d = GatewayDaemon(*load(GatewaySettings, path, "gateway"), CollectorRegistry())
     assert d.sequence_mark == far  # (its engine, made in run(), starts above it: above)
@@ -79,9 +82,14 @@ def test_the_daemon_starts_above_its_file_and_keeps_the_engines_marks(tmp_path: 
     assert (tmp_path / "gateway1.sequence").stat().st_mode & 0o777 == 0o600
 
 
-def test_a_sequence_file_that_is_not_a_mark_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "content", [b"twelve\n", b"", "\u00b2\n".encode(), b"\xff\xfe12", str(1 << 63).encode()]
+)
+def test_a_sequence_file_that_is_not_a_mark_is_a_clear_error(
+    tmp_path: Path, content: bytes
+) -> None:
     path = daemon_files(tmp_path)
-    (tmp_path / "gateway1.sequence").write_text("twelve\n")
+    (tmp_path / "gateway1.sequence").write_bytes(content)
     with pytest.raises(ConfigError, match="not a sequence mark"):
         GatewayDaemon(*load(GatewaySettings, path, "gateway"), CollectorRegistry())
 
