@@ -18,6 +18,7 @@ from pyroute2 import IPRoute
 from scapy.utils import RawPcapReader
 
 from lanon.common.coalition import load
+from lanon.gateway.engine import SEQUENCE_BLOCK
 from lanon.lab import topology
 from lanon.lab.lab import Lab
 from tests.integration.conftest import (
@@ -199,9 +200,13 @@ def test_a_download_survives_the_loss_of_its_gateway_and_the_leader(
         f"\ntakeover of gateway1's 4 addresses after {min(takeovers)}-{max(takeovers)} ms of silence"
     )
     assert max(takeovers) < 1000
-    # gateway1 comes back and does not fight
+    # gateway1 comes back and does not fight; it takes the flows' keys back from gateway2, so
+    # its nonces start above the mark its killed run kept (sequence_file), not at its clock
+    sequence = lab2.run_dir / "gateway1-sequence"
+    mark = int(sequence.read_text())
     lab2.start_daemon("gateway1")
     time.sleep(4.0)
+    assert int(sequence.read_text()) >= mark + SEQUENCE_BLOCK
     back, st2 = lab2.status("gateway1"), lab2.status("gateway2")
     assert back["held"] == [] and not back["leading"]
     assert st2["leading"] and len(st2["held"]) == 8
