@@ -30,14 +30,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 
-
-@lru_cache(maxsize=64)
-def _sorted(roster: frozenset[int]) -> tuple[int, ...]:
-    return tuple(sorted(roster))
+from lanon.common.wire import roster_order, roster_positions
 
 
 @lru_cache(maxsize=64)
@@ -49,6 +45,7 @@ def _units(n: int) -> tuple[int, ...]:
 class Shuffle:
     """Round `rnd`'s order of a roster: who stands at which position of the tree."""
 
+    roster: frozenset[int]
     members: tuple[int, ...]  # the roster, sorted
     a: int
     a_inverse: int
@@ -56,29 +53,26 @@ class Shuffle:
 
     @classmethod
     def of(cls, roster: frozenset[int], rnd: int) -> Shuffle:
-        members = _sorted(roster)
+        members = roster_order(roster)
         n = len(members)
         seed = hashlib.blake2b(
             rnd.to_bytes(8, "big") + n.to_bytes(4, "big"), digest_size=16, person=b"lanon-tree-v1"
         ).digest()
         units = _units(n)
         a = units[int.from_bytes(seed[:8], "big") % len(units)]
-        return cls(members, a, pow(a, -1, n) if n > 1 else 0, int.from_bytes(seed[8:], "big") % n)
+        return cls(
+            roster, members, a, pow(a, -1, n) if n > 1 else 0, int.from_bytes(seed[8:], "big") % n
+        )
 
     def position(self, member: int) -> int:
         """`member`'s position; it must be in the roster."""
-        i = _index(self.members, member)
+        i = roster_positions(self.roster).get(member)
+        if i is None:
+            raise ValueError(f"member {member} is not in the roster")
         return (self.a * i + self.b) % len(self.members)
 
     def at(self, position: int) -> int:
         return self.members[(self.a_inverse * (position - self.b)) % len(self.members)]
-
-
-def _index(members: tuple[int, ...], member: int) -> int:
-    i = bisect_left(members, member)
-    if i == len(members) or members[i] != member:
-        raise ValueError(f"member {member} is not in the roster")
-    return i
 
 
 def order(roster: frozenset[int], rnd: int) -> list[int]:

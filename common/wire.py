@@ -335,10 +335,16 @@ _T = TypeVar("_T")
 
 
 @lru_cache(maxsize=64)
+def roster_order(roster: frozenset[int]) -> tuple[int, ...]:
+    """The roster's members in index order, the order of an OPEN's lists (and of the tree's
+    shuffle). The same roster comes every round: it is sorted once, not at every OPEN."""
+    return tuple(sorted(roster))
+
+
+@lru_cache(maxsize=64)
 def roster_positions(roster: frozenset[int]) -> dict[int, int]:
-    """Member -> its place among the roster's members in index order, the order of an OPEN's
-    lists. The same roster comes every round: it is sorted once, not at every OPEN."""
-    return {m: i for i, m in enumerate(sorted(roster))}
+    """Member -> its place in `roster_order`."""
+    return {m: i for i, m in enumerate(roster_order(roster))}
 
 
 class ByMember(Mapping[int, _T]):

@@ -33,7 +33,7 @@ class Ingress:
         flows: FlowTable,
         held: AbstractSet[int],
         first_seq: int,
-        keep_ahead: Callable[[int], None] = lambda upcoming: None,
+        keep_ahead: Callable[[int], None],
     ) -> None:
         self.e = engine
         self.c = coalition
