@@ -380,6 +380,11 @@ class DaemonBase:
 
     def flush(self, now: float) -> None:
         """Carry out the engine's commands, then report its events."""
+        self.carry_out()
+        self.report_events(now)
+
+    def carry_out(self) -> None:
+        """The engine's commands, in order."""
         for cmd in self.engine.pop_commands():
             handler = self.handlers.get(type(cmd))
             if handler is None:
@@ -388,6 +393,8 @@ class DaemonBase:
                 handler(cmd)
             except Exception as exc:
                 self.contain(Stage.COMMAND, exc)
+
+    def report_events(self, now: float) -> None:
         events = self.engine.pop_events()
         if events:
             self.report(events, now)

@@ -52,10 +52,12 @@ PACER_LIMITS = ("prlimit", "--rtprio=10", "--rttime=200000", "--")  # lanon-memb
 
 def shared_cpu_busy_interval(members: int) -> float:
     """The lab's [rounds] busy_interval: every host of a lab shares this machine's cores, so
-    a busy round costs the machine every member's work (0.5 to 0.65 ms each here) and not one
-    host's; rounds spaced by about that leave the CPU room to answer and deliver at once. A
-    LAN of real hosts keeps the coalition file's default (2.5 ms)."""
-    return max(0.0015, 0.0005 * members)
+    a busy round costs the machine every member's work (about 0.45 ms each here, its pacer
+    included) and the leader's, not one host's; rounds spaced by 0.4 ms a member leave the
+    two cores room to answer and deliver at once (measured: 8 members 3.9-4.3 ms at 3.2 ms
+    apart, 4.5-4.7 at 4 ms, 5.1-5.3 at 2.5 ms, where the cores are full). A LAN of real
+    hosts keeps the coalition file's default (2.5 ms)."""
+    return max(0.0012, 0.0004 * members)
 
 
 @dataclass

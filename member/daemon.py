@@ -251,8 +251,11 @@ class MemberDaemon(DaemonBase):
         self.pacer.run(self.reactor.clock())  # (the timers may have taken a while)
 
     def flush(self, now: float) -> None:
-        super().flush(now)
-        self.pacer.hand_over()  # an answer's frames, handed over together
+        # An answer's frames go to the pacer together, before the events are reported: with
+        # a host's cores shared, every step before the hand-over can make the answer late.
+        self.carry_out()
+        self.pacer.hand_over()
+        self.report_events(now)
 
     # --- the answers' moment ------------------------------------------------------------
 

@@ -136,3 +136,48 @@ def test_the_reactor_survives_a_callback_that_raises(daemon: MemberDaemon) -> No
     b.close()
     r.close()
     assert len(calls) >= 2 and errors(daemon, "loop") == 1
+
+
+def test_a_members_answer_goes_to_its_pacer_before_its_events_are_reported(
+    daemon: MemberDaemon,
+) -> None:
+    """With a host's cores shared, whatever runs between the OPEN and the hand-over can make
+    the answer late: the events of the round (metrics, logs) wait until the pacer has it."""
+    from lanon.common.events import Contributed
+    from lanon.member.pacer import Mode
+
+    order: list[str] = []
+
+    class Answering(FlakyEngine):
+        def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
+            self.out.append(SendFrame(b"\xff" * 6, b"answer", at=now + 0.0003, round=7))
+            self.events = [Contributed(7, 1, 6, False)]
+
+        def pop_events(self) -> list[Event]:
+            out, self.events = getattr(self, "events", []), []
+            return out
+
+    class Pacer:
+        mode = Mode.PROCESS
+        due = float("inf")
+        kept: list[bytes] = []
+
+        def submit(self, due: float, rnd: int, frame: bytes) -> None:
+            self.kept.append(frame)
+
+        def hand_over(self) -> None:
+            if self.kept:
+                order.append("hand over")
+                self.kept = []
+
+        def run(self, now: float) -> None:
+            pass
+
+    daemon.engine = Answering()  # type: ignore[assignment]
+    daemon.lan = Lan([b"open"])  # type: ignore[assignment]
+    daemon.lan.frame = lambda dst, frame: frame  # type: ignore[attr-defined]
+    daemon.pacer = Pacer()  # type: ignore[assignment]
+    daemon.handlers = {SendFrame: daemon._send}
+    daemon.report = lambda events, now: order.append("report")  # type: ignore[method-assign]
+    daemon.on_lan()
+    assert order == ["hand over", "report"]
