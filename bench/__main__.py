@@ -100,9 +100,14 @@ def per_packet() -> None:
     rng = random.Random(2)
     wrapper = KeyWrapper([g.public for g in c.gateways])
     flows = []
+    # one cell a packet, the first with its flow's key wrapped (as large as fits the coalition's
+    # cells: new coalition files say 1280 bytes, older ones 1400)
+    key0 = new_flow_key(rng)
+    extra = len(seal_packet(key0, flow_tag(key0), 1, b"", wrapper.wrap(key0, rng)))
+    size = c.cell_data - extra - 28  # (IPv4 and UDP headers)
     for i in range(16):  # 16 flows, their keys given to the gateway by a first output
         key = new_flow_key(rng)
-        buf = bytearray(udp(sport=1000 + i, payload=os.urandom(1250)))  # one cell, with a wrap
+        buf = bytearray(udp(sport=1000 + i, payload=os.urandom(size)))
         set_source(buf, parse(buf), c.anonymous[i % 4].packed, 0)
         flows.append((key, flow_tag(key), bytes(buf), wrapper.wrap(key, rng)))
     cs = c.coalition.cell_size
