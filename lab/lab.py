@@ -53,11 +53,12 @@ PACER_LIMITS = ("prlimit", "--rtprio=10", "--rttime=200000", "--")  # lanon-memb
 def shared_cpu_busy_interval(members: int) -> float:
     """The lab's [rounds] busy_interval: every host of a lab shares this machine's cores, so
     a busy round costs the machine every member's work (about 0.45 ms each here, its pacer
-    included) and the leader's, not one host's; rounds spaced by 0.4 ms a member leave the
-    two cores room to answer and deliver at once (measured: 8 members 3.9-4.3 ms at 3.2 ms
-    apart, 4.5-4.7 at 4 ms, 5.1-5.3 at 2.5 ms, where the cores are full). A LAN of real
-    hosts keeps the coalition file's default (2.5 ms)."""
-    return max(0.0012, 0.0004 * members)
+    included) and the leader's, not one host's; rounds spaced by 0.4 ms a member, and at
+    least 1.3 ms, leave the two cores room to answer and deliver at once. Measured (added
+    RTT): 8 members 3.9-4.3 ms at 3.2 ms apart, 4.5-4.7 at 4 ms, 5.1-5.3 at 2.5 ms; 3
+    members 1.83-1.93 at 1.2-1.3 ms, 1.92-2.04 at 1.5 ms, 2.2-2.3 at 1 ms, where the cores
+    are full. A LAN of real hosts keeps the coalition file's default (2.5 ms)."""
+    return max(0.0013, 0.0004 * members)
 
 
 @dataclass
