@@ -20,6 +20,17 @@ from lanon.common.events import (
 from lanon.common.guard import Door, SenderKey, SignatureGuard
 
 
+class EnginePart:
+    """A part of an engine (leader, tracer, key ring) that stamps frames with the wall clock:
+    it reads the engine's offset, which the daemon moves when the host's clock is stepped."""
+
+    e: EngineBase
+
+    @property
+    def wall_offset(self) -> float:
+        return self.e.wall_offset
+
+
 class EngineBase:
     # Wall clock minus `now`, for the stamps other hosts check (common/clock.py). The daemon
     # measures it again as it runs, so that a wall clock stepped after start (NTP at boot)

@@ -38,7 +38,7 @@ from lanon.common import wire
 from lanon.common.clock import wall_ms, wall_us
 from lanon.common.coalition import Coalition, Schedule
 from lanon.common.crypto import HostKey, MacTable, answer_key, digest16, key_id, mac_key
-from lanon.common.engine import EngineBase, check_mac, sealed, signed
+from lanon.common.engine import EngineBase, EnginePart, check_mac, sealed, signed
 from lanon.common.errors import LocalProtocolError, RejectReason, RemoteProtocolError
 from lanon.common.events import (
     EpochChanged,
@@ -125,13 +125,8 @@ class Collecting:
     cells: dict[int, bytes] = field(default_factory=dict)  # trusted mode: each member's cells
 
 
-class Leader:
+class Leader(EnginePart):
     """Runs rounds for the gateway engine that owns it (sharing its outboxes)."""
-
-    @property
-    def wall_offset(self) -> float:
-        """The engine's: its daemon moves it when the host's wall clock is stepped."""
-        return self.e.wall_offset
 
     def __init__(
         self,

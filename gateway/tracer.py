@@ -40,7 +40,7 @@ from lanon.common.blame import Outcome
 from lanon.common.clock import wall_us
 from lanon.common.coalition import Coalition
 from lanon.common.crypto import HostKey, digest16
-from lanon.common.engine import EngineBase, signed
+from lanon.common.engine import EngineBase, EnginePart, signed
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import MemberExcluded, MemberReadmitted, TraceEnded, TraceStarted
 from lanon.common.guard import MEMBER
@@ -136,12 +136,7 @@ class Tracing:
         return wire.Blame(self.round, self.bit, wire.BlamePhase.REVEAL)
 
 
-class Tracer:
-    @property
-    def wall_offset(self) -> float:
-        """The engine's: its daemon moves it when the host's wall clock is stepped."""
-        return self.e.wall_offset
-
+class Tracer(EnginePart):
     def __init__(
         self,
         engine: EngineBase,

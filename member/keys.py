@@ -14,7 +14,7 @@ from lanon.common import wire
 from lanon.common.clock import KEYS_INTERVAL, wall_ms
 from lanon.common.coalition import Coalition
 from lanon.common.crypto import HostKey, usable_point
-from lanon.common.engine import EngineBase, signed
+from lanon.common.engine import EngineBase, EnginePart, signed
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import EpochChanged
 from lanon.common.guard import MEMBER
@@ -27,12 +27,7 @@ KEYS_ECHO_GAP = 0.2  # at most this often, new keys from a neighbour make us ann
 BLAME_GRACE = 1.0
 
 
-class KeyRing:
-    @property
-    def wall_offset(self) -> float:
-        """The engine's: its daemon moves it when the host's wall clock is stepped."""
-        return self.e.wall_offset
-
+class KeyRing(EnginePart):
     def __init__(self, engine: EngineBase, coalition: Coalition, index: int, key: HostKey) -> None:
         self.e = engine
         self.c = coalition

@@ -149,18 +149,24 @@ def test_a_members_answer_goes_to_its_pacer_before_its_events_are_reported(
     order: list[str] = []
 
     class Answering(FlakyEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.events: list[Event] = []
+
         def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
             self.out.append(SendFrame(b"\xff" * 6, b"answer", at=now + 0.0003, round=7))
-            self.events = [Contributed(7, 1, 6, False)]
+            self.events.append(Contributed(7, 1, 6, False))
 
         def pop_events(self) -> list[Event]:
-            out, self.events = getattr(self, "events", []), []
+            out, self.events = self.events, []
             return out
 
     class Pacer:
         mode = Mode.PROCESS
         due = float("inf")
-        kept: list[bytes] = []
+
+        def __init__(self) -> None:
+            self.kept: list[bytes] = []
 
         def submit(self, due: float, rnd: int, frame: bytes) -> None:
             self.kept.append(frame)
