@@ -42,8 +42,8 @@ from nacl.bindings import (
 )
 
 from lanon.common.crypto import KEY_LEN, HostKey
+from lanon.common.sodium import RAW_STREAM, open_sealed, seal, spend_stream
 from lanon.common.sodium import TAG_LEN as AEAD_TAG
-from lanon.common.sodium import open_sealed, seal
 
 TAG_OF_KEY = b"lanon-flowtag-v1"
 WRAP_PERSON = b"lanon-flowwrap-1"
@@ -178,13 +178,17 @@ class InboundOpener:
     """Opens INBOUND payloads with the same work whatever the outcome.
 
     Every member gets every INBOUND frame. The owner of its flow opens it: Poly1305 over the
-    header and ciphertext, ChaCha20 over the ciphertext. Any other member (or the owner, of a
-    forged frame) stops at the Poly1305 check. `open` evens that out with one more call on a
-    key of nobody's: after a success, Poly1305 over as many bytes again (an empty message, the
-    header and ciphertext as associated data); after a failure, ChaCha20 over the ciphertext
-    and Poly1305 over the header and it (an encryption). Either way a frame costs two Poly1305
-    passes over header and ciphertext and one ChaCha20 pass over the ciphertext, in two calls:
-    the CPU time it takes does not say whose flow it is.
+    header and ciphertext, then ChaCha20 over the ciphertext. Any other member (or the owner,
+    of a forged frame) stops at the Poly1305 check, and `open` then runs ChaCha20 over the
+    ciphertext under a key of nobody's, as a decryption would; after a success, that second
+    call runs over nothing. Either way a frame costs one Poly1305 pass over header and
+    ciphertext and one ChaCha20 pass over the ciphertext, in two calls: the CPU time it takes
+    does not say whose flow it is.
+
+    Without libsodium's raw stream functions (`sodium.RAW_STREAM`) the second call is an
+    encryption under nobody's key instead, of the ciphertext after a failure and of nothing
+    (the header and ciphertext as associated data) after a success: two Poly1305 passes and
+    one ChaCha20 pass either way, the same evening out at a little more cost.
     """
 
     def __init__(self, rng: random.Random) -> None:
@@ -195,9 +199,12 @@ class InboundOpener:
     ) -> bytes | None:
         nonce = _inbound_nonce(gateway, seq)
         payload = open_sealed(sealed, header, nonce, key or self._nobody)
-        ciphertext = sealed[:-AEAD_TAG]
-        if payload is None:
-            seal(ciphertext, header, nonce, self._nobody)
+        if RAW_STREAM:
+            spend_stream(
+                sealed, len(sealed) - AEAD_TAG if payload is None else 0, nonce, self._nobody
+            )
+        elif payload is None:
+            seal(sealed[:-AEAD_TAG], header, nonce, self._nobody)
         else:
-            seal(b"", header + ciphertext, nonce, self._nobody)
+            seal(b"", header + sealed[:-AEAD_TAG], nonce, self._nobody)
         return payload

@@ -5,13 +5,22 @@ for a 1,300-byte packet that is half the cost of a seal or an open here (4 µs a
 every member opens every inbound frame. These functions call the same libsodium functions
 through PyNaCl's own cffi module, write into one preallocated buffer per thread and copy out the
 result. Lengths are checked here, because libsodium trusts them.
+
+Where only ChaCha20's keystream is wanted (the round pads, the whitening of cells, the even work
+of `flowkey.InboundOpener`), libsodium's raw stream functions are called, which PyNaCl does not
+bind: its module carries libsodium whole and exports them, so cffi finds them there (ABI mode).
+The AEAD functions compute the same keystream from block 1 and a Poly1305 tag on top, a second
+pass over the bytes that is thrown away; where the raw functions cannot be found (`RAW_STREAM`
+false), that is what is done.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
+from cffi import FFI  # type: ignore[import-untyped]
 from nacl._sodium import ffi, lib  # type: ignore[import-not-found]
 
 KEY_LEN = 32
@@ -27,6 +36,30 @@ class _Scratch(threading.local):
 
 
 _scratch = _Scratch()
+
+_STREAM_CDEF = """
+int crypto_stream_chacha20_xor_ic(unsigned char *c, const unsigned char *m,
+    unsigned long long mlen, const unsigned char *n, uint64_t ic, const unsigned char *k);
+int crypto_stream_chacha20_ietf_xor_ic(unsigned char *c, const unsigned char *m,
+    unsigned long long mlen, const unsigned char *n, uint32_t ic, const unsigned char *k);
+"""
+
+
+def _raw_stream() -> Any:
+    """libsodium's raw ChaCha20 stream functions, from PyNaCl's own module; None if absent."""
+    raw = FFI()
+    raw.cdef(_STREAM_CDEF)
+    try:
+        found = raw.dlopen(sys.modules["nacl._sodium"].__file__)
+        found.crypto_stream_chacha20_xor_ic  # noqa: B018 (looked up now, not at first use)
+        found.crypto_stream_chacha20_ietf_xor_ic  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    return found
+
+
+_stream = _raw_stream()
+RAW_STREAM = _stream is not None
 
 
 def _out(size: int) -> Any:
@@ -69,7 +102,21 @@ def stream_xor(data: bytes, nonce: bytes, key: bytes) -> bytes:
     _check(key, nonce, NONCE_LEN)
     size = len(data) + TAG_LEN
     out = _out(size)
-    lib.crypto_aead_chacha20poly1305_encrypt(
-        out, ffi.NULL, data, len(data), ffi.NULL, 0, ffi.NULL, nonce, key
-    )
+    if _stream is not None:
+        _stream.crypto_stream_chacha20_xor_ic(out, data, len(data), nonce, 1, key)
+    else:
+        lib.crypto_aead_chacha20poly1305_encrypt(
+            out, ffi.NULL, data, len(data), ffi.NULL, 0, ffi.NULL, nonce, key
+        )
     return bytes(ffi.buffer(out, len(data)))
+
+
+def spend_stream(data: bytes, length: int, nonce: bytes, key: bytes) -> None:
+    """ChaCha20 (IETF, from block 1) over the first `length` bytes of `data`, the result
+    thrown away: the keystream work of decrypting them, done where no decryption was
+    (`flowkey.InboundOpener`). Needs the raw stream functions (`RAW_STREAM`)."""
+    _check(key, nonce, IETF_NONCE_LEN)
+    if _stream is None:
+        raise RuntimeError("libsodium's raw stream functions were not found")
+    length = min(length, len(data))
+    _stream.crypto_stream_chacha20_ietf_xor_ic(_out(length), data, length, nonce, 1, key)

@@ -553,7 +553,7 @@ def pull_abort(body: bytes) -> Abort:
     return Abort(rnd, why, missing, nmembers)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: made for every INBOUND frame, and frozen costs 0.4 µs)
 class Inbound:
     """One part of a packet that arrived from the Internet for flow `tag`; `payload` is the
     part sealed under the flow's key (the frame's first INBOUND_HEAD bytes its associated

@@ -33,6 +33,10 @@ class FlakyEngine:
         self.got.append(frame)
         self.out.append(SendFrame(b"\xff" * 6, b"answer to " + frame))
 
+    def receive_inbound(self, src: bytes, frame: bytes, now: float) -> bool:
+        self.receive_frame(src, frame, now)
+        return bool(self.out)
+
     def get_timer(self) -> float:
         return 0.0
 
@@ -187,3 +191,44 @@ def test_a_members_answer_goes_to_its_pacer_before_its_events_are_reported(
     daemon.report = lambda events, now: order.append("report")  # type: ignore[method-assign]
     daemon.on_lan()
     assert order == ["hand over", "report"]
+
+
+class InboundSocket:
+    """The daemon's INBOUND socket: its frames once."""
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self.frames = frames
+
+    def receive(self) -> Iterator[tuple[bytes, bytes]]:
+        frames, self.frames = self.frames, []
+        for f in frames:
+            yield b"\x02" * 6, f
+
+
+class RoundsWaiting:
+    """The poll on the rounds' socket: something waits there after the INBOUND frames named."""
+
+    def __init__(self, after: list[bytes], engine: FlakyEngine) -> None:
+        self.after, self.engine = after, engine
+
+    def poll(self, timeout: int) -> list[tuple[int, int]]:
+        got = self.engine.got
+        return [(3, 1)] if got and got[-1] in self.after else []
+
+
+def test_an_open_is_taken_between_two_inbound_frames_and_a_broken_one_costs_only_itself(
+    daemon: MemberDaemon,
+) -> None:
+    """The INBOUND loop (every member reads every frame of every download): a rounds' frame
+    waiting is read after the frame in hand, not after the whole batch; a frame that breaks
+    the engine is contained; what a frame leaves is carried out at once."""
+    engine = daemon.engine
+    lan = Lan([b"open"])
+    daemon.lan = lan  # type: ignore[assignment]
+    daemon.inbound = InboundSocket([b"in1", b"!crash", b"in2", b"in3"])  # type: ignore[assignment]
+    daemon._rounds_poll = RoundsWaiting([b"in2"], engine)  # type: ignore[arg-type, assignment]
+    daemon.handlers = {SendFrame: lambda cmd: lan.send(cmd.dst, cmd.frame)}
+    daemon._on_inbound()
+    assert engine.got == [b"in1", b"in2", b"open", b"in3"]  # type: ignore[attr-defined]
+    assert lan.sent == [b"answer to in1", b"answer to in2", b"answer to open", b"answer to in3"]
+    assert errors(daemon, "lan_frame") == 1

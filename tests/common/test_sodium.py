@@ -31,11 +31,33 @@ def test_a_bad_seal_opens_to_none() -> None:
     assert sodium.open_sealed(b"short", b"head", nonce, key) is None
 
 
+@pytest.mark.parametrize("raw", [True, False], ids=["raw stream", "AEAD only"])
 @pytest.mark.parametrize("size", [0, 512, 22_912, 150_000])
-def test_the_pad_stream_is_the_original_constructions_ciphertext(size: int) -> None:
+def test_the_pad_stream_is_the_original_constructions_ciphertext(
+    size: int, raw: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whichever libsodium function computes it: the pads of every member must agree."""
+    if not raw:
+        monkeypatch.setattr(sodium, "_stream", None)
     key, nonce, data = os.urandom(32), os.urandom(8), os.urandom(size)
     expected = crypto_aead_chacha20poly1305_encrypt(data, None, nonce, key)[:-16]
     assert sodium.stream_xor(data, nonce, key) == expected
+
+
+def test_the_raw_stream_functions_are_found_in_pynacls_module() -> None:
+    """Where this fails, the pads and the inbound evening out fall back to the AEAD calls
+    (correct, a Poly1305 pass dearer): PyNaCl no longer exports libsodium's symbols."""
+    assert sodium.RAW_STREAM
+
+
+def test_spent_stream_is_a_decryptions_keystream_work_over_the_length_asked() -> None:
+    key, nonce, message = os.urandom(32), os.urandom(12), os.urandom(1300)
+    sealed = sodium.seal(message, b"", nonce, key)
+    sodium.spend_stream(sealed, len(sealed) - 16, nonce, key)
+    assert bytes(sodium.ffi.buffer(sodium._scratch.out, 1300)) == message  # (its scratch)
+    sodium.spend_stream(sealed, 10**6, nonce, key)  # never past the data
+    with pytest.raises(ValueError):
+        sodium.spend_stream(sealed, 16, os.urandom(8), key)
 
 
 def test_wrong_lengths_are_refused_before_libsodium_reads_them() -> None:

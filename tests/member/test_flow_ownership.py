@@ -42,16 +42,25 @@ class Work:
             self.tally["chacha20"] += len(sealed) - flowkey.AEAD_TAG
         return out
 
+    def stream(self, data: bytes, length: int, nonce: bytes, key: bytes) -> None:
+        self.tally["calls"] += 1
+        self.tally["chacha20"] += length
+        STREAM(data, length, nonce, key)
+
 
 SEAL = flowkey.seal
 OPEN = flowkey.open_sealed
+STREAM = flowkey.spend_stream
 
 
-@pytest.fixture
-def work(monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]:
+@pytest.fixture(params=[True, False], ids=["raw stream", "AEAD only"])
+def work(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Work]:
+    """Both ways of evening out: with libsodium's raw stream functions, and without them."""
     w = Work()
+    monkeypatch.setattr(flowkey, "RAW_STREAM", request.param)
     monkeypatch.setattr(flowkey, "seal", w.encrypt)
     monkeypatch.setattr(flowkey, "open_sealed", w.decrypt)
+    monkeypatch.setattr(flowkey, "spend_stream", w.stream)
     yield w
 
 
