@@ -283,7 +283,9 @@ class MemberDaemon(DaemonBase):
 
     def _start_pacer(self) -> None:
         try:
-            pacer = ProcessPacer(self.lan.sock, self._answers_late, self._pacer_lost)
+            pacer = ProcessPacer(
+                self.lan.sock, self._answers_late, self._pacer_lost, self.reactor.clock
+            )
         except OSError as exc:
             self.log.warning(
                 "no pacer process (%s): this daemon sends its answers itself, and its own "

@@ -18,8 +18,11 @@ Protocol on a SOCK_SEQPACKET pair (the daemon's end, the pacer's end):
                    LATE_AFTER after their moment, and left then), the last one's round, and
                    how late it was (ns): at most one report every REPORT_EVERY seconds, so a
                    host late every round is not woken every round to hear it
-An answer handed over always leaves (a lost round's too: every member's does, so whether a
-member took up an ABORT before its moment, which a busy one may not, does not show).
+An answer whose moment has passed when the daemon has it is not handed over: the daemon sends
+it at once (the pacer would, the moment it woke) and reports it late as the pacer reports its
+own (`ProcessPacer.hand_over`). An answer always leaves (a lost round's too: every member's
+does, so whether a member took up an ABORT before its moment, which a busy one may not, does
+not show).
 When the daemon goes, its end closes and the pacer ends. If the pacer cannot start or dies,
 the daemon sends the answers itself (`InlinePacer`) and says so.
 """
@@ -38,7 +41,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from lanon.common.clock import host_clock_ns
+from lanon.common.clock import host_clock, host_clock_ns
 from lanon.common.loop import precise_timers
 
 SUBMIT = struct.Struct("!qQ")
@@ -113,9 +116,22 @@ class InlinePacer:
 class ProcessPacer:
     """The answers go to a pacer process that sends them at their moment."""
 
-    def __init__(self, lan: socket.socket, report: Report, lost: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        lan: socket.socket,
+        report: Report,
+        lost: Callable[[], None],
+        clock: Callable[[], float] = host_clock,
+    ) -> None:
         self._report = report
         self._lost = lost
+        self._lan = lan
+        self._clock = clock  # the loop's: an answer's moment is on it
+        # late answers sent from here, not reported yet: how many, the last one's round and
+        # how late it was; reported as the pacer reports its own, at most every REPORT_EVERY
+        self._late = self._late_round = 0
+        self._late_by = 0.0
+        self._reported_at = float("-inf")
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
@@ -155,23 +171,40 @@ class ProcessPacer:
         ):
             self.hand_over()
         self._kept = due, rnd
-        self._frames.append(LENGTH.pack(len(frame)) + frame)
+        self._frames.append(frame)
         self._size += LENGTH.size + len(frame)
 
     def hand_over(self) -> None:
-        """Give the pacer what `submit` kept: one message, so one wake-up, a round."""
+        """Give the pacer what `submit` kept: one message, so one wake-up, a round. If its
+        moment has passed already, the pacer would send it the moment it woke: it is sent
+        from here instead, sooner and without waking the pacer (two switches of process and
+        its work, on a host whose load has just made an answer late)."""
         if self._kept is None:
             return
         due, rnd = self._kept
-        self._tell(SUBMIT.pack(int(due * NS), rnd) + b"".join(self._frames))
-        self._kept, self._frames, self._size = None, [], SUBMIT.size
+        frames, self._kept, self._frames, self._size = self._frames, None, [], SUBMIT.size
+        now = self._clock()
+        if now < due:
+            head = SUBMIT.pack(int(due * NS), rnd)
+            self._tell(head + b"".join(LENGTH.pack(len(f)) + f for f in frames))
+            return
+        for frame in frames:
+            with contextlib.suppress(OSError):  # a full buffer or a link down: lost, as there
+                self._lan.send(frame)
+        if now - due > LATE_AFTER and rnd != self._late_round:
+            self._late, self._late_round, self._late_by = self._late + 1, rnd, now - due
+            self.run(now)
 
     @property
     def due(self) -> float:
         return float("inf")  # the pacer keeps the time
 
     def run(self, now: float) -> None:
-        """Nothing to do here: the pacer sends."""
+        """The pacer sends; what is left here is the report of late answers sent from here,
+        when one is due."""
+        if self._late and now - self._reported_at >= REPORT_EVERY:
+            count, self._late, self._reported_at = self._late, 0, now
+            self._report(count, self._late_round, self._late_by)
 
     def _tell(self, msg: bytes) -> None:
         try:
