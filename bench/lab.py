@@ -7,10 +7,8 @@ round rate while busy, and the DC-net bound of a download. Figures go to a table
 matplotlib, to a PNG plot.
 
 The DC-net bound of one download, in the same run: the LAN's frame rate R (the plain
-download's segments per second, with the Internet host's segmentation offloads off for it, so
-that each segment crosses the lab's bridge as a frame of its own: with them on, a veth carries
-segments of up to 64 KB whole, and R counted 2 to 3 times the frames that crossed, and as
-much as the machine's other load moved the plain download), divided as the lanon divides it. Each packet of a download reaches the member in an INBOUND broadcast,
+download's segments per second: each is one frame delivered across the lab's bridge), divided
+as the lanon divides it. Each packet of a download reaches the member in an INBOUND broadcast,
 which the LAN delivers to all n members; each round, busy_rate times a second, the LAN
 delivers the OPEN and the output to the n members and the n members' contributions (star) or
 relays' frames (tree) towards the leader, P parts each (P for the smallest vector, the
@@ -126,7 +124,6 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
         plain = rtt_times(lab, "gateway1", 40, 0.015, 0.025)
         lanon = rtt_times(lab, "member1", 150, 0.015, 0.025)  # (a conversation: rounds are busy)
         plain_mbs = statistics.median(download(lab, "gateway1") for _ in range(2))
-        frames_mbs = plain_frames(lab)
         start = lab.leader_status()["rounds_completed"]
         t0 = time.monotonic()
         speeds = [download(lab, "member1") for _ in range(DOWNLOADS)]
@@ -145,20 +142,10 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             member_cpu,
             leader_cpu,
             rate,
-            dcnet_bound(lab, frames_mbs, rate),
+            dcnet_bound(lab, plain_mbs, rate),
         )
     finally:
         lab.down()
-
-
-def plain_frames(lab: object) -> float:
-    """MB/s of the plain download, segmented to the MTU before it leaves the Internet host."""
-    off = [sys.executable, "-m", "lanon.lab.offload", "eth0"]
-    lab.run("internet", [*off, "off"], check=True)  # type: ignore[attr-defined]
-    try:
-        return statistics.median(download(lab, "gateway1") for _ in range(2))
-    finally:
-        lab.run("internet", [*off, "on"], check=True)  # type: ignore[attr-defined]
 
 
 def dcnet_bound(lab: object, plain_mbs: float, busy_rate: float) -> float:
