@@ -199,10 +199,9 @@ class InboundOpener:
     ) -> bytes | None:
         nonce = _inbound_nonce(gateway, seq)
         payload = open_sealed(sealed, header, nonce, key or self._nobody)
-        if RAW_STREAM:
-            spend_stream(
-                sealed, len(sealed) - AEAD_TAG if payload is None else 0, nonce, self._nobody
-            )
+        if RAW_STREAM:  # (a payload shorter than a tag: nothing to decrypt, nothing to spend)
+            unopened = max(0, len(sealed) - AEAD_TAG) if payload is None else 0
+            spend_stream(sealed, unopened, nonce, self._nobody)
         elif payload is None:
             seal(sealed[:-AEAD_TAG], header, nonce, self._nobody)
         else:

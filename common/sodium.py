@@ -20,7 +20,6 @@ import sys
 import threading
 from typing import Any
 
-from cffi import FFI  # type: ignore[import-untyped]
 from nacl._sodium import ffi, lib  # type: ignore[import-not-found]
 
 KEY_LEN = 32
@@ -46,14 +45,19 @@ int crypto_stream_chacha20_ietf_xor_ic(unsigned char *c, const unsigned char *m,
 
 
 def _raw_stream() -> Any:
-    """libsodium's raw ChaCha20 stream functions, from PyNaCl's own module; None if absent."""
-    raw = FFI()
-    raw.cdef(_STREAM_CDEF)
+    """libsodium's raw ChaCha20 stream functions, from PyNaCl's own module; None if absent,
+    or if cffi itself cannot be used here (its package and its compiled backend of two
+    versions, as where a system Python finds the system's backend first: PyNaCl's module
+    works with either, cffi's `FFI` refuses to)."""
     try:
+        from cffi import FFI  # type: ignore[import-untyped]
+
+        raw = FFI()
+        raw.cdef(_STREAM_CDEF)
         found = raw.dlopen(sys.modules["nacl._sodium"].__file__)
         found.crypto_stream_chacha20_xor_ic  # noqa: B018 (looked up now, not at first use)
         found.crypto_stream_chacha20_ietf_xor_ic  # noqa: B018
-    except (OSError, AttributeError):
+    except Exception:  # (cffi's version check raises a bare Exception)
         return None
     return found
 
@@ -118,5 +122,5 @@ def spend_stream(data: bytes, length: int, nonce: bytes, key: bytes) -> None:
     _check(key, nonce, IETF_NONCE_LEN)
     if _stream is None:
         raise RuntimeError("libsodium's raw stream functions were not found")
-    length = min(length, len(data))
+    length = max(0, min(length, len(data)))  # (a frame too short for a tag: nothing)
     _stream.crypto_stream_chacha20_ietf_xor_ic(_out(length), data, length, nonce, 1, key)

@@ -228,7 +228,7 @@ class MemberDaemon(DaemonBase):
         download, most of them another's that leave nothing to carry out or report, so a
         frame costs here only what it must (a flush where the engine has something, the
         timers once at the end unless this loop keeps a moment)."""
-        engine, clock, waiting = self.engine, self.reactor.clock, self._rounds_poll.poll
+        engine, clock = self.engine, self.reactor.clock
         each = self.timers_each_frame
         for src, frame in self.inbound.receive():
             now = clock()
@@ -239,11 +239,12 @@ class MemberDaemon(DaemonBase):
                 told = True
             if told:
                 self.flush(now)
+                each = self.timers_each_frame  # (a pacer lost meanwhile: this loop keeps time)
             if each:
+                now = clock()  # (the moment is kept from now, not from before the frame)
                 self.run_timers(now)
                 self.hold(now)
-            if waiting(0):
-                self.on_lan()
+            self._look_at_rounds()
         if not each:
             self.run_timers(clock())
 
@@ -284,7 +285,11 @@ class MemberDaemon(DaemonBase):
     def _start_pacer(self) -> None:
         try:
             pacer = ProcessPacer(
-                self.lan.sock, self._answers_late, self._pacer_lost, self.reactor.clock
+                self.lan.sock,
+                self._answers_late,
+                self._pacer_lost,
+                self.reactor.clock,
+                self.lan.send_frame,
             )
         except OSError as exc:
             self.log.warning(

@@ -497,8 +497,8 @@ class MemberEngine(EngineBase):
 
     def receive_inbound(self, src: bytes, frame: bytes, now: float) -> bool:
         """A frame from the daemon's INBOUND socket (an INBOUND, or so the kernel's filter
-        found): as `receive_frame`, and whether it left commands or events (most, another
-        member's, leave none)."""
+        found): as `receive_frame`, and whether commands or events now wait to be carried out
+        or reported (after another member's frame, as a rule, none do)."""
         self.receive_frame(src, frame, now)
         return bool(self._commands) or bool(self._events)
 

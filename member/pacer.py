@@ -114,7 +114,8 @@ class InlinePacer:
 
 
 class ProcessPacer:
-    """The answers go to a pacer process that sends them at their moment."""
+    """The answers go to a pacer process that sends them at their moment; one the daemon has
+    only after its moment leaves from here at once (`hand_over`)."""
 
     def __init__(
         self,
@@ -122,11 +123,17 @@ class ProcessPacer:
         report: Report,
         lost: Callable[[], None],
         clock: Callable[[], float] = host_clock,
+        send: Callable[[bytes], object] | None = None,
     ) -> None:
+        """`lan`: the LAN socket the pacer sends on; `send`: the daemon's way to send a frame
+        on it (the socket's own `send`, a full buffer or a link down forgiven, if None)."""
         self._report = report
         self._lost = lost
-        self._lan = lan
+        self._send = send or _sender(lan)
         self._clock = clock  # the loop's: an answer's moment is on it
+        # where the frames of the answer handed over last went: to the pacer (True) or out from
+        # here (an answer over MESSAGE_MAX goes in several hand-overs, all the same way)
+        self._route: tuple[tuple[float, int], bool] | None = None
         # late answers sent from here, not reported yet: how many, the last one's round and
         # how late it was; reported as the pacer reports its own, at most every REPORT_EVERY
         self._late = self._late_round = 0
@@ -178,22 +185,23 @@ class ProcessPacer:
         """Give the pacer what `submit` kept: one message, so one wake-up, a round. If its
         moment has passed already, the pacer would send it the moment it woke: it is sent
         from here instead, sooner and without waking the pacer (two switches of process and
-        its work, on a host whose load has just made an answer late)."""
+        its work, on a host whose load has just made an answer late), and counted late for
+        `run` to report. Every part of one answer goes the way its first went."""
         if self._kept is None:
             return
-        due, rnd = self._kept
+        kept = due, rnd = self._kept
         frames, self._kept, self._frames, self._size = self._frames, None, [], SUBMIT.size
         now = self._clock()
-        if now < due:
+        if self._route is None or self._route[0] != kept:
+            self._route = kept, now < due
+        if self._route[1]:
             head = SUBMIT.pack(int(due * NS), rnd)
             self._tell(head + b"".join(LENGTH.pack(len(f)) + f for f in frames))
             return
         for frame in frames:
-            with contextlib.suppress(OSError):  # a full buffer or a link down: lost, as there
-                self._lan.send(frame)
+            self._send(frame)
         if now - due > LATE_AFTER and rnd != self._late_round:
             self._late, self._late_round, self._late_by = self._late + 1, rnd, now - due
-            self.run(now)
 
     @property
     def due(self) -> float:
@@ -201,7 +209,7 @@ class ProcessPacer:
 
     def run(self, now: float) -> None:
         """The pacer sends; what is left here is the report of late answers sent from here,
-        when one is due."""
+        when one is due (the daemon's timers call this: never from inside its commands)."""
         if self._late and now - self._reported_at >= REPORT_EVERY:
             count, self._late, self._reported_at = self._late, 0, now
             self._report(count, self._late_round, self._late_by)
@@ -235,6 +243,16 @@ class ProcessPacer:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def _sender(lan: socket.socket) -> Callable[[bytes], object]:
+    """Frames sent on `lan` as the pacer sends them: a full buffer or a link down loses one."""
+
+    def send(frame: bytes) -> None:
+        with contextlib.suppress(OSError):
+            lan.send(frame)
+
+    return send
 
 
 # --- the pacer process ----------------------------------------------------------------------

@@ -77,3 +77,17 @@ def test_inbound_parts_open_under_their_gateway_and_sequence_number_only() -> No
     opener = flowkey.InboundOpener(RNG)
     assert opener.open(key, 1, 77, b"head", sealed) == b"part"
     assert opener.open(None, 1, 77, b"head", sealed) is None
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw stream", "AEAD only"])
+@pytest.mark.parametrize("sealed", [b"", b"short", bytes(flowkey.AEAD_TAG)])
+def test_an_inbound_payload_too_short_for_its_seal_opens_to_nothing(
+    sealed: bytes, raw: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LAN host may send an INBOUND frame with a payload shorter than a tag: refused like
+    any forgery, by its owner and by everyone else, never an error."""
+    monkeypatch.setattr(flowkey, "RAW_STREAM", raw)
+    opener = flowkey.InboundOpener(RNG)
+    key = flowkey.new_flow_key(RNG)
+    assert opener.open(key, 1, 9, b"head", sealed) is None
+    assert opener.open(None, 1, 9, b"head", sealed) is None

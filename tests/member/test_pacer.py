@@ -92,6 +92,38 @@ def test_an_answer_leaves_at_its_moment_and_late_ones_are_reported_together() ->
     assert pacer.proc.returncode == 0  # it ended when the daemon's end closed
 
 
+def test_the_parts_of_one_answer_go_the_way_its_first_went() -> None:
+    """An answer over one message's size is handed over in several: if its moment passes
+    between them, the rest still go to the pacer, in order, behind the first (none from the
+    daemon ahead of them, no second count of one late answer)."""
+    lan, wire_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    wire_end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    r = Reports()
+    due = host_clock() + 0.05
+    calls: list[float] = []
+
+    def clock() -> float:  # before the moment at the first hand-over, long after it since
+        calls.append(0.0)
+        return due - 0.01 if len(calls) == 1 else due + 1.0
+
+    pacer = ProcessPacer(lan, r.report, r.gone, clock)
+    try:
+        big = [FRAME + bytes([k]) * 1400 for k in range(100)]  # three messages
+        for f in big:
+            pacer.submit(due, 9, f)
+        pacer.hand_over()
+        assert len(calls) >= 3
+        wire_end.settimeout(2.0)
+        assert [wire_end.recv(2000) for _ in big] == big
+        assert host_clock() >= due  # the pacer sent them all, at the moment
+        pacer.run(due + 1.0)
+        assert r.got == []  # handed over in time: not late, here or there
+    finally:
+        pacer.close()
+        lan.close()
+        wire_end.close()
+
+
 def test_a_pacer_that_dies_is_noticed_and_ignores_the_daemons_stop_signal() -> None:
     lan, wire_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     r = Reports()
