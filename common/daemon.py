@@ -89,6 +89,7 @@ class Engine(Protocol):
     wall_offset: float
 
     def receive_frame(self, src: bytes, frame: bytes, now: float) -> None: ...
+    def pending(self) -> bool: ...
     def get_timer(self) -> float: ...
     def handle_timer(self, now: float) -> None: ...
     def pop_commands(self) -> list[ev.Command]: ...
@@ -285,30 +286,34 @@ class DaemonBase:
         self, lan: LanSocket, between: Callable[[], None] | None = None, stamped: bool = True
     ) -> None:
         """Every frame waiting on `lan` (up to LAN_BATCH), `between` called after each;
-        not `stamped`: each arrived when read (for frames whose arrival nothing times)."""
-        clock = self.reactor.clock
+        not `stamped`: each arrived when read (for frames whose arrival nothing times).
+
+        Lean, since a member reads every frame of every download, most of them another's
+        that leave nothing behind: a flush only where the engine has commands or events
+        waiting, the timers once after the batch unless this loop keeps a moment (asked
+        again after a flush: a member whose pacer was lost keeps it from then on)."""
+        clock, engine = self.reactor.clock, self.engine
         now = clock()
         offset = time.time() - now  # wall clock -> the loop's, for the kernel's stamps
+        each = self.timers_each_frame
         frames = lan.receive_stamped() if stamped else lan.receive_unstamped()
         for src, payload, stamp in itertools.islice(frames, LAN_BATCH):
-            now = self._take(src, payload, stamp - offset if stamp else 0.0, now)
+            arrived = min(now, max(stamp - offset, now - 1.0)) if stamp else now
+            try:
+                engine.receive_frame(src, payload, arrived)
+            except Exception as exc:
+                self.contain(Stage.LAN_FRAME, exc)
+            now = clock()
+            if engine.pending():
+                self.flush(now)
+                each = self.timers_each_frame
+            if each:
+                self.run_timers(now)
+                self.hold(now)
             if between is not None:
                 between()
-        if not self.timers_each_frame:
+        if not each:
             self.run_timers(now)
-
-    def _take(self, src: bytes, payload: bytes, stamp: float, now: float) -> float:
-        arrived = min(now, max(stamp, now - 1.0)) if stamp else now
-        try:
-            self.engine.receive_frame(src, payload, arrived)
-        except Exception as exc:
-            self.contain(Stage.LAN_FRAME, exc)
-        now = self.reactor.clock()
-        self.flush(now)
-        if self.timers_each_frame:
-            self.run_timers(now)
-            self.hold(now)
-        return now
 
     def filter_sources(self, allow: frozenset[bytes] | None, *socks: LanSocket) -> None:
         """The door's kernel filter on these sockets. Where the kernel refuses it (more

@@ -60,6 +60,10 @@ class EngineBase:
     # The public outbox: the engine's parts (leader, egress, ingress; contributor, inbound,
     # key ring) report through these, never through the lists.
 
+    def pending(self) -> bool:
+        """Whether commands or events wait for the daemon (after most frames, none do)."""
+        return bool(self._commands) or bool(self._events)
+
     def event(self, event: Event) -> None:
         self._events.append(event)
 

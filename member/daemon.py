@@ -222,31 +222,8 @@ class MemberDaemon(DaemonBase):
         """INBOUND frames (every member's replies, broadcast), with a look at the rounds'
         socket after each: an OPEN never waits behind a download's packets, this member's or
         another's, or its answer would be later than others'. Nothing times an INBOUND's
-        arrival: read without a stamp.
-
-        `take_all`'s work in a loop of its own: every member reads every frame of every
-        download, most of them another's that leave nothing to carry out or report, so a
-        frame costs here only what it must (a flush where the engine has something, the
-        timers once at the end unless this loop keeps a moment)."""
-        engine, clock = self.engine, self.reactor.clock
-        each = self.timers_each_frame
-        for src, frame in self.inbound.receive():
-            now = clock()
-            try:
-                told = engine.receive_inbound(src, frame, now)
-            except Exception as exc:
-                self.contain(Stage.LAN_FRAME, exc)
-                told = True
-            if told:
-                self.flush(now)
-                each = self.timers_each_frame  # (a pacer lost meanwhile: this loop keeps time)
-            if each:
-                now = clock()  # (the moment is kept from now, not from before the frame)
-                self.run_timers(now)
-                self.hold(now)
-            self._look_at_rounds()
-        if not each:
-            self.run_timers(clock())
+        arrival: read without a stamp."""
+        self.take_all(self.inbound, self._look_at_rounds, stamped=False)
 
     def _look_at_rounds(self) -> None:
         """The rounds' frames waiting, if any: a poll, the cheapest look (a read that finds

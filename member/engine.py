@@ -495,13 +495,6 @@ class MemberEngine(EngineBase):
 
     # --- frames -------------------------------------------------------------------------
 
-    def receive_inbound(self, src: bytes, frame: bytes, now: float) -> bool:
-        """A frame from the daemon's INBOUND socket (an INBOUND, or so the kernel's filter
-        found): as `receive_frame`, and whether commands or events now wait to be carried out
-        or reported (after another member's frame, as a rule, none do)."""
-        self.receive_frame(src, frame, now)
-        return bool(self._commands) or bool(self._events)
-
     def receive_frame(self, src: bytes, frame: bytes, now: float) -> None:
         if frame[1:2] == _INBOUND:  # first: a download brings thousands a second
             if self.filter_inbound:

@@ -33,8 +33,7 @@ class FlakyEngine:
         self.got.append(frame)
         self.out.append(SendFrame(b"\xff" * 6, b"answer to " + frame))
 
-    def receive_inbound(self, src: bytes, frame: bytes, now: float) -> bool:
-        self.receive_frame(src, frame, now)
+    def pending(self) -> bool:
         return bool(self.out)
 
     def get_timer(self) -> float:
@@ -165,6 +164,9 @@ def test_a_members_answer_goes_to_its_pacer_before_its_events_are_reported(
             out, self.events = self.events, []
             return out
 
+        def pending(self) -> bool:
+            return bool(self.out) or bool(self.events)
+
     class Pacer:
         mode = Mode.PROCESS
         due = float("inf")
@@ -199,10 +201,10 @@ class InboundSocket:
     def __init__(self, frames: list[bytes]) -> None:
         self.frames = frames
 
-    def receive(self) -> Iterator[tuple[bytes, bytes]]:
+    def receive_unstamped(self) -> Iterator[tuple[bytes, bytes, float]]:
         frames, self.frames = self.frames, []
         for f in frames:
-            yield b"\x02" * 6, f
+            yield b"\x02" * 6, f, 0.0
 
 
 class RoundsWaiting:
