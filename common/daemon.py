@@ -45,6 +45,9 @@ UNLOGGED = frozenset(
         ev.InboundDelivered,
     }
 )
+# A lanon socket's receive ring (rawsock.LinkSocket): 2 MiB at a 1500-byte MTU, a member's
+# INBOUND frames of some 35 ms of a fast download.
+RING_FRAMES = 1024
 LAN_BATCH = 512  # frames read from the LAN before the loop looks at its other sockets
 EXPECTED_REFUSALS = frozenset({ev.RefuseReason.MISSING_KEY, ev.RefuseReason.STALE_ROUND})
 
@@ -105,6 +108,8 @@ class LanSocket(Protocol):
     def receive_stamped(self) -> Iterator[tuple[bytes, bytes, float]]: ...
 
     def receive_unstamped(self) -> Iterator[tuple[bytes, bytes, float]]: ...
+
+    def take_truncated(self) -> int: ...
 
     def allow_only(self, sources: frozenset[bytes] | None) -> None: ...
 
@@ -314,6 +319,14 @@ class DaemonBase:
                 between()
         if not each:
             self.run_timers(now)
+        if truncated := lan.take_truncated():
+            self.warn_once(
+                "truncated",
+                now,
+                "dropped %d frames longer than the LAN interface's MTU when this daemon started "
+                "(raised since? restart the daemon to take frames of the new size)",
+                truncated,
+            )
 
     def filter_sources(self, allow: frozenset[bytes] | None, *socks: LanSocket) -> None:
         """The door's kernel filter on these sockets. Where the kernel refuses it (more

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from lanon.common.errors import PrerequisiteError
 from lanon.common.events import MAX_FILTER_TAGS
+from lanon.common.rxring import RxRing
 
 PACKET_OUTGOING = 4  # pkttype of frames this host sent: never ours to receive
 SOL_PACKET = 263
@@ -63,9 +64,13 @@ class LinkSocket:
         ethertype: int,
         rcvbuf: int = 4 << 20,
         kind: tuple[int, bool] | None = None,
+        ring: int = 0,
     ) -> None:
         """`kind` (message type, wanted): only frames of that type (True) or all but them
-        (False) reach this socket, so that one kind never waits behind another."""
+        (False) reach this socket, so that one kind never waits behind another. `ring`: read
+        through a receive ring of that many frames (`rxring.RxRing`), where the kernel sets
+        one up, instead of a system call a frame (for frames no larger than the interface's
+        MTU: not a gateway's IP packets, which segmentation offload may have merged)."""
         self.ifname = ifname
         self.ethertype = ethertype
         self._type = struct.pack("!H", ethertype)
@@ -99,6 +104,18 @@ class LinkSocket:
             self._no_outgoing = True
         if kind is not None:
             self._filter()
+        self._ring: RxRing | None = None
+        if ring:
+            with contextlib.suppress(OSError):
+                self._ring = RxRing(self.sock, ifname, ring)
+
+    def take_truncated(self) -> int:
+        """Frames the ring dropped since the last call, longer than its slots (the interface's
+        MTU raised since it was made)."""
+        if self._ring is None or not self._ring.truncated:
+            return 0
+        count, self._ring.truncated = self._ring.truncated, 0
+        return count
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -138,7 +155,11 @@ class LinkSocket:
     def receive(self) -> Iterator[tuple[bytes, bytes]]:
         """(source MAC, payload) of every frame waiting, sent by others: one system call a
         frame where the kernel leaves out our own (an address costs a second: its interface's
-        name), else their address says which are ours."""
+        name), else their address says which are ours; none at all through a ring."""
+        if self._ring is not None:
+            for src, payload, _status, _sec, _nsec in self._ring.frames(MAX_BATCH):
+                yield src, payload
+            return
         for _ in range(MAX_BATCH):
             try:
                 if self._no_outgoing:
@@ -175,6 +196,10 @@ class LinkSocket:
     def receive_stamped(self) -> Iterator[tuple[bytes, bytes, float]]:
         """(source MAC, payload, arrival) of every frame waiting, sent by others; arrival is the
         kernel's receive time (wall clock, seconds): when the frame came, not when we read it."""
+        if self._ring is not None:
+            for src, payload, _status, sec, nsec in self._ring.frames(MAX_BATCH):
+                yield src, payload, sec + nsec * 1e-9
+            return
         if not self._stamps:
             self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             self._stamps = True
@@ -189,6 +214,10 @@ class LinkSocket:
     def receive_checked(self) -> Iterator[tuple[bytes, bool]]:
         """(payload, checksum_ready) of every frame waiting: with checksum offload (veth,
         virtio) the kernel may hand over packets whose TCP/UDP checksum is still partial."""
+        if self._ring is not None:
+            for _src, payload, status, _sec, _nsec in self._ring.frames(MAX_BATCH):
+                yield payload, not status & TP_STATUS_CSUMNOTREADY
+            return
         if not self._auxdata:
             self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             self._auxdata = True
@@ -256,6 +285,8 @@ class LinkSocket:
         self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
     def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
         self.sock.close()
 
 

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from lanon.common import __version__, blindrsa, iptables, keygraph, wire
 from lanon.common import events as ev
 from lanon.common.crypto import Verifier, decode_public_key
-from lanon.common.daemon import DaemonBase, Stage
+from lanon.common.daemon import RING_FRAMES, DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import ConfigError, PrerequisiteError
 from lanon.common.events import (
@@ -105,7 +105,7 @@ class GatewayDaemon(DaemonBase):
         self._rules_for: list[str] = []
         if s.manage_rules:
             self._install_rules()
-        self.lan = LinkSocket(s.interface, wire.ETHERTYPE)
+        self.lan = LinkSocket(s.interface, wire.ETHERTYPE, ring=RING_FRAMES)
         self.ip = LinkSocket(s.interface, ETH_P_IP, rcvbuf=16 << 20)
         self.arp = LinkSocket(s.interface, ETH_P_ARP)
         if s.promiscuous:

@@ -17,7 +17,7 @@ from lanon.common import __version__, iptables, wire
 from lanon.common import events as ev
 from lanon.common.clock import wall_ms
 from lanon.common.coalition import Schedule
-from lanon.common.daemon import DaemonBase, Stage
+from lanon.common.daemon import RING_FRAMES, DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import ConfigError, PrerequisiteError
 from lanon.common.events import (
@@ -137,8 +137,12 @@ class MemberDaemon(DaemonBase):
             )
         self.tun = Tun(s.tun, s.tun_address)
         # Two sockets, filtered in the kernel: the rounds' frames and all else, and INBOUND.
-        self.lan = LinkSocket(s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, False))
-        self.inbound = LinkSocket(s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True))
+        self.lan = LinkSocket(
+            s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, False), ring=RING_FRAMES
+        )
+        self.inbound = LinkSocket(
+            s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True), ring=RING_FRAMES
+        )
         self._rounds_poll = select.poll()  # is a rounds' frame waiting? (between others)
         self._rounds_poll.register(self.lan.fileno(), select.POLLIN)
         self._start_pacer()

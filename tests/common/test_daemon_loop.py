@@ -53,9 +53,14 @@ class FlakyEngine:
 
 
 class Lan:
-    def __init__(self, frames: list[bytes]) -> None:
+    def __init__(self, frames: list[bytes], truncated: int = 0) -> None:
         self.frames = frames
         self.sent: list[bytes] = []
+        self.truncated = truncated  # frames its ring dropped, longer than a slot
+
+    def take_truncated(self) -> int:
+        count, self.truncated = self.truncated, 0
+        return count
 
     def receive_stamped(self) -> Iterator[tuple[bytes, bytes, float]]:
         for f in self.frames:
@@ -100,6 +105,20 @@ def test_a_frame_that_breaks_the_engine_costs_only_itself(daemon: MemberDaemon) 
         daemon.registry.get_sample_value("lanon_internal_errors_total", {"stage": "lan_frame"})
         is None
     )
+
+
+def test_frames_longer_than_the_ring_took_are_said_once(
+    daemon: MemberDaemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon.handlers = {SendFrame: lambda cmd: True}
+    daemon.lan = Lan([b"one"], truncated=2)  # type: ignore[assignment]
+    daemon.on_lan()
+    daemon.on_lan()  # nothing new: nothing said
+    said = [r.getMessage() for r in caplog.records if "longer than" in r.getMessage()]
+    assert said == [
+        "dropped 2 frames longer than the LAN interface's MTU when this daemon started (raised "
+        "since? restart the daemon to take frames of the new size)"
+    ]
 
 
 def test_a_failing_timer_is_contained_and_runs_again(daemon: MemberDaemon) -> None:
@@ -205,6 +224,9 @@ class InboundSocket:
         frames, self.frames = self.frames, []
         for f in frames:
             yield b"\x02" * 6, f, 0.0
+
+    def take_truncated(self) -> int:
+        return 0
 
 
 class RoundsWaiting:
