@@ -45,9 +45,11 @@ UNLOGGED = frozenset(
         ev.InboundDelivered,
     }
 )
-# A lanon socket's receive ring (rawsock.LinkSocket): 2 MiB at a 1500-byte MTU, a member's
-# INBOUND frames of some 35 ms of a fast download.
-RING_FRAMES = 1024
+# A lanon socket's receive ring (rawsock.LinkSocket): its slots are allocated at once (3.2 MiB at
+# a 1500-byte MTU), and it holds at least what the 4 MiB receive buffer it replaced held (about
+# 1,800 frames): a member's INBOUND frames of some 70 ms of a fast download. A gateway's holds
+# twice as many: a peer's flow table comes at once (20,000 flows are 1,180 FLOWS frames).
+RING_FRAMES = 2048
 LAN_BATCH = 512  # frames read from the LAN before the loop looks at its other sockets
 EXPECTED_REFUSALS = frozenset({ev.RefuseReason.MISSING_KEY, ev.RefuseReason.STALE_ROUND})
 
@@ -104,6 +106,7 @@ class Engine(Protocol):
 
 class LanSocket(Protocol):
     sources_refused: bool
+    ring_refused: str | None
 
     def receive_stamped(self) -> Iterator[tuple[bytes, bytes, float]]: ...
 
@@ -143,6 +146,7 @@ class DaemonBase:
         self._last_warned: dict[str, float] = {}
         self._paused: tuple[float, str] | None = None  # since when, and why (LanonDisbanded)
         self._paused_warned = False
+        self.too_long = 0  # frames the receive rings dropped, longer than a slot
         self.metrics: BaseMetrics
 
     @property
@@ -320,13 +324,23 @@ class DaemonBase:
         if not each:
             self.run_timers(now)
         if truncated := lan.take_truncated():
+            self.too_long += truncated
             self.warn_once(
                 "truncated",
                 now,
-                "dropped %d frames longer than the LAN interface's MTU when this daemon started "
-                "(raised since? restart the daemon to take frames of the new size)",
-                truncated,
+                "%d frames dropped in all, longer than a slot of the receive ring (the LAN "
+                "interface's MTU when this daemon started: if it was raised, restart the daemon)",
+                self.too_long,
             )
+
+    def say_without_ring(self, *socks: LanSocket) -> None:
+        """Say which sockets read a system call a frame: the kernel made them no ring."""
+        for sock in socks:
+            if sock.ring_refused is not None:
+                self.log.warning(
+                    "no receive ring on a LAN socket (%s): it reads a system call a frame",
+                    sock.ring_refused,
+                )
 
     def filter_sources(self, allow: frozenset[bytes] | None, *socks: LanSocket) -> None:
         """The door's kernel filter on these sockets. Where the kernel refuses it (more

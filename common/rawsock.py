@@ -12,10 +12,8 @@ from collections.abc import Iterator
 
 from lanon.common.errors import PrerequisiteError
 from lanon.common.events import MAX_FILTER_TAGS
-from lanon.common.rxring import RxRing
+from lanon.common.rxring import PACKET_OUTGOING, SOL_PACKET, RxRing
 
-PACKET_OUTGOING = 4  # pkttype of frames this host sent: never ours to receive
-SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 PACKET_AUXDATA = 8
@@ -105,9 +103,12 @@ class LinkSocket:
         if kind is not None:
             self._filter()
         self._ring: RxRing | None = None
+        self.ring_refused: str | None = None  # why the kernel made no ring, if it did not
         if ring:
-            with contextlib.suppress(OSError):
+            try:
                 self._ring = RxRing(self.sock, ifname, ring)
+            except OSError as exc:
+                self.ring_refused = exc.strerror or str(exc)
 
     def take_truncated(self) -> int:
         """Frames the ring dropped since the last call, longer than its slots (the interface's

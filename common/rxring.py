@@ -17,23 +17,23 @@ PACKET_RX_RING = 5
 PACKET_VERSION = 10
 TPACKET_V2 = 1
 SIOCGIFMTU = 0x8921
-PACKET_OUTGOING = 4  # pkttype of frames this host sent
+PACKET_OUTGOING = 4  # pkttype of frames this host sent: never ours to receive
 TP_STATUS_USER = 1  # the frame is ours to read; 0 (TP_STATUS_KERNEL) gives it back
-_HEADER = struct.Struct(
-    "=IIIHHII"
-)  # struct tpacket2_hdr: status, len, snaplen, mac, net, sec, nsec
+# struct tpacket2_hdr: status, len, snaplen, mac, net, sec, nsec (then VLAN fields, padding)
+_HEADER = struct.Struct("=IIIHHII")
 _STATUS = struct.Struct("=I")
 _PKTTYPE = 32 + 10  # struct sockaddr_ll's sll_pkttype, after the 32-byte header
 # Where the kernel puts a frame's Ethernet header in its slot (the header and a sockaddr_ll,
 # aligned, then room for a link header of up to 16 bytes): what a slot holds is the rest.
 _MAC_AT = 66
 _VLAN = 4
+_ALIGN = 16  # TPACKET_ALIGNMENT: a slot's size is a multiple of it
 _BLOCK = 1 << 16  # frames never cross a block; a block is whole pages
 
 
 def slot_size(mtu: int) -> int:
-    """The smallest power of two (at least 2 KiB) whose slot holds a whole frame of `mtu`."""
-    return 1 << max(11, (_MAC_AT + 14 + _VLAN + mtu - 1).bit_length())
+    """The smallest slot (a multiple of 16 bytes) that holds a whole frame of `mtu`."""
+    return -(-(_MAC_AT + 14 + _VLAN + mtu) // _ALIGN) * _ALIGN
 
 
 def interface_mtu(sock: socket.socket, ifname: str) -> int:
@@ -42,35 +42,50 @@ def interface_mtu(sock: socket.socket, ifname: str) -> int:
 
 
 class RxRing:
-    """The receive ring of `sock` (bound to `ifname`): `frames` slots, each of a whole frame at
-    the interface's MTU. Raises OSError where the kernel will not set one up."""
+    """The receive ring of `sock` (bound to `ifname`): at least `frames` slots, each of a whole
+    frame at the interface's MTU. Raises OSError where the kernel will not set one up, and
+    leaves the socket as it was."""
 
     def __init__(self, sock: socket.socket, ifname: str, frames: int) -> None:
         self.slot = slot_size(interface_mtu(sock, ifname))
-        per_block = max(1, _BLOCK // self.slot)
-        block = per_block * self.slot
+        block = max(_BLOCK, -(-self.slot // mmap.PAGESIZE) * mmap.PAGESIZE)
+        per_block = block // self.slot
         blocks = max(1, -(-frames // per_block))
         self.count = blocks * per_block
+        self._sock = sock
         sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
         sock.setsockopt(
             SOL_PACKET, PACKET_RX_RING, struct.pack("IIII", block, blocks, self.slot, self.count)
         )
-        self.map = mmap.mmap(sock.fileno(), blocks * block)
+        try:
+            self.map = mmap.mmap(sock.fileno(), blocks * block)
+        except OSError:
+            # A ring nobody reads would take every frame: give it back to the kernel.
+            sock.setsockopt(SOL_PACKET, PACKET_RX_RING, bytes(16))
+            raise
+        # Where each slot begins: a block's slots are contiguous, its end may be unused.
+        self._at = [b * block + k * self.slot for b in range(blocks) for k in range(per_block)]
         self.next = 0  # the slot the kernel fills after the last one read
-        self.truncated = 0  # frames longer than a slot (the interface's MTU raised since)
+        self.truncated = 0  # frames longer than a slot, dropped (`take_truncated`)
 
     def frames(self, limit: int) -> Iterator[tuple[bytes, bytes, int, int, int]]:
         """(source MAC, payload, status, seconds, nanoseconds) of each frame waiting that this
         host did not send, at most `limit` slots read, each given back before its frame is
         yielded."""
-        ring, slot, count = self.map, self.slot, self.count
-        for _ in range(limit):
-            at = self.next * slot
+        ring, starts, count = self.map, self._at, self.count
+        for i in range(limit):
+            at = starts[self.next]
             status, length, snap, mac, _net, sec, nsec = _HEADER.unpack_from(ring, at)
             if not status & TP_STATUS_USER:
+                if i == 0:
+                    # Woken for nothing: maybe an error, as when the link went down, that
+                    # only a call clears; the socket would stay readable, and this loop spin.
+                    self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 return
-            # (The kernel writes the frame, then its status. Where loads may pass each other,
-            # unlike x86, a frame read too early fails its checks like any damaged one.)
+            # (The kernel writes a frame, then its status. x86 reads them in that order; where
+            # loads may pass each other (arm64: Python has no read barrier), a slot read too
+            # early could still hold its frame of the ring's last lap: a replay, as any LAN
+            # host can send, which every frame's checks refuse.)
             whole = snap == length and snap >= 14 and ring[at + _PKTTYPE] != PACKET_OUTGOING
             if whole:
                 src, payload = (

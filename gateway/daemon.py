@@ -105,9 +105,10 @@ class GatewayDaemon(DaemonBase):
         self._rules_for: list[str] = []
         if s.manage_rules:
             self._install_rules()
-        self.lan = LinkSocket(s.interface, wire.ETHERTYPE, ring=RING_FRAMES)
+        self.lan = LinkSocket(s.interface, wire.ETHERTYPE, ring=2 * RING_FRAMES)
         self.ip = LinkSocket(s.interface, ETH_P_IP, rcvbuf=16 << 20)
         self.arp = LinkSocket(s.interface, ETH_P_ARP)
+        self.say_without_ring(self.lan)
         if s.promiscuous:
             self.ip.promiscuous()
         self.emitter = Emitter()

@@ -143,6 +143,7 @@ class MemberDaemon(DaemonBase):
         self.inbound = LinkSocket(
             s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True), ring=RING_FRAMES
         )
+        self.say_without_ring(self.lan, self.inbound)
         self._rounds_poll = select.poll()  # is a rounds' frame waiting? (between others)
         self._rounds_poll.register(self.lan.fileno(), select.POLLIN)
         self._start_pacer()
@@ -230,8 +231,8 @@ class MemberDaemon(DaemonBase):
         self.take_all(self.inbound, self._look_at_rounds, stamped=False)
 
     def _look_at_rounds(self) -> None:
-        """The rounds' frames waiting, if any: a poll, the cheapest look (a read that finds
-        nothing costs a failed system call and an exception)."""
+        """The rounds' frames waiting, if any: a poll, one system call however the socket is
+        read (a read without a ring that finds nothing costs a failed call and an exception)."""
         if self._rounds_poll.poll(0):
             self.on_lan()
 

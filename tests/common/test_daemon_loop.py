@@ -111,14 +111,18 @@ def test_frames_longer_than_the_ring_took_are_said_once(
     daemon: MemberDaemon, caplog: pytest.LogCaptureFixture
 ) -> None:
     daemon.handlers = {SendFrame: lambda cmd: True}
-    daemon.lan = Lan([b"one"], truncated=2)  # type: ignore[assignment]
+    lan = Lan([b"one"], truncated=2)
+    daemon.lan = lan  # type: ignore[assignment]
     daemon.on_lan()
     daemon.on_lan()  # nothing new: nothing said
+    lan.truncated = 3
+    daemon.on_lan()  # more, within LOG_EVERY: counted, said with the next
     said = [r.getMessage() for r in caplog.records if "longer than" in r.getMessage()]
     assert said == [
-        "dropped 2 frames longer than the LAN interface's MTU when this daemon started (raised "
-        "since? restart the daemon to take frames of the new size)"
+        "2 frames dropped in all, longer than a slot of the receive ring (the LAN interface's "
+        "MTU when this daemon started: if it was raised, restart the daemon)"
     ]
+    assert daemon.too_long == 5
 
 
 def test_a_failing_timer_is_contained_and_runs_again(daemon: MemberDaemon) -> None:
