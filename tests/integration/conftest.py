@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,32 @@ def require_root_lab() -> None:
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         pytest.fail(f"integration tests need {', '.join(missing)}: './run test' installs them")
+
+
+@contextlib.contextmanager
+def veth_namespace(tag: str) -> Iterator[str]:
+    """A namespace of its own with a veth pair, va and vb, both up; removed after."""
+    ns = f"lanon-t{os.getpid() % 100000}-{tag}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        ip = ["ip", "-n", ns, "link"]
+        subprocess.run([*ip, "add", "va", "type", "veth", "peer", "name", "vb"], check=True)
+        for dev in ("va", "vb"):
+            subprocess.run([*ip, "set", dev, "up"], check=True)
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def run_probe(ns: str, code: str) -> None:
+    """`code` run by this Python in namespace `ns`; it fails the test if it fails."""
+    r = subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def lab_name(tag: str) -> str:

@@ -9,14 +9,12 @@ filter is on, and all of them once it is off.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
-from tests.integration.conftest import require_root_lab
+from tests.integration.conftest import require_root_lab, run_probe, veth_namespace
 
 pytestmark = pytest.mark.root
 
@@ -149,25 +147,11 @@ PROBE = textwrap.dedent(
 
 def test_only_trusted_sources_pass_while_filtered() -> None:
     require_root_lab()
-    ns = f"lanon-t{os.getpid() % 100000}-bpf"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        ip = ["ip", "-n", ns, "link"]
-        subprocess.run([*ip, "add", "va", "type", "veth", "peer", "name", "vb"], check=True)
-        for dev in ("va", "vb"):
-            subprocess.run([*ip, "set", dev, "up"], check=True)
+    with veth_namespace("bpf") as ns:
         optmem = ["sysctl", "-n", "net.core.optmem_max"]
         host = subprocess.run(optmem, capture_output=True, text=True, check=True).stdout
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.core.optmem_max=20480"])
         if subprocess.run(optmem, capture_output=True, text=True).stdout != host:
             # not per namespace on this kernel: the host's limit is the one that counts
             subprocess.run(["sysctl", "-qw", f"net.core.optmem_max={host.strip()}"], check=True)
-        r = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-c", PROBE],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert r.returncode == 0, r.stdout + r.stderr
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+        run_probe(ns, PROBE)
