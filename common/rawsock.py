@@ -113,10 +113,7 @@ class LinkSocket:
     def take_truncated(self) -> int:
         """Frames the ring dropped since the last call, longer than its slots (the interface's
         MTU raised since it was made)."""
-        if self._ring is None or not self._ring.truncated:
-            return 0
-        count, self._ring.truncated = self._ring.truncated, 0
-        return count
+        return self._ring.take_truncated() if self._ring is not None else 0
 
     def fileno(self) -> int:
         return self.sock.fileno()

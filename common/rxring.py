@@ -99,6 +99,11 @@ class RxRing:
             if whole:
                 yield src, payload, status, sec, nsec
 
+    def take_truncated(self) -> int:
+        """Frames dropped since the last call, longer than a slot."""
+        count, self.truncated = self.truncated, 0
+        return count
+
     def close(self) -> None:
         with contextlib.suppress(BufferError, ValueError):
             self.map.close()
