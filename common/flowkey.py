@@ -161,8 +161,11 @@ class Sealed:
 # --- inbound packets ------------------------------------------------------------------------
 
 
+_INBOUND_NONCE = struct.Struct("!IQ")  # direction and gateway, then its inbound number
+
+
 def _inbound_nonce(gateway: int, seq: int) -> bytes:
-    return (INBOUND_DIRECTION | gateway).to_bytes(4, "big") + COUNTER.pack(seq)
+    return _INBOUND_NONCE.pack(INBOUND_DIRECTION | gateway, seq)
 
 
 def seal_part(key: bytes, gateway: int, seq: int, header: bytes, payload: bytes) -> bytes:
@@ -197,11 +200,12 @@ class InboundOpener:
     def open(
         self, key: bytes | None, gateway: int, seq: int, header: bytes, sealed: bytes
     ) -> bytes | None:
-        nonce = _inbound_nonce(gateway, seq)
+        nonce = _INBOUND_NONCE.pack(INBOUND_DIRECTION | gateway, seq)
         payload = open_sealed(sealed, header, nonce, key or self._nobody)
         if RAW_STREAM:  # (a payload shorter than a tag: nothing to decrypt, nothing to spend)
-            unopened = max(0, len(sealed) - AEAD_TAG) if payload is None else 0
-            spend_stream(sealed, unopened, nonce, self._nobody)
+            spend_stream(
+                sealed, 0 if payload is not None else len(sealed) - AEAD_TAG, nonce, self._nobody
+            )
         elif payload is None:
             seal(sealed[:-AEAD_TAG], header, nonce, self._nobody)
         else:

@@ -164,10 +164,23 @@ def _parse_icmp_error(pkt: bytes | bytearray, ihl: int, end: int, src: bytes, ds
 
 
 def checksum(data: bytes | bytearray) -> int:
-    """Internet checksum: the ones' complement sum of 16-bit words is the number mod 0xFFFF."""
+    """Internet checksum: the ones' complement sum of 16-bit words is the number mod 0xFFFF.
+
+    A long number is folded first (its high half added to its low half, which keeps it the
+    same mod 0xFFFF when the cut is a multiple of 16 bits; at a multiple of 30 too, CPython's
+    digits, the cut is cheap): half the time of one division, for a 64 KB packet a gateway
+    receives from a lab's veth with its checksum still to compute."""
     n = int.from_bytes(bytes(data) + b"\0" if len(data) % 2 else data, "big")
+    bits = n.bit_length()
+    while bits > _FOLD_ABOVE:
+        half = (bits // 480) * 240
+        n = (n >> half) + (n & ((1 << half) - 1))
+        bits = n.bit_length()
     s = n % 0xFFFF or (0xFFFF if n else 0)
     return ~s & 0xFFFF
+
+
+_FOLD_ABOVE = 2048  # bits: shorter numbers are divided at once
 
 
 def fill_l4_checksum(buf: bytearray, p: Parsed) -> None:

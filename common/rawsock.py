@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import select
 import socket
 import struct
 from collections.abc import Iterator
@@ -103,6 +104,8 @@ class LinkSocket:
         if kind is not None:
             self._filter()
         self._ring: RxRing | None = None
+        self._poll = select.poll()  # (`waiting` without a ring)
+        self._poll.register(self.sock.fileno(), select.POLLIN)
         self.ring_refused: str | None = None  # why the kernel made no ring, if it did not
         if ring:
             try:
@@ -175,8 +178,18 @@ class LinkSocket:
 
     def receive_unstamped(self) -> Iterator[tuple[bytes, bytes, float]]:
         """As `receive_stamped`, without the arrival (0.0): for frames nothing times."""
+        if self._ring is not None:  # (straight from the ring: every member reads every frame)
+            for src, payload, _status, _sec, _nsec in self._ring.frames(MAX_BATCH):
+                yield src, payload, 0.0
+            return
         for src, payload in self.receive():
             yield src, payload, 0.0
+
+    def waiting(self) -> bool:
+        """Whether a frame waits to be read: a look at the ring, else a poll."""
+        if self._ring is not None:
+            return self._ring.waiting()
+        return bool(self._poll.poll(0))
 
     def _received(self, space: int) -> Iterator[tuple[bytes, list[tuple[int, int, bytes]]]]:
         """(frame, ancillary data) of every frame waiting, sent by others."""

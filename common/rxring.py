@@ -99,6 +99,11 @@ class RxRing:
             if whole:
                 yield src, payload, status, sec, nsec
 
+    def waiting(self) -> bool:
+        """Whether the next slot holds a frame: a look at shared memory, no system call (it
+        may be this host's own frame, which a read then passes over)."""
+        return bool(_STATUS.unpack_from(self.map, self._at[self.next])[0] & TP_STATUS_USER)
+
     def take_truncated(self) -> int:
         """Frames dropped since the last call, longer than a slot."""
         count, self.truncated = self.truncated, 0

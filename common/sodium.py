@@ -93,14 +93,16 @@ def seal(message: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes:
 
 
 def open_sealed(sealed: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes | None:
-    """The message `seal` made into `sealed`, or None if it does not authenticate."""
-    _check(key, nonce, IETF_NONCE_LEN)
-    if len(sealed) < TAG_LEN:
-        return None
+    """The message `seal` made into `sealed`, or None if it does not authenticate. (Its checks
+    written out: every member opens every inbound frame.)"""
+    if len(key) != KEY_LEN or len(nonce) != IETF_NONCE_LEN:
+        raise ValueError("wrong key or nonce length")
     size = len(sealed) - TAG_LEN
-    out = _out(size)
+    if size < 0:
+        return None
+    out = _scratch.out if size <= _BUFFER else ffi.new("unsigned char[]", size)
     if lib.crypto_aead_chacha20poly1305_ietf_decrypt(
-        out, ffi.NULL, ffi.NULL, sealed, len(sealed), aad, len(aad), nonce, key
+        out, ffi.NULL, ffi.NULL, sealed, size + TAG_LEN, aad, len(aad), nonce, key
     ):
         return None
     return bytes(ffi.buffer(out, size))
@@ -125,8 +127,12 @@ def spend_stream(data: bytes, length: int, nonce: bytes, key: bytes) -> None:
     """ChaCha20 (IETF, from block 1) over the first `length` bytes of `data`, the result
     thrown away: the keystream work of decrypting them, done where no decryption was
     (`flowkey.InboundOpener`). Needs the raw stream functions (`RAW_STREAM`)."""
-    _check(key, nonce, IETF_NONCE_LEN)
+    if len(key) != KEY_LEN or len(nonce) != IETF_NONCE_LEN:
+        raise ValueError("wrong key or nonce length")
     if _stream is None:
         raise RuntimeError("libsodium's raw stream functions were not found")
-    length = max(0, min(length, len(data)))  # (a frame too short for a tag: nothing)
+    if length > len(data):  # never past the data
+        length = len(data)
+    elif length < 0:  # (a frame too short for a tag: nothing)
+        length = 0
     _stream.crypto_stream_chacha20_ietf_xor_ic(_out(length), data, length, nonce, 1, key)

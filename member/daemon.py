@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import select
 import time
 import warnings
 from ipaddress import IPv4Address
@@ -144,8 +143,6 @@ class MemberDaemon(DaemonBase):
             s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True), ring=RING_FRAMES
         )
         self.say_without_ring(self.lan, self.inbound)
-        self._rounds_poll = select.poll()  # is a rounds' frame waiting? (between others)
-        self._rounds_poll.register(self.lan.fileno(), select.POLLIN)
         self._start_pacer()
         self.handlers = {
             SendFrame: self._send,
@@ -231,9 +228,9 @@ class MemberDaemon(DaemonBase):
         self.take_all(self.inbound, self._look_at_rounds, stamped=False)
 
     def _look_at_rounds(self) -> None:
-        """The rounds' frames waiting, if any: a poll, one system call however the socket is
-        read (a read without a ring that finds nothing costs a failed call and an exception)."""
-        if self._rounds_poll.poll(0):
+        """The rounds' frames waiting, if any: a look at the ring, no system call (without a
+        ring, a poll: a read that finds nothing costs a failed call and an exception)."""
+        if self.lan.waiting():
             self.on_lan()
 
     @property

@@ -69,6 +69,9 @@ class Lan:
     def receive_unstamped(self) -> Iterator[tuple[bytes, bytes, float]]:
         return self.receive_stamped()
 
+    def waiting(self) -> bool:
+        return False
+
     def send(self, dst: bytes, frame: bytes) -> bool:
         if frame.endswith(b"boom"):
             raise OSError(13, "Permission denied")
@@ -233,15 +236,16 @@ class InboundSocket:
         return 0
 
 
-class RoundsWaiting:
-    """The poll on the rounds' socket: something waits there after the INBOUND frames named."""
+class RoundsLan(Lan):
+    """The rounds' socket: a frame waits there after the INBOUND frames named."""
 
-    def __init__(self, after: list[bytes], engine: FlakyEngine) -> None:
+    def __init__(self, frames: list[bytes], after: list[bytes], engine: FlakyEngine) -> None:
+        super().__init__(frames)
         self.after, self.engine = after, engine
 
-    def poll(self, timeout: int) -> list[tuple[int, int]]:
+    def waiting(self) -> bool:
         got = self.engine.got
-        return [(3, 1)] if got and got[-1] in self.after else []
+        return bool(got) and got[-1] in self.after
 
 
 def test_an_open_is_taken_between_two_inbound_frames_and_a_broken_one_costs_only_itself(
@@ -251,10 +255,9 @@ def test_an_open_is_taken_between_two_inbound_frames_and_a_broken_one_costs_only
     waiting is read after the frame in hand, not after the whole batch; a frame that breaks
     the engine is contained; what a frame leaves is carried out at once."""
     engine = daemon.engine
-    lan = Lan([b"open"])
+    lan = RoundsLan([b"open"], [b"in2"], engine)  # type: ignore[arg-type]
     daemon.lan = lan  # type: ignore[assignment]
     daemon.inbound = InboundSocket([b"in1", b"!crash", b"in2", b"in3"])  # type: ignore[assignment]
-    daemon._rounds_poll = RoundsWaiting([b"in2"], engine)  # type: ignore[arg-type, assignment]
     daemon.handlers = {SendFrame: lambda cmd: lan.send(cmd.dst, cmd.frame)}
     daemon._on_inbound()
     assert engine.got == [b"in1", b"in2", b"open", b"in3"]  # type: ignore[attr-defined]

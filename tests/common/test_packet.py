@@ -31,6 +31,19 @@ def test_checksum_matches_reference() -> None:
     assert pk.checksum(b"") == reference_checksum(b"")
 
 
+def test_checksum_of_long_packets_is_folded_right() -> None:
+    """Past `_FOLD_ABOVE` bits the number is folded before its division: up to a 64 KB
+    packet, odd lengths, all ones (the sum that wraps most) and zeros after ones."""
+    rng = random.Random(3)
+    for size in (255, 256, 257, 1500, 9001, 65535):
+        for data in (
+            rng.randbytes(size),
+            b"\xff" * size,
+            b"\xff" * (size // 2) + bytes(size - size // 2),
+        ):
+            assert pk.checksum(data) == reference_checksum(data), size
+
+
 @pytest.mark.parametrize("make", [udp, tcp, ping])
 def test_parse(make) -> None:  # type: ignore[no-untyped-def]
     p = pk.parse(make())

@@ -1,7 +1,8 @@
 """A LAN socket read through its receive ring (rxring.RxRing) gets what a system call a frame
 got: others' frames in order, each once, with the kernel's arrival time, never this host's
 own; a full ring drops what does not fit and reads on in step; a frame longer than a slot is
-counted and dropped, not cut; a read stops at MAX_BATCH and the socket stays readable.
+counted and dropped, not cut; a read stops at MAX_BATCH and the socket stays readable; a
+look at the ring says whether a frame waits, as a poll does.
 
 A namespace of its own with a veth pair: frames are sent on one end and read on the other.
 """
@@ -48,6 +49,16 @@ PROBE = textwrap.dedent(
     stamps = [t for _, _, t in got]
     assert before <= stamps[0] <= stamps[1] <= stamps[2] <= time.time(), (before, stamps)
     assert not list(rx.receive()) and not readable(rx)
+
+    # `waiting` looks at the ring (no system call) as a poll would, with or without a ring
+    plain = LinkSocket("vb", wire.ETHERTYPE)
+    assert not rx.waiting() and not plain.waiting()
+    send(b"wait")
+    time.sleep(0.1)
+    assert rx.waiting() and plain.waiting()
+    assert len(list(rx.receive_unstamped())) == 1 and len(list(plain.receive_unstamped())) == 1
+    assert not rx.waiting() and not plain.waiting()
+    plain.close()
 
     # never this host's own, whether the kernel leaves them out or the ring's slot says so
     rx.send(b"\\xff" * 6, b"own")
