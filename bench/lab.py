@@ -3,7 +3,9 @@
 For each lab (members, schedule, key graph): the plain path's RTT and download speed (the
 gateway's own route to the Internet host), the lanon's (from member1), the added RTT, the
 first packet after a quiet spell, the idle CPU of a member and of the leading gateway, the
-round rate while busy, and the DC-net bound of a download. Figures go to a table and, with
+round rate while busy, and the DC-net bound of a download. The lab's server sends with CUBIC
+(lab/internet.py); a few downloads are made again with it on BBR, which many large servers use
+and which the lanon's ACKs (one a round, RFC 3449's filtering) and queues under load slow more. Figures go to a table and, with
 matplotlib, to a PNG plot.
 
 The DC-net bound of one download, in the same run: the LAN's frame rate R (the plain
@@ -20,17 +22,20 @@ leader port would bind first.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import statistics
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 URL = "http://203.0.113.10/5mb.bin"
 DOWNLOADS = 5  # lanon downloads a lab; the median is reported, and the spread
+BBR_DOWNLOADS = 3  # and as many with the server on BBR, where this kernel has it
 INTERNET = "203.0.113.10"
 
 
@@ -45,6 +50,7 @@ class LabFigures:
     plain_mbs: float
     lanon_mbs: float  # median of DOWNLOADS downloads
     lanon_spread: tuple[float, float]  # their lowest and highest: a shared machine is noisy
+    bbr_mbs: float  # median of BBR_DOWNLOADS with the server on BBR (nan: no BBR)
     member_cpu: float  # share of a core, idle
     leader_cpu: float
     busy_rate: float  # rounds/s during the download
@@ -85,14 +91,24 @@ def rtt_times(lab: object, host: str, count: int, low: float, high: float) -> li
     return [float(x) for x in r.stdout.split()]
 
 
-def download(lab: object, host: str) -> float:
+def download(lab: object, host: str, congestion: str = "") -> float:
+    """MB/s of one download of URL from `host`; with `congestion`, the server sends with that
+    TCP congestion control instead of the lab's (CUBIC: lab/internet.py). NaN if it failed."""
+    url = f"{URL}?congestion={congestion}" if congestion else URL
     r = lab.run(
-        host, ["curl", "-sS", "-m", "120", "-o", "/dev/null", "-w", "%{speed_download}", URL]
+        host,
+        ["curl", "-fsS", "-m", "120", "-o", "/dev/null", "-w", "%{speed_download}", url],
+        check=False,
     )  # type: ignore[attr-defined]
     try:
-        return float(r.stdout or 0) / 1e6
+        return float(r.stdout) / 1e6 if r.returncode == 0 else float("nan")
     except ValueError:
-        return 0.0
+        return float("nan")
+
+
+def _done(speeds: Iterable[float]) -> list[float]:
+    """The downloads that did not fail; [nan] if none."""
+    return [s for s in speeds if not math.isnan(s)] or [float("nan")]
 
 
 def measure(members: int, schedule: str = "star", key_graph: str = "full") -> LabFigures:
@@ -126,9 +142,10 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
         plain_mbs = statistics.median(download(lab, "gateway1") for _ in range(2))
         start = lab.leader_status()["rounds_completed"]
         t0 = time.monotonic()
-        speeds = [download(lab, "member1") for _ in range(DOWNLOADS)]
+        speeds = _done(download(lab, "member1") for _ in range(DOWNLOADS))
         rounds = lab.leader_status()["rounds_completed"] - start
         rate = rounds / (time.monotonic() - t0)
+        bbr = _done(download(lab, "member1", "bbr") for _ in range(BBR_DOWNLOADS))
         return LabFigures(
             members,
             schedule,
@@ -139,6 +156,7 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             plain_mbs,
             statistics.median(speeds),
             (min(speeds), max(speeds)),
+            statistics.median(bbr),
             member_cpu,
             leader_cpu,
             rate,
@@ -165,13 +183,13 @@ def dcnet_bound(lab: object, plain_mbs: float, busy_rate: float) -> float:
 def table(rows: list[LabFigures]) -> None:
     print(
         f"  {'lab':<22} {'plain RTT':>9} {'lanon RTT':>9} {'added':>7} {'cold':>7} "
-        f"{'plain':>8} {'lanon':>8} {'spread':>10} {'bound':>8} {'idle member':>11} "
+        f"{'plain':>8} {'lanon':>8} {'spread':>10} {'BBR':>8} {'bound':>8} {'idle member':>11} "
         f"{'idle leader':>11} "
         f"{'busy':>8}"
     )
     print(
         f"  {'':<22} {'ms':>9} {'ms':>9} {'ms':>7} {'ms':>7} {'MB/s':>8} {'MB/s':>8} {'MB/s':>10} "
-        f"{'MB/s':>8} "
+        f"{'MB/s':>8} {'MB/s':>8} "
         f"{'% core':>11} {'% core':>11} {'rounds/s':>8}"
     )
     for f in rows:
@@ -179,7 +197,7 @@ def table(rows: list[LabFigures]) -> None:
             f"  {f'{f.members} members, {f.schedule}, {f.key_graph}':<22} {f.plain_rtt:9.3f} "
             f"{f.lanon_rtt:9.2f} {f.added_rtt:7.2f} {f.cold_rtt:7.1f} {f.plain_mbs:8.1f} "
             f"{f.lanon_mbs:8.2f} {f'{f.lanon_spread[0]:.1f}-{f.lanon_spread[1]:.1f}':>10} "
-            f"{f.bound_mbs:8.1f} {f.member_cpu * 100:11.1f} "
+            f"{f.bbr_mbs:8.2f} {f.bound_mbs:8.1f} {f.member_cpu * 100:11.1f} "
             f"{f.leader_cpu * 100:11.1f} "
             f"{f.busy_rate:8.0f}",
             flush=True,

@@ -1,6 +1,12 @@
 """Servers of the lab's "Internet" host: HTTP (files, /whoami, uploads) and UDP echo; also a
 member's web server offered at an anonymous endpoint (`lanon lab up --serve`).
 
+Its TCP congestion control is its own, not the machine's default: CUBIC, Linux's default and
+most servers', so that a lab's downloads compare across machines (one whose default is BBR made
+every lab's downloads BBR's). A request may ask for another, for its connection:
+`GET /5mb.bin?congestion=bbr` (400 if the kernel has none of that name). `GET /congestion`
+answers the one its connection sends with.
+
 Every HTTP request is logged with the client address the server saw, one line each:
     <client ip> <client port> <method> <path> <status> <bytes>
 so tests and the demo can show that only anonymous addresses reach the Internet.
@@ -15,8 +21,20 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 _log_lock = threading.Lock()
+CONGESTION = "cubic"  # Linux's default
+
+
+def set_congestion(sock: socket.socket, name: str) -> bool:
+    """`sock`'s TCP congestion control (a listening socket's passes to what it accepts);
+    False if the kernel has none of that name."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, name.encode())
+    except OSError:
+        return False
+    return True
 
 
 class Handler(SimpleHTTPRequestHandler):
@@ -24,14 +42,16 @@ class Handler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        asked = parse_qs(urlsplit(self.path).query).get("congestion")
+        if asked and not set_congestion(self.connection, asked[0]):
+            self.send_error(400, f"no congestion control {asked[0]!r} in this kernel")
+            return
+        if urlsplit(self.path).path == "/congestion":
+            name = self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
+            self._text(name.rstrip(b"\0") + b"\n")
+            return
         if self.path == "/whoami":
-            body = f"{self.client_address[0]}:{self.client_address[1]}\n".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            self._record(200, len(body))
+            self._text(f"{self.client_address[0]}:{self.client_address[1]}\n".encode())
             return
         super().do_GET()
 
@@ -50,6 +70,14 @@ class Handler(SimpleHTTPRequestHandler):
             left -= len(chunk)
         body = f"{length - left} {h.hexdigest()}\n".encode()
         self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self._record(200, len(body))
+
+    def _text(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -89,6 +117,9 @@ def main() -> None:
     ap.add_argument("--log", type=Path, required=True, help="request log")
     ap.add_argument("--port", type=int, default=80, help="HTTP port")
     ap.add_argument("--no-echo", action="store_true", help="no UDP echo on port 7")
+    ap.add_argument(
+        "--congestion", default=CONGESTION, help=f"TCP congestion control (default {CONGESTION})"
+    )
     args = ap.parse_args()
     Handler.log_path = args.log
     if not args.no_echo:
@@ -97,6 +128,8 @@ def main() -> None:
         (args.address, args.port), partial(Handler, directory=str(args.root))
     )
     server.daemon_threads = True
+    if not set_congestion(server.socket, args.congestion):
+        print(f"no congestion control {args.congestion!r} here: the system's default serves")
     server.serve_forever()
 
 
