@@ -3,9 +3,10 @@ member's web server offered at an anonymous endpoint (`lanon lab up --serve`).
 
 Its TCP congestion control is its own, not the machine's default: CUBIC, Linux's default and
 most servers', so that a lab's downloads compare across machines (one whose default is BBR made
-every lab's downloads BBR's). A request may ask for another, for its connection:
-`GET /5mb.bin?congestion=bbr` (400 if the kernel has none of that name). `GET /congestion`
-answers the one its connection sends with.
+every lab's downloads BBR's). A request may ask for another of `CHOICES`, for its
+connection: `GET /5mb.bin?congestion=bbr` (400 for any other name, or one the kernel lacks: the
+server runs as root, and a name it passed on would make the kernel look for a module of it).
+`GET /congestion` answers the one its connection sends with.
 
 Every HTTP request is logged with the client address the server saw, one line each:
     <client ip> <client port> <method> <path> <status> <bytes>
@@ -25,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 _log_lock = threading.Lock()
 CONGESTION = "cubic"  # Linux's default
+CHOICES = frozenset({"cubic", "bbr", "reno"})  # what a request may ask for
 
 
 def set_congestion(sock: socket.socket, name: str) -> bool:
@@ -43,8 +45,9 @@ class Handler(SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         asked = parse_qs(urlsplit(self.path).query).get("congestion")
-        if asked and not set_congestion(self.connection, asked[0]):
-            self.send_error(400, f"no congestion control {asked[0]!r} in this kernel")
+        if asked and (asked[0] not in CHOICES or not set_congestion(self.connection, asked[0])):
+            # (the status line is Latin-1: the name goes in the body)
+            self.send_error(400, "congestion control refused", f"not here: {asked[0]!a}")
             return
         if urlsplit(self.path).path == "/congestion":
             name = self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)

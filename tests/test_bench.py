@@ -25,3 +25,19 @@ def test_the_per_packet_and_per_round_sections_run(
     out = capsys.readouterr().out
     assert "gateway: round output cell -> packet emitted" in out
     assert "32 members, 17 slots" in out
+
+
+def test_a_labs_failed_downloads_are_said_and_a_bound_without_a_plain_download_is_none(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import math
+
+    from bench import lab
+
+    nan = float("nan")
+    row = lab.LabFigures(8, "star", "full", 0.1, 3.9, 45.0, nan, 20.0, (19.0, 21.0), nan, 3,
+                         0.01, 0.03, 120.0, nan)  # fmt: skip
+    lab.table([row])
+    assert "3 downloads of this lab failed" in capsys.readouterr().out
+    assert math.isnan(lab.dcnet_bound(None, nan, 100.0))
+    assert lab._done([nan, 2.0, nan]) == [2.0] and math.isnan(lab._done([nan])[0])

@@ -1,7 +1,7 @@
 """The lab's Internet server sends with its own TCP congestion control, CUBIC (Linux's
 default), whatever this machine's default: a lab's downloads then compare across machines.
-A request may ask for another for its connection; one the kernel lacks is refused (400), never
-served silently with the default.
+A request may ask for another of a few for its connection; any other name, or one the kernel
+lacks, is refused (400), never served silently with the default.
 
 A namespace of its own: the server on its loopback, curl beside it.
 """
@@ -76,6 +76,8 @@ def test_the_server_sends_with_cubic_or_with_what_a_request_asks(tmp_path: Path)
             assert _get(ns, "/congestion") == (200, "cubic")
             assert _get(ns, "/congestion?congestion=reno") == (200, "reno")
             assert _get(ns, "/congestion?congestion=nonesuch")[0] == 400
+            assert _get(ns, "/congestion?congestion=%E2%82%AC")[0] == 400  # (not Latin-1)
+            assert _get(ns, "/congestion?congestion=htcp")[0] == 400  # not one it offers
             assert _get(ns, "/f.bin?congestion=reno") == (200, "x" * 100_000)
             assert _get(ns, "/f.bin?congestion=nonesuch")[0] == 400
         finally:
