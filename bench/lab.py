@@ -140,15 +140,15 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             cold += ping_times(lab, "member1", 1, 1)
         plain = rtt_times(lab, "gateway1", 40, 0.015, 0.025)
         lanon = rtt_times(lab, "member1", 150, 0.015, 0.025)  # (a conversation: rounds are busy)
-        tried = [download(lab, "gateway1") for _ in range(2)]
+        plain_tried = [download(lab, "gateway1") for _ in range(2)]
         start = lab.leader_status()["rounds_completed"]
         t0 = time.monotonic()
-        tried += [download(lab, "member1") for _ in range(DOWNLOADS)]
+        lanon_tried = [download(lab, "member1") for _ in range(DOWNLOADS)]
         rounds = lab.leader_status()["rounds_completed"] - start
         rate = rounds / (time.monotonic() - t0)
-        tried += [download(lab, "member1", "bbr") for _ in range(BBR_DOWNLOADS)]
-        plain_mbs = statistics.median(_done(tried[:2]))
-        speeds, bbr = _done(tried[2 : 2 + DOWNLOADS]), _done(tried[2 + DOWNLOADS :])
+        bbr_tried = [download(lab, "member1", "bbr") for _ in range(BBR_DOWNLOADS)]
+        plain_mbs = statistics.median(_done(plain_tried))
+        speeds, bbr = _done(lanon_tried), _done(bbr_tried)
         return LabFigures(
             members,
             schedule,
@@ -160,7 +160,7 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             statistics.median(speeds),
             (min(speeds), max(speeds)),
             statistics.median(bbr),
-            sum(math.isnan(t) for t in tried),
+            sum(math.isnan(t) for t in plain_tried + lanon_tried + bbr_tried),
             member_cpu,
             leader_cpu,
             rate,

@@ -200,7 +200,7 @@ class InboundOpener:
     def open(
         self, key: bytes | None, gateway: int, seq: int, header: bytes, sealed: bytes
     ) -> bytes | None:
-        nonce = _INBOUND_NONCE.pack(INBOUND_DIRECTION | gateway, seq)
+        nonce = _inbound_nonce(gateway, seq)
         payload = open_sealed(sealed, header, nonce, key or self._nobody)
         if RAW_STREAM:  # (a payload shorter than a tag: nothing to decrypt, nothing to spend)
             spend_stream(

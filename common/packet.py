@@ -173,7 +173,7 @@ def checksum(data: bytes | bytearray) -> int:
     n = int.from_bytes(bytes(data) + b"\0" if len(data) % 2 else data, "big")
     bits = n.bit_length()
     while bits > _FOLD_ABOVE:
-        half = (bits // 480) * 240
+        half = bits // (2 * _FOLD_CUT) * _FOLD_CUT
         n = (n >> half) + (n & ((1 << half) - 1))
         bits = n.bit_length()
     s = n % 0xFFFF or (0xFFFF if n else 0)
@@ -181,6 +181,7 @@ def checksum(data: bytes | bytearray) -> int:
 
 
 _FOLD_ABOVE = 2048  # bits: shorter numbers are divided at once
+_FOLD_CUT = 240  # bits: a fold cuts at a multiple of 16 (the words) and 30 (CPython's digits)
 
 
 def fill_l4_checksum(buf: bytearray, p: Parsed) -> None:

@@ -104,8 +104,6 @@ class LinkSocket:
         if kind is not None:
             self._filter()
         self._ring: RxRing | None = None
-        self._poll = select.poll()  # (`waiting` without a ring)
-        self._poll.register(self.sock.fileno(), select.POLLIN)
         self.ring_refused: str | None = None  # why the kernel made no ring, if it did not
         if ring:
             try:
@@ -189,7 +187,7 @@ class LinkSocket:
         """Whether a frame waits to be read: a look at the ring, else a poll."""
         if self._ring is not None:
             return self._ring.waiting()
-        return bool(self._poll.poll(0))
+        return bool(select.select([self.sock], [], [], 0)[0])
 
     def _received(self, space: int) -> Iterator[tuple[bytes, list[tuple[int, int, bytes]]]]:
         """(frame, ancillary data) of every frame waiting, sent by others."""

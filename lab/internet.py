@@ -44,12 +44,13 @@ class Handler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
-        asked = parse_qs(urlsplit(self.path).query).get("congestion")
+        url = urlsplit(self.path)
+        asked = parse_qs(url.query).get("congestion")
         if asked and (asked[0] not in CHOICES or not set_congestion(self.connection, asked[0])):
             # (the status line is Latin-1: the name goes in the body)
             self.send_error(400, "congestion control refused", f"not here: {asked[0]!a}")
             return
-        if urlsplit(self.path).path == "/congestion":
+        if url.path == "/congestion":
             name = self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
             self._text(name.rstrip(b"\0") + b"\n")
             return
