@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from setuptools import build_meta as _setuptools
 
 T = TypeVar("T")
-SKIP = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*_cache", ".tox")
+SKIP = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*_cache", ".tox", "*.so")
 
 # Editable installs point at the checkout itself.
 build_editable = _setuptools.build_editable

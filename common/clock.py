@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 _CLOCK = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)  # (Linux has it)
+CLOCK_ID = _CLOCK  # (for compiled code that reads the same clock: member/drain.py)
 
 
 def host_clock() -> float:

@@ -294,10 +294,15 @@ class DaemonBase:
         self.take_all(self.lan)
 
     def take_all(
-        self, lan: LanSocket, between: Callable[[], None] | None = None, stamped: bool = True
-    ) -> None:
-        """Every frame waiting on `lan` (up to LAN_BATCH), `between` called after each;
+        self,
+        lan: LanSocket,
+        between: Callable[[], None] | None = None,
+        stamped: bool = True,
+        limit: int = LAN_BATCH,
+    ) -> int:
+        """Every frame waiting on `lan` (up to `limit`), `between` called after each;
         not `stamped`: each arrived when read (for frames whose arrival nothing times).
+        Returns how many were read.
 
         Lean, since a member reads every frame of every download, most of them another's
         that leave nothing behind: a flush only where the engine has commands or events
@@ -308,7 +313,9 @@ class DaemonBase:
         offset = time.time() - now  # wall clock -> the loop's, for the kernel's stamps
         each = self.timers_each_frame
         frames = lan.receive_stamped() if stamped else lan.receive_unstamped()
-        for src, payload, stamp in itertools.islice(frames, LAN_BATCH):
+        read = 0
+        for src, payload, stamp in itertools.islice(frames, limit):
+            read += 1
             arrived = min(now, max(stamp - offset, now - 1.0)) if stamp else now
             try:
                 engine.receive_frame(src, payload, arrived)
@@ -334,6 +341,7 @@ class DaemonBase:
                 "interface's MTU when this daemon started: if it was raised, restart the daemon)",
                 self.too_long,
             )
+        return read
 
     def say_without_ring(self, *socks: LanSocket) -> None:
         """Say which sockets read a system call a frame: the kernel made them no ring."""

@@ -154,6 +154,13 @@ class Door:
     def shut(self, now: float) -> bool:
         return now < self.shut_until
 
+    def all_open(self, now: float) -> bool:
+        """Whether every source's frames are read now (none closed, not shut)."""
+        if self._closed:
+            for src in [s for s, until in self._closed.items() if now >= until]:
+                del self._closed[src]
+        return not self._closed and now >= self.shut_until
+
     def filter(self, now: float) -> frozenset[bytes] | None:
         """The sources the kernel should let through now, or None for all."""
         return frozenset(self._trusted) if self.shut(now) else None

@@ -111,6 +111,11 @@ class LinkSocket:
             except OSError as exc:
                 self.ring_refused = exc.strerror or str(exc)
 
+    @property
+    def ring(self) -> RxRing | None:
+        """The receive ring, if the kernel made one (member/drain.py reads it in C)."""
+        return self._ring
+
     def take_truncated(self) -> int:
         """Frames the ring dropped since the last call, longer than its slots (the interface's
         MTU raised since it was made)."""

@@ -64,7 +64,7 @@ class RxRing:
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING, bytes(16))
             raise
         # Where each slot begins: a block's slots are contiguous, its end may be unused.
-        self._at = [b * block + k * self.slot for b in range(blocks) for k in range(per_block)]
+        self.starts = [b * block + k * self.slot for b in range(blocks) for k in range(per_block)]
         self.next = 0  # the slot the kernel fills after the last one read
         self.truncated = 0  # frames longer than a slot, dropped (`take_truncated`)
 
@@ -72,7 +72,7 @@ class RxRing:
         """(source MAC, payload, status, seconds, nanoseconds) of each frame waiting that this
         host did not send, at most `limit` slots read, each given back before its frame is
         yielded."""
-        ring, starts, count = self.map, self._at, self.count
+        ring, starts, count = self.map, self.starts, self.count
         for i in range(limit):
             at = starts[self.next]
             status, length, snap, mac, _net, sec, nsec = _HEADER.unpack_from(ring, at)
@@ -102,7 +102,7 @@ class RxRing:
     def waiting(self) -> bool:
         """Whether the next slot holds a frame: a look at shared memory, no system call (it
         may be this host's own frame, which a read then passes over)."""
-        return bool(_STATUS.unpack_from(self.map, self._at[self.next])[0] & TP_STATUS_USER)
+        return bool(_STATUS.unpack_from(self.map, self.starts[self.next])[0] & TP_STATUS_USER)
 
     def take_truncated(self) -> int:
         """Frames dropped since the last call, longer than a slot."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import time
 import warnings
@@ -16,7 +18,8 @@ from lanon.common import __version__, iptables, wire
 from lanon.common import events as ev
 from lanon.common.clock import wall_ms
 from lanon.common.coalition import Schedule
-from lanon.common.daemon import RING_FRAMES, DaemonBase, Stage
+from lanon.common.crypto import KEY_LEN
+from lanon.common.daemon import LAN_BATCH, RING_FRAMES, DaemonBase, Stage
 from lanon.common.daemon_config import Loaded
 from lanon.common.errors import ConfigError, PrerequisiteError
 from lanon.common.events import (
@@ -31,8 +34,9 @@ from lanon.common.events import (
 from lanon.common.metrics import snapshot
 from lanon.common.rawsock import LinkSocket
 from lanon.common.settings import resolve
-from lanon.member import health, rules, services
+from lanon.member import drain, health, rules, services
 from lanon.member.config import MemberSettings
+from lanon.member.drain import InboundDrain, Stop
 from lanon.member.engine import MemberEngine
 from lanon.member.metrics import MemberMetrics
 from lanon.member.pacer import InlinePacer, Mode, ProcessPacer
@@ -42,6 +46,10 @@ from lanon.member.wallet import Wallet
 
 NFQUEUE_MAXLEN = 4096
 REFRESH = 1.0  # seconds between refreshes of state gauges
+# After a read of INBOUND_PAUSE_AFTER frames or more, the INBOUND socket is left alone for
+# INBOUND_PAUSE: a download's frames are then read some 30 at a wake-up instead of a few.
+INBOUND_PAUSE_AFTER = 16
+INBOUND_PAUSE = 0.001
 
 
 class MemberDaemon(DaemonBase):
@@ -58,6 +66,9 @@ class MemberDaemon(DaemonBase):
         self.health_log = health.HealthLog(self.log)
         self._started: float | None = None  # the first look at its health, once it runs
         self._foreign = (0.0, float("-inf"))  # frames of other coalitions: (count, last change)
+        self.drain: InboundDrain | None = None  # the compiled INBOUND path, once running
+        self._owned_seen = -1  # the engine's `owned_changes` the drain was told of
+        self.inbound_paused_until: float | None = None  # INBOUND left alone until then
         self.private_registry = CollectorRegistry()
         self.metrics: MemberMetrics = MemberMetrics(
             self.registry, self.private_registry, settings.name, self.c.coalition.name
@@ -143,6 +154,7 @@ class MemberDaemon(DaemonBase):
             s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True), ring=RING_FRAMES
         )
         self.say_without_ring(self.lan, self.inbound)
+        self.drain = self._make_drain()
         self._start_pacer()
         self.handlers = {
             SendFrame: self._send,
@@ -220,12 +232,78 @@ class MemberDaemon(DaemonBase):
         self._look_at_rounds()
         self.run_timers(self.reactor.clock())
 
+    def _make_drain(self) -> InboundDrain | None:
+        """The compiled reader of the INBOUND ring, if it was built (and there is a ring)."""
+        ring = self.inbound.ring
+        if ring is None:
+            return None  # (said already: see say_without_ring)
+        native, why = drain.load()
+        if native is None:
+            self.log.warning(
+                "the compiled INBOUND path is %s: every INBOUND frame is read in Python, at "
+                "several times the CPU (reinstall lanon with a C compiler and Python's headers)",
+                why,
+            )
+            return None
+        return InboundDrain(native, ring, self.lan.ring, os.urandom(KEY_LEN))
+
     def _on_inbound(self) -> None:
         """INBOUND frames (every member's replies, broadcast), with a look at the rounds'
         socket after each: an OPEN never waits behind a download's packets, this member's or
         another's, or its answer would be later than others'. Nothing times an INBOUND's
-        arrival: read without a stamp."""
-        self.take_all(self.inbound, self._look_at_rounds, stamped=False)
+        arrival: read without a stamp.
+
+        After a busy read, the socket is left alone for INBOUND_PAUSE: the frames that come
+        meanwhile are read together, one wake-up for many (a download brings thousands a
+        second to every member). Every member does the same with the same frames."""
+        if self.drain is not None and self.engine.drain_may_read(self.reactor.clock()):
+            read = self._drain_inbound(self.drain)
+        else:
+            read = self.take_all(self.inbound, self._look_at_rounds, stamped=False)
+        if read >= INBOUND_PAUSE_AFTER:
+            self.reactor.remove_reader(self.inbound.fileno())
+            self.inbound_paused_until = self.reactor.clock() + INBOUND_PAUSE
+
+    def _drain_inbound(self, d: InboundDrain) -> int:
+        """The INBOUND frames waiting, read by `d` (member/drain.py), up to LAN_BATCH: a frame
+        of ours opened goes to the engine, one `d` leaves goes the engine's way (`take_all`),
+        and between two frames the rounds' frames and the timers as `take_all` would."""
+        e, clock = self.engine, self.reactor.clock
+        read = 0
+        while read < LAN_BATCH:
+            if e.owned_changes != self._owned_seen:
+                self._owned_seen = e.owned_changes
+                d.set_owned(e.owned_keys())
+            d.follow(self.c.id, len(self.c.gateways))
+            due = e.get_timer() if self.timers_each_frame else math.inf
+            stop, taken = d.drain(LAN_BATCH - read, due)
+            read += taken
+            if stop is Stop.ROUNDS:  # (an OPEN before our own frames)
+                self.on_lan()
+            ours = d.take_ours()
+            if ours:
+                now = clock()
+                for opened in ours:
+                    try:
+                        e.receive_opened(opened, now)
+                    except Exception as exc:
+                        self.contain(Stage.LAN_FRAME, exc)
+                if e.pending():
+                    self.flush(now)
+                self._look_at_rounds()
+            if stop is Stop.TIMER:
+                now = clock()
+                self.run_timers(now)
+                self.hold(now)
+            elif stop is Stop.PYTHON:
+                taken = self.take_all(self.inbound, self._look_at_rounds, stamped=False, limit=1)
+                if not taken:
+                    break  # (a slot the ring dropped: the rest at the next wake-up)
+                read += taken
+            elif stop is Stop.EMPTY or stop is Stop.LIMIT:
+                break
+        self.run_timers(clock())
+        return read
 
     def _look_at_rounds(self) -> None:
         """The rounds' frames waiting, if any: a look at the ring, no system call (without a
@@ -325,11 +403,16 @@ class MemberDaemon(DaemonBase):
         self.flush(self.reactor.clock())
 
     def _tick(self, now: float) -> float:
+        paused = self.inbound_paused_until
+        if paused is not None and now >= paused:
+            paused = self.inbound_paused_until = None
+            self.reactor.add_reader(self.inbound.fileno(), self._on_inbound)
         self.run_timers(now)
         if now >= self.next_refresh:
             self.next_refresh = now + REFRESH
             self._refresh()
-        return min(self.engine.get_timer(), self.next_refresh, self.pacer.due)
+        due = min(self.engine.get_timer(), self.next_refresh, self.pacer.due)
+        return due if paused is None else min(due, paused)
 
     # --- output -------------------------------------------------------------------------
 
@@ -358,6 +441,8 @@ class MemberDaemon(DaemonBase):
             "round_rate": round(self.metrics.rounds_rate.rate(now), 2) if running else 0.0,
             "queue_cells": len(e.queue),
             "flows": len(e.flows),
+            # who reads the INBOUND frames: the compiled path (member/drain.py) or Python
+            "inbound_read": "compiled" if self.drain is not None else "python",
             "members": len(self.c.members),
             "members_heard": None if e.retired else self._members_heard(now),
             "min_members": self.c.coalition.min_members,

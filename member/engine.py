@@ -78,7 +78,7 @@ from lanon.common.versions import (
 from lanon.member.choice import HEARD_EVERY, Priorities, ProviderChoice
 from lanon.member.contributor import Contributor, Pending
 from lanon.member.flows import MemberFlow, MemberFlows
-from lanon.member.inbound import InboundReceiver
+from lanon.member.inbound import InboundReceiver, OpenedInbound
 from lanon.member.keys import KeyRing
 from lanon.member.market import Market
 from lanon.member.revealer import Revealer
@@ -561,6 +561,28 @@ class MemberEngine(EngineBase):
             self._inbound(frame, now)
         except RemoteProtocolError:
             self.event(InboundRefused(InboundRefusal.MALFORMED))
+
+    def drain_may_read(self, now: float) -> bool:
+        """Whether the daemon's compiled INBOUND path (member/drain.py) may read for us now:
+        it does with a sound INBOUND frame what `receive_frame` would, where every source is
+        let in (the door would otherwise count and turn some away) and not with
+        `filter_inbound` (its frames' faults are told differently)."""
+        return not self.filter_inbound and not self.retired and self.door.all_open(now)
+
+    def owned_keys(self) -> list[tuple[int, bytes]]:
+        """The tags and keys of our flows and services: the INBOUND frames that are ours."""
+        owned = [(f.tag, f.secret) for f in self.flows]
+        owned += [(s.tag, s.flow.secret) for s in self.services]
+        return owned
+
+    @property
+    def owned_changes(self) -> int:
+        """Counts the changes to `owned_keys` (a flow came or went)."""
+        return self.flows.changes
+
+    def receive_opened(self, opened: OpenedInbound, now: float) -> None:
+        """An INBOUND frame of one of our tags that the compiled path read and opened."""
+        self.inbound.receive_opened(self.c.gateway_at(opened.sender), opened, now)
 
     def _inbound(self, frame: bytes, now: float) -> None:
         """An INBOUND frame (its shape checked here is public: every member sees it alike)."""

@@ -86,6 +86,7 @@ class MemberFlows:
         self._by_key: dict[FlowKey, MemberFlow] = {}
         self._by_tag: dict[int, MemberFlow] = {}
         self._changed = False  # a tag came or went since `take_changed`
+        self.changes = 0  # tags that came or went, ever (member/drain.py follows it)
 
     def outbound(self, flow: Flow, now: float) -> MemberFlow | None:
         """The entry for an outbound packet, created if new; None if the table is full."""
@@ -106,6 +107,7 @@ class MemberFlows:
         self._by_key[key] = entry
         self._by_tag[tag] = entry
         self._changed = True
+        self.changes += 1
         return entry
 
     def by_tag(self, tag: int) -> MemberFlow | None:
@@ -117,6 +119,7 @@ class MemberFlows:
             del self._by_key[f.key]
             del self._by_tag[f.tag]
         self._changed = self._changed or bool(gone)
+        self.changes += len(gone)
         return gone
 
     def clear(self) -> list[MemberFlow]:
@@ -124,7 +127,11 @@ class MemberFlows:
         self._by_key.clear()
         self._by_tag.clear()
         self._changed = self._changed or bool(gone)
+        self.changes += len(gone)
         return gone
+
+    def __iter__(self) -> Iterator[MemberFlow]:
+        return iter(self._by_tag.values())
 
     def tags(self) -> Iterator[int]:
         return iter(self._by_tag)

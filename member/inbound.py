@@ -16,6 +16,7 @@ other member could have checked it, so a public count or a log line would say wh
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lanon.common import wire
@@ -44,6 +45,19 @@ if TYPE_CHECKING:
 REASSEMBLY_TIMEOUT = 5.0
 MAX_PENDING = 256  # inbound packets waiting for parts
 MAX_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedInbound:
+    """An INBOUND frame of one of our tags, its header read and its part opened elsewhere
+    (member/drain.py): `part` None where the seal did not hold."""
+
+    sender: int
+    seq: int
+    tag: int
+    index: int
+    count: int
+    part: bytes | None
 
 
 class InboundReceiver:
@@ -81,27 +95,68 @@ class InboundReceiver:
         )
         if flow is None:
             return  # another member's packet: the same work done, nothing learnt
+        self._accept(
+            gateway,
+            flow,
+            service,
+            inbound.seq,
+            inbound.tag,
+            inbound.index,
+            inbound.count,
+            part,
+            now,
+        )
+
+    def receive_opened(self, gateway: GatewayPeer, opened: OpenedInbound, now: float) -> None:
+        """A frame of one of our tags, shape checked and opened with the same work as by
+        `receive` (by member/drain.py); `opened.part` None: its seal did not hold."""
+        flow = self.flows.by_tag(opened.tag)
+        service = None
+        services = self.e.services
+        if flow is None and services:
+            service = services.by_tag(opened.tag)
+            flow = service.flow if service is not None else None
+        if flow is None:
+            return  # (a flow gone since the drain was told our tags)
+        self._accept(
+            gateway,
+            flow,
+            service,
+            opened.seq,
+            opened.tag,
+            opened.index,
+            opened.count,
+            opened.part,
+            now,
+        )
+
+    def _accept(
+        self,
+        gateway: GatewayPeer,
+        flow: MemberFlow,
+        service: OfferedService | None,
+        seq: int,
+        tag: int,
+        index: int,
+        count: int,
+        part: bytes | None,
+        now: float,
+    ) -> None:
+        """A frame of our `flow`, opened: `part` None if its seal did not hold."""
         if part is None:
             self.e.event(InboundRefused(InboundRefusal.BAD_SEAL))
             return
         seen = flow.inbound_seq
         if seen is None:
             seen = flow.inbound_seq = {}
-        if inbound.seq <= seen.get(gateway.index, 0):
+        if seq <= seen.get(gateway.index, 0):
             self.e.event(InboundRefused(InboundRefusal.REPLAY))
             return
-        seen[gateway.index] = inbound.seq
+        seen[gateway.index] = seq
         if not flow.answered and flow.opened_at is not None:  # its provider's latency
             self.e.choice.first_answer(flow.anon, now - flow.opened_at)
         flow.answered = True  # a gateway has the flow's key
-        packet = self.parts.add(
-            (gateway.index, inbound.tag),
-            inbound.seq - inbound.index,
-            inbound.index,
-            inbound.count,
-            part,
-            now,
-        )
+        packet = self.parts.add((gateway.index, tag), seq - index, index, count, part, now)
         if packet is None:
             return
         if service is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*_cache"
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*_cache", "*.so"
 )
 
 
@@ -47,3 +47,5 @@ def test_a_read_only_checkout_installs_without_being_written(tmp_path: Path) -> 
     assert (package / "deploy" / "install.py").is_file()
     assert (package / "deploy" / "docker" / "Dockerfile").is_file()  # the guide lists it
     assert not (target / "common").exists()  # only lanon.* lands in site-packages
+    # the compiled INBOUND path, built from its source (member/inbound_drain.c)
+    assert list((package / "member").glob("_inbound_drain*.so"))

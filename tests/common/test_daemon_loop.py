@@ -6,6 +6,8 @@ handler table; no sockets (the real ones run in the integration tests).
 
 from __future__ import annotations
 
+import math
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from lanon.common.daemon_config import load
 from lanon.common.events import Command, Event, SendFrame
 from lanon.common.templates import write_coalition
 from lanon.member.config import MemberSettings
-from lanon.member.daemon import MemberDaemon
+from lanon.member.daemon import INBOUND_PAUSE, INBOUND_PAUSE_AFTER, MemberDaemon
 
 
 class FlakyEngine:
@@ -258,8 +260,40 @@ def test_an_open_is_taken_between_two_inbound_frames_and_a_broken_one_costs_only
     lan = RoundsLan([b"open"], [b"in2"], engine)  # type: ignore[arg-type]
     daemon.lan = lan  # type: ignore[assignment]
     daemon.inbound = InboundSocket([b"in1", b"!crash", b"in2", b"in3"])  # type: ignore[assignment]
+    daemon.drain = None  # the engine's own path (the compiled one: tests/member/test_drain.py)
     daemon.handlers = {SendFrame: lambda cmd: lan.send(cmd.dst, cmd.frame)}
     daemon._on_inbound()
     assert engine.got == [b"in1", b"in2", b"open", b"in3"]  # type: ignore[attr-defined]
     assert lan.sent == [b"answer to in1", b"answer to in2", b"answer to open", b"answer to in3"]
     assert errors(daemon, "lan_frame") == 1
+
+
+def test_after_a_busy_read_the_inbound_socket_rests_a_moment_and_comes_back(
+    daemon: MemberDaemon,
+) -> None:
+    """A download's frames are read many at a wake-up: after INBOUND_PAUSE_AFTER frames or
+    more, the socket is left alone for INBOUND_PAUSE; after fewer, not at all."""
+    engine = daemon.engine
+    a, b = socket.socketpair()
+    with a, b:
+        inbound = InboundSocket([b"in%d" % i for i in range(INBOUND_PAUSE_AFTER - 1)])
+        inbound.fileno = a.fileno  # type: ignore[attr-defined]
+        daemon.inbound = inbound  # type: ignore[assignment]
+        lan = daemon.lan = RoundsLan([], [], engine)  # type: ignore[arg-type, assignment]
+        daemon.handlers = {SendFrame: lambda cmd: lan.send(cmd.dst, cmd.frame)}
+        daemon.next_refresh = math.inf
+        selector = daemon.reactor.sel
+        daemon.reactor.add_reader(a.fileno(), daemon._on_inbound)
+        daemon._on_inbound()
+        assert daemon.inbound_paused_until is None  # a few frames: no rest
+        inbound.frames = [b"in%d" % i for i in range(INBOUND_PAUSE_AFTER)]
+        now = daemon.reactor.clock()
+        daemon._on_inbound()
+        until = daemon.inbound_paused_until
+        assert until is not None and now + INBOUND_PAUSE <= until <= now + 2 * INBOUND_PAUSE
+        assert a.fileno() not in selector.get_map()
+        assert daemon._tick(until - INBOUND_PAUSE / 2) <= until  # wakes for it
+        assert a.fileno() not in selector.get_map()
+        daemon._tick(until)
+        assert a.fileno() in selector.get_map() and daemon.inbound_paused_until is None
+        daemon.reactor.remove_reader(a.fileno())

@@ -78,6 +78,8 @@ def test_three_members_fetch_5mb_at_once_and_get_it_intact(lab: Lab, tmp_path: P
         _, err = proc.communicate(timeout=150)
         assert proc.returncode == 0, f"{name}: {err.decode()}"
         assert digest(out) == want, f"{name}: the file differs"
+    for m in lab.members:  # every member read them in compiled code (built by ./run)
+        assert lab.status(m.name)["inbound_read"] == "compiled", m.name
 
 
 def test_the_internet_sees_only_anonymous_addresses(lab: Lab, tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ def test_a_member_fetches_through_the_lanon_unprivileged(labu: Lab) -> None:
     # lab can give it the unit's LimitRTPRIO= (root without CAP_SYS_RESOURCE cannot)
     paced = labu.status("member1")["answers"]["paced"]
     assert paced == ("realtime" if pacer_limits() else "process"), paced
+    assert labu.status("member1")["inbound_read"] == "compiled"
 
 
 def test_the_internet_reaches_no_metrics_but_the_lans_prometheus_scrapes(labu: Lab) -> None:

@@ -1,0 +1,283 @@
+"""The compiled INBOUND path (member/drain.py, member/inbound_drain.c) against the engine's.
+
+The ring here is memory laid out as the kernel lays out a TPACKET_V2 receive ring; the frames
+are a simulated coalition's real INBOUND frames, genuine, forged, replayed and malformed. What
+must hold: it is built; every member does the same libsodium work on every frame, the owner
+of its flow or not (the attacker floods forgeries of a flow's tag and watches); the owner gets
+from it exactly what the engine's own opener would have given; anything it does not take is
+left, untouched, for the engine's own path; it stops where the loop must look elsewhere.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from typing import Any
+
+import pytest
+
+from lanon.common import flowkey, wire
+from lanon.common.events import InboundRefused, InjectPacket
+from lanon.common.rxring import RxRing
+from lanon.member import drain
+from lanon.member.drain import OUT_LEN, InboundDrain, Stop
+from lanon.member.engine import MemberEngine
+from lanon.member.inbound import OpenedInbound
+from tests.harness import Lan, running_lan
+from tests.packets import udp
+
+_HEADER = struct.Struct("=IIIHHII")
+_MAC_AT = 66
+SRC = b"\x02\x00\x00\x00\x00\x01"
+
+
+class Ring:
+    """A receive ring in memory: `put` writes a frame into the next slot as the kernel would
+    (the frame, then its status)."""
+
+    def __init__(self, count: int = 16, slot: int = 1664) -> None:
+        self.count, self.slot = count, slot
+        self.map = mmap.mmap(-1, count * slot)
+        self.starts = [i * slot for i in range(count)]
+        self.next = 0  # the reader's
+        self.put_at = 0  # the kernel's
+        self.truncated = 0  # (RxRing.frames counts here)
+
+    def put(
+        self, payload: bytes, *, outgoing: bool = False, cut: bool = False, slot: int | None = None
+    ) -> int:
+        at = self.starts[self.put_at if slot is None else slot]
+        frame = b"\xff" * 6 + SRC + wire.ETHERTYPE.to_bytes(2, "big") + payload
+        snap = len(frame) - 10 if cut else len(frame)
+        self.map[at + _MAC_AT : at + _MAC_AT + snap] = frame[:snap]
+        self.map[at + 42] = 4 if outgoing else 0
+        _HEADER.pack_into(self.map, at, 1, len(frame), snap, _MAC_AT, _MAC_AT + 14, 0, 0)
+        used = self.put_at
+        self.put_at = (self.put_at + 1) % self.count
+        return used
+
+    def status(self, i: int) -> int:
+        return int(struct.unpack_from("=I", self.map, self.starts[i])[0])
+
+
+def native() -> Any:
+    module, why = drain.load()
+    assert module is not None, f"the compiled INBOUND path: {why}"
+    return module
+
+
+def a_drain(ring: Ring, lan: Lan, name: str, rounds: Ring | None = None) -> InboundDrain:
+    eng = lan.member(name)
+    d = InboundDrain(native(), ring, rounds, bytes(32))  # type: ignore[arg-type]
+    d.follow(eng.c.id, len(eng.c.gateways))
+    d.set_owned(eng.owned_keys())
+    return d
+
+
+def reply_frames() -> tuple[Lan, bytes]:
+    """A coalition of 4 where member1 has a flow, and that flow's last INBOUND frame."""
+    lan = running_lan(4)
+    lan.submit("member1", udp(payload=b"ping"))
+    lan.run_until(lambda: bool(lan.host("member1").injected))
+    return lan, lan.frames(wire.MsgType.INBOUND)[-1][2]
+
+
+def forged(genuine: bytes, n: int) -> list[bytes]:
+    """`n` forgeries of `genuine` (later numbers, a payload byte flipped)."""
+    seq = int.from_bytes(genuine[8:16], "big")
+    out = []
+    for i in range(n):
+        f = bytearray(genuine)
+        f[8:16] = (seq + 1 + i).to_bytes(8, "big")
+        f[40 + i % 20] ^= 0x5A
+        out.append(bytes(f))
+    return out
+
+
+def run(d: InboundDrain, ring: Ring, frames: list[bytes]) -> list[OpenedInbound]:
+    """`frames` through the ring and the drain, a ring's worth at a time."""
+    ours: list[OpenedInbound] = []
+    for i in range(0, len(frames), ring.count):
+        for f in frames[i : i + ring.count]:
+            ring.put(f)
+        while True:
+            stop, _ = d.drain(1000, float("inf"))
+            ours += d.take_ours()
+            if stop is Stop.EMPTY:
+                break
+            assert stop is Stop.FULL
+    return ours
+
+
+def test_it_is_built() -> None:
+    """`./run` compiles it at install: a machine where it was not would read in Python."""
+    native()
+
+
+def test_the_owner_does_the_same_work_as_everyone_on_forgeries_replays_and_the_genuine() -> None:
+    lan, genuine = reply_frames()
+    frames = [genuine, *forged(genuine, 2000), *[genuine] * 100]
+    work = {}
+    for name in ("member1", "member2", "member3"):
+        ring = Ring()
+        d = a_drain(ring, lan, name)
+        run(d, ring, frames)
+        work[name] = d.work
+    assert work["member1"] == work["member2"] == work["member3"], work
+    calls, chacha20, poly1305 = work["member1"]
+    size = len(genuine) - wire.INBOUND_OVERHEAD
+    assert calls == 2 * len(frames)
+    assert chacha20 == size * len(frames)
+    assert poly1305 == (size + wire.INBOUND_HEAD) * len(frames)
+
+
+def test_the_owner_gets_what_its_opener_would_give_and_the_engine_takes_it_alike() -> None:
+    """The genuine frame opened, its forgeries refused, its replays refused: in private, as
+    through the engine's own path; nothing for anyone else."""
+    lan, genuine = reply_frames()
+    frames = [genuine, *forged(genuine, 40), genuine]
+    owner = lan.member("member1")
+    inbound = wire.pull_inbound(genuine)
+    flow = owner.flows.by_tag(inbound.tag)
+    assert flow is not None and flow.inbound_seq
+    flow.inbound_seq.clear()  # as if it had not seen it yet
+    ring = Ring()
+    ours = run(a_drain(ring, lan, "member1"), ring, frames)
+    expected = flowkey.open_part(
+        flow.secret, 0, inbound.seq, genuine[: wire.INBOUND_HEAD], inbound.payload
+    )
+    assert ours[0] == OpenedInbound(
+        0, inbound.seq, inbound.tag, inbound.index, inbound.count, expected
+    )
+    assert [o.part for o in ours[1:]] == [None] * 40 + [expected]
+    owner.pop_commands()
+    owner.pop_events()
+    for opened in ours:
+        owner.receive_opened(opened, lan.now)
+    injected = [c for c in owner.pop_commands() if isinstance(c, InjectPacket)]
+    assert len(injected) == 1 and injected[0].packet.endswith(b"ping")
+    refused = [e for e in owner.pop_events() if isinstance(e, InboundRefused)]
+    assert len(refused) == 41  # 40 bad seals, 1 replay
+    for name in ("member2", "member3"):
+        ring = Ring()
+        assert run(a_drain(ring, lan, name), ring, frames) == []
+
+
+def malformed(genuine: bytes, coalition: int) -> dict[str, bytes]:
+    def at(i: int, value: bytes) -> bytes:
+        return genuine[:i] + value + genuine[i + len(value) :]
+
+    return {
+        "short": genuine[: wire.INBOUND_HEAD + 15],
+        "version": at(0, bytes([wire.VERSION + 1])),
+        "type": at(1, bytes([wire.MsgType.OPEN])),
+        "coalition": at(2, (coalition ^ 1).to_bytes(4, "big")),
+        "no such gateway": at(6, (9).to_bytes(2, "big")),
+        "no parts": at(25, b"\x00"),
+        "part past the count": at(24, bytes([genuine[25]])),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "short",
+        "version",
+        "type",
+        "coalition",
+        "no such gateway",
+        "no parts",
+        "part past the count",
+        "cut",
+    ],
+)
+def test_what_it_does_not_take_stays_in_its_slot_for_the_engine(kind: str) -> None:
+    lan, genuine = reply_frames()
+    eng: MemberEngine = lan.member("member2")
+    ring = Ring()
+    d = a_drain(ring, lan, "member2")
+    ring.put(forged(genuine, 1)[0])
+    if kind == "cut":
+        ring.put(genuine, cut=True)
+    else:
+        ring.put(malformed(genuine, eng.c.id)[kind])
+    ring.put(genuine)
+    assert d.drain(100, float("inf")) == (Stop.PYTHON, 1)
+    assert ring.next == 1 and ring.status(1) == 1  # still the kernel's frame, unread
+    python = RxRing.frames(ring, 1)  # type: ignore[arg-type]
+    assert len(list(python)) == (0 if kind == "cut" else 1)
+    assert d.drain(100, float("inf")) == (Stop.EMPTY, 1)
+    assert ring.next == 3 and all(ring.status(i) == 0 for i in range(3))
+
+
+def test_it_passes_over_this_hosts_own_frames_and_wraps_around_the_ring() -> None:
+    lan, genuine = reply_frames()
+    ring = Ring(count=4)
+    d = a_drain(ring, lan, "member2")
+    for f in forged(genuine, 3):
+        ring.put(f)
+    assert d.drain(100, float("inf")) == (Stop.EMPTY, 3)
+    ring.put(genuine, outgoing=True)
+    for f in forged(genuine, 2):
+        ring.put(f)
+    assert d.drain(100, float("inf")) == (Stop.EMPTY, 3)
+    assert ring.next == 2
+    assert d.work[0] == 2 * 5  # the outgoing frame was not opened
+
+
+def test_it_stops_for_a_rounds_frame_the_timer_and_its_limit() -> None:
+    lan, genuine = reply_frames()
+    ring, rounds = Ring(), Ring(count=4)
+    d = a_drain(ring, lan, "member2", rounds)
+    for f in forged(genuine, 6):
+        ring.put(f)
+    assert d.drain(2, float("inf")) == (Stop.LIMIT, 2)
+    assert d.drain(100, 0.0) == (Stop.TIMER, 1)  # one frame, then the timer that is due
+    rounds.put(b"an OPEN")
+    assert d.drain(100, float("inf")) == (Stop.ROUNDS, 1)
+    rounds.next = 1  # the loop read it
+    assert d.drain(100, float("inf")) == (Stop.EMPTY, 2)
+
+
+def sealed_frames(lan: Lan, genuine: bytes, n: int, size: int) -> list[tuple[bytes, bytes]]:
+    """`n` genuine frames of member1's flow, after `genuine`, each of `size` bytes of part:
+    (frame, part)."""
+    flow = lan.member("member1").flows.by_tag(wire.pull_inbound(genuine).tag)
+    assert flow is not None
+    seq = int.from_bytes(genuine[8:16], "big")
+    out = []
+    for i in range(n):
+        head = genuine[:8] + (seq + 1 + i).to_bytes(8, "big") + genuine[16:24] + b"\x00\x01"
+        part = bytes([i]) * size
+        out.append((head + flowkey.seal_part(flow.secret, 0, seq + 1 + i, head, part), part))
+    return out
+
+
+def test_when_its_output_is_full_it_stops_and_goes_on_once_it_is_taken() -> None:
+    lan, genuine = reply_frames()
+    frames = sealed_frames(lan, genuine, 60, 1400)
+    assert OUT_LEN < 60 * 1400
+    ring = Ring(count=64)
+    d = a_drain(ring, lan, "member1")
+    for f, _ in frames:
+        ring.put(f)
+    stops, ours = [], []
+    while True:
+        stop, taken = d.drain(1000, float("inf"))
+        got = d.take_ours()
+        assert len(got) == taken
+        ours += got
+        stops.append(stop)
+        if stop is Stop.EMPTY:
+            break
+    assert stops[0] is Stop.FULL and stops[-1] is Stop.EMPTY
+    assert [o.part for o in ours] == [p for _, p in frames]
+
+
+def test_a_flow_that_ends_is_no_longer_opened_as_ours() -> None:
+    lan, genuine = reply_frames()
+    ring = Ring()
+    d = a_drain(ring, lan, "member1")
+    d.set_owned([])
+    assert run(d, ring, [genuine]) == []
+    assert d.work[0] == 2
