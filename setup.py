@@ -1,5 +1,6 @@
 """Everything else is in setup.cfg; cffi's compiled module can only be named here."""
 
+import cffi  # noqa: F401 (a build without cffi must fail here, not install without the module)
 from setuptools import setup
 
-setup(cffi_modules=["member/inbound_drain_build.py:ffibuilder"])
+setup(cffi_modules=["build_backend/inbound_drain_build.py:ffibuilder"])

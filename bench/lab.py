@@ -36,6 +36,9 @@ from typing import Any
 URL = "http://203.0.113.10/5mb.bin"
 DOWNLOADS = 5  # lanon downloads a lab; the median is reported, and the spread
 BBR_DOWNLOADS = 3  # and as many with the server on BBR, where this kernel has it
+LONG = "50mb.bin"  # a download past its start: the speed a long transfer keeps
+LONG_SIZE = 50 * 1024 * 1024
+LONG_DOWNLOADS = 2
 INTERNET = "203.0.113.10"
 
 
@@ -51,6 +54,7 @@ class LabFigures:
     lanon_mbs: float  # median of DOWNLOADS downloads
     lanon_spread: tuple[float, float]  # their lowest and highest: a shared machine is noisy
     bbr_mbs: float  # median of BBR_DOWNLOADS with the server on BBR (nan: no BBR)
+    long_mbs: float  # median of LONG_DOWNLOADS of 50 MB (the 5 MB are much of them their start)
     failed: int  # downloads that failed, left out of the figures
     member_cpu: float  # share of a core, idle
     leader_cpu: float
@@ -92,10 +96,12 @@ def rtt_times(lab: object, host: str, count: int, low: float, high: float) -> li
     return [float(x) for x in r.stdout.split()]
 
 
-def download(lab: object, host: str, congestion: str = "") -> float:
-    """MB/s of one download of URL from `host`; with `congestion`, the server sends with that
-    TCP congestion control instead of the lab's (CUBIC: lab/internet.py). NaN if it failed."""
-    url = f"{URL}?congestion={congestion}" if congestion else URL
+def download(lab: object, host: str, congestion: str = "", url: str = "") -> float:
+    """MB/s of one download of `url` (URL) from `host`; with `congestion`, the server sends
+    with that TCP congestion control instead of the lab's (CUBIC: lab/internet.py). NaN if it
+    failed."""
+    url = url or URL
+    url = f"{url}?congestion={congestion}" if congestion else url
     r = lab.run(
         host,
         ["curl", "-fsS", "-m", "120", "-o", "/dev/null", "-w", "%{speed_download}", url],
@@ -147,8 +153,12 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
         rounds = lab.leader_status()["rounds_completed"] - start
         rate = rounds / (time.monotonic() - t0)
         bbr_tried = [download(lab, "member1", "bbr") for _ in range(BBR_DOWNLOADS)]
+        with (lab.www / LONG).open("wb") as f:
+            f.write(os.urandom(LONG_SIZE))
+        long_url = f"http://{INTERNET}/{LONG}"
+        long_tried = [download(lab, "member1", url=long_url) for _ in range(LONG_DOWNLOADS)]
         plain_mbs = statistics.median(_done(plain_tried))
-        speeds, bbr = _done(lanon_tried), _done(bbr_tried)
+        speeds, bbr, long = _done(lanon_tried), _done(bbr_tried), _done(long_tried)
         return LabFigures(
             members,
             schedule,
@@ -160,7 +170,8 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             statistics.median(speeds),
             (min(speeds), max(speeds)),
             statistics.median(bbr),
-            sum(math.isnan(t) for t in plain_tried + lanon_tried + bbr_tried),
+            statistics.median(long),
+            sum(math.isnan(t) for t in plain_tried + lanon_tried + bbr_tried + long_tried),
             member_cpu,
             leader_cpu,
             rate,
@@ -189,13 +200,14 @@ def dcnet_bound(lab: object, plain_mbs: float, busy_rate: float) -> float:
 def table(rows: list[LabFigures]) -> None:
     print(
         f"  {'lab':<22} {'plain RTT':>9} {'lanon RTT':>9} {'added':>7} {'cold':>7} "
-        f"{'plain':>8} {'lanon':>8} {'spread':>10} {'BBR':>8} {'bound':>8} {'idle member':>11} "
+        f"{'plain':>8} {'lanon':>8} {'spread':>10} {'BBR':>8} {'50 MB':>8} {'bound':>8} "
+        f"{'idle member':>11} "
         f"{'idle leader':>11} "
         f"{'busy':>8}"
     )
     print(
         f"  {'':<22} {'ms':>9} {'ms':>9} {'ms':>7} {'ms':>7} {'MB/s':>8} {'MB/s':>8} {'MB/s':>10} "
-        f"{'MB/s':>8} {'MB/s':>8} "
+        f"{'MB/s':>8} {'MB/s':>8} {'MB/s':>8} "
         f"{'% core':>11} {'% core':>11} {'rounds/s':>8}"
     )
     for f in rows:
@@ -203,7 +215,7 @@ def table(rows: list[LabFigures]) -> None:
             f"  {f'{f.members} members, {f.schedule}, {f.key_graph}':<22} {f.plain_rtt:9.3f} "
             f"{f.lanon_rtt:9.2f} {f.added_rtt:7.2f} {f.cold_rtt:7.1f} {f.plain_mbs:8.1f} "
             f"{f.lanon_mbs:8.2f} {f'{f.lanon_spread[0]:.1f}-{f.lanon_spread[1]:.1f}':>10} "
-            f"{f.bbr_mbs:8.2f} {f.bound_mbs:8.1f} {f.member_cpu * 100:11.1f} "
+            f"{f.bbr_mbs:8.2f} {f.long_mbs:8.2f} {f.bound_mbs:8.1f} {f.member_cpu * 100:11.1f} "
             f"{f.leader_cpu * 100:11.1f} "
             f"{f.busy_rate:8.0f}",
             flush=True,

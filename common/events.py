@@ -722,6 +722,7 @@ class InboundRefused(Event):
     whose flow it was."""
 
     reason: InboundRefusal
+    count: int = 1  # (frames the compiled path refused together: member/drain.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,9 @@ class SignatureGuard:
         return self._known.get(sender)
 
 
+_NONE: frozenset[bytes] = frozenset()
+
+
 class Door:
     """Turns away, unread, frames from sources whose frames keep being rejected.
 
@@ -154,12 +157,13 @@ class Door:
     def shut(self, now: float) -> bool:
         return now < self.shut_until
 
-    def all_open(self, now: float) -> bool:
-        """Whether every source's frames are read now (none closed, not shut)."""
-        if self._closed:
-            for src in [s for s, until in self._closed.items() if now >= until]:
-                del self._closed[src]
-        return not self._closed and now >= self.shut_until
+    def closed_sources(self, now: float) -> frozenset[bytes]:
+        """The sources whose frames are turned away now (each until its budget refills)."""
+        if not self._closed:
+            return _NONE
+        for src in [s for s, until in self._closed.items() if now >= until]:
+            del self._closed[src]
+        return frozenset(self._closed)
 
     def filter(self, now: float) -> frozenset[bytes] | None:
         """The sources the kernel should let through now, or None for all."""

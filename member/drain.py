@@ -5,27 +5,32 @@ engine's path costs a member about 7 µs of Python a frame; `InboundDrain` reads
 opens each frame in one call, with the libsodium calls the engine's opener makes
 (`flowkey.InboundOpener`), and hands back only what the engine must see:
 
-* each frame of ours, opened (`take_ours()`): the engine takes it from there
+* each fresh frame of ours, opened (`take_ours()`): the engine takes it from there
   (`MemberEngine.receive_opened`);
-* a frame it does not take (short, foreign, of no gateway, cut by the kernel), left in its
-  slot (`Stop.PYTHON`): the daemon reads that one through the engine, which checks and counts
-  it as it always did.
+* how many frames of our tags it refused, their seal broken or their number seen before
+  (`take_refused()`): counted in C, so that a flood of forgeries or replays of a flow's tag
+  costs its owner no more than anyone else;
+* a frame it does not take (short, foreign, of no gateway, cut by the kernel, from a source
+  the door has closed), left in its slot (`Stop.PYTHON`): the daemon reads that one through
+  the engine, which checks and counts it as it always did.
 
 It stops between two frames when a rounds' frame waits (`Stop.ROUNDS`) and when the loop's
-next timer is due (`Stop.TIMER`). Compiled at install (setup.py, cffi); where it was not, or
-cannot find libsodium in PyNaCl's module, `load()` says why and the daemon reads in Python.
+next timer is due (`Stop.TIMER`). `pip install` compiles it (setup.py, cffi); in a checkout
+that was never installed, `load()` says why it cannot be had and the daemon reads in Python.
 """
 
 from __future__ import annotations
 
 import enum
+import socket
 import struct
 import sys
-from collections.abc import Iterable
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from lanon.common import wire
 from lanon.common.clock import CLOCK_ID
+from lanon.common.crypto import KEY_LEN
 from lanon.common.rxring import RxRing
 from lanon.member.inbound import OpenedInbound
 
@@ -41,8 +46,8 @@ class Stop(enum.IntEnum):
     TIMER = 5  # the loop's next timer is due
 
 
-# A frame of ours in the output: sender, index, parts, size (-1: the seal did not hold),
-# sequence number, tag (inbound_drain.c's RECORD); then its part.
+# A fresh frame of ours in the output: sender, index, parts, size, sequence number, tag
+# (inbound_drain.c's RECORD); then its part.
 _RECORD = struct.Struct("=HBBiQQ")
 OUT_LEN = 1 << 16  # our frames opened between two looks (with one slot more)
 
@@ -62,16 +67,23 @@ def load() -> tuple[Any, str | None]:
 
 
 class InboundDrain:
-    """Reads `ring` (the INBOUND socket's); `rounds`: the rounds' socket's ring, looked at
-    between two frames; `nobody`: a key of nobody's, to open others' frames under."""
+    """Reads `ring` (the INBOUND socket's; `sock` its socket); `rounds`: the rounds' socket's
+    ring, looked at between two frames; `nobody`: a key of nobody's, to open others' frames."""
 
-    def __init__(self, native: Any, ring: RxRing, rounds: RxRing | None, nobody: bytes) -> None:
+    def __init__(
+        self,
+        native: Any,
+        ring: RxRing,
+        rounds: RxRing,
+        nobody: bytes,
+        sock: socket.socket | None = None,
+    ) -> None:
         ffi, self._lib = native.ffi, native.lib
         self._ffi = ffi
-        self._ring, self._rounds = ring, rounds
+        self._ring, self._rounds, self._sock = ring, rounds, sock
         d = self._d = ffi.new("struct lanon_inbound *")
-        # What the struct points at lives as long as this object.
         out_len = OUT_LEN + _RECORD.size + ring.slot  # (a frame always fits an empty one)
+        # What the struct points at lives as long as this object.
         self._keep = [
             ffi.from_buffer(ring.map),
             ffi.new("uint32_t[]", ring.starts),
@@ -82,30 +94,53 @@ class InboundDrain:
         d.ring, d.starts, d.nobody, d.scratch, d.out = self._keep
         d.count, d.slot, d.out_len = ring.count, ring.slot, out_len
         d.clock_id = CLOCK_ID
-        self._coalition: tuple[int, int] | None = None
-        self.follow(0, 0)
-        self._rounds_map: Any = ffi.from_buffer(rounds.map) if rounds is not None else None
+        self._rounds_map = ffi.from_buffer(rounds.map)
         self._taken = ffi.new("int *")
         self._out = ffi.buffer(d.out, out_len)
         self._owned: list[Any] = []
-        self.set_owned(())
+        self._closed: list[Any] = []
+        self._closed_now: Collection[bytes] = ()
+        self._coalition = (-1, -1)
+        self.follow(0, 0)
 
-    def follow(self, coalition: int, gateways: int) -> None:
-        """The coalition's id and its number of gateways (a new version may change them)."""
-        if (coalition, gateways) != self._coalition:
-            self._coalition = (coalition, gateways)
-            head = bytes([wire.VERSION, wire.MsgType.INBOUND]) + coalition.to_bytes(4, "big")
-            self._d.head = head
-            self._d.gateways = gateways
+    def follow(self, coalition: int, gateways: int) -> bool:
+        """The coalition's id and its number of gateways (a new version may change them).
+        True if they changed: then `set_owned` must be called again."""
+        if (coalition, gateways) == self._coalition:
+            return False
+        self._coalition = (coalition, gateways)
+        self._d.head = bytes([wire.VERSION, wire.MsgType.INBOUND]) + coalition.to_bytes(4, "big")
+        self._d.gateways = gateways
+        self.set_owned({})
+        return True
 
-    def set_owned(self, owned: Iterable[tuple[int, bytes]]) -> None:
-        """The tags and keys of this member's flows and services."""
-        pairs = sorted((tag.to_bytes(8, "big"), key) for tag, key in owned)
-        tags = self._ffi.new("unsigned char[]", b"".join(t for t, _ in pairs) or b"\0")
-        keys = self._ffi.new("unsigned char[]", b"".join(k for _, k in pairs) or b"\0")
-        self._owned = [tags, keys]
-        d = self._d
-        d.tags, d.keys, d.owned = tags, keys, len(pairs)
+    def set_owned(self, owned: Mapping[int, tuple[bytes, Mapping[int, int]]]) -> None:
+        """Our flows' and services' tags: each one's key, and the last number taken from
+        each gateway (a frame numbered no higher is a replay)."""
+        gateways = self._coalition[1]
+        tags = sorted(owned)
+        ffi, d = self._ffi, self._d
+        keys = [owned[t][0] for t in tags]
+        if any(len(k) != KEY_LEN for k in keys):
+            raise ValueError("a flow key of the wrong length")
+        seen = [owned[t][1].get(g, 0) for t in tags for g in range(max(gateways, 0))]
+        self._owned = [
+            ffi.new("unsigned char[]", b"".join(t.to_bytes(8, "big") for t in tags) or b"\0"),
+            ffi.new("unsigned char[]", b"".join(keys) or b"\0"),
+            ffi.new("uint64_t[]", seen or [0]),
+        ]
+        d.tags, d.keys, d.seen = self._owned
+        d.owned = len(tags)
+
+    def set_closed(self, closed: Collection[bytes]) -> None:
+        """The sources whose frames the door turns away now: left to the engine."""
+        if closed == self._closed_now:
+            return
+        self._closed_now = closed
+        table = b"".join(sorted(closed))
+        self._closed = [self._ffi.new("unsigned char[]", table or b"\0")]
+        self._d.closed = self._closed[0]
+        self._d.nclosed = len(closed)
 
     def drain(self, limit: int, due: float) -> tuple[Stop, int]:
         """Reads up to `limit` frames, stopping once the loop's clock reaches `due`: (why it
@@ -113,33 +148,40 @@ class InboundDrain:
         ring, rounds, d = self._ring, self._rounds, self._d
         d.next = ring.next
         d.due = due
-        at = (
-            self._ffi.cast("uint32_t *", self._rounds_map + rounds.starts[rounds.next])
-            if rounds is not None
-            else self._ffi.NULL
-        )
+        at = self._ffi.cast("uint32_t *", self._rounds_map + rounds.starts[rounds.next])
         why = self._lib.lanon_inbound_drain(d, limit, at, self._taken)
         ring.next = d.next
         return Stop(why), self._taken[0]
 
+    def clear_error(self) -> None:
+        """Woken with nothing to read: an error the socket holds (the link went down) keeps
+        it readable until a call takes it (as `RxRing.frames` does)."""
+        if self._sock is not None:
+            self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
     def take_ours(self) -> list[OpenedInbound]:
-        """The frames of ours read since the last call, opened."""
+        """The fresh frames of ours read since the last call, opened."""
         d = self._d
         used = d.used
         if not used:
             return []
-        out, record, at, ours = self._out, _RECORD, 0, []
-        data = out[:used]
+        record, at, ours = _RECORD, 0, []
+        data = self._out[:used]
         while at < used:
             sender, index, parts, size, seq, tag = record.unpack_from(data, at)
             at += record.size
-            part = None
-            if size >= 0:
-                part = data[at : at + size]
-                at += size
-            ours.append(OpenedInbound(sender, seq, tag, index, parts, part))
+            ours.append(OpenedInbound(sender, seq, tag, index, parts, data[at : at + size]))
+            at += size
         d.used = 0
         return ours
+
+    def take_refused(self) -> tuple[int, int]:
+        """Frames of our tags refused since the last call: (seal broken, replayed)."""
+        d = self._d
+        refused = (d.bad_seals, d.replays)
+        if refused != (0, 0):
+            d.bad_seals = d.replays = 0
+        return refused
 
     @property
     def work(self) -> tuple[int, int, int]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from lanon.common import wire
 from lanon.common.accusation import ACCUSATION_TAG, Accusation, seal_accusation
@@ -564,25 +564,44 @@ class MemberEngine(EngineBase):
 
     def drain_may_read(self, now: float) -> bool:
         """Whether the daemon's compiled INBOUND path (member/drain.py) may read for us now:
-        it does with a sound INBOUND frame what `receive_frame` would, where every source is
-        let in (the door would otherwise count and turn some away) and not with
-        `filter_inbound` (its frames' faults are told differently)."""
-        return not self.filter_inbound and not self.retired and self.door.all_open(now)
+        it does with a sound INBOUND frame what `receive_frame` would, but not with
+        `filter_inbound` (faults are told otherwise), out of the coalition, or while the
+        door is shut (it lets only trusted sources in, which the compiled path cannot tell)."""
+        return not self.filter_inbound and not self.retired and not self.door.shut(now)
 
-    def owned_keys(self) -> list[tuple[int, bytes]]:
-        """The tags and keys of our flows and services: the INBOUND frames that are ours."""
-        owned = [(f.tag, f.secret) for f in self.flows]
-        owned += [(s.tag, s.flow.secret) for s in self.services]
+    def owned_keys(self) -> dict[int, tuple[bytes, Mapping[int, int]]]:
+        """Our flows' and services' tags (the INBOUND frames that are ours): each one's key,
+        and the last number taken from each gateway."""
+        owned: dict[int, tuple[bytes, Mapping[int, int]]] = {
+            f.tag: (f.secret, f.inbound_seq or {}) for f in self.flows
+        }
+        for s in self.services:
+            owned[s.tag] = (s.flow.secret, s.flow.inbound_seq or {})
         return owned
 
     @property
     def owned_changes(self) -> int:
-        """Counts the changes to `owned_keys` (a flow came or went)."""
+        """Counts the changes to `owned_keys`' tags (a flow came or went)."""
         return self.flows.changes
 
     def receive_opened(self, opened: OpenedInbound, now: float) -> None:
-        """An INBOUND frame of one of our tags that the compiled path read and opened."""
-        self.inbound.receive_opened(self.c.gateway_at(opened.sender), opened, now)
+        """A fresh INBOUND frame of one of our tags, read and opened by the compiled path."""
+        if self.retired:
+            return
+        try:
+            gateway = self.c.gateway_at(opened.sender)
+        except RemoteProtocolError:  # (a version with fewer gateways came meanwhile)
+            self.event(InboundRefused(InboundRefusal.MALFORMED))
+            return
+        self.inbound.receive_opened(gateway, opened, now)
+
+    def inbound_refused(self, bad_seals: int, replays: int) -> None:
+        """Frames of our tags the compiled path refused: told in private, as the engine's own
+        path tells them."""
+        if bad_seals:
+            self.event(InboundRefused(InboundRefusal.BAD_SEAL, bad_seals))
+        if replays:
+            self.event(InboundRefused(InboundRefusal.REPLAY, replays))
 
     def _inbound(self, frame: bytes, now: float) -> None:
         """An INBOUND frame (its shape checked here is public: every member sees it alike)."""

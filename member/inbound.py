@@ -49,15 +49,15 @@ MAX_BYTES = 1 << 20
 
 @dataclass(frozen=True, slots=True)
 class OpenedInbound:
-    """An INBOUND frame of one of our tags, its header read and its part opened elsewhere
-    (member/drain.py): `part` None where the seal did not hold."""
+    """A fresh INBOUND frame of one of our tags, its header read, its seal checked, its number
+    new and its part opened elsewhere (member/drain.py)."""
 
     sender: int
     seq: int
     tag: int
     index: int
     count: int
-    part: bytes | None
+    part: bytes
 
 
 class InboundReceiver:
@@ -109,7 +109,7 @@ class InboundReceiver:
 
     def receive_opened(self, gateway: GatewayPeer, opened: OpenedInbound, now: float) -> None:
         """A frame of one of our tags, shape checked and opened with the same work as by
-        `receive` (by member/drain.py); `opened.part` None: its seal did not hold."""
+        `receive` (by member/drain.py)."""
         flow = self.flows.by_tag(opened.tag)
         service = None
         services = self.e.services

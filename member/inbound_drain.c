@@ -6,15 +6,20 @@
    libsodium (member/inbound.py, common/flowkey.py InboundOpener) and little else:
 
    - a frame whose header is sound (version, type, coalition, a gateway that exists, a part
-     of a packet) is opened as the engine would open it: Poly1305 over header and ciphertext
-     under the flow's key if the tag is ours and under a key of nobody's if not, then ChaCha20
-     over the ciphertext under nobody's key after a failure, over nothing after a success.
-     The same two calls over the same bytes whoever owns the flow, as in Python;
-   - another's frame is then done with; a frame of ours is written opened, with its header,
-     into `out` (until it is full: LANON_FULL), and the engine does the rest (sequence, parts,
-     delivery), as for one it opened itself;
-   - anything else (a short or foreign frame, an unknown gateway, a slot the kernel cut) is
-     left in its slot for the engine's Python path, which checks and counts it (LANON_PYTHON).
+     of a packet), from a source the door lets in, is opened as the engine would open it:
+     Poly1305 over header and ciphertext under the flow's key if the tag is ours and under a
+     key of nobody's if not, then ChaCha20 over the ciphertext under nobody's key after a
+     failure, over nothing after a success. The same two calls over the same bytes whoever
+     owns the flow, as in Python;
+   - another's frame is then done with. So is one of our tags whose seal does not hold, or
+     whose number is not above the last this gateway's frames of the flow reached (a replay):
+     each is counted, and nothing else is done, so that a flood of forged or replayed frames
+     of a flow's tag costs its owner what it costs everyone else;
+   - a fresh frame of ours is written opened, with its header, into `out` (until it is full:
+     LANON_FULL), and the engine does the rest (parts, delivery), as for one it opened itself;
+   - anything else (a short or foreign frame, an unknown gateway, a slot the kernel cut, a
+     source the door has closed) is left in its slot for the engine's Python path, which
+     checks and counts it (LANON_PYTHON).
 
    Between two frames it stops when a rounds' frame waits (an OPEN must not wait behind a
    download) and when the loop's next timer is due. It reads only slots the kernel gave it
@@ -29,14 +34,15 @@
 #define PACKET_OUTGOING 4
 #define PKTTYPE_AT 42      /* sockaddr_ll's sll_pkttype, after tpacket2_hdr */
 #define ETH_HEADER 14
+#define MAC_LEN 6
 #define HEAD 26            /* an INBOUND frame's header (wire.INBOUND_HEAD) */
 #define TAG_LEN 16
 #define KEY_LEN 32
 
 enum { LANON_EMPTY, LANON_PYTHON, LANON_ROUNDS, LANON_LIMIT, LANON_FULL, LANON_TIMER };
 
-/* A record of ours in `out`: sender (2), index (1), parts (1), size (4, -1: the seal did not
-   hold), sequence number (8), tag (8), in this host's order; then `size` bytes of part. */
+/* A fresh frame of ours in `out`: sender (2), index (1), parts (1), size (4), sequence
+   number (8), tag (8), in this host's order; then `size` bytes of part. */
 #define RECORD 24
 
 struct lanon_inbound {
@@ -46,14 +52,18 @@ struct lanon_inbound {
     unsigned char head[6];
     uint16_t gateways;
     const unsigned char *nobody;
-    const unsigned char *tags;
-    const unsigned char *keys;
+    const unsigned char *tags;   /* ours, sorted, 8 bytes each as on the wire */
+    const unsigned char *keys;   /* 32 bytes each, in the tags' order */
+    uint64_t *seen;              /* the last number taken, per tag and gateway */
     uint32_t owned;
-    unsigned char *scratch;  /* a slot's size: where others' frames are opened */
-    unsigned char *out;      /* our frames, opened: a record each (RECORD, then the part) */
+    const unsigned char *closed; /* sources the door has closed, sorted, 6 bytes each */
+    uint32_t nclosed;
+    unsigned char *scratch;      /* a slot's size: where others' frames are opened */
+    unsigned char *out;
     uint32_t out_len, used;
     int clock_id;
     double due;
+    uint64_t bad_seals, replays; /* frames of ours refused, since the adapter last took them */
     uint64_t calls, chacha20, poly1305;
 };
 
@@ -77,21 +87,21 @@ static int lanon_inbound_init(const char *sodium_module) {
     return aead_decrypt != NULL && stream_xor != NULL ? 0 : -2;
 }
 
-/* The key of ours for `tag` (8 bytes, as on the wire), or NULL: a binary search of the sorted
-   tags. */
-static const unsigned char *our_key(const struct lanon_inbound *d, const unsigned char *tag) {
-    uint32_t lo = 0, hi = d->owned;
+/* Where `key` (`width` bytes) is in the sorted `table` of `n`, or -1: a binary search. */
+static int64_t find(const unsigned char *table, uint32_t n, const unsigned char *key,
+                    size_t width) {
+    uint32_t lo = 0, hi = n;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(tag, d->tags + 8 * (size_t)mid, 8);
+        int c = memcmp(key, table + width * mid, width);
         if (c == 0)
-            return d->keys + KEY_LEN * (size_t)mid;
+            return mid;
         if (c < 0)
             hi = mid;
         else
             lo = mid + 1;
     }
-    return NULL;
+    return -1;
 }
 
 static uint64_t be64(const unsigned char *p) {
@@ -108,8 +118,7 @@ static double seconds(int clock_id) {
 }
 
 /* Frames waiting in the ring, up to `limit`; `*taken` says how many were read. Returns why
-   it stopped (the enum above). `rounds`: the status word of the rounds' ring's next slot
-   (NULL: none to look at). */
+   it stopped (the enum above). `rounds`: the status word of the rounds' ring's next slot. */
 static int lanon_inbound_drain(struct lanon_inbound *d, int limit,
                                const volatile uint32_t *rounds, int *taken) {
     int n = 0;
@@ -132,10 +141,11 @@ static int lanon_inbound_drain(struct lanon_inbound *d, int limit,
             break;
         }
         if (slot[PKTTYPE_AT] != PACKET_OUTGOING) {
+            const unsigned char *src = slot + mac + MAC_LEN;
             const unsigned char *p = slot + mac + ETH_HEADER;
             uint32_t plen = snap - ETH_HEADER;
-            if (plen < HEAD + TAG_LEN || plen - HEAD - TAG_LEN > d->slot ||
-                memcmp(p, d->head, 6) != 0) {
+            if (plen < HEAD + TAG_LEN || memcmp(p, d->head, 6) != 0 ||
+                (d->nclosed && find(d->closed, d->nclosed, src, MAC_LEN) >= 0)) {
                 why = LANON_PYTHON;
                 break;
             }
@@ -144,40 +154,49 @@ static int lanon_inbound_drain(struct lanon_inbound *d, int limit,
                 why = LANON_PYTHON;
                 break;
             }
-            const unsigned char *key = our_key(d, p + 16);
-            unsigned long long size = plen - HEAD - TAG_LEN;
+            int64_t ours = d->owned ? find(d->tags, d->owned, p + 16, 8) : -1;
+            uint32_t size = plen - HEAD - TAG_LEN; /* < slot: scratch holds it */
             unsigned char *record = d->out + d->used;
-            if (key != NULL && d->used + RECORD + size > d->out_len) {
+            if (ours >= 0 && d->used + RECORD + size > d->out_len) {
                 /* read next time, once ours so far are taken (never fits: the engine's way) */
                 why = d->used ? LANON_FULL : LANON_PYTHON;
                 break;
             }
-            unsigned char *into = key != NULL ? record + RECORD : d->scratch;
+            unsigned char *into = ours >= 0 ? record + RECORD : d->scratch;
             unsigned char nonce[12] = {0x80, 0, p[6], p[7]}; /* INBOUND_DIRECTION | gateway */
             memcpy(nonce + 4, p + 8, 8);                     /* then its inbound number */
+            const unsigned char *key = ours >= 0 ? d->keys + KEY_LEN * ours : d->nobody;
             int bad = aead_decrypt(into, NULL, NULL, p + HEAD, size + TAG_LEN, p, HEAD, nonce,
-                                   key != NULL ? key : d->nobody);
+                                   key);
             stream_xor(d->scratch, p + HEAD, bad ? size : 0, nonce, 1, d->nobody);
             d->calls += 2;
             d->poly1305 += HEAD + size;
             d->chacha20 += size;
-            if (key != NULL) {
-                uint16_t sender16 = sender;
-                int32_t kept = bad ? -1 : (int32_t)size;
-                uint64_t seq = be64(p + 8), tag = be64(p + 16);
-                memcpy(record, &sender16, 2);
-                record[2] = p[24];
-                record[3] = p[25];
-                memcpy(record + 4, &kept, 4);
-                memcpy(record + 8, &seq, 8);
-                memcpy(record + 16, &tag, 8);
-                d->used += RECORD + (bad ? 0 : (uint32_t)size);
+            if (ours >= 0) {
+                uint64_t seq = be64(p + 8);
+                uint64_t *seen = d->seen + (size_t)ours * d->gateways + sender;
+                if (bad) {
+                    d->bad_seals++;
+                } else if (seq <= *seen) {
+                    d->replays++;
+                } else {
+                    uint64_t tag = be64(p + 16);
+                    int32_t kept = (int32_t)size;
+                    *seen = seq;
+                    memcpy(record, &sender, 2);
+                    record[2] = p[24];
+                    record[3] = p[25];
+                    memcpy(record + 4, &kept, 4);
+                    memcpy(record + 8, &seq, 8);
+                    memcpy(record + 16, &tag, 8);
+                    d->used += RECORD + size;
+                }
             }
         }
         __atomic_store_n(status, 0, __ATOMIC_RELEASE); /* the slot back to the kernel */
         d->next = d->next + 1 == d->count ? 0 : d->next + 1;
         n++;
-        if (rounds != NULL && (*rounds & TP_STATUS_USER)) {
+        if (*rounds & TP_STATUS_USER) {
             why = LANON_ROUNDS;
             break;
         }

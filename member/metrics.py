@@ -137,7 +137,7 @@ class MemberMetrics(BaseMetrics):
             case ev.InboundRefused():
                 # Only our own flows' inbound frames can be checked: counting their refusals
                 # in public would point at the member that owns a flow.
-                self.inbound_rejected.labels(e.reason.value).inc()
+                self.inbound_rejected.labels(e.reason.value).inc(e.count)
             case ev.CellDelivered():
                 self.delivered.inc()
                 self.wait.observe(e.wait)

@@ -35,20 +35,16 @@ def test_the_door_closes_on_a_source_that_keeps_sending_garbage_and_opens_again(
     assert door.open(b"\x02" * 6, 0.0)  # a verified sender is never turned away
 
 
-def test_the_door_is_all_open_only_while_no_source_is_closed_and_it_is_not_shut() -> None:
-    """Where it is all open, a member's compiled INBOUND path reads for the engine (it cannot
-    turn a source away): not while any source is closed, nor while the door is shut."""
-    door = Door(rate=10, burst=20, flood_rate=10, flood_burst=40, shut_seconds=5.0)
-    assert door.all_open(0.0)
+def test_the_door_names_the_sources_it_has_closed_while_they_are() -> None:
+    """A member's compiled INBOUND path leaves their frames to the engine, which turns them
+    away and counts them."""
+    door = Door(rate=10, burst=20)
+    assert door.closed_sources(0.0) == frozenset()
     for _ in range(25):
         if door.open(ATTACKER, 0.0):
             door.rejected(ATTACKER, 0.0)
-    assert not door.open(ATTACKER, 0.0) and not door.all_open(0.0)
-    assert door.all_open(5.0)  # its budget refilled: open again without a frame from it
-    for i in range(60):
-        door.rejected(bytes([2, 0, 0, 0, 1, i]), 10.0)
-    assert door.shut(10.0) and not door.all_open(10.0)
-    assert door.all_open(20.0)
+    assert not door.open(ATTACKER, 0.0) and door.closed_sources(0.0) == {ATTACKER}
+    assert door.closed_sources(5.0) == frozenset()  # its budget refilled, without a frame
 
 
 def test_a_flood_of_forged_frames_costs_few_signature_checks_and_is_counted() -> None:

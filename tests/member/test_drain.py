@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import mmap
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from lanon.common import flowkey, wire
-from lanon.common.events import InboundRefused, InjectPacket
+from lanon.common.daemon_config import load
+from lanon.common.events import InboundRefusal, InboundRefused, InjectPacket
 from lanon.common.rxring import RxRing
+from lanon.common.templates import write_coalition
 from lanon.member import drain
+from lanon.member.config import MemberSettings
+from lanon.member.daemon import MemberDaemon
 from lanon.member.drain import OUT_LEN, InboundDrain, Stop
 from lanon.member.engine import MemberEngine
 from lanon.member.inbound import OpenedInbound
@@ -44,10 +50,10 @@ class Ring:
         self.truncated = 0  # (RxRing.frames counts here)
 
     def put(
-        self, payload: bytes, *, outgoing: bool = False, cut: bool = False, slot: int | None = None
+        self, payload: bytes, *, outgoing: bool = False, cut: bool = False, src: bytes = SRC
     ) -> int:
-        at = self.starts[self.put_at if slot is None else slot]
-        frame = b"\xff" * 6 + SRC + wire.ETHERTYPE.to_bytes(2, "big") + payload
+        at = self.starts[self.put_at]
+        frame = b"\xff" * 6 + src + wire.ETHERTYPE.to_bytes(2, "big") + payload
         snap = len(frame) - 10 if cut else len(frame)
         self.map[at + _MAC_AT : at + _MAC_AT + snap] = frame[:snap]
         self.map[at + 42] = 4 if outgoing else 0
@@ -68,7 +74,7 @@ def native() -> Any:
 
 def a_drain(ring: Ring, lan: Lan, name: str, rounds: Ring | None = None) -> InboundDrain:
     eng = lan.member(name)
-    d = InboundDrain(native(), ring, rounds, bytes(32))  # type: ignore[arg-type]
+    d = InboundDrain(native(), ring, rounds or Ring(count=2), bytes(32))  # type: ignore[arg-type]
     d.follow(eng.c.id, len(eng.c.gateways))
     d.set_owned(eng.owned_keys())
     return d
@@ -115,25 +121,32 @@ def test_it_is_built() -> None:
 
 
 def test_the_owner_does_the_same_work_as_everyone_on_forgeries_replays_and_the_genuine() -> None:
+    """The attacker floods forgeries and replays of a flow's tag (tags are on the wire): the
+    owner's libsodium work is everyone's, and none of them reaches its Python: they are
+    counted in C, and told to it as two numbers."""
     lan, genuine = reply_frames()
     frames = [genuine, *forged(genuine, 2000), *[genuine] * 100]
-    work = {}
+    work, refused, ours = {}, {}, {}
     for name in ("member1", "member2", "member3"):
         ring = Ring()
         d = a_drain(ring, lan, name)
-        run(d, ring, frames)
+        ours[name] = len(run(d, ring, frames))
         work[name] = d.work
+        refused[name] = d.take_refused()
     assert work["member1"] == work["member2"] == work["member3"], work
     calls, chacha20, poly1305 = work["member1"]
     size = len(genuine) - wire.INBOUND_OVERHEAD
     assert calls == 2 * len(frames)
     assert chacha20 == size * len(frames)
     assert poly1305 == (size + wire.INBOUND_HEAD) * len(frames)
+    # the owner took the genuine frame before (its number is seen): all 2,101 refused
+    assert ours == {"member1": 0, "member2": 0, "member3": 0}
+    assert refused == {"member1": (2000, 101), "member2": (0, 0), "member3": (0, 0)}
 
 
 def test_the_owner_gets_what_its_opener_would_give_and_the_engine_takes_it_alike() -> None:
-    """The genuine frame opened, its forgeries refused, its replays refused: in private, as
-    through the engine's own path; nothing for anyone else."""
+    """The genuine frame opened, its forgeries and replays refused: in private, as through
+    the engine's own path; nothing for anyone else."""
     lan, genuine = reply_frames()
     frames = [genuine, *forged(genuine, 40), genuine]
     owner = lan.member("member1")
@@ -142,25 +155,38 @@ def test_the_owner_gets_what_its_opener_would_give_and_the_engine_takes_it_alike
     assert flow is not None and flow.inbound_seq
     flow.inbound_seq.clear()  # as if it had not seen it yet
     ring = Ring()
-    ours = run(a_drain(ring, lan, "member1"), ring, frames)
+    d = a_drain(ring, lan, "member1")
+    ours = run(d, ring, frames)
     expected = flowkey.open_part(
         flow.secret, 0, inbound.seq, genuine[: wire.INBOUND_HEAD], inbound.payload
     )
-    assert ours[0] == OpenedInbound(
-        0, inbound.seq, inbound.tag, inbound.index, inbound.count, expected
-    )
-    assert [o.part for o in ours[1:]] == [None] * 40 + [expected]
+    assert ours == [
+        OpenedInbound(0, inbound.seq, inbound.tag, inbound.index, inbound.count, expected)
+    ]
+    assert d.take_refused() == (40, 1)
     owner.pop_commands()
     owner.pop_events()
-    for opened in ours:
-        owner.receive_opened(opened, lan.now)
+    owner.receive_opened(ours[0], lan.now)
+    owner.inbound_refused(40, 1)
     injected = [c for c in owner.pop_commands() if isinstance(c, InjectPacket)]
     assert len(injected) == 1 and injected[0].packet.endswith(b"ping")
     refused = [e for e in owner.pop_events() if isinstance(e, InboundRefused)]
-    assert len(refused) == 41  # 40 bad seals, 1 replay
+    assert [(e.reason, e.count) for e in refused] == [
+        (InboundRefusal.BAD_SEAL, 40),
+        (InboundRefusal.REPLAY, 1),
+    ]
     for name in ("member2", "member3"):
         ring = Ring()
-        assert run(a_drain(ring, lan, name), ring, frames) == []
+        d = a_drain(ring, lan, name)
+        assert run(d, ring, frames) == [] and d.take_refused() == (0, 0)
+
+
+def test_a_number_taken_before_it_was_told_our_tags_is_a_replay() -> None:
+    """The numbers the engine has taken come with our tags (`owned_keys`)."""
+    lan, genuine = reply_frames()
+    ring = Ring()
+    d = a_drain(ring, lan, "member1")  # member1 took `genuine` already
+    assert run(d, ring, [genuine]) == [] and d.take_refused() == (0, 1)
 
 
 def malformed(genuine: bytes, coalition: int) -> dict[str, bytes]:
@@ -189,6 +215,7 @@ def malformed(genuine: bytes, coalition: int) -> dict[str, bytes]:
         "no parts",
         "part past the count",
         "cut",
+        "closed source",
     ],
 )
 def test_what_it_does_not_take_stays_in_its_slot_for_the_engine(kind: str) -> None:
@@ -199,6 +226,10 @@ def test_what_it_does_not_take_stays_in_its_slot_for_the_engine(kind: str) -> No
     ring.put(forged(genuine, 1)[0])
     if kind == "cut":
         ring.put(genuine, cut=True)
+    elif kind == "closed source":
+        closed = b"\x02" + bytes(5)
+        d.set_closed({closed, b"\x02" * 6})
+        ring.put(genuine, src=closed)
     else:
         ring.put(malformed(genuine, eng.c.id)[kind])
     ring.put(genuine)
@@ -206,6 +237,7 @@ def test_what_it_does_not_take_stays_in_its_slot_for_the_engine(kind: str) -> No
     assert ring.next == 1 and ring.status(1) == 1  # still the kernel's frame, unread
     python = RxRing.frames(ring, 1)  # type: ignore[arg-type]
     assert len(list(python)) == (0 if kind == "cut" else 1)
+    d.set_closed(frozenset())
     assert d.drain(100, float("inf")) == (Stop.EMPTY, 1)
     assert ring.next == 3 and all(ring.status(i) == 0 for i in range(3))
 
@@ -239,16 +271,18 @@ def test_it_stops_for_a_rounds_frame_the_timer_and_its_limit() -> None:
     assert d.drain(100, float("inf")) == (Stop.EMPTY, 2)
 
 
-def sealed_frames(lan: Lan, genuine: bytes, n: int, size: int) -> list[tuple[bytes, bytes]]:
-    """`n` genuine frames of member1's flow, after `genuine`, each of `size` bytes of part:
-    (frame, part)."""
+def sealed_frames(lan: Lan, genuine: bytes, n: int, size: int = 0) -> list[tuple[bytes, bytes]]:
+    """`n` genuine frames of member1's flow, after `genuine`, each of `size` bytes of part, or
+    (no size) each with `genuine`'s packet: (frame, part)."""
     flow = lan.member("member1").flows.by_tag(wire.pull_inbound(genuine).tag)
     assert flow is not None
     seq = int.from_bytes(genuine[8:16], "big")
+    packet = flowkey.open_part(flow.secret, 0, seq, genuine[:26], genuine[26:])
     out = []
     for i in range(n):
         head = genuine[:8] + (seq + 1 + i).to_bytes(8, "big") + genuine[16:24] + b"\x00\x01"
-        part = bytes([i]) * size
+        part = bytes([i]) * size if size else packet
+        assert part is not None
         out.append((head + flowkey.seal_part(flow.secret, 0, seq + 1 + i, head, part), part))
     return out
 
@@ -278,6 +312,66 @@ def test_a_flow_that_ends_is_no_longer_opened_as_ours() -> None:
     lan, genuine = reply_frames()
     ring = Ring()
     d = a_drain(ring, lan, "member1")
-    d.set_owned([])
+    d.set_owned({})
     assert run(d, ring, [genuine]) == []
     assert d.work[0] == 2
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> MemberDaemon:
+    write_coalition(
+        tmp_path, "test", "198.18.0.0/24", [("gateway1", "198.18.0.192/30")], ["m1", "m2", "m3"]
+    )
+    settings, loaded = load(MemberSettings, tmp_path / "m1.toml", "member")
+    return MemberDaemon(settings, loaded, CollectorRegistry())
+
+
+class Rounds:
+    """The rounds' socket, as the daemon looks at it: a frame waits after the n-th packet."""
+
+    def __init__(self, order: list[str], after: int) -> None:
+        self.order, self.after = order, after
+
+    def waiting(self) -> bool:
+        return self.order.count("inject") == self.after and "open" not in self.order
+
+
+class ErrorHoldingSocket:
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def getsockopt(self, level: int, name: int) -> int:
+        self.asked += 1
+        return 0
+
+
+def test_the_daemon_looks_at_the_rounds_between_two_frames_of_ours(daemon: MemberDaemon) -> None:
+    """An OPEN that comes while the owner takes its download's frames is read after the frame
+    in hand, not after them all (its answer would leave later than everyone's)."""
+    lan, genuine = reply_frames()
+    order: list[str] = []
+    daemon.engine = lan.member("member1")
+    daemon.reactor.clock = lambda: lan.now
+    daemon.handlers = {InjectPacket: lambda cmd: order.append("inject")}
+    daemon.lan = Rounds(order, 3)  # type: ignore[assignment]
+    daemon.on_lan = lambda: order.append("open")  # type: ignore[method-assign]
+    ring = Ring()
+    daemon.drain = InboundDrain(native(), ring, Ring(count=2), bytes(32))  # type: ignore[arg-type]
+    for frame, _ in sealed_frames(lan, genuine, 10):
+        ring.put(frame)
+    assert daemon._drain_inbound(daemon.drain) == 10
+    assert order == ["inject"] * 3 + ["open"] + ["inject"] * 7
+
+
+def test_woken_for_nothing_the_daemon_takes_the_error_the_socket_holds(
+    daemon: MemberDaemon,
+) -> None:
+    """A link that went down leaves an error on the socket, which keeps it readable: read
+    for nothing, it is taken, or the loop would spin."""
+    lan, _genuine = reply_frames()
+    daemon.engine = lan.member("member2")
+    daemon.reactor.clock = lambda: lan.now
+    sock = ErrorHoldingSocket()
+    ring = Ring()
+    d = InboundDrain(native(), ring, Ring(count=2), bytes(32), sock)  # type: ignore[arg-type]
+    assert daemon._drain_inbound(d) == 0 and sock.asked == 1

@@ -1,15 +1,16 @@
-"""Builds `lanon.member._inbound_drain` from inbound_drain.c (cffi, API mode), at install.
+"""Builds `lanon.member._inbound_drain` from member/inbound_drain.c (cffi, API mode).
 
-setup.py names it in `cffi_modules`: `pip install` compiles it with the C compiler and Python
-headers NetfilterQueue needs anyway. Without it a member reads its INBOUND frames in Python
-(member/drain.py says so in its log), at several times the CPU a frame.
+setup.py names it in `cffi_modules`: `pip install` compiles it with the C compiler and the
+Python headers NetfilterQueue needs anyway, and fails without them. A checkout run without an
+install has no compiled module: its members read INBOUND frames in Python (member/drain.py
+says so in their log), at several times the CPU a frame.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cffi import FFI  # type: ignore[import-untyped]
+from cffi import FFI
 
 CDEF = """
 enum { LANON_EMPTY, LANON_PYTHON, LANON_ROUNDS, LANON_LIMIT, LANON_FULL, LANON_TIMER };
@@ -23,12 +24,16 @@ struct lanon_inbound {
     const unsigned char *nobody;
     const unsigned char *tags;
     const unsigned char *keys;
+    uint64_t *seen;
     uint32_t owned;
-    unsigned char *scratch;  /* a slot's size: where others' frames are opened */
-    unsigned char *out;      /* our frames, opened: a record each (RECORD, then the part) */
+    const unsigned char *closed;
+    uint32_t nclosed;
+    unsigned char *scratch;
+    unsigned char *out;
     uint32_t out_len, used;
     int clock_id;
     double due;
+    uint64_t bad_seals, replays;
     uint64_t calls, chacha20, poly1305;
 };
 
@@ -37,11 +42,13 @@ int lanon_inbound_drain(struct lanon_inbound *d, int limit, const volatile uint3
                         int *taken);
 """
 
+SOURCE = Path(__file__).resolve().parents[1] / "member" / "inbound_drain.c"
+
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "lanon.member._inbound_drain",
-    (Path(__file__).parent / "inbound_drain.c").read_text(),
+    SOURCE.read_text(),
     extra_compile_args=["-O2"],
     libraries=["dl"],
 )
