@@ -49,7 +49,7 @@ class Stop(enum.IntEnum):
 # A fresh frame of ours in the output: sender, index, parts, size, sequence number, tag
 # (inbound_drain.c's RECORD); then its part.
 _RECORD = struct.Struct("=HBBiQQ")
-OUT_LEN = 1 << 16  # our frames opened between two looks (with one slot more)
+OUT_LEN = 1 << 18  # our frames opened between two looks (with one slot more): 4 packets of 64 KiB
 
 
 def load() -> tuple[Any, str | None]:
@@ -160,20 +160,30 @@ class InboundDrain:
             self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
     def take_ours(self) -> list[OpenedInbound]:
-        """The fresh frames of ours read since the last call, opened."""
+        """The fresh frames of ours read since the last call, opened. A packet whose parts all
+        came one after the other, as a gateway sends them, comes whole: one part of one,
+        numbered as its last (the engine takes it as it would have taken them one by one)."""
         d = self._d
         used = d.used
         if not used:
             return []
         record, at, ours = _RECORD, 0, []
         data = self._out[:used]
+        run: list[OpenedInbound] = []  # a packet's parts read so far, one after the other
         while at < used:
             sender, index, parts, size, seq, tag = record.unpack_from(data, at)
             at += record.size
-            ours.append(OpenedInbound(sender, seq, tag, index, parts, data[at : at + size]))
+            part = OpenedInbound(sender, seq, tag, index, parts, data[at : at + size])
             at += size
+            if run and not _follows(run[-1], part):
+                ours += run  # (a packet not all here: the engine puts its parts together)
+                run = []
+            run.append(part)
+            if index == parts - 1 and len(run) == parts:
+                ours.append(OpenedInbound(sender, seq, tag, 0, 1, b"".join(p.part for p in run)))
+                run = []
         d.used = 0
-        return ours
+        return ours + run
 
     def take_refused(self) -> tuple[int, int]:
         """Frames of our tags refused since the last call: (seal broken, replayed)."""
@@ -188,3 +198,14 @@ class InboundDrain:
         """libsodium's work so far: (calls, bytes through ChaCha20, bytes through Poly1305)."""
         d = self._d
         return d.calls, d.chacha20, d.poly1305
+
+
+def _follows(before: OpenedInbound, part: OpenedInbound) -> bool:
+    """Whether `part` is the next part of `before`'s packet."""
+    return (
+        part.index == before.index + 1
+        and part.seq == before.seq + 1
+        and part.tag == before.tag
+        and part.sender == before.sender
+        and part.count == before.count
+    )
