@@ -39,33 +39,11 @@
 #define TAG_LEN 16
 #define KEY_LEN 32
 
-enum { LANON_EMPTY, LANON_PYTHON, LANON_ROUNDS, LANON_LIMIT, LANON_FULL, LANON_TIMER };
+#include "inbound_drain.h"
 
 /* A fresh frame of ours in `out`: sender (2), index (1), parts (1), size (4), sequence
    number (8), tag (8), in this host's order; then `size` bytes of part. */
 #define RECORD 24
-
-struct lanon_inbound {
-    unsigned char *ring;
-    const uint32_t *starts;
-    uint32_t count, next, slot;
-    unsigned char head[6];
-    uint16_t gateways;
-    const unsigned char *nobody;
-    const unsigned char *tags;   /* ours, sorted, 8 bytes each as on the wire */
-    const unsigned char *keys;   /* 32 bytes each, in the tags' order */
-    uint64_t *seen;              /* the last number taken, per tag and gateway */
-    uint32_t owned;
-    const unsigned char *closed; /* sources the door has closed, sorted, 6 bytes each */
-    uint32_t nclosed;
-    unsigned char *scratch;      /* a slot's size: where others' frames are opened */
-    unsigned char *out;
-    uint32_t out_len, used;
-    int clock_id;
-    double due;
-    uint64_t bad_seals, replays; /* frames of ours refused, since the adapter last took them */
-    uint64_t calls, chacha20, poly1305;
-};
 
 typedef int (*aead_decrypt_t)(unsigned char *, unsigned long long *, unsigned char *,
                               const unsigned char *, unsigned long long, const unsigned char *,
@@ -78,7 +56,7 @@ static stream_xor_t stream_xor;
 
 /* libsodium's functions, from the module PyNaCl carries it in (already loaded, and already
    initialised by common/sodium.py): the same code the Python path calls. */
-static int lanon_inbound_init(const char *sodium_module) {
+int lanon_inbound_init(const char *sodium_module) {
     void *lib = dlopen(sodium_module, RTLD_NOW | RTLD_NOLOAD);
     if (lib == NULL)
         return -1;
@@ -119,8 +97,8 @@ static double seconds(int clock_id) {
 
 /* Frames waiting in the ring, up to `limit`; `*taken` says how many were read. Returns why
    it stopped (the enum above). `rounds`: the status word of the rounds' ring's next slot. */
-static int lanon_inbound_drain(struct lanon_inbound *d, int limit,
-                               const volatile uint32_t *rounds, int *taken) {
+int lanon_inbound_drain(struct lanon_inbound *d, int limit, const volatile uint32_t *rounds,
+                        int *taken) {
     int n = 0;
     int why = LANON_LIMIT;
     while (n < limit) {

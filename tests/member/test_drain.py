@@ -10,8 +10,6 @@ left, untouched, for the engine's own path; it stops where the loop must look el
 
 from __future__ import annotations
 
-import mmap
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from lanon.common.daemon_config import load
 from lanon.common.events import InboundRefusal, InboundRefused, InjectPacket
 from lanon.common.rxring import RxRing
 from lanon.common.templates import write_coalition
+from lanon.lab.memring import MemoryRing
 from lanon.member import drain
 from lanon.member.config import MemberSettings
 from lanon.member.daemon import MemberDaemon
@@ -32,39 +31,6 @@ from lanon.member.inbound import OpenedInbound
 from tests.harness import Lan, running_lan
 from tests.packets import udp
 
-_HEADER = struct.Struct("=IIIHHII")
-_MAC_AT = 66
-SRC = b"\x02\x00\x00\x00\x00\x01"
-
-
-class Ring:
-    """A receive ring in memory: `put` writes a frame into the next slot as the kernel would
-    (the frame, then its status)."""
-
-    def __init__(self, count: int = 16, slot: int = 1664) -> None:
-        self.count, self.slot = count, slot
-        self.map = mmap.mmap(-1, count * slot)
-        self.starts = [i * slot for i in range(count)]
-        self.next = 0  # the reader's
-        self.put_at = 0  # the kernel's
-        self.truncated = 0  # (RxRing.frames counts here)
-
-    def put(
-        self, payload: bytes, *, outgoing: bool = False, cut: bool = False, src: bytes = SRC
-    ) -> int:
-        at = self.starts[self.put_at]
-        frame = b"\xff" * 6 + src + wire.ETHERTYPE.to_bytes(2, "big") + payload
-        snap = len(frame) - 10 if cut else len(frame)
-        self.map[at + _MAC_AT : at + _MAC_AT + snap] = frame[:snap]
-        self.map[at + 42] = 4 if outgoing else 0
-        _HEADER.pack_into(self.map, at, 1, len(frame), snap, _MAC_AT, _MAC_AT + 14, 0, 0)
-        used = self.put_at
-        self.put_at = (self.put_at + 1) % self.count
-        return used
-
-    def status(self, i: int) -> int:
-        return int(struct.unpack_from("=I", self.map, self.starts[i])[0])
-
 
 def native() -> Any:
     module, why = drain.load()
@@ -72,9 +38,11 @@ def native() -> Any:
     return module
 
 
-def a_drain(ring: Ring, lan: Lan, name: str, rounds: Ring | None = None) -> InboundDrain:
+def a_drain(
+    ring: MemoryRing, lan: Lan, name: str, rounds: MemoryRing | None = None
+) -> InboundDrain:
     eng = lan.member(name)
-    d = InboundDrain(native(), ring, rounds or Ring(count=2), bytes(32))  # type: ignore[arg-type]
+    d = InboundDrain(native(), ring, rounds or MemoryRing(count=2), bytes(32))  # type: ignore[arg-type]
     d.follow(eng.c.id, len(eng.c.gateways))
     d.set_owned(eng.owned_keys())
     return d
@@ -100,7 +68,7 @@ def forged(genuine: bytes, n: int) -> list[bytes]:
     return out
 
 
-def run(d: InboundDrain, ring: Ring, frames: list[bytes]) -> list[OpenedInbound]:
+def run(d: InboundDrain, ring: MemoryRing, frames: list[bytes]) -> list[OpenedInbound]:
     """`frames` through the ring and the drain, a ring's worth at a time."""
     ours: list[OpenedInbound] = []
     for i in range(0, len(frames), ring.count):
@@ -128,7 +96,7 @@ def test_the_owner_does_the_same_work_as_everyone_on_forgeries_replays_and_the_g
     frames = [genuine, *forged(genuine, 2000), *[genuine] * 100]
     work, refused, ours = {}, {}, {}
     for name in ("member1", "member2", "member3"):
-        ring = Ring()
+        ring = MemoryRing()
         d = a_drain(ring, lan, name)
         ours[name] = len(run(d, ring, frames))
         work[name] = d.work
@@ -154,7 +122,7 @@ def test_the_owner_gets_what_its_opener_would_give_and_the_engine_takes_it_alike
     flow = owner.flows.by_tag(inbound.tag)
     assert flow is not None and flow.inbound_seq
     flow.inbound_seq.clear()  # as if it had not seen it yet
-    ring = Ring()
+    ring = MemoryRing()
     d = a_drain(ring, lan, "member1")
     ours = run(d, ring, frames)
     expected = flowkey.open_part(
@@ -176,7 +144,7 @@ def test_the_owner_gets_what_its_opener_would_give_and_the_engine_takes_it_alike
         (InboundRefusal.REPLAY, 1),
     ]
     for name in ("member2", "member3"):
-        ring = Ring()
+        ring = MemoryRing()
         d = a_drain(ring, lan, name)
         assert run(d, ring, frames) == [] and d.take_refused() == (0, 0)
 
@@ -184,7 +152,7 @@ def test_the_owner_gets_what_its_opener_would_give_and_the_engine_takes_it_alike
 def test_a_number_taken_before_it_was_told_our_tags_is_a_replay() -> None:
     """The numbers the engine has taken come with our tags (`owned_keys`)."""
     lan, genuine = reply_frames()
-    ring = Ring()
+    ring = MemoryRing()
     d = a_drain(ring, lan, "member1")  # member1 took `genuine` already
     assert run(d, ring, [genuine]) == [] and d.take_refused() == (0, 1)
 
@@ -221,7 +189,7 @@ def malformed(genuine: bytes, coalition: int) -> dict[str, bytes]:
 def test_what_it_does_not_take_stays_in_its_slot_for_the_engine(kind: str) -> None:
     lan, genuine = reply_frames()
     eng: MemberEngine = lan.member("member2")
-    ring = Ring()
+    ring = MemoryRing()
     d = a_drain(ring, lan, "member2")
     ring.put(forged(genuine, 1)[0])
     if kind == "cut":
@@ -244,7 +212,7 @@ def test_what_it_does_not_take_stays_in_its_slot_for_the_engine(kind: str) -> No
 
 def test_it_passes_over_this_hosts_own_frames_and_wraps_around_the_ring() -> None:
     lan, genuine = reply_frames()
-    ring = Ring(count=4)
+    ring = MemoryRing(count=4)
     d = a_drain(ring, lan, "member2")
     for f in forged(genuine, 3):
         ring.put(f)
@@ -259,7 +227,7 @@ def test_it_passes_over_this_hosts_own_frames_and_wraps_around_the_ring() -> Non
 
 def test_it_stops_for_a_rounds_frame_the_timer_and_its_limit() -> None:
     lan, genuine = reply_frames()
-    ring, rounds = Ring(), Ring(count=4)
+    ring, rounds = MemoryRing(), MemoryRing(count=4)
     d = a_drain(ring, lan, "member2", rounds)
     for f in forged(genuine, 6):
         ring.put(f)
@@ -291,7 +259,7 @@ def test_when_its_output_is_full_it_stops_and_goes_on_once_it_is_taken() -> None
     lan, genuine = reply_frames()
     frames = sealed_frames(lan, genuine, 200, 1400)
     assert OUT_LEN < 200 * 1400
-    ring = Ring(count=256)
+    ring = MemoryRing(count=256)
     d = a_drain(ring, lan, "member1")
     for f, _ in frames:
         ring.put(f)
@@ -310,7 +278,7 @@ def test_when_its_output_is_full_it_stops_and_goes_on_once_it_is_taken() -> None
 
 def test_a_flow_that_ends_is_no_longer_opened_as_ours() -> None:
     lan, genuine = reply_frames()
-    ring = Ring()
+    ring = MemoryRing()
     d = a_drain(ring, lan, "member1")
     d.set_owned({})
     assert run(d, ring, [genuine]) == []
@@ -355,8 +323,8 @@ def test_the_daemon_looks_at_the_rounds_between_two_frames_of_ours(daemon: Membe
     daemon.handlers = {InjectPacket: lambda cmd: order.append("inject")}
     daemon.lan = Rounds(order, 3)  # type: ignore[assignment]
     daemon.on_lan = lambda: order.append("open")  # type: ignore[method-assign]
-    ring = Ring()
-    daemon.drain = InboundDrain(native(), ring, Ring(count=2), bytes(32))  # type: ignore[arg-type]
+    ring = MemoryRing()
+    daemon.drain = InboundDrain(native(), ring, MemoryRing(count=2), bytes(32))  # type: ignore[arg-type]
     for frame, _ in sealed_frames(lan, genuine, 10):
         ring.put(frame)
     assert daemon._drain_inbound(daemon.drain) == 10
@@ -372,8 +340,8 @@ def test_woken_for_nothing_the_daemon_takes_the_error_the_socket_holds(
     daemon.engine = lan.member("member2")
     daemon.reactor.clock = lambda: lan.now
     sock = ErrorHoldingSocket()
-    ring = Ring()
-    d = InboundDrain(native(), ring, Ring(count=2), bytes(32), sock)  # type: ignore[arg-type]
+    ring = MemoryRing()
+    d = InboundDrain(native(), ring, MemoryRing(count=2), bytes(32), sock)  # type: ignore[arg-type]
     assert daemon._drain_inbound(d) == 0 and sock.asked == 1
 
 
@@ -399,7 +367,7 @@ def test_a_packet_whose_parts_came_together_comes_whole_and_the_engine_delivers_
     lan, genuine = reply_frames()
     seq = int.from_bytes(genuine[8:16], "big")
     frames, packet = packet_frames(lan, genuine, 4, seq + 1)
-    ring = Ring()
+    ring = MemoryRing()
     ours = run(a_drain(ring, lan, "member1"), ring, frames)
     assert ours == [OpenedInbound(0, seq + 4, wire.pull_inbound(genuine).tag, 0, 1, packet)]
     owner = lan.member("member1")
@@ -418,7 +386,7 @@ def test_parts_that_did_not_all_come_together_go_one_by_one_and_the_engine_joins
     frames, _packet = packet_frames(lan, genuine, 4, seq + 1)
     owner = lan.member("member1")
     owner.pop_commands()
-    ring = Ring()
+    ring = MemoryRing()
     d = a_drain(ring, lan, "member1")
     first = run(d, ring, [frames[0], frames[1]])
     assert [(o.index, o.count, o.seq) for o in first] == [(0, 4, seq + 1), (1, 4, seq + 2)]

@@ -1,0 +1,32 @@
+/* What Python sees of inbound_drain.c: cffi's declarations (build_backend/inbound_drain_build.py
+   reads this file as they are), and the C file's own. No preprocessor lines: cffi reads it. */
+
+/* Why a drain stopped (member/drain.py's Stop). */
+enum { LANON_EMPTY, LANON_PYTHON, LANON_ROUNDS, LANON_LIMIT, LANON_FULL, LANON_TIMER };
+
+/* A member's INBOUND ring and what it reads it with (member/drain.py sets it up). */
+struct lanon_inbound {
+    unsigned char *ring;
+    const uint32_t *starts;
+    uint32_t count, next, slot;
+    unsigned char head[6];
+    uint16_t gateways;
+    const unsigned char *nobody;
+    const unsigned char *tags;   /* ours, sorted, 8 bytes each as on the wire */
+    const unsigned char *keys;   /* 32 bytes each, in the tags' order */
+    uint64_t *seen;              /* the last number taken, per tag and gateway */
+    uint32_t owned;
+    const unsigned char *closed; /* sources the door has closed, sorted, 6 bytes each */
+    uint32_t nclosed;
+    unsigned char *scratch;      /* a slot's size: where others' frames are opened */
+    unsigned char *out;
+    uint32_t out_len, used;
+    int clock_id;
+    double due;
+    uint64_t bad_seals, replays; /* frames of ours refused, since the adapter last took them */
+    uint64_t calls, chacha20, poly1305;
+};
+
+int lanon_inbound_init(const char *sodium_module);
+int lanon_inbound_drain(struct lanon_inbound *d, int limit, const volatile uint32_t *rounds,
+                        int *taken);
