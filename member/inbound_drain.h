@@ -1,4 +1,4 @@
-/* What Python sees of inbound_drain.c: cffi's declarations (build_backend/inbound_drain_build.py
+/* What Python sees of inbound_drain.c: cffi's declarations (build_backend/native_build.py
    reads this file as they are), and the C file's own. No preprocessor lines: cffi reads it. */
 
 /* Why a drain stopped (member/drain.py's Stop). */
