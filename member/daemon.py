@@ -48,7 +48,7 @@ NFQUEUE_MAXLEN = 4096
 REFRESH = 1.0  # seconds between refreshes of state gauges
 # After a read of INBOUND_PAUSE_AFTER frames or more, the INBOUND socket is left alone for
 # INBOUND_PAUSE: a download's frames are then read a hundred at a wake-up instead of a few
-# (8 members, 50 MB: 40.0-40.7 MB/s against 33.9-37.3 with 1 ms). A ping's reply is one frame.
+# (8 members, 50 MB: 34.2-40.7 MB/s against 31.6-37.3 with 1 ms). A ping's reply is one frame.
 INBOUND_PAUSE_AFTER = 16
 INBOUND_PAUSE = 0.003
 
@@ -261,11 +261,11 @@ class MemberDaemon(DaemonBase):
         After a busy read, the socket is left alone for INBOUND_PAUSE: the frames that come
         meanwhile are read together, one wake-up for many (a download brings thousands a
         second to every member). Every member does the same with the same frames."""
-        if self.drain is not None:
+        if self.drain is not None and self.engine.drain_may_read():
             read = self._drain_inbound(self.drain)
         else:
             read = self.take_all(self.inbound, self._look_at_rounds, stamped=False)
-        if read >= INBOUND_PAUSE_AFTER:
+        if INBOUND_PAUSE_AFTER <= read < LAN_BATCH:  # (not when behind: read on)
             self.reactor.remove_reader(self.inbound.fileno())
             self.inbound_paused_until = self.reactor.clock() + INBOUND_PAUSE
 
@@ -278,14 +278,14 @@ class MemberDaemon(DaemonBase):
         read = 0
         while read < LAN_BATCH:
             now = clock()
-            if not e.drain_may_read(now):  # (the door shut, or we left, meanwhile)
+            if not e.drain_may_read():  # (we left, or took more flows, meanwhile)
                 return read + self.take_all(
                     self.inbound, self._look_at_rounds, stamped=False, limit=LAN_BATCH - read
                 )
             if d.follow(self.c.id, len(self.c.gateways)) or e.owned_changes != self._owned_seen:
                 self._owned_seen = e.owned_changes
                 d.set_owned(e.owned_keys())
-            d.set_closed(e.door.closed_sources(now))
+            d.set_door(e.door.closed_sources(now), e.door.filter(now))
             each = self.timers_each_frame
             due = min(e.get_timer(), self.pacer.due) if each else math.inf
             stop, taken = d.drain(LAN_BATCH - read, due)
@@ -294,7 +294,7 @@ class MemberDaemon(DaemonBase):
             read += taken
             if stop is Stop.ROUNDS:  # (an OPEN before our own frames)
                 self.on_lan()
-            self._take_opened(d, each)
+            self._take_opened(d, each, stop is Stop.FULL)
             if stop is Stop.TIMER:
                 now = clock()
                 self.run_timers(now)
@@ -309,13 +309,14 @@ class MemberDaemon(DaemonBase):
         self.run_timers(clock())
         return read
 
-    def _take_opened(self, d: InboundDrain, each: bool) -> None:
-        """Our frames `d` read, to the engine, each as `take_all` hands a frame over."""
+    def _take_opened(self, d: InboundDrain, each: bool, more: bool) -> None:
+        """Our frames `d` read, to the engine, each as `take_all` hands a frame over (`more`:
+        more wait in the ring)."""
         e, clock = self.engine, self.reactor.clock
         bad_seals, replays = d.take_refused()
         if bad_seals or replays:
             e.inbound_refused(bad_seals, replays)
-        for opened in d.take_ours():
+        for opened in d.take_ours(more):
             now = clock()
             try:
                 e.receive_opened(opened, now)
@@ -467,7 +468,9 @@ class MemberDaemon(DaemonBase):
             "queue_cells": len(e.queue),
             "flows": len(e.flows),
             # who reads the INBOUND frames: the compiled path (member/drain.py) or Python
-            "inbound_read": "compiled" if self.drain is not None else "python",
+            "inbound_read": "compiled"
+            if self.drain is not None and e.drain_may_read()
+            else "python",
             "members": len(self.c.members),
             "members_heard": None if e.retired else self._members_heard(now),
             "min_members": self.c.coalition.min_members,

@@ -49,7 +49,9 @@ class Stop(enum.IntEnum):
 # A fresh frame of ours in the output: sender, index, parts, size, sequence number, tag
 # (inbound_drain.c's RECORD); then its part.
 _RECORD = struct.Struct("=HBBiQQ")
-OUT_LEN = 1 << 18  # our frames opened between two looks (with one slot more): 4 packets of 64 KiB
+# Our frames opened between two looks: 4 packets of 64 KiB in parts of a 1500-byte MTU's
+# frame, each with its record (and one slot more, so that a frame always fits an empty one).
+OUT_LEN = 4 * (65536 + 48 * 24)
 
 
 def load() -> tuple[Any, str | None]:
@@ -98,8 +100,9 @@ class InboundDrain:
         self._taken = ffi.new("int *")
         self._out = ffi.buffer(d.out, out_len)
         self._owned: list[Any] = []
-        self._closed: list[Any] = []
-        self._closed_now: Collection[bytes] = ()
+        self._tables: list[Any] = []
+        self._door: tuple[Collection[bytes], Collection[bytes] | None] = ((), None)
+        self._held: list[OpenedInbound] = []  # a packet's first parts, its rest not read yet
         self._coalition = (-1, -1)
         self.follow(0, 0)
 
@@ -132,15 +135,21 @@ class InboundDrain:
         d.tags, d.keys, d.seen = self._owned
         d.owned = len(tags)
 
-    def set_closed(self, closed: Collection[bytes]) -> None:
-        """The sources whose frames the door turns away now: left to the engine."""
-        if closed == self._closed_now:
+    def set_door(self, closed: Collection[bytes], allowed: Collection[bytes] | None) -> None:
+        """The door now: the sources whose frames it turns away, and while it is shut the only
+        ones it lets in (None: not shut). Frames it would not let in are left to the engine,
+        which turns them away and counts them."""
+        if (closed, allowed) == self._door:
             return
-        self._closed_now = closed
-        table = b"".join(sorted(closed))
-        self._closed = [self._ffi.new("unsigned char[]", table or b"\0")]
-        self._d.closed = self._closed[0]
-        self._d.nclosed = len(closed)
+        self._door = (closed, allowed)
+        ffi, d = self._ffi, self._d
+        self._tables = [
+            ffi.new("unsigned char[]", b"".join(sorted(closed)) or b"\0"),
+            ffi.new("unsigned char[]", b"".join(sorted(allowed or ())) or b"\0"),
+        ]
+        d.closed, d.allowed = self._tables
+        d.nclosed, d.nallowed = len(closed), len(allowed or ())
+        d.shut = allowed is not None
 
     def drain(self, limit: int, due: float) -> tuple[Stop, int]:
         """Reads up to `limit` frames, stopping once the loop's clock reaches `due`: (why it
@@ -159,17 +168,19 @@ class InboundDrain:
         if self._sock is not None:
             self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
-    def take_ours(self) -> list[OpenedInbound]:
+    def take_ours(self, more: bool = False) -> list[OpenedInbound]:
         """The fresh frames of ours read since the last call, opened. A packet whose parts all
         came one after the other, as a gateway sends them, comes whole: one part of one,
-        numbered as its last (the engine takes it as it would have taken them one by one)."""
+        numbered as its last (the engine takes it as it would have taken them one by one).
+        `more`: the read stopped with frames still waiting (its output full): the first parts
+        of a packet whose rest may follow are kept for the next call."""
         d = self._d
         used = d.used
+        run, self._held = self._held, []  # a packet's parts read so far, one after the other
         if not used:
-            return []
+            return run
         record, at, ours = _RECORD, 0, []
         data = self._out[:used]
-        run: list[OpenedInbound] = []  # a packet's parts read so far, one after the other
         while at < used:
             sender, index, parts, size, seq, tag = record.unpack_from(data, at)
             at += record.size
@@ -183,6 +194,9 @@ class InboundDrain:
                 ours.append(OpenedInbound(sender, seq, tag, 0, 1, b"".join(p.part for p in run)))
                 run = []
         d.used = 0
+        if more:
+            self._held = run
+            return ours
         return ours + run
 
     def take_refused(self) -> tuple[int, int]:

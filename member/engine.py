@@ -86,6 +86,7 @@ from lanon.member.services import MemberServices, OfferedService, ServiceOffer, 
 from lanon.member.veto import AnonymityPolicy, Veto
 from lanon.member.wallet import Wallet
 
+MAX_DRAIN_TAGS = 256  # our flows and services the compiled INBOUND path reads for
 HELLO_INTERVAL = 0.5  # seconds between HELLOs while we are not in the roster
 HOUSEKEEPING = 1.0  # seconds between flow and reassembly expiry sweeps
 CHOICE_INTERVAL = 10.0  # seconds between scorings of the providers (member/choice.py)
@@ -562,12 +563,17 @@ class MemberEngine(EngineBase):
         except RemoteProtocolError:
             self.event(InboundRefused(InboundRefusal.MALFORMED))
 
-    def drain_may_read(self, now: float) -> bool:
+    def drain_may_read(self) -> bool:
         """Whether the daemon's compiled INBOUND path (member/drain.py) may read for us now:
         it does with a sound INBOUND frame what `receive_frame` would, but not with
-        `filter_inbound` (faults are told otherwise), out of the coalition, or while the
-        door is shut (it lets only trusted sources in, which the compiled path cannot tell)."""
-        return not self.filter_inbound and not self.retired and not self.door.shut(now)
+        `filter_inbound` (faults are told otherwise), out of the coalition, or past
+        MAX_DRAIN_TAGS flows (its table of our tags is made again whenever one comes or goes,
+        at a cost that grows with them)."""
+        return (
+            not self.filter_inbound
+            and not self.retired
+            and len(self.flows) + len(self.services) <= MAX_DRAIN_TAGS
+        )
 
     def owned_keys(self) -> dict[int, tuple[bytes, Mapping[int, int]]]:
         """Our flows' and services' tags (the INBOUND frames that are ours): each one's key,
@@ -581,8 +587,9 @@ class MemberEngine(EngineBase):
 
     @property
     def owned_changes(self) -> int:
-        """Counts the changes to `owned_keys`' tags (a flow came or went)."""
-        return self.flows.changes
+        """Counts the changes to `owned_keys`: a flow came or went, or the engine's own path
+        took a frame of ours (its number is then the last taken)."""
+        return self.flows.changes + self.inbound.taken
 
     def receive_opened(self, opened: OpenedInbound, now: float) -> None:
         """A fresh INBOUND frame of one of our tags, read and opened by the compiled path."""

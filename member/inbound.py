@@ -72,6 +72,7 @@ class InboundReceiver:
         self.c = coalition
         self.flows = flows
         self.opener = InboundOpener(rng)
+        self.taken = 0  # frames of ours this path took itself (member/drain.py follows it)
         self.parts: PartReassembler[tuple[int, int]] = PartReassembler(
             REASSEMBLY_TIMEOUT, MAX_PENDING, max_per_group=MAX_PENDING, max_bytes=MAX_BYTES
         )
@@ -95,7 +96,7 @@ class InboundReceiver:
         )
         if flow is None:
             return  # another member's packet: the same work done, nothing learnt
-        self._accept(
+        if self._accept(
             gateway,
             flow,
             service,
@@ -105,7 +106,8 @@ class InboundReceiver:
             inbound.count,
             part,
             now,
-        )
+        ):
+            self.taken += 1  # (its number is the last taken: the compiled path's table follows)
 
     def receive_opened(self, gateway: GatewayPeer, opened: OpenedInbound, now: float) -> None:
         """A frame of one of our tags, shape checked and opened with the same work as by
@@ -141,28 +143,30 @@ class InboundReceiver:
         count: int,
         part: bytes | None,
         now: float,
-    ) -> None:
-        """A frame of our `flow`, opened: `part` None if its seal did not hold."""
+    ) -> bool:
+        """A frame of our `flow`, opened: `part` None if its seal did not hold. Whether it
+        was taken (its number new)."""
         if part is None:
             self.e.event(InboundRefused(InboundRefusal.BAD_SEAL))
-            return
+            return False
         seen = flow.inbound_seq
         if seen is None:
             seen = flow.inbound_seq = {}
         if seq <= seen.get(gateway.index, 0):
             self.e.event(InboundRefused(InboundRefusal.REPLAY))
-            return
+            return False
         seen[gateway.index] = seq
         if not flow.answered and flow.opened_at is not None:  # its provider's latency
             self.e.choice.first_answer(flow.anon, now - flow.opened_at)
         flow.answered = True  # a gateway has the flow's key
         packet = self.parts.add((gateway.index, tag), seq - index, index, count, part, now)
         if packet is None:
-            return
+            return True
         if service is not None:
             self._to_service(service, packet, now)
         else:
             self._deliver(flow, packet, now)
+        return True
 
     def _to_service(self, service: OfferedService, packet: bytes, now: float) -> None:
         """The gateways' answer to our REGISTER, or a packet for the service's endpoint."""

@@ -18,8 +18,8 @@
    - a fresh frame of ours is written opened, with its header, into `out` (until it is full:
      LANON_FULL), and the engine does the rest (parts, delivery), as for one it opened itself;
    - anything else (a short or foreign frame, an unknown gateway, a slot the kernel cut, a
-     source the door has closed) is left in its slot for the engine's Python path, which
-     checks and counts it (LANON_PYTHON).
+     source the door has closed, or any source but those it lets in while it is shut) is left
+     in its slot for the engine's Python path, which checks and counts it (LANON_PYTHON).
 
    Between two frames it stops when a rounds' frame waits (an OPEN must not wait behind a
    download) and when the loop's next timer is due. It reads only slots the kernel gave it
@@ -123,7 +123,8 @@ int lanon_inbound_drain(struct lanon_inbound *d, int limit, const volatile uint3
             const unsigned char *p = slot + mac + ETH_HEADER;
             uint32_t plen = snap - ETH_HEADER;
             if (plen < HEAD + TAG_LEN || memcmp(p, d->head, 6) != 0 ||
-                (d->nclosed && find(d->closed, d->nclosed, src, MAC_LEN) >= 0)) {
+                (d->nclosed && find(d->closed, d->nclosed, src, MAC_LEN) >= 0) ||
+                (d->shut && find(d->allowed, d->nallowed, src, MAC_LEN) < 0)) {
                 why = LANON_PYTHON;
                 break;
             }

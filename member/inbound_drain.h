@@ -18,6 +18,9 @@ struct lanon_inbound {
     uint32_t owned;
     const unsigned char *closed; /* sources the door has closed, sorted, 6 bytes each */
     uint32_t nclosed;
+    const unsigned char *allowed; /* while the door is shut, the only sources it lets in */
+    uint32_t nallowed;
+    int shut;
     unsigned char *scratch;      /* a slot's size: where others' frames are opened */
     unsigned char *out;
     uint32_t out_len, used;

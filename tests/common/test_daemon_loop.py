@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from lanon.common.daemon import LAN_BATCH
 from lanon.common.daemon_config import load
 from lanon.common.events import Command, Event, SendFrame
 from lanon.common.templates import write_coalition
@@ -237,6 +238,9 @@ class InboundSocket:
     def take_truncated(self) -> int:
         return 0
 
+    def waiting(self) -> bool:
+        return bool(self.frames)
+
 
 class RoundsLan(Lan):
     """The rounds' socket: a frame waits there after the INBOUND frames named."""
@@ -286,6 +290,10 @@ def test_after_a_busy_read_the_inbound_socket_rests_a_moment_and_comes_back(
         daemon.reactor.add_reader(a.fileno(), daemon._on_inbound)
         daemon._on_inbound()
         assert daemon.inbound_paused_until is None  # a few frames: no rest
+        inbound.frames = [b"in%d" % i for i in range(LAN_BATCH + 1)]
+        daemon._on_inbound()
+        assert daemon.inbound_paused_until is None  # a whole batch: behind, it reads on
+        assert inbound.frames == []
         inbound.frames = [b"in%d" % i for i in range(INBOUND_PAUSE_AFTER)]
         now = daemon.reactor.clock()
         daemon._on_inbound()

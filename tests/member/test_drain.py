@@ -19,14 +19,15 @@ from prometheus_client import CollectorRegistry
 from lanon.common import flowkey, wire
 from lanon.common.daemon_config import load
 from lanon.common.events import InboundRefusal, InboundRefused, InjectPacket
+from lanon.common.packet import UDP, Flow
 from lanon.common.rxring import RxRing
 from lanon.common.templates import write_coalition
-from lanon.lab.memring import MemoryRing
+from lanon.lab.memring import SRC, MemoryRing
 from lanon.member import drain
 from lanon.member.config import MemberSettings
 from lanon.member.daemon import MemberDaemon
 from lanon.member.drain import OUT_LEN, InboundDrain, Stop
-from lanon.member.engine import MemberEngine
+from lanon.member.engine import MAX_DRAIN_TAGS, MemberEngine
 from lanon.member.inbound import OpenedInbound
 from tests.harness import Lan, running_lan
 from tests.packets import udp
@@ -196,7 +197,7 @@ def test_what_it_does_not_take_stays_in_its_slot_for_the_engine(kind: str) -> No
         ring.put(genuine, cut=True)
     elif kind == "closed source":
         closed = b"\x02" + bytes(5)
-        d.set_closed({closed, b"\x02" * 6})
+        d.set_door({closed, b"\x02" * 6}, None)
         ring.put(genuine, src=closed)
     else:
         ring.put(malformed(genuine, eng.c.id)[kind])
@@ -205,7 +206,7 @@ def test_what_it_does_not_take_stays_in_its_slot_for_the_engine(kind: str) -> No
     assert ring.next == 1 and ring.status(1) == 1  # still the kernel's frame, unread
     python = RxRing.frames(ring, 1)  # type: ignore[arg-type]
     assert len(list(python)) == (0 if kind == "cut" else 1)
-    d.set_closed(frozenset())
+    d.set_door(frozenset(), None)
     assert d.drain(100, float("inf")) == (Stop.EMPTY, 1)
     assert ring.next == 3 and all(ring.status(i) == 0 for i in range(3))
 
@@ -400,3 +401,73 @@ def test_parts_that_did_not_all_come_together_go_one_by_one_and_the_engine_joins
         owner.receive_opened(opened, lan.now)
     injected = [c for c in owner.pop_commands() if isinstance(c, InjectPacket)]
     assert len(injected) == 1 and injected[0].packet.endswith(b"ping")
+
+
+def test_while_the_door_is_shut_only_the_sources_it_lets_in_are_read_here() -> None:
+    """A flood shut the door: the engine turns away the rest (and counts them); the compiled
+    path goes on for the sources it trusts, so that forged frames from them cost every
+    member alike."""
+    lan, genuine = reply_frames()
+    ring = MemoryRing()
+    d = a_drain(ring, lan, "member2")
+    d.set_door(frozenset(), frozenset({SRC}))
+    ring.put(genuine)
+    ring.put(genuine, src=b"\x02" + bytes(5))
+    assert d.drain(100, float("inf")) == (Stop.PYTHON, 1)
+    d.set_door(frozenset(), None)
+    assert d.drain(100, float("inf")) == (Stop.EMPTY, 1)
+
+
+def test_a_packet_cut_by_a_full_output_is_kept_until_its_rest_is_read() -> None:
+    lan, genuine = reply_frames()
+    seq = int.from_bytes(genuine[8:16], "big")
+    frames, packet = packet_frames(lan, genuine, 4, seq + 1)
+    ring = MemoryRing()
+    d = a_drain(ring, lan, "member1")
+    for f in frames[:2]:
+        ring.put(f)
+    d.drain(100, float("inf"))
+    assert d.take_ours(more=True) == []  # (as if the output had been full)
+    for f in frames[2:]:
+        ring.put(f)
+    d.drain(100, float("inf"))
+    assert [(o.index, o.count, o.part) for o in d.take_ours()] == [(0, 1, packet)]
+
+
+def test_a_frame_the_engine_took_itself_is_a_replay_here_once_it_is_told(
+    daemon: MemberDaemon,
+) -> None:
+    """While the compiled path could not read (the engine's own path took our frames), the
+    numbers moved on: its table follows, and a replay of them never reaches Python."""
+    lan, genuine = reply_frames()
+    owner = lan.member("member1")
+    daemon.engine = owner
+    daemon.reactor.clock = lambda: lan.now
+    daemon.handlers = {InjectPacket: lambda cmd: None}
+    opened: list[OpenedInbound] = []
+    owner.receive_opened = lambda o, now: opened.append(o)  # type: ignore[method-assign]
+    ring = MemoryRing()
+    d = daemon.drain = InboundDrain(native(), ring, MemoryRing(count=2), bytes(32))  # type: ignore[arg-type]
+    daemon._drain_inbound(d)  # told our tags
+    frames = [f for f, _ in sealed_frames(lan, genuine, 2)]
+    for f in frames:
+        owner.receive_frame(SRC, f, lan.now)  # the engine's own path
+    for f in frames:
+        ring.put(f)
+    daemon._drain_inbound(d)
+    assert opened == []
+    replays = daemon.private_registry.get_sample_value(
+        "lanon_member_inbound_rejected_total", {"reason": "replay"}
+    )
+    assert replays == 2  # counted in C, told in private
+
+
+def test_past_max_drain_tags_flows_the_engine_reads_its_frames_itself() -> None:
+    """The compiled path's table of our tags is made again whenever a flow comes or goes, at
+    a cost that grows with them: past MAX_DRAIN_TAGS, the engine's own path reads."""
+    lan = running_lan(3)
+    eng = lan.member("member1")
+    assert eng.drain_may_read()
+    for port in range(MAX_DRAIN_TAGS + 1 - len(eng.flows)):
+        eng.flows.outbound(Flow(UDP, bytes([198, 18, 0, 11]), 20000 + port, bytes(4), 53), lan.now)
+    assert not eng.drain_may_read()
