@@ -19,13 +19,14 @@ TPACKET_V2 = 1
 SIOCGIFMTU = 0x8921
 PACKET_OUTGOING = 4  # pkttype of frames this host sent: never ours to receive
 TP_STATUS_USER = 1  # the frame is ours to read; 0 (TP_STATUS_KERNEL) gives it back
+# A slot's layout (lab/memring.py lays out one in memory with it too).
 # struct tpacket2_hdr: status, len, snaplen, mac, net, sec, nsec (then VLAN fields, padding)
-_HEADER = struct.Struct("=IIIHHII")
-_STATUS = struct.Struct("=I")
-_PKTTYPE = 32 + 10  # struct sockaddr_ll's sll_pkttype, after the 32-byte header
+SLOT_HEADER = struct.Struct("=IIIHHII")
+SLOT_STATUS = struct.Struct("=I")
+PKTTYPE_AT = 32 + 10  # struct sockaddr_ll's sll_pkttype, after the 32-byte header
 # Where the kernel puts a frame's Ethernet header in its slot (the header and a sockaddr_ll,
 # aligned, then room for a link header of up to 16 bytes): what a slot holds is the rest.
-_MAC_AT = 66
+MAC_AT = 66
 _VLAN = 4
 _ALIGN = 16  # TPACKET_ALIGNMENT: a slot's size is a multiple of it
 _BLOCK = 1 << 16  # frames never cross a block; a block is whole pages
@@ -33,7 +34,7 @@ _BLOCK = 1 << 16  # frames never cross a block; a block is whole pages
 
 def slot_size(mtu: int) -> int:
     """The smallest slot (a multiple of 16 bytes) that holds a whole frame of `mtu`."""
-    return -(-(_MAC_AT + 14 + _VLAN + mtu) // _ALIGN) * _ALIGN
+    return -(-(MAC_AT + 14 + _VLAN + mtu) // _ALIGN) * _ALIGN
 
 
 def interface_mtu(sock: socket.socket, ifname: str) -> int:
@@ -75,7 +76,7 @@ class RxRing:
         ring, starts, count = self.map, self.starts, self.count
         for i in range(limit):
             at = starts[self.next]
-            status, length, snap, mac, _net, sec, nsec = _HEADER.unpack_from(ring, at)
+            status, length, snap, mac, _net, sec, nsec = SLOT_HEADER.unpack_from(ring, at)
             if not status & TP_STATUS_USER:
                 if i == 0:
                     # Woken for nothing: maybe an error, as when the link went down, that
@@ -86,7 +87,7 @@ class RxRing:
             # loads may pass each other (arm64: Python has no read barrier), a slot read too
             # early could still hold its frame of the ring's last lap: a replay, as any LAN
             # host can send, which every frame's checks refuse.)
-            whole = snap == length and snap >= 14 and ring[at + _PKTTYPE] != PACKET_OUTGOING
+            whole = snap == length and snap >= 14 and ring[at + PKTTYPE_AT] != PACKET_OUTGOING
             if whole:
                 src, payload = (
                     ring[at + mac + 6 : at + mac + 12],
@@ -94,7 +95,7 @@ class RxRing:
                 )
             elif snap < length:
                 self.truncated += 1
-            _STATUS.pack_into(ring, at, 0)
+            SLOT_STATUS.pack_into(ring, at, 0)
             self.next = (self.next + 1) % count
             if whole:
                 yield src, payload, status, sec, nsec
@@ -102,7 +103,7 @@ class RxRing:
     def waiting(self) -> bool:
         """Whether the next slot holds a frame: a look at shared memory, no system call (it
         may be this host's own frame, which a read then passes over)."""
-        return bool(_STATUS.unpack_from(self.map, self.starts[self.next])[0] & TP_STATUS_USER)
+        return bool(SLOT_STATUS.unpack_from(self.map, self.starts[self.next])[0] & TP_STATUS_USER)
 
     def take_truncated(self) -> int:
         """Frames dropped since the last call, longer than a slot."""

@@ -4,14 +4,10 @@ frames for the compiled INBOUND path (member/drain.py) in the tests and the benc
 from __future__ import annotations
 
 import mmap
-import struct
 
 from lanon.common import wire
+from lanon.common.rxring import MAC_AT, PACKET_OUTGOING, PKTTYPE_AT, SLOT_HEADER, SLOT_STATUS
 
-_HEADER = struct.Struct("=IIIHHII")  # tpacket2_hdr: status, len, snaplen, mac, net, sec, nsec
-_STATUS = struct.Struct("=I")
-_MAC_AT = 66
-_PKTTYPE = 42
 SRC = b"\x02\x00\x00\x00\x00\x01"
 
 
@@ -35,9 +31,9 @@ class MemoryRing:
         at = self.starts[self.put_at]
         frame = b"\xff" * 6 + src + wire.ETHERTYPE.to_bytes(2, "big") + payload
         snap = len(frame) - 10 if cut else len(frame)
-        self.map[at + _MAC_AT : at + _MAC_AT + snap] = frame[:snap]
-        self.map[at + _PKTTYPE] = 4 if outgoing else 0
-        _HEADER.pack_into(self.map, at, 1, len(frame), snap, _MAC_AT, _MAC_AT + 14, 0, 0)
+        self.map[at + MAC_AT : at + MAC_AT + snap] = frame[:snap]
+        self.map[at + PKTTYPE_AT] = PACKET_OUTGOING if outgoing else 0
+        SLOT_HEADER.pack_into(self.map, at, 1, len(frame), snap, MAC_AT, MAC_AT + 14, 0, 0)
         used = self.put_at
         self.put_at = (self.put_at + 1) % self.count
         return used
@@ -46,7 +42,7 @@ class MemoryRing:
         """Every slot holds its frame again, as the kernel left it (the benchmark reads the
         same frames again)."""
         for at in self.starts:
-            _STATUS.pack_into(self.map, at, 1)
+            SLOT_STATUS.pack_into(self.map, at, 1)
 
     def status(self, i: int) -> int:
-        return int(_STATUS.unpack_from(self.map, self.starts[i])[0])
+        return int(SLOT_STATUS.unpack_from(self.map, self.starts[i])[0])

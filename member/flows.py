@@ -85,8 +85,8 @@ class MemberFlows:
         self.max_flows = max_flows
         self._by_key: dict[FlowKey, MemberFlow] = {}
         self._by_tag: dict[int, MemberFlow] = {}
-        self._changed = False  # a tag came or went since `take_changed`
         self.changes = 0  # tags that came or went, ever (member/drain.py follows it)
+        self._told = 0  # `changes` at the last `take_changed`
 
     def outbound(self, flow: Flow, now: float) -> MemberFlow | None:
         """The entry for an outbound packet, created if new; None if the table is full."""
@@ -106,7 +106,6 @@ class MemberFlows:
         entry = MemberFlow(tag, key, self.choose_address(flow), FlowState(flow.proto, now), secret)
         self._by_key[key] = entry
         self._by_tag[tag] = entry
-        self._changed = True
         self.changes += 1
         return entry
 
@@ -118,7 +117,6 @@ class MemberFlows:
         for f in gone:
             del self._by_key[f.key]
             del self._by_tag[f.tag]
-        self._changed = self._changed or bool(gone)
         self.changes += len(gone)
         return gone
 
@@ -126,7 +124,6 @@ class MemberFlows:
         gone = list(self._by_key.values())
         self._by_key.clear()
         self._by_tag.clear()
-        self._changed = self._changed or bool(gone)
         self.changes += len(gone)
         return gone
 
@@ -138,7 +135,7 @@ class MemberFlows:
 
     def take_changed(self) -> bool:
         """Whether a flow (so a tag) came or went since the last call."""
-        changed, self._changed = self._changed, False
+        changed, self._told = self.changes != self._told, self.changes
         return changed
 
     def __len__(self) -> int:

@@ -81,12 +81,7 @@ class InboundReceiver:
         self, gateway: GatewayPeer, frame: bytes, inbound: wire.Inbound, now: float
     ) -> None:
         """`inbound`: `frame`'s body, its shape checked."""
-        flow = self.flows.by_tag(inbound.tag)
-        service = None
-        services = self.e.services  # (the engine's: made after us)
-        if flow is None and services:
-            service = services.by_tag(inbound.tag)
-            flow = service.flow if service is not None else None
+        flow, service = self._ours(inbound.tag)
         part = self.opener.open(
             flow.secret if flow is not None else None,
             gateway.index,
@@ -112,12 +107,7 @@ class InboundReceiver:
     def receive_opened(self, gateway: GatewayPeer, opened: OpenedInbound, now: float) -> None:
         """A frame of one of our tags, shape checked and opened with the same work as by
         `receive` (by member/drain.py)."""
-        flow = self.flows.by_tag(opened.tag)
-        service = None
-        services = self.e.services
-        if flow is None and services:
-            service = services.by_tag(opened.tag)
-            flow = service.flow if service is not None else None
+        flow, service = self._ours(opened.tag)
         if flow is None:
             return  # (a flow gone since the drain was told our tags)
         self._accept(
@@ -131,6 +121,15 @@ class InboundReceiver:
             opened.part,
             now,
         )
+
+    def _ours(self, tag: int) -> tuple[MemberFlow | None, OfferedService | None]:
+        """Our flow of `tag`, if any, and the service it is the flow of, if any."""
+        flow = self.flows.by_tag(tag)
+        if flow is not None:
+            return flow, None
+        services = self.e.services  # (the engine's: made after us)
+        service = services.by_tag(tag) if services else None
+        return (service.flow, service) if service is not None else (None, None)
 
     def _accept(
         self,
