@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import statistics
 import sys
 import time
@@ -40,6 +39,7 @@ LONG = "50mb.bin"  # a download past its start: the speed a long transfer keeps
 LONG_SIZE = 50 * 1024 * 1024
 LONG_DOWNLOADS = 2
 INTERNET = "203.0.113.10"
+COLD_ECHOES = 8
 
 
 @dataclass
@@ -83,11 +83,6 @@ def cpu_shares(pids: list[int], seconds: float = 6.0) -> list[float]:
     return [(_cpu_seconds(p) - b) / seconds for p, b in zip(pids, before, strict=True)]
 
 
-def ping_times(lab: object, host: str, count: int, interval: float) -> list[float]:
-    r = lab.run(host, ["ping", "-c", str(count), "-i", str(interval), "-W", "1", INTERNET])  # type: ignore[attr-defined]
-    return [float(x) for x in re.findall(r"time=([\d.]+) ms", r.stdout)]
-
-
 def rtt_times(lab: object, host: str, count: int, low: float, high: float) -> list[float]:
     """RTTs of echoes at random gaps in [low, high] s (lab/rtt.py): at every phase of the
     rounds, where a ping every T seconds can keep hitting one."""
@@ -121,6 +116,7 @@ def _done(speeds: Iterable[float]) -> list[float]:
 def measure(members: int, schedule: str = "star", key_graph: str = "full") -> LabFigures:
     """One lab's figures; `key_graph` 'trusted' runs trusted-gateway mode instead of DC-net
     (it has no key graph), 'filtered' a full key graph with the members' `filter_inbound` on."""
+    from lanon.common.coalition import load
     from lanon.lab.lab import Lab, LabSpec
 
     lab = Lab(f"bench{members}")
@@ -140,10 +136,11 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
     try:
         time.sleep(3)
         member_cpu, leader_cpu = cpu_shares([lab.pids["member1"], lab.pids["gateway1"]])
-        cold = []
-        for _ in range(5):  # a first packet: the lanon has been quiet for longer than `linger`
-            time.sleep(1.5)
-            cold += ping_times(lab, "member1", 1, 1)
+        # first packets: the lanon quiet for longer than `linger`, then an echo at a random
+        # phase of the idle rounds (a ping 1.5 s after the last one's answer fell just after
+        # an idle round each time, and waited a whole `idle_interval`: 46 ms, not about 30)
+        idle = load(lab.dir / "coalition.toml").rounds.idle_interval
+        cold = rtt_times(lab, "member1", COLD_ECHOES, 1.5, 1.5 + 2 * idle)
         plain = rtt_times(lab, "gateway1", 40, 0.015, 0.025)
         lanon = rtt_times(lab, "member1", 150, 0.015, 0.025)  # (a conversation: rounds are busy)
         plain_tried = [download(lab, "gateway1") for _ in range(2)]

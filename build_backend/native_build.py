@@ -32,7 +32,7 @@ def builder(module: str, folder: str, stem: str, libraries: list[str]) -> FFI:
 
 
 drain = builder("_inbound_drain", "member", "inbound_drain", ["dl"])
-native = builder("_native", "common", "native", [])
+native = builder("_native", "common", "native", ["dl"])
 
 if __name__ == "__main__":
     drain.compile(verbose=True)

@@ -1,12 +1,74 @@
-/* The Internet checksum in compiled code (common/packet.py): a gateway computes it over every
-   64 KiB packet the lab's veths hand it with its TCP or UDP checksum still to compute, which in
-   Python (a long integer folded, then divided) took about 80 us. */
+/* A gateway's work on each packet from the Internet, in compiled code:
+
+   - the Internet checksum (common/packet.py), over every 64 KiB packet the lab's veths hand
+     it with its TCP or UDP checksum still to compute, which in Python (a long integer folded,
+     then divided) took about 80 us;
+   - the packet's INBOUND frames sealed (common/flowkey.py seal_parts): in Python a frame's
+     header, nonce and seal cost about 3 us of calls around 1.3 us of libsodium's work. */
 
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <dlfcn.h>
 
 #include "native.h"
+
+#define HEAD 26 /* an INBOUND frame's header (wire.INBOUND_HEAD): its associated data */
+#define SEQ_AT 8
+#define INDEX_AT 24
+#define COUNT_AT 25
+#define TAG_LEN 16
+
+typedef int (*aead_encrypt_t)(unsigned char *, unsigned long long *, const unsigned char *,
+                              unsigned long long, const unsigned char *, unsigned long long,
+                              const unsigned char *, const unsigned char *,
+                              const unsigned char *);
+
+static aead_encrypt_t aead_encrypt;
+
+/* The function common/sodium.py's `seal` calls, from PyNaCl's module (already loaded, and
+   initialised there). */
+int lanon_native_init(const char *sodium_module) {
+    void *lib = dlopen(sodium_module, RTLD_NOW | RTLD_NOLOAD);
+    if (lib == NULL)
+        return -1;
+    aead_encrypt = (aead_encrypt_t)dlsym(lib, "crypto_aead_chacha20poly1305_ietf_encrypt");
+    return aead_encrypt != NULL ? 0 : -2;
+}
+
+static void put_be64(unsigned char *p, uint64_t v) {
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+int lanon_seal_inbound(unsigned char *out, size_t out_len, const unsigned char *head,
+                       const unsigned char *packet, size_t len, size_t capacity,
+                       uint32_t direction, uint64_t first_seq, const unsigned char *key) {
+    if (aead_encrypt == NULL || capacity == 0)
+        return -1;
+    size_t count = len == 0 ? 1 : (len + capacity - 1) / capacity;
+    if (count > 255 || count * (HEAD + TAG_LEN) + len > out_len)
+        return -1;
+    unsigned char nonce[12];
+    nonce[0] = (unsigned char)(direction >> 24);
+    nonce[1] = (unsigned char)(direction >> 16);
+    nonce[2] = (unsigned char)(direction >> 8);
+    nonce[3] = (unsigned char)direction;
+    unsigned char *at = out;
+    for (size_t i = 0; i < count; i++) {
+        size_t start = i * capacity;
+        size_t part = len - start < capacity ? len - start : capacity;
+        uint64_t seq = first_seq + i;
+        memcpy(at, head, HEAD);
+        put_be64(at + SEQ_AT, seq);
+        at[INDEX_AT] = (unsigned char)i;
+        at[COUNT_AT] = (unsigned char)count;
+        put_be64(nonce + 4, seq);
+        aead_encrypt(at + HEAD, NULL, packet + start, part, at, HEAD, NULL, nonce, key);
+        at += HEAD + part + TAG_LEN;
+    }
+    return (int)count;
+}
 
 uint32_t lanon_sum16(const unsigned char *data, size_t len, uint32_t sum) {
     uint64_t acc = sum;

@@ -573,6 +573,16 @@ class Inbound:
         )
 
 
+INBOUND_SEQ_AT = HEADER.size  # where an INBOUND header's number, index and count are
+INBOUND_INDEX_AT = INBOUND_HEAD - 2
+
+
+def inbound_head(coalition: int, sender: int, tag: int) -> bytes:
+    """An INBOUND frame's header for flow `tag`, its number, index and count still 0: each
+    part's are set as it is sealed (flowkey.seal_parts)."""
+    return _INBOUND_FRAME.pack(VERSION, MsgType.INBOUND, coalition, sender, 0, tag, 0, 0)
+
+
 def peek_inbound_tag(body: bytes) -> int:
     """The flow tag of an INBOUND frame, read before any costly check."""
     if len(body) < HEADER.size + _INBOUND.size:

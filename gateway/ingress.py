@@ -17,7 +17,7 @@ from lanon.common.coalition import Coalition, GatewayPeer
 from lanon.common.engine import EngineBase
 from lanon.common.errors import RejectReason, RemoteProtocolError
 from lanon.common.events import DropReason, InboundBroadcast, PacketDropped
-from lanon.common.flowkey import open_part, seal_part
+from lanon.common.flowkey import open_part, seal_parts
 from lanon.common.packet import PacketError, Unsupported, fill_l4_checksum, parse
 from lanon.gateway.cashier import Meter
 from lanon.gateway.defrag import Defragmenter
@@ -94,13 +94,15 @@ class Ingress:
 
     def broadcast(self, key: bytes, tag: int, packet: bytes) -> None:
         """`packet` to the member of flow `tag` (whose key is `key`), in sealed INBOUND parts."""
-        chunks = wire.split_vector(packet, self.c.inbound_capacity)
-        self.keep_ahead(len(chunks))
-        for i, chunk in enumerate(chunks):
-            self.seq += 1
-            head = wire.Inbound(self.seq, tag, i, len(chunks), b"").encode(self.c.id, self.gw)
-            self.e.send(wire.BROADCAST, head + seal_part(key, self.gw, self.seq, head, chunk))
-        self.e.event(InboundBroadcast(len(packet), len(chunks)))
+        capacity = self.c.inbound_capacity
+        self.keep_ahead(wire.part_count(len(packet), capacity))
+        head = wire.inbound_head(self.c.id, self.gw, tag)
+        frames = seal_parts(key, self.gw, self.seq + 1, head, packet, capacity)
+        self.seq += len(frames)
+        send = self.e.send
+        for frame in frames:
+            send(wire.BROADCAST, frame)
+        self.e.event(InboundBroadcast(len(packet), len(frames)))
 
     def observe(self, peer: GatewayPeer, frame: bytes) -> None:
         """Another gateway broadcast an inbound packet: keep our copy of its flow the same."""

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from lanon.common import flowkey
+from lanon.common import flowkey, wire
 from lanon.common.crypto import HostKey
 
 RNG = random.Random(5)
@@ -77,6 +77,48 @@ def test_inbound_parts_open_under_their_gateway_and_sequence_number_only() -> No
     opener = flowkey.InboundOpener(RNG)
     assert opener.open(key, 1, 77, b"head", sealed) == b"part"
     assert opener.open(None, 1, 77, b"head", sealed) is None
+
+
+def test_the_inbound_sealing_is_compiled() -> None:
+    """`pip install` builds it (common/native.c): a gateway seals every INBOUND frame."""
+    assert flowkey._native is not None
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_packets_inbound_frames_are_its_parts_each_sealed_as_one(
+    compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`seal_parts` gives the frames a gateway made part by part: each header numbered,
+    indexed and counted, each part sealed under its own number, whatever the packet's size
+    (empty, one byte short of, at and past a whole part, 64 KiB) and part size."""
+    if not compiled:
+        monkeypatch.setattr(flowkey, "_native", None)
+    key = flowkey.new_flow_key(RNG)
+    for capacity in (1, 100, 1458):
+        for size in (0, 1, capacity - 1, capacity, capacity + 1, 3 * capacity, 65535):
+            if -(-size // capacity) > 255:
+                continue
+            packet = RNG.randbytes(size)
+            head = wire.inbound_head(7, 2, 0xABC)
+            frames = flowkey.seal_parts(key, 2, 1000, head, packet, capacity)
+            chunks = wire.split_vector(packet, capacity)
+            assert len(frames) == len(chunks) == wire.part_count(size, capacity)
+            for i, (frame, chunk) in enumerate(zip(frames, chunks, strict=True)):
+                h = wire.Inbound(1000 + i, 0xABC, i, len(chunks), b"").encode(7, 2)
+                assert frame == h + flowkey.seal_part(key, 2, 1000 + i, h, chunk)
+                inbound = wire.pull_inbound(frame)
+                assert (inbound.seq, inbound.tag, inbound.index) == (1000 + i, 0xABC, i)
+                assert flowkey.open_part(key, 2, 1000 + i, h, inbound.payload) == chunk
+
+
+def test_a_packet_past_255_parts_or_a_wrong_key_is_not_sealed() -> None:
+    head = wire.inbound_head(7, 2, 1)
+    with pytest.raises(ValueError):
+        flowkey.seal_parts(bytes(32), 2, 1, head, bytes(256), 1)
+    with pytest.raises(ValueError):
+        flowkey.seal_parts(bytes(31), 2, 1, head, b"x", 100)
+    with pytest.raises(ValueError):
+        flowkey.seal_parts(bytes(32), 2, 1, head[:-1], b"x", 100)
 
 
 @pytest.mark.parametrize("raw", [True, False], ids=["raw stream", "AEAD only"])
