@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import statistics
 import sys
 import time
@@ -83,10 +84,13 @@ def cpu_shares(pids: list[int], seconds: float = 6.0) -> list[float]:
     return [(_cpu_seconds(p) - b) / seconds for p, b in zip(pids, before, strict=True)]
 
 
-def rtt_times(lab: object, host: str, count: int, low: float, high: float) -> list[float]:
-    """RTTs of echoes at random gaps in [low, high] s (lab/rtt.py): at every phase of the
-    rounds, where a ping every T seconds can keep hitting one."""
+def rtt_times(
+    lab: object, host: str, count: int, low: float, high: float, seed: int = 1
+) -> list[float]:
+    """RTTs of echoes at random gaps in [low, high] s (lab/rtt.py, its gaps drawn from `seed`):
+    at every phase of the rounds, where a ping every T seconds can keep hitting one."""
     argv = [sys.executable, "-m", "lanon.lab.rtt", INTERNET, str(count), str(low), str(high)]
+    argv.append(str(seed))
     r = lab.run(host, argv)  # type: ignore[attr-defined]
     return [float(x) for x in r.stdout.split()]
 
@@ -140,7 +144,9 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
         # phase of the idle rounds (a ping 1.5 s after the last one's answer fell just after
         # an idle round each time, and waited a whole `idle_interval`: 46 ms, not about 30)
         idle = load(lab.dir / "coalition.toml").rounds.idle_interval
-        cold = rtt_times(lab, "member1", COLD_ECHOES, 1.5, 1.5 + 2 * idle)
+        cold = rtt_times(
+            lab, "member1", COLD_ECHOES, 1.5, 1.5 + 2 * idle, random.randrange(1 << 30)
+        )
         plain = rtt_times(lab, "gateway1", 40, 0.015, 0.025)
         lanon = rtt_times(lab, "member1", 150, 0.015, 0.025)  # (a conversation: rounds are busy)
         plain_tried = [download(lab, "gateway1") for _ in range(2)]

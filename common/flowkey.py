@@ -33,10 +33,8 @@ from __future__ import annotations
 import hashlib
 import random
 import struct
-import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 from nacl.bindings import (
     crypto_scalarmult,
@@ -44,7 +42,7 @@ from nacl.bindings import (
     crypto_sign_ed25519_pk_to_curve25519,
 )
 
-from lanon.common import wire
+from lanon.common import compiled, wire
 from lanon.common.crypto import KEY_LEN, HostKey
 from lanon.common.sodium import RAW_STREAM, open_sealed, seal, spend_stream
 from lanon.common.sodium import TAG_LEN as AEAD_TAG
@@ -190,6 +188,8 @@ def seal_parts(
     count = wire.part_count(len(packet), capacity)
     if count > 255:
         raise ValueError(f"{len(packet)} bytes is more than 255 parts of {capacity}")
+    if not 0 <= first_seq <= wire.MAX_SEQ - (count - 1):
+        raise ValueError(f"inbound numbers from {first_seq} for {count} parts")
     if _native is None:
         return _seal_parts_in_python(key, gateway, first_seq, head, packet, capacity, count)
     size = count * wire.INBOUND_OVERHEAD + len(packet)
@@ -232,20 +232,8 @@ def _seal_parts_in_python(
 SEAL_BUFFER = 1 << 17  # a 64 KiB packet's frames fit
 
 
-def _load_native() -> Any:
-    """common/native.c with libsodium's encryption found in PyNaCl's module, or None (a
-    checkout never installed)."""
-    try:
-        from lanon.common import _native  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    path = getattr(sys.modules.get("nacl._sodium"), "__file__", None)
-    if not path or _native.lib.lanon_native_init(path.encode()) != 0:
-        return None
-    return _native
-
-
-_native = _load_native()
+_native, _ = compiled.load("common._native", "lanon_native_init")  # (None: in Python)
+SEALS_COMPILED = _native is not None
 
 
 class _SealOut(threading.local):

@@ -9,7 +9,8 @@ int lanon_native_init(const char *sodium_module);
    frame's header, 26 bytes) with its number (`first_seq`, the next one for each part), its
    index and the count of parts set, then the part sealed under `key` (32 bytes) with the
    header as associated data, the nonce `direction` then the number (big-endian). Returns the
-   number of frames, or -1 if they would not fit in `out_len` bytes or a count past 255. */
+   number of frames, or -1: they would not fit in `out_len` bytes, more than 255 of them, a
+   number past 2**64 - 1, a `capacity` of 0, or libsodium's function not found (init). */
 int lanon_seal_inbound(unsigned char *out, size_t out_len, const unsigned char *head,
                        const unsigned char *packet, size_t len, size_t capacity,
                        uint32_t direction, uint64_t first_seq, const unsigned char *key);

@@ -15,7 +15,8 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import Any
+
+from lanon.common import compiled
 
 ICMP = 1
 TCP = 6
@@ -37,16 +38,7 @@ TIMESTAMP_OPTION = 8
 _H = struct.Struct("!H")
 
 
-def _load_native() -> Any:
-    """The compiled checksum (common/native.c), or None in a checkout never installed."""
-    try:
-        from lanon.common import _native  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return _native
-
-
-_native = _load_native()
+_native, _ = compiled.load("common._native")  # (None in a checkout never installed)
 
 
 class Unsupported(enum.Enum):

@@ -81,6 +81,7 @@ DIGEST_LEN = 16
 FINGERPRINT_LEN = 16
 MAX_EPOCH = 2**32 - 2  # the highest epoch a host keeps keys for: epoch + 1 must still encode
 MAX_ROUND = 2**64 - 1
+MAX_SEQ = 2**64 - 1  # an INBOUND frame's number (8 bytes): a nonce under its flow's key
 
 
 class MsgType(enum.IntEnum):

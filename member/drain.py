@@ -24,11 +24,10 @@ from __future__ import annotations
 import enum
 import socket
 import struct
-import sys
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from lanon.common import wire
+from lanon.common import compiled, wire
 from lanon.common.clock import CLOCK_ID
 from lanon.common.crypto import KEY_LEN
 from lanon.common.rxring import RxRing
@@ -56,16 +55,7 @@ OUT_LEN = 4 * (65536 + 48 * 24)
 
 def load() -> tuple[Any, str | None]:
     """(the compiled module, None), or (None, why not)."""
-    try:
-        from lanon.member import _inbound_drain  # type: ignore[attr-defined]
-    except ImportError as exc:
-        return None, f"not built ({exc})"
-    sodium = sys.modules.get("nacl._sodium")
-    if sodium is None or not sodium.__file__:
-        return None, "PyNaCl's libsodium module is not loaded"
-    if _inbound_drain.lib.lanon_inbound_init(sodium.__file__.encode()) != 0:
-        return None, f"libsodium's functions not found in {sodium.__file__}"
-    return _inbound_drain, None
+    return compiled.load("member._inbound_drain", "lanon_inbound_init")
 
 
 class InboundDrain:

@@ -591,11 +591,6 @@ class MemberEngine(EngineBase):
         took a frame of ours (its number is then the last taken)."""
         return self.flows.changes + self.inbound.taken
 
-    @property
-    def inbound_accepted(self) -> int:
-        """Counts the INBOUND frames of ours taken, by either path."""
-        return self.inbound.accepted
-
     def receive_opened(self, opened: OpenedInbound, now: float) -> None:
         """A fresh INBOUND frame of one of our tags, read and opened by the compiled path."""
         if self.retired:

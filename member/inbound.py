@@ -73,7 +73,6 @@ class InboundReceiver:
         self.flows = flows
         self.opener = InboundOpener(rng)
         self.taken = 0  # frames of ours this path took itself (member/drain.py follows it)
-        self.accepted = 0  # frames of ours taken by either path
         self.parts: PartReassembler[tuple[int, int]] = PartReassembler(
             REASSEMBLY_TIMEOUT, MAX_PENDING, max_per_group=MAX_PENDING, max_bytes=MAX_BYTES
         )
@@ -156,7 +155,6 @@ class InboundReceiver:
             self.e.event(InboundRefused(InboundRefusal.REPLAY))
             return False
         seen[gateway.index] = seq
-        self.accepted += 1
         if not flow.answered and flow.opened_at is not None:  # its provider's latency
             self.e.choice.first_answer(flow.anon, now - flow.opened_at)
         flow.answered = True  # a gateway has the flow's key
