@@ -36,7 +36,7 @@ def test_a_labs_failed_downloads_are_said_and_a_bound_without_a_plain_download_i
 
     nan = float("nan")
     row = lab.LabFigures(8, "star", "full", 0.1, 3.9, 45.0, nan, 20.0, (19.0, 21.0), nan, 30.0,
-                         3, 0.01, 0.03, 120.0, nan)  # fmt: skip
+                         3, 0.01, 0.03, 120.0, nan, nan, nan)  # fmt: skip
     lab.table([row])
     assert "3 downloads of this lab failed" in capsys.readouterr().out
     assert math.isnan(lab.dcnet_bound(None, nan, 100.0))
