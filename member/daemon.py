@@ -267,7 +267,7 @@ class MemberDaemon(DaemonBase):
         if self.drain is not None and self.engine.drain_may_read():
             read = self._drain_inbound(self.drain)
         else:
-            read = self.take_all(self.inbound, self._look_at_rounds, stamped=False)
+            read = self._read_in_python(LAN_BATCH)
         if INBOUND_PAUSE_AFTER <= read < LAN_BATCH:  # (not when behind: read on)
             self.reactor.remove_reader(self.inbound.fileno())
             self.inbound_paused_until = self.reactor.clock() + INBOUND_PAUSE
@@ -282,9 +282,7 @@ class MemberDaemon(DaemonBase):
         while read < LAN_BATCH:
             now = clock()
             if not e.drain_may_read():  # (we left, or took more flows, meanwhile)
-                return read + self.take_all(
-                    self.inbound, self._look_at_rounds, stamped=False, limit=LAN_BATCH - read
-                )
+                return read + self._read_in_python(LAN_BATCH - read)
             if d.follow(self.c.id, len(self.c.gateways)) or e.owned_changes != self._owned_seen:
                 self._owned_seen = e.owned_changes
                 d.set_owned(e.owned_keys())
@@ -311,6 +309,14 @@ class MemberDaemon(DaemonBase):
                 break
         self.run_timers(clock())
         return read
+
+    def _read_in_python(self, limit: int) -> int:
+        """INBOUND frames through the engine's own path, up to `limit`; first, the parts of a
+        packet the compiled path kept for its rest (its output was full), which the engine
+        now puts together with the rest."""
+        if self.drain is not None:
+            self._take_opened(self.drain, self.timers_each_frame, False)
+        return self.take_all(self.inbound, self._look_at_rounds, stamped=False, limit=limit)
 
     def _take_opened(self, d: InboundDrain, each: bool, more: bool) -> None:
         """Our frames `d` read, to the engine, each as `take_all` hands a frame over (`more`:
