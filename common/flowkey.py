@@ -232,7 +232,7 @@ def _seal_parts_in_python(
 SEAL_BUFFER = 1 << 17  # a 64 KiB packet's frames fit
 
 
-_native, _ = compiled.load("common._native", "lanon_native_init")  # (None: in Python)
+_native, NOT_COMPILED = compiled.load("common._native", "lanon_native_init")  # why, if not
 SEALS_COMPILED = _native is not None
 
 

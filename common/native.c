@@ -47,8 +47,10 @@ int lanon_seal_inbound(unsigned char *out, size_t out_len, const unsigned char *
     if (aead_encrypt == NULL || capacity == 0)
         return -1;
     size_t count = len == 0 ? 1 : len / capacity + (len % capacity != 0);
-    if (count > 255 || count * (HEAD + TAG_LEN) + len > out_len || first_seq + count - 1 < first_seq)
-        return -1; /* (a number past 2**64 - 1 would wrap round to a nonce used before) */
+    if (count > 255 || count * (HEAD + TAG_LEN) + len > out_len)
+        return -1;
+    if (first_seq + count - 1 < first_seq)
+        return -1; /* a number past 2**64 - 1 would wrap round to a nonce used before */
     unsigned char nonce[12];
     nonce[0] = (unsigned char)(direction >> 24);
     nonce[1] = (unsigned char)(direction >> 16);

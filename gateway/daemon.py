@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from lanon.common import __version__, blindrsa, iptables, keygraph, wire
+from lanon.common import __version__, blindrsa, flowkey, iptables, keygraph, wire
 from lanon.common import events as ev
 from lanon.common.crypto import Verifier, decode_public_key
 from lanon.common.daemon import RING_FRAMES, DaemonBase, Stage
@@ -176,6 +176,12 @@ class GatewayDaemon(DaemonBase):
             __version__,
             wire.VERSION,
         )
+        if flowkey.NOT_COMPILED is not None:
+            self.log.warning(
+                "the compiled INBOUND sealing is %s: every INBOUND frame is sealed in Python, "
+                "at about twice the CPU (reinstall lanon: pip builds it with gcc and python3-dev)",
+                flowkey.NOT_COMPILED,
+            )
         if self.watch is not None:
             self.watch.start()
         try:

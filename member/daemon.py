@@ -262,8 +262,9 @@ class MemberDaemon(DaemonBase):
         meanwhile are read together, one wake-up for many (a download brings thousands a
         second to every member). Every member does the same with the same frames, the one
         they are for too: were it to read on, its ACKs would catch rounds sooner (a 5 MB
-        download, 8 members: 3% faster), and so would every other flow of its, while and only
-        while it downloads: a server or the switch timing a flow's answers would link them."""
+        download, 8 members: 3% faster; with `filter_inbound` more, BENCHMARKS.md), and so
+        would every other flow of its, while and only while it downloads: a server or the
+        switch timing a flow's answers would link them."""
         if self.drain is not None and self.engine.drain_may_read():
             read = self._drain_inbound(self.drain)
         else:
@@ -301,7 +302,7 @@ class MemberDaemon(DaemonBase):
                 self.run_timers(now)
                 self.hold(now)
             elif stop is Stop.PYTHON:
-                taken = self.take_all(self.inbound, self._look_at_rounds, stamped=False, limit=1)
+                taken = self._read_in_python(1)
                 if not taken:
                     break  # (a slot the ring dropped: the rest at the next wake-up)
                 read += taken

@@ -5,6 +5,7 @@ Each measured call runs once here: figures are the benchmark's business, not the
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -41,3 +42,18 @@ def test_a_labs_failed_downloads_are_said_and_a_bound_without_a_plain_download_i
     assert "3 downloads of this lab failed" in capsys.readouterr().out
     assert math.isnan(lab.dcnet_bound(None, nan, 100.0))
     assert lab._done([nan, 2.0, nan]) == [2.0] and math.isnan(lab._done([nan])[0])
+
+
+def test_the_blaster_refuses_outside_a_lab_hosts_namespace(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its frames must stay on a lab's bridge: in the machine's own namespace it sends none."""
+    from lanon.lab import blast
+
+    sent: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(blast, "in_lab_namespace", lambda: False)
+    monkeypatch.setattr(blast, "blast", lambda *a: sent.append(a) or (1, 1.0))
+    assert blast.main(["eth0", "02:1a:00:01:00:01", "1", "1514"]) == 2
+    assert sent == [] and "namespace" in capsys.readouterr().err
+    assert blast.main(["eth0", "02:1a", "1", "1514"]) == 2  # (not an address)
+    assert not blast.in_lab_namespace()  # (the tests run in the machine's own)
