@@ -152,7 +152,7 @@ def per_packet() -> None:
     sealing = per_call(lambda: seal_parts(key, 0, 1, wire.inbound_head(1, 0, tag), big, capacity))
     row(
         f"gateway: the same, compiled ({frames} frames of 65,000 B), a frame",
-        f"{sealing / frames:8.1f} µs{'' if flowkey.SEALS_COMPILED else ' (in Python: not built)'}",
+        f"{sealing / frames:8.1f} µs{'' if flowkey.NOT_COMPILED is None else ' (in Python: not built)'}",
     )
     sealed = seal_part(key, 0, 1, head, pkt)
     opener = InboundOpener(rng)

@@ -151,7 +151,8 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
         # first packets: the lanon quiet for longer than `linger`, then an echo at a random
         # phase of the idle rounds (a ping 1.5 s after the last one's answer fell just after
         # an idle round each time, and waited a whole `idle_interval`: 46 ms, not about 30)
-        idle = load(lab.dir / "coalition.toml").rounds.idle_interval
+        c = load(lab.dir / "coalition.toml")
+        idle = c.rounds.idle_interval
         cold = rtt_times(
             lab, "member1", COLD_ECHOES, 1.5, 1.5 + 2 * idle, random.randrange(1 << 30)
         )
@@ -168,7 +169,7 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             f.write(os.urandom(LONG_SIZE))
         long_url = f"http://{INTERNET}/{LONG}"
         long_tried = [download(lab, "member1", url=long_url) for _ in range(LONG_DOWNLOADS)]
-        raw = raw_frame_rate(lab)
+        raw = raw_frame_rate(lab, c.coalition.lan_mtu)
         plain_mbs = statistics.median(_done(plain_tried))
         speeds, bbr, long = _done(lanon_tried), _done(bbr_tried), _done(long_tried)
         return LabFigures(
@@ -187,31 +188,21 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             member_cpu,
             leader_cpu,
             rate,
-            dcnet_bound(lab, segments(lab, plain_mbs), rate),
+            dcnet_bound(c, plain_mbs * 1e6 / (c.coalition.lan_mtu - 52), rate),  # TCP segments
             raw,
-            dcnet_bound(lab, raw, rate),
+            dcnet_bound(c, raw, rate),
         )
     finally:
         lab.down()
 
 
-def segments(lab: object, plain_mbs: float) -> float:
-    """The plain download's TCP segments a second (full-size, timestamps on)."""
-    from lanon.common.coalition import load
-
-    c = load(lab.dir / "coalition.toml")  # type: ignore[attr-defined]
-    return plain_mbs * 1e6 / (c.coalition.lan_mtu - 52)
-
-
-def raw_frame_rate(lab: object, seconds: float = 1.0) -> float:
+def raw_frame_rate(lab: object, lan_mtu: int, seconds: float = 1.0) -> float:
     """Frames a second the lab's LAN carried from gateway1 to member1, full-size (lab/blast.py),
     as member1's interface counted them over the blaster's time; NaN if it could not be had."""
     from pyroute2 import IPRoute
 
-    from lanon.common.coalition import load
-
     lab_: Any = lab
-    size = load(lab_.dir / "coalition.toml").coalition.lan_mtu + 14
+    size = lan_mtu + 14  # (and the Ethernet header)
 
     def eth0(host: str) -> tuple[str, int]:
         """`host`'s LAN interface: its address and the frames it received."""
@@ -232,15 +223,13 @@ def raw_frame_rate(lab: object, seconds: float = 1.0) -> float:
         return float("nan")
 
 
-def dcnet_bound(lab: object, frames: float, busy_rate: float) -> float:
-    """MB/s of one download the lab's LAN could carry as the lanon divides its `frames` a
-    second."""
-    from lanon.common.coalition import load
+def dcnet_bound(c: Any, frames: float, busy_rate: float) -> float:
+    """MB/s of one download the LAN of coalition `c` could carry as the lanon divides its
+    `frames` a second."""
     from lanon.common.reservation import MIN_ENTRIES
 
     if math.isnan(frames):
         return float("nan")  # (no plain download or blast: no frame rate)
-    c = load(lab.dir / "coalition.toml")  # type: ignore[attr-defined]
     n = len(c.members)
     # a download's rounds: its ACKs mostly in the express slot, the area of a quiet round
     parts = len(c.part_lens(c.rounds.express_slots, MIN_ENTRIES))

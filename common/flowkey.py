@@ -233,7 +233,6 @@ SEAL_BUFFER = 1 << 17  # a 64 KiB packet's frames fit
 
 
 _native, NOT_COMPILED = compiled.load("common._native", "lanon_native_init")  # why, if not
-SEALS_COMPILED = _native is not None
 
 
 class _SealOut(threading.local):

@@ -315,7 +315,7 @@ class MemberDaemon(DaemonBase):
         """INBOUND frames through the engine's own path, up to `limit`; first, the parts of a
         packet the compiled path kept for its rest (its output was full), which the engine
         now puts together with the rest."""
-        if self.drain is not None:
+        if self.drain is not None and self.drain.holding:
             self._take_opened(self.drain, self.timers_each_frame, False)
         return self.take_all(self.inbound, self._look_at_rounds, stamped=False, limit=limit)
 

@@ -189,6 +189,11 @@ class InboundDrain:
             return ours
         return ours + run
 
+    @property
+    def holding(self) -> bool:
+        """Whether a packet's first parts wait here for their rest (`take_ours(more=True)`)."""
+        return bool(self._held)
+
     def take_refused(self) -> tuple[int, int]:
         """Frames of our tags refused since the last call: (seal broken, replayed)."""
         d = self._d

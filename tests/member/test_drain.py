@@ -428,10 +428,12 @@ def test_a_packet_cut_by_a_full_output_is_kept_until_its_rest_is_read() -> None:
         ring.put(f)
     d.drain(100, float("inf"))
     assert d.take_ours(more=True) == []  # (as if the output had been full)
+    assert d.holding
     for f in frames[2:]:
         ring.put(f)
     d.drain(100, float("inf"))
     assert [(o.index, o.count, o.part) for o in d.take_ours()] == [(0, 1, packet)]
+    assert not d.holding
 
 
 class InboundFrames:
