@@ -2,10 +2,11 @@
 
 For each lab (members, schedule, key graph): the plain path's RTT and download speed (the
 gateway's own route to the Internet host), the lanon's (from member1), the added RTT, the
-first packet after a quiet spell, the idle CPU of a member and of the leading gateway, the
-round rate while busy, and the DC-net bound of a download. The lab's server sends with CUBIC
-(lab/internet.py); a few downloads are made again with it on BBR, which many large servers use
-and which the lanon's ACKs (one a round, RFC 3449's filtering) and queues under load slow more. Figures go to a table and, with
+first packet after a quiet spell, another member's RTT while member1 downloads (loaded), the
+idle CPU of a member and of the leading gateway, the round rate while busy, and the DC-net
+bound of a download. The lab's server sends with CUBIC (lab/internet.py); a few downloads are
+made again with it on BBR, which many large servers use and which the lanon's ACKs (one a
+round, RFC 3449's filtering) and queues under load slow more. Figures go to a table and, with
 matplotlib, to a PNG plot.
 
 The DC-net bound of one download, in the same run: the LAN's frame rate R, divided as the lanon
@@ -32,6 +33,7 @@ import math
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -47,6 +49,7 @@ LONG_SIZE = 50 * 1024 * 1024
 LONG_DOWNLOADS = 2
 INTERNET = "203.0.113.10"
 COLD_ECHOES = 8
+LOADED_ECHOES = 8  # another member's echoes during a 50 MB download, 30-50 ms apart
 
 
 @dataclass
@@ -69,6 +72,7 @@ class LabFigures:
     bound_mbs: float  # the DC-net bound of one download, R from the plain download (module text)
     raw_fps: float  # frames a second the LAN carried from one process (lab/blast.py)
     raw_bound_mbs: float  # the DC-net bound with R = raw_fps
+    loaded_rtt: float = float("nan")  # ms, median: member2's echoes while member1 downloads
 
     @property
     def added_rtt(self) -> float:
@@ -169,6 +173,7 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             f.write(os.urandom(LONG_SIZE))
         long_url = f"http://{INTERNET}/{LONG}"
         long_tried = [download(lab, "member1", url=long_url) for _ in range(LONG_DOWNLOADS)]
+        loaded = loaded_rtt(lab, long_url)
         raw = raw_frame_rate(lab, c.coalition.lan_mtu)
         plain_mbs = statistics.median(_done(plain_tried))
         speeds, bbr, long = _done(lanon_tried), _done(bbr_tried), _done(long_tried)
@@ -191,9 +196,32 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             dcnet_bound(c, plain_mbs * 1e6 / (c.coalition.lan_mtu - 52), rate),  # TCP segments
             raw,
             dcnet_bound(c, raw, rate),
+            loaded,
         )
     finally:
         lab.down()
+
+
+def loaded_rtt(lab: Any, url: str) -> float:
+    """Median RTT of another member's echoes (member2's) while member1 downloads `url`: what a
+    download costs the others' conversations. Their packets wait for rounds that come slower
+    while every host's cores carry the download, and may meet its ACKs in an express slot."""
+    dl = lab.popen(
+        "member1",
+        ["curl", "-fsS", "-m", "120", "-o", "/dev/null", url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.1)  # (its start: the connection, the first round trips)
+        times = rtt_times(lab, "member2", LOADED_ECHOES, 0.03, 0.05)
+    finally:
+        try:
+            dl.wait(timeout=150)
+        except subprocess.TimeoutExpired:
+            dl.kill()
+            dl.wait()
+    return statistics.median(times) if times else float("nan")
 
 
 def raw_frame_rate(lab: object, lan_mtu: int, seconds: float = 1.0) -> float:
@@ -239,7 +267,7 @@ def dcnet_bound(c: Any, frames: float, busy_rate: float) -> float:
 
 def table(rows: list[LabFigures]) -> None:
     print(
-        f"  {'lab':<22} {'plain RTT':>9} {'lanon RTT':>9} {'added':>7} {'cold':>7} "
+        f"  {'lab':<22} {'plain RTT':>9} {'lanon RTT':>9} {'added':>7} {'cold':>7} {'loaded':>7} "
         f"{'plain':>8} {'lanon':>8} {'spread':>10} {'BBR':>8} {'50 MB':>8} {'bound':>8} "
         f"{'raw':>8} {'raw bound':>9} "
         f"{'idle member':>11} "
@@ -247,14 +275,16 @@ def table(rows: list[LabFigures]) -> None:
         f"{'busy':>8}"
     )
     print(
-        f"  {'':<22} {'ms':>9} {'ms':>9} {'ms':>7} {'ms':>7} {'MB/s':>8} {'MB/s':>8} {'MB/s':>10} "
+        f"  {'':<22} {'ms':>9} {'ms':>9} {'ms':>7} {'ms':>7} {'ms':>7} {'MB/s':>8} {'MB/s':>8} "
+        f"{'MB/s':>10} "
         f"{'MB/s':>8} {'MB/s':>8} {'MB/s':>8} {'kframe/s':>8} {'MB/s':>9} "
         f"{'% core':>11} {'% core':>11} {'rounds/s':>8}"
     )
     for f in rows:
         print(
             f"  {f'{f.members} members, {f.schedule}, {f.key_graph}':<22} {f.plain_rtt:9.3f} "
-            f"{f.lanon_rtt:9.2f} {f.added_rtt:7.2f} {f.cold_rtt:7.1f} {f.plain_mbs:8.1f} "
+            f"{f.lanon_rtt:9.2f} {f.added_rtt:7.2f} {f.cold_rtt:7.1f} {f.loaded_rtt:7.1f} "
+            f"{f.plain_mbs:8.1f} "
             f"{f.lanon_mbs:8.2f} {f'{f.lanon_spread[0]:.1f}-{f.lanon_spread[1]:.1f}':>10} "
             f"{f.bbr_mbs:8.2f} {f.long_mbs:8.2f} {f.bound_mbs:8.1f} {f.raw_fps / 1000:8.0f} "
             f"{f.raw_bound_mbs:9.1f} {f.member_cpu * 100:11.1f} "

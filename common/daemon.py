@@ -428,13 +428,16 @@ class DaemonBase:
     def carry_out(self) -> None:
         """The engine's commands, in order."""
         for cmd in self.engine.pop_commands():
-            handler = self.handlers.get(type(cmd))
-            if handler is None:
-                raise RuntimeError(f"unexpected command {cmd!r}")
-            try:
-                handler(cmd)
-            except Exception as exc:
-                self.contain(Stage.COMMAND, exc)
+            self.carry(cmd)
+
+    def carry(self, cmd: ev.Command) -> None:
+        handler = self.handlers.get(type(cmd))
+        if handler is None:
+            raise RuntimeError(f"unexpected command {cmd!r}")
+        try:
+            handler(cmd)
+        except Exception as exc:
+            self.contain(Stage.COMMAND, exc)
 
     def report_events(self, now: float) -> None:
         events = self.engine.pop_events()

@@ -249,6 +249,27 @@ class GatewayDaemon(DaemonBase):
 
     # --- output -----------------------------------------------------------------------------
 
+    def carry_out(self) -> None:
+        """The engine's commands, in order; broadcasts one after another (a packet's INBOUND
+        frames, 45 for 64 KiB) in one system call (`LinkSocket.send_frames`)."""
+        run: list[bytes] = []
+        for cmd in self.engine.pop_commands():
+            if type(cmd) is SendFrame and cmd.dst == wire.BROADCAST:
+                run.append(cmd.frame)
+                continue
+            if run:
+                self._broadcast(run)
+                run = []
+            self.carry(cmd)
+        if run:
+            self._broadcast(run)
+
+    def _broadcast(self, frames: list[bytes]) -> None:
+        try:
+            self.lan.send_frames(wire.BROADCAST, frames)
+        except Exception as exc:
+            self.contain(Stage.COMMAND, exc)
+
     @property
     def sequence_path(self) -> Path | None:
         s = self.s.sequence_file
