@@ -49,7 +49,7 @@ LONG_SIZE = 50 * 1024 * 1024
 LONG_DOWNLOADS = 2
 INTERNET = "203.0.113.10"
 COLD_ECHOES = 8
-LOADED_ECHOES = 8  # another member's echoes during a 50 MB download, 30-50 ms apart
+LOADED_ECHOES = 6  # another member's echoes during a 50 MB download, 20-40 ms apart
 
 
 @dataclass
@@ -205,7 +205,9 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
 def loaded_rtt(lab: Any, url: str) -> float:
     """Median RTT of another member's echoes (member2's) while member1 downloads `url`: what a
     download costs the others' conversations. Their packets wait for rounds that come slower
-    while every host's cores carry the download, and may meet its ACKs in an express slot."""
+    while every host's cores carry the download, and may meet its ACKs in an express slot.
+    NaN if the download failed or ended before the echoes did (they would not be loaded), or
+    if fewer than half of them came back."""
     dl = lab.popen(
         "member1",
         ["curl", "-fsS", "-m", "120", "-o", "/dev/null", url],
@@ -214,14 +216,17 @@ def loaded_rtt(lab: Any, url: str) -> float:
     )
     try:
         time.sleep(0.1)  # (its start: the connection, the first round trips)
-        times = rtt_times(lab, "member2", LOADED_ECHOES, 0.03, 0.05)
+        times = rtt_times(lab, "member2", LOADED_ECHOES, 0.02, 0.04)
+        loaded = dl.poll() is None
     finally:
         try:
             dl.wait(timeout=150)
         except subprocess.TimeoutExpired:
             dl.kill()
             dl.wait()
-    return statistics.median(times) if times else float("nan")
+    if not loaded or dl.returncode != 0 or len(times) < LOADED_ECHOES / 2:
+        return float("nan")
+    return statistics.median(times)
 
 
 def raw_frame_rate(lab: object, lan_mtu: int, seconds: float = 1.0) -> float:

@@ -428,9 +428,10 @@ class DaemonBase:
     def carry_out(self) -> None:
         """The engine's commands, in order."""
         for cmd in self.engine.pop_commands():
-            self.carry(cmd)
+            self.carry_one(cmd)
 
-    def carry(self, cmd: ev.Command) -> None:
+    def carry_one(self, cmd: ev.Command) -> None:
+        """One command, by its handler; what goes wrong is contained (Stage.COMMAND)."""
         handler = self.handlers.get(type(cmd))
         if handler is None:
             raise RuntimeError(f"unexpected command {cmd!r}")

@@ -8,7 +8,9 @@
    - those frames sent in one system call (common/rawsock.py send_frames), where each frame
      took a call and its Python around it. */
 
-#define _GNU_SOURCE /* sendmmsg */
+#ifndef _GNU_SOURCE /* sendmmsg (Python.h, which cffi includes first, defines it already) */
+#define _GNU_SOURCE
+#endif
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -96,19 +98,18 @@ uint32_t lanon_sum16(const unsigned char *data, size_t len, uint32_t sum) {
 
 #define SEND_MAX 256 /* common/rawsock.py SEND_BATCH: 24 KiB of stack */
 
-/* Each frame is two pieces, the shared Ethernet header and its payload: nothing is copied
-   to put them together. A frame the kernel refuses is passed over, and the rest still go. */
+/* Each frame is two pieces, the shared Ethernet header and its payload, in place: the header
+   is not copied for each frame. A frame the kernel refuses is passed over (its errno in
+   `errors`), and the others still go. */
 int lanon_send_frames(int fd, const unsigned char *eth, const unsigned char *payloads,
-                      const uint32_t *lens, int count, int *first_error) {
+                      const uint32_t *lens, int count, int *errors) {
     struct mmsghdr msgs[SEND_MAX];
     struct iovec iov[SEND_MAX][2];
-    *first_error = 0;
-    if (count < 0 || count > SEND_MAX) {
-        *first_error = EINVAL;
-        return 0;
-    }
+    if (count < 0 || count > SEND_MAX)
+        return -1;
     size_t at = 0;
     for (int i = 0; i < count; i++) {
+        errors[i] = 0;
         iov[i][0].iov_base = (void *)eth;
         iov[i][0].iov_len = 14;
         iov[i][1].iov_base = (void *)(payloads + at);
@@ -121,10 +122,10 @@ int lanon_send_frames(int fd, const unsigned char *eth, const unsigned char *pay
     int done = 0, sent = 0;
     while (done < count) {
         int n = sendmmsg(fd, msgs + done, (unsigned)(count - done), 0);
-        if (n < 0) {
-            if (*first_error == 0)
-                *first_error = errno;
-            done++; /* (the frame at `done` was refused) */
+        if (n < 0 && errno == EINTR)
+            continue; /* (a signal: as Python's own send, again) */
+        if (n <= 0) {
+            errors[done++] = n < 0 ? errno : EAGAIN; /* (0: never from Linux; no spin) */
             continue;
         }
         done += n;

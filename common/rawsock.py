@@ -10,7 +10,7 @@ import os
 import select
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from lanon.common import compiled
 from lanon.common.errors import PrerequisiteError
@@ -153,23 +153,46 @@ class LinkSocket:
             raise
         return True
 
-    def send_frames(self, dst: bytes, payloads: list[bytes]) -> int:
+    def send_frames(self, dst: bytes, payloads: Sequence[bytes]) -> int:
         """Frames to `dst`, `payloads` after the Ethernet header, in order: SEND_BATCH in one
         system call (sendmmsg, common/native.c), where a packet's 45 INBOUND frames took 45
-        calls and their Python; a call a frame where that is not compiled. Returns how many
-        could not go now, counted as `send_frame` counts them (the others still go); an
-        error that is not of the moment is raised, after the batch."""
+        calls and their Python; a call a frame where that is not compiled. Every frame is
+        tried: returns how many could not go, those the moment refused counted as
+        `send_frame` counts them; the first error that is not of the moment is raised once
+        all were tried."""
         if _send_frames is None or _native is None:
-            return sum(not self.send(dst, p) for p in payloads)
-        head, failed, error = dst + self.mac + self._type, 0, _native.ffi.new("int *")
+            return self._send_each(dst, payloads)
+        head = dst + self.mac + self._type
+        if len(head) != 14:
+            raise ValueError(f"not a MAC address: {dst.hex()}")
+        ffi, failed, lasting = _native.ffi, 0, 0
         for at in range(0, len(payloads), SEND_BATCH):
             batch = payloads[at : at + SEND_BATCH]
-            lens = _native.ffi.new("uint32_t[]", [len(p) for p in batch])
-            sent = _send_frames(self.sock.fileno(), head, b"".join(batch), lens, len(batch), error)
+            lens = ffi.new("uint32_t[]", [len(p) for p in batch])
+            errors = ffi.new("int[]", len(batch))
+            sent = _send_frames(self.sock.fileno(), head, b"".join(batch), lens, len(batch), errors)
+            if sent < 0:  # (SEND_BATCH is the C's most)
+                raise ValueError(f"{len(batch)} frames in one call: at most {SEND_BATCH}")
             failed += len(batch) - sent
-            if error[0] and error[0] not in TRANSIENT_SEND:
-                raise OSError(error[0], os.strerror(error[0]))
-        self.send_errors += failed
+            for e in errors if sent < len(batch) else ():
+                if e in TRANSIENT_SEND:
+                    self.send_errors += 1
+                elif e and not lasting:
+                    lasting = e
+        if lasting:
+            raise OSError(lasting, os.strerror(lasting))
+        return failed
+
+    def _send_each(self, dst: bytes, payloads: Sequence[bytes]) -> int:
+        failed, lasting = 0, None
+        for p in payloads:
+            try:
+                failed += not self.send(dst, p)
+            except OSError as exc:
+                failed += 1
+                lasting = lasting or exc
+        if lasting is not None:
+            raise lasting
         return failed
 
     def link_up(self) -> bool:

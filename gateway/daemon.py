@@ -117,6 +117,7 @@ class GatewayDaemon(DaemonBase):
             self.ip.promiscuous()
         self.emitter = Emitter()
         self.handlers = {
+            # (a frame to one host: broadcasts go by runs, `carry_out`)
             SendFrame: lambda cmd: self.lan.send(cmd.dst, cmd.frame),
             FilterSources: lambda cmd: self.filter_sources(cmd.allow, self.lan),
             EmitPacket: self._emit,
@@ -260,11 +261,13 @@ class GatewayDaemon(DaemonBase):
             if run:
                 self._broadcast(run)
                 run = []
-            self.carry(cmd)
+            self.carry_one(cmd)
         if run:
             self._broadcast(run)
 
     def _broadcast(self, frames: list[bytes]) -> None:
+        """A run of broadcast frames, contained as a command is: a frame the link refuses is
+        counted (`LinkSocket.send_frames`), and the commands after it are carried out."""
         try:
             self.lan.send_frames(wire.BROADCAST, frames)
         except Exception as exc:

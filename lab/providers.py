@@ -1,8 +1,10 @@
 """The lab's market (`lanon lab up --gateways 2 --providers`, seed 001): two operators sell.
 
 Odd gateways belong to 'budget' (cheap), even ones to 'premium' (dear). member1 weighs price
-above all, member2 quality (latency, loss, availability); the others keep the defaults, which
-weigh everything alike. `lanon lab slow GATEWAY --delay-ms N` makes one provider slow.
+above all and tries no other provider (`explore` 0: a flow of its through 'premium', whose
+tokens it does not buy, would stop at the free allowance, a download with it); member2 weighs
+quality (latency, loss, availability) and tries others often; the others keep the defaults,
+which weigh everything alike. `lanon lab slow GATEWAY --delay-ms N` makes one provider slow.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ OFFER = {"free_mb": 1, "mb_per_token": 10, "monthly_tokens": 200}
 COALITION = {"unit": "credits", "rating_period": 30.0, "issuer": "budget"}
 KEEP_TOKENS = 4
 PRIORITIES: dict[str, dict[str, Any]] = {
-    "member1": {"price": 1.0, "latency": 0.1, "loss": 0.1, "availability": 0.1, "ratings": 0.1},
+    "member1": {
+        **{"price": 1.0, "latency": 0.1, "loss": 0.1, "availability": 0.1, "ratings": 0.1},
+        "explore": 0.0,
+    },
     "member2": {
         **{"price": 0.05, "latency": 1.0, "loss": 1.0, "availability": 1.0, "ratings": 0.1},
         "explore": 0.2,

@@ -28,11 +28,14 @@ class Engine:
 
 
 class Lan:
-    def __init__(self, log: list[tuple[str, object]]) -> None:
+    def __init__(self, log: list[tuple[str, object]], fail: bytes = b"") -> None:
         self.log = log
+        self.fail = fail  # a run with this frame raises (a lasting error of the link)
 
     def send_frames(self, dst: bytes, payloads: list[bytes]) -> int:
         self.log.append(("frames", (dst, payloads)))
+        if self.fail in payloads:
+            raise OSError(1, "refused")
         return 0
 
     def send(self, dst: bytes, payload: bytes) -> bool:
@@ -40,19 +43,24 @@ class Lan:
         return True
 
 
-def test_a_run_of_broadcasts_goes_in_one_call_and_the_rest_in_order(tmp_path: Path) -> None:
+def daemon(tmp_path: Path, log: list[tuple[str, object]], fail: bytes = b"") -> gd.GatewayDaemon:
     write_coalition(
         tmp_path, "test", "198.18.0.0/24", [("gateway1", "198.18.0.192/30")], ["a", "b", "c"]
     )
     settings, loaded = load(GatewaySettings, tmp_path / "gateway1.toml", "gateway")
     d = gd.GatewayDaemon(settings, loaded, CollectorRegistry())
-    log: list[tuple[str, object]] = []
-    d.lan = Lan(log)  # type: ignore[assignment]
+    d.lan = Lan(log, fail)  # type: ignore[assignment]
     d.handlers = {  # (as `run` sets them, with what they do logged)
         SendFrame: lambda cmd: d.lan.send(cmd.dst, cmd.frame),
         EmitPacket: lambda cmd: log.append(("emit", cmd.packet)),
         SendArp: lambda cmd: log.append(("arp", cmd.payload)),
     }
+    return d
+
+
+def test_a_run_of_broadcasts_goes_in_one_call_and_the_rest_in_order(tmp_path: Path) -> None:
+    log: list[tuple[str, object]] = []
+    d = daemon(tmp_path, log)
     d.engine = Engine(  # type: ignore[assignment]
         [
             SendFrame(wire.BROADCAST, b"part 1"),
@@ -73,3 +81,19 @@ def test_a_run_of_broadcasts_goes_in_one_call_and_the_rest_in_order(tmp_path: Pa
         ("arp", b"arp"),
         ("frames", (wire.BROADCAST, [b"last"])),
     ]
+
+
+def test_a_run_the_link_refuses_is_contained_and_the_commands_after_it_go(
+    tmp_path: Path,
+) -> None:
+    log: list[tuple[str, object]] = []
+    d = daemon(tmp_path, log, fail=b"part 1")
+    d.engine = Engine(  # type: ignore[assignment]
+        [
+            SendFrame(wire.BROADCAST, b"part 1"),
+            EmitPacket(b"packet"),
+            SendFrame(wire.BROADCAST, b"x"),
+        ]
+    )
+    d.carry_out()
+    assert [kind for kind, _ in log] == ["frames", "emit", "frames"]
