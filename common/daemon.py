@@ -428,17 +428,13 @@ class DaemonBase:
     def carry_out(self) -> None:
         """The engine's commands, in order."""
         for cmd in self.engine.pop_commands():
-            self.carry_one(cmd)
-
-    def carry_one(self, cmd: ev.Command) -> None:
-        """One command, by its handler; what goes wrong is contained (Stage.COMMAND)."""
-        handler = self.handlers.get(type(cmd))
-        if handler is None:
-            raise RuntimeError(f"unexpected command {cmd!r}")
-        try:
-            handler(cmd)
-        except Exception as exc:
-            self.contain(Stage.COMMAND, exc)
+            handler = self.handlers.get(type(cmd))
+            if handler is None:
+                raise RuntimeError(f"unexpected command {cmd!r}")
+            try:
+                handler(cmd)
+            except Exception as exc:
+                self.contain(Stage.COMMAND, exc)
 
     def report_events(self, now: float) -> None:
         events = self.engine.pop_events()

@@ -4,20 +4,12 @@
      it with its TCP or UDP checksum still to compute, which in Python (a long integer folded,
      then divided) took about 80 us;
    - the packet's INBOUND frames sealed (common/flowkey.py seal_parts): in Python a frame's
-     header, nonce and seal cost about 3 us of calls around 1.3 us of libsodium's work;
-   - those frames sent in one system call (common/rawsock.py send_frames), where each frame
-     took a call and its Python around it. */
+     header, nonce and seal cost about 3 us of calls around 1.3 us of libsodium's work. */
 
-#ifndef _GNU_SOURCE /* sendmmsg (Python.h, which cffi includes first, defines it already) */
-#define _GNU_SOURCE
-#endif
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <dlfcn.h>
-#include <errno.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 
 #include "native.h"
 
@@ -94,42 +86,4 @@ uint32_t lanon_sum16(const unsigned char *data, size_t len, uint32_t sum) {
     while (acc >> 16)
         acc = (acc & 0xFFFF) + (acc >> 16);
     return (uint32_t)acc;
-}
-
-#define SEND_MAX 256 /* common/rawsock.py SEND_BATCH: 24 KiB of stack */
-
-/* Each frame is two pieces, the shared Ethernet header and its payload, in place: the header
-   is not copied for each frame. A frame the kernel refuses is passed over (its errno in
-   `errors`), and the others still go. */
-int lanon_send_frames(int fd, const unsigned char *eth, const unsigned char *payloads,
-                      const uint32_t *lens, int count, int *errors) {
-    struct mmsghdr msgs[SEND_MAX];
-    struct iovec iov[SEND_MAX][2];
-    if (count < 0 || count > SEND_MAX)
-        return -1;
-    size_t at = 0;
-    for (int i = 0; i < count; i++) {
-        errors[i] = 0;
-        iov[i][0].iov_base = (void *)eth;
-        iov[i][0].iov_len = 14;
-        iov[i][1].iov_base = (void *)(payloads + at);
-        iov[i][1].iov_len = lens[i];
-        at += lens[i];
-        memset(&msgs[i], 0, sizeof msgs[i]);
-        msgs[i].msg_hdr.msg_iov = iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 2;
-    }
-    int done = 0, sent = 0;
-    while (done < count) {
-        int n = sendmmsg(fd, msgs + done, (unsigned)(count - done), 0);
-        if (n < 0 && errno == EINTR)
-            continue; /* (a signal: as Python's own send, again) */
-        if (n <= 0) {
-            errors[done++] = n < 0 ? errno : EAGAIN; /* (0: never from Linux; no spin) */
-            continue;
-        }
-        done += n;
-        sent += n;
-    }
-    return sent;
 }

@@ -18,10 +18,3 @@ int lanon_seal_inbound(unsigned char *out, size_t out_len, const unsigned char *
    with a zero), added to `sum` and folded into 16 bits: the Internet checksum is its
    complement. */
 uint32_t lanon_sum16(const unsigned char *data, size_t len, uint32_t sum);
-/* Sends `count` Ethernet frames on the AF_PACKET socket `fd` in as few system calls as the
-   kernel takes (sendmmsg), at most 256: each is `eth` (14 bytes: destination, source,
-   EtherType) then its payload, the payloads one after another in `payloads`, the i-th
-   `lens[i]` bytes long. Returns how many were sent (-1: `count` out of range); a frame refused
-   is passed over, `errors[i]` its errno (0 for a frame sent). */
-int lanon_send_frames(int fd, const unsigned char *eth, const unsigned char *payloads,
-                      const uint32_t *lens, int count, int *errors);

@@ -6,13 +6,11 @@ import contextlib
 import ctypes
 import errno
 import fcntl
-import os
 import select
 import socket
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
-from lanon.common import compiled
 from lanon.common.errors import PrerequisiteError
 from lanon.common.events import MAX_FILTER_TAGS
 from lanon.common.rxring import PACKET_OUTGOING, SOL_PACKET, RxRing
@@ -26,10 +24,6 @@ _AUX = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
 MAX_BATCH = 256
-SEND_BATCH = 256  # frames one system call sends (common/native.c SEND_MAX)
-_native, _ = compiled.load("common._native")  # (None in a checkout never installed)
-# (a module built from an older source has no lanon_send_frames: a call a frame then)
-_send_frames = getattr(_native.lib, "lanon_send_frames", None) if _native is not None else None
 # Nothing to read now: the socket is empty, or its link is down (it will come back or not; the
 # engine's timers decide what that means).
 TRY_AGAIN = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ENETDOWN, errno.ENXIO})
@@ -152,48 +146,6 @@ class LinkSocket:
                 return False
             raise
         return True
-
-    def send_frames(self, dst: bytes, payloads: Sequence[bytes]) -> int:
-        """Frames to `dst`, `payloads` after the Ethernet header, in order: SEND_BATCH in one
-        system call (sendmmsg, common/native.c), where a packet's 45 INBOUND frames took 45
-        calls and their Python; a call a frame where that is not compiled. Every frame is
-        tried: returns how many could not go, those the moment refused counted as
-        `send_frame` counts them; the first error that is not of the moment is raised once
-        all were tried."""
-        if _send_frames is None or _native is None:
-            return self._send_each(dst, payloads)
-        head = dst + self.mac + self._type
-        if len(head) != 14:
-            raise ValueError(f"not a MAC address: {dst.hex()}")
-        ffi, failed, lasting = _native.ffi, 0, 0
-        for at in range(0, len(payloads), SEND_BATCH):
-            batch = payloads[at : at + SEND_BATCH]
-            lens = ffi.new("uint32_t[]", [len(p) for p in batch])
-            errors = ffi.new("int[]", len(batch))
-            sent = _send_frames(self.sock.fileno(), head, b"".join(batch), lens, len(batch), errors)
-            if sent < 0:  # (SEND_BATCH is the C's most)
-                raise ValueError(f"{len(batch)} frames in one call: at most {SEND_BATCH}")
-            failed += len(batch) - sent
-            for e in errors if sent < len(batch) else ():
-                if e in TRANSIENT_SEND:
-                    self.send_errors += 1
-                elif e and not lasting:
-                    lasting = e
-        if lasting:
-            raise OSError(lasting, os.strerror(lasting))
-        return failed
-
-    def _send_each(self, dst: bytes, payloads: Sequence[bytes]) -> int:
-        failed, lasting = 0, None
-        for p in payloads:
-            try:
-                failed += not self.send(dst, p)
-            except OSError as exc:
-                failed += 1
-                lasting = lasting or exc
-        if lasting is not None:
-            raise lasting
-        return failed
 
     def link_up(self) -> bool:
         """Whether the interface is up and has carrier (asked of this socket's namespace)."""

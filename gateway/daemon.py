@@ -117,7 +117,6 @@ class GatewayDaemon(DaemonBase):
             self.ip.promiscuous()
         self.emitter = Emitter()
         self.handlers = {
-            # (a frame to one host: broadcasts go by runs, `carry_out`)
             SendFrame: lambda cmd: self.lan.send(cmd.dst, cmd.frame),
             FilterSources: lambda cmd: self.filter_sources(cmd.allow, self.lan),
             EmitPacket: self._emit,
@@ -249,29 +248,6 @@ class GatewayDaemon(DaemonBase):
         return min(self.engine.get_timer(), self.next_refresh, self.next_link_check)
 
     # --- output -----------------------------------------------------------------------------
-
-    def carry_out(self) -> None:
-        """The engine's commands, in order; broadcasts one after another (a packet's INBOUND
-        frames, 45 for 64 KiB) in one system call (`LinkSocket.send_frames`)."""
-        run: list[bytes] = []
-        for cmd in self.engine.pop_commands():
-            if type(cmd) is SendFrame and cmd.dst == wire.BROADCAST:
-                run.append(cmd.frame)
-                continue
-            if run:
-                self._broadcast(run)
-                run = []
-            self.carry_one(cmd)
-        if run:
-            self._broadcast(run)
-
-    def _broadcast(self, frames: list[bytes]) -> None:
-        """A run of broadcast frames, contained as a command is: a frame the link refuses is
-        counted (`LinkSocket.send_frames`), and the commands after it are carried out."""
-        try:
-            self.lan.send_frames(wire.BROADCAST, frames)
-        except Exception as exc:
-            self.contain(Stage.COMMAND, exc)
 
     @property
     def sequence_path(self) -> Path | None:
