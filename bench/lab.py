@@ -107,6 +107,11 @@ def rtt_times(
     return [float(x) for x in r.stdout.split()]
 
 
+def _curl(url: str, *more: str) -> list[str]:
+    """A download of `url` into nothing, failing on an HTTP error, at most 120 s."""
+    return ["curl", "-fsS", "-m", "120", "-o", "/dev/null", *more, url]
+
+
 def download(lab: object, host: str, congestion: str = "", url: str = "") -> float:
     """MB/s of one download of `url` (URL) from `host`; with `congestion`, the server sends
     with that TCP congestion control instead of the lab's (CUBIC: lab/internet.py). NaN if it
@@ -115,7 +120,7 @@ def download(lab: object, host: str, congestion: str = "", url: str = "") -> flo
     url = f"{url}?congestion={congestion}" if congestion else url
     r = lab.run(
         host,
-        ["curl", "-fsS", "-m", "120", "-o", "/dev/null", "-w", "%{speed_download}", url],
+        _curl(url, "-w", "%{speed_download}"),
         check=False,
     )  # type: ignore[attr-defined]
     try:
@@ -210,7 +215,7 @@ def loaded_rtt(lab: Any, url: str) -> float:
     if fewer than half of them came back."""
     dl = lab.popen(
         "member1",
-        ["curl", "-fsS", "-m", "120", "-o", "/dev/null", url],
+        _curl(url),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

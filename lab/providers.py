@@ -23,7 +23,11 @@ COALITION = {"unit": "credits", "rating_period": 30.0, "issuer": "budget"}
 KEEP_TOKENS = 4
 PRIORITIES: dict[str, dict[str, Any]] = {
     "member1": {
-        **{"price": 1.0, "latency": 0.1, "loss": 0.1, "availability": 0.1, "ratings": 0.1},
+        "price": 1.0,
+        "latency": 0.1,
+        "loss": 0.1,
+        "availability": 0.1,
+        "ratings": 0.1,
         "explore": 0.0,
     },
     "member2": {
