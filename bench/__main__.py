@@ -33,6 +33,7 @@ from lanon.common.cell import encode_cell
 from lanon.common.crypto import apply_pads, digest16
 from lanon.common.events import CellDelivered, OutputSeen, RoundCompleted
 from lanon.common.flowkey import (
+    InboundCipher,
     InboundOpener,
     KeyWrapper,
     flow_tag,
@@ -143,19 +144,44 @@ def per_packet() -> None:
     )
     key, tag = flows[0][0], flows[0][1]
     head = wire.Inbound(1, tag, 0, 1, b"").encode(1, 0)
+    for cipher in InboundCipher:  # ([coalition] inbound_cipher: new files AES-256-GCM)
+        inbound(cipher, key, tag, head, pkt, c.inbound_capacity, rng)
     row(
-        "gateway: seal one inbound broadcast (ChaCha20-Poly1305)",
-        f"{per_call(lambda: seal_part(key, 0, 1, head, pkt)):8.1f} µs",
+        "member: wrap a new flow's key to the gateways (X25519 each)",
+        f"{per_call(lambda: wrapper.wrap(key, rng), 0.1):8.1f} µs",
     )
-    big, capacity = os.urandom(65000), c.inbound_capacity
-    frames = len(seal_parts(key, 0, 1, wire.inbound_head(1, 0, tag), big, capacity))
-    sealing = per_call(lambda: seal_parts(key, 0, 1, wire.inbound_head(1, 0, tag), big, capacity))
+
+
+def inbound(
+    cipher: InboundCipher,
+    key: bytes,
+    tag: int,
+    head: bytes,
+    pkt: bytes,
+    capacity: int,
+    rng: random.Random,
+) -> None:
+    """An INBOUND frame sealed by a gateway and opened by every member, with `cipher`."""
+    name = {InboundCipher.AES256_GCM: "AES-256-GCM"}.get(cipher, "ChaCha20-Poly1305")
+    why = cipher.missing()
+    if why is not None:
+        row(f"gateway: seal one inbound broadcast ({name})", f"not here: {why}")
+        return
+    row(
+        f"gateway: seal one inbound broadcast ({name})",
+        f"{per_call(lambda: seal_part(key, 0, 1, head, pkt, cipher)):8.1f} µs",
+    )
+    big = os.urandom(65000)
+    frames = len(seal_parts(key, 0, 1, wire.inbound_head(1, 0, tag), big, capacity, cipher))
+    sealing = per_call(
+        lambda: seal_parts(key, 0, 1, wire.inbound_head(1, 0, tag), big, capacity, cipher)
+    )
     row(
         f"gateway: the same, compiled ({frames} frames of 65,000 B), a frame",
         f"{sealing / frames:8.1f} µs{'' if flowkey.NOT_COMPILED is None else ' (in Python: not built)'}",
     )
-    sealed = seal_part(key, 0, 1, head, pkt)
-    opener = InboundOpener(rng)
+    sealed = seal_part(key, 0, 1, head, pkt, cipher)
+    opener = InboundOpener(rng, cipher)
     row(
         "member: open one inbound broadcast, its own flow's",
         f"{per_call(lambda: opener.open(key, 0, 1, head, sealed)):8.1f} µs",
@@ -164,14 +190,10 @@ def per_packet() -> None:
         "member: the same work on another member's (a key of nobody's)",
         f"{per_call(lambda: opener.open(None, 0, 1, head, sealed)):8.1f} µs",
     )
-    compiled_inbound(head + sealed)
-    row(
-        "member: wrap a new flow's key to the gateways (X25519 each)",
-        f"{per_call(lambda: wrapper.wrap(key, rng), 0.1):8.1f} µs",
-    )
+    compiled_inbound(head + sealed, cipher)
 
 
-def compiled_inbound(frame: bytes) -> None:
+def compiled_inbound(frame: bytes, cipher: InboundCipher) -> None:
     """Another member's INBOUND frames through the compiled path (member/drain.py), a ring's
     worth a call, as a member reads a download's."""
     native, why = drain.load()
@@ -179,7 +201,7 @@ def compiled_inbound(frame: bytes) -> None:
         row("member: the compiled path, another member's frame", f"not built: {why}")
         return
     ring, rounds = MemoryRing(count=256), MemoryRing(count=2)
-    d = InboundDrain(native, ring, rounds, os.urandom(32))  # type: ignore[arg-type]
+    d = InboundDrain(native, ring, rounds, os.urandom(32), cipher=cipher)  # type: ignore[arg-type]
     d.follow(int.from_bytes(frame[2:6], "big"), 1)
 
     for _ in range(ring.count):

@@ -39,6 +39,12 @@ def _run_daemon(args: argparse.Namespace, role: str) -> int:
         rules.install_first(args.config, logging.getLogger(f"lanon.{role}"))
     settings, loaded = load(settings_class, args.config, role)
     _check_services(settings, loaded.coalition, args.config)
+    cipher = loaded.coalition.coalition.inbound_cipher
+    why = cipher.missing()
+    if why is not None:
+        raise PrerequisiteError(
+            f"{loaded.coalition.path}: [coalition] inbound_cipher = '{cipher.value}': {why}"
+        )
     if args.check:
         print(
             f"{args.config}: {role} {settings.name} of coalition {loaded.coalition.coalition.name}: ok"

@@ -16,6 +16,7 @@ false), that is what is done.
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import threading
 from typing import Any
@@ -102,6 +103,61 @@ def open_sealed(sealed: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes | 
         return None
     out = _scratch.out if size <= _BUFFER else ffi.new("unsigned char[]", size)
     if lib.crypto_aead_chacha20poly1305_ietf_decrypt(
+        out, ffi.NULL, ffi.NULL, sealed, size + TAG_LEN, aad, len(aad), nonce, key
+    ):
+        return None
+    return bytes(ffi.buffer(out, size))
+
+
+def _aes_gcm_missing() -> str | None:
+    """None if AES-256-GCM can seal INBOUND frames here, else why not. libsodium has it only
+    on processors with AES-NI, PCLMUL and AVX; and only from 1.0.19 does a failed opening
+    decrypt as a successful one does (before, it stopped at the tag): without that, opening
+    another's frame would cost less than opening one's own."""
+    if not lib.crypto_aead_aes256gcm_is_available():
+        return (
+            "this processor has no AES-NI, PCLMUL or AVX, which libsodium's AES-256-GCM needs: "
+            "the coalition's [coalition] inbound_cipher must be 'chacha20-poly1305'"
+        )
+    try:  # (AEGIS came with 1.0.19: its presence dates the library)
+        ctypes.CDLL(sys.modules["nacl._sodium"].__file__).crypto_aead_aegis256_encrypt  # noqa: B018
+    except (OSError, AttributeError):
+        return (
+            "PyNaCl's libsodium is older than 1.0.19, whose AES-256-GCM skips the decryption of "
+            "a frame that does not open, so that a member's own frames would cost it more than "
+            "others': pip install -U pynacl"
+        )
+    return None
+
+
+AES_GCM_MISSING = _aes_gcm_missing()
+
+
+def aes_seal(message: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes:
+    """AES-256-GCM: the ciphertext of `message` and its 16-byte tag (`AES_GCM_MISSING` must
+    be None: libsodium aborts where the processor lacks it)."""
+    _check(key, nonce, IETF_NONCE_LEN)
+    if AES_GCM_MISSING is not None:
+        raise RuntimeError(AES_GCM_MISSING)
+    size = len(message) + TAG_LEN
+    out = _out(size)
+    lib.crypto_aead_aes256gcm_encrypt(
+        out, ffi.NULL, message, len(message), aad, len(aad), ffi.NULL, nonce, key
+    )
+    return bytes(ffi.buffer(out, size))
+
+
+def aes_open(sealed: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes | None:
+    """The message `aes_seal` made into `sealed`, or None if it does not authenticate. Opened
+    or not, libsodium runs one pass of AES-CTR and GHASH over it (`AES_GCM_MISSING`)."""
+    _check(key, nonce, IETF_NONCE_LEN)
+    if AES_GCM_MISSING is not None:
+        raise RuntimeError(AES_GCM_MISSING)
+    size = len(sealed) - TAG_LEN
+    if size < 0:
+        return None
+    out = _out(size)
+    if lib.crypto_aead_aes256gcm_decrypt(
         out, ffi.NULL, ffi.NULL, sealed, size + TAG_LEN, aad, len(aad), nonce, key
     ):
         return None

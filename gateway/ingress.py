@@ -97,7 +97,8 @@ class Ingress:
         capacity = self.c.inbound_capacity
         self.keep_ahead(wire.part_count(len(packet), capacity))
         head = wire.inbound_head(self.c.id, self.gw, tag)
-        frames = seal_parts(key, self.gw, self.seq + 1, head, packet, capacity)
+        cipher = self.c.coalition.inbound_cipher
+        frames = seal_parts(key, self.gw, self.seq + 1, head, packet, capacity, cipher)
         self.seq += len(frames)
         send = self.e.send
         for frame in frames:
@@ -113,7 +114,8 @@ class Ingress:
         if flow.inbound_from == peer.index and inbound.seq <= flow.inbound_seq:
             raise RemoteProtocolError(RejectReason.REPLAY, f"inbound from {peer.name}")
         head = frame[: wire.INBOUND_HEAD]
-        part = open_part(flow.key, peer.index, inbound.seq, head, inbound.payload)
+        cipher = self.c.coalition.inbound_cipher
+        part = open_part(flow.key, peer.index, inbound.seq, head, inbound.payload, cipher)
         if part is None:
             raise RemoteProtocolError(RejectReason.BAD_AUTH, "inbound not sealed under its key")
         flow.inbound_from, flow.inbound_seq = peer.index, inbound.seq

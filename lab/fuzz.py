@@ -1479,8 +1479,9 @@ def _inbound_frames(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
     sender = struct.unpack_from("!H", base, 6)[0]
     flow = e.flows.by_tag(inbound.tag) if isinstance(e, MemberEngine) else None
     key = flow.secret if flow is not None else rng.randbytes(32)
+    cipher = ctx.world.c.coalition.inbound_cipher
     real = flowkey.open_part(
-        key, sender, inbound.seq, base[: wire.INBOUND_HEAD], inbound.payload
+        key, sender, inbound.seq, base[: wire.INBOUND_HEAD], inbound.payload, cipher
     ) or rng.choice(ctx.corpus.packets)
     packet = mutate_packet(rng, rng.choice(ctx.corpus.packets), ctx.corpus.packets)
     if rng.random() < 0.5:  # keep the addresses, so it reaches restore and clamp_mss
@@ -1494,7 +1495,7 @@ def _inbound_frames(ctx: EngineCtx, rng: random.Random) -> list[bytes]:
         index = i if i < count else count - 1
         seq = ctx.clock.next_seq()
         head = wire.Inbound(seq, inbound.tag, index, count, b"").encode(ctx.world.c.id, sender)
-        out.append(head + flowkey.seal_part(key, sender, seq, head, chunk))
+        out.append(head + flowkey.seal_part(key, sender, seq, head, chunk, cipher))
     return out
 
 

@@ -87,6 +87,7 @@ class LabSpec:
     # weighs price, member2 quality (lab/providers.py)
     providers: bool = False
     filter_inbound: bool = False  # the members' `filter_inbound` (member.toml)
+    inbound_cipher: str = ""  # [coalition] inbound_cipher; "": the template's (aes256-gcm)
 
 
 def check_prerequisites() -> None:
@@ -282,6 +283,11 @@ class Lab:
                     "min_members": self.spec.min_members,
                     "version": 1,
                     **({"mode": self.spec.mode} if self.spec.mode != "dcnet" else {}),
+                    **(
+                        {"inbound_cipher": self.spec.inbound_cipher}
+                        if self.spec.inbound_cipher
+                        else {}
+                    ),
                 },
                 "admin": {"keys": [encode_key(admin_key.public)]},
                 "rounds": {

@@ -59,6 +59,7 @@ def coalition_dict(
             "name": "test",
             "lan": "198.18.0.0/24",
             "cell_size": 1280,  # as the template says
+            "inbound_cipher": "aes256-gcm",  # and this
             **sections.pop("coalition", {}),
         },
         "members": [{"name": n, "public_key": encode_key(k.public)} for n, k in members],

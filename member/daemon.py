@@ -242,7 +242,14 @@ class MemberDaemon(DaemonBase):
         native, why = drain.load()
         try:
             if native is not None:
-                return InboundDrain(native, ring, rounds, os.urandom(KEY_LEN), self.inbound.sock)
+                return InboundDrain(
+                    native,
+                    ring,
+                    rounds,
+                    os.urandom(KEY_LEN),
+                    self.inbound.sock,
+                    self.c.coalition.inbound_cipher,
+                )
         except Exception as exc:  # (a module built from another version's source)
             why = f"unusable ({exc})"
         self.log.warning(

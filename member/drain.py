@@ -30,6 +30,7 @@ from typing import Any
 from lanon.common import compiled, wire
 from lanon.common.clock import CLOCK_ID
 from lanon.common.crypto import KEY_LEN
+from lanon.common.flowkey import CHACHA, InboundCipher
 from lanon.common.rxring import RxRing
 from lanon.member.inbound import OpenedInbound
 
@@ -60,7 +61,8 @@ def load() -> tuple[Any, str | None]:
 
 class InboundDrain:
     """Reads `ring` (the INBOUND socket's; `sock` its socket); `rounds`: the rounds' socket's
-    ring, looked at between two frames; `nobody`: a key of nobody's, to open others' frames."""
+    ring, looked at between two frames; `nobody`: a key of nobody's, to open others' frames;
+    `cipher`: the coalition's (which no version changes: it is part of its identity)."""
 
     def __init__(
         self,
@@ -69,7 +71,11 @@ class InboundDrain:
         rounds: RxRing,
         nobody: bytes,
         sock: socket.socket | None = None,
+        cipher: InboundCipher = CHACHA,
     ) -> None:
+        why = cipher.missing()
+        if why is not None:  # (libsodium would abort)
+            raise RuntimeError(why)
         ffi, self._lib = native.ffi, native.lib
         self._ffi = ffi
         self._ring, self._rounds, self._sock = ring, rounds, sock
@@ -86,6 +92,7 @@ class InboundDrain:
         d.ring, d.starts, d.nobody, d.scratch, d.out = self._keep
         d.count, d.slot, d.out_len = ring.count, ring.slot, out_len
         d.clock_id = CLOCK_ID
+        d.cipher = cipher.compiled
         self._rounds_map = ffi.from_buffer(rounds.map)
         self._taken = ffi.new("int *")
         self._out = ffi.buffer(d.out, out_len)
@@ -203,10 +210,11 @@ class InboundDrain:
         return refused
 
     @property
-    def work(self) -> tuple[int, int, int]:
-        """libsodium's work so far: (calls, bytes through ChaCha20, bytes through Poly1305)."""
+    def work(self) -> tuple[int, int, int, int]:
+        """libsodium's work so far: (calls, bytes through ChaCha20, bytes through Poly1305,
+        bytes through AES-256-GCM)."""
         d = self._d
-        return d.calls, d.chacha20, d.poly1305
+        return d.calls, d.chacha20, d.poly1305, d.aes256gcm
 
 
 def _follows(before: OpenedInbound, part: OpenedInbound) -> bool:

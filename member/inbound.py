@@ -71,7 +71,7 @@ class InboundReceiver:
         self.e = engine
         self.c = coalition
         self.flows = flows
-        self.opener = InboundOpener(rng)
+        self.opener = InboundOpener(rng, coalition.coalition.inbound_cipher)
         self.taken = 0  # frames of ours this path took itself (member/drain.py follows it)
         self.parts: PartReassembler[tuple[int, int]] = PartReassembler(
             REASSEMBLY_TIMEOUT, MAX_PENDING, max_per_group=MAX_PENDING, max_bytes=MAX_BYTES

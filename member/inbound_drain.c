@@ -6,10 +6,13 @@
    libsodium (member/inbound.py, common/flowkey.py InboundOpener) and little else:
 
    - a frame whose header is sound (version, type, coalition, a gateway that exists, a part
-     of a packet), from a source the door lets in, is opened as the engine would open it:
-     Poly1305 over header and ciphertext under the flow's key if the tag is ours and under a
-     key of nobody's if not, then ChaCha20 over the ciphertext under nobody's key after a
-     failure, over nothing after a success. The same two calls over the same bytes whoever
+     of a packet), from a source the door lets in, is opened as the engine would open it,
+     under the flow's key if the tag is ours and under a key of nobody's if not. With
+     ChaCha20-Poly1305: Poly1305 over header and ciphertext, then ChaCha20 over the
+     ciphertext under nobody's key after a failure, over nothing after a success. With
+     AES-256-GCM: one call, whose one pass of AES-CTR and GHASH libsodium (1.0.19 on) runs
+     whether the tag holds or not, then overwrites the output after a failure; after a
+     success, the scratch is overwritten alike. The same calls over the same bytes whoever
      owns the flow, as in Python;
    - another's frame is then done with. So is one of our tags whose seal does not hold, or
      whose number is not above the last this gateway's frames of the flow reached (a replay):
@@ -51,7 +54,7 @@ typedef int (*aead_decrypt_t)(unsigned char *, unsigned long long *, unsigned ch
 typedef int (*stream_xor_t)(unsigned char *, const unsigned char *, unsigned long long,
                             const unsigned char *, uint32_t, const unsigned char *);
 
-static aead_decrypt_t aead_decrypt;
+static aead_decrypt_t aead_decrypt, aes_decrypt;
 static stream_xor_t stream_xor;
 
 /* libsodium's functions, from the module PyNaCl carries it in (already loaded, and already
@@ -61,8 +64,9 @@ int lanon_inbound_init(const char *sodium_module) {
     if (lib == NULL)
         return -1;
     aead_decrypt = (aead_decrypt_t)dlsym(lib, "crypto_aead_chacha20poly1305_ietf_decrypt");
+    aes_decrypt = (aead_decrypt_t)dlsym(lib, "crypto_aead_aes256gcm_decrypt");
     stream_xor = (stream_xor_t)dlsym(lib, "crypto_stream_chacha20_ietf_xor_ic");
-    return aead_decrypt != NULL && stream_xor != NULL ? 0 : -2;
+    return aead_decrypt != NULL && aes_decrypt != NULL && stream_xor != NULL ? 0 : -2;
 }
 
 /* Where `key` (`width` bytes) is in the sorted `table` of `n`, or -1: a binary search. */
@@ -145,12 +149,22 @@ int lanon_inbound_drain(struct lanon_inbound *d, int limit, const volatile uint3
             unsigned char nonce[12] = {0x80, 0, p[6], p[7]}; /* INBOUND_DIRECTION | gateway */
             memcpy(nonce + 4, p + 8, 8);                     /* then its inbound number */
             const unsigned char *key = ours >= 0 ? d->keys + KEY_LEN * ours : d->nobody;
-            int bad = aead_decrypt(into, NULL, NULL, p + HEAD, size + TAG_LEN, p, HEAD, nonce,
+            int bad;
+            if (d->cipher == 1) {
+                bad = aes_decrypt(into, NULL, NULL, p + HEAD, size + TAG_LEN, p, HEAD, nonce,
+                                  key);
+                if (!bad)
+                    memset(d->scratch, 0xd0, size); /* as libsodium's failure does to `into` */
+                d->calls += 1;
+                d->aes256gcm += HEAD + size;
+            } else {
+                bad = aead_decrypt(into, NULL, NULL, p + HEAD, size + TAG_LEN, p, HEAD, nonce,
                                    key);
-            stream_xor(d->scratch, p + HEAD, bad ? size : 0, nonce, 1, d->nobody);
-            d->calls += 2;
-            d->poly1305 += HEAD + size;
-            d->chacha20 += size;
+                stream_xor(d->scratch, p + HEAD, bad ? size : 0, nonce, 1, d->nobody);
+                d->calls += 2;
+                d->poly1305 += HEAD + size;
+                d->chacha20 += size;
+            }
             if (ours >= 0) {
                 uint64_t seq = be64(p + 8);
                 uint64_t *seen = d->seen + (size_t)ours * d->gateways + sender;

@@ -27,7 +27,8 @@ struct lanon_inbound {
     int clock_id;
     double due;
     uint64_t bad_seals, replays; /* frames of ours refused, since the adapter last took them */
-    uint64_t calls, chacha20, poly1305;
+    uint64_t calls, chacha20, poly1305, aes256gcm;
+    int cipher;                  /* 0 ChaCha20-Poly1305, 1 AES-256-GCM (flowkey.InboundCipher) */
 };
 
 int lanon_inbound_init(const char *sodium_module);

@@ -182,3 +182,21 @@ def test_config_keys_documents_every_setting(capsys: pytest.CaptureFixture[str])
         "[coalition] cell_size",
     ):
         assert key in out
+
+
+def test_a_host_whose_processor_lacks_the_coalitions_cipher_refuses_to_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New files seal INBOUND frames with AES-256-GCM; a host whose processor lacks it would
+    have libsodium abort mid-download: it says so at start, and which setting runs anywhere."""
+    from lanon.cli.main import EXIT_PREREQ
+    from lanon.common import flowkey
+
+    cfg = write_lab_like_files(tmp_path)
+    assert 'inbound_cipher = "aes256-gcm"' in (tmp_path / "coalition.toml").read_text()
+    assert main(["member", "--config", str(cfg), "--check"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(flowkey, "AES_GCM_MISSING", "this processor has no AES-NI, PCLMUL or AVX")
+    assert main(["member", "--config", str(cfg), "--check"]) == EXIT_PREREQ
+    err = capsys.readouterr().err
+    assert "[coalition] inbound_cipher = 'aes256-gcm': this processor has no AES-NI" in err

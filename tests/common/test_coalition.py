@@ -93,7 +93,7 @@ BAD = [
     (
         "coalition.cell_sizes",
         100,
-        r"unknown key 'cell_sizes'; expected one of: cell_size, disband_timeout, lan, lan_mtu, min_members, mode, name",
+        r"unknown key 'cell_sizes'; expected one of: cell_size, disband_timeout, inbound_cipher, lan, lan_mtu, min_members, mode, name",
     ),
     ("coalition.name", DELETE, r"missing key 'name'"),
     ("rounds.deadline", "fast", r"\[rounds\]: deadline = 'fast': expected a number"),

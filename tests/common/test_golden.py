@@ -573,6 +573,11 @@ def test_a_flow_key_names_its_tag_and_seals_alike() -> None:
     assert flowkey.seal_part(FLOW_KEY, 2, 123, b"head", b"part") == h(
         "04ae6440", "acbf1d5d93b745c8ca5e228a6131875f"
     )
+    # The same with AES-256-GCM ([coalition] inbound_cipher = "aes256-gcm")
+    aes = flowkey.InboundCipher.AES256_GCM
+    assert flowkey.seal_part(FLOW_KEY, 2, 123, b"head", b"part", aes) == h(
+        "ca937ec1", "059b456f46e810e89ff9bd968e306016"
+    )
 
 
 def test_services_messages_and_flags_are_pinned() -> None:

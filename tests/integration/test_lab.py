@@ -87,9 +87,20 @@ def test_the_demo_runs() -> None:
 
 
 def test_a_lab_with_the_tree_schedule() -> None:
+    """And ChaCha20-Poly1305 for the INBOUND frames, as a coalition file made by an earlier
+    release has it (every other lab: the template's AES-256-GCM)."""
     require_root_lab()
     lab = Lab(lab_name("t"))
-    lab.up(LabSpec(lab.name, members=5, gateways=1, schedule="tree", epoch_seconds=3.0))
+    lab.up(
+        LabSpec(
+            lab.name,
+            members=5,
+            gateways=1,
+            schedule="tree",
+            epoch_seconds=3.0,
+            inbound_cipher="chacha20-poly1305",
+        )
+    )
     try:
         procs = [
             lab.popen(

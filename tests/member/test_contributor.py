@@ -363,7 +363,10 @@ def test_a_flood_of_inbound_parts_never_grows_reassembly_past_its_bounds() -> No
     eng = lan.member("member1")
     flow = eng.flows.by_tag(real.tag)
     assert flow is not None and flow.inbound_seq is not None and real.count == 1
-    plain = flowkey.open_part(flow.secret, 0, real.seq, genuine[: wire.INBOUND_HEAD], real.payload)
+    cipher = lan.c.coalition.inbound_cipher
+    plain = flowkey.open_part(
+        flow.secret, 0, real.seq, genuine[: wire.INBOUND_HEAD], real.payload, cipher
+    )
     assert plain is not None
     parts = eng.inbound.parts
     seq = flow.inbound_seq[0]
@@ -374,7 +377,7 @@ def test_a_flood_of_inbound_parts_never_grows_reassembly_past_its_bounds() -> No
         nonlocal seq
         seq += 1
         head = wire.Inbound(seq, real.tag, index, count, b"").encode(lan.c.id, 0)
-        sealed = flowkey.seal_part(flow.secret, 0, seq, head, payload)
+        sealed = flowkey.seal_part(flow.secret, 0, seq, head, payload, cipher)
         eng.receive_frame(gw_mac, head + sealed, lan.now)
         held = sum(w.size for w in parts._pending.values())
         assert len(parts) <= parts.max_pending and parts.bytes_pending <= parts.max_bytes
