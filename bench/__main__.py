@@ -177,23 +177,23 @@ def inbound(
         lambda: seal_parts(key, 0, 1, wire.inbound_head(1, 0, tag), big, capacity, cipher)
     )
     row(
-        f"gateway: the same, compiled ({frames} frames of 65,000 B), a frame",
+        f"gateway: the same, compiled ({frames} frames of 65,000 B), a frame ({name})",
         f"{sealing / frames:8.1f} µs{'' if flowkey.NOT_COMPILED is None else ' (in Python: not built)'}",
     )
     sealed = seal_part(key, 0, 1, head, pkt, cipher)
     opener = InboundOpener(rng, cipher)
     row(
-        "member: open one inbound broadcast, its own flow's",
+        f"member: open one inbound broadcast, its own flow's ({name})",
         f"{per_call(lambda: opener.open(key, 0, 1, head, sealed)):8.1f} µs",
     )
     row(
-        "member: the same work on another member's (a key of nobody's)",
+        f"member: the same work on another member's ({name})",
         f"{per_call(lambda: opener.open(None, 0, 1, head, sealed)):8.1f} µs",
     )
-    compiled_inbound(head + sealed, cipher)
+    compiled_inbound(head + sealed, cipher, name)
 
 
-def compiled_inbound(frame: bytes, cipher: InboundCipher) -> None:
+def compiled_inbound(frame: bytes, cipher: InboundCipher, name: str) -> None:
     """Another member's INBOUND frames through the compiled path (member/drain.py), a ring's
     worth a call, as a member reads a download's."""
     native, why = drain.load()
@@ -214,7 +214,7 @@ def compiled_inbound(frame: bytes, cipher: InboundCipher) -> None:
         spent += time.perf_counter() - t
         calls += 1
     row(
-        "member: the same, compiled (256 frames a call)",
+        f"member: the same, compiled, 256 frames a call ({name})",
         f"{spent / calls / ring.count * 1e6:8.2f} µs",
     )
 

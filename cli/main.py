@@ -43,7 +43,9 @@ def _run_daemon(args: argparse.Namespace, role: str) -> int:
     why = cipher.missing()
     if why is not None:
         raise PrerequisiteError(
-            f"{loaded.coalition.path}: [coalition] inbound_cipher = '{cipher.value}': {why}"
+            f"{loaded.coalition.path}: [coalition] inbound_cipher = '{cipher.value}' cannot run "
+            f"here: {why} (or every host's coalition file says 'chacha20-poly1305', which runs "
+            "anywhere: a new coalition)"
         )
     if args.check:
         print(

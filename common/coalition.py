@@ -105,9 +105,11 @@ class CoalitionSection:
     inbound_cipher: InboundCipher = opt(
         InboundCipher.CHACHA20_POLY1305,
         "the AEAD of the INBOUND frames that carry replies, each of which every member opens: "
-        "'aes256-gcm' costs a member about a third of the CPU a frame, on processors with "
-        "AES-NI, PCLMUL and AVX (x86 since about 2011; a host without them refuses to start); "
-        "'chacha20-poly1305' runs anywhere; changing it needs a new coalition, not a version",
+        "'aes256-gcm' costs a member about a third of the CPU a frame, on processors with AES "
+        "instructions (x86: AES-NI, PCLMUL and AVX, since about 2011; ARM: the crypto "
+        "extensions) and PyNaCl 1.6 or later (a host without them refuses to start and says "
+        "why); 'chacha20-poly1305' runs anywhere; changing it needs a new coalition, not a "
+        "version",
     )
     disband_timeout: float = opt(
         600.0,

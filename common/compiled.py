@@ -6,7 +6,9 @@ common/packet.py; a packet's INBOUND frames sealed, common/flowkey.py). Those th
 libsodium take its functions from the module PyNaCl carries it in, already loaded (by
 common/sodium.py) and initialised, through an init function of theirs. A checkout never
 installed has none, and a module built from another version's source may lack a function:
-either way the Python path does the work, and `load` says why.
+either way the Python path does the work, and `load` says why. (An init function's name ends
+in its module's interface number, raised whenever a function or struct the Python side uses
+changes, so that a module built from older source is refused here, not called wrongly.)
 """
 
 from __future__ import annotations

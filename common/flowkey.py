@@ -289,7 +289,7 @@ def _seal_parts_in_python(
 SEAL_BUFFER = 1 << 17  # a 64 KiB packet's frames fit
 
 
-_native, NOT_COMPILED = compiled.load("common._native", "lanon_native_init")  # why, if not
+_native, NOT_COMPILED = compiled.load("common._native", "lanon_native_init2")  # why, if not
 
 
 class _SealOut(threading.local):

@@ -29,7 +29,7 @@ static aead_encrypt_t aead_encrypt[2]; /* by cipher: ChaCha20-Poly1305, AES-256-
 
 /* The functions common/sodium.py's `seal` and `aes_seal` call, from PyNaCl's module (already
    loaded, and initialised there). */
-int lanon_native_init(const char *sodium_module) {
+int lanon_native_init2(const char *sodium_module) {
     void *lib = dlopen(sodium_module, RTLD_NOW | RTLD_NOLOAD);
     if (lib == NULL)
         return -1;
@@ -70,7 +70,8 @@ int lanon_seal_inbound(unsigned char *out, size_t out_len, const unsigned char *
         at[INDEX_AT] = (unsigned char)i;
         at[COUNT_AT] = (unsigned char)count;
         put_be64(nonce + 4, seq);
-        encrypt(at + HEAD, NULL, packet + start, part, at, HEAD, NULL, nonce, key);
+        if (encrypt(at + HEAD, NULL, packet + start, part, at, HEAD, NULL, nonce, key) != 0)
+            return -1; /* (never: libsodium refuses only what is checked above) */
         at += HEAD + part + TAG_LEN;
     }
     return (int)count;

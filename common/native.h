@@ -2,8 +2,11 @@
    this file as they are), and the C file's own. No preprocessor lines: cffi reads it. */
 
 /* libsodium's ChaCha20-Poly1305 and AES-256-GCM encryption, from the module PyNaCl carries it
-   in (its path): 0, or below 0 if they are not there. Needed by lanon_seal_inbound only. */
-int lanon_native_init(const char *sodium_module);
+   in (its path): 0, or below 0 if they are not there. Needed by lanon_seal_inbound only.
+   (Its name ends in the number of this module's interface, raised whenever a function or
+   struct the Python side uses changes: a module built from older source lacks it and is
+   refused, common/compiled.py, rather than called with the wrong arguments.) */
+int lanon_native_init2(const char *sodium_module);
 /* `packet` (`len` bytes) cut into parts of `capacity` bytes (the last shorter; an empty packet
    one empty part), each written into `out` as an INBOUND frame, one after another: `head` (the
    frame's header, 26 bytes) with its number (`first_seq`, the next one for each part), its

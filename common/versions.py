@@ -203,7 +203,14 @@ class VersionBook:
             signed = "signature" in detail
             return Considered(Outcome.FORGED if signed else Outcome.INVALID, detail=detail)
         if new.identity != cur.identity:
-            return Considered(Outcome.FOREIGN, detail=f"coalition {new.coalition.name}")
+            detail = f"coalition {new.coalition.name}"
+            for what in ("mode", "inbound_cipher"):  # (what no version changes, beside names)
+                was, now = getattr(cur.coalition, what), getattr(new.coalition, what)
+                if was != now:
+                    detail += (
+                        f": {what} {now.value}, ours {was.value} (a new coalition, not a version)"
+                    )
+            return Considered(Outcome.FOREIGN, detail=detail)
         if new.version < cur.version:
             return Considered(Outcome.OLDER, detail=f"version {new.version}")
         if new.version == cur.version:

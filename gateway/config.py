@@ -25,7 +25,9 @@ class GatewaySettings(DaemonSettings):
         "/var/lib/lanon/inbound-sequence",
         "file that keeps a mark above this gateway's inbound sequence numbers, nonces under "
         "flows' keys, so that a restart starts above them whatever the clock says (relative to "
-        "this file; '' for none)",
+        "this file; '' for none: then the wall clock alone, and with inbound_cipher = "
+        "'aes256-gcm' a number used twice, the clock set back across a restart, would let a LAN "
+        "host forge that flow's replies)",
     )
     offer: OfferSettings | None = opt(
         None, "what this gateway's operator charges, as an [offer] table (none: no offer)"

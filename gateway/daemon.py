@@ -146,6 +146,13 @@ class GatewayDaemon(DaemonBase):
                 f"{path}: cannot write the sequence file (see above), which keeps this gateway's "
                 "nonces from repeating across restarts; sequence_file = '' runs without it"
             )
+        if path is None and self.c.coalition.inbound_cipher is flowkey.InboundCipher.AES256_GCM:
+            self.log.warning(
+                "sequence_file = '': after a restart this gateway's inbound numbers follow the "
+                "wall clock alone; with inbound_cipher = 'aes256-gcm' one number used twice under "
+                "a flow's key (the clock set back across a restart) would let any LAN host forge "
+                "that flow's replies: keep a sequence file"
+            )
         issuer_needs_offer(self.c, self.engine.me, s.offer is not None)
         if s.offer is not None:
             p = provision(s.offer, self.loaded.path.parent, self.c, self.engine.me)

@@ -56,7 +56,7 @@ OUT_LEN = 4 * (65536 + 48 * 24)
 
 def load() -> tuple[Any, str | None]:
     """(the compiled module, None), or (None, why not)."""
-    return compiled.load("member._inbound_drain", "lanon_inbound_init")
+    return compiled.load("member._inbound_drain", "lanon_inbound_init2")
 
 
 class InboundDrain:

@@ -59,7 +59,7 @@ static stream_xor_t stream_xor;
 
 /* libsodium's functions, from the module PyNaCl carries it in (already loaded, and already
    initialised by common/sodium.py): the same code the Python path calls. */
-int lanon_inbound_init(const char *sodium_module) {
+int lanon_inbound_init2(const char *sodium_module) {
     void *lib = dlopen(sodium_module, RTLD_NOW | RTLD_NOLOAD);
     if (lib == NULL)
         return -1;

@@ -31,6 +31,9 @@ struct lanon_inbound {
     int cipher;                  /* 0 ChaCha20-Poly1305, 1 AES-256-GCM (flowkey.InboundCipher) */
 };
 
-int lanon_inbound_init(const char *sodium_module);
+/* libsodium's functions found (0), or not (below 0). Its name ends in the number of this
+   module's interface, raised whenever a function or struct the Python side uses changes: a
+   module built from older source lacks it and is refused (common/compiled.py). */
+int lanon_inbound_init2(const char *sodium_module);
 int lanon_inbound_drain(struct lanon_inbound *d, int limit, const volatile uint32_t *rounds,
                         int *taken);

@@ -199,4 +199,8 @@ def test_a_host_whose_processor_lacks_the_coalitions_cipher_refuses_to_start(
     monkeypatch.setattr(flowkey, "AES_GCM_MISSING", "this processor has no AES-NI, PCLMUL or AVX")
     assert main(["member", "--config", str(cfg), "--check"]) == EXIT_PREREQ
     err = capsys.readouterr().err
-    assert "[coalition] inbound_cipher = 'aes256-gcm': this processor has no AES-NI" in err
+    assert (
+        "[coalition] inbound_cipher = 'aes256-gcm' cannot run here: this processor has no AES-NI"
+        in err
+    )
+    assert "'chacha20-poly1305', which runs anywhere" in err

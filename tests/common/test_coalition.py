@@ -10,6 +10,7 @@ from lanon.common import coalition, roster
 from lanon.common.crypto import HostKey, encode_key
 from lanon.common.errors import ConfigError, RemoteProtocolError
 from lanon.common.events import RefuseReason
+from lanon.common.flowkey import InboundCipher
 from lanon.common.settings import describe
 from tests.harness import coalition_dict
 
@@ -217,3 +218,17 @@ def test_more_members_than_a_frame_can_name_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="70 members do not fit \\[coalition\\] lan_mtu = 1500"):
         make_coalition(70)
     assert len(make_coalition(120, coalition={"lan_mtu": 9000})[0].members) == 120
+
+
+def test_the_inbound_cipher_counts_in_the_fingerprint_only_when_it_is_aes() -> None:
+    """A file without the line (every file of earlier releases) keeps its fingerprint and runs
+    ChaCha20-Poly1305; naming that default changes nothing; AES-256-GCM changes both the
+    fingerprint and the identity (no signed version can switch it: its frames would not open)."""
+    without = coalition.parse(_set("coalition.inbound_cipher", DELETE), PATH)
+    chacha = coalition.parse(_set("coalition.inbound_cipher", "chacha20-poly1305"), PATH)
+    aes = coalition.parse(_set("coalition.inbound_cipher", "aes256-gcm"), PATH)
+    assert without.coalition.inbound_cipher is InboundCipher.CHACHA20_POLY1305
+    assert (without.fingerprint, without.identity) == (chacha.fingerprint, chacha.identity)
+    assert aes.fingerprint != without.fingerprint and aes.id != without.id
+    with pytest.raises(ConfigError, match="expected one of 'chacha20-poly1305', 'aes256-gcm'"):
+        coalition.parse(_set("coalition.inbound_cipher", "aes-256-gcm"), PATH)

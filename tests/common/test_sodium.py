@@ -82,3 +82,55 @@ def test_libsodium_is_initialised_whoever_imports_this_module_first() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "1", r.stdout + r.stderr
+
+
+def test_a_failed_aes_gcm_opening_decrypts_all_the_same() -> None:
+    """What the even work of `InboundOpener` and the compiled reader rests on with AES-256-GCM
+    (libsodium 1.0.19 on): a frame whose tag fails is decrypted as one that opens, then the
+    output overwritten; an older libsodium stopped at the tag and left it alone."""
+    assert sodium.AES_GCM_MISSING is None, sodium.AES_GCM_MISSING
+    key, nonce = os.urandom(32), os.urandom(12)
+    sealed = bytearray(sodium.aes_seal(bytes(1300), b"head", nonce, key))
+    assert sodium.aes_open(bytes(sealed), b"head", nonce, key) == bytes(1300)
+    sealed[-1] ^= 1
+    assert sodium.aes_open(bytes(sealed), b"head", nonce, key) is None
+    assert bytes(sodium.ffi.buffer(sodium._scratch.out, 1300)) == b"\xd0" * 1300
+
+
+REAL = sodium.lib
+
+
+class _OldLib:
+    """PyNaCl's module as an older release or another processor has it."""
+
+    def __init__(self, available: int = 1, overwrites: bool = True) -> None:
+        self._available, self._overwrites = available, overwrites
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(REAL, name)
+
+    def crypto_aead_aes256gcm_is_available(self) -> int:
+        return self._available
+
+    def crypto_aead_aes256gcm_decrypt(self, out: object, *args: object) -> int:
+        if self._overwrites:
+            return int(REAL.crypto_aead_aes256gcm_decrypt(out, *args))
+        return -1  # (1.0.18: the tag checked first, the output left as it was)
+
+
+@pytest.mark.parametrize(
+    "lib,why",
+    [
+        (object(), "PyNaCl is older than 1.6"),
+        (_OldLib(available=0), "this processor lacks the AES instructions"),
+        (_OldLib(overwrites=False), "older than 1.0.19"),
+        (_OldLib(), None),
+    ],
+    ids=["PyNaCl 1.5", "no AES-NI", "libsodium 1.0.18", "as here"],
+)
+def test_why_aes_gcm_cannot_run_is_said(
+    lib: object, why: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sodium, "lib", lib)
+    found = sodium._aes_gcm_missing()
+    assert found is None if why is None else (found is not None and why in found)

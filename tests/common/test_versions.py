@@ -11,6 +11,8 @@ from lanon.common import admin, wire
 from lanon.common.coalition import loads, split_signed
 from lanon.common.crypto import HostKey, encode_key
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
+from lanon.common.flowkey import InboundCipher
+from lanon.common.templates import set_keys
 from lanon.common.versions import (
     JOIN_CHECKS_PER_SECOND,
     MAX_PENDING,
@@ -314,3 +316,16 @@ def test_join_names_are_host_names_and_new_requests_are_checked_at_a_bounded_rat
     assert checked == JOIN_CHECKS_PER_SECOND
     real = join_frame(c, "member4", NEWCOMER, 2000, None)
     assert joins.receive(c, real, 1.5, 2000)  # the next second: its host's request gets in
+
+
+def test_a_version_that_switches_the_inbound_cipher_is_another_coalition() -> None:
+    """Members of the old cipher could not open a gateway's frames of the new: like the mode,
+    it is part of the identity, and the refusal says so."""
+    c, _ = make_versioned(3)
+    was = c.coalition.inbound_cipher.value
+    now = next(x.value for x in InboundCipher if x.value != was)
+    text = admin.next_version(c.text, PATH)
+    text = set_keys(text, {"inbound_cipher": now}, "coalition")
+    considered = VersionBook(c).consider(admin.sign(text, PATH, ADMIN))
+    assert considered.outcome is Outcome.FOREIGN
+    assert f"inbound_cipher {now}, ours {was} (a new coalition, not a version)" in considered.detail
