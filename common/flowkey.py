@@ -84,7 +84,7 @@ class InboundCipher(enum.Enum):
         return AES_GCM_MISSING if self is InboundCipher.AES256_GCM else None
 
 
-CHACHA = InboundCipher.CHACHA20_POLY1305
+CHACHA = InboundCipher.CHACHA20_POLY1305  # (and FLOWS records' between gateways, always)
 
 
 def flow_tag(key: bytes) -> int:
@@ -207,10 +207,10 @@ def seal_part(
     seq: int,
     header: bytes,
     payload: bytes,
-    cipher: InboundCipher = CHACHA,
+    cipher: InboundCipher,
 ) -> bytes:
-    """An INBOUND frame's sealed payload; `header` is everything before it in the frame. (Also
-    a FLOWS frame's, always with ChaCha20-Poly1305.)"""
+    """An INBOUND frame's sealed payload, with the coalition's cipher; `header` is everything
+    before it in the frame. (Also a FLOWS frame's, always with ChaCha20-Poly1305: `CHACHA`.)"""
     sealer = aes_seal if cipher is InboundCipher.AES256_GCM else seal
     return sealer(payload, header, _inbound_nonce(gateway, seq), key)
 
@@ -222,7 +222,7 @@ def seal_parts(
     head: bytes,
     packet: bytes,
     capacity: int,
-    cipher: InboundCipher = CHACHA,
+    cipher: InboundCipher,
 ) -> list[bytes]:
     """`packet` as the INBOUND frames of a gateway's broadcast: cut into parts of `capacity`
     bytes (the last shorter; an empty packet one empty part), part i numbered first_seq + i,
@@ -306,7 +306,7 @@ def open_part(
     seq: int,
     header: bytes,
     sealed: bytes,
-    cipher: InboundCipher = CHACHA,
+    cipher: InboundCipher,
 ) -> bytes | None:
     opener = aes_open if cipher is InboundCipher.AES256_GCM else open_sealed
     return opener(sealed, header, _inbound_nonce(gateway, seq), key)
@@ -333,7 +333,7 @@ class InboundOpener:
     one ChaCha20 pass either way, the same evening out at a little more cost.
     """
 
-    def __init__(self, rng: random.Random, cipher: InboundCipher = CHACHA) -> None:
+    def __init__(self, rng: random.Random, cipher: InboundCipher) -> None:
         self._nobody = rng.randbytes(KEY_LEN)
         self.cipher = cipher
 

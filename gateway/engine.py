@@ -39,7 +39,7 @@ from lanon.common.events import (
     SendArp,
     TokensIssued,
 )
-from lanon.common.flowkey import open_part, seal_part
+from lanon.common.flowkey import CHACHA, open_part, seal_part
 from lanon.common.guard import GATEWAY, MEMBER
 from lanon.common.offers import OFFER_INTERVAL, Offer, pull_offer
 from lanon.common.output import OutputAssembler, RoundOutput
@@ -437,7 +437,8 @@ class GatewayEngine(EngineBase):
             self._verify(peer, src, frame, now)
             self.flows_seq[peer.index] = flows.seq
             aad = frame[: len(frame) - wire.SIG_LEN - len(flows.sealed)]
-            opened = open_part(self._pair_key(peer), peer.index, flows.seq, aad, flows.sealed)
+            key = self._pair_key(peer)
+            opened = open_part(key, peer.index, flows.seq, aad, flows.sealed, CHACHA)
             if opened is None:
                 raise RemoteProtocolError(RejectReason.BAD_AUTH, f"FLOWS from {peer.name}")
             added, refused = self.flows.merge(flows.records(opened))
@@ -563,7 +564,7 @@ class GatewayEngine(EngineBase):
             chunk = records[i : i + per_frame]
             flows = wire.Flows(self.hb_seq, len(chunk), RECORD.size, b"")
             head = flows.head(self.c.id, self.me.index)
-            sealed = seal_part(key, self.me.index, self.hb_seq, head, b"".join(chunk))
+            sealed = seal_part(key, self.me.index, self.hb_seq, head, b"".join(chunk), CHACHA)
             self.send(dst, signed(self.key, head + sealed))
 
     # --- timers -----------------------------------------------------------------------------

@@ -503,7 +503,7 @@ class Corpus:
         flows = wire.Flows(1 << 40, len(records), RECORD.size, b"")
         head = flows.head(star.c.id, 0)
         pair = crypto.gateway_pair_key(star.keys["gateway1"], star.keys["gateway2"].public)
-        frame = head + flowkey.seal_part(pair, 0, 1 << 40, head, b"".join(records))
+        frame = head + flowkey.seal_part(pair, 0, 1 << 40, head, b"".join(records), flowkey.CHACHA)
         frames[wire.MsgType.FLOWS].append(frame + star.keys["gateway1"].sign(frame))
         _market_frames(star, frames)
         versioned = _version_frames(frames)

@@ -248,7 +248,7 @@ class MemberDaemon(DaemonBase):
                     rounds,
                     os.urandom(KEY_LEN),
                     self.inbound.sock,
-                    self.c.coalition.inbound_cipher,
+                    cipher=self.c.coalition.inbound_cipher,
                 )
         except Exception as exc:  # (a module built from another version's source)
             why = f"unusable ({exc})"

@@ -30,7 +30,7 @@ from typing import Any
 from lanon.common import compiled, wire
 from lanon.common.clock import CLOCK_ID
 from lanon.common.crypto import KEY_LEN
-from lanon.common.flowkey import CHACHA, InboundCipher
+from lanon.common.flowkey import InboundCipher
 from lanon.common.rxring import RxRing
 from lanon.member.inbound import OpenedInbound
 
@@ -71,7 +71,8 @@ class InboundDrain:
         rounds: RxRing,
         nobody: bytes,
         sock: socket.socket | None = None,
-        cipher: InboundCipher = CHACHA,
+        *,
+        cipher: InboundCipher,
     ) -> None:
         why = cipher.missing()
         if why is not None:  # (libsodium would abort)

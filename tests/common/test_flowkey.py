@@ -130,23 +130,26 @@ def test_a_packets_inbound_frames_are_its_parts_each_sealed_as_one(
                 assert opened == chunk
 
 
+@CIPHERS
 @pytest.mark.parametrize("compiled", [True, False])
 def test_a_packet_past_255_parts_or_its_numbers_or_a_wrong_key_is_not_sealed(
-    compiled: bool, monkeypatch: pytest.MonkeyPatch
+    compiled: bool, cipher: flowkey.InboundCipher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not compiled:
         monkeypatch.setattr(flowkey, "_native", None)
     head = wire.inbound_head(7, 2, 1)
     with pytest.raises(ValueError):
-        flowkey.seal_parts(bytes(32), 2, 1, head, bytes(256), 1)
+        flowkey.seal_parts(bytes(32), 2, 1, head, bytes(256), 1, cipher)
     with pytest.raises(ValueError):
-        flowkey.seal_parts(bytes(31), 2, 1, head, b"x", 100)
+        flowkey.seal_parts(bytes(31), 2, 1, head, b"x", 100, cipher)
     with pytest.raises(ValueError):
-        flowkey.seal_parts(bytes(32), 2, 1, head[:-1], b"x", 100)
+        flowkey.seal_parts(bytes(32), 2, 1, head[:-1], b"x", 100, cipher)
     # a number past 2**64 - 1 would wrap round to a nonce used before
-    assert len(flowkey.seal_parts(bytes(32), 2, wire.MAX_SEQ - 1, head, bytes(200), 100)) == 2
+    assert (
+        len(flowkey.seal_parts(bytes(32), 2, wire.MAX_SEQ - 1, head, bytes(200), 100, cipher)) == 2
+    )
     with pytest.raises(ValueError):
-        flowkey.seal_parts(bytes(32), 2, wire.MAX_SEQ - 1, head, bytes(201), 100)
+        flowkey.seal_parts(bytes(32), 2, wire.MAX_SEQ - 1, head, bytes(201), 100, cipher)
 
 
 @CIPHERS

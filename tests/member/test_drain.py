@@ -372,7 +372,7 @@ def test_woken_for_nothing_the_daemon_takes_the_error_the_socket_holds(
     daemon.reactor.clock = lambda: lan.now
     sock = ErrorHoldingSocket()
     ring = MemoryRing()
-    d = InboundDrain(native(), ring, MemoryRing(count=2), bytes(32), sock)  # type: ignore[arg-type]
+    d = InboundDrain(native(), ring, MemoryRing(count=2), bytes(32), sock, cipher=SIM)  # type: ignore[arg-type]
     assert daemon._drain_inbound(d) == 0 and sock.asked == 1
 
 
