@@ -22,6 +22,7 @@ from typing import Any
 from lanon.common.crypto import HostKey, encode_key, write_private_key, write_public_key
 from lanon.common.errors import LanonError
 from lanon.common.settings import is_name
+from lanon.common.sodium import AES_GCM_MISSING
 from lanon.deploy import path as deploy_path
 
 Values = dict[str, Any]
@@ -109,7 +110,9 @@ def write_coalition(
     """Keys in dest/keys, dest/coalition.toml, and dest/<host>.toml for every host.
 
     `gateways` are (name, share: prefixes separated by commas); `daemon(role, name)` gives a
-    host's own settings; `operators` gives gateways' operators (default: their names).
+    host's own settings; `operators` gives gateways' operators (default: their names). The
+    template's AES-256-GCM for INBOUND frames becomes ChaCha20-Poly1305 where this machine
+    cannot run it (a virtual machine without AES-NI): its labs and trials run here.
     """
     hosts = [(g, "gateway") for g, _ in gateways] + [(m, "member") for m in members]
     for host, _ in hosts:
@@ -122,7 +125,9 @@ def write_coalition(
     for host, key in keys.items():
         write_private_key(kdir / f"{host}.key", key, f"{host} of coalition {name}")
         write_public_key(kdir / f"{host}.pub", key, f"{host} of coalition {name}")
-    all_sections = {"coalition": {"name": name, "lan": lan}}
+    all_sections: dict[str, Values] = {"coalition": {"name": name, "lan": lan}}
+    if AES_GCM_MISSING is not None:
+        all_sections["coalition"]["inbound_cipher"] = "chacha20-poly1305"
     for table, values in (sections or {}).items():
         all_sections.setdefault(table, {}).update(values)
     text = coalition_file(

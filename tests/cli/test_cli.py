@@ -204,3 +204,18 @@ def test_a_host_whose_processor_lacks_the_coalitions_cipher_refuses_to_start(
         in err
     )
     assert "'chacha20-poly1305', which runs anywhere" in err
+
+
+def test_files_made_on_a_machine_without_aes_gcm_run_chacha20(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lab, `lanon init` and the demo run their hosts on this machine: on one without
+    AES-NI (some virtual machines) their files say ChaCha20-Poly1305 and run."""
+    from lanon.common import flowkey, templates
+
+    why = "this processor lacks the AES instructions"
+    monkeypatch.setattr(templates, "AES_GCM_MISSING", why)
+    monkeypatch.setattr(flowkey, "AES_GCM_MISSING", why)
+    cfg = write_lab_like_files(tmp_path)
+    assert 'inbound_cipher = "chacha20-poly1305"' in (tmp_path / "coalition.toml").read_text()
+    assert main(["member", "--config", str(cfg), "--check"]) == 0
