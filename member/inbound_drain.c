@@ -41,6 +41,7 @@
 #define HEAD 26            /* an INBOUND frame's header (wire.INBOUND_HEAD) */
 #define TAG_LEN 16
 #define KEY_LEN 32
+#define AES256_GCM 1       /* struct lanon_inbound's cipher (flowkey.InboundCipher.compiled) */
 
 #include "inbound_drain.h"
 
@@ -150,7 +151,7 @@ int lanon_inbound_drain(struct lanon_inbound *d, int limit, const volatile uint3
             memcpy(nonce + 4, p + 8, 8);                     /* then its inbound number */
             const unsigned char *key = ours >= 0 ? d->keys + KEY_LEN * ours : d->nobody;
             int bad;
-            if (d->cipher == 1) {
+            if (d->cipher == AES256_GCM) {
                 bad = aes_decrypt(into, NULL, NULL, p + HEAD, size + TAG_LEN, p, HEAD, nonce,
                                   key);
                 if (!bad)
