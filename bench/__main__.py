@@ -162,7 +162,7 @@ def inbound(
     rng: random.Random,
 ) -> None:
     """An INBOUND frame sealed by a gateway and opened by every member, with `cipher`."""
-    name = {InboundCipher.AES256_GCM: "AES-256-GCM"}.get(cipher, "ChaCha20-Poly1305")
+    name = cipher.label
     why = cipher.missing()
     if why is not None:
         row(f"gateway: seal one inbound broadcast ({name})", f"not here: {why}")

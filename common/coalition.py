@@ -40,6 +40,9 @@ from lanon.common.settings import (
 from lanon.common.trusted import OVERHEAD as TRUSTED_OVERHEAD
 
 IP_TCP_HEADERS = 40
+# [coalition] settings no version may change, part of the identity: no version may make members
+# trust the gateways, nor stop; nor switch the INBOUND frames' cipher (they would not open).
+FIXED = ("mode", "inbound_cipher")
 
 # Destinations gateways never emit to, whatever the coalition file says (nor to the LAN), by
 # class; then the private ranges, refused unless [egress] allow names them.
@@ -813,13 +816,12 @@ def parse(raw: dict[str, Any], path: Path, text: str = "", *, signatures: bool =
         del content["flows"]["endpoint_timeout"]
     fingerprint = _digest(content, b"lanon-coalition")
     identity = fingerprint
-    if admins:  # what no version changes: the name, the LAN and who may sign versions
-        # (and the mode: no version may make members trust the gateways, nor stop)
+    if admins:  # what no version changes: the name, the LAN, who may sign versions, FIXED
         kept = {"name": section.name, "lan": str(lan), "admin": content["admin"]}
-        if section.mode is not Mode.DCNET:
-            kept["mode"] = section.mode.value
-        if section.inbound_cipher is not InboundCipher.CHACHA20_POLY1305:  # (frames would not open)
-            kept["inbound_cipher"] = section.inbound_cipher.value
+        for key in FIXED:  # (counted only when set: a file without them keeps its identity)
+            value = getattr(section, key)
+            if value != CoalitionSection.__dataclass_fields__[key].default:
+                kept[key] = value.value
         identity = _digest(kept, b"lanon-identity")
     cid = int.from_bytes(identity[:4], "big")
     c = Coalition(

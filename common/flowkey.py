@@ -79,9 +79,21 @@ class InboundCipher(enum.Enum):
         """Its number in the compiled code (native.h, inbound_drain.h)."""
         return 1 if self is InboundCipher.AES256_GCM else 0
 
+    @property
+    def label(self) -> str:
+        return "AES-256-GCM" if self is InboundCipher.AES256_GCM else "ChaCha20-Poly1305"
+
     def missing(self) -> str | None:
         """Why this host cannot use it, or None."""
         return AES_GCM_MISSING if self is InboundCipher.AES256_GCM else None
+
+    def seal(self, message: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes:
+        sealer = aes_seal if self is InboundCipher.AES256_GCM else seal
+        return sealer(message, aad, nonce, key)
+
+    def open(self, sealed: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes | None:
+        opener = aes_open if self is InboundCipher.AES256_GCM else open_sealed
+        return opener(sealed, aad, nonce, key)
 
 
 CHACHA = InboundCipher.CHACHA20_POLY1305  # (and FLOWS records' between gateways, always)
@@ -211,8 +223,7 @@ def seal_part(
 ) -> bytes:
     """An INBOUND frame's sealed payload, with the coalition's cipher; `header` is everything
     before it in the frame. (Also a FLOWS frame's, always with ChaCha20-Poly1305: `CHACHA`.)"""
-    sealer = aes_seal if cipher is InboundCipher.AES256_GCM else seal
-    return sealer(payload, header, _inbound_nonce(gateway, seq), key)
+    return cipher.seal(payload, header, _inbound_nonce(gateway, seq), key)
 
 
 def seal_parts(
@@ -239,8 +250,15 @@ def seal_parts(
     why = cipher.missing()
     if why is not None:  # (libsodium would abort)
         raise RuntimeError(why)
-    if _native is None:
-        return _seal_parts_in_python(key, gateway, first_seq, head, packet, capacity, count, cipher)
+    if _native is None:  # each part's header made and its part sealed here
+        numbers = head[: wire.INBOUND_SEQ_AT]
+        rest = head[wire.INBOUND_SEQ_AT + 8 : wire.INBOUND_INDEX_AT]
+        frames = []
+        for i, seq in enumerate(range(first_seq, first_seq + count)):
+            h = numbers + seq.to_bytes(8, "big") + rest + bytes((i, count))
+            part = packet[i * capacity : (i + 1) * capacity]
+            frames.append(h + seal_part(key, gateway, seq, h, part, cipher))
+        return frames
     size = count * wire.INBOUND_OVERHEAD + len(packet)
     out = _seal_out.buffer if size <= SEAL_BUFFER else _native.ffi.new("unsigned char[]", size)
     done = _native.lib.lanon_seal_inbound(
@@ -260,30 +278,6 @@ def seal_parts(
     frames = _native.ffi.buffer(out, size)
     step = capacity + wire.INBOUND_OVERHEAD
     return [frames[at : at + step] for at in range(0, size, step)]
-
-
-def _seal_parts_in_python(
-    key: bytes,
-    gateway: int,
-    first_seq: int,
-    head: bytes,
-    packet: bytes,
-    capacity: int,
-    count: int,
-    cipher: InboundCipher,
-) -> list[bytes]:
-    frames = []
-    numbers, rest = (
-        head[: wire.INBOUND_SEQ_AT],
-        head[wire.INBOUND_SEQ_AT + 8 : wire.INBOUND_INDEX_AT],
-    )
-    for i in range(count):
-        seq = first_seq + i
-        h = numbers + seq.to_bytes(8, "big") + rest + bytes((i, count))
-        frames.append(
-            h + seal_part(key, gateway, seq, h, packet[i * capacity : (i + 1) * capacity], cipher)
-        )
-    return frames
 
 
 SEAL_BUFFER = 1 << 17  # a 64 KiB packet's frames fit
@@ -308,8 +302,7 @@ def open_part(
     sealed: bytes,
     cipher: InboundCipher,
 ) -> bytes | None:
-    opener = aes_open if cipher is InboundCipher.AES256_GCM else open_sealed
-    return opener(sealed, header, _inbound_nonce(gateway, seq), key)
+    return cipher.open(sealed, header, _inbound_nonce(gateway, seq), key)
 
 
 class InboundOpener:
@@ -341,9 +334,9 @@ class InboundOpener:
         self, key: bytes | None, gateway: int, seq: int, header: bytes, sealed: bytes
     ) -> bytes | None:
         nonce = _inbound_nonce(gateway, seq)
-        if self.cipher is InboundCipher.AES256_GCM:
-            return aes_open(sealed, header, nonce, key or self._nobody)
-        payload = open_sealed(sealed, header, nonce, key or self._nobody)
+        payload = self.cipher.open(sealed, header, nonce, key or self._nobody)
+        if self.cipher is InboundCipher.AES256_GCM:  # (its one call did the work either way)
+            return payload
         if RAW_STREAM:  # (a payload shorter than a tag: nothing to decrypt, nothing to spend)
             spend_stream(
                 sealed, 0 if payload is not None else len(sealed) - AEAD_TAG, nonce, self._nobody

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lanon.common import wire
-from lanon.common.coalition import Coalition, loads, text_digest
+from lanon.common.coalition import FIXED, Coalition, loads, text_digest
 from lanon.common.crypto import HostKey, Verifier, encode_key
 from lanon.common.errors import ConfigError, RejectReason, RemoteProtocolError
 from lanon.common.events import Event, SaveCoalition, VersionApplied, VersionRefused
@@ -204,7 +204,7 @@ class VersionBook:
             return Considered(Outcome.FORGED if signed else Outcome.INVALID, detail=detail)
         if new.identity != cur.identity:
             detail = f"coalition {new.coalition.name}"
-            for what in ("mode", "inbound_cipher"):  # (what no version changes, beside names)
+            for what in FIXED:
                 was, now = getattr(cur.coalition, what), getattr(new.coalition, what)
                 if was != now:
                     detail += (
