@@ -25,6 +25,9 @@ with the machine's load by a factor of two and more. "raw bound": full-size fram
 gateway1 to member1 by one process as fast as it can (lab/blast.py), as member1's interface
 counted them: the raw frame rate the issue asks for, or a floor of it (a Python loop of sends
 is slower than the bridge).
+
+Each lab also makes one more 5 MB download with the server's TCP traced (bench/serverview.py):
+how much of the file the first half of its time delivered, and the second half's rate.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench import serverview
 
 URL = "http://203.0.113.10/5mb.bin"
 DOWNLOADS = 5  # lanon downloads a lab; the median is reported, and the spread
@@ -73,6 +78,7 @@ class LabFigures:
     raw_fps: float  # frames a second the LAN carried from one process (lab/blast.py)
     raw_bound_mbs: float  # the DC-net bound with R = raw_fps
     loaded_rtt: float = float("nan")  # ms, median: member2's echoes while member1 downloads
+    server_view: str = ""  # one more 5 MB download, as the server saw it (bench/serverview.py)
 
     @property
     def added_rtt(self) -> float:
@@ -173,6 +179,11 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
         lanon_tried = [download(lab, "member1") for _ in range(DOWNLOADS)]
         rounds = lab.leader_status()["rounds_completed"] - start
         rate = rounds / (time.monotonic() - t0)
+        try:
+            traced, view = serverview.record(lambda: download(lab, "member1"))
+            seen = serverview.describe(view, traced)
+        except OSError as exc:
+            seen = f"no server's view: {exc}"
         bbr_tried = [download(lab, "member1", "bbr") for _ in range(BBR_DOWNLOADS)]
         with (lab.www / LONG).open("wb") as f:
             f.write(os.urandom(LONG_SIZE))
@@ -202,6 +213,7 @@ def measure(members: int, schedule: str = "star", key_graph: str = "full") -> La
             raw,
             dcnet_bound(c, raw, rate),
             loaded,
+            seen,
         )
     finally:
         lab.down()
@@ -302,6 +314,8 @@ def table(rows: list[LabFigures]) -> None:
             f"{f.busy_rate:8.0f}",
             flush=True,
         )
+        if f.server_view:
+            print(f"    one more 5 MB download, the server's view: {f.server_view}")
         if f.failed:
             print(f"    ({f.failed} downloads of this lab failed: left out of its figures)")
 

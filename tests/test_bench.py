@@ -57,3 +57,41 @@ def test_the_blaster_refuses_outside_a_lab_hosts_namespace(
     assert sent == [] and "namespace" in capsys.readouterr().err
     assert blast.main(["eth0", "02:1a", "1", "1514"]) == 2  # (not an address)
     assert not blast.in_lab_namespace()  # (the tests run in the machine's own)
+
+
+def _probe_line(t: float, una: int, nxt: int, cwnd: int, wnd: int, cookie: str = "101b") -> str:
+    return (
+        f"          python-432     [001] ..s2. {t:.6f}: tcp_probe: family=AF_INET "
+        f"src=203.0.113.10:80 dest=198.18.0.192:52404 mark=0x0 data_len=0 snd_nxt={nxt:#x} "
+        f"snd_una={una:#x} snd_cwnd={cwnd} ssthresh=2147483647 snd_wnd={wnd} srtt=4000 "
+        f"rcv_wnd=65536 sock_cookie={cookie} skbaddr=0000000080ebd1e0 skaddr=00000000a6ca0f80"
+    )
+
+
+def test_the_servers_view_splits_a_download_at_half_its_time() -> None:
+    """From the server's probes (each its state before the ACK it takes in): how much the
+    first half of the time delivered, and the second half's rate; another connection's probes
+    and sequence numbers that wrap are no trouble."""
+    from bench import serverview
+
+    base = 0xFFFF0000  # (the sequence numbers wrap past 2**32)
+    rows = [  # seconds, acked, sent, cwnd, receiver's window
+        (10.000, 0, 10_000, 10, 64_000),
+        (10.004, 0, 10_000, 10, 64_000),  # acknowledges 10,000
+        (10.010, 10_000, 50_000, 20, 40_000),  # a full window; acknowledges up to 100,000
+        (10.012, 100_000, 1_000_000, 80, 2_000_000),  # after the middle (10.010)
+        (10.020, 900_000, 1_000_000, 80, 2_000_000),
+    ]
+    lines = [_probe_line(t, (base + a) & 0xFFFFFFFF, (base + n) & 0xFFFFFFFF, c, w)
+             for t, a, n, c, w in rows]  # fmt: skip
+    lines.insert(2, _probe_line(10.005, 5, 99, 10, 10, cookie="ffff"))  # another connection
+    probes = serverview.parse("# tracer: nop\n" + "\n".join(lines))
+    assert [p.acked for p in probes] == [0, 0, 10_000, 100_000, 900_000]
+    view = serverview.summarize(probes)
+    assert view is not None
+    assert abs(view.seconds - 0.020) < 1e-9
+    assert view.first_half_share == 100_000 / 1_000_000
+    assert abs(view.second_half_mbs - 0.9 / 0.010) < 1e-6  # 900,000 bytes in 10 ms
+    assert view.window_full == 1 / 4 and view.srtt_end == 0.004
+    assert "delivered 10% of it" in serverview.describe(view, 50.0)
+    assert serverview.summarize(probes[:2]) is None
