@@ -11,6 +11,7 @@ how much of the file the first half of the time delivered, and the rate of the s
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 
 TRACING = Path("/sys/kernel/tracing")
 EVENT = "events/tcp/tcp_probe"
+INSTANCE = "lanon-bench"  # a tracing instance: a buffer and events of its own
 MSS = 1448  # the lab's TCP payload a segment (MTU 1500, timestamps)
 
 _LINE = re.compile(
@@ -53,25 +55,21 @@ class ServerView:
 
 
 def parse(text: str) -> list[Probe]:
-    """The probes of the first connection in a trace (`sock_cookie`), in order; sequence
-    numbers taken modulo 2**32 from the first probe's."""
-    probes: list[Probe] = []
-    cookie, base = "", 0
-    for line in text.splitlines():
-        m = _LINE.search(line)
-        if m is None:
-            continue
-        if not cookie:
-            cookie, base = m["cookie"], int(m["una"], 16)
-        if m["cookie"] != cookie:
-            continue
+    """The probes of the connection with the most in a trace (`sock_cookie`: the download's,
+    not a last ACK of the one before), in order; sequence numbers modulo 2**32 from its first
+    probe's."""
+    rows = [m for m in map(_LINE.search, text.splitlines()) if m is not None]
+    if not rows:
+        return []
+    cookie = collections.Counter(m["cookie"] for m in rows).most_common(1)[0][0]
+    rows = [m for m in rows if m["cookie"] == cookie]
+    base = int(rows[0]["una"], 16)
+    probes = []
+    for m in rows:
         una = (int(m["una"], 16) - base) & 0xFFFFFFFF
         nxt = (int(m["nxt"], 16) - base) & 0xFFFFFFFF
-        probes.append(
-            Probe(
-                float(m["t"]), una, nxt - una, int(m["cwnd"]), int(m["wnd"]), int(m["srtt"]) / 1e6
-            )
-        )
+        srtt = int(m["srtt"]) / 1e6
+        probes.append(Probe(float(m["t"]), una, nxt - una, int(m["cwnd"]), int(m["wnd"]), srtt))
     return probes
 
 
@@ -101,21 +99,26 @@ def summarize(probes: list[Probe]) -> ServerView | None:
 
 
 def record(download: Callable[[], float], port: int = 80) -> tuple[float, ServerView | None]:
-    """`download()` (MB/s) with the server's probes traced (root; tracefs); the tracepoint is
-    left off and unfiltered, as found, whatever happens."""
-    event = TRACING / EVENT
-    if not (event / "enable").exists():
-        raise OSError(f"no {event} (tracefs not mounted, or a kernel without tcp_probe)")
-    (TRACING / "trace").write_text("")
-    (event / "filter").write_text(f"sport == {port}")
+    """`download()` (MB/s) with the server's probes traced (root, tracefs), in a tracing
+    instance of our own: the machine's trace buffer and whoever uses it are left alone, and
+    the instance is removed whatever happens."""
+    if not (TRACING / EVENT).is_dir():
+        raise OSError(f"no {TRACING / EVENT} (tracefs not mounted, or a kernel without tcp_probe)")
+    instance = TRACING / "instances" / INSTANCE
+    if instance.exists():
+        instance.rmdir()  # (one a run before us left, killed)
+    instance.mkdir()
     try:
+        event = instance / EVENT
+        (event / "filter").write_text(f"sport == {port}")
         (event / "enable").write_text("1")
-        speed = download()
+        try:
+            speed = download()
+        finally:
+            (event / "enable").write_text("0")
+        text = (instance / "trace").read_text()
     finally:
-        (event / "enable").write_text("0")
-        (event / "filter").write_text("0")
-    text = (TRACING / "trace").read_text()
-    (TRACING / "trace").write_text("")
+        instance.rmdir()
     return speed, None if math.isnan(speed) else summarize(parse(text))
 
 

@@ -70,8 +70,9 @@ def _probe_line(t: float, una: int, nxt: int, cwnd: int, wnd: int, cookie: str =
 
 def test_the_servers_view_splits_a_download_at_half_its_time() -> None:
     """From the server's probes (each its state before the ACK it takes in): how much the
-    first half of the time delivered, and the second half's rate; another connection's probes
-    and sequence numbers that wrap are no trouble."""
+    first half of the time delivered, and the second half's rate. The connection with the
+    most probes is the download's (not the one before, whose last ACK came first), and
+    sequence numbers that wrap are no trouble."""
     from bench import serverview
 
     base = 0xFFFF0000  # (the sequence numbers wrap past 2**32)
@@ -85,6 +86,7 @@ def test_the_servers_view_splits_a_download_at_half_its_time() -> None:
     lines = [_probe_line(t, (base + a) & 0xFFFFFFFF, (base + n) & 0xFFFFFFFF, c, w)
              for t, a, n, c, w in rows]  # fmt: skip
     lines.insert(2, _probe_line(10.005, 5, 99, 10, 10, cookie="ffff"))  # another connection
+    lines.insert(0, _probe_line(9.999, 7, 8, 10, 10, cookie="eeee"))  # the last one's last ACK
     probes = serverview.parse("# tracer: nop\n" + "\n".join(lines))
     assert [p.acked for p in probes] == [0, 0, 10_000, 100_000, 900_000]
     view = serverview.summarize(probes)
