@@ -1,7 +1,6 @@
 """A download as the lab's server saw it: the kernel's `tcp_probe` tracepoint, which fires on
 every segment the server's TCP takes in (an ACK, for a download), with the sender's state as it
-stood before taking it: what was in flight, the congestion window, the receiver's window, the
-smoothed RTT.
+stood before taking it: what was in flight, the receiver's window, the smoothed RTT.
 
 It says where a short download's time goes. A 5 MB download through the lanon is in two
 parts: a start, where the server's window doubles once a round trip (and waits, now and then,
@@ -23,11 +22,11 @@ from pathlib import Path
 TRACING = Path("/sys/kernel/tracing")
 EVENT = "events/tcp/tcp_probe"
 INSTANCE = "lanon-bench"  # a tracing instance: a buffer and events of its own
-MSS = 1448  # the lab's TCP payload a segment (MTU 1500, timestamps)
+MSS = 1448  # a segment's payload at most (MTU 1500, timestamps): less than that left is full
 
 _LINE = re.compile(
-    r" (?P<t>\d+\.\d+): tcp_probe: .*?data_len=(?P<len>\d+) snd_nxt=(?P<nxt>0x[0-9a-f]+) "
-    r"snd_una=(?P<una>0x[0-9a-f]+) snd_cwnd=(?P<cwnd>\d+) ssthresh=\d+ snd_wnd=(?P<wnd>\d+) "
+    r" (?P<t>\d+\.\d+): tcp_probe: .*? snd_nxt=(?P<nxt>0x[0-9a-f]+) "
+    r"snd_una=(?P<una>0x[0-9a-f]+) snd_cwnd=\d+ ssthresh=\d+ snd_wnd=(?P<wnd>\d+) "
     r"srtt=(?P<srtt>\d+) .*?sock_cookie=(?P<cookie>[0-9a-f]+)"
 )
 
@@ -39,7 +38,6 @@ class Probe:
     at: float  # seconds, the trace's clock
     acked: int  # bytes acknowledged before this segment (from the first probe's)
     in_flight: int  # bytes sent and not acknowledged
-    cwnd: int  # segments
     window: int  # the receiver's window, bytes
     srtt: float  # seconds
 
@@ -69,7 +67,7 @@ def parse(text: str) -> list[Probe]:
         una = (int(m["una"], 16) - base) & 0xFFFFFFFF
         nxt = (int(m["nxt"], 16) - base) & 0xFFFFFFFF
         srtt = int(m["srtt"]) / 1e6
-        probes.append(Probe(float(m["t"]), una, nxt - una, int(m["cwnd"]), int(m["wnd"]), srtt))
+        probes.append(Probe(float(m["t"]), una, nxt - una, int(m["wnd"]), srtt))
     return probes
 
 
