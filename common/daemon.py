@@ -299,9 +299,11 @@ class DaemonBase:
         between: Callable[[], None] | None = None,
         stamped: bool = True,
         limit: int = LAN_BATCH,
+        flush: bool = True,
     ) -> int:
         """Every frame waiting on `lan` (up to `limit`), `between` called after each;
-        not `stamped`: each arrived when read (for frames whose arrival nothing times).
+        not `stamped`: each arrived when read (for frames whose arrival nothing times); not
+        `flush`: the engine's commands and events wait for the caller's flush.
         Returns how many were read.
 
         Lean, since a member reads every frame of every download, most of them another's
@@ -311,7 +313,7 @@ class DaemonBase:
         clock, engine = self.reactor.clock, self.engine
         now = clock()
         offset = time.time() - now  # wall clock -> the loop's, for the kernel's stamps
-        each = self.timers_each_frame
+        each = flush and self.timers_each_frame
         frames = lan.receive_stamped() if stamped else lan.receive_unstamped()
         read = 0
         for src, payload, stamp in itertools.islice(frames, limit):
@@ -322,7 +324,7 @@ class DaemonBase:
             except Exception as exc:
                 self.contain(Stage.LAN_FRAME, exc)
             now = clock()
-            if engine.pending():
+            if flush and engine.pending():
                 self.flush(now)
                 each = self.timers_each_frame
             if each:
@@ -330,7 +332,7 @@ class DaemonBase:
                 self.hold(now)
             if between is not None:
                 between()
-        if not each:
+        if flush and not each:
             self.run_timers(now)
         if truncated := lan.take_truncated():
             self.too_long += truncated

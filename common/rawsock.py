@@ -46,6 +46,7 @@ SO_ATTACH_FILTER = 26
 SO_DETACH_FILTER = 27
 _BPF_INSN = struct.Struct("=HBBI")  # struct sock_filter
 _LD_W_ABS, _LD_H_ABS, _LD_B_ABS, _JEQ_K, _RET_K, _JA = 0x20, 0x28, 0x30, 0x15, 0x06, 0x05
+Kind = tuple[frozenset[int], bool]  # a socket's frames: (message types, whether wanted)
 TYPE_OFFSET = 15  # a lanon frame's message type: the second byte after the Ethernet header
 TAG_OFFSET = 30  # an INBOUND frame's flow tag: after Ethernet (14), lanon header (8) and seq (8)
 SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS: the kernel's receive time of each frame
@@ -62,10 +63,10 @@ class LinkSocket:
         ifname: str,
         ethertype: int,
         rcvbuf: int = 4 << 20,
-        kind: tuple[int, bool] | None = None,
+        kind: Kind | None = None,
         ring: int = 0,
     ) -> None:
-        """`kind` (message type, wanted): only frames of that type (True) or all but them
+        """`kind` (message types, wanted): only frames of those types (True) or all but them
         (False) reach this socket, so that one kind never waits behind another. `ring`: read
         through a receive ring of that many frames (`rxring.RxRing`), where the kernel sets
         one up, instead of a system call a frame (for frames no larger than the interface's
@@ -306,11 +307,11 @@ class LinkSocket:
 
 def frame_filter(
     sources: frozenset[bytes] | None,
-    kind: tuple[int, bool] | None = None,
+    kind: Kind | None = None,
     tags: frozenset[int] | None = None,
 ) -> bytes:
-    """A classic BPF program: with `kind` (message type, wanted), first drop the frames of
-    another type (wanted) or of that type (not wanted); with `tags` (INBOUND frames only), drop
+    """A classic BPF program: with `kind` (message types, wanted), first drop the frames of
+    another type (wanted) or of one of those types (not wanted); with `tags` (INBOUND frames only), drop
     the frames whose flow tag's first four bytes are no tag's (two instructions a tag: a frame
     of one of our flows always passes, another's passes one time in 2**32 / len(tags), and the
     daemon's checks take it as before); then accept frames whose source address is one of
@@ -318,12 +319,13 @@ def frame_filter(
     the rest, or accept all if `sources` is None."""
     insns = []
     if kind is not None:
-        msg_type, wanted = kind
-        insns += [
-            (_LD_B_ABS, 0, 0, TYPE_OFFSET),
-            (_JEQ_K, 1, 0, msg_type) if wanted else (_JEQ_K, 0, 1, msg_type),
-            (_RET_K, 0, 0, 0),  # not for this socket
-        ]
+        types, wanted = sorted(kind[0]), kind[1]
+        insns.append((_LD_B_ABS, 0, 0, TYPE_OFFSET))
+        for i, t in enumerate(types):  # one of them: past the other tests, to what follows
+            insns.append((_JEQ_K, len(types) - i, 0, t))
+        if not wanted:  # none of them: past the drop that follows
+            insns.append((_JA, 0, 0, 1))
+        insns.append((_RET_K, 0, 0, 0))  # not for this socket
     if tags is not None:
         if kind is None or not kind[1]:
             raise ValueError("flow tags filter a socket of INBOUND frames only")

@@ -32,7 +32,7 @@ from lanon.common.events import (
     SendFrame,
 )
 from lanon.common.metrics import snapshot
-from lanon.common.rawsock import LinkSocket
+from lanon.common.rawsock import Kind, LinkSocket
 from lanon.common.settings import resolve
 from lanon.member import drain, health, rules, services
 from lanon.member.config import MemberSettings
@@ -45,6 +45,11 @@ from lanon.member.veto import AnonymityPolicy
 from lanon.member.wallet import Wallet
 
 NFQUEUE_MAXLEN = 4096
+# What each of the member's LAN sockets reads (LinkSocket's kind)
+_OUTPUT_TYPES = frozenset({wire.MsgType.OUTPUT_HEAD, wire.MsgType.OUTPUT_PART})
+OUTPUTS: Kind = (_OUTPUT_TYPES, True)
+INBOUND: Kind = (frozenset({wire.MsgType.INBOUND}), True)
+ROUNDS: Kind = (_OUTPUT_TYPES | INBOUND[0], False)  # OPENs and everything else
 REFRESH = 1.0  # seconds between refreshes of state gauges
 # After a read of INBOUND_PAUSE_AFTER frames or more, the INBOUND socket is left alone for
 # INBOUND_PAUSE: a download's frames are then read a hundred at a wake-up instead of a few
@@ -57,6 +62,7 @@ class MemberDaemon(DaemonBase):
     role = "member"
     engine: MemberEngine
     lan: LinkSocket
+    outputs: LinkSocket
 
     def __init__(
         self, settings: MemberSettings, loaded: Loaded, registry: CollectorRegistry | None = None
@@ -147,13 +153,13 @@ class MemberDaemon(DaemonBase):
                 "manage_rules = false and no lanon rules installed: traffic is not captured"
             )
         self.tun = Tun(s.tun, s.tun_address)
-        # Two sockets, filtered in the kernel: the rounds' frames and all else, and INBOUND.
-        self.lan = LinkSocket(
-            s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, False), ring=RING_FRAMES
-        )
-        self.inbound = LinkSocket(
-            s.interface, wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True), ring=RING_FRAMES
-        )
+        # Three sockets, filtered in the kernel: the rounds' frames and all else; their
+        # outputs, read when a frame wakes us (`on_lan`, `_tick`), never waking us (no answer
+        # waits on them: a round's output is read before the next OPEN, which it came before);
+        # and INBOUND.
+        self.lan = LinkSocket(s.interface, wire.ETHERTYPE, kind=ROUNDS, ring=RING_FRAMES)
+        self.outputs = LinkSocket(s.interface, wire.ETHERTYPE, kind=OUTPUTS, ring=RING_FRAMES)
+        self.inbound = LinkSocket(s.interface, wire.ETHERTYPE, kind=INBOUND, ring=RING_FRAMES)
         self.say_without_ring(self.lan, self.inbound)
         self.drain = self._make_drain()
         self._start_pacer()
@@ -211,6 +217,7 @@ class MemberDaemon(DaemonBase):
             self.pacer.close()
             self.tun.close()
             self.lan.close()
+            self.outputs.close()
             self.inbound.close()
             self.close_serving()
             r.close()
@@ -348,6 +355,15 @@ class MemberDaemon(DaemonBase):
         if e.pending():
             self.flush(clock())
 
+    def on_lan(self) -> None:
+        """The outputs waiting first (they came before what woke us), their events reported
+        after the answer to an OPEN is handed over, as every member's are."""
+        if self.outputs.waiting():
+            self.take_all(self.outputs, flush=False)
+        self.take_all(self.lan)
+        if self.engine.pending():
+            self.flush(self.reactor.clock())
+
     def _look_at_rounds(self) -> None:
         """The rounds' frames waiting, if any: a look at the ring, no system call (without a
         ring, a poll: a read that finds nothing costs a failed call and an exception)."""
@@ -446,6 +462,8 @@ class MemberDaemon(DaemonBase):
         self.flush(self.reactor.clock())
 
     def _tick(self, now: float) -> float:
+        if self.outputs.waiting():  # (woken by anything else: the outputs come first)
+            self.take_all(self.outputs)
         paused = self.inbound_paused_until
         if paused is not None and now >= paused:
             paused = self.inbound_paused_until = None

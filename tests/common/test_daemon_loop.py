@@ -90,6 +90,7 @@ def daemon(tmp_path: Path) -> MemberDaemon:
     settings, loaded = load(MemberSettings, tmp_path / "m1.toml", "member")
     d = MemberDaemon(settings, loaded, CollectorRegistry())
     d.engine = FlakyEngine()  # type: ignore[assignment]
+    d.outputs = Lan([])  # type: ignore[assignment]  (no round's output waits)
     return d
 
 
@@ -111,6 +112,36 @@ def test_a_frame_that_breaks_the_engine_costs_only_itself(daemon: MemberDaemon) 
         daemon.registry.get_sample_value("lanon_internal_errors_total", {"stage": "lan_frame"})
         is None
     )
+
+
+class Outputs(Lan):
+    """The rounds' outputs' socket: read once, and waiting while it holds a frame."""
+
+    def receive_stamped(self) -> Iterator[tuple[bytes, bytes, float]]:
+        frames, self.frames = self.frames, []
+        for f in frames:
+            yield b"\x02" * 6, f, 0.0
+
+    def waiting(self) -> bool:
+        return bool(self.frames)
+
+
+def test_outputs_wake_nobody_and_are_read_before_what_did(daemon: MemberDaemon) -> None:
+    """A round's output is read when the next OPEN wakes the member (it came first), its
+    commands and events carried out with the OPEN's, after nothing else; or at any wake-up."""
+    flushes: list[list[bytes]] = []
+    engine = daemon.engine
+    daemon.flush = lambda now: flushes.append(list(engine.got))  # type: ignore[method-assign, attr-defined]
+    daemon.outputs = Outputs([b"output 1"])  # type: ignore[assignment]
+    daemon.lan = Lan([b"open 2"])  # type: ignore[assignment]
+    daemon.on_lan()
+    assert engine.got == [b"output 1", b"open 2"]  # type: ignore[attr-defined]
+    assert flushes[0] == [b"output 1", b"open 2"]  # no flush between the two
+    daemon.outputs = Outputs([b"output 2"])  # type: ignore[assignment]
+    daemon.next_refresh = math.inf  # (the gauges ask a real engine)
+    daemon._tick(daemon.reactor.clock())  # woken by anything else: the output is read
+    assert engine.got[-1] == b"output 2"  # type: ignore[attr-defined]
+    assert not daemon.outputs.waiting()
 
 
 def test_frames_longer_than_the_ring_took_are_said_once(

@@ -85,7 +85,7 @@ PROBE = textwrap.dedent(
     assert len(list(big.receive())) == 44 and not readable(big)
 
     # the kind's filter holds with a ring, and the checksum flag reads from the slot
-    inbound = LinkSocket("vb", wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True), ring=64)
+    inbound = LinkSocket("vb", wire.ETHERTYPE, kind=(frozenset({wire.MsgType.INBOUND}), True), ring=64)
     for t in (wire.MsgType.OPEN, wire.MsgType.INBOUND):
         send(bytes([wire.VERSION, t]))
     time.sleep(0.1)

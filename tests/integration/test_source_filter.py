@@ -1,5 +1,6 @@
 """The kernel filter a flooded daemon puts on its LAN socket lets only trusted hosts through,
-and a member's two LAN sockets each get their kind of frame (the rounds', INBOUND), the
+and a member's three LAN sockets each get their kind of frame (the rounds', their outputs,
+INBOUND), the
 INBOUND one without this host's own frames and only its own flows' (by their tags).
 
 A namespace of its own with a veth pair: frames from a trusted and an untrusted address are
@@ -23,6 +24,7 @@ PROBE = textwrap.dedent(
     import socket, time
     from lanon.common import wire
     from lanon.common.rawsock import LinkSocket
+    from lanon.member.daemon import INBOUND, OUTPUTS, ROUNDS
 
     TRUSTED, OTHER = bytes.fromhex("020000000001"), bytes.fromhex("02666c6f6f64")
     rx = LinkSocket("vb", wire.ETHERTYPE)
@@ -43,22 +45,28 @@ PROBE = textwrap.dedent(
     assert on == [TRUSTED.hex()] * 2, on
     assert sorted(off) == sorted([TRUSTED.hex(), OTHER.hex()] * 2), off
 
-    # one socket for the rounds' frames, one for INBOUND: neither waits behind the other
-    rounds = LinkSocket("vb", wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, False))
-    inbound = LinkSocket("vb", wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True))
+    # one socket for the rounds' frames, one for their outputs, one for INBOUND: none waits
+    # behind another, and the outputs wake nobody
+    rounds = LinkSocket("vb", wire.ETHERTYPE, kind=ROUNDS)
+    outputs = LinkSocket("vb", wire.ETHERTYPE, kind=OUTPUTS)
+    inbound = LinkSocket("vb", wire.ETHERTYPE, kind=INBOUND)
     inbound.allow_only(frozenset({TRUSTED}))  # the kind stays with the sources
+    kinds = (
+        wire.MsgType.OPEN, wire.MsgType.INBOUND, wire.MsgType.OUTPUT_HEAD,
+        wire.MsgType.OUTPUT_PART, wire.MsgType.HELLO, wire.MsgType.RATING,
+    )
     for src in (TRUSTED, OTHER):
-        for t in (wire.MsgType.OPEN, wire.MsgType.INBOUND, wire.MsgType.OUTPUT_PART):
+        for t in kinds:
             tx.send(b"\\xff" * 6 + src + b"\\x88\\xb5" + bytes([wire.VERSION, t]) + b"x" * 50)
     time.sleep(0.2)
     got_rounds = sorted((s.hex(), p[1]) for s, p in rounds.receive())
+    got_outputs = sorted((s.hex(), p[1]) for s, p in outputs.receive())
     got_inbound = [(s.hex(), p[1]) for s, p in inbound.receive()]
-    want = sorted(
-        (src.hex(), t)
-        for src in (TRUSTED, OTHER)
-        for t in (wire.MsgType.OPEN, wire.MsgType.OUTPUT_PART)
-    )
+    def frames(*types):
+        return sorted((src.hex(), t) for src in (TRUSTED, OTHER) for t in types)
+    want = frames(wire.MsgType.OPEN, wire.MsgType.HELLO, wire.MsgType.RATING)
     assert got_rounds == want, got_rounds
+    assert got_outputs == frames(wire.MsgType.OUTPUT_HEAD, wire.MsgType.OUTPUT_PART), got_outputs
     assert got_inbound == [(TRUSTED.hex(), wire.MsgType.INBOUND)], got_inbound
 
     # without stamps, one system call a frame: others' frames, never this host's own (the
@@ -109,7 +117,7 @@ PROBE = textwrap.dedent(
     # in either order, still land (the old one detached first), and the sources' filter holds.
     trusted = frozenset([TRUSTED] + [bytes([2, 0, 0, 9, 0, i]) for i in range(59)])
     for first in ("tags", "sources"):
-        s = LinkSocket("vb", wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True))
+        s = LinkSocket("vb", wire.ETHERTYPE, kind=INBOUND)
         if first == "tags":
             s.allow_tags(many)
             s.allow_only(trusted)
@@ -128,7 +136,7 @@ PROBE = textwrap.dedent(
     # frame on the INBOUND socket, none twice) and its tags, every source passes (the door
     # turns them away in the daemon), and it says so
     crowd = frozenset(bytes([2, 0, 0, 9, i >> 8, i & 255]) for i in range(400))
-    s = LinkSocket("vb", wire.ETHERTYPE, kind=(wire.MsgType.INBOUND, True))
+    s = LinkSocket("vb", wire.ETHERTYPE, kind=INBOUND)
     s.allow_tags(many)
     s.allow_only(crowd)
     with open("/proc/sys/net/core/optmem_max") as f:  # (20 KiB here, unless not per namespace)
