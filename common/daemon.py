@@ -303,7 +303,7 @@ class DaemonBase:
     ) -> int:
         """Every frame waiting on `lan` (up to `limit`), `between` called after each;
         not `stamped`: each arrived when read (for frames whose arrival nothing times); not
-        `flush`: the engine's commands and events wait for the caller's flush.
+        `flush`: the engine's commands, events and timers wait for the caller's flush.
         Returns how many were read.
 
         Lean, since a member reads every frame of every download, most of them another's

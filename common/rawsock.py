@@ -311,12 +311,12 @@ def frame_filter(
     tags: frozenset[int] | None = None,
 ) -> bytes:
     """A classic BPF program: with `kind` (message types, wanted), first drop the frames of
-    another type (wanted) or of one of those types (not wanted); with `tags` (INBOUND frames only), drop
-    the frames whose flow tag's first four bytes are no tag's (two instructions a tag: a frame
-    of one of our flows always passes, another's passes one time in 2**32 / len(tags), and the
-    daemon's checks take it as before); then accept frames whose source address is one of
-    `sources` (for each, five instructions: compare bytes 6..9, then 10..11, accept) and drop
-    the rest, or accept all if `sources` is None."""
+    another type (wanted) or of one of those types (not wanted); with `tags` (INBOUND frames
+    only), drop the frames whose flow tag's first four bytes are no tag's (two instructions a
+    tag: a frame of one of our flows always passes, another's passes one time in
+    2**32 / len(tags), and the daemon's checks take it as before); then accept frames whose
+    source address is one of `sources` (for each, five instructions: compare bytes 6..9, then
+    10..11, accept) and drop the rest, or accept all if `sources` is None."""
     insns = []
     if kind is not None:
         types, wanted = sorted(kind[0]), kind[1]

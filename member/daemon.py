@@ -160,7 +160,7 @@ class MemberDaemon(DaemonBase):
         self.lan = LinkSocket(s.interface, wire.ETHERTYPE, kind=ROUNDS, ring=RING_FRAMES)
         self.outputs = LinkSocket(s.interface, wire.ETHERTYPE, kind=OUTPUTS, ring=RING_FRAMES)
         self.inbound = LinkSocket(s.interface, wire.ETHERTYPE, kind=INBOUND, ring=RING_FRAMES)
-        self.say_without_ring(self.lan, self.inbound)
+        self.say_without_ring(self.lan, self.outputs, self.inbound)
         self.drain = self._make_drain()
         self._start_pacer()
         self.handlers = {
@@ -449,7 +449,7 @@ class MemberDaemon(DaemonBase):
             )
 
     def _filter_sources(self, cmd: FilterSources) -> None:
-        self.filter_sources(cmd.allow, self.lan, self.inbound)
+        self.filter_sources(cmd.allow, self.lan, self.outputs, self.inbound)
 
     def _send(self, cmd: SendFrame) -> None:
         if cmd.at:

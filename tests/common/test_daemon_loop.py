@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from lanon.common.daemon import LAN_BATCH
 from lanon.common.daemon_config import load
-from lanon.common.events import Command, Event, SendFrame
+from lanon.common.events import Command, Event, FilterSources, SendFrame
 from lanon.common.templates import write_coalition
 from lanon.member.config import MemberSettings
 from lanon.member.daemon import INBOUND_PAUSE, INBOUND_PAUSE_AFTER, MemberDaemon
@@ -142,6 +142,28 @@ def test_outputs_wake_nobody_and_are_read_before_what_did(daemon: MemberDaemon) 
     daemon._tick(daemon.reactor.clock())  # woken by anything else: the output is read
     assert engine.got[-1] == b"output 2"  # type: ignore[attr-defined]
     assert not daemon.outputs.waiting()
+
+
+class Filtered:
+    """A LAN socket that records the sources' filter it is given."""
+
+    sources_refused = False
+
+    def __init__(self) -> None:
+        self.allowed: list[frozenset[bytes] | None] = []
+
+    def allow_only(self, sources: frozenset[bytes] | None) -> None:
+        self.allowed.append(sources)
+
+
+def test_the_doors_filter_closes_every_lan_socket(daemon: MemberDaemon) -> None:
+    """A flood's sources are dropped by the kernel on each of the member's three LAN sockets:
+    the outputs' too, or forged outputs would fill its ring and crowd out the real ones."""
+    socks = daemon.lan, daemon.outputs, daemon.inbound = Filtered(), Filtered(), Filtered()  # type: ignore[assignment]
+    trusted = frozenset({b"\x02" * 6})
+    daemon._filter_sources(FilterSources(trusted))
+    daemon._filter_sources(FilterSources(None))
+    assert [s.allowed for s in socks] == [[trusted, None]] * 3
 
 
 def test_frames_longer_than_the_ring_took_are_said_once(
