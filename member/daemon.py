@@ -50,6 +50,10 @@ _OUTPUT_TYPES = frozenset({wire.MsgType.OUTPUT_HEAD, wire.MsgType.OUTPUT_PART})
 OUTPUTS: Kind = (_OUTPUT_TYPES, True)
 INBOUND: Kind = (frozenset({wire.MsgType.INBOUND}), True)
 ROUNDS: Kind = (_OUTPUT_TYPES | INBOUND[0], False)  # OPENs and everything else
+# The outputs' ring (0.8 MiB at a 1500-byte MTU): a round's output is a head and at most a
+# few dozen parts, and it is read at the next OPEN; one the daemon fell too far behind to keep
+# costs only the retry of its cells, as a lost round does.
+OUTPUT_RING_FRAMES = 512
 REFRESH = 1.0  # seconds between refreshes of state gauges
 # After a read of INBOUND_PAUSE_AFTER frames or more, the INBOUND socket is left alone for
 # INBOUND_PAUSE: a download's frames are then read a hundred at a wake-up instead of a few
@@ -158,7 +162,9 @@ class MemberDaemon(DaemonBase):
         # waits on them: a round's output is read before the next OPEN, which it came before);
         # and INBOUND.
         self.lan = LinkSocket(s.interface, wire.ETHERTYPE, kind=ROUNDS, ring=RING_FRAMES)
-        self.outputs = LinkSocket(s.interface, wire.ETHERTYPE, kind=OUTPUTS, ring=RING_FRAMES)
+        self.outputs = LinkSocket(
+            s.interface, wire.ETHERTYPE, kind=OUTPUTS, ring=OUTPUT_RING_FRAMES
+        )
         self.inbound = LinkSocket(s.interface, wire.ETHERTYPE, kind=INBOUND, ring=RING_FRAMES)
         self.say_without_ring(self.lan, self.outputs, self.inbound)
         self.drain = self._make_drain()
