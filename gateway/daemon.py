@@ -220,7 +220,10 @@ class GatewayDaemon(DaemonBase):
 
     def _on_ip(self) -> None:
         """The Internet's packets waiting, for IP_BATCH_TIME at most: the rest stay queued
-        in the kernel for the next turn of the loop, after the LAN's frames and the timers."""
+        in the kernel for the next turn of the loop, after the LAN's frames and the timers.
+        Each packet's frames leave once it is sealed, not after the batch's last: the first
+        frames of a server's window reach the members (who open them on the other cores)
+        while this process seals the rest."""
         clock = self.reactor.clock
         now = start = clock()
         self._awake(now)
@@ -229,9 +232,9 @@ class GatewayDaemon(DaemonBase):
                 self.engine.receive_packet(packet, now, checksum_ready)
             except Exception as exc:
                 self.contain(Stage.CAPTURE, exc)
+            self.flush(now)
             if clock() - start >= IP_BATCH_TIME:
                 break
-        self.flush(now)
 
     def _on_arp(self) -> None:
         now = self.reactor.clock()

@@ -71,3 +71,21 @@ def test_a_batch_of_the_internets_packets_ends_in_time_and_the_rest_wait(tmp_pat
     while d.ip.waiting:  # type: ignore[attr-defined]
         d._on_ip()
     assert d.engine.packets == [bytes([i]) * 20 for i in range(50)]  # type: ignore[attr-defined]
+
+
+def test_each_packets_frames_leave_before_the_next_packet_is_read(tmp_path: Path) -> None:
+    """A server's window arrives as a batch of packets: the first packet's frames are on the
+    LAN (carried out) before the second is sealed, not all of them after the last."""
+    write_coalition(
+        tmp_path, "test", "198.18.0.0/24", [("gateway1", "198.18.0.192/30")], ["a", "b", "c"]
+    )
+    settings, loaded = load(GatewaySettings, tmp_path / "gateway1.toml", "gateway")
+    d = gd.GatewayDaemon(settings, loaded, CollectorRegistry())
+    clock = Clock()
+    d.reactor.clock = clock  # type: ignore[method-assign]
+    engine = d.engine = Engine(clock)  # type: ignore[assignment]
+    d.ip = IpSocket(3)  # type: ignore[assignment]
+    read_at_flush: list[int] = []
+    d.flush = lambda now: read_at_flush.append(len(engine.packets))  # type: ignore[method-assign]
+    d._on_ip()
+    assert read_at_flush[-3:] == [1, 2, 3]
