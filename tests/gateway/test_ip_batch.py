@@ -54,7 +54,8 @@ class IpSocket:
             yield self.waiting.pop(0), True
 
 
-def test_a_batch_of_the_internets_packets_ends_in_time_and_the_rest_wait(tmp_path: Path) -> None:
+def _daemon(tmp_path: Path, packets: int) -> gd.GatewayDaemon:
+    """A gateway daemon whose engine takes 3 ms of its clock a packet, `packets` waiting."""
     write_coalition(
         tmp_path, "test", "198.18.0.0/24", [("gateway1", "198.18.0.192/30")], ["a", "b", "c"]
     )
@@ -63,7 +64,12 @@ def test_a_batch_of_the_internets_packets_ends_in_time_and_the_rest_wait(tmp_pat
     clock = Clock()
     d.reactor.clock = clock  # type: ignore[method-assign]
     d.engine = Engine(clock)  # type: ignore[assignment]
-    d.ip = IpSocket(50)  # type: ignore[assignment]
+    d.ip = IpSocket(packets)  # type: ignore[assignment]
+    return d
+
+
+def test_a_batch_of_the_internets_packets_ends_in_time_and_the_rest_wait(tmp_path: Path) -> None:
+    d = _daemon(tmp_path, 50)
     d._on_ip()
     per_turn = -(-gd.IP_BATCH_TIME // 0.003)  # packets whose 3 ms reach the limit
     assert len(d.engine.packets) == per_turn  # type: ignore[attr-defined]
@@ -76,15 +82,8 @@ def test_a_batch_of_the_internets_packets_ends_in_time_and_the_rest_wait(tmp_pat
 def test_each_packets_frames_leave_before_the_next_packet_is_read(tmp_path: Path) -> None:
     """A server's window arrives as a batch of packets: the first packet's frames are on the
     LAN (carried out) before the second is sealed, not all of them after the last."""
-    write_coalition(
-        tmp_path, "test", "198.18.0.0/24", [("gateway1", "198.18.0.192/30")], ["a", "b", "c"]
-    )
-    settings, loaded = load(GatewaySettings, tmp_path / "gateway1.toml", "gateway")
-    d = gd.GatewayDaemon(settings, loaded, CollectorRegistry())
-    clock = Clock()
-    d.reactor.clock = clock  # type: ignore[method-assign]
-    engine = d.engine = Engine(clock)  # type: ignore[assignment]
-    d.ip = IpSocket(3)  # type: ignore[assignment]
+    d = _daemon(tmp_path, 3)
+    engine: Engine = d.engine  # type: ignore[assignment]
     read_at_flush: list[int] = []
     d.flush = lambda now: read_at_flush.append(len(engine.packets))  # type: ignore[method-assign]
     d._on_ip()
