@@ -221,9 +221,8 @@ class GatewayDaemon(DaemonBase):
     def _on_ip(self) -> None:
         """The Internet's packets waiting, for IP_BATCH_TIME at most: the rest stay queued
         in the kernel for the next turn of the loop, after the LAN's frames and the timers.
-        Each packet's frames leave once it is sealed, not after the batch's last: the first
-        frames of a server's window reach the members (who open them on the other cores)
-        while this process seals the rest."""
+        Each packet's frames leave once it is sealed, not after the batch's last: the members
+        open the first frames of a server's window while this process seals the rest."""
         clock = self.reactor.clock
         now = start = clock()
         self._awake(now)
