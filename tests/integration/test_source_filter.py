@@ -1,7 +1,7 @@
 """The kernel filter a flooded daemon puts on its LAN socket lets only trusted hosts through,
 and a member's three LAN sockets each get their kind of frame (the rounds', their outputs,
-INBOUND), the
-INBOUND one without this host's own frames and only its own flows' (by their tags).
+INBOUND), the INBOUND one without this host's own frames and only its own flows' (by their
+tags).
 
 A namespace of its own with a veth pair: frames from a trusted and an untrusted address are
 sent on one end; the lanon socket on the other end sees only the trusted ones while the
