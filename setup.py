@@ -6,6 +6,7 @@ from setuptools import setup
 setup(
     cffi_modules=[
         "build_backend/native_build.py:drain",
+        "build_backend/native_build.py:pacer",
         "build_backend/native_build.py:native",
     ]
 )

@@ -1,5 +1,6 @@
 """Builds lanon's compiled modules (cffi, API mode): `lanon.member._inbound_drain` from
-member/inbound_drain.c, `lanon.common._native` from common/native.c.
+member/inbound_drain.c, `lanon.member._pacer_loop` from member/pacer_loop.c, `lanon.common._native`
+from common/native.c.
 
 setup.py names them in `cffi_modules`: `pip install` compiles them with the C compiler and the
 Python headers NetfilterQueue needs anyway, and fails without them. A checkout run without an
@@ -32,8 +33,10 @@ def builder(module: str, folder: str, stem: str, libraries: list[str]) -> FFI:
 
 
 drain = builder("_inbound_drain", "member", "inbound_drain", ["dl"])
+pacer = builder("_pacer_loop", "member", "pacer_loop", [])
 native = builder("_native", "common", "native", ["dl"])
 
 if __name__ == "__main__":
     drain.compile(verbose=True)
+    pacer.compile(verbose=True)
     native.compile(verbose=True)

@@ -283,7 +283,7 @@ def seal_parts(
 SEAL_BUFFER = 1 << 17  # a 64 KiB packet's frames fit
 
 
-_native, NOT_COMPILED = compiled.load("common._native", "lanon_native_init2")  # why, if not
+_native, NOT_COMPILED = compiled.load("common._native", "lanon_native_init3")  # why, if not
 
 
 class _SealOut(threading.local):

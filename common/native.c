@@ -27,15 +27,29 @@ typedef int (*aead_encrypt_t)(unsigned char *, unsigned long long *, const unsig
 
 static aead_encrypt_t aead_encrypt[2]; /* by cipher: ChaCha20-Poly1305, AES-256-GCM */
 
-/* The functions common/sodium.py's `seal` and `aes_seal` call, from PyNaCl's module (already
-   loaded, and initialised there). */
-int lanon_native_init2(const char *sodium_module) {
+typedef int (*stream_xor_t)(unsigned char *, const unsigned char *, unsigned long long,
+                            const unsigned char *, uint64_t, const unsigned char *);
+typedef int (*blake2b_t)(unsigned char *, size_t, const unsigned char *, unsigned long long,
+                         const unsigned char *, size_t, const unsigned char *,
+                         const unsigned char *);
+
+static stream_xor_t stream_xor; /* ChaCha20 (original construction), from a block on */
+static blake2b_t blake2b;       /* keyed BLAKE2b, with a salt and a personalisation */
+
+/* The functions common/sodium.py's `seal`, `aes_seal` and `stream_xor` call, and BLAKE2b,
+   from PyNaCl's module (already loaded, and initialised there). */
+int lanon_native_init3(const char *sodium_module) {
     void *lib = dlopen(sodium_module, RTLD_NOW | RTLD_NOLOAD);
     if (lib == NULL)
         return -1;
     aead_encrypt[0] = (aead_encrypt_t)dlsym(lib, "crypto_aead_chacha20poly1305_ietf_encrypt");
     aead_encrypt[1] = (aead_encrypt_t)dlsym(lib, "crypto_aead_aes256gcm_encrypt");
-    return aead_encrypt[0] != NULL && aead_encrypt[1] != NULL ? 0 : -2;
+    stream_xor = (stream_xor_t)dlsym(lib, "crypto_stream_chacha20_xor_ic");
+    blake2b = (blake2b_t)dlsym(lib, "crypto_generichash_blake2b_salt_personal");
+    return aead_encrypt[0] != NULL && aead_encrypt[1] != NULL && stream_xor != NULL &&
+                   blake2b != NULL
+               ? 0
+               : -2;
 }
 
 static void put_be64(unsigned char *p, uint64_t v) {
@@ -91,4 +105,30 @@ uint32_t lanon_sum16(const unsigned char *data, size_t len, uint32_t sum) {
     while (acc >> 16)
         acc = (acc & 0xFFFF) + (acc >> 16);
     return (uint32_t)acc;
+}
+
+#define PAD_KEY_LEN 32
+
+int lanon_apply_pads(unsigned char *vector, size_t len, const unsigned char *keys, size_t nkeys,
+                     uint64_t rnd, uint16_t nslots, uint16_t nentries) {
+    if (stream_xor == NULL || blake2b == NULL)
+        return -1;
+    /* the round's nonce: its number, little-endian (crypto.round_nonce) */
+    unsigned char nonce[8];
+    for (int i = 0; i < 8; i++, rnd >>= 8)
+        nonce[i] = (unsigned char)rnd;
+    /* each key's pad key for this shape (crypto.shape_key): BLAKE2b of the shape, `!HH` */
+    static const unsigned char salt[16];
+    static const unsigned char person[16] = "lanon-pad-shape";
+    const unsigned char shape[4] = {(unsigned char)(nslots >> 8), (unsigned char)nslots,
+                                    (unsigned char)(nentries >> 8), (unsigned char)nentries};
+    unsigned char shaped[PAD_KEY_LEN];
+    for (size_t k = 0; k < nkeys; k++) {
+        if (blake2b(shaped, sizeof shaped, shape, sizeof shape, keys + k * PAD_KEY_LEN,
+                    PAD_KEY_LEN, salt, person) != 0)
+            return -1;
+        if (stream_xor(vector, vector, len, nonce, 1, shaped) != 0)
+            return -1;
+    }
+    return 0;
 }

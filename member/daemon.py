@@ -39,7 +39,7 @@ from lanon.member.config import MemberSettings
 from lanon.member.drain import InboundDrain, Stop
 from lanon.member.engine import MemberEngine
 from lanon.member.metrics import MemberMetrics
-from lanon.member.pacer import InlinePacer, Mode, ProcessPacer
+from lanon.member.pacer import InlinePacer, Mode, ProcessPacer, compiled_loop
 from lanon.member.tun import Tun
 from lanon.member.veto import AnonymityPolicy
 from lanon.member.wallet import Wallet
@@ -422,6 +422,13 @@ class MemberDaemon(DaemonBase):
             return
         self.pacer = pacer
         self.reactor.add_reader(pacer.fileno(), pacer.on_readable)
+        _, missing = compiled_loop()
+        if missing is not None:
+            self.log.warning(
+                "the pacer's compiled loop is %s: it runs in Python, at several times the CPU "
+                "a round (reinstall lanon: pip builds it with gcc and python3-dev)",
+                missing,
+            )
         if pacer.mode is Mode.PROCESS:
             self.log.warning(
                 "the pacer runs without real-time priority (not granted here): under load, "

@@ -7,7 +7,10 @@ or one the scheduler ranks below idle processes because it has used more of the 
 sends later than an idle one. So the frames are handed to a small child process, the pacer,
 which does nothing else: it sleeps until the moment (at real-time priority where the system
 allows it) and sends them on the daemon's LAN socket. Every member's pacer has the same work
-whatever its daemon does, so its timing says nothing about the daemon's traffic.
+whatever its daemon does, so its timing says nothing about the daemon's traffic. Its loop is
+compiled (member/pacer_loop.c, built by `pip install`): it wakes twice a round, and in Python
+each wake-up ran some 20 µs of interpreter on cores that every member's daemon needs in the same
+instant; where it was not built, the same loop runs in Python (`serve`) and the daemon says so.
 
 Protocol on a SOCK_SEQPACKET pair (the daemon's end, the pacer's end):
   daemon -> pacer  `!qQ` due (CLOCK_BOOTTIME ns, the loop's), round; then the answer's whole Ethernet
@@ -40,7 +43,9 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
+from lanon.common import compiled
 from lanon.common.clock import host_clock, host_clock_ns
 from lanon.common.loop import precise_timers
 
@@ -73,6 +78,23 @@ class Mode(enum.Enum):
     REALTIME = "realtime"  # a pacer process at real-time priority
     PROCESS = "process"  # a pacer process at normal priority (real-time refused here)
     INLINE = "inline"  # the daemon's own loop: its load can show in its answers' timing
+
+
+class Loop(enum.Enum):
+    """The pacer process's loop: compiled where it was built (member/pacer_loop.c), else Python."""
+
+    COMPILED = "compiled"
+    PYTHON = "python"
+
+
+def compiled_loop() -> tuple[Any, str | None]:
+    """(the compiled module of the pacer's loop, None), or (None, why it cannot be had: the
+    daemon says so). (Its function's name ends in the number of its interface: a module built
+    from older source lacks it.)"""
+    module, why = compiled.load("member._pacer_loop")
+    if module is not None and not hasattr(module.lib, "lanon_pacer_serve1"):
+        return None, "unusable (built from another version's source)"
+    return module, why
 
 
 class InlinePacer:
@@ -124,9 +146,11 @@ class ProcessPacer:
         lost: Callable[[], None],
         clock: Callable[[], float] = host_clock,
         send: Callable[[bytes], object] | None = None,
+        loop: Loop = Loop.COMPILED,
     ) -> None:
         """`lan`: the LAN socket the pacer sends on; `send`: the daemon's way to send a frame
-        on it (the socket's own `send`, a full buffer or a link down forgiven, if None)."""
+        on it (the socket's own `send`, a full buffer or a link down forgiven, if None);
+        `loop`: the pacer's (the compiled one falls back to Python where it was not built)."""
         self._report = report
         self._lost = lost
         self._send = send or _sender(lan)
@@ -143,7 +167,15 @@ class ProcessPacer:
         try:
             self.proc = subprocess.Popen(
                 # -P: nothing from the working directory comes before lanon's own modules
-                [sys.executable, "-P", "-c", BOOT, str(theirs.fileno()), str(lan.fileno())],
+                [
+                    sys.executable,
+                    "-P",
+                    "-c",
+                    BOOT,
+                    str(theirs.fileno()),
+                    str(lan.fileno()),
+                    loop.value,
+                ],
                 pass_fds=(theirs.fileno(), lan.fileno()),
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "LANON_SITE": os.pathsep.join(p for p in sys.path if p)},
@@ -320,9 +352,23 @@ def serve(ctl: socket.socket, lan: socket.socket) -> None:
             report_at = now + int(REPORT_EVERY * NS)
 
 
+def serve_compiled(ctl: socket.socket, lan: socket.socket) -> bool:
+    """`serve`, in compiled code (member/pacer_loop.c): False if it is not built here."""
+    module, _why = compiled_loop()
+    if module is None:
+        return False
+    done = module.lib.lanon_pacer_serve1(
+        ctl.fileno(), lan.fileno(), int(LATE_AFTER * NS), int(REPORT_EVERY * NS)
+    )
+    if done != 0:  # (its pair or the clock failed: nothing the Python loop would do better)
+        raise OSError(module.ffi.errno, "the pacer's loop ended")
+    return True
+
+
 def main(argv: list[str]) -> int:
     ctl = socket.socket(fileno=int(argv[0]))
     lan = socket.socket(fileno=int(argv[1]))
+    loop = argv[2] if len(argv) > 2 else Loop.COMPILED.value
     # A stop signal is for the daemon (the pacer is in its process group): the pacer ends
     # when the daemon's end of the pair closes, after the daemon's last answer.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -330,7 +376,8 @@ def main(argv: list[str]) -> int:
     precise_timers()
     ctl.send(b"\1" if realtime() else b"\0")
     with contextlib.suppress(KeyboardInterrupt, BrokenPipeError, ConnectionResetError):
-        serve(ctl, lan)
+        if loop != Loop.COMPILED.value or not serve_compiled(ctl, lan):
+            serve(ctl, lan)
     return 0
 
 

@@ -47,5 +47,6 @@ def test_a_read_only_checkout_installs_without_being_written(tmp_path: Path) -> 
     assert (package / "deploy" / "install.py").is_file()
     assert (package / "deploy" / "docker" / "Dockerfile").is_file()  # the guide lists it
     assert not (target / "common").exists()  # only lanon.* lands in site-packages
-    # the compiled INBOUND path, built from its source (member/inbound_drain.c)
+    # the compiled INBOUND path and pacer's loop, built from their source (member/*.c)
     assert list((package / "member").glob("_inbound_drain*.so"))
+    assert list((package / "member").glob("_pacer_loop*.so"))

@@ -1,4 +1,5 @@
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,25 @@ def test_a_pad_bit_is_the_bit_of_the_pad_at_that_position() -> None:
     pad = crypto.apply_pads(bytes(64), [k], 9, 3, 16)
     bits = [(pad[i // 8] >> (7 - i % 8)) & 1 for i in range(512)]
     assert [crypto.pad_bit(k, 9, i, 3, 16) for i in range(512)] == bits
+
+
+def test_the_compiled_pads_are_the_python_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every member makes its pads in one compiled call (common/native.c) where it was built;
+    a checkout never installed makes them in Python. Both must give the same bytes, or the
+    pads of two members would not cancel."""
+    assert crypto._native is not None  # built by `pip install`
+    rng = random.Random(11)
+    cases = [(b"", [], 1, 1, 4), (bytes(100), [rng.randbytes(32)], 2**64 - 1, 65535, 65535)]
+    for _ in range(200):
+        keys = [rng.randbytes(32) for _ in range(rng.randrange(9))]
+        shape = rng.randrange(65536), rng.randrange(65536)
+        cases.append((rng.randbytes(rng.randrange(3000)), keys, rng.randrange(2**64), *shape))
+    compiled = [crypto.apply_pads(*case) for case in cases]
+    monkeypatch.setattr(crypto, "_native", None)
+    assert [crypto.apply_pads(*case) for case in cases] == compiled
+    monkeypatch.undo()
+    with pytest.raises(ValueError):  # (the compiled call trusts the keys' length)
+        crypto.apply_pads(bytes(10), [bytes(31)], 1, 1, 4)
 
 
 def test_an_exchange_is_proven_without_the_private_key() -> None:

@@ -10,8 +10,10 @@ import signal
 import socket
 import time
 
+import pytest
+
 from lanon.common.clock import host_clock
-from lanon.member.pacer import REPORT_EVERY, InlinePacer, Mode, ProcessPacer
+from lanon.member.pacer import REPORT_EVERY, InlinePacer, Loop, Mode, ProcessPacer, compiled_loop
 
 FRAME = b"\xff" * 6 + b"\x02" * 6 + b"\x88\xb5" + b"answer"
 
@@ -36,10 +38,19 @@ def drain(pacer: ProcessPacer, until: float) -> None:
         time.sleep(0.005)
 
 
-def test_an_answer_leaves_at_its_moment_and_late_ones_are_reported_together() -> None:
+def test_the_compiled_loop_is_built() -> None:
+    """`pip install` builds it (./run's install checks it too): the pacer does not fall back
+    to its Python loop unnoticed."""
+    assert compiled_loop()[1] is None
+
+
+@pytest.mark.parametrize("loop", list(Loop))
+def test_an_answer_leaves_at_its_moment_and_late_ones_are_reported_together(loop: Loop) -> None:
+    """Either loop: the compiled one (as daemons run it) and Python's (a checkout never
+    installed), through the same protocol."""
     lan, wire_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     r = Reports()
-    pacer = ProcessPacer(lan, r.report, r.gone)
+    pacer = ProcessPacer(lan, r.report, r.gone, loop=loop)
     try:
         assert pacer.mode in (Mode.REALTIME, Mode.PROCESS)
         due = host_clock() + 0.05
@@ -92,7 +103,8 @@ def test_an_answer_leaves_at_its_moment_and_late_ones_are_reported_together() ->
     assert pacer.proc.returncode == 0  # it ended when the daemon's end closed
 
 
-def test_the_parts_of_one_answer_go_the_way_its_first_went() -> None:
+@pytest.mark.parametrize("loop", list(Loop))
+def test_the_parts_of_one_answer_go_the_way_its_first_went(loop: Loop) -> None:
     """An answer over one message's size is handed over in several: if its moment passes
     between them, the rest still go to the pacer, in order, behind the first (none from the
     daemon ahead of them, no second count of one late answer)."""
@@ -106,7 +118,7 @@ def test_the_parts_of_one_answer_go_the_way_its_first_went() -> None:
         calls.append(0.0)
         return due - 0.01 if len(calls) == 1 else due + 1.0
 
-    pacer = ProcessPacer(lan, r.report, r.gone, clock)
+    pacer = ProcessPacer(lan, r.report, r.gone, clock, loop=loop)
     try:
         big = [FRAME + bytes([k]) * 1400 for k in range(100)]  # three messages
         for f in big:
