@@ -11,11 +11,13 @@ how much of the file the first half of the time delivered, and the rate of the s
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import math
 import re
 import statistics
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,28 +98,49 @@ def summarize(probes: list[Probe]) -> ServerView | None:
     )
 
 
-def record(download: Callable[[], float], port: int = 80) -> tuple[float, ServerView | None]:
+def record(
+    download: Callable[[], float], port: int = 80, tracing: Path = TRACING
+) -> tuple[float, ServerView | None]:
     """`download()` (MB/s) with the server's probes traced (root, tracefs), in a tracing
     instance of our own: the machine's trace buffer and whoever uses it are left alone, and
     the instance is removed whatever happens."""
-    if not (TRACING / EVENT).is_dir():
-        raise OSError(f"no {TRACING / EVENT} (tracefs not mounted, or a kernel without tcp_probe)")
-    instance = TRACING / "instances" / INSTANCE
-    if instance.exists():
-        instance.rmdir()  # (one a run before us left, killed)
-    instance.mkdir()
-    try:
-        event = instance / EVENT
-        (event / "filter").write_text(f"sport == {port}")
-        (event / "enable").write_text("1")
+    with tracefs(tracing):
+        if not (tracing / EVENT).is_dir():
+            raise OSError(f"no {tracing / EVENT} (a kernel without tcp_probe)")
+        instance = tracing / "instances" / INSTANCE
+        if instance.exists():
+            instance.rmdir()  # (one a run before us left, killed)
+        instance.mkdir()
         try:
-            speed = download()
+            event = instance / EVENT
+            (event / "filter").write_text(f"sport == {port}")
+            (event / "enable").write_text("1")
+            try:
+                speed = download()
+            finally:
+                (event / "enable").write_text("0")
+            text = (instance / "trace").read_text()
         finally:
-            (event / "enable").write_text("0")
-        text = (instance / "trace").read_text()
-    finally:
-        instance.rmdir()
+            instance.rmdir()
     return speed, None if math.isnan(speed) else summarize(parse(text))
+
+
+@contextlib.contextmanager
+def tracefs(path: Path) -> Iterator[None]:
+    """tracefs at `path` for the block: mounted there for it, and unmounted after, where a
+    fresh machine has not mounted it (Debian mounts it only when something asks)."""
+    if (path / "events").is_dir():
+        yield
+        return
+    done = subprocess.run(
+        ["mount", "-t", "tracefs", "nodev", str(path)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise OSError(f"tracefs could not be mounted at {path}: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], capture_output=True)  # (busy: left mounted)
 
 
 def describe(view: ServerView | None, speed: float) -> str:
