@@ -127,8 +127,8 @@ def record(
 
 @contextlib.contextmanager
 def tracefs(path: Path) -> Iterator[None]:
-    """tracefs at `path` for the block: mounted there for it, and unmounted after, where a
-    fresh machine has not mounted it (Debian mounts it only when something asks)."""
+    """tracefs at `path` for the block: mounted there for it, and unmounted after, where the
+    machine has not mounted it (not every one does at boot)."""
     if (path / "events").is_dir():
         yield
         return

@@ -66,7 +66,7 @@ def _check(speed: float, view: serverview.ServerView | None) -> None:
 def test_a_download_traced_gives_its_view_and_leaves_tracing_as_it_was() -> None:
     require_root_lab()
     tracing = serverview.TRACING
-    mounted = (tracing / "events").is_dir()  # (a fresh machine: not yet)
+    mounted = (tracing / "events").is_dir()  # (a machine may not have mounted it)
     event = tracing / serverview.EVENT
     was = (event / "enable").read_text() if mounted else ""
     _check(*_traced(tracing))
@@ -77,8 +77,8 @@ def test_a_download_traced_gives_its_view_and_leaves_tracing_as_it_was() -> None
 
 
 def test_where_tracefs_is_not_mounted_it_is_for_the_download_only(tmp_path: Path) -> None:
-    """A machine that has not mounted tracefs (Debian mounts it when something asks): the
-    view is had all the same, and nothing stays mounted."""
+    """A machine that has not mounted tracefs (not every one does at boot): the view is had
+    all the same, and nothing stays mounted."""
     require_root_lab()
     tracing = tmp_path / "tracing"
     tracing.mkdir()
