@@ -91,10 +91,7 @@ def compiled_loop() -> tuple[Any, str | None]:
     """(the compiled module of the pacer's loop, None), or (None, why it cannot be had: the
     daemon says so). (Its function's name ends in the number of its interface: a module built
     from older source lacks it.)"""
-    module, why = compiled.load("member._pacer_loop")
-    if module is not None and not hasattr(module.lib, "lanon_pacer_serve1"):
-        return None, "unusable (built from another version's source)"
-    return module, why
+    return compiled.load("member._pacer_loop", needs="lanon_pacer_serve1")
 
 
 class InlinePacer:

@@ -30,3 +30,6 @@ def test_a_module_never_built_or_built_from_another_versions_source_is_said(
     stale.lib.lanon_native_init3 = lambda path: -2  # type: ignore[attr-defined]
     module, why = compiled.load("common._stale", "lanon_native_init3")
     assert module is None and why is not None and "not found" in why
+    module, why = compiled.load("common._stale", needs="lanon_apply_pads")
+    assert module is None and why is not None and why.startswith("unusable")
+    assert compiled.load("common._stale", needs="lanon_sum16")[0] is stale
